@@ -1,0 +1,97 @@
+//! Conflicts: two writes to the same register that had not observed each
+//! other, resolved by discarding one value. Each is reported so the conflict
+//! journal can keep the loser: nothing is lost silently.
+
+use serde::{Deserialize, Serialize};
+
+use crate::blob::Blob;
+use crate::num::Displaced;
+use crate::value::{Kind, Ttl};
+use crate::vv::Tag;
+
+/// Which merge rule resolved a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rule {
+    /// Concurrent writes of a string, hash field or score: the larger tag wins.
+    LastWriterWins,
+    /// Concurrent TTLs: PERSIST beats any deadline, else the later deadline.
+    LongestTtl,
+    /// Concurrent writes of different types: the newest write's type is shown.
+    TypeChange,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::LastWriterWins => "lww",
+            Rule::LongestTtl => "ttl-longest",
+            Rule::TypeChange => "type-change",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub key: Blob,
+    /// Hash field or sorted-set member, when the conflict is inside a key.
+    pub sub: Option<Blob>,
+    pub kind: Kind,
+    pub rule: Rule,
+    pub winner: Tag,
+    pub loser: Tag,
+    /// The discarded value, as the client wrote it.
+    pub loser_value: Blob,
+}
+
+impl Conflict {
+    pub(crate) fn register(key: &[u8], sub: Option<&[u8]>, kind: Kind, d: Displaced<Blob>) -> Conflict {
+        Conflict {
+            key: Blob::from(key),
+            sub: sub.map(Blob::from),
+            kind,
+            rule: Rule::LastWriterWins,
+            winner: d.winner,
+            loser: d.loser.tag,
+            loser_value: d.loser.val,
+        }
+    }
+
+    pub(crate) fn score(key: &[u8], member: &[u8], d: Displaced<f64>) -> Conflict {
+        Conflict {
+            key: Blob::from(key),
+            sub: Some(Blob::from(member)),
+            kind: Kind::ZSet,
+            rule: Rule::LastWriterWins,
+            winner: d.winner,
+            loser: d.loser.tag,
+            loser_value: Blob::from(format!("{}", d.loser.val).as_str()),
+        }
+    }
+
+    pub(crate) fn ttl(key: &[u8], kind: Kind, winner: Ttl, loser: Ttl) -> Conflict {
+        let shown = loser
+            .deadline_ms
+            .map_or_else(|| "persist".to_string(), |d| format!("deadline_ms={d}"));
+        Conflict {
+            key: Blob::from(key),
+            sub: None,
+            kind,
+            rule: Rule::LongestTtl,
+            winner: winner.tag,
+            loser: loser.tag,
+            loser_value: Blob::from(shown.as_str()),
+        }
+    }
+
+    pub(crate) fn type_change(key: &[u8], shown: Kind, hidden: Kind, tag: Tag) -> Conflict {
+        Conflict {
+            key: Blob::from(key),
+            sub: None,
+            kind: hidden,
+            rule: Rule::TypeChange,
+            winner: tag,
+            loser: tag,
+            loser_value: Blob::from(format!("{} hidden by {}", hidden.name(), shown.name()).as_str()),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Meridian's pure core: clocks, causality and the CRDT value types.
+//!
+//! # Layout
+//! - [`region`]: interned region ids (ordering by name breaks LWW ties).
+//! - [`hlc`]: hybrid logical clock; time is always passed in.
+//! - [`vv`]: dots `(region, seq)`, tags `(hlc, dot)`, version vectors.
+//! - [`blob`]: inline-when-small byte strings for keys and values.
+//! - [`num`]: the counting register shared by strings, hash fields and scores.
+//! - [`value`]: typed values (string, hash, set, sorted set), TTL, and how an
+//!   effect or a state merge changes a key.
+//! - [`op`]: the replicated op and its effects.
+//! - [`conflict`]: what a merge discarded, for the conflict journal.
+//!
+//! This crate does no I/O, reads no clock and draws no randomness: a
+//! simulator drives exactly the code that production runs.
+
+pub mod blob;
+pub mod conflict;
+pub mod hlc;
+pub mod num;
+pub mod op;
+pub mod region;
+pub mod value;
+pub mod vv;
+
+pub use blob::Blob;
+pub use conflict::{Conflict, Rule};
+pub use hlc::{ClockAhead, Hlc, HlcClock};
+pub use num::{Contrib, Counter, Delta, NumReg, Unobserved};
+pub use op::{Effect, EffectKind, KeyObs, Op, OpCtx, SubObs};
+pub use region::{RegionId, RegionIdError};
+pub use value::{Entry, HashVal, Kind, SetVal, Value, ZMember, ZSetVal};
+pub use vv::{Dot, Tag, VersionVector};

@@ -1,0 +1,322 @@
+//! Registers that can also count: the rule shared by string keys, hash fields
+//! and sorted-set scores.
+//!
+//! A [`NumReg`] is a last-writer-wins *base* plus a PN-counter of per-region
+//! *contributions*. Increments never overwrite: each region keeps a running
+//! total of its own increments (`Contrib`), and totals only grow in seq order.
+//! A write (SET, HSET, ZADD) or a delete records the totals it had observed as
+//! *offsets*; the visible number is `base + Σ (contribution − offset)`, so a
+//! concurrent increment the writer never saw is added on top instead of lost.
+//!
+//! Merge laws (proved by the property tests in `tests/`):
+//! - contributions and offsets are per-region maxima by seq: a join-semilattice;
+//! - the base is a causal last-writer-wins register: a base survives a merge
+//!   unless the other side's context covers its dot and it does not hold it;
+//!   two surviving bases keep the larger [`Tag`];
+//! hence merge is commutative, associative and idempotent.
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::region::RegionId;
+use crate::vv::{Dot, Tag, VersionVector};
+
+/// The running total of one region's increments, as of that region's op `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Contrib {
+    pub region: RegionId,
+    pub seq: u64,
+    pub int: i64,
+    pub float: f64,
+}
+
+/// Per-region running totals and the totals already reset by writes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counter {
+    pub contrib: SmallVec<[Contrib; 1]>,
+    pub offsets: SmallVec<[Contrib; 1]>,
+}
+
+/// An increment: integer (INCR, HINCRBY) or floating point (INCRBYFLOAT, ZINCRBY).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Delta {
+    Int(i64),
+    Float(f64),
+}
+
+/// The part of a number that no winning write has reset.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Unobserved {
+    pub int: i128,
+    pub float: f64,
+    /// Some region has increments beyond what the offsets reset.
+    pub any: bool,
+}
+
+fn upsert_max(list: &mut SmallVec<[Contrib; 1]>, c: Contrib) {
+    match list.iter_mut().find(|x| x.region == c.region) {
+        Some(slot) => {
+            if c.seq > slot.seq {
+                *slot = c;
+            }
+        }
+        None => {
+            let at = list.partition_point(|x| x.region < c.region);
+            list.insert(at, c);
+        }
+    }
+}
+
+impl Counter {
+    /// Applies one increment made by op `dot`. Several increments of one op
+    /// (a MULTI/EXEC block) share the dot and add up.
+    pub fn add(&mut self, dot: Dot, delta: Delta) {
+        let region = dot.region();
+        let slot = match self.contrib.iter_mut().position(|x| x.region == region) {
+            Some(i) => &mut self.contrib[i],
+            None => {
+                let at = self.contrib.partition_point(|x| x.region < region);
+                self.contrib.insert(
+                    at,
+                    Contrib {
+                        region,
+                        seq: 0,
+                        int: 0,
+                        float: 0.0,
+                    },
+                );
+                &mut self.contrib[at]
+            }
+        };
+        if dot.seq() < slot.seq {
+            return;
+        }
+        slot.seq = dot.seq();
+        match delta {
+            Delta::Int(d) => slot.int = slot.int.wrapping_add(d),
+            Delta::Float(d) => slot.float += d,
+        }
+    }
+
+    /// Records that a write reset the totals in `observed`.
+    pub fn reset(&mut self, observed: &[Contrib]) {
+        for &c in observed {
+            upsert_max(&mut self.offsets, c);
+        }
+    }
+
+    pub fn unobserved(&self) -> Unobserved {
+        let mut u = Unobserved::default();
+        for c in &self.contrib {
+            let off = self.offsets.iter().find(|o| o.region == c.region);
+            let (seq, int, float) = off.map_or((0, 0, 0.0), |o| (o.seq, o.int, o.float));
+            if c.seq > seq {
+                u.any = true;
+                u.int += c.int.wrapping_sub(int) as i128;
+                u.float += c.float - float;
+            }
+        }
+        u
+    }
+
+    pub fn join(&mut self, other: &Counter) {
+        for &c in &other.contrib {
+            upsert_max(&mut self.contrib, c);
+        }
+        for &c in &other.offsets {
+            upsert_max(&mut self.offsets, c);
+        }
+    }
+}
+
+/// A last-writer-wins value with the tag of the write that set it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reg<V> {
+    pub val: V,
+    pub tag: Tag,
+}
+
+/// A base value that loses to a concurrent write and is dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Displaced<V> {
+    pub loser: Reg<V>,
+    pub winner: Tag,
+}
+
+/// Concurrent writes of one register, none of which observed the others.
+///
+/// Readers see the largest tag; the others stay so that a later delete that
+/// observed only the winner uncovers them (observed-remove), which is what
+/// makes op replay and state merge agree. A later write that observed them
+/// all leaves a single value again, so there is at most one per region.
+pub type Siblings<V> = SmallVec<[Reg<V>; 1]>;
+
+/// Last-writer-wins base plus counter; see the module docs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NumReg<V> {
+    pub base: Siblings<V>,
+    pub counter: Option<Box<Counter>>,
+}
+
+impl<V> Default for NumReg<V> {
+    fn default() -> Self {
+        NumReg {
+            base: SmallVec::new(),
+            counter: None,
+        }
+    }
+}
+
+/// What a write or delete knows of the writer's causal past.
+pub trait Observes {
+    fn observed(&self, dot: Dot) -> bool;
+}
+
+impl Observes for VersionVector {
+    fn observed(&self, dot: Dot) -> bool {
+        self.covers(dot)
+    }
+}
+
+/// Adds `new` to concurrent `siblings`, reporting each pair it decides.
+fn add_sibling<V: Clone>(siblings: &mut Siblings<V>, new: Reg<V>) -> Vec<Displaced<V>> {
+    if siblings.iter().any(|s| s.tag == new.tag) {
+        return Vec::new();
+    }
+    let displaced = siblings
+        .iter()
+        .map(|s| {
+            if s.tag > new.tag {
+                Displaced { loser: new.clone(), winner: s.tag }
+            } else {
+                Displaced { loser: s.clone(), winner: new.tag }
+            }
+        })
+        .collect();
+    let at = siblings.partition_point(|s| s.tag < new.tag);
+    siblings.insert(at, new);
+    displaced
+}
+
+/// Causal join of two sibling sets (see the module docs).
+pub fn join_siblings<V: Clone>(
+    mine: &mut Siblings<V>,
+    ctx: &VersionVector,
+    theirs: &Siblings<V>,
+    their_ctx: &VersionVector,
+) -> Vec<Displaced<V>> {
+    mine.retain(|m| theirs.iter().any(|t| t.tag == m.tag) || !their_ctx.covers(m.tag.dot));
+    let mut displaced = Vec::new();
+    for t in theirs {
+        if !ctx.covers(t.tag.dot) {
+            displaced.extend(add_sibling(mine, t.clone()));
+        }
+    }
+    displaced
+}
+
+impl<V: Clone> NumReg<V> {
+    /// The base readers see: the largest tag among concurrent writes.
+    pub fn visible(&self) -> Option<&Reg<V>> {
+        self.base.last()
+    }
+
+    /// Present to readers: a base, or increments no write has reset.
+    pub fn is_live(&self) -> bool {
+        !self.base.is_empty() || self.unobserved().any
+    }
+
+    /// Holds nothing at all and can be forgotten.
+    pub fn is_empty(&self) -> bool {
+        self.base.is_empty() && self.counter.is_none()
+    }
+
+    pub fn unobserved(&self) -> Unobserved {
+        self.counter
+            .as_ref()
+            .map_or(Unobserved::default(), |c| c.unobserved())
+    }
+
+    /// The totals a write made here now would reset.
+    pub fn observation(&self) -> SmallVec<[Contrib; 1]> {
+        self.counter
+            .as_ref()
+            .map_or_else(SmallVec::new, |c| c.contrib.clone())
+    }
+
+    /// A write of `val`: replaces the bases it observed; concurrent ones stay
+    /// as siblings and each pair is reported.
+    pub fn write(
+        &mut self,
+        val: V,
+        tag: Tag,
+        observed: &[Contrib],
+        ctx: &impl Observes,
+    ) -> Vec<Displaced<V>> {
+        self.reset_counter(observed);
+        self.base.retain(|b| !ctx.observed(b.tag.dot) || b.tag == tag);
+        add_sibling(&mut self.base, Reg { val, tag })
+    }
+
+    /// A delete: drops the observed bases and resets observed increments.
+    pub fn remove(&mut self, observed: &[Contrib], ctx: &impl Observes) {
+        self.remove_if(observed, ctx, |_| true)
+    }
+
+    /// Like [`remove`](Self::remove), but only bases for which `pred` holds.
+    pub fn remove_if(
+        &mut self,
+        observed: &[Contrib],
+        ctx: &impl Observes,
+        pred: impl Fn(&Tag) -> bool,
+    ) {
+        self.reset_counter(observed);
+        self.base.retain(|b| !(ctx.observed(b.tag.dot) && pred(&b.tag)));
+        self.drop_settled_counter();
+    }
+
+    pub fn incr(&mut self, dot: Dot, delta: Delta) {
+        self.counter.get_or_insert_with(Default::default).add(dot, delta);
+    }
+
+    fn reset_counter(&mut self, observed: &[Contrib]) {
+        if observed.is_empty() {
+            return;
+        }
+        self.counter
+            .get_or_insert_with(Default::default)
+            .reset(observed);
+    }
+
+    /// A counter whose every contribution is reset and that has no base is
+    /// still needed: a later increment from a region is measured against the
+    /// offsets. It is only forgettable when it never counted anything.
+    fn drop_settled_counter(&mut self) {
+        if let Some(c) = &self.counter {
+            if c.contrib.is_empty() {
+                self.counter = None;
+            }
+        }
+    }
+
+    /// State merge with causal contexts (see module docs).
+    pub fn join(
+        &mut self,
+        ctx: &VersionVector,
+        other: &NumReg<V>,
+        other_ctx: &VersionVector,
+    ) -> Vec<Displaced<V>> {
+        if let Some(oc) = &other.counter {
+            self.counter.get_or_insert_with(Default::default).join(oc);
+        }
+        let displaced = join_siblings(&mut self.base, ctx, &other.base, other_ctx);
+        self.drop_settled_counter();
+        displaced
+    }
+
+    /// The largest tag that makes this value visible, for electing which
+    /// type a key shows after a concurrent type change.
+    pub fn stamp(&self) -> Option<Tag> {
+        self.visible().map(|b| b.tag)
+    }
+}

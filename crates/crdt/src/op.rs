@@ -1,0 +1,113 @@
+//! Replicated ops: what a write command becomes once it has been checked
+//! against local state.
+//!
+//! An [`Op`] is one atomic unit (a command, or a whole MULTI/EXEC block) with
+//! one dot and one HLC. It carries `ctx`, the origin's version vector when it
+//! was written: every element whose dot `ctx` covers was *observed* by the
+//! writer, and only observed elements are ever removed or overwritten. That is
+//! what makes "add wins", "a delete removes only what it observed" and exact
+//! conflict detection fall out of one rule.
+//!
+//! Ops that reset counters carry the running totals the writer observed
+//! (`obs`), because a receiver may have seen more of a region's increments than
+//! the writer had.
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::blob::Blob;
+use crate::num::{Contrib, Delta, Observes};
+use crate::vv::{Dot, Tag, VersionVector};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Op {
+    pub tag: Tag,
+    pub ctx: VersionVector,
+    pub effects: Vec<Effect>,
+}
+
+impl Op {
+    pub fn dot(&self) -> Dot {
+        self.tag.dot
+    }
+
+    pub fn context(&self) -> OpCtx<'_> {
+        OpCtx {
+            tag: self.tag,
+            vv: &self.ctx,
+        }
+    }
+}
+
+/// The causal view an effect is applied with.
+#[derive(Debug, Clone, Copy)]
+pub struct OpCtx<'a> {
+    pub tag: Tag,
+    pub vv: &'a VersionVector,
+}
+
+impl Observes for OpCtx<'_> {
+    /// Covered by the writer's version vector, or written earlier in the same op.
+    fn observed(&self, dot: Dot) -> bool {
+        dot == self.tag.dot || self.vv.covers(dot)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    pub key: Blob,
+    pub kind: EffectKind,
+}
+
+/// Counter totals a writer observed under one field or member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubObs {
+    pub sub: Blob,
+    pub totals: SmallVec<[Contrib; 1]>,
+}
+
+/// Counter totals a key-wide delete observed, per type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyObs {
+    pub string: SmallVec<[Contrib; 1]>,
+    pub fields: Vec<SubObs>,
+    pub members: Vec<SubObs>,
+}
+
+impl KeyObs {
+    pub fn is_empty(&self) -> bool {
+        self.string.is_empty() && self.fields.is_empty() && self.members.is_empty()
+    }
+}
+
+pub fn obs_for<'a>(list: &'a [SubObs], sub: &[u8]) -> &'a [Contrib] {
+    list.iter()
+        .find(|o| o.sub.as_bytes() == sub)
+        .map_or(&[], |o| &o.totals[..])
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EffectKind {
+    /// DEL/UNLINK/FLUSH: removes everything of the key the writer observed.
+    Del { obs: KeyObs },
+    /// Expiry: removes what the writer observed and that was written at or
+    /// before the deadline, so a write made after the deadline survives.
+    Expire { deadline_ms: u64, obs: KeyObs },
+    /// EXPIRE family (`Some`) or PERSIST (`None`).
+    SetTtl { deadline_ms: Option<u64> },
+    /// A string write over a key of any type (SET, APPEND, SETRANGE, GETSET…).
+    StrSet {
+        value: Blob,
+        keep_ttl: bool,
+        obs: KeyObs,
+    },
+    StrIncr { delta: Delta },
+    HSet { fields: Vec<(Blob, Blob)>, obs: Vec<SubObs> },
+    HDel { fields: Vec<Blob>, obs: Vec<SubObs> },
+    HIncr { field: Blob, delta: Delta },
+    SAdd { members: Vec<Blob> },
+    SRem { members: Vec<Blob> },
+    ZAdd { members: Vec<(Blob, f64)>, obs: Vec<SubObs> },
+    ZIncr { member: Blob, delta: f64 },
+    ZRem { members: Vec<Blob>, obs: Vec<SubObs> },
+}

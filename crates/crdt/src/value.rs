@@ -1,0 +1,823 @@
+//! The typed values a key holds, and how effects and merges change them.
+//!
+//! Every element (string base, hash field, set member, sorted-set member) keeps
+//! the [`Tag`] of the write that made it. Removal is always *observed-remove*:
+//! an effect removes an element only if the effect's context covers the
+//! element's dot. Concurrent additions therefore survive removals (add wins),
+//! and concurrent overwrites of one register resolve by the larger tag with the
+//! loser reported as a [`Conflict`].
+//!
+//! A key normally holds one type. Two regions can concurrently give one key two
+//! types (SET vs SADD); both values are then kept, side by side, and the key
+//! shows the one with the newest write — a product of CRDTs, so it converges
+//! whatever the order — while the hidden one is journaled.
+
+use std::collections::BTreeSet;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::blob::Blob;
+use crate::conflict::Conflict;
+use crate::num::{Contrib, Delta, Displaced, NumReg, Observes};
+use crate::op::{obs_for, EffectKind, KeyObs, OpCtx, SubObs};
+use crate::vv::{Tag, VersionVector};
+
+pub type Hasher = foldhash::fast::RandomState;
+pub type Map<V> = IndexMap<Blob, V, Hasher>;
+
+/// The Redis type a value shows as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    String,
+    Hash,
+    Set,
+    ZSet,
+}
+
+impl Kind {
+    /// The name `TYPE` replies with.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Hash => "hash",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+        }
+    }
+}
+
+/// An element of a collection: live elements are visible, empty ones can be
+/// forgotten, and the rest (counter offsets of a removed field) are kept out
+/// of sight so a late increment is measured correctly.
+pub trait Element: Default + Clone {
+    fn is_live(&self) -> bool;
+    fn is_empty(&self) -> bool;
+    /// Causal join; `None` context means "absent on the other side".
+    fn join_with(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) -> Vec<Displaced<Blob>>;
+}
+
+impl Element for NumReg<Blob> {
+    fn is_live(&self) -> bool {
+        NumReg::is_live(self)
+    }
+    fn is_empty(&self) -> bool {
+        NumReg::is_empty(self)
+    }
+    fn join_with(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) -> Vec<Displaced<Blob>> {
+        self.join(ctx, other, other_ctx)
+    }
+}
+
+/// Live elements and removed-but-remembered ones, each with stable insertion
+/// order so SCAN cursors can walk them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Elems<V> {
+    pub live: Map<V>,
+    pub graves: Map<V>,
+}
+
+impl<V: PartialEq> PartialEq for Elems<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.live == other.live && self.graves == other.graves
+    }
+}
+
+impl<V: Element> Elems<V> {
+    pub fn get(&self, k: &[u8]) -> Option<&V> {
+        self.live.get(k)
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty() && self.graves.is_empty()
+    }
+
+    /// Runs `f` on element `k` (creating it if absent) and files the result
+    /// under live, graves, or nowhere. A live element that stays live is
+    /// changed in place, so SCAN never loses it.
+    pub fn update<R>(&mut self, k: &[u8], f: impl FnOnce(&mut V) -> R) -> R {
+        if let Some(v) = self.live.get_mut(k) {
+            let r = f(v);
+            if !v.is_live() {
+                if let Some((key, v)) = self.live.swap_remove_entry(k) {
+                    if !v.is_empty() {
+                        self.graves.insert(key, v);
+                    }
+                }
+            }
+            return r;
+        }
+        let (key, mut v) = self
+            .graves
+            .swap_remove_entry(k)
+            .unwrap_or_else(|| (Blob::from(k), V::default()));
+        let r = f(&mut v);
+        if v.is_live() {
+            self.live.insert(key, v);
+        } else if !v.is_empty() {
+            self.graves.insert(key, v);
+        }
+        r
+    }
+
+    pub fn keys(&self) -> Vec<Blob> {
+        self.live.keys().chain(self.graves.keys()).cloned().collect()
+    }
+
+    fn join(&mut self, ctx: &VersionVector, other: &Elems<V>, other_ctx: &VersionVector) -> Vec<(Blob, Displaced<Blob>)> {
+        let mut displaced = Vec::new();
+        let mut keys = self.keys();
+        keys.extend(other.keys());
+        keys.sort();
+        keys.dedup();
+        let empty = V::default();
+        for k in keys {
+            let theirs = other.live.get(&k[..]).or_else(|| other.graves.get(&k[..])).unwrap_or(&empty);
+            for d in self.update(&k, |mine| mine.join_with(ctx, theirs, other_ctx)) {
+                displaced.push((k.clone(), d));
+            }
+        }
+        displaced
+    }
+}
+
+/// The tags of the concurrent adds that keep a set member present.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Presence(pub SmallVec<[Tag; 1]>);
+
+impl Presence {
+    /// An add replaces the adds it observed.
+    pub fn add(&mut self, tag: Tag, ctx: &impl Observes) {
+        self.0.retain(|t| !ctx.observed(t.dot) || *t == tag);
+        if !self.0.contains(&tag) {
+            self.0.push(tag);
+            self.0.sort();
+        }
+    }
+
+    pub fn remove_if(&mut self, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool) {
+        self.0.retain(|t| !(ctx.observed(t.dot) && pred(t)));
+    }
+
+    fn join(&mut self, ctx: &VersionVector, other: &Presence, other_ctx: &VersionVector) {
+        let mut out: SmallVec<[Tag; 1]> = self
+            .0
+            .iter()
+            .filter(|t| other.0.contains(t) || !other_ctx.covers(t.dot))
+            .copied()
+            .collect();
+        for t in &other.0 {
+            if !out.contains(t) && !ctx.covers(t.dot) {
+                out.push(*t);
+            }
+        }
+        out.sort();
+        self.0 = out;
+    }
+
+    fn stamp(&self) -> Option<Tag> {
+        self.0.iter().max().copied()
+    }
+}
+
+impl Element for Presence {
+    fn is_live(&self) -> bool {
+        !self.0.is_empty()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn join_with(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) -> Vec<Displaced<Blob>> {
+        self.join(ctx, other, other_ctx);
+        Vec::new()
+    }
+}
+
+/// A sorted-set member: present while it has adds; its score is a counting
+/// register (ZADD sets the base, ZINCRBY contributions are summed).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ZMember {
+    pub adds: Presence,
+    pub score: NumReg<f64>,
+}
+
+impl ZMember {
+    pub fn score(&self) -> f64 {
+        let u = self.score.unobserved();
+        let base = self.score.visible().map_or(0.0, |b| b.val);
+        let s = base + u.int as f64 + u.float;
+        if s.is_nan() {
+            0.0
+        } else if s == 0.0 {
+            0.0
+        } else {
+            s
+        }
+    }
+}
+
+impl Element for ZMember {
+    fn is_live(&self) -> bool {
+        self.adds.is_live()
+    }
+    fn is_empty(&self) -> bool {
+        self.adds.is_empty() && self.score.is_empty()
+    }
+    fn join_with(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) -> Vec<Displaced<Blob>> {
+        self.adds.join(ctx, &other.adds, other_ctx);
+        self.score.join(ctx, &other.score, other_ctx).into_iter().map(|d| Displaced {
+            loser: crate::num::Reg {
+                val: Blob::from(format!("{}", d.loser.val).as_str()),
+                tag: d.loser.tag,
+            },
+            winner: d.winner,
+        }).collect()
+    }
+}
+
+/// `f64` ordered the way Redis orders scores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Score(pub f64);
+
+impl Eq for Score {}
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "Elems<ZMember>", into = "Elems<ZMember>")]
+pub struct ZSetVal {
+    pub members: Elems<ZMember>,
+    /// Live members ordered by (score, member): derived, rebuilt on load.
+    pub index: BTreeSet<(Score, Blob)>,
+}
+
+impl PartialEq for ZSetVal {
+    fn eq(&self, other: &Self) -> bool {
+        self.members == other.members
+    }
+}
+
+impl From<Elems<ZMember>> for ZSetVal {
+    fn from(members: Elems<ZMember>) -> Self {
+        let index = members
+            .live
+            .iter()
+            .map(|(k, m)| (Score(m.score()), k.clone()))
+            .collect();
+        ZSetVal { members, index }
+    }
+}
+
+impl From<ZSetVal> for Elems<ZMember> {
+    fn from(z: ZSetVal) -> Self {
+        z.members
+    }
+}
+
+impl ZSetVal {
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.members.get(member).map(|m| m.score())
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Updates one member and keeps the score index in step.
+    pub fn update<R>(&mut self, member: &[u8], f: impl FnOnce(&mut ZMember) -> R) -> R {
+        if let Some(m) = self.members.get(member) {
+            self.index.remove(&(Score(m.score()), Blob::from(member)));
+        }
+        let r = self.members.update(member, f);
+        if let Some(m) = self.members.get(member) {
+            self.index.insert((Score(m.score()), Blob::from(member)));
+        }
+        r
+    }
+
+    fn stamp(&self) -> Option<Tag> {
+        self.members.live.values().filter_map(|m| m.adds.stamp()).max()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HashVal {
+    pub fields: Elems<NumReg<Blob>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SetVal {
+    pub members: Elems<Presence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Str(NumReg<Blob>),
+    Hash(Box<HashVal>),
+    Set(Box<SetVal>),
+    ZSet(Box<ZSetVal>),
+}
+
+impl Value {
+    pub fn empty(kind: Kind) -> Value {
+        match kind {
+            Kind::String => Value::Str(NumReg::default()),
+            Kind::Hash => Value::Hash(Box::default()),
+            Kind::Set => Value::Set(Box::default()),
+            Kind::ZSet => Value::ZSet(Box::default()),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Str(_) => Kind::String,
+            Value::Hash(_) => Kind::Hash,
+            Value::Set(_) => Kind::Set,
+            Value::ZSet(_) => Kind::ZSet,
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        match self {
+            Value::Str(r) => r.is_live(),
+            Value::Hash(h) => h.fields.len() > 0,
+            Value::Set(s) => s.members.len() > 0,
+            Value::ZSet(z) => z.len() > 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Value::Str(r) => r.is_empty(),
+            Value::Hash(h) => h.fields.is_empty(),
+            Value::Set(s) => s.members.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
+        }
+    }
+
+    /// The newest write still visible in this value.
+    fn stamp(&self) -> Option<Tag> {
+        match self {
+            Value::Str(r) => r.stamp(),
+            Value::Hash(h) => h.fields.live.values().filter_map(|f| f.stamp()).max(),
+            Value::Set(s) => s.members.live.values().filter_map(|p| p.stamp()).max(),
+            Value::ZSet(z) => z.stamp(),
+        }
+    }
+
+    /// Counter totals a key-wide delete made now would reset.
+    pub fn observe(&self, into: &mut KeyObs) {
+        match self {
+            Value::Str(r) => into.string = r.observation(),
+            Value::Hash(h) => {
+                for (k, f) in h.fields.live.iter().chain(h.fields.graves.iter()) {
+                    let totals = f.observation();
+                    if !totals.is_empty() {
+                        into.fields.push(SubObs { sub: k.clone(), totals });
+                    }
+                }
+            }
+            Value::Set(_) => {}
+            Value::ZSet(z) => {
+                for (k, m) in z.members.live.iter().chain(z.members.graves.iter()) {
+                    let totals = m.score.observation();
+                    if !totals.is_empty() {
+                        into.members.push(SubObs { sub: k.clone(), totals });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes every observed element for which `pred` holds.
+    fn remove_observed(&mut self, obs: &KeyObs, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool + Copy) {
+        match self {
+            Value::Str(r) => r.remove_if(&obs.string, ctx, pred),
+            Value::Hash(h) => {
+                for k in h.fields.keys() {
+                    h.fields.update(&k, |f| f.remove_if(obs_for(&obs.fields, &k), ctx, pred));
+                }
+            }
+            Value::Set(s) => {
+                for k in s.members.keys() {
+                    s.members.update(&k, |p| p.remove_if(ctx, pred));
+                }
+            }
+            Value::ZSet(z) => {
+                for k in z.members.keys() {
+                    z.update(&k, |m| {
+                        m.adds.remove_if(ctx, pred);
+                        m.score.remove_if(obs_for(&obs.members, &k), ctx, pred);
+                    });
+                }
+            }
+        }
+    }
+
+    fn join(&mut self, ctx: &VersionVector, other: &Value, other_ctx: &VersionVector) -> Vec<(Option<Blob>, Displaced<Blob>)> {
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => a.join(ctx, b, other_ctx).into_iter().map(|d| (None, d)).collect(),
+            (Value::Hash(a), Value::Hash(b)) => a.fields.join(ctx, &b.fields, other_ctx).into_iter().map(|(k, d)| (Some(k), d)).collect(),
+            (Value::Set(a), Value::Set(b)) => {
+                a.members.join(ctx, &b.members, other_ctx);
+                Vec::new()
+            }
+            (Value::ZSet(a), Value::ZSet(b)) => {
+                let d = a.members.join(ctx, &b.members, other_ctx);
+                **a = ZSetVal::from(std::mem::take(&mut a.members));
+                d.into_iter().map(|(k, d)| (Some(k), d)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A key's time to live: a deadline, or an explicit PERSIST marker that beats
+/// any concurrent deadline. Among concurrent deadlines the latest wins.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ttl {
+    pub deadline_ms: Option<u64>,
+    pub tag: Tag,
+}
+
+impl Ttl {
+    /// The concurrent-TTL order: PERSIST > later deadline > larger tag.
+    fn beats(&self, other: &Ttl) -> bool {
+        let rank = |t: &Ttl| (t.deadline_ms.map_or(u64::MAX, |d| d), t.tag);
+        rank(self) > rank(other)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Extra {
+    /// Concurrent TTL writes; the one that [`Ttl::beats`] the others rules.
+    ttl: SmallVec<[Ttl; 1]>,
+    /// Values of other types written concurrently, hidden from readers.
+    shadows: Vec<Value>,
+}
+
+/// Everything one key holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    value: Value,
+    extra: Option<Box<Extra>>,
+}
+
+impl Entry {
+    pub fn new(kind: Kind) -> Entry {
+        Entry {
+            value: Value::empty(kind),
+            extra: None,
+        }
+    }
+
+    /// The value readers see.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    pub fn value_mut(&mut self) -> &mut Value {
+        &mut self.value
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.value.kind()
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.value.is_live()
+    }
+
+    /// Nothing left to remember: the key can be dropped.
+    ///
+    /// A TTL whose key content was deleted by a writer that had not observed
+    /// the TTL is kept too: dropping it on some regions and not others would
+    /// make convergence depend on arrival order. Such an entry is invisible.
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+            && self
+                .extra
+                .as_ref()
+                .is_none_or(|e| e.ttl.is_empty() && e.shadows.iter().all(|s| s.is_empty()))
+    }
+
+    pub fn ttl(&self) -> Option<Ttl> {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.ttl.iter().copied().reduce(|a, b| if a.beats(&b) { a } else { b }))
+    }
+
+    /// When the key expires, if it has a deadline.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        self.ttl().and_then(|t| t.deadline_ms)
+    }
+
+    pub fn has_shadows(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| !e.shadows.is_empty())
+    }
+
+    /// Counter totals that a key-wide delete or overwrite made now observes.
+    pub fn observe(&self) -> KeyObs {
+        let mut obs = KeyObs::default();
+        self.value.observe(&mut obs);
+        if let Some(e) = &self.extra {
+            for s in &e.shadows {
+                s.observe(&mut obs);
+            }
+        }
+        obs
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Value> {
+        let shadows = self.extra.as_mut().map(|e| e.shadows.iter_mut());
+        std::iter::once(&mut self.value).chain(shadows.into_iter().flatten())
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The value of `kind`, visible or shadowed, created empty if missing.
+    fn typed_mut(&mut self, kind: Kind) -> &mut Value {
+        if self.value.kind() == kind {
+            return &mut self.value;
+        }
+        let extra = self.extra_mut();
+        let at = match extra.shadows.iter().position(|v| v.kind() == kind) {
+            Some(i) => i,
+            None => {
+                extra.shadows.push(Value::empty(kind));
+                extra.shadows.len() - 1
+            }
+        };
+        &mut extra.shadows[at]
+    }
+
+    fn remove_ttl_observed(&mut self, ctx: &impl Observes) {
+        if let Some(e) = &mut self.extra {
+            e.ttl.retain(|t| !ctx.observed(t.tag.dot));
+        }
+    }
+
+    fn write_ttl(&mut self, new: Ttl, ctx: &impl Observes, key: &[u8], conflicts: &mut Vec<Conflict>) {
+        let kind = self.kind();
+        let extra = self.extra_mut();
+        extra.ttl.retain(|t| !ctx.observed(t.tag.dot) || t.tag == new.tag);
+        if extra.ttl.iter().any(|t| t.tag == new.tag) {
+            return;
+        }
+        for old in &extra.ttl {
+            let (winner, loser) = if new.beats(old) { (new, *old) } else { (*old, new) };
+            conflicts.push(Conflict::ttl(key, kind, winner, loser));
+        }
+        extra.ttl.push(new);
+        extra.ttl.sort_by_key(|t| t.tag);
+    }
+
+    /// Applies one effect of an op. Conflicts the effect resolves by
+    /// discarding a value are appended to `conflicts`.
+    pub fn apply(&mut self, key: &[u8], kind: &EffectKind, ctx: &OpCtx<'_>, conflicts: &mut Vec<Conflict>) {
+        let tag = ctx.tag;
+        let target = match kind {
+            EffectKind::Del { obs } => {
+                for v in self.values_mut() {
+                    v.remove_observed(obs, ctx, |_| true);
+                }
+                self.remove_ttl_observed(ctx);
+                None
+            }
+            EffectKind::Expire { deadline_ms, obs } => {
+                let deadline_ms = *deadline_ms;
+                for v in self.values_mut() {
+                    v.remove_observed(obs, ctx, |t| t.hlc.wall_ms() <= deadline_ms);
+                }
+                self.remove_ttl_observed(ctx);
+                None
+            }
+            EffectKind::SetTtl { deadline_ms } => {
+                let new = Ttl {
+                    deadline_ms: *deadline_ms,
+                    tag,
+                };
+                self.write_ttl(new, ctx, key, conflicts);
+                None
+            }
+            EffectKind::StrSet { value, keep_ttl, obs } => {
+                for v in self.values_mut().filter(|v| v.kind() != Kind::String) {
+                    v.remove_observed(obs, ctx, |_| true);
+                }
+                if !keep_ttl {
+                    self.remove_ttl_observed(ctx);
+                }
+                if let Value::Str(r) = self.typed_mut(Kind::String) {
+                    for d in r.write(value.clone(), tag, &obs.string, ctx) {
+                        conflicts.push(Conflict::register(key, None, Kind::String, d));
+                    }
+                }
+                Some(Kind::String)
+            }
+            EffectKind::StrIncr { delta } => {
+                if let Value::Str(r) = self.typed_mut(Kind::String) {
+                    r.incr(tag.dot, *delta);
+                }
+                Some(Kind::String)
+            }
+            EffectKind::HSet { fields, obs } => {
+                if let Value::Hash(h) = self.typed_mut(Kind::Hash) {
+                    for (f, v) in fields {
+                        let displaced = h.fields.update(f, |reg| reg.write(v.clone(), tag, obs_for(obs, f), ctx));
+                        for d in displaced {
+                            conflicts.push(Conflict::register(key, Some(f), Kind::Hash, d));
+                        }
+                    }
+                }
+                Some(Kind::Hash)
+            }
+            EffectKind::HDel { fields, obs } => {
+                if let Value::Hash(h) = self.typed_mut(Kind::Hash) {
+                    for f in fields {
+                        h.fields.update(f, |reg| reg.remove(obs_for(obs, f), ctx));
+                    }
+                }
+                Some(Kind::Hash)
+            }
+            EffectKind::HIncr { field, delta } => {
+                if let Value::Hash(h) = self.typed_mut(Kind::Hash) {
+                    h.fields.update(field, |reg| reg.incr(tag.dot, *delta));
+                }
+                Some(Kind::Hash)
+            }
+            EffectKind::SAdd { members } => {
+                if let Value::Set(s) = self.typed_mut(Kind::Set) {
+                    for m in members {
+                        s.members.update(m, |p| p.add(tag, ctx));
+                    }
+                }
+                Some(Kind::Set)
+            }
+            EffectKind::SRem { members } => {
+                if let Value::Set(s) = self.typed_mut(Kind::Set) {
+                    for m in members {
+                        s.members.update(m, |p| p.remove_if(ctx, |_| true));
+                    }
+                }
+                Some(Kind::Set)
+            }
+            EffectKind::ZAdd { members, obs } => {
+                if let Value::ZSet(z) = self.typed_mut(Kind::ZSet) {
+                    for (m, score) in members {
+                        let displaced = z.update(m, |zm| {
+                            zm.adds.add(tag, ctx);
+                            zm.score.write(*score, tag, obs_for(obs, m), ctx)
+                        });
+                        for d in displaced {
+                            conflicts.push(Conflict::score(key, m, d));
+                        }
+                    }
+                }
+                Some(Kind::ZSet)
+            }
+            EffectKind::ZIncr { member, delta } => {
+                if let Value::ZSet(z) = self.typed_mut(Kind::ZSet) {
+                    z.update(member, |zm| {
+                        zm.adds.add(tag, ctx);
+                        zm.score.incr(tag.dot, Delta::Float(*delta));
+                    });
+                }
+                Some(Kind::ZSet)
+            }
+            EffectKind::ZRem { members, obs } => {
+                if let Value::ZSet(z) = self.typed_mut(Kind::ZSet) {
+                    for m in members {
+                        z.update(m, |zm| {
+                            zm.adds.remove_if(ctx, |_| true);
+                            zm.score.remove(obs_for(obs, m), ctx);
+                        });
+                    }
+                }
+                Some(Kind::ZSet)
+            }
+        };
+        self.settle(key, target, tag, conflicts);
+    }
+
+    /// Drops empty values and elects the visible one. When two live values of
+    /// different types remain, the one holding the newest write is shown and
+    /// the hidden one is journaled.
+    fn settle(&mut self, key: &[u8], target: Option<Kind>, tag: Tag, conflicts: &mut Vec<Conflict>) {
+        if self.value.is_empty() && self.value.kind() != Kind::String {
+            // An emptied value has no type left: one canonical form, so that
+            // replicas that emptied it along different paths compare equal.
+            self.value = Value::empty(Kind::String);
+        }
+        let Some(extra) = self.extra.as_mut() else { return };
+        extra.shadows.retain(|v| !v.is_empty());
+        if extra.shadows.is_empty() {
+            if extra.ttl.is_empty() {
+                self.extra = None;
+            }
+            return;
+        }
+        self.elect(key, target, tag, conflicts);
+    }
+
+    fn elect(&mut self, key: &[u8], target: Option<Kind>, tag: Tag, conflicts: &mut Vec<Conflict>) {
+        let Some(extra) = self.extra.as_mut() else { return };
+        let before = self.value.kind();
+        let mut all: Vec<Value> = std::mem::take(&mut extra.shadows);
+        all.push(std::mem::replace(&mut self.value, Value::empty(Kind::String)));
+        all.retain(|v| !v.is_empty());
+        let best = all
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, v)| (v.is_live(), v.stamp(), v.kind()))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        self.value = all.swap_remove(best);
+        let shown = self.value.kind();
+        let hidden_live: Vec<Kind> = all.iter().filter(|v| v.is_live()).map(|v| v.kind()).collect();
+        if self.value.is_live() {
+            if let Some(t) = target {
+                if t != shown && hidden_live.contains(&t) {
+                    conflicts.push(Conflict::type_change(key, shown, t, tag));
+                } else if t == shown && before != shown && hidden_live.contains(&before) {
+                    conflicts.push(Conflict::type_change(key, shown, before, tag));
+                }
+            }
+        }
+        all.sort_by_key(|v| v.kind());
+        let extra = self.extra_mut();
+        extra.shadows = all;
+        if extra.shadows.is_empty() && extra.ttl.is_empty() {
+            self.extra = None;
+        }
+    }
+
+    /// Counter totals under one field or member that a write made now observes.
+    pub fn sub_observation(&self, kind: Kind, sub: &[u8]) -> SmallVec<[Contrib; 1]> {
+        let mut values = std::iter::once(&self.value).chain(self.extra.iter().flat_map(|e| e.shadows.iter()));
+        match values.find(|v| v.kind() == kind) {
+            Some(Value::Hash(h)) => sub_observation(h.fields.live.get(sub).or_else(|| h.fields.graves.get(sub))),
+            Some(Value::ZSet(z)) => sub_observation(
+                z.members.live.get(sub).or_else(|| z.members.graves.get(sub)).map(|m| &m.score),
+            ),
+            _ => SmallVec::new(),
+        }
+    }
+
+    /// State merge with causal contexts: `self` reflects every op covered by
+    /// `ctx`, `other` every op covered by `other_ctx`.
+    pub fn join(&mut self, key: &[u8], ctx: &VersionVector, other: &Entry, other_ctx: &VersionVector, conflicts: &mut Vec<Conflict>) {
+        let mut theirs: Vec<&Value> = vec![&other.value];
+        if let Some(e) = &other.extra {
+            theirs.extend(e.shadows.iter());
+        }
+        let mut kinds: Vec<Kind> = self.values_mut().map(|v| v.kind()).collect();
+        kinds.extend(theirs.iter().map(|v| v.kind()));
+        kinds.sort();
+        kinds.dedup();
+        for kind in kinds {
+            let empty = Value::empty(kind);
+            let their = theirs.iter().find(|v| v.kind() == kind).copied().unwrap_or(&empty);
+            for (sub, d) in self.typed_mut(kind).join(ctx, their, other_ctx) {
+                conflicts.push(Conflict::register(key, sub.as_deref(), kind, d));
+            }
+        }
+        let their_ttl: SmallVec<[Ttl; 1]> = other.extra.as_ref().map(|e| e.ttl.clone()).unwrap_or_default();
+        let extra = self.extra_mut();
+        extra.ttl.retain(|m| their_ttl.contains(m) || !other_ctx.covers(m.tag.dot));
+        for t in their_ttl {
+            if !extra.ttl.contains(&t) && !ctx.covers(t.tag.dot) {
+                extra.ttl.push(t);
+            }
+        }
+        extra.ttl.sort_by_key(|t| t.tag);
+        let tag = self.value.stamp().unwrap_or(Tag {
+            hlc: crate::hlc::Hlc::ZERO,
+            dot: crate::vv::Dot::new(crate::region::RegionId::new("merge").expect("valid"), 0),
+        });
+        self.settle(key, None, tag, conflicts);
+    }
+}
+
+/// Counter totals for one field or member that a write observes.
+pub fn sub_observation<V: Clone>(reg: Option<&NumReg<V>>) -> SmallVec<[Contrib; 1]> {
+    reg.map_or_else(SmallVec::new, |r| r.observation())
+}

@@ -1,0 +1,205 @@
+//! Dots, tags and version vectors: the causal bookkeeping.
+//!
+//! A [`Dot`] names one replicated op: `(origin region, seq)`. Every region
+//! numbers its own ops 1, 2, 3… A [`VersionVector`] holds, per origin, the
+//! highest seq applied; because ops of one origin are applied in seq order, a
+//! version vector describes exactly the set of ops a region has seen.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::hlc::Hlc;
+use crate::region::RegionId;
+
+const SEQ_BITS: u32 = 48;
+/// Highest sequence number one region can issue (2^48 - 1).
+pub const SEQ_MAX: u64 = (1 << SEQ_BITS) - 1;
+
+/// `(region, seq)` packed into eight bytes: region index in the top 16 bits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Dot(u64);
+
+impl Dot {
+    pub fn new(region: RegionId, seq: u64) -> Dot {
+        debug_assert!(seq <= SEQ_MAX);
+        Dot(((region.index() as u64) << SEQ_BITS) | (seq & SEQ_MAX))
+    }
+
+    pub fn region(self) -> RegionId {
+        RegionId::from_index((self.0 >> SEQ_BITS) as u16)
+    }
+
+    pub fn seq(self) -> u64 {
+        self.0 & SEQ_MAX
+    }
+}
+
+impl Ord for Dot {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.region()
+            .cmp(&other.region())
+            .then(self.seq().cmp(&other.seq()))
+    }
+}
+
+impl PartialOrd for Dot {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for Dot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.region(), self.seq())
+    }
+}
+
+impl fmt::Display for Dot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl Serialize for Dot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.region(), self.seq()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dot {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (region, seq) = <(RegionId, u64)>::deserialize(d)?;
+        if seq > SEQ_MAX {
+            return Err(serde::de::Error::custom("sequence number out of range"));
+        }
+        Ok(Dot::new(region, seq))
+    }
+}
+
+/// The write that produced a stored element: when (HLC) and which op (dot).
+///
+/// Tags order by HLC, then region name, then seq: the last-writer-wins order.
+/// Two distinct ops never share a tag, so the order is total.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tag {
+    pub hlc: Hlc,
+    pub dot: Dot,
+}
+
+impl Ord for Tag {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.hlc.cmp(&other.hlc).then(self.dot.cmp(&other.dot))
+    }
+}
+
+impl PartialOrd for Tag {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}@{}.{}", self.dot, self.hlc.wall_ms(), self.hlc.logical())
+    }
+}
+
+/// Per origin region, the highest contiguous seq applied.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionVector(SmallVec<[(RegionId, u64); 4]>);
+
+impl VersionVector {
+    pub fn new() -> VersionVector {
+        VersionVector::default()
+    }
+
+    pub fn get(&self, region: RegionId) -> u64 {
+        self.0
+            .iter()
+            .find(|(r, _)| *r == region)
+            .map_or(0, |(_, s)| *s)
+    }
+
+    pub fn set(&mut self, region: RegionId, seq: u64) {
+        match self.0.iter_mut().find(|(r, _)| *r == region) {
+            Some(slot) => slot.1 = seq,
+            None => {
+                let at = self.0.partition_point(|(r, _)| *r < region);
+                self.0.insert(at, (region, seq));
+            }
+        }
+    }
+
+    /// Records that `dot` was applied (keeps the maximum).
+    pub fn observe(&mut self, dot: Dot) {
+        if self.get(dot.region()) < dot.seq() {
+            self.set(dot.region(), dot.seq());
+        }
+    }
+
+    pub fn covers(&self, dot: Dot) -> bool {
+        self.get(dot.region()) >= dot.seq()
+    }
+
+    /// Pointwise maximum.
+    pub fn join(&mut self, other: &VersionVector) {
+        for &(r, s) in &other.0 {
+            if self.get(r) < s {
+                self.set(r, s);
+            }
+        }
+    }
+
+    /// True when every entry of `other` is covered by `self`.
+    pub fn dominates(&self, other: &VersionVector) -> bool {
+        other.0.iter().all(|&(r, s)| self.get(r) >= s)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (RegionId, u64)> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|(_, s)| *s == 0)
+    }
+}
+
+impl fmt::Debug for VersionVector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter().map(|(r, s)| (r, s))).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_packs_region_and_seq() {
+        let r = RegionId::new("dot-test").unwrap();
+        let d = Dot::new(r, SEQ_MAX);
+        assert_eq!(d.region(), r);
+        assert_eq!(d.seq(), SEQ_MAX);
+    }
+
+    #[test]
+    fn version_vector_join_and_cover() {
+        let a = RegionId::new("vv-a").unwrap();
+        let b = RegionId::new("vv-b").unwrap();
+        let mut x = VersionVector::new();
+        x.set(a, 3);
+        let mut y = VersionVector::new();
+        y.set(b, 5);
+        y.set(a, 1);
+        x.join(&y);
+        assert_eq!(x.get(a), 3);
+        assert_eq!(x.get(b), 5);
+        assert!(x.covers(Dot::new(b, 5)));
+        assert!(!x.covers(Dot::new(b, 6)));
+        assert!(x.dominates(&y));
+        assert!(!y.dominates(&x));
+    }
+}

@@ -1,0 +1,257 @@
+//! Property tests for the merge laws every value type relies on:
+//! - replicas that exchange ops in any causal order, with duplicates, converge;
+//! - a fresh replica replaying all ops in any causal order reaches that state;
+//! - state merge is commutative, associative and idempotent, and agrees with
+//!   op replay.
+
+use std::collections::BTreeMap;
+
+use meridian_crdt::*;
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+struct Replica {
+    region: RegionId,
+    clock: HlcClock,
+    seq: u64,
+    vv: VersionVector,
+    keys: BTreeMap<Blob, Entry>,
+    /// Ops in the order this replica applied them (a causal order).
+    log: Vec<Op>,
+}
+
+fn state(r: &Replica) -> (&VersionVector, &BTreeMap<Blob, Entry>) {
+    (&r.vv, &r.keys)
+}
+
+impl Replica {
+    fn new(name: &str) -> Replica {
+        Replica {
+            region: RegionId::new(name).unwrap(),
+            clock: HlcClock::new(u64::MAX),
+            seq: 0,
+            vv: VersionVector::new(),
+            keys: BTreeMap::new(),
+            log: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, op: &Op) -> bool {
+        let dot = op.dot();
+        if self.vv.covers(dot) {
+            return false;
+        }
+        assert_eq!(self.vv.get(dot.region()), dot.seq() - 1, "per-origin order");
+        assert!(self.vv.dominates(&op.ctx), "causal delivery");
+        let _ = self.clock.observe(op.tag.hlc, 0);
+        let ctx = op.context();
+        let mut conflicts = Vec::new();
+        for e in &op.effects {
+            let kind_hint = match &e.kind {
+                EffectKind::HSet { .. } | EffectKind::HDel { .. } | EffectKind::HIncr { .. } => Kind::Hash,
+                EffectKind::SAdd { .. } | EffectKind::SRem { .. } => Kind::Set,
+                EffectKind::ZAdd { .. } | EffectKind::ZIncr { .. } | EffectKind::ZRem { .. } => Kind::ZSet,
+                _ => Kind::String,
+            };
+            let entry = self.keys.entry(e.key.clone()).or_insert_with(|| Entry::new(kind_hint));
+            entry.apply(&e.key, &e.kind, &ctx, &mut conflicts);
+            if entry.is_empty() {
+                self.keys.remove(&e.key);
+            }
+        }
+        self.vv.observe(dot);
+        self.log.push(op.clone());
+        true
+    }
+
+    /// Makes a local op the way the store does: observations read from state.
+    fn write(&mut self, action: &Action, wall_ms: u64) {
+        let key = Blob::from(format!("k{}", action.key).as_str());
+        let entry = self.keys.get(&key);
+        let keyobs = entry.map(|e| e.observe()).unwrap_or_default();
+        let sub = Blob::from(format!("m{}", action.sub).as_str());
+        let subobs = |kind| {
+            let totals = entry.map(|e| e.sub_observation(kind, &sub)).unwrap_or_default();
+            vec![SubObs { sub: sub.clone(), totals }]
+        };
+        if matches!(action.verb, 11 | 12) && !entry.is_some_and(|e| e.is_live()) {
+            // EXPIRE and expiry only ever target a key that exists here.
+            return;
+        }
+        let kind = match action.verb {
+            0 => EffectKind::StrSet { value: Blob::from(format!("v{}", action.n).as_str()), keep_ttl: action.n % 2 == 0, obs: keyobs },
+            1 => EffectKind::StrIncr { delta: Delta::Int(action.n as i64 - 5) },
+            2 => EffectKind::Del { obs: keyobs },
+            3 => EffectKind::HSet { fields: vec![(sub.clone(), Blob::from(format!("h{}", action.n).as_str()))], obs: subobs(Kind::Hash) },
+            4 => EffectKind::HDel { fields: vec![sub.clone()], obs: subobs(Kind::Hash) },
+            5 => EffectKind::HIncr { field: sub.clone(), delta: Delta::Int(action.n as i64) },
+            6 => EffectKind::SAdd { members: vec![sub.clone()] },
+            7 => EffectKind::SRem { members: vec![sub.clone()] },
+            8 => EffectKind::ZAdd { members: vec![(sub.clone(), action.n as f64)], obs: subobs(Kind::ZSet) },
+            9 => EffectKind::ZIncr { member: sub.clone(), delta: action.n as f64 / 4.0 },
+            10 => EffectKind::ZRem { members: vec![sub.clone()], obs: subobs(Kind::ZSet) },
+            11 => EffectKind::SetTtl { deadline_ms: if action.n % 3 == 0 { None } else { Some(wall_ms + action.n as u64) } },
+            12 => EffectKind::Expire { deadline_ms: wall_ms.saturating_sub(action.n as u64), obs: keyobs },
+            _ => EffectKind::StrIncr { delta: Delta::Float(action.n as f64 / 8.0) },
+        };
+        self.seq += 1;
+        let tag = Tag { hlc: self.clock.now(wall_ms), dot: Dot::new(self.region, self.seq) };
+        let op = Op { tag, ctx: self.vv.clone(), effects: vec![Effect { key, kind }] };
+        assert!(self.apply(&op));
+    }
+
+    /// Receives everything `from` has applied, in `from`'s order.
+    fn sync_from(&mut self, from: &Replica) {
+        for op in &from.log {
+            self.apply(op);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Action {
+    replica: usize,
+    sync_from: Option<usize>,
+    verb: u8,
+    key: u8,
+    sub: u8,
+    n: u8,
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    (0..3usize, prop::option::weighted(0.25, 0..3usize), 0..14u8, 0..3u8, 0..3u8, 0..10u8)
+        .prop_map(|(replica, sync_from, verb, key, sub, n)| Action { replica, sync_from, verb, key, sub, n })
+}
+
+const NAMES: [&str; 3] = ["prop-a", "prop-b", "prop-c"];
+
+fn run(actions: &[Action]) -> Vec<Replica> {
+    let mut rs: Vec<Replica> = NAMES.iter().map(|n| Replica::new(n)).collect();
+    for (i, a) in actions.iter().enumerate() {
+        match a.sync_from {
+            Some(j) if j != a.replica => {
+                let from = rs[j].clone();
+                rs[a.replica].sync_from(&from);
+            }
+            _ => rs[a.replica].write(a, 1_000 + i as u64 / 2),
+        }
+    }
+    rs
+}
+
+/// A random causal order of all ops: repeatedly deliver the next op of a
+/// randomly picked replica log. Each log is itself a causal order, so its next
+/// op's dependencies are always delivered already; ops seen before are
+/// duplicates and are skipped.
+fn replay(ops_by_replica: &[Vec<Op>], picks: &[usize]) -> Replica {
+    let mut fresh = Replica::new("prop-fresh");
+    let mut cursors = vec![0usize; ops_by_replica.len()];
+    let mut pick = picks.iter().cycle();
+    loop {
+        let pending: Vec<usize> = (0..ops_by_replica.len()).filter(|&i| cursors[i] < ops_by_replica[i].len()).collect();
+        if pending.is_empty() {
+            return fresh;
+        }
+        let i = pending[pick.next().copied().unwrap_or(0) % pending.len()];
+        fresh.apply(&ops_by_replica[i][cursors[i]]);
+        cursors[i] += 1;
+    }
+}
+
+fn merged(parts: &[&Replica]) -> (VersionVector, BTreeMap<Blob, Entry>) {
+    let mut vv = parts[0].vv.clone();
+    let mut keys = parts[0].keys.clone();
+    for p in &parts[1..] {
+        keys = merge_states(&vv, &keys, &p.vv, &p.keys);
+        vv.join(&p.vv);
+    }
+    (vv, keys)
+}
+
+fn merge_states(
+    ctx_a: &VersionVector,
+    a: &BTreeMap<Blob, Entry>,
+    ctx_b: &VersionVector,
+    b: &BTreeMap<Blob, Entry>,
+) -> BTreeMap<Blob, Entry> {
+    let mut out = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    let keys: std::collections::BTreeSet<&Blob> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let mut mine = a.get(k).cloned().unwrap_or_else(|| Entry::new(b[k].kind()));
+        let empty = Entry::new(mine.kind());
+        let theirs = b.get(k).unwrap_or(&empty);
+        mine.join(k, ctx_a, theirs, ctx_b, &mut conflicts);
+        if !mine.is_empty() {
+            out.insert(k.clone(), mine);
+        }
+    }
+    out
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig { cases: 300, ..ProptestConfig::default() }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn replicas_converge_after_exchanging_all_ops(actions in prop::collection::vec(action(), 1..60)) {
+        let mut rs = run(&actions);
+        for _ in 0..2 {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let from = rs[j].clone();
+                    rs[i].sync_from(&from);
+                }
+            }
+        }
+        prop_assert_eq!(state(&rs[0]), state(&rs[1]));
+        prop_assert_eq!(state(&rs[1]), state(&rs[2]));
+    }
+
+    #[test]
+    fn any_causal_order_with_duplicates_gives_the_same_state(
+        actions in prop::collection::vec(action(), 1..60),
+        picks in prop::collection::vec(0..3usize, 1..40),
+    ) {
+        let rs = run(&actions);
+        let logs: Vec<Vec<Op>> = rs.iter().map(|r| r.log.clone()).collect();
+        let one = replay(&logs, &picks);
+        let mut reversed_picks = picks.clone();
+        reversed_picks.reverse();
+        let two = replay(&logs, &reversed_picks);
+        prop_assert_eq!(state(&one), state(&two));
+        // Delivering everything again changes nothing.
+        let mut again = one.clone();
+        for log in &logs { for op in log { prop_assert!(!again.apply(op)); } }
+        prop_assert_eq!(state(&again), state(&one));
+    }
+
+    #[test]
+    fn state_merge_is_commutative_associative_idempotent(actions in prop::collection::vec(action(), 1..60)) {
+        let rs = run(&actions);
+        let (a, b, c) = (&rs[0], &rs[1], &rs[2]);
+        let ab = merge_states(&a.vv, &a.keys, &b.vv, &b.keys);
+        let ba = merge_states(&b.vv, &b.keys, &a.vv, &a.keys);
+        prop_assert_eq!(&ab, &ba);
+        let aa = merge_states(&a.vv, &a.keys, &a.vv, &a.keys);
+        prop_assert_eq!(&aa, &a.keys);
+        let mut vab = a.vv.clone(); vab.join(&b.vv);
+        let ab_c = merge_states(&vab, &ab, &c.vv, &c.keys);
+        let mut vbc = b.vv.clone(); vbc.join(&c.vv);
+        let bc = merge_states(&b.vv, &b.keys, &c.vv, &c.keys);
+        let a_bc = merge_states(&a.vv, &a.keys, &vbc, &bc);
+        prop_assert_eq!(&ab_c, &a_bc);
+    }
+
+    #[test]
+    fn state_merge_agrees_with_op_replay(actions in prop::collection::vec(action(), 1..60)) {
+        let rs = run(&actions);
+        let (_, keys) = merged(&[&rs[0], &rs[1], &rs[2]]);
+        let mut replayed = Replica::new("prop-fresh");
+        for r in &rs { replayed.sync_from(r); }
+        prop_assert_eq!(&keys, &replayed.keys);
+    }
+}
