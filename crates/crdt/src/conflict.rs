@@ -44,7 +44,12 @@ pub struct Conflict {
 }
 
 impl Conflict {
-    pub(crate) fn register(key: &[u8], sub: Option<&[u8]>, kind: Kind, d: Displaced<Blob>) -> Conflict {
+    pub(crate) fn register(
+        key: &[u8],
+        sub: Option<&[u8]>,
+        kind: Kind,
+        d: Displaced<Blob>,
+    ) -> Conflict {
         Conflict {
             key: Blob::from(key),
             sub: sub.map(Blob::from),
@@ -91,7 +96,9 @@ impl Conflict {
             rule: Rule::TypeChange,
             winner: tag,
             loser: tag,
-            loser_value: Blob::from(format!("{} hidden by {}", hidden.name(), shown.name()).as_str()),
+            loser_value: Blob::from(
+                format!("{} hidden by {}", hidden.name(), shown.name()).as_str(),
+            ),
         }
     }
 }

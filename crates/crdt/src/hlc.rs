@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 const LOGICAL_BITS: u32 = 16;
 const LOGICAL_MAX: u64 = (1 << LOGICAL_BITS) - 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Hlc(pub u64);
 
 impl Hlc {

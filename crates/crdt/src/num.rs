@@ -18,6 +18,7 @@
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
+use crate::blob::Blob;
 use crate::region::RegionId;
 use crate::vv::{Dot, Tag, VersionVector};
 
@@ -187,9 +188,15 @@ fn add_sibling<V: Clone>(siblings: &mut Siblings<V>, new: Reg<V>) -> Vec<Displac
         .iter()
         .map(|s| {
             if s.tag > new.tag {
-                Displaced { loser: new.clone(), winner: s.tag }
+                Displaced {
+                    loser: new.clone(),
+                    winner: s.tag,
+                }
             } else {
-                Displaced { loser: s.clone(), winner: new.tag }
+                Displaced {
+                    loser: s.clone(),
+                    winner: new.tag,
+                }
             }
         })
         .collect();
@@ -254,7 +261,8 @@ impl<V: Clone> NumReg<V> {
         ctx: &impl Observes,
     ) -> Vec<Displaced<V>> {
         self.reset_counter(observed);
-        self.base.retain(|b| !ctx.observed(b.tag.dot) || b.tag == tag);
+        self.base
+            .retain(|b| !ctx.observed(b.tag.dot) || b.tag == tag);
         add_sibling(&mut self.base, Reg { val, tag })
     }
 
@@ -271,12 +279,15 @@ impl<V: Clone> NumReg<V> {
         pred: impl Fn(&Tag) -> bool,
     ) {
         self.reset_counter(observed);
-        self.base.retain(|b| !(ctx.observed(b.tag.dot) && pred(&b.tag)));
+        self.base
+            .retain(|b| !(ctx.observed(b.tag.dot) && pred(&b.tag)));
         self.drop_settled_counter();
     }
 
     pub fn incr(&mut self, dot: Dot, delta: Delta) {
-        self.counter.get_or_insert_with(Default::default).add(dot, delta);
+        self.counter
+            .get_or_insert_with(Default::default)
+            .add(dot, delta);
     }
 
     fn reset_counter(&mut self, observed: &[Contrib]) {
@@ -318,5 +329,105 @@ impl<V: Clone> NumReg<V> {
     /// type a key shows after a concurrent type change.
     pub fn stamp(&self) -> Option<Tag> {
         self.visible().map(|b| b.tag)
+    }
+}
+
+/// Parses an integer the way Redis's `string2ll` does: optional '-', no '+',
+/// no leading zeros, no spaces, within `i64`.
+pub fn parse_strict_i64(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let (neg, digits) = match b[0] {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
+        return None;
+    }
+    let mut v: i128 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (d - b'0') as i128;
+    }
+    let v = if neg { -v } else { v };
+    i64::try_from(v).ok()
+}
+
+/// Parses a float as INCRBYFLOAT accepts it: finite decimal or exponent
+/// form, no spaces.
+pub fn parse_float(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty()
+        || s.starts_with(|c: char| c.is_whitespace())
+        || s.ends_with(|c: char| c.is_whitespace())
+    {
+        return None;
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower.contains("inf") || lower.contains("nan") {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+/// Formats a float the way Meridian stores INCRBYFLOAT results: the shortest
+/// decimal that reads back as the same `f64`, never in exponent form.
+pub fn format_float(f: f64) -> String {
+    if f == 0.0 {
+        return "0".to_string();
+    }
+    format!("{f}")
+}
+
+impl NumReg<Blob> {
+    /// The bytes a reader sees: the base, plus increments no write has reset.
+    /// When the base is not a number (a concurrent SET of text and INCR), the
+    /// text is shown and the increments stay recorded underneath.
+    pub fn render(&self) -> std::borrow::Cow<'_, [u8]> {
+        use std::borrow::Cow;
+        let u = self.unobserved();
+        let base = self.visible().map(|b| &b.val[..]);
+        if !u.any {
+            return Cow::Borrowed(base.unwrap_or(b""));
+        }
+        let base = base.unwrap_or(b"0");
+        if u.float == 0.0 {
+            if let Some(i) = parse_strict_i64(base) {
+                return Cow::Owned((i as i128 + u.int).to_string().into_bytes());
+            }
+        }
+        match parse_float(base) {
+            Some(f) => Cow::Owned(format_float(f + u.int as f64 + u.float).into_bytes()),
+            None => Cow::Borrowed(base),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_integers_follow_redis() {
+        assert_eq!(parse_strict_i64(b"0"), Some(0));
+        assert_eq!(parse_strict_i64(b"-12"), Some(-12));
+        assert_eq!(parse_strict_i64(b"012"), None);
+        assert_eq!(parse_strict_i64(b"+1"), None);
+        assert_eq!(parse_strict_i64(b"-0"), None);
+        assert_eq!(parse_strict_i64(b" 1"), None);
+        assert_eq!(parse_strict_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_strict_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_strict_i64(b"-9223372036854775808"), Some(i64::MIN));
+    }
+
+    #[test]
+    fn floats_render_without_exponent() {
+        assert_eq!(format_float(10.5), "10.5");
+        assert_eq!(format_float(3000.0), "3000");
+        assert_eq!(format_float(1e20), "100000000000000000000");
+        assert_eq!(format_float(-0.0), "0");
     }
 }

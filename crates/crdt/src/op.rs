@@ -89,25 +89,56 @@ pub fn obs_for<'a>(list: &'a [SubObs], sub: &[u8]) -> &'a [Contrib] {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EffectKind {
     /// DEL/UNLINK/FLUSH: removes everything of the key the writer observed.
-    Del { obs: KeyObs },
+    Del {
+        obs: KeyObs,
+    },
     /// Expiry: removes what the writer observed and that was written at or
     /// before the deadline, so a write made after the deadline survives.
-    Expire { deadline_ms: u64, obs: KeyObs },
+    Expire {
+        deadline_ms: u64,
+        obs: KeyObs,
+    },
     /// EXPIRE family (`Some`) or PERSIST (`None`).
-    SetTtl { deadline_ms: Option<u64> },
+    SetTtl {
+        deadline_ms: Option<u64>,
+    },
     /// A string write over a key of any type (SET, APPEND, SETRANGE, GETSET…).
     StrSet {
         value: Blob,
         keep_ttl: bool,
         obs: KeyObs,
     },
-    StrIncr { delta: Delta },
-    HSet { fields: Vec<(Blob, Blob)>, obs: Vec<SubObs> },
-    HDel { fields: Vec<Blob>, obs: Vec<SubObs> },
-    HIncr { field: Blob, delta: Delta },
-    SAdd { members: Vec<Blob> },
-    SRem { members: Vec<Blob> },
-    ZAdd { members: Vec<(Blob, f64)>, obs: Vec<SubObs> },
-    ZIncr { member: Blob, delta: f64 },
-    ZRem { members: Vec<Blob>, obs: Vec<SubObs> },
+    StrIncr {
+        delta: Delta,
+    },
+    HSet {
+        fields: Vec<(Blob, Blob)>,
+        obs: Vec<SubObs>,
+    },
+    HDel {
+        fields: Vec<Blob>,
+        obs: Vec<SubObs>,
+    },
+    HIncr {
+        field: Blob,
+        delta: Delta,
+    },
+    SAdd {
+        members: Vec<Blob>,
+    },
+    SRem {
+        members: Vec<Blob>,
+    },
+    ZAdd {
+        members: Vec<(Blob, f64)>,
+        obs: Vec<SubObs>,
+    },
+    ZIncr {
+        member: Blob,
+        delta: f64,
+    },
+    ZRem {
+        members: Vec<Blob>,
+        obs: Vec<SubObs>,
+    },
 }

@@ -55,7 +55,12 @@ pub trait Element: Default + Clone {
     fn is_live(&self) -> bool;
     fn is_empty(&self) -> bool;
     /// Causal join; `None` context means "absent on the other side".
-    fn join_with(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) -> Vec<Displaced<Blob>>;
+    fn join_with(
+        &mut self,
+        ctx: &VersionVector,
+        other: &Self,
+        other_ctx: &VersionVector,
+    ) -> Vec<Displaced<Blob>>;
 }
 
 impl Element for NumReg<Blob> {
@@ -65,7 +70,12 @@ impl Element for NumReg<Blob> {
     fn is_empty(&self) -> bool {
         NumReg::is_empty(self)
     }
-    fn join_with(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) -> Vec<Displaced<Blob>> {
+    fn join_with(
+        &mut self,
+        ctx: &VersionVector,
+        other: &Self,
+        other_ctx: &VersionVector,
+    ) -> Vec<Displaced<Blob>> {
         self.join(ctx, other, other_ctx)
     }
 }
@@ -126,10 +136,19 @@ impl<V: Element> Elems<V> {
     }
 
     pub fn keys(&self) -> Vec<Blob> {
-        self.live.keys().chain(self.graves.keys()).cloned().collect()
+        self.live
+            .keys()
+            .chain(self.graves.keys())
+            .cloned()
+            .collect()
     }
 
-    fn join(&mut self, ctx: &VersionVector, other: &Elems<V>, other_ctx: &VersionVector) -> Vec<(Blob, Displaced<Blob>)> {
+    fn join(
+        &mut self,
+        ctx: &VersionVector,
+        other: &Elems<V>,
+        other_ctx: &VersionVector,
+    ) -> Vec<(Blob, Displaced<Blob>)> {
         let mut displaced = Vec::new();
         let mut keys = self.keys();
         keys.extend(other.keys());
@@ -137,7 +156,11 @@ impl<V: Element> Elems<V> {
         keys.dedup();
         let empty = V::default();
         for k in keys {
-            let theirs = other.live.get(&k[..]).or_else(|| other.graves.get(&k[..])).unwrap_or(&empty);
+            let theirs = other
+                .live
+                .get(&k[..])
+                .or_else(|| other.graves.get(&k[..]))
+                .unwrap_or(&empty);
             for d in self.update(&k, |mine| mine.join_with(ctx, theirs, other_ctx)) {
                 displaced.push((k.clone(), d));
             }
@@ -192,7 +215,12 @@ impl Element for Presence {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-    fn join_with(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) -> Vec<Displaced<Blob>> {
+    fn join_with(
+        &mut self,
+        ctx: &VersionVector,
+        other: &Self,
+        other_ctx: &VersionVector,
+    ) -> Vec<Displaced<Blob>> {
         self.join(ctx, other, other_ctx);
         Vec::new()
     }
@@ -228,15 +256,24 @@ impl Element for ZMember {
     fn is_empty(&self) -> bool {
         self.adds.is_empty() && self.score.is_empty()
     }
-    fn join_with(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) -> Vec<Displaced<Blob>> {
+    fn join_with(
+        &mut self,
+        ctx: &VersionVector,
+        other: &Self,
+        other_ctx: &VersionVector,
+    ) -> Vec<Displaced<Blob>> {
         self.adds.join(ctx, &other.adds, other_ctx);
-        self.score.join(ctx, &other.score, other_ctx).into_iter().map(|d| Displaced {
-            loser: crate::num::Reg {
-                val: Blob::from(format!("{}", d.loser.val).as_str()),
-                tag: d.loser.tag,
-            },
-            winner: d.winner,
-        }).collect()
+        self.score
+            .join(ctx, &other.score, other_ctx)
+            .into_iter()
+            .map(|d| Displaced {
+                loser: crate::num::Reg {
+                    val: Blob::from(format!("{}", d.loser.val).as_str()),
+                    tag: d.loser.tag,
+                },
+                winner: d.winner,
+            })
+            .collect()
     }
 }
 
@@ -313,7 +350,11 @@ impl ZSetVal {
     }
 
     fn stamp(&self) -> Option<Tag> {
-        self.members.live.values().filter_map(|m| m.adds.stamp()).max()
+        self.members
+            .live
+            .values()
+            .filter_map(|m| m.adds.stamp())
+            .max()
     }
 }
 
@@ -390,7 +431,10 @@ impl Value {
                 for (k, f) in h.fields.live.iter().chain(h.fields.graves.iter()) {
                     let totals = f.observation();
                     if !totals.is_empty() {
-                        into.fields.push(SubObs { sub: k.clone(), totals });
+                        into.fields.push(SubObs {
+                            sub: k.clone(),
+                            totals,
+                        });
                     }
                 }
             }
@@ -399,7 +443,10 @@ impl Value {
                 for (k, m) in z.members.live.iter().chain(z.members.graves.iter()) {
                     let totals = m.score.observation();
                     if !totals.is_empty() {
-                        into.members.push(SubObs { sub: k.clone(), totals });
+                        into.members.push(SubObs {
+                            sub: k.clone(),
+                            totals,
+                        });
                     }
                 }
             }
@@ -407,12 +454,18 @@ impl Value {
     }
 
     /// Removes every observed element for which `pred` holds.
-    fn remove_observed(&mut self, obs: &KeyObs, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool + Copy) {
+    fn remove_observed(
+        &mut self,
+        obs: &KeyObs,
+        ctx: &impl Observes,
+        pred: impl Fn(&Tag) -> bool + Copy,
+    ) {
         match self {
             Value::Str(r) => r.remove_if(&obs.string, ctx, pred),
             Value::Hash(h) => {
                 for k in h.fields.keys() {
-                    h.fields.update(&k, |f| f.remove_if(obs_for(&obs.fields, &k), ctx, pred));
+                    h.fields
+                        .update(&k, |f| f.remove_if(obs_for(&obs.fields, &k), ctx, pred));
                 }
             }
             Value::Set(s) => {
@@ -431,10 +484,24 @@ impl Value {
         }
     }
 
-    fn join(&mut self, ctx: &VersionVector, other: &Value, other_ctx: &VersionVector) -> Vec<(Option<Blob>, Displaced<Blob>)> {
+    fn join(
+        &mut self,
+        ctx: &VersionVector,
+        other: &Value,
+        other_ctx: &VersionVector,
+    ) -> Vec<(Option<Blob>, Displaced<Blob>)> {
         match (self, other) {
-            (Value::Str(a), Value::Str(b)) => a.join(ctx, b, other_ctx).into_iter().map(|d| (None, d)).collect(),
-            (Value::Hash(a), Value::Hash(b)) => a.fields.join(ctx, &b.fields, other_ctx).into_iter().map(|(k, d)| (Some(k), d)).collect(),
+            (Value::Str(a), Value::Str(b)) => a
+                .join(ctx, b, other_ctx)
+                .into_iter()
+                .map(|d| (None, d))
+                .collect(),
+            (Value::Hash(a), Value::Hash(b)) => a
+                .fields
+                .join(ctx, &b.fields, other_ctx)
+                .into_iter()
+                .map(|(k, d)| (Some(k), d))
+                .collect(),
             (Value::Set(a), Value::Set(b)) => {
                 a.members.join(ctx, &b.members, other_ctx);
                 Vec::new()
@@ -519,9 +586,12 @@ impl Entry {
     }
 
     pub fn ttl(&self) -> Option<Ttl> {
-        self.extra
-            .as_ref()
-            .and_then(|e| e.ttl.iter().copied().reduce(|a, b| if a.beats(&b) { a } else { b }))
+        self.extra.as_ref().and_then(|e| {
+            e.ttl
+                .iter()
+                .copied()
+                .reduce(|a, b| if a.beats(&b) { a } else { b })
+        })
     }
 
     /// When the key expires, if it has a deadline.
@@ -576,15 +646,27 @@ impl Entry {
         }
     }
 
-    fn write_ttl(&mut self, new: Ttl, ctx: &impl Observes, key: &[u8], conflicts: &mut Vec<Conflict>) {
+    fn write_ttl(
+        &mut self,
+        new: Ttl,
+        ctx: &impl Observes,
+        key: &[u8],
+        conflicts: &mut Vec<Conflict>,
+    ) {
         let kind = self.kind();
         let extra = self.extra_mut();
-        extra.ttl.retain(|t| !ctx.observed(t.tag.dot) || t.tag == new.tag);
+        extra
+            .ttl
+            .retain(|t| !ctx.observed(t.tag.dot) || t.tag == new.tag);
         if extra.ttl.iter().any(|t| t.tag == new.tag) {
             return;
         }
         for old in &extra.ttl {
-            let (winner, loser) = if new.beats(old) { (new, *old) } else { (*old, new) };
+            let (winner, loser) = if new.beats(old) {
+                (new, *old)
+            } else {
+                (*old, new)
+            };
             conflicts.push(Conflict::ttl(key, kind, winner, loser));
         }
         extra.ttl.push(new);
@@ -593,7 +675,13 @@ impl Entry {
 
     /// Applies one effect of an op. Conflicts the effect resolves by
     /// discarding a value are appended to `conflicts`.
-    pub fn apply(&mut self, key: &[u8], kind: &EffectKind, ctx: &OpCtx<'_>, conflicts: &mut Vec<Conflict>) {
+    pub fn apply(
+        &mut self,
+        key: &[u8],
+        kind: &EffectKind,
+        ctx: &OpCtx<'_>,
+        conflicts: &mut Vec<Conflict>,
+    ) {
         let tag = ctx.tag;
         let target = match kind {
             EffectKind::Del { obs } => {
@@ -619,7 +707,11 @@ impl Entry {
                 self.write_ttl(new, ctx, key, conflicts);
                 None
             }
-            EffectKind::StrSet { value, keep_ttl, obs } => {
+            EffectKind::StrSet {
+                value,
+                keep_ttl,
+                obs,
+            } => {
                 for v in self.values_mut().filter(|v| v.kind() != Kind::String) {
                     v.remove_observed(obs, ctx, |_| true);
                 }
@@ -642,7 +734,9 @@ impl Entry {
             EffectKind::HSet { fields, obs } => {
                 if let Value::Hash(h) = self.typed_mut(Kind::Hash) {
                     for (f, v) in fields {
-                        let displaced = h.fields.update(f, |reg| reg.write(v.clone(), tag, obs_for(obs, f), ctx));
+                        let displaced = h
+                            .fields
+                            .update(f, |reg| reg.write(v.clone(), tag, obs_for(obs, f), ctx));
                         for d in displaced {
                             conflicts.push(Conflict::register(key, Some(f), Kind::Hash, d));
                         }
@@ -721,13 +815,21 @@ impl Entry {
     /// Drops empty values and elects the visible one. When two live values of
     /// different types remain, the one holding the newest write is shown and
     /// the hidden one is journaled.
-    fn settle(&mut self, key: &[u8], target: Option<Kind>, tag: Tag, conflicts: &mut Vec<Conflict>) {
+    fn settle(
+        &mut self,
+        key: &[u8],
+        target: Option<Kind>,
+        tag: Tag,
+        conflicts: &mut Vec<Conflict>,
+    ) {
         if self.value.is_empty() && self.value.kind() != Kind::String {
             // An emptied value has no type left: one canonical form, so that
             // replicas that emptied it along different paths compare equal.
             self.value = Value::empty(Kind::String);
         }
-        let Some(extra) = self.extra.as_mut() else { return };
+        let Some(extra) = self.extra.as_mut() else {
+            return;
+        };
         extra.shadows.retain(|v| !v.is_empty());
         if extra.shadows.is_empty() {
             if extra.ttl.is_empty() {
@@ -739,10 +841,15 @@ impl Entry {
     }
 
     fn elect(&mut self, key: &[u8], target: Option<Kind>, tag: Tag, conflicts: &mut Vec<Conflict>) {
-        let Some(extra) = self.extra.as_mut() else { return };
+        let Some(extra) = self.extra.as_mut() else {
+            return;
+        };
         let before = self.value.kind();
         let mut all: Vec<Value> = std::mem::take(&mut extra.shadows);
-        all.push(std::mem::replace(&mut self.value, Value::empty(Kind::String)));
+        all.push(std::mem::replace(
+            &mut self.value,
+            Value::empty(Kind::String),
+        ));
         all.retain(|v| !v.is_empty());
         let best = all
             .iter()
@@ -752,7 +859,11 @@ impl Entry {
             .unwrap_or(0);
         self.value = all.swap_remove(best);
         let shown = self.value.kind();
-        let hidden_live: Vec<Kind> = all.iter().filter(|v| v.is_live()).map(|v| v.kind()).collect();
+        let hidden_live: Vec<Kind> = all
+            .iter()
+            .filter(|v| v.is_live())
+            .map(|v| v.kind())
+            .collect();
         if self.value.is_live() {
             if let Some(t) = target {
                 if t != shown && hidden_live.contains(&t) {
@@ -772,11 +883,18 @@ impl Entry {
 
     /// Counter totals under one field or member that a write made now observes.
     pub fn sub_observation(&self, kind: Kind, sub: &[u8]) -> SmallVec<[Contrib; 1]> {
-        let mut values = std::iter::once(&self.value).chain(self.extra.iter().flat_map(|e| e.shadows.iter()));
+        let mut values =
+            std::iter::once(&self.value).chain(self.extra.iter().flat_map(|e| e.shadows.iter()));
         match values.find(|v| v.kind() == kind) {
-            Some(Value::Hash(h)) => sub_observation(h.fields.live.get(sub).or_else(|| h.fields.graves.get(sub))),
+            Some(Value::Hash(h)) => {
+                sub_observation(h.fields.live.get(sub).or_else(|| h.fields.graves.get(sub)))
+            }
             Some(Value::ZSet(z)) => sub_observation(
-                z.members.live.get(sub).or_else(|| z.members.graves.get(sub)).map(|m| &m.score),
+                z.members
+                    .live
+                    .get(sub)
+                    .or_else(|| z.members.graves.get(sub))
+                    .map(|m| &m.score),
             ),
             _ => SmallVec::new(),
         }
@@ -784,7 +902,14 @@ impl Entry {
 
     /// State merge with causal contexts: `self` reflects every op covered by
     /// `ctx`, `other` every op covered by `other_ctx`.
-    pub fn join(&mut self, key: &[u8], ctx: &VersionVector, other: &Entry, other_ctx: &VersionVector, conflicts: &mut Vec<Conflict>) {
+    pub fn join(
+        &mut self,
+        key: &[u8],
+        ctx: &VersionVector,
+        other: &Entry,
+        other_ctx: &VersionVector,
+        conflicts: &mut Vec<Conflict>,
+    ) {
         let mut theirs: Vec<&Value> = vec![&other.value];
         if let Some(e) = &other.extra {
             theirs.extend(e.shadows.iter());
@@ -795,14 +920,24 @@ impl Entry {
         kinds.dedup();
         for kind in kinds {
             let empty = Value::empty(kind);
-            let their = theirs.iter().find(|v| v.kind() == kind).copied().unwrap_or(&empty);
+            let their = theirs
+                .iter()
+                .find(|v| v.kind() == kind)
+                .copied()
+                .unwrap_or(&empty);
             for (sub, d) in self.typed_mut(kind).join(ctx, their, other_ctx) {
                 conflicts.push(Conflict::register(key, sub.as_deref(), kind, d));
             }
         }
-        let their_ttl: SmallVec<[Ttl; 1]> = other.extra.as_ref().map(|e| e.ttl.clone()).unwrap_or_default();
+        let their_ttl: SmallVec<[Ttl; 1]> = other
+            .extra
+            .as_ref()
+            .map(|e| e.ttl.clone())
+            .unwrap_or_default();
         let extra = self.extra_mut();
-        extra.ttl.retain(|m| their_ttl.contains(m) || !other_ctx.covers(m.tag.dot));
+        extra
+            .ttl
+            .retain(|m| their_ttl.contains(m) || !other_ctx.covers(m.tag.dot));
         for t in their_ttl {
             if !extra.ttl.contains(&t) && !ctx.covers(t.tag.dot) {
                 extra.ttl.push(t);

@@ -103,7 +103,13 @@ impl PartialOrd for Tag {
 
 impl fmt::Debug for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}@{}.{}", self.dot, self.hlc.wall_ms(), self.hlc.logical())
+        write!(
+            f,
+            "{:?}@{}.{}",
+            self.dot,
+            self.hlc.wall_ms(),
+            self.hlc.logical()
+        )
     }
 }
 
@@ -169,7 +175,9 @@ impl VersionVector {
 
 impl fmt::Debug for VersionVector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.0.iter().map(|(r, s)| (r, s))).finish()
+        f.debug_map()
+            .entries(self.0.iter().map(|(r, s)| (r, s)))
+            .finish()
     }
 }
 

@@ -48,12 +48,19 @@ impl Replica {
         let mut conflicts = Vec::new();
         for e in &op.effects {
             let kind_hint = match &e.kind {
-                EffectKind::HSet { .. } | EffectKind::HDel { .. } | EffectKind::HIncr { .. } => Kind::Hash,
+                EffectKind::HSet { .. } | EffectKind::HDel { .. } | EffectKind::HIncr { .. } => {
+                    Kind::Hash
+                }
                 EffectKind::SAdd { .. } | EffectKind::SRem { .. } => Kind::Set,
-                EffectKind::ZAdd { .. } | EffectKind::ZIncr { .. } | EffectKind::ZRem { .. } => Kind::ZSet,
+                EffectKind::ZAdd { .. } | EffectKind::ZIncr { .. } | EffectKind::ZRem { .. } => {
+                    Kind::ZSet
+                }
                 _ => Kind::String,
             };
-            let entry = self.keys.entry(e.key.clone()).or_insert_with(|| Entry::new(kind_hint));
+            let entry = self
+                .keys
+                .entry(e.key.clone())
+                .or_insert_with(|| Entry::new(kind_hint));
             entry.apply(&e.key, &e.kind, &ctx, &mut conflicts);
             if entry.is_empty() {
                 self.keys.remove(&e.key);
@@ -71,32 +78,83 @@ impl Replica {
         let keyobs = entry.map(|e| e.observe()).unwrap_or_default();
         let sub = Blob::from(format!("m{}", action.sub).as_str());
         let subobs = |kind| {
-            let totals = entry.map(|e| e.sub_observation(kind, &sub)).unwrap_or_default();
-            vec![SubObs { sub: sub.clone(), totals }]
+            let totals = entry
+                .map(|e| e.sub_observation(kind, &sub))
+                .unwrap_or_default();
+            vec![SubObs {
+                sub: sub.clone(),
+                totals,
+            }]
         };
         if matches!(action.verb, 11 | 12) && !entry.is_some_and(|e| e.is_live()) {
             // EXPIRE and expiry only ever target a key that exists here.
             return;
         }
         let kind = match action.verb {
-            0 => EffectKind::StrSet { value: Blob::from(format!("v{}", action.n).as_str()), keep_ttl: action.n % 2 == 0, obs: keyobs },
-            1 => EffectKind::StrIncr { delta: Delta::Int(action.n as i64 - 5) },
+            0 => EffectKind::StrSet {
+                value: Blob::from(format!("v{}", action.n).as_str()),
+                keep_ttl: action.n % 2 == 0,
+                obs: keyobs,
+            },
+            1 => EffectKind::StrIncr {
+                delta: Delta::Int(action.n as i64 - 5),
+            },
             2 => EffectKind::Del { obs: keyobs },
-            3 => EffectKind::HSet { fields: vec![(sub.clone(), Blob::from(format!("h{}", action.n).as_str()))], obs: subobs(Kind::Hash) },
-            4 => EffectKind::HDel { fields: vec![sub.clone()], obs: subobs(Kind::Hash) },
-            5 => EffectKind::HIncr { field: sub.clone(), delta: Delta::Int(action.n as i64) },
-            6 => EffectKind::SAdd { members: vec![sub.clone()] },
-            7 => EffectKind::SRem { members: vec![sub.clone()] },
-            8 => EffectKind::ZAdd { members: vec![(sub.clone(), action.n as f64)], obs: subobs(Kind::ZSet) },
-            9 => EffectKind::ZIncr { member: sub.clone(), delta: action.n as f64 / 4.0 },
-            10 => EffectKind::ZRem { members: vec![sub.clone()], obs: subobs(Kind::ZSet) },
-            11 => EffectKind::SetTtl { deadline_ms: if action.n % 3 == 0 { None } else { Some(wall_ms + action.n as u64) } },
-            12 => EffectKind::Expire { deadline_ms: wall_ms.saturating_sub(action.n as u64), obs: keyobs },
-            _ => EffectKind::StrIncr { delta: Delta::Float(action.n as f64 / 8.0) },
+            3 => EffectKind::HSet {
+                fields: vec![(sub.clone(), Blob::from(format!("h{}", action.n).as_str()))],
+                obs: subobs(Kind::Hash),
+            },
+            4 => EffectKind::HDel {
+                fields: vec![sub.clone()],
+                obs: subobs(Kind::Hash),
+            },
+            5 => EffectKind::HIncr {
+                field: sub.clone(),
+                delta: Delta::Int(action.n as i64),
+            },
+            6 => EffectKind::SAdd {
+                members: vec![sub.clone()],
+            },
+            7 => EffectKind::SRem {
+                members: vec![sub.clone()],
+            },
+            8 => EffectKind::ZAdd {
+                members: vec![(sub.clone(), action.n as f64)],
+                obs: subobs(Kind::ZSet),
+            },
+            9 => EffectKind::ZIncr {
+                member: sub.clone(),
+                delta: action.n as f64 / 4.0,
+            },
+            10 => EffectKind::ZRem {
+                members: vec![sub.clone()],
+                obs: subobs(Kind::ZSet),
+            },
+            11 => EffectKind::SetTtl {
+                deadline_ms: if action.n % 3 == 0 {
+                    None
+                } else {
+                    Some(wall_ms + action.n as u64)
+                },
+            },
+            12 => EffectKind::Expire {
+                deadline_ms: wall_ms.saturating_sub(action.n as u64),
+                obs: keyobs,
+            },
+            _ => EffectKind::StrIncr {
+                delta: Delta::Float(action.n as f64 / 8.0),
+            },
         };
         self.seq += 1;
-        let tag = Tag { hlc: self.clock.now(wall_ms), dot: Dot::new(self.region, self.seq) };
-        let op = Op { tag, ctx: self.vv.clone(), effects: vec![Effect { key, kind }] };
+        let tag = Tag {
+            hlc: self.clock.now(wall_ms),
+            dot: Dot::new(self.region, self.seq),
+        };
+        let op = Op {
+            tag,
+            ctx: self.vv.clone(),
+            effects: vec![Effect { key, kind }],
+        };
         assert!(self.apply(&op));
     }
 
@@ -119,8 +177,22 @@ struct Action {
 }
 
 fn action() -> impl Strategy<Value = Action> {
-    (0..3usize, prop::option::weighted(0.25, 0..3usize), 0..14u8, 0..3u8, 0..3u8, 0..10u8)
-        .prop_map(|(replica, sync_from, verb, key, sub, n)| Action { replica, sync_from, verb, key, sub, n })
+    (
+        0..3usize,
+        prop::option::weighted(0.25, 0..3usize),
+        0..14u8,
+        0..3u8,
+        0..3u8,
+        0..10u8,
+    )
+        .prop_map(|(replica, sync_from, verb, key, sub, n)| Action {
+            replica,
+            sync_from,
+            verb,
+            key,
+            sub,
+            n,
+        })
 }
 
 const NAMES: [&str; 3] = ["prop-a", "prop-b", "prop-c"];
@@ -148,7 +220,9 @@ fn replay(ops_by_replica: &[Vec<Op>], picks: &[usize]) -> Replica {
     let mut cursors = vec![0usize; ops_by_replica.len()];
     let mut pick = picks.iter().cycle();
     loop {
-        let pending: Vec<usize> = (0..ops_by_replica.len()).filter(|&i| cursors[i] < ops_by_replica[i].len()).collect();
+        let pending: Vec<usize> = (0..ops_by_replica.len())
+            .filter(|&i| cursors[i] < ops_by_replica[i].len())
+            .collect();
         if pending.is_empty() {
             return fresh;
         }
@@ -190,7 +264,10 @@ fn merge_states(
 }
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 300, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {

@@ -1,0 +1,57 @@
+//! Per-connection state.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use meridian_crdt::Blob;
+use meridian_resp::Protocol;
+
+use crate::shared::PushSender;
+
+pub struct Client {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    pub name: Option<Bytes>,
+    /// Commands queued since MULTI; `None` outside a transaction.
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// A command failed to queue: EXEC must abort.
+    pub multi_failed: bool,
+    /// Keys under WATCH with the version seen at WATCH time.
+    pub watched: Vec<(Blob, u64)>,
+    pub channels: BTreeSet<Bytes>,
+    pub patterns: BTreeSet<Bytes>,
+    pub push: PushSender,
+    /// Close the connection once the pending replies are written.
+    pub close: bool,
+}
+
+impl Client {
+    pub fn new(id: u64, addr: SocketAddr, authenticated: bool, push: PushSender) -> Client {
+        Client {
+            id,
+            addr,
+            proto: Protocol::Resp2,
+            authenticated,
+            name: None,
+            multi: None,
+            multi_failed: false,
+            watched: Vec::new(),
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+            push,
+            close: false,
+        }
+    }
+
+    pub fn subscriptions(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    /// In RESP2 a subscribed connection may only run Pub/Sub commands.
+    pub fn in_pubsub_context(&self) -> bool {
+        self.proto == Protocol::Resp2 && self.subscriptions() > 0
+    }
+}

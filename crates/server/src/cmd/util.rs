@@ -1,0 +1,243 @@
+//! Argument parsing and reply helpers shared by the command families, with
+//! Redis's exact error texts.
+
+use bytes::Bytes;
+use meridian_crdt::Blob;
+use meridian_resp::{parse_redis_double, parse_redis_int, Frame};
+
+pub const ERR_NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const ERR_NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const ERR_SYNTAX: &str = "ERR syntax error";
+pub const ERR_WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const ERR_OVERFLOW: &str = "ERR increment or decrement would overflow";
+
+pub fn syntax_error() -> Frame {
+    Frame::error(ERR_SYNTAX)
+}
+
+pub fn wrongtype() -> Frame {
+    Frame::error(ERR_WRONGTYPE)
+}
+
+pub fn not_integer() -> Frame {
+    Frame::error(ERR_NOT_INTEGER)
+}
+
+pub fn arity_error(name: &str) -> Frame {
+    Frame::error(format!(
+        "ERR wrong number of arguments for '{}' command",
+        name
+    ))
+}
+
+pub fn parse_int(arg: &[u8]) -> Result<i64, Frame> {
+    parse_redis_int(arg).ok_or_else(not_integer)
+}
+
+/// A non-negative integer, with the error Redis gives for negatives where the
+/// caller passes one.
+pub fn parse_float(arg: &[u8]) -> Result<f64, Frame> {
+    parse_redis_double(arg).ok_or_else(|| Frame::error(ERR_NOT_FLOAT))
+}
+
+pub fn blob(arg: &Bytes) -> Blob {
+    Blob::from(&arg[..])
+}
+
+pub fn bulk(bytes: &[u8]) -> Frame {
+    Frame::Bulk(Bytes::copy_from_slice(bytes))
+}
+
+pub fn eq_ignore_case(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// Redis's glob matching (`stringmatchlen`): `*`, `?`, `[...]` with ranges and
+/// `^` negation, and `\` escapes.
+pub fn glob_match(pattern: &[u8], string: &[u8], nocase: bool) -> bool {
+    fn lower(b: u8, nocase: bool) -> u8 {
+        if nocase {
+            b.to_ascii_lowercase()
+        } else {
+            b
+        }
+    }
+    fn go(p: &[u8], s: &[u8], nocase: bool, depth: usize) -> bool {
+        if depth > 1000 {
+            return false;
+        }
+        let (mut pi, mut si) = (0, 0);
+        while pi < p.len() {
+            match p[pi] {
+                b'*' => {
+                    while pi + 1 < p.len() && p[pi + 1] == b'*' {
+                        pi += 1;
+                    }
+                    if pi + 1 == p.len() {
+                        return true;
+                    }
+                    for start in si..=s.len() {
+                        if go(&p[pi + 1..], &s[start..], nocase, depth + 1) {
+                            return true;
+                        }
+                    }
+                    return false;
+                }
+                b'?' => {
+                    if si >= s.len() {
+                        return false;
+                    }
+                    si += 1;
+                }
+                b'[' => {
+                    if si >= s.len() {
+                        return false;
+                    }
+                    pi += 1;
+                    let not = pi < p.len() && p[pi] == b'^';
+                    if not {
+                        pi += 1;
+                    }
+                    let mut matched = false;
+                    loop {
+                        if pi >= p.len() {
+                            pi -= 1;
+                            break;
+                        }
+                        if p[pi] == b'\\' && pi + 2 < p.len() {
+                            pi += 1;
+                            if p[pi] == s[si] {
+                                matched = true;
+                            }
+                        } else if p[pi] == b']' {
+                            break;
+                        } else if pi + 2 < p.len() && p[pi + 1] == b'-' {
+                            let (mut a, mut b) = (lower(p[pi], nocase), lower(p[pi + 2], nocase));
+                            if a > b {
+                                std::mem::swap(&mut a, &mut b);
+                            }
+                            let c = lower(s[si], nocase);
+                            if c >= a && c <= b {
+                                matched = true;
+                            }
+                            pi += 2;
+                        } else if lower(p[pi], nocase) == lower(s[si], nocase) {
+                            matched = true;
+                        }
+                        pi += 1;
+                    }
+                    if not {
+                        matched = !matched;
+                    }
+                    if !matched {
+                        return false;
+                    }
+                    si += 1;
+                }
+                b'\\' if pi + 1 < p.len() => {
+                    pi += 1;
+                    if si >= s.len() || lower(p[pi], nocase) != lower(s[si], nocase) {
+                        return false;
+                    }
+                    si += 1;
+                }
+                c => {
+                    if si >= s.len() || lower(c, nocase) != lower(s[si], nocase) {
+                        return false;
+                    }
+                    si += 1;
+                }
+            }
+            pi += 1;
+        }
+        si == s.len()
+    }
+    go(pattern, string, nocase, 0)
+}
+
+/// Parsed `[MATCH pattern] [COUNT n] [TYPE t]` of the SCAN family.
+pub struct ScanArgs {
+    pub cursor: u64,
+    pub pattern: Option<Bytes>,
+    pub count: usize,
+    pub type_filter: Option<Bytes>,
+    pub novalues: bool,
+}
+
+pub fn parse_scan(
+    args: &[Bytes],
+    allow_type: bool,
+    allow_novalues: bool,
+) -> Result<ScanArgs, Frame> {
+    let cursor = std::str::from_utf8(&args[0])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Frame::error("ERR invalid cursor"))?;
+    let mut out = ScanArgs {
+        cursor,
+        pattern: None,
+        count: 10,
+        type_filter: None,
+        novalues: false,
+    };
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        if eq_ignore_case(a, "match") && i + 1 < args.len() {
+            out.pattern = Some(args[i + 1].clone());
+            i += 2;
+        } else if eq_ignore_case(a, "count") && i + 1 < args.len() {
+            let n = parse_int(&args[i + 1])?;
+            if n < 1 {
+                return Err(syntax_error());
+            }
+            out.count = n as usize;
+            i += 2;
+        } else if allow_type && eq_ignore_case(a, "type") && i + 1 < args.len() {
+            out.type_filter = Some(args[i + 1].clone());
+            i += 2;
+        } else if allow_novalues && eq_ignore_case(a, "novalues") {
+            out.novalues = true;
+            i += 1;
+        } else {
+            return Err(syntax_error());
+        }
+    }
+    Ok(out)
+}
+
+/// Redis-style range normalisation for LRANGE/GETRANGE/ZRANGE indexes:
+/// negative counts from the end; returns None for an empty range.
+pub fn normalize_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let mut s = if start < 0 { len + start } else { start };
+    let mut e = if end < 0 { len + end } else { end };
+    if s < 0 {
+        s = 0;
+    }
+    if e >= len {
+        e = len - 1;
+    }
+    if s > e || s >= len || len == 0 {
+        return None;
+    }
+    Some((s as usize, e as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_redis() {
+        assert!(glob_match(b"*", b"anything", false));
+        assert!(glob_match(b"h?llo", b"hello", false));
+        assert!(glob_match(b"h[ae]llo", b"hallo", false));
+        assert!(!glob_match(b"h[^e]llo", b"hello", false));
+        assert!(glob_match(b"h[a-b]llo", b"hbllo", false));
+        assert!(glob_match(b"key:*:x", b"key:12:x", false));
+        assert!(!glob_match(b"key:*:x", b"key:12:y", false));
+        assert!(glob_match(b"a\\*b", b"a*b", false));
+        assert!(glob_match(b"HELLO", b"hello", true));
+    }
+}

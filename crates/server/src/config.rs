@@ -1,0 +1,206 @@
+//! `meridian serve` settings: flags, `MERIDIAN_*` environment variables and
+//! a TOML file with the same names. Flags override the environment, which
+//! overrides the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use meridian_crdt::RegionId;
+use meridian_store::FsyncPolicy;
+use serde::Deserialize;
+
+/// Every setting of `meridian serve`. All are optional here so that the file
+/// can fill what flags and environment leave unset; [`Config::resolve`]
+/// applies the defaults.
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// TOML file with the same names as the flags (e.g. `listen = "0.0.0.0:7379"`).
+    #[arg(long, env = "MERIDIAN_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This region's id: 1 to 32 characters from [a-z0-9-].
+    #[arg(long, env = "MERIDIAN_REGION")]
+    pub region: Option<String>,
+    /// Address for Redis clients (RESP2/RESP3). Default 127.0.0.1:7379.
+    #[arg(long, env = "MERIDIAN_LISTEN")]
+    pub listen: Option<String>,
+    /// Address for the HTTP admin API, health checks and metrics. Default 127.0.0.1:7380.
+    #[arg(long, env = "MERIDIAN_HTTP")]
+    pub http: Option<String>,
+    /// Address for replication between regions. Default 127.0.0.1:7381.
+    #[arg(long, env = "MERIDIAN_REPL")]
+    pub repl: Option<String>,
+    /// A peer region, as ID=HOST:PORT (repeatable).
+    #[arg(long = "peer", env = "MERIDIAN_PEER", value_delimiter = ',')]
+    #[serde(default)]
+    pub peer: Vec<String>,
+    /// Run as a witness: votes in quorum decisions, stores no user data.
+    #[arg(long, env = "MERIDIAN_WITNESS")]
+    #[serde(default)]
+    pub witness: bool,
+    /// Where the op log and snapshots live. Default ./meridian-data.
+    #[arg(long, env = "MERIDIAN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// When the op log is fsynced: always, everysec (default) or no.
+    #[arg(long, env = "MERIDIAN_FSYNC")]
+    pub fsync: Option<String>,
+    /// Password clients must send with AUTH.
+    #[arg(long, env = "MERIDIAN_REQUIREPASS")]
+    pub requirepass: Option<String>,
+    /// Keyspace policy PATTERN=POLICY (active-active, majority, primary:REGION), repeatable.
+    #[arg(long = "policy", env = "MERIDIAN_POLICY", value_delimiter = ',')]
+    #[serde(default)]
+    pub policy: Vec<String>,
+    /// Quorum lease length in milliseconds.
+    #[arg(long, env = "MERIDIAN_LEASE_MS")]
+    pub lease_ms: Option<u64>,
+    /// How many ops the log retains for peers that fall behind.
+    #[arg(long, env = "MERIDIAN_REPL_BACKLOG_OPS")]
+    pub repl_backlog_ops: Option<u64>,
+    /// A peer clock further ahead than this is reported. Default 500.
+    #[arg(long, env = "MERIDIAN_MAX_CLOCK_OFFSET_MS")]
+    pub max_clock_offset_ms: Option<u64>,
+    /// Address for TLS clients.
+    #[arg(long, env = "MERIDIAN_TLS_LISTEN")]
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain for TLS.
+    #[arg(long, env = "MERIDIAN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, env = "MERIDIAN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle for verifying peers and clients.
+    #[arg(long, env = "MERIDIAN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificates: yes, no or optional.
+    #[arg(long, env = "MERIDIAN_TLS_AUTH_CLIENTS")]
+    pub tls_auth_clients: Option<String>,
+    /// Ops logged after which a snapshot compacts the log. Default 1000000.
+    #[arg(long, env = "MERIDIAN_SNAPSHOT_AFTER_OPS")]
+    pub snapshot_after_ops: Option<u64>,
+    /// Log format: text (default) or json.
+    #[arg(long, env = "MERIDIAN_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// Settings after defaults and validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub region: RegionId,
+    pub listen: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub requirepass: Option<String>,
+    pub max_clock_offset_ms: u64,
+    pub snapshot_after_ops: u64,
+    pub log_json: bool,
+}
+
+fn addr(value: Option<&str>, default: &str, flag: &str) -> anyhow::Result<SocketAddr> {
+    let text = value.unwrap_or(default);
+    text.parse()
+        .with_context(|| format!("--{flag} {text:?} is not an IP:PORT address"))
+}
+
+impl ServeArgs {
+    /// Fills unset fields from the file named by `--config`.
+    pub fn merge_file(mut self) -> anyhow::Result<ServeArgs> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let file = load_file(&path)?;
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = file.$f; } )* };
+        }
+        fill!(
+            region,
+            listen,
+            http,
+            repl,
+            data_dir,
+            fsync,
+            requirepass,
+            lease_ms,
+            repl_backlog_ops,
+            max_clock_offset_ms,
+            tls_listen,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            tls_auth_clients,
+            snapshot_after_ops,
+            log_format
+        );
+        if self.peer.is_empty() {
+            self.peer = file.peer;
+        }
+        if self.policy.is_empty() {
+            self.policy = file.policy;
+        }
+        self.witness |= file.witness;
+        Ok(self)
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<ServeArgs> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+impl Config {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        let args = args.merge_file()?;
+        // Settings that belong to multi-region operation are refused rather
+        // than accepted and ignored: a region that silently does not
+        // replicate would be worse than one that does not start.
+        let unsupported = [
+            ("--peer", !args.peer.is_empty()),
+            ("--witness", args.witness),
+            ("--policy", !args.policy.is_empty()),
+            ("--lease-ms", args.lease_ms.is_some()),
+            ("--repl-backlog-ops", args.repl_backlog_ops.is_some()),
+            ("--tls-listen", args.tls_listen.is_some()),
+            ("--tls-cert", args.tls_cert.is_some()),
+            ("--tls-key", args.tls_key.is_some()),
+            ("--tls-ca", args.tls_ca.is_some()),
+            ("--tls-auth-clients", args.tls_auth_clients.is_some()),
+        ];
+        if let Some((flag, _)) = unsupported.iter().find(|(_, set)| *set) {
+            bail!("{flag} is not available in this version of meridian yet (single-region only)");
+        }
+        if let Some(repl) = &args.repl {
+            addr(Some(repl), "127.0.0.1:7381", "repl")?;
+        }
+        let region_name = args.region.as_deref().unwrap_or("local");
+        let region = RegionId::new(region_name).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+        let fsync = match args.fsync.as_deref() {
+            None => FsyncPolicy::Everysec,
+            Some(s) => s
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--fsync {s:?}: use always, everysec or no"))?,
+        };
+        let log_json = match args.log_format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => bail!("--log-format {other:?}: use text or json"),
+        };
+        Ok(Config {
+            region,
+            listen: addr(args.listen.as_deref(), "127.0.0.1:7379", "listen")?,
+            http: addr(args.http.as_deref(), "127.0.0.1:7380", "http")?,
+            data_dir: args
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("meridian-data")),
+            fsync,
+            requirepass: args.requirepass.filter(|p| !p.is_empty()),
+            max_clock_offset_ms: args.max_clock_offset_ms.unwrap_or(500),
+            snapshot_after_ops: args.snapshot_after_ops.unwrap_or(1_000_000),
+            log_json,
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! One client connection: read, parse every complete command, execute the
+//! batch under one store lock, make the batch's ops durable as the fsync
+//! policy says, then write all replies. Pipelined clients therefore pay for
+//! one lock and one log write per batch, not per command.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use meridian_resp::{encode, Frame, Limits, RequestParser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
+
+use crate::client::Client;
+use crate::cmd::Ctx;
+use crate::metrics::Metrics;
+use crate::shared::{wall_ms, ClientEntry, Shared};
+
+/// A client whose unparsed input grows past this is disconnected
+/// (Redis's `client-query-buffer-limit`).
+pub const QUERY_BUFFER_MAX_BYTES: usize = 1024 * 1024 * 1024;
+/// Pub/Sub messages waiting for a slow subscriber before it is disconnected.
+pub const PUSH_QUEUE_MAX: usize = 4096;
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let id = shared.next_client_id();
+    let (push_tx, mut push_rx) = mpsc::channel(PUSH_QUEUE_MAX);
+    let authenticated = shared.requirepass.lock().is_none();
+    let mut client = Client::new(id, addr, authenticated, push_tx);
+    let kill = Arc::new(Notify::new());
+    let killed = Arc::new(AtomicBool::new(false));
+    let local = stream.local_addr().unwrap_or(addr);
+    shared.clients.lock().insert(
+        id,
+        ClientEntry {
+            id,
+            addr,
+            local,
+            name: None,
+            created: Instant::now(),
+            last_cmd: "NULL".into(),
+            last_active: Instant::now(),
+            kill: kill.clone(),
+            killed: killed.clone(),
+            subscriptions: 0,
+            in_multi: false,
+            resp: 2,
+        },
+    );
+    Metrics::inc(&shared.metrics.connections_total);
+    Metrics::inc(&shared.metrics.connections_current);
+
+    let (mut rd, mut wr) = stream.into_split();
+    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut parser = RequestParser::new();
+    let mut replies = Vec::new();
+    'conn: loop {
+        if input.capacity() - input.len() < READ_CHUNK_BYTES / 2 {
+            input.reserve(READ_CHUNK_BYTES);
+        }
+        tokio::select! {
+            read = rd.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => break 'conn,
+                Ok(n) => Metrics::add(&shared.metrics.net_input_bytes, n as u64),
+            },
+            Some(msg) = push_rx.recv() => {
+                encode(&crate::cmd::pubsub::message_frame(&msg), client.proto, &mut output);
+                while let Ok(msg) = push_rx.try_recv() {
+                    encode(&crate::cmd::pubsub::message_frame(&msg), client.proto, &mut output);
+                }
+                if write_out(&mut wr, &mut output, &shared).await.is_err() {
+                    break 'conn;
+                }
+                continue;
+            }
+            _ = kill.notified() => break 'conn,
+        }
+        match process_input(
+            &shared,
+            &mut client,
+            &mut parser,
+            &mut input,
+            &mut output,
+            &mut replies,
+        ) {
+            Next::Continue => {}
+            Next::Close => {
+                let _ = write_out(&mut wr, &mut output, &shared).await;
+                break 'conn;
+            }
+        }
+        if input.len() > QUERY_BUFFER_MAX_BYTES {
+            tracing::warn!(client = id, %addr, "query buffer over its limit; closing the connection");
+            break 'conn;
+        }
+        if write_out(&mut wr, &mut output, &shared).await.is_err() {
+            break 'conn;
+        }
+        if killed.load(std::sync::atomic::Ordering::Relaxed) {
+            break 'conn;
+        }
+    }
+    crate::cmd::pubsub::unsubscribe_all(&shared, &mut client);
+    shared.clients.lock().remove(&id);
+    shared
+        .metrics
+        .connections_current
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let _ = wr.shutdown().await;
+}
+
+enum Next {
+    Continue,
+    Close,
+}
+
+/// Runs every complete command in `input`. Before AUTH the parser's limits
+/// are tighter, so parsing stops after each command until the client has
+/// authenticated.
+fn process_input(
+    shared: &Shared,
+    client: &mut Client,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+    replies: &mut Vec<Frame>,
+) -> Next {
+    loop {
+        let limits = Limits {
+            unauthenticated: !client.authenticated,
+            ..Limits::default()
+        };
+        let mut batch: Vec<Vec<Bytes>> = Vec::new();
+        let mut protocol_error = None;
+        let mut stopped_early = false;
+        loop {
+            match parser.next_command(input, &limits) {
+                Ok(Some(args)) if args.is_empty() => continue,
+                Ok(Some(args)) => batch.push(args),
+                Ok(None) => break,
+                Err(e) => {
+                    protocol_error = Some(e);
+                    break;
+                }
+            }
+            if !client.authenticated {
+                stopped_early = true;
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(shared, client, batch, replies);
+            for frame in replies.drain(..) {
+                encode(&frame, client.proto, output);
+            }
+        }
+        if let Some(e) = protocol_error {
+            Metrics::inc(&shared.metrics.protocol_errors_total);
+            tracing::debug!(client = client.id, addr = %client.addr, error = %e, "protocol error; closing the connection");
+            e.encode_reply(output);
+            return Next::Close;
+        }
+        if client.close {
+            return Next::Close;
+        }
+        if !stopped_early {
+            return Next::Continue;
+        }
+    }
+}
+
+async fn write_out(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    output: &mut BytesMut,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    Metrics::add(&shared.metrics.net_output_bytes, output.len() as u64);
+    wr.write_all(output).await?;
+    output.clear();
+    if output.capacity() > 4 * 1024 * 1024 {
+        *output = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    }
+    Ok(())
+}
+
+/// Executes a batch under one store lock and makes its ops durable before
+/// any reply leaves.
+pub fn run_batch(
+    shared: &Shared,
+    client: &mut Client,
+    batch: Vec<Vec<Bytes>>,
+    replies: &mut Vec<Frame>,
+) {
+    let last_cmd = batch
+        .last()
+        .map(|a| String::from_utf8_lossy(&a[0]).to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut store = shared.store.lock();
+    store.db_mut().set_now_ms(wall_ms());
+    let before = store.log().last_lsn();
+    {
+        let mut ctx = Ctx {
+            store: &mut store,
+            client,
+            shared,
+        };
+        for args in batch {
+            crate::dispatch::execute(&mut ctx, args, replies);
+        }
+    }
+    if store.log().last_lsn() != before {
+        if let Err(e) = store.flush() {
+            tracing::error!(error = %e, "flushing the op log failed; writes are refused from now on");
+            *shared.readiness.lock() = crate::shared::Readiness::Poisoned(e.to_string());
+            // Nothing of this batch may be acknowledged as durable.
+            for r in replies.iter_mut() {
+                if !r.is_error() {
+                    *r = crate::dispatch::poisoned_error();
+                }
+            }
+        }
+    }
+    drop(store);
+    if let Some(entry) = shared.clients.lock().get_mut(&client.id) {
+        entry.last_cmd = last_cmd;
+        entry.last_active = Instant::now();
+        entry.name = client.name.clone();
+        entry.subscriptions = client.subscriptions();
+        entry.in_multi = client.multi.is_some();
+        entry.resp = match client.proto {
+            meridian_resp::Protocol::Resp2 => 2,
+            meridian_resp::Protocol::Resp3 => 3,
+        };
+    }
+}

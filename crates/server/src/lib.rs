@@ -1,0 +1,22 @@
+//! The `meridian` binary's library: the RESP server, the HTTP admin port and
+//! the command-line tools.
+//!
+//! # Layout
+//! - [`config`]: flags, environment and TOML file for `serve`.
+//! - [`server`]: startup, recovery, background duties (expiry, fsync, snapshots).
+//! - [`conn`]: one client connection; batches pipelined commands.
+//! - [`dispatch`]: the checks before a handler runs, and committing its op.
+//! - [`cmd`]: the command table, one file per command family.
+//! - [`http`]: `/health/live`, `/health/ready`, `/metrics`.
+//! - [`shared`], [`client`], [`metrics`]: state shared by connections, per
+//!   connection, and counters.
+
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod conn;
+pub mod dispatch;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod shared;

@@ -1,0 +1,86 @@
+//! Counters for `/metrics` (Prometheus text format) and `INFO`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+#[derive(Default)]
+pub struct Metrics {
+    pub connections_total: AtomicU64,
+    pub connections_current: AtomicU64,
+    pub commands_total: AtomicU64,
+    pub command_errors_total: AtomicU64,
+    pub protocol_errors_total: AtomicU64,
+    pub ops_committed_total: AtomicU64,
+    pub net_input_bytes: AtomicU64,
+    pub net_output_bytes: AtomicU64,
+    pub rejected_connections_total: AtomicU64,
+    pub snapshots_total: AtomicU64,
+    pub per_command: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Resident set size of this process, in bytes (Linux), or 0 where unknown.
+pub fn rss_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// One sample in Prometheus text exposition format.
+pub struct Sample<'a> {
+    pub name: &'a str,
+    pub help: &'a str,
+    pub kind: &'a str,
+    pub labels: Vec<(&'a str, String)>,
+    pub value: f64,
+}
+
+pub fn render(samples: &[Sample<'_>]) -> String {
+    let mut out = String::new();
+    let mut last = "";
+    for s in samples {
+        if s.name != last {
+            let _ = writeln!(out, "# HELP {} {}", s.name, s.help);
+            let _ = writeln!(out, "# TYPE {} {}", s.name, s.kind);
+            last = s.name;
+        }
+        out.push_str(s.name);
+        if !s.labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in s.labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let escaped = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(out, "{k}=\"{escaped}\"");
+            }
+            out.push('}');
+        }
+        let _ = writeln!(out, " {}", s.value);
+    }
+    out
+}

@@ -1,0 +1,78 @@
+//! State shared by every connection: the store, the client registry,
+//! counters and the Pub/Sub channels.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use meridian_store::Store;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// A Pub/Sub message on its way to a subscriber.
+#[derive(Debug, Clone)]
+pub struct PushMsg {
+    /// The pattern it matched, for PSUBSCRIBE subscribers.
+    pub pattern: Option<Bytes>,
+    pub channel: Bytes,
+    pub message: Bytes,
+}
+
+/// Messages a subscribed connection can receive.
+pub type PushSender = mpsc::Sender<PushMsg>;
+
+/// What `CLIENT LIST` shows and `CLIENT KILL` acts on.
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub local: SocketAddr,
+    pub name: Option<Bytes>,
+    pub created: Instant,
+    pub last_cmd: String,
+    pub last_active: Instant,
+    pub kill: std::sync::Arc<tokio::sync::Notify>,
+    pub killed: std::sync::Arc<AtomicBool>,
+    pub subscriptions: usize,
+    pub in_multi: bool,
+    pub resp: u8,
+}
+
+/// Why the region does not accept writes, if it does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Recovering,
+    Ready,
+    Poisoned(String),
+}
+
+pub struct Shared {
+    pub config: Config,
+    pub store: Mutex<Store>,
+    pub clients: Mutex<HashMap<u64, ClientEntry>>,
+    pub next_client_id: AtomicU64,
+    pub channels: Mutex<HashMap<Bytes, HashMap<u64, PushSender>>>,
+    pub patterns: Mutex<HashMap<Bytes, HashMap<u64, PushSender>>>,
+    pub metrics: Metrics,
+    pub started: Instant,
+    pub readiness: Mutex<Readiness>,
+    pub requirepass: Mutex<Option<String>>,
+    pub shutdown: tokio::sync::Notify,
+}
+
+impl Shared {
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,362 @@
+//! `Db`: one region's state and the only way to change it.
+//!
+//! Commands read through `Db` and write by adding *effects* to the op being
+//! built; each effect is applied at once (later commands of a MULTI block see
+//! it) and the finished [`Op`] is handed to the caller to log and replicate.
+//! Remote and recovered ops go through [`Db::apply_op`], the same apply code.
+//!
+//! `Db` never reads the clock: the caller sets `now_ms` before each batch.
+
+use std::collections::VecDeque;
+
+use meridian_crdt::{
+    Blob, Conflict, Delta, Dot, Effect, EffectKind, Entry, Hlc, HlcClock, Kind, Op, OpCtx,
+    RegionId, SubObs, Tag, VersionVector,
+};
+
+use crate::keyspace::Keyspace;
+
+/// Conflicts kept in memory for `MERIDIAN CONFLICTS`.
+pub const CONFLICTS_KEPT_MAX: usize = 10_000;
+
+/// An operation against a key holding the wrong kind of value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+pub struct WrongType;
+
+#[derive(Debug)]
+pub struct Db {
+    region: RegionId,
+    seq: u64,
+    clock: HlcClock,
+    vv: VersionVector,
+    keys: Keyspace,
+    now_ms: u64,
+    building: Option<Op>,
+    conflicts: VecDeque<Conflict>,
+    conflicts_total: u64,
+    expired_total: u64,
+    /// Keys under WATCH by some client: (watchers, modification count).
+    watched: std::collections::HashMap<Blob, (u32, u64)>,
+}
+
+impl Db {
+    pub fn new(region: RegionId, max_clock_offset_ms: u64) -> Db {
+        Db {
+            region,
+            seq: 0,
+            clock: HlcClock::new(max_clock_offset_ms),
+            vv: VersionVector::new(),
+            keys: Keyspace::new(),
+            now_ms: 0,
+            building: None,
+            conflicts: VecDeque::new(),
+            conflicts_total: 0,
+            expired_total: 0,
+            watched: Default::default(),
+        }
+    }
+
+    pub fn region(&self) -> RegionId {
+        self.region
+    }
+
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn clock(&self) -> Hlc {
+        self.clock.last()
+    }
+
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keys
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Sets the wall time used for expiry and new HLC stamps.
+    pub fn set_now_ms(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    pub fn conflicts(&self) -> impl DoubleEndedIterator<Item = &Conflict> {
+        self.conflicts.iter()
+    }
+
+    pub fn conflicts_total(&self) -> u64 {
+        self.conflicts_total
+    }
+
+    pub fn expired_total(&self) -> u64 {
+        self.expired_total
+    }
+
+    fn record_conflicts(&mut self, found: Vec<Conflict>) {
+        for c in found {
+            self.conflicts_total += 1;
+            if self.conflicts.len() == CONFLICTS_KEPT_MAX {
+                self.conflicts.pop_front();
+            }
+            self.conflicts.push_back(c);
+        }
+    }
+
+    // ----- reading -----
+
+    /// The visible entry of `key`, expiring it first if its deadline passed.
+    pub fn get(&mut self, key: &[u8]) -> Option<&Entry> {
+        self.expire_if_due(key);
+        self.keys.get(key)
+    }
+
+    /// The entry if it has the expected type; `Ok(None)` when absent.
+    pub fn get_typed(&mut self, key: &[u8], kind: Kind) -> Result<Option<&Entry>, WrongType> {
+        match self.get(key) {
+            Some(e) if e.kind() != kind => Err(WrongType),
+            other => Ok(other),
+        }
+    }
+
+    /// A key's visible entry without expiring anything: for read paths that
+    /// must not write (the entry may be past its deadline).
+    pub fn peek(&self, key: &[u8]) -> Option<&Entry> {
+        self.keys
+            .get(key)
+            .filter(|e| e.deadline_ms().is_none_or(|d| d > self.now_ms))
+    }
+
+    fn expire_if_due(&mut self, key: &[u8]) {
+        let due = self
+            .keys
+            .get_any(key)
+            .and_then(|e| e.deadline_ms())
+            .is_some_and(|d| d <= self.now_ms);
+        if due {
+            self.expire(key);
+        }
+    }
+
+    fn expire(&mut self, key: &[u8]) {
+        let Some(entry) = self.keys.get_any(key) else {
+            return;
+        };
+        let Some(deadline_ms) = entry.deadline_ms() else {
+            return;
+        };
+        let obs = entry.observe();
+        let was_live = entry.is_live();
+        self.effect(key, EffectKind::Expire { deadline_ms, obs });
+        if was_live {
+            self.expired_total += 1;
+        }
+    }
+
+    /// Expires up to `limit` keys whose deadline has passed (the active
+    /// expiry cycle); returns how many it expired.
+    pub fn expire_due(&mut self, limit: usize) -> usize {
+        let due = self.keys.due(self.now_ms, limit);
+        for k in &due {
+            self.expire(k);
+        }
+        due.len()
+    }
+
+    // ----- writing -----
+
+    /// Adds an effect to the op being built and applies it now.
+    pub fn effect(&mut self, key: &[u8], kind: EffectKind) {
+        if self.building.is_none() {
+            self.seq += 1;
+            let tag = Tag {
+                hlc: self.clock.now(self.now_ms),
+                dot: Dot::new(self.region, self.seq),
+            };
+            self.building = Some(Op {
+                tag,
+                ctx: self.vv.clone(),
+                effects: Vec::new(),
+            });
+        }
+        if let Some((_, version)) = self.watched.get_mut(key) {
+            *version += 1;
+        }
+        let op = self.building.as_mut().expect("op under construction");
+        let mut found = Vec::new();
+        self.keys.apply(key, &kind, &op.context(), &mut found);
+        op.effects.push(Effect {
+            key: Blob::from(key),
+            kind,
+        });
+        self.record_conflicts(found);
+    }
+
+    /// Finishes the op under construction; `None` if nothing was written.
+    pub fn commit(&mut self) -> Option<Op> {
+        let op = self.building.take()?;
+        self.vv.observe(op.tag.dot);
+        Some(op)
+    }
+
+    /// Applies an op from the log or from a peer. Returns false for an op
+    /// already applied (duplicates are harmless).
+    pub fn apply_op(&mut self, op: &Op) -> bool {
+        let dot = op.dot();
+        if self.vv.covers(dot) {
+            return false;
+        }
+        self.clock.raise_to(op.tag.hlc);
+        let ctx: OpCtx<'_> = op.context();
+        let mut found = Vec::new();
+        for e in &op.effects {
+            self.keys.apply(&e.key, &e.kind, &ctx, &mut found);
+        }
+        self.vv.observe(dot);
+        if dot.region() == self.region {
+            self.seq = self.seq.max(dot.seq());
+        }
+        self.record_conflicts(found);
+        true
+    }
+
+    // ----- WATCH -----
+
+    /// Starts watching `key`; returns its modification count.
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let slot = self.watched.entry(Blob::from(key)).or_insert((0, 0));
+        slot.0 += 1;
+        slot.1
+    }
+
+    pub fn unwatch(&mut self, key: &[u8]) {
+        if let Some(slot) = self.watched.get_mut(key) {
+            slot.0 -= 1;
+            if slot.0 == 0 {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// How often a watched key was written since the first WATCH of it.
+    pub fn watch_version(&mut self, key: &[u8]) -> u64 {
+        self.expire_if_due(key);
+        self.watched.get(key).map_or(0, |s| s.1)
+    }
+
+    // ----- write helpers: observations are read from current state -----
+
+    /// DEL: true if the key was visible.
+    pub fn del(&mut self, key: &[u8]) -> bool {
+        match self.get(key) {
+            Some(e) => {
+                let obs = e.observe();
+                self.effect(key, EffectKind::Del { obs });
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn set_string(&mut self, key: &[u8], value: Blob, keep_ttl: bool) {
+        let obs = self
+            .keys
+            .get_any(key)
+            .map(|e| e.observe())
+            .unwrap_or_default();
+        self.effect(
+            key,
+            EffectKind::StrSet {
+                value,
+                keep_ttl,
+                obs,
+            },
+        );
+    }
+
+    pub fn incr(&mut self, key: &[u8], delta: Delta) {
+        self.effect(key, EffectKind::StrIncr { delta });
+    }
+
+    /// EXPIRE family with `Some(deadline)`, PERSIST with `None`.
+    pub fn set_ttl(&mut self, key: &[u8], deadline_ms: Option<u64>) {
+        self.effect(key, EffectKind::SetTtl { deadline_ms });
+    }
+
+    fn sub_obs(&self, key: &[u8], kind: Kind, subs: &[&[u8]]) -> Vec<SubObs> {
+        let Some(entry) = self.keys.get_any(key) else {
+            return Vec::new();
+        };
+        subs.iter()
+            .filter_map(|s| {
+                let totals = entry.sub_observation(kind, s);
+                (!totals.is_empty()).then(|| SubObs {
+                    sub: Blob::from(*s),
+                    totals,
+                })
+            })
+            .collect()
+    }
+
+    pub fn hset(&mut self, key: &[u8], fields: Vec<(Blob, Blob)>) {
+        let subs: Vec<&[u8]> = fields.iter().map(|(f, _)| &f[..]).collect();
+        let obs = self.sub_obs(key, Kind::Hash, &subs);
+        self.effect(key, EffectKind::HSet { fields, obs });
+    }
+
+    pub fn hdel(&mut self, key: &[u8], fields: Vec<Blob>) {
+        let subs: Vec<&[u8]> = fields.iter().map(|f| &f[..]).collect();
+        let obs = self.sub_obs(key, Kind::Hash, &subs);
+        self.effect(key, EffectKind::HDel { fields, obs });
+    }
+
+    pub fn hincr(&mut self, key: &[u8], field: Blob, delta: Delta) {
+        self.effect(key, EffectKind::HIncr { field, delta });
+    }
+
+    pub fn sadd(&mut self, key: &[u8], members: Vec<Blob>) {
+        self.effect(key, EffectKind::SAdd { members });
+    }
+
+    pub fn srem(&mut self, key: &[u8], members: Vec<Blob>) {
+        self.effect(key, EffectKind::SRem { members });
+    }
+
+    pub fn zadd(&mut self, key: &[u8], members: Vec<(Blob, f64)>) {
+        let subs: Vec<&[u8]> = members.iter().map(|(m, _)| &m[..]).collect();
+        let obs = self.sub_obs(key, Kind::ZSet, &subs);
+        self.effect(key, EffectKind::ZAdd { members, obs });
+    }
+
+    pub fn zincr(&mut self, key: &[u8], member: Blob, delta: f64) {
+        self.effect(key, EffectKind::ZIncr { member, delta });
+    }
+
+    pub fn zrem(&mut self, key: &[u8], members: Vec<Blob>) {
+        let subs: Vec<&[u8]> = members.iter().map(|m| &m[..]).collect();
+        let obs = self.sub_obs(key, Kind::ZSet, &subs);
+        self.effect(key, EffectKind::ZRem { members, obs });
+    }
+
+    // ----- snapshots -----
+
+    /// Restores the counters a snapshot recorded.
+    pub fn restore_meta(&mut self, seq: u64, vv: VersionVector, clock: Hlc) {
+        self.seq = seq;
+        self.vv = vv;
+        self.clock.raise_to(clock);
+    }
+
+    pub fn load_entry(&mut self, key: Blob, entry: Entry) {
+        self.keys.load(key, entry);
+    }
+
+    pub fn reserve(&mut self, additional: usize) {
+        self.keys.reserve(additional);
+    }
+}
