@@ -41,6 +41,8 @@ pub struct Conflict {
     pub loser: Tag,
     /// The discarded value, as the client wrote it.
     pub loser_value: Blob,
+    /// The value readers see instead.
+    pub winner_value: Blob,
 }
 
 impl Conflict {
@@ -55,9 +57,10 @@ impl Conflict {
             sub: sub.map(Blob::from),
             kind,
             rule: Rule::LastWriterWins,
-            winner: d.winner,
+            winner: d.winner.tag,
             loser: d.loser.tag,
             loser_value: d.loser.val,
+            winner_value: d.winner.val,
         }
     }
 
@@ -67,16 +70,18 @@ impl Conflict {
             sub: Some(Blob::from(member)),
             kind: Kind::ZSet,
             rule: Rule::LastWriterWins,
-            winner: d.winner,
+            winner: d.winner.tag,
             loser: d.loser.tag,
             loser_value: Blob::from(format!("{}", d.loser.val).as_str()),
+            winner_value: Blob::from(format!("{}", d.winner.val).as_str()),
         }
     }
 
     pub(crate) fn ttl(key: &[u8], kind: Kind, winner: Ttl, loser: Ttl) -> Conflict {
-        let shown = loser
-            .deadline_ms
-            .map_or_else(|| "persist".to_string(), |d| format!("deadline_ms={d}"));
+        let shown = |t: Ttl| {
+            t.deadline_ms
+                .map_or_else(|| "persist".to_string(), |d| format!("deadline_ms={d}"))
+        };
         Conflict {
             key: Blob::from(key),
             sub: None,
@@ -84,7 +89,8 @@ impl Conflict {
             rule: Rule::LongestTtl,
             winner: winner.tag,
             loser: loser.tag,
-            loser_value: Blob::from(shown.as_str()),
+            loser_value: Blob::from(shown(loser).as_str()),
+            winner_value: Blob::from(shown(winner).as_str()),
         }
     }
 
@@ -96,9 +102,8 @@ impl Conflict {
             rule: Rule::TypeChange,
             winner: tag,
             loser: tag,
-            loser_value: Blob::from(
-                format!("{} hidden by {}", hidden.name(), shown.name()).as_str(),
-            ),
+            loser_value: Blob::from(hidden.name()),
+            winner_value: Blob::from(shown.name()),
         }
     }
 }

@@ -13,7 +13,8 @@
 //! - the base is a causal last-writer-wins register: a base survives a merge
 //!   unless the other side's context covers its dot and it does not hold it;
 //!   two surviving bases keep the larger [`Tag`];
-//! hence merge is commutative, associative and idempotent.
+//!
+//! Hence merge is commutative, associative and idempotent.
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -137,11 +138,27 @@ pub struct Reg<V> {
     pub tag: Tag,
 }
 
-/// A base value that loses to a concurrent write and is dropped.
+/// Two concurrent writes of one register: readers see `winner`, `loser`
+/// is hidden (kept as a sibling until a write observes it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Displaced<V> {
     pub loser: Reg<V>,
-    pub winner: Tag,
+    pub winner: Reg<V>,
+}
+
+impl<V> Displaced<V> {
+    pub fn map<W>(self, f: impl Fn(V) -> W) -> Displaced<W> {
+        Displaced {
+            loser: Reg {
+                val: f(self.loser.val),
+                tag: self.loser.tag,
+            },
+            winner: Reg {
+                val: f(self.winner.val),
+                tag: self.winner.tag,
+            },
+        }
+    }
 }
 
 /// Concurrent writes of one register, none of which observed the others.
@@ -190,12 +207,12 @@ fn add_sibling<V: Clone>(siblings: &mut Siblings<V>, new: Reg<V>) -> Vec<Displac
             if s.tag > new.tag {
                 Displaced {
                     loser: new.clone(),
-                    winner: s.tag,
+                    winner: s.clone(),
                 }
             } else {
                 Displaced {
                     loser: s.clone(),
-                    winner: new.tag,
+                    winner: new.clone(),
                 }
             }
         })

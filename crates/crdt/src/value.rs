@@ -239,9 +239,8 @@ impl ZMember {
         let u = self.score.unobserved();
         let base = self.score.visible().map_or(0.0, |b| b.val);
         let s = base + u.int as f64 + u.float;
-        if s.is_nan() {
-            0.0
-        } else if s == 0.0 {
+        // NaN (inf + -inf from concurrent increments) and -0.0 both show as 0.
+        if s.is_nan() || s == 0.0 {
             0.0
         } else {
             s
@@ -266,13 +265,7 @@ impl Element for ZMember {
         self.score
             .join(ctx, &other.score, other_ctx)
             .into_iter()
-            .map(|d| Displaced {
-                loser: crate::num::Reg {
-                    val: Blob::from(format!("{}", d.loser.val).as_str()),
-                    tag: d.loser.tag,
-                },
-                winner: d.winner,
-            })
+            .map(|d| d.map(|score| Blob::from(format!("{score}").as_str())))
             .collect()
     }
 }
@@ -398,9 +391,9 @@ impl Value {
     pub fn is_live(&self) -> bool {
         match self {
             Value::Str(r) => r.is_live(),
-            Value::Hash(h) => h.fields.len() > 0,
-            Value::Set(s) => s.members.len() > 0,
-            Value::ZSet(z) => z.len() > 0,
+            Value::Hash(h) => !h.fields.live.is_empty(),
+            Value::Set(s) => !s.members.live.is_empty(),
+            Value::ZSet(z) => !z.members.live.is_empty(),
         }
     }
 

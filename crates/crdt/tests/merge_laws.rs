@@ -93,7 +93,7 @@ impl Replica {
         let kind = match action.verb {
             0 => EffectKind::StrSet {
                 value: Blob::from(format!("v{}", action.n).as_str()),
-                keep_ttl: action.n % 2 == 0,
+                keep_ttl: action.n.is_multiple_of(2),
                 obs: keyobs,
             },
             1 => EffectKind::StrIncr {
@@ -131,7 +131,7 @@ impl Replica {
                 obs: subobs(Kind::ZSet),
             },
             11 => EffectKind::SetTtl {
-                deadline_ms: if action.n % 3 == 0 {
+                deadline_ms: if action.n.is_multiple_of(3) {
                     None
                 } else {
                     Some(wall_ms + action.n as u64)

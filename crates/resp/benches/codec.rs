@@ -26,8 +26,12 @@ fn measure(name: &str, items: u64, bytes: u64, mut work: impl FnMut()) {
     }
     let elapsed = start.elapsed();
     let per_item_ns = elapsed.as_nanos() as f64 / (rounds * items) as f64;
-    let mib_per_s = (rounds * bytes) as f64 / elapsed.as_secs_f64() / (1024.0 * 1024.0);
-    println!("{name:<40} {per_item_ns:>9.1} ns/item {mib_per_s:>9.0} MiB/s");
+    if bytes == 0 {
+        println!("{name:<40} {per_item_ns:>12.1} ns/item");
+    } else {
+        let mib_per_s = (rounds * bytes) as f64 / elapsed.as_secs_f64() / (1024.0 * 1024.0);
+        println!("{name:<40} {per_item_ns:>12.1} ns/item {mib_per_s:>7.0} MiB/s");
+    }
 }
 
 fn pipeline(commands: &[Vec<Bytes>]) -> Vec<u8> {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 /// One reply, possibly nested.
 ///
 /// RESP3-only shapes (`Map`, `Set`, `Double`, ...) are downgraded on the way
-/// out to RESP2 clients; see [`crate::encode`].
+/// out to RESP2 clients; see [`encode`](fn@crate::encode).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     /// `+text`: a status reply such as `OK`. Must not contain CR or LF; the

@@ -11,7 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::request::ProtocolError;
 
 /// Splits `line` (without its line ending, and free of NUL bytes) into
-/// arguments, dropping empty ones as Redis's `processInlineBuffer` does.
+/// arguments. Quotes can make an argument empty (`ECHO ""`); it is kept, as
+/// Redis 7.0 keeps it.
 ///
 /// Outside quotes, words are separated by space, tab, CR or LF, and leading
 /// blanks (those plus `\v` and `\f`) are skipped. In double quotes, `\n`,
@@ -93,10 +94,7 @@ pub(crate) fn split_inline(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
                 break;
             }
         }
-        let arg = out.split().freeze();
-        if !arg.is_empty() {
-            args.push(arg);
-        }
+        args.push(out.split().freeze());
     }
 }
 
@@ -169,9 +167,9 @@ mod tests {
     }
 
     #[test]
-    fn empty_arguments_are_dropped() {
-        assert_eq!(split(br#"ECHO "" x ''"#), ok(&[b"ECHO", b"x"]));
-        assert_eq!(split(br#""""#), ok(&[]));
+    fn quoted_empty_arguments_are_kept() {
+        assert_eq!(split(br#"ECHO "" x ''"#), ok(&[b"ECHO", b"", b"x", b""]));
+        assert_eq!(split(br#""""#), ok(&[b""]));
     }
 
     #[test]

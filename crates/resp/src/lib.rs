@@ -9,7 +9,7 @@
 //! # Layout
 //!
 //! - [`frame`]: [`Frame`], the protocol-independent reply value.
-//! - [`encode`](mod@encode): [`encode`] writes a frame for a [`Protocol`],
+//! - [`encode`](mod@encode): [`encode`](fn@encode) writes a frame for a [`Protocol`],
 //!   downgrading RESP3 shapes for RESP2 clients; [`encode_command`] writes a
 //!   multibulk request.
 //! - [`request`]: [`RequestParser`], the incremental parser of client

@@ -188,13 +188,15 @@ fn trimmed_len(digits: &[u8]) -> usize {
 /// `10.5` gives `"10.5"`, `3.0e3` gives `"3000"`, infinities give `"inf"`
 /// and `"-inf"`, NaN gives `"nan"`.
 ///
-/// Known difference: Redis does the addition and the formatting in an
-/// 80-bit `long double`, while this takes the `f64` the caller computed.
-/// The digits are those of that `f64` value, so a sum that is not exact in
-/// binary shows its error where Redis's extra 11 bits hide it: `10.5 + 0.1`
-/// computed in `f64` prints `"10.59999999999999964"`, where Redis prints
-/// `"10.6"`. Values that are exact in `f64` (integers below 2^53, halves,
-/// quarters, ...) print identically.
+/// Known difference: Redis parses, adds and formats in an 80-bit
+/// `long double`, while this takes the `f64` the caller computed. The digits
+/// are those of that `f64` value, so a value that is not exact in binary
+/// shows its error where Redis's 11 extra bits of mantissa hide it below the
+/// 17th decimal: `INCRBYFLOAT` by `0.1` from 0 gives `"0.1"` in Redis but
+/// `"0.10000000000000001"` here, and `10.5 + 0.1` gives `"10.6"` in Redis
+/// but `"10.59999999999999964"` here. Values whose `f64` error lies below
+/// the 17th decimal (integers below 2^53, halves, quarters, small numbers
+/// such as `0.0000125`) print identically.
 pub fn format_long_double(value: f64) -> String {
     if value.is_nan() {
         return "nan".to_owned();

@@ -51,7 +51,8 @@ pub struct Limits {
     pub max_inline_bytes: usize,
     /// Longest bulk string (`proto-max-bulk-len`).
     pub max_bulk_bytes: usize,
-    /// Most arguments in one multibulk request.
+    /// Most arguments in one multibulk request. Redis 7.0 itself accepts up
+    /// to `i32::MAX`; set that for exact parity.
     pub max_multibulk_len: usize,
     /// The connection has not authenticated yet although the server requires
     /// it; the tighter `UNAUTHENTICATED_*` limits apply.
@@ -93,8 +94,9 @@ pub enum ProtocolError {
     UnauthenticatedBulkLength,
     /// A multibulk element did not start with `$`. `Display` shows the byte
     /// as a Latin-1 character; [`ProtocolError::encode_reply`] sends it raw,
-    /// as Redis does.
-    #[error("Protocol error: expected '$', got '{}'", char::from(*.0))]
+    /// as Redis does. Either way CR and LF show as a space, since Redis
+    /// replaces them in formatted errors.
+    #[error("Protocol error: expected '$', got '{}'", char::from(shown_byte(*.0)))]
     ExpectedDollar(u8),
     /// An inline line has an unterminated quote, or a closing quote followed
     /// by something other than a blank.
@@ -120,12 +122,21 @@ impl ProtocolError {
         match self {
             ProtocolError::ExpectedDollar(byte) => {
                 out.put_slice(b"Protocol error: expected '$', got '");
-                out.put_u8(*byte);
+                out.put_u8(shown_byte(*byte));
                 out.put_slice(b"'");
             }
             other => out.put_slice(other.to_string().as_bytes()),
         }
         out.put_slice(b"\r\n");
+    }
+}
+
+/// The byte Redis shows for `byte` inside an error line: CR and LF would end
+/// the line early, so they become spaces.
+fn shown_byte(byte: u8) -> u8 {
+    match byte {
+        b'\r' | b'\n' => b' ',
+        other => other,
     }
 }
 

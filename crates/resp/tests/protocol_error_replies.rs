@@ -138,7 +138,11 @@ fn element_not_starting_with_dollar_names_the_byte() {
     );
     assert_eq!(
         error_reply(b"*1\r\n\r\n", &Limits::default()),
-        b"-ERR Protocol error: expected '$', got '\r'\r\n"
+        b"-ERR Protocol error: expected '$', got ' '\r\n"
+    );
+    assert_eq!(
+        error_reply(b"*1\r\n\n\r\n", &Limits::default()),
+        b"-ERR Protocol error: expected '$', got ' '\r\n"
     );
 }
 

@@ -74,8 +74,16 @@ fn bulk_payload_is_binary_safe() {
 #[test]
 fn empty_multibulk_and_blank_lines_are_skipped() {
     assert_eq!(
-        parse(b"*0\r\n*-1\r\n*-7\r\n\r\n\n   \r\n\"\" ''\r\nPING\r\n"),
+        parse(b"*0\r\n*-1\r\n*-7\r\n\r\n\n   \r\n\t\x0b\x0c\nPING\r\n"),
         (commands(&[&[b"PING"]]), Ok(()))
+    );
+}
+
+#[test]
+fn quoted_empty_inline_arguments_are_kept() {
+    assert_eq!(
+        parse(b"\"\" ''\r\nECHO \"\" x\r\n"),
+        (commands(&[&[b"", b""], &[b"ECHO", b"", b"x"]]), Ok(()))
     );
 }
 
@@ -102,7 +110,7 @@ fn inline_quoting_follows_sdssplitargs() {
         (
             commands(&[
                 &[b"SET", b"kA\n", b"it's"],
-                &[b"ECHO", b"x"],
+                &[b"ECHO", b"", b"x"],
                 &[b"ECHO", b"a\x0bb"],
             ]),
             Ok(())

@@ -136,7 +136,7 @@ proptest! {
 
     #[test]
     fn quoted_inline_arguments_read_back_exactly(
-        args in vec(vec(any::<u8>(), 1..40), 1..8),
+        args in vec(vec(any::<u8>(), 0..40), 1..8),
         single_quote_plain in any::<bool>(),
     ) {
         let mut line = Vec::new();

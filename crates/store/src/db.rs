@@ -19,6 +19,25 @@ use crate::keyspace::Keyspace;
 /// Conflicts kept in memory for `MERIDIAN CONFLICTS`.
 pub const CONFLICTS_KEPT_MAX: usize = 10_000;
 
+/// What applying a peer's op did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteApply {
+    Applied {
+        clock_ahead: Option<meridian_crdt::ClockAhead>,
+    },
+    /// Already applied here (it came through another region too).
+    Duplicate,
+}
+
+/// A peer's op arrived before one it depends on: the sender broke causal
+/// order, which its stream never does; the link is reset.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("op {dot} arrived before its dependencies (applied here: {have:?})")]
+pub struct NotReady {
+    pub dot: Dot,
+    pub have: VersionVector,
+}
+
 /// An operation against a key holding the wrong kind of value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
@@ -34,6 +53,8 @@ pub struct Db {
     now_ms: u64,
     building: Option<Op>,
     conflicts: VecDeque<Conflict>,
+    /// Conflicts found since the store last took them for the journal.
+    fresh_conflicts: Vec<Conflict>,
     conflicts_total: u64,
     expired_total: u64,
     /// Keys under WATCH by some client: (watchers, modification count).
@@ -51,6 +72,7 @@ impl Db {
             now_ms: 0,
             building: None,
             conflicts: VecDeque::new(),
+            fresh_conflicts: Vec::new(),
             conflicts_total: 0,
             expired_total: 0,
             watched: Default::default(),
@@ -100,12 +122,31 @@ impl Db {
 
     fn record_conflicts(&mut self, found: Vec<Conflict>) {
         for c in found {
-            self.conflicts_total += 1;
-            if self.conflicts.len() == CONFLICTS_KEPT_MAX {
-                self.conflicts.pop_front();
-            }
-            self.conflicts.push_back(c);
+            self.remember_conflict(c.clone());
+            self.fresh_conflicts.push(c);
         }
+    }
+
+    /// Adds a conflict to the in-memory list readers see.
+    pub fn remember_conflict(&mut self, c: Conflict) {
+        self.conflicts_total += 1;
+        if self.conflicts.len() == CONFLICTS_KEPT_MAX {
+            self.conflicts.pop_front();
+        }
+        self.conflicts.push_back(c);
+    }
+
+    /// Conflicts found since the last call, for the durable journal.
+    pub fn take_fresh_conflicts(&mut self) -> Vec<Conflict> {
+        std::mem::take(&mut self.fresh_conflicts)
+    }
+
+    /// Forgets the in-memory conflict list (recovery reloads it from the
+    /// journal instead of counting replayed conflicts twice).
+    pub fn clear_conflicts(&mut self) {
+        self.conflicts.clear();
+        self.fresh_conflicts.clear();
+        self.conflicts_total = 0;
     }
 
     // ----- reading -----
@@ -204,17 +245,51 @@ impl Db {
         Some(op)
     }
 
-    /// Applies an op from the log or from a peer. Returns false for an op
-    /// already applied (duplicates are harmless).
+    /// Applies an op read back from this region's own log (recovery).
+    /// Returns false for an op already applied.
     pub fn apply_op(&mut self, op: &Op) -> bool {
-        let dot = op.dot();
-        if self.vv.covers(dot) {
+        if self.vv.covers(op.dot()) {
             return false;
         }
         self.clock.raise_to(op.tag.hlc);
+        self.apply_effects(op);
+        true
+    }
+
+    /// True when `op` can be applied here now: the origin's previous op and
+    /// everything the writer had observed are applied (causal delivery).
+    pub fn is_ready(&self, op: &Op) -> bool {
+        let dot = op.dot();
+        self.vv.get(dot.region()) + 1 == dot.seq() && self.vv.dominates(&op.ctx)
+    }
+
+    /// Applies an op received from a peer. The local clock advances past the
+    /// op's HLC unless that stamp is more than `max_clock_offset_ms` ahead of
+    /// `wall_ms`; the op is applied either way (convergence never depends on
+    /// clocks) and the offset is reported.
+    pub fn apply_remote(&mut self, op: &Op, wall_ms: u64) -> Result<RemoteApply, NotReady> {
+        if self.vv.covers(op.dot()) {
+            return Ok(RemoteApply::Duplicate);
+        }
+        if !self.is_ready(op) {
+            return Err(NotReady {
+                dot: op.dot(),
+                have: self.vv.clone(),
+            });
+        }
+        let clock_ahead = self.clock.observe(op.tag.hlc, wall_ms).err();
+        self.apply_effects(op);
+        Ok(RemoteApply::Applied { clock_ahead })
+    }
+
+    fn apply_effects(&mut self, op: &Op) {
+        let dot = op.dot();
         let ctx: OpCtx<'_> = op.context();
         let mut found = Vec::new();
         for e in &op.effects {
+            if let Some((_, version)) = self.watched.get_mut(&e.key[..]) {
+                *version += 1;
+            }
             self.keys.apply(&e.key, &e.kind, &ctx, &mut found);
         }
         self.vv.observe(dot);
@@ -222,7 +297,6 @@ impl Db {
             self.seq = self.seq.max(dot.seq());
         }
         self.record_conflicts(found);
-        true
     }
 
     // ----- WATCH -----

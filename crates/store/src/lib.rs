@@ -4,15 +4,18 @@
 //! - [`keyspace`]: visible and hidden keys, the expiry index, SCAN cursors.
 //! - [`db`]: reads with lazy expiry; writes become effects of one op.
 //! - [`persist`]: op log append, snapshots, recovery = snapshot + replay.
+//! - [`journal`]: the durable conflict journal.
 //!
 //! Invariant: the op log holds every op in the order it was applied here, so
 //! replaying it from any snapshot reproduces the state exactly.
 
 pub mod db;
+pub mod journal;
 pub mod keyspace;
 pub mod persist;
 
-pub use db::{Db, WrongType};
+pub use db::{Db, NotReady, RemoteApply, WrongType};
+pub use journal::{Journal, JournalEntry};
 pub use keyspace::Keyspace;
 pub use meridian_log::FsyncPolicy;
-pub use persist::{OpenReport, PreparedSnapshot, Store, StoreError, StoreOptions};
+pub use persist::{OpenReport, PeerApply, PreparedSnapshot, Store, StoreError, StoreOptions};

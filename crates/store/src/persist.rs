@@ -10,6 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::db::{NotReady, RemoteApply};
+use crate::journal::{Journal, JournalEntry};
 use meridian_crdt::{Blob, Entry, Hlc, Op, RegionId, VersionVector};
 use meridian_log::{
     load_latest_snapshot, write_snapshot, FsyncPolicy, Log, LogError, LogOptions, Recovery,
@@ -45,6 +47,10 @@ pub enum StoreError {
     },
     #[error("encoding an op failed: {0}")]
     Encode(String),
+    #[error("a peer sent an op that cannot be decoded: {0}")]
+    BadPeerOp(String),
+    #[error(transparent)]
+    NotReady(#[from] NotReady),
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +60,8 @@ pub struct StoreOptions {
     pub fsync: FsyncPolicy,
     pub max_clock_offset_ms: u64,
     pub log: LogOptions,
+    /// Conflict-journal entries kept.
+    pub conflict_retention: u64,
 }
 
 impl StoreOptions {
@@ -64,6 +72,7 @@ impl StoreOptions {
             fsync: FsyncPolicy::Everysec,
             max_clock_offset_ms: 500,
             log: LogOptions::default(),
+            conflict_retention: 100_000,
         }
     }
 }
@@ -113,11 +122,32 @@ impl PreparedSnapshot {
     }
 }
 
+/// Every this many log records, remember the version vector of the log
+/// prefix, so a peer's resume point is found without scanning the log.
+const CHECKPOINT_EVERY_RECORDS: u64 = 1024;
+
+/// What applying one op from a peer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerApply {
+    /// Applied and appended at this LSN.
+    Applied {
+        lsn: u64,
+        clock_ahead: Option<meridian_crdt::ClockAhead>,
+    },
+    Duplicate,
+}
+
 pub struct Store {
     db: Db,
     log: Log,
+    journal: Journal,
     dir: PathBuf,
     ops_since_snapshot: u64,
+    /// (lsn, version vector of the log up to and including lsn).
+    checkpoints: Vec<(u64, VersionVector)>,
+    /// Peers still need records from this LSN on; compaction keeps them.
+    retain_from_lsn: Option<u64>,
+    epoch: u64,
 }
 
 impl Store {
@@ -151,6 +181,14 @@ impl Store {
         let mut log_opts = opts.log.clone();
         log_opts.fsync = opts.fsync;
         let (log, recovery) = Log::open(&opts.dir, log_opts)?;
+        let mut journal = Journal::open(
+            &opts.dir,
+            opts.fsync,
+            opts.conflict_retention,
+            crate::db::CONFLICTS_KEPT_MAX,
+        )?;
+        let journaled_upto = journal.max_op_lsn();
+        let mut checkpoints = Vec::new();
         let from = report
             .snapshot_lsn
             .map_or(1, |l| l + 1)
@@ -164,16 +202,38 @@ impl Store {
                     reason: e.to_string(),
                 })?;
                 db.apply_op(&op);
+                for conflict in db.take_fresh_conflicts() {
+                    if lsn > journaled_upto {
+                        journal.append(JournalEntry {
+                            op_lsn: lsn,
+                            detected_ms: op.tag.hlc.wall_ms(),
+                            epoch: 0,
+                            conflict,
+                        })?;
+                    }
+                }
+                if lsn % CHECKPOINT_EVERY_RECORDS == 0 {
+                    checkpoints.push((lsn, db.version_vector().clone()));
+                }
                 report.replayed_ops += 1;
             }
+        }
+        journal.flush()?;
+        db.clear_conflicts();
+        for entry in journal.recent() {
+            db.remember_conflict(entry.conflict.clone());
         }
         report.log = recovery;
         report.elapsed_ms = started.elapsed().as_millis();
         let store = Store {
             db,
             log,
+            journal,
             dir: opts.dir,
             ops_since_snapshot: report.replayed_ops,
+            checkpoints,
+            retain_from_lsn: None,
+            epoch: 0,
         };
         Ok((store, report))
     }
@@ -195,7 +255,7 @@ impl Store {
     }
 
     pub fn is_poisoned(&self) -> bool {
-        self.log.is_poisoned()
+        self.log.is_poisoned() || self.journal.is_poisoned()
     }
 
     pub fn ops_since_snapshot(&self) -> u64 {
@@ -209,20 +269,84 @@ impl Store {
             return Ok(None);
         };
         let payload = postcard::to_stdvec(&op).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let lsn = self.log.append(&payload)?;
-        self.ops_since_snapshot += 1;
+        let lsn = self.append(&payload)?;
         Ok(Some(lsn))
+    }
+
+    fn append(&mut self, payload: &[u8]) -> Result<u64, StoreError> {
+        let lsn = self.log.append(payload)?;
+        self.ops_since_snapshot += 1;
+        for conflict in self.db.take_fresh_conflicts() {
+            self.journal.append(JournalEntry {
+                op_lsn: lsn,
+                detected_ms: self.db.now_ms(),
+                epoch: self.epoch,
+                conflict,
+            })?;
+        }
+        if lsn % CHECKPOINT_EVERY_RECORDS == 0 {
+            self.checkpoints
+                .push((lsn, self.db.version_vector().clone()));
+        }
+        Ok(lsn)
+    }
+
+    /// Applies one op a peer sent, as its encoded bytes, and appends those
+    /// bytes to this region's log (so it is relayed onwards and survives a
+    /// restart). Ops already applied are skipped.
+    pub fn apply_peer_op(&mut self, payload: &[u8], wall_ms: u64) -> Result<PeerApply, StoreError> {
+        let op: Op =
+            postcard::from_bytes(payload).map_err(|e| StoreError::BadPeerOp(e.to_string()))?;
+        match self.db.apply_remote(&op, wall_ms)? {
+            RemoteApply::Duplicate => Ok(PeerApply::Duplicate),
+            RemoteApply::Applied { clock_ahead } => {
+                let lsn = self.append(payload)?;
+                Ok(PeerApply::Applied { lsn, clock_ahead })
+            }
+        }
     }
 
     /// Hands buffered records to the OS, and with `--fsync always` makes them
     /// durable. Call before acknowledging the writes of a batch.
     pub fn flush(&mut self) -> Result<u64, StoreError> {
-        Ok(self.log.commit()?)
+        let lsn = self.log.commit()?;
+        self.journal.flush()?;
+        Ok(lsn)
     }
 
     /// Makes everything written so far durable (the `everysec` timer).
     pub fn sync(&mut self) -> Result<u64, StoreError> {
-        Ok(self.log.sync()?)
+        let lsn = self.log.sync()?;
+        self.journal.sync()?;
+        Ok(lsn)
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The first LSN a peer whose version vector is `peer` may lack: every
+    /// record before it is covered by `peer`.
+    pub fn resume_lsn(&self, peer: &VersionVector) -> u64 {
+        let oldest = self.log.oldest_lsn();
+        let at = self
+            .checkpoints
+            .partition_point(|(_, vv)| peer.dominates(vv));
+        let from = if at == 0 {
+            oldest
+        } else {
+            self.checkpoints[at - 1].0 + 1
+        };
+        from.max(oldest)
+    }
+
+    /// Peers still need records from `lsn` on (`None`: no peer constraint).
+    pub fn retain_from(&mut self, lsn: Option<u64>) {
+        self.retain_from_lsn = lsn;
     }
 
     /// Serializes the keyspace as of the last committed op. Cheap enough to
@@ -254,9 +378,16 @@ impl Store {
         })
     }
 
-    /// Drops log segments a written snapshot covers.
+    /// Drops log segments a written snapshot covers and no peer still needs.
     pub fn snapshot_written(&mut self, lsn: u64) -> Result<usize, StoreError> {
-        Ok(self.log.truncate_prefix(lsn)?)
+        let upto = match self.retain_from_lsn {
+            Some(needed) => lsn.min(needed.saturating_sub(1)),
+            None => lsn,
+        };
+        let removed = self.log.truncate_prefix(upto)?;
+        let oldest = self.log.oldest_lsn();
+        self.checkpoints.retain(|(l, _)| *l + 1 >= oldest);
+        Ok(removed)
     }
 
     /// Snapshot, write, and compact in one step (tests, shutdown).

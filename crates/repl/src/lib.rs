@@ -1,0 +1,148 @@
+//! Replication between regions.
+//!
+//! # Layout
+//! - [`wire`]: checksummed frames and the message set.
+//! - [`handshake`]: mutual proof of the cluster secret.
+//! - [`sender`]: one task per peer that dials it and streams this region's
+//!   op log from the peer's version vector, reconnecting forever.
+//! - [`receiver`]: accepts peers, applies their ops (causal order is
+//!   guaranteed by each stream being a log in apply order), appends them to
+//!   this region's log, and acknowledges.
+//! - [`status`]: link states and lag for status views and metrics.
+//!
+//! Invariants:
+//! - A stream is a log in the sender's apply order, so every op arrives
+//!   after everything it depends on; a receiver that sees otherwise resets
+//!   the link instead of applying out of order.
+//! - Relayed ops are appended to the receiver's log like its own, so two
+//!   regions that cannot reach each other converge through a third.
+//! - Only records on stable storage are shipped: a region that crashes never
+//!   finds peers holding ops it has lost (and would reissue under the same dot).
+//! - Nothing here holds the store lock across a network wait.
+
+pub mod handshake;
+pub mod receiver;
+pub mod sender;
+pub mod status;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_crdt::RegionId;
+use meridian_store::Store;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use status::{LinkState, PeerView, ReplStatus};
+
+/// How a region replicates.
+#[derive(Debug, Clone)]
+pub struct ReplConfig {
+    pub region: RegionId,
+    pub cluster: String,
+    pub secret: Vec<u8>,
+    pub peers: Vec<(RegionId, String)>,
+    pub max_clock_offset_ms: u64,
+    /// Idle links send a heartbeat this often.
+    pub heartbeat_ms: u64,
+    /// An inbound link silent for this long is closed.
+    pub idle_timeout_ms: u64,
+}
+
+/// What replication shares with the rest of the region.
+#[derive(Clone)]
+pub struct Host {
+    pub store: Arc<Mutex<Store>>,
+    /// The op-log LSN on stable storage; senders ship records up to it.
+    pub synced: Arc<watch::Sender<u64>>,
+    /// Bumped after ops from peers are applied (for `MERIDIAN AFTER`).
+    pub applied: Arc<watch::Sender<u64>>,
+}
+
+impl Host {
+    pub fn new(store: Arc<Mutex<Store>>) -> Host {
+        let synced = store.lock().log().synced_lsn();
+        Host {
+            store,
+            synced: Arc::new(watch::channel(synced).0),
+            applied: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Publishes the synced LSN so senders wake up.
+    pub fn publish_synced(&self, lsn: u64) {
+        self.synced.send_if_modified(|cur| {
+            let changed = lsn > *cur;
+            if changed {
+                *cur = lsn;
+            }
+            changed
+        });
+    }
+}
+
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Starts the acceptor on `listener`, one sender per peer, and the task that
+/// makes logged records durable promptly so they can be shipped.
+pub fn start(config: ReplConfig, host: Host, listener: TcpListener) -> Arc<ReplStatus> {
+    let status = Arc::new(ReplStatus::default());
+    let config = Arc::new(config);
+    tokio::spawn(receiver::accept_loop(
+        listener,
+        config.clone(),
+        host.clone(),
+        status.clone(),
+    ));
+    for (peer, addr) in config.peers.clone() {
+        tokio::spawn(sender::run(
+            peer,
+            addr,
+            config.clone(),
+            host.clone(),
+            status.clone(),
+        ));
+    }
+    tokio::spawn(sync_for_shipping(host, status.clone()));
+    status
+}
+
+/// Peers are only sent records on stable storage. Under `--fsync always`
+/// every commit is already synced; otherwise this syncs within a couple of
+/// milliseconds of a flush, so replication does not wait for the
+/// once-a-second fsync. It also keeps compaction from dropping records a
+/// peer has not acknowledged.
+async fn sync_for_shipping(host: Host, status: Arc<ReplStatus>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let synced = {
+            let mut store = host.store.lock();
+            store.retain_from(status.retain_from());
+            if store.is_poisoned() {
+                continue;
+            }
+            if store.log().flushed_lsn() > store.log().synced_lsn() {
+                if let Err(e) = store.sync() {
+                    tracing::error!(error = %e, "fsync for replication failed");
+                    continue;
+                }
+            }
+            store.log().synced_lsn()
+        };
+        host.publish_synced(synced);
+    }
+}
+
+/// Binds the replication listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,308 @@
+//! The accepting side of peer links: handshake, apply each batch of ops
+//! under one store lock, make it durable, acknowledge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_crdt::{RegionId, Tag};
+use meridian_store::{PeerApply, StoreError};
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::handshake::{nonce, proof, verify};
+use crate::status::ReplStatus;
+use crate::wire::{read_msg, write_msg, Msg, MAGIC, PROTOCOL_VERSION};
+use crate::{wall_ms, Host, ReplConfig};
+
+pub async fn accept_loop(
+    listener: TcpListener,
+    config: Arc<ReplConfig>,
+    host: Host,
+    status: Arc<ReplStatus>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let (config, host, status) = (config.clone(), host.clone(), status.clone());
+                tokio::spawn(async move {
+                    if let Err(reason) = serve(stream, &config, &host, &status).await {
+                        tracing::debug!(%addr, %reason, "inbound replication link ended");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a replication connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Refuses a handshake: tells the dialer why, logs and counts it.
+async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    status: &ReplStatus,
+    kind: &str,
+    reason: String,
+) -> Result<(), String> {
+    tracing::warn!(%reason, "refused a replication peer");
+    status.refuse(kind);
+    let _ = write_msg(
+        wr,
+        &Msg::Refuse {
+            reason: reason.clone(),
+        },
+    )
+    .await;
+    Err(reason)
+}
+
+async fn serve(
+    stream: TcpStream,
+    config: &ReplConfig,
+    host: &Host,
+    status: &ReplStatus,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let idle = Duration::from_millis(config.idle_timeout_ms);
+
+    let (cluster, region, their_nonce) = match read(&mut rd, idle).await?.0 {
+        Msg::Hello {
+            magic,
+            version,
+            cluster,
+            region,
+            nonce,
+        } => {
+            if magic != MAGIC {
+                return refuse(
+                    &mut wr,
+                    status,
+                    "bad magic",
+                    "not a Meridian replication peer".into(),
+                )
+                .await;
+            }
+            if version != PROTOCOL_VERSION {
+                let reason = format!("protocol version {version} is not supported (this region speaks {PROTOCOL_VERSION})");
+                return refuse(&mut wr, status, "protocol version", reason).await;
+            }
+            (cluster, region, nonce)
+        }
+        other => return Err(format!("expected Hello, got {other:?}")),
+    };
+    if cluster != config.cluster {
+        let reason = format!(
+            "peer belongs to cluster {cluster:?}, this region to {:?}",
+            config.cluster
+        );
+        return refuse(&mut wr, status, "other cluster", reason).await;
+    }
+    let Ok(peer) = RegionId::new(&region) else {
+        return refuse(
+            &mut wr,
+            status,
+            "bad region id",
+            format!("invalid region id {region:?}"),
+        )
+        .await;
+    };
+    if peer == config.region {
+        let reason = format!("peer claims this region's own id {region:?}");
+        return refuse(&mut wr, status, "duplicate region id", reason).await;
+    }
+    let my_nonce = nonce();
+    let me = config.region.as_str();
+    let p = proof(
+        &config.secret,
+        "acceptor",
+        &config.cluster,
+        &their_nonce,
+        &my_nonce,
+        me,
+    );
+    write_msg(
+        &mut wr,
+        &Msg::Challenge {
+            region: me.to_string(),
+            nonce: my_nonce,
+            proof: p,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    match read(&mut rd, idle).await?.0 {
+        Msg::Proof { proof: p } => {
+            if !verify(
+                &config.secret,
+                "dialer",
+                &config.cluster,
+                &my_nonce,
+                &their_nonce,
+                &region,
+                &p,
+            ) {
+                let reason = format!("region {region} could not prove the cluster secret");
+                return refuse(&mut wr, status, "bad secret", reason).await;
+            }
+        }
+        Msg::Refuse { reason } => return Err(format!("dialer refused us: {reason}")),
+        other => return Err(format!("expected Proof, got {other:?}")),
+    }
+    let already_up = {
+        let mut inbound = status.inbound.lock();
+        let entry = inbound.entry(peer).or_default();
+        let up = entry.connected;
+        if !up {
+            entry.connected = true;
+            entry.since_ms = wall_ms();
+        }
+        up
+    };
+    if already_up {
+        let reason = format!("duplicate region id {region}: a link from that region is already up");
+        return refuse(&mut wr, status, "duplicate region id", reason).await;
+    }
+    let result = stream_ops(peer, &mut rd, &mut wr, config, host, status, idle).await;
+    if let Some(entry) = status.inbound.lock().get_mut(&peer) {
+        entry.connected = false;
+        entry.since_ms = wall_ms();
+    }
+    result
+}
+
+type Reader = BufReader<tokio::net::tcp::OwnedReadHalf>;
+
+/// Reads one message, giving up on a peer silent for `idle` (heartbeats
+/// come every second), so a dead connection frees its region's slot.
+async fn read(rd: &mut Reader, idle: Duration) -> Result<(Msg, usize), String> {
+    match tokio::time::timeout(idle, read_msg(rd)).await {
+        Ok(Ok(m)) => Ok(m),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("peer silent past the idle timeout".to_string()),
+    }
+}
+
+async fn stream_ops(
+    peer: RegionId,
+    rd: &mut Reader,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    config: &ReplConfig,
+    host: &Host,
+    status: &ReplStatus,
+    idle: Duration,
+) -> Result<(), String> {
+    let vv = host.store.lock().db().version_vector().clone();
+    write_msg(wr, &Msg::Welcome { vv })
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(%peer, "inbound replication link up");
+    loop {
+        let (msg, size) = read(rd, idle).await?;
+        let now = wall_ms();
+        let upto = match msg {
+            Msg::Ops { upto_lsn, records } => {
+                apply_batch(peer, &records, size, config, host, status)?;
+                upto_lsn
+            }
+            Msg::Heartbeat {
+                upto_lsn,
+                wall_ms: their_ms,
+                ..
+            } => {
+                let offset = their_ms as i64 - now as i64;
+                let alarm = offset > config.max_clock_offset_ms as i64;
+                if let Some(entry) = status.inbound.lock().get_mut(&peer) {
+                    if alarm && !entry.clock_alarm {
+                        tracing::warn!(%peer, offset_ms = offset, limit_ms = config.max_clock_offset_ms, "peer clock is ahead of ours beyond the limit");
+                        entry.clock_alarms_total += 1;
+                    }
+                    entry.clock_offset_ms = offset;
+                    entry.clock_alarm = alarm;
+                    entry.last_msg_ms = now;
+                    entry.bytes_received += size as u64;
+                }
+                upto_lsn
+            }
+            other => return Err(format!("unexpected message {other:?}")),
+        };
+        let vv = host.store.lock().db().version_vector().clone();
+        write_msg(
+            wr,
+            &Msg::Ack {
+                upto_lsn: upto,
+                vv,
+                wall_ms: wall_ms(),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+}
+
+fn apply_batch(
+    peer: RegionId,
+    records: &[Vec<u8>],
+    size: usize,
+    config: &ReplConfig,
+    host: &Host,
+    status: &ReplStatus,
+) -> Result<(), String> {
+    let mut applied = 0u64;
+    let mut duplicates = 0u64;
+    let mut lags = Vec::with_capacity(records.len());
+    let mut clock_ahead = None;
+    let result: Result<u64, StoreError> = (|| {
+        let mut store = host.store.lock();
+        let now = wall_ms();
+        store.db_mut().set_now_ms(now);
+        for record in records {
+            match store.apply_peer_op(record, now)? {
+                PeerApply::Applied {
+                    clock_ahead: ahead, ..
+                } => {
+                    applied += 1;
+                    if let Ok((tag, _)) = postcard::take_from_bytes::<Tag>(record) {
+                        lags.push(now.saturating_sub(tag.hlc.wall_ms()));
+                    }
+                    if ahead.is_some() {
+                        clock_ahead = ahead;
+                    }
+                }
+                PeerApply::Duplicate => duplicates += 1,
+            }
+        }
+        store.flush()
+    })();
+    let synced = match result {
+        Ok(_) => host.store.lock().log().synced_lsn(),
+        Err(e) => {
+            tracing::error!(%peer, error = %e, "applying a batch from a peer failed; resetting the link");
+            return Err(e.to_string());
+        }
+    };
+    if let Some(entry) = status.inbound.lock().get_mut(&peer) {
+        entry.ops_received += records.len() as u64;
+        entry.ops_applied += applied;
+        entry.duplicates += duplicates;
+        entry.bytes_received += size as u64;
+        entry.last_msg_ms = wall_ms();
+        for l in lags {
+            entry.record_lag(l);
+        }
+        if let Some(ahead) = clock_ahead {
+            if !entry.clock_alarm {
+                tracing::warn!(%peer, ahead_ms = ahead.ahead_ms, limit_ms = config.max_clock_offset_ms, "op stamped ahead of our clock beyond the limit");
+                entry.clock_alarms_total += 1;
+            }
+            entry.clock_alarm = true;
+        }
+    }
+    host.publish_synced(synced);
+    if applied > 0 {
+        host.applied.send_modify(|n| *n += applied);
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! One peer link, dialing side: connect, handshake, then stream this
+//! region's op log from the first record the peer lacks, forever.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_crdt::{RegionId, Tag, VersionVector};
+use meridian_log::{LogError, ReadBound};
+use meridian_store::StoreError;
+use rand::Rng;
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+
+use crate::handshake::{nonce, proof, verify};
+use crate::status::{LinkState, Outbound, ReplStatus, UNACKED_TRACKED_MAX};
+use crate::wire::{
+    read_msg, write_msg, Msg, BATCH_MAX_BYTES, BATCH_MAX_OPS, MAGIC, PROTOCOL_VERSION,
+};
+use crate::{wall_ms, Host, ReplConfig};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const BACKOFF_MIN_MS: u64 = 100;
+const BACKOFF_MAX_MS: u64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("refused by peer: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Wire(#[from] crate::wire::WireError),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Log(#[from] LogError),
+}
+
+fn update(status: &ReplStatus, peer: RegionId, f: impl FnOnce(&mut Outbound)) {
+    if let Some(o) = status.outbound.lock().get_mut(&peer) {
+        f(o)
+    }
+}
+
+/// Dials `addr` forever with capped, jittered exponential backoff.
+pub async fn run(
+    peer: RegionId,
+    addr: String,
+    config: Arc<ReplConfig>,
+    host: Host,
+    status: Arc<ReplStatus>,
+) {
+    status.outbound.lock().insert(
+        peer,
+        Outbound {
+            addr: addr.clone(),
+            state: LinkState::Connecting,
+            since_ms: wall_ms(),
+            last_error: None,
+            connects: 0,
+            acked_lsn: 0,
+            peer_vv: VersionVector::new(),
+            ops_sent: 0,
+            bytes_sent: 0,
+            unacked: Default::default(),
+            clock_offset_ms: 0,
+        },
+    );
+    let mut backoff_ms = BACKOFF_MIN_MS;
+    loop {
+        let result = link(peer, &addr, &config, &host, &status).await;
+        let (state, err) = match &result {
+            Err(LinkError::Refused(reason)) => (LinkState::Refused, reason.clone()),
+            Err(e) => (LinkState::Down, e.to_string()),
+            Ok(()) => (LinkState::Down, "closed".to_string()),
+        };
+        let was_up = status
+            .outbound
+            .lock()
+            .get(&peer)
+            .is_some_and(|o| o.state == LinkState::Up);
+        if was_up {
+            tracing::warn!(%peer, %addr, error = %err, "replication link down");
+            backoff_ms = BACKOFF_MIN_MS;
+        } else if state == LinkState::Refused {
+            tracing::warn!(%peer, %addr, reason = %err, "replication link refused");
+        } else {
+            tracing::debug!(%peer, %addr, error = %err, "replication link not up");
+        }
+        update(&status, peer, |o| {
+            if o.state != state {
+                o.since_ms = wall_ms();
+            }
+            o.state = state;
+            o.last_error = Some(err);
+            o.unacked.clear();
+        });
+        let jitter = rand::thread_rng().gen_range(0..=backoff_ms / 2);
+        tokio::time::sleep(Duration::from_millis(backoff_ms + jitter)).await;
+        backoff_ms = (backoff_ms * 2).min(BACKOFF_MAX_MS);
+    }
+}
+
+async fn link(
+    peer: RegionId,
+    addr: &str,
+    config: &ReplConfig,
+    host: &Host,
+    status: &Arc<ReplStatus>,
+) -> Result<(), LinkError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| LinkError::Connect("timed out".into()))?
+        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+
+    let my_nonce = nonce();
+    let me = config.region.as_str();
+    write_msg(
+        &mut wr,
+        &Msg::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            cluster: config.cluster.clone(),
+            region: me.to_string(),
+            nonce: my_nonce,
+        },
+    )
+    .await?;
+    let (their_nonce, their_region) = match read_msg(&mut rd).await?.0 {
+        Msg::Challenge {
+            region,
+            nonce,
+            proof: p,
+        } => {
+            if !verify(
+                &config.secret,
+                "acceptor",
+                &config.cluster,
+                &my_nonce,
+                &nonce,
+                &region,
+                &p,
+            ) {
+                let reason = "peer could not prove the cluster secret".to_string();
+                let _ = write_msg(
+                    &mut wr,
+                    &Msg::Refuse {
+                        reason: reason.clone(),
+                    },
+                )
+                .await;
+                status.refuse("bad secret");
+                return Err(LinkError::Refused(reason));
+            }
+            (nonce, region)
+        }
+        Msg::Refuse { reason } => return Err(LinkError::Refused(reason)),
+        other => {
+            return Err(LinkError::Protocol(format!(
+                "expected Challenge, got {other:?}"
+            )))
+        }
+    };
+    if their_region != peer.as_str() {
+        let reason = format!("expected region {peer} at {addr}, found {their_region}");
+        let _ = write_msg(
+            &mut wr,
+            &Msg::Refuse {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        return Err(LinkError::Refused(reason));
+    }
+    let p = proof(
+        &config.secret,
+        "dialer",
+        &config.cluster,
+        &their_nonce,
+        &my_nonce,
+        me,
+    );
+    write_msg(&mut wr, &Msg::Proof { proof: p }).await?;
+    let peer_vv = match read_msg(&mut rd).await?.0 {
+        Msg::Welcome { vv } => vv,
+        Msg::Refuse { reason } => return Err(LinkError::Refused(reason)),
+        other => {
+            return Err(LinkError::Protocol(format!(
+                "expected Welcome, got {other:?}"
+            )))
+        }
+    };
+
+    let (from, mut reader) = {
+        let store = host.store.lock();
+        let from = store.resume_lsn(&peer_vv);
+        (from, store.log().reader_bounded(from, ReadBound::Synced)?)
+    };
+    tracing::info!(%peer, %addr, resume_lsn = from, "replication link up");
+    update(status, peer, |o| {
+        o.state = LinkState::Up;
+        o.since_ms = wall_ms();
+        o.last_error = None;
+        o.connects += 1;
+        o.peer_vv = peer_vv;
+        o.acked_lsn = o.acked_lsn.max(from.saturating_sub(1));
+    });
+
+    // Acknowledgements come back on the same connection.
+    let acks = tokio::spawn(read_acks(rd, peer, status.clone()));
+
+    let mut synced = host.synced.subscribe();
+    let mut upto_lsn = from.saturating_sub(1);
+    let mut announced_lsn = upto_lsn;
+    let heartbeat = Duration::from_millis(config.heartbeat_ms);
+    let result: Result<(), LinkError> = async {
+        loop {
+            if acks.is_finished() {
+                return Err(LinkError::Protocol("acknowledgement stream ended".into()));
+            }
+            let peer_vv = status
+                .outbound
+                .lock()
+                .get(&peer)
+                .map(|o| o.peer_vv.clone())
+                .unwrap_or_default();
+            let mut records = Vec::new();
+            let mut bytes = 0;
+            let mut stamps = Vec::new();
+            while records.len() < BATCH_MAX_OPS && bytes < BATCH_MAX_BYTES {
+                let Some(next) = reader.next() else { break };
+                let (lsn, payload) = next?;
+                upto_lsn = lsn;
+                let tag: Tag = postcard::take_from_bytes::<Tag>(&payload)
+                    .map_err(|e| LinkError::Protocol(format!("undecodable log record {lsn}: {e}")))?
+                    .0;
+                if peer_vv.covers(tag.dot) {
+                    continue;
+                }
+                bytes += payload.len();
+                stamps.push((lsn, tag.hlc.wall_ms()));
+                records.push(payload);
+            }
+            if !records.is_empty() {
+                let n = records.len() as u64;
+                let sent = write_msg(&mut wr, &Msg::Ops { upto_lsn, records }).await?;
+                announced_lsn = upto_lsn;
+                update(status, peer, |o| {
+                    o.ops_sent += n;
+                    o.bytes_sent += sent as u64;
+                    for s in stamps {
+                        if o.unacked.len() < UNACKED_TRACKED_MAX {
+                            o.unacked.push_back(s);
+                        }
+                    }
+                });
+                continue;
+            }
+            // Caught up: wait for new synced records, or heartbeat.
+            match tokio::time::timeout(heartbeat, synced.changed()).await {
+                Ok(Ok(())) => {
+                    if upto_lsn > announced_lsn {
+                        // Records the peer already had still move its position.
+                        let hlc = host.store.lock().db().clock().0;
+                        write_msg(
+                            &mut wr,
+                            &Msg::Heartbeat {
+                                upto_lsn,
+                                hlc,
+                                wall_ms: wall_ms(),
+                            },
+                        )
+                        .await?;
+                        announced_lsn = upto_lsn;
+                    }
+                }
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {
+                    let hlc = host.store.lock().db().clock().0;
+                    write_msg(
+                        &mut wr,
+                        &Msg::Heartbeat {
+                            upto_lsn,
+                            hlc,
+                            wall_ms: wall_ms(),
+                        },
+                    )
+                    .await?;
+                    announced_lsn = upto_lsn;
+                }
+            }
+        }
+    }
+    .await;
+    acks.abort();
+    result
+}
+
+/// Applies the peer's acknowledgements to the link status until the
+/// connection fails.
+async fn read_acks(
+    mut rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    peer: RegionId,
+    status: Arc<ReplStatus>,
+) -> Result<(), LinkError> {
+    loop {
+        match read_msg(&mut rd).await? {
+            (
+                Msg::Ack {
+                    upto_lsn,
+                    vv,
+                    wall_ms: their_ms,
+                },
+                _,
+            ) => {
+                let now = wall_ms();
+                update(&status, peer, |o| {
+                    o.acked_lsn = o.acked_lsn.max(upto_lsn);
+                    o.peer_vv = vv;
+                    o.clock_offset_ms = their_ms as i64 - now as i64;
+                    while o.unacked.front().is_some_and(|(l, _)| *l <= upto_lsn) {
+                        o.unacked.pop_front();
+                    }
+                });
+            }
+            (Msg::Refuse { reason }, _) => return Err(LinkError::Refused(reason)),
+            (other, _) => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+}

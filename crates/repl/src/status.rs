@@ -1,0 +1,175 @@
+//! What each link is doing, for `MERIDIAN REGIONS`, `/v1/status` and
+//! metrics. Senders and receivers update it; readers take a consistent view.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use meridian_crdt::{RegionId, VersionVector};
+use parking_lot::Mutex;
+
+/// Apply-lag samples kept per inbound link for percentiles.
+pub const LAG_SAMPLES_MAX: usize = 8192;
+/// Sent-but-unacknowledged records remembered per link for lag in ms.
+pub const UNACKED_TRACKED_MAX: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Connecting,
+    Up,
+    Down,
+    Refused,
+}
+
+impl LinkState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::Refused => "refused",
+        }
+    }
+}
+
+/// This region streaming its log to one peer.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub addr: String,
+    pub state: LinkState,
+    pub since_ms: u64,
+    pub last_error: Option<String>,
+    pub connects: u64,
+    /// Highest LSN of this region's log the peer acknowledged.
+    pub acked_lsn: u64,
+    /// The peer's version vector as of its last acknowledgement.
+    pub peer_vv: VersionVector,
+    pub ops_sent: u64,
+    pub bytes_sent: u64,
+    /// (lsn, HLC wall ms) of records sent and not yet acknowledged.
+    pub unacked: VecDeque<(u64, u64)>,
+    /// The peer's clock minus ours, from its acknowledgements.
+    pub clock_offset_ms: i64,
+}
+
+/// One peer streaming its log to this region.
+#[derive(Debug, Clone, Default)]
+pub struct Inbound {
+    pub connected: bool,
+    pub since_ms: u64,
+    pub ops_received: u64,
+    pub ops_applied: u64,
+    pub duplicates: u64,
+    pub bytes_received: u64,
+    /// Apply time minus the op's HLC wall time, for recent ops.
+    pub lag_samples_ms: VecDeque<u64>,
+    pub clock_offset_ms: i64,
+    pub clock_alarm: bool,
+    pub clock_alarms_total: u64,
+    pub last_msg_ms: u64,
+}
+
+impl Inbound {
+    pub fn record_lag(&mut self, ms: u64) {
+        if self.lag_samples_ms.len() == LAG_SAMPLES_MAX {
+            self.lag_samples_ms.pop_front();
+        }
+        self.lag_samples_ms.push_back(ms);
+    }
+
+    /// The `p`-quantile (0..=1) of recent apply lag, in ms.
+    pub fn lag_quantile_ms(&self, p: f64) -> Option<u64> {
+        quantile(self.lag_samples_ms.iter().copied(), p)
+    }
+}
+
+pub fn quantile(samples: impl Iterator<Item = u64>, p: f64) -> Option<u64> {
+    let mut v: Vec<u64> = samples.collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let at = ((v.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize;
+    Some(v[at])
+}
+
+#[derive(Debug, Default)]
+pub struct ReplStatus {
+    pub outbound: Mutex<BTreeMap<RegionId, Outbound>>,
+    pub inbound: Mutex<BTreeMap<RegionId, Inbound>>,
+    /// Handshakes refused, by reason.
+    pub refused: Mutex<BTreeMap<String, u64>>,
+}
+
+/// One row of `MERIDIAN REGIONS` / `/v1/status`.
+#[derive(Debug, Clone)]
+pub struct PeerView {
+    pub region: RegionId,
+    pub addr: String,
+    pub outbound_state: LinkState,
+    pub inbound_connected: bool,
+    pub last_error: Option<String>,
+    /// Ops of this region's log the peer has not acknowledged.
+    pub lag_ops: u64,
+    /// Age of the oldest op the peer has not acknowledged.
+    pub lag_ms: u64,
+    /// Recent apply lag of the peer's stream here (p50, p99).
+    pub apply_lag_p50_ms: Option<u64>,
+    pub apply_lag_p99_ms: Option<u64>,
+    pub peer_vv: VersionVector,
+    pub ops_sent: u64,
+    pub bytes_sent: u64,
+    pub ops_received: u64,
+    pub ops_applied: u64,
+    pub duplicates: u64,
+    pub bytes_received: u64,
+    pub clock_offset_ms: i64,
+    pub clock_alarm: bool,
+}
+
+impl ReplStatus {
+    pub fn refuse(&self, reason: &str) {
+        *self.refused.lock().entry(reason.to_string()).or_insert(0) += 1;
+    }
+
+    pub fn view(&self, my_last_lsn: u64, now_ms: u64) -> Vec<PeerView> {
+        let outbound = self.outbound.lock();
+        let inbound = self.inbound.lock();
+        let mut regions: Vec<RegionId> = outbound.keys().chain(inbound.keys()).copied().collect();
+        regions.sort();
+        regions.dedup();
+        regions
+            .into_iter()
+            .map(|region| {
+                let out = outbound.get(&region);
+                let inb = inbound.get(&region).cloned().unwrap_or_default();
+                let lag_ms = out
+                    .and_then(|o| o.unacked.front())
+                    .map_or(0, |(_, hlc_ms)| now_ms.saturating_sub(*hlc_ms));
+                PeerView {
+                    region,
+                    addr: out.map_or_else(String::new, |o| o.addr.clone()),
+                    outbound_state: out.map_or(LinkState::Down, |o| o.state),
+                    inbound_connected: inb.connected,
+                    last_error: out.and_then(|o| o.last_error.clone()),
+                    lag_ops: out.map_or(0, |o| my_last_lsn.saturating_sub(o.acked_lsn)),
+                    lag_ms,
+                    apply_lag_p50_ms: inb.lag_quantile_ms(0.5),
+                    apply_lag_p99_ms: inb.lag_quantile_ms(0.99),
+                    peer_vv: out.map_or_else(VersionVector::new, |o| o.peer_vv.clone()),
+                    ops_sent: out.map_or(0, |o| o.ops_sent),
+                    bytes_sent: out.map_or(0, |o| o.bytes_sent),
+                    ops_received: inb.ops_received,
+                    ops_applied: inb.ops_applied,
+                    duplicates: inb.duplicates,
+                    bytes_received: inb.bytes_received,
+                    clock_offset_ms: inb.clock_offset_ms,
+                    clock_alarm: inb.clock_alarm,
+                }
+            })
+            .collect()
+    }
+
+    /// The lowest LSN some peer still needs (compaction must keep it).
+    pub fn retain_from(&self) -> Option<u64> {
+        self.outbound.lock().values().map(|o| o.acked_lsn + 1).min()
+    }
+}
