@@ -33,6 +33,12 @@ pub struct ServeArgs {
     /// Address for replication between regions. Default 127.0.0.1:7381.
     #[arg(long, env = "MERIDIAN_REPL")]
     pub repl: Option<String>,
+    /// Name of the cluster; peers from another cluster are refused. Default "meridian".
+    #[arg(long, env = "MERIDIAN_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Secret every region of the cluster shares; peers prove it at handshake.
+    #[arg(long, env = "MERIDIAN_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
     /// A peer region, as ID=HOST:PORT (repeatable).
     #[arg(long = "peer", env = "MERIDIAN_PEER", value_delimiter = ',')]
     #[serde(default)]
@@ -98,6 +104,10 @@ pub struct Config {
     pub max_clock_offset_ms: u64,
     pub snapshot_after_ops: u64,
     pub log_json: bool,
+    pub repl: SocketAddr,
+    pub cluster: String,
+    pub cluster_secret: Vec<u8>,
+    pub peers: Vec<(RegionId, String)>,
 }
 
 fn addr(value: Option<&str>, default: &str, flag: &str) -> anyhow::Result<SocketAddr> {
@@ -159,7 +169,6 @@ impl Config {
         // than accepted and ignored: a region that silently does not
         // replicate would be worse than one that does not start.
         let unsupported = [
-            ("--peer", !args.peer.is_empty()),
             ("--witness", args.witness),
             ("--policy", !args.policy.is_empty()),
             ("--lease-ms", args.lease_ms.is_some()),
@@ -171,13 +180,31 @@ impl Config {
             ("--tls-auth-clients", args.tls_auth_clients.is_some()),
         ];
         if let Some((flag, _)) = unsupported.iter().find(|(_, set)| *set) {
-            bail!("{flag} is not available in this version of meridian yet (single-region only)");
-        }
-        if let Some(repl) = &args.repl {
-            addr(Some(repl), "127.0.0.1:7381", "repl")?;
+            bail!("{flag} is not available in this version of meridian yet");
         }
         let region_name = args.region.as_deref().unwrap_or("local");
         let region = RegionId::new(region_name).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+        let mut peers: Vec<(RegionId, String)> = Vec::new();
+        for p in &args.peer {
+            let Some((id, at)) = p.split_once('=') else {
+                bail!("--peer {p:?}: use ID=HOST:PORT");
+            };
+            let id = RegionId::new(id).map_err(|e| anyhow::anyhow!("--peer {p:?}: {e}"))?;
+            if id == region {
+                bail!("--peer {p:?} names this region itself");
+            }
+            if peers.iter().any(|(r, _)| *r == id) {
+                bail!("--peer {p:?}: region {id} is listed twice");
+            }
+            if at.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+                bail!("--peer {p:?}: use ID=HOST:PORT");
+            }
+            peers.push((id, at.to_string()));
+        }
+        let cluster_secret = args.cluster_secret.unwrap_or_default();
+        if !peers.is_empty() && cluster_secret.is_empty() {
+            bail!("--cluster-secret (or MERIDIAN_CLUSTER_SECRET) is required when --peer is given");
+        }
         let fsync = match args.fsync.as_deref() {
             None => FsyncPolicy::Everysec,
             Some(s) => s
@@ -201,6 +228,10 @@ impl Config {
             max_clock_offset_ms: args.max_clock_offset_ms.unwrap_or(500),
             snapshot_after_ops: args.snapshot_after_ops.unwrap_or(1_000_000),
             log_json,
+            repl: addr(args.repl.as_deref(), "127.0.0.1:7381", "repl")?,
+            cluster: args.cluster.unwrap_or_else(|| "meridian".to_string()),
+            cluster_secret: cluster_secret.into_bytes(),
+            peers,
         })
     }
 }

@@ -218,7 +218,9 @@ pub fn run_batch(
         }
     }
     if store.log().last_lsn() != before {
-        if let Err(e) = store.flush() {
+        match store.flush() {
+            Ok(_) => shared.host.publish_synced(store.log().synced_lsn()),
+            Err(e) => {
             tracing::error!(error = %e, "flushing the op log failed; writes are refused from now on");
             *shared.readiness.lock() = crate::shared::Readiness::Poisoned(e.to_string());
             // Nothing of this batch may be acknowledged as durable.
@@ -226,6 +228,7 @@ pub fn run_batch(
                 if !r.is_error() {
                     *r = crate::dispatch::poisoned_error();
                 }
+            }
             }
         }
     }

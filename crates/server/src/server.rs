@@ -26,12 +26,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the HTTP listener on {}", config.http))?;
     let http_addr = http_listener.local_addr()?;
+    let repl_listener = meridian_repl::bind(config.repl)
+        .await
+        .with_context(|| format!("binding the replication listener on {}", config.repl))?;
+    let repl_addr = repl_listener.local_addr()?;
     let slot: crate::http::Slot = Default::default();
     tokio::spawn(crate::http::serve(slot.clone(), http_listener));
     tracing::info!(
         region = %config.region,
         listen = %listener.local_addr()?,
         http = %http_addr,
+        repl = %repl_addr,
+        peers = shared_peers(&config),
         data_dir = %config.data_dir.display(),
         fsync = config.fsync.as_str(),
         "meridian starting"
@@ -51,10 +57,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         elapsed_ms = report.elapsed_ms as u64,
         "recovered"
     );
+    let store = Arc::new(Mutex::new(store));
+    let host = meridian_repl::Host::new(store.clone());
+    let repl = meridian_repl::start(
+        meridian_repl::ReplConfig {
+            region: config.region,
+            cluster: config.cluster.clone(),
+            secret: config.cluster_secret.clone(),
+            peers: config.peers.clone(),
+            max_clock_offset_ms: config.max_clock_offset_ms,
+            heartbeat_ms: 1_000,
+            idle_timeout_ms: 5_000,
+        },
+        host.clone(),
+        repl_listener,
+    );
     let shared = Arc::new(Shared {
         requirepass: Mutex::new(config.requirepass.clone()),
         config,
-        store: Mutex::new(store),
+        store,
+        host,
+        repl,
         clients: Mutex::new(Default::default()),
         next_client_id: AtomicU64::new(1),
         channels: Mutex::new(Default::default()),
@@ -67,9 +90,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read these lines to find the ports when binding port 0.
     let _ = slot.set(shared.clone());
     println!(
-        "meridian listening resp={} http={}",
+        "meridian listening resp={} http={} repl={}",
         listener.local_addr()?,
-        http_addr
+        http_addr,
+        repl_addr
     );
     tokio::spawn(active_expiry(shared.clone()));
     if shared.config.fsync == FsyncPolicy::Everysec {
@@ -100,6 +124,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     shutdown(&shared);
     Ok(())
+}
+
+fn shared_peers(config: &Config) -> String {
+    config
+        .peers
+        .iter()
+        .map(|(r, a)| format!("{r}={a}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Makes everything durable before the process exits.

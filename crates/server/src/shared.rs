@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,7 +54,10 @@ pub enum Readiness {
 
 pub struct Shared {
     pub config: Config,
-    pub store: Mutex<Store>,
+    pub store: Arc<Mutex<Store>>,
+    /// What replication shares with client connections.
+    pub host: meridian_repl::Host,
+    pub repl: Arc<meridian_repl::ReplStatus>,
     pub clients: Mutex<HashMap<u64, ClientEntry>>,
     pub next_client_id: AtomicU64,
     pub channels: Mutex<HashMap<Bytes, HashMap<u64, PushSender>>>,
