@@ -278,8 +278,9 @@ impl<V: Clone> NumReg<V> {
         ctx: &impl Observes,
     ) -> Vec<Displaced<V>> {
         self.reset_counter(observed);
-        self.base
-            .retain(|b| !ctx.observed(b.tag.dot) || b.tag == tag);
+        // The op's own earlier writes (a MULTI block writing twice) count as
+        // observed, so the later write replaces them.
+        self.base.retain(|b| !ctx.observed(b.tag.dot));
         add_sibling(&mut self.base, Reg { val, tag })
     }
 

@@ -648,12 +648,7 @@ impl Entry {
     ) {
         let kind = self.kind();
         let extra = self.extra_mut();
-        extra
-            .ttl
-            .retain(|t| !ctx.observed(t.tag.dot) || t.tag == new.tag);
-        if extra.ttl.iter().any(|t| t.tag == new.tag) {
-            return;
-        }
+        extra.ttl.retain(|t| !ctx.observed(t.tag.dot));
         for old in &extra.ttl {
             let (winner, loser) = if new.beats(old) {
                 (new, *old)

@@ -332,3 +332,30 @@ proptest! {
         prop_assert_eq!(&keys, &replayed.keys);
     }
 }
+
+/// A MULTI block is one op: a later write in it must replace an earlier one
+/// to the same register (it once kept the first, since both share a tag).
+#[test]
+fn second_write_in_one_op_replaces_the_first() {
+    let region = RegionId::new("multi-a").unwrap();
+    let tag = Tag { hlc: Hlc::new(1, 0), dot: Dot::new(region, 1) };
+    let ctx = VersionVector::new();
+    let op = Op {
+        tag,
+        ctx: ctx.clone(),
+        effects: Vec::new(),
+    };
+    let mut conflicts = Vec::new();
+    let mut e = Entry::new(Kind::String);
+    for (v, ttl) in [("first", 10), ("second", 20)] {
+        let set = EffectKind::StrSet { value: Blob::from(v), keep_ttl: false, obs: KeyObs::default() };
+        e.apply(b"k", &set, &op.context(), &mut conflicts);
+        e.apply(b"k", &EffectKind::SetTtl { deadline_ms: Some(ttl) }, &op.context(), &mut conflicts);
+    }
+    match e.value() {
+        Value::Str(r) => assert_eq!(&r.render()[..], b"second"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.deadline_ms(), Some(20));
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+}

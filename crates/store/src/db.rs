@@ -434,3 +434,56 @@ impl Db {
         self.keys.reserve(additional);
     }
 }
+
+/// A digest of what readers see: every visible key with its type, value
+/// (fields, members and scores in sorted order) and whether it has a TTL.
+/// Regions holding the same data have equal digests, whatever order their
+/// ops arrived in; it is what tests and the demo compare across regions.
+pub fn visible_digest(db: &Db) -> (u64, usize) {
+    use meridian_crdt::Value;
+    struct Fnv(u64);
+    impl Fnv {
+        fn bytes(&mut self, b: &[u8]) {
+            for chunk in [&(b.len() as u64).to_le_bytes()[..], b] {
+                for &x in chunk {
+                    self.0 ^= x as u64;
+                    self.0 = self.0.wrapping_mul(0x100000001b3);
+                }
+            }
+        }
+    }
+    let mut keys: Vec<(&Blob, &Entry)> = db.keyspace().iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = Fnv(0xcbf29ce484222325);
+    for (k, e) in &keys {
+        h.bytes(k);
+        h.bytes(e.kind().name().as_bytes());
+        h.bytes(&[e.deadline_ms().is_some() as u8]);
+        match e.value() {
+            Value::Str(r) => h.bytes(&r.render()),
+            Value::Hash(hv) => {
+                let mut fields: Vec<(&Blob, Vec<u8>)> =
+                    hv.fields.live.iter().map(|(f, v)| (f, v.render().into_owned())).collect();
+                fields.sort();
+                for (f, v) in fields {
+                    h.bytes(f);
+                    h.bytes(&v);
+                }
+            }
+            Value::Set(s) => {
+                let mut members: Vec<&Blob> = s.members.live.keys().collect();
+                members.sort();
+                for m in members {
+                    h.bytes(m);
+                }
+            }
+            Value::ZSet(z) => {
+                for (score, m) in &z.index {
+                    h.bytes(m);
+                    h.bytes(&score.0.to_bits().to_le_bytes());
+                }
+            }
+        }
+    }
+    (h.0, keys.len())
+}

@@ -18,12 +18,12 @@ use meridian_crdt::{Blob, Delta, HashVal, Kind, NumReg, Value};
 use meridian_resp::{parse_redis_double, Frame, Protocol};
 
 use super::set::{
-    check_repeats, parse_random_count, random_member, random_positions, scan_matches, scan_reply,
+    check_repeats, parse_random_count, random_member, random_positions, scan_args, scan_reply,
     scan_walk,
 };
 use super::util::{
-    arity_error, blob, bulk, eq_ignore_case, parse_float, parse_int, parse_scan, syntax_error,
-    wrongtype, ERR_OVERFLOW,
+    arity_error, blob, bulk, eq_ignore_case, parse_float, parse_int, syntax_error, wrongtype,
+    ERR_OVERFLOW,
 };
 use super::{spec, Ctx, Spec, READ, WRITE};
 
@@ -292,21 +292,14 @@ fn is_listpack(hash: &HashVal) -> bool {
 }
 
 fn hscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    if let Err(e) = parse_scan(&args[2..3], false, false) {
-        return e;
-    }
-    let hash = match read(ctx, &args[1]) {
-        Ok(Some(h)) => h,
+    let (hash, opts) = match scan_args(ctx, args, read) {
+        Ok(Some(found)) => found,
         Ok(None) => return scan_reply(0, Vec::new()),
-        Err(e) => return e,
-    };
-    let opts = match parse_scan(&args[2..], false, false) {
-        Ok(o) => o,
         Err(e) => return e,
     };
     let mut items = Vec::new();
     let mut visit = |f: &Blob, v: &NumReg<Blob>| {
-        if scan_matches(&opts, f) {
+        if opts.matches(f) {
             items.push(bulk(f));
             items.push(Frame::Bulk(value_of(v)));
         }

@@ -21,10 +21,7 @@ use meridian_resp::Frame;
 use meridian_store::Db;
 use rand::Rng;
 
-use super::util::{
-    blob, bulk, eq_ignore_case, glob_match, parse_int, parse_scan, syntax_error, wrongtype,
-    ScanArgs,
-};
+use super::util::{blob, bulk, eq_ignore_case, glob_match, parse_int, syntax_error, wrongtype};
 use super::{spec, Ctx, Spec, READ, WRITE};
 
 /// Sets of at most this many integers are intsets in Redis 7.0: SSCAN returns
@@ -33,7 +30,7 @@ const SCAN_INTSET_ENTRIES_MAX: usize = 512;
 
 /// Most elements a negative count may ask SRANDMEMBER or HRANDFIELD for:
 /// the reply is built in memory, so it needs a bound.
-pub const RANDOM_REPEATS_MAX: i64 = 1_000_000;
+const RANDOM_REPEATS_MAX: i64 = 1_000_000;
 
 pub fn specs() -> Vec<Spec> {
     vec![
@@ -302,21 +299,24 @@ fn srandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     )
 }
 
-/// Members of every set, smallest set first; empty if any set is missing.
-fn intersection<'a>(sets: &[Option<&'a SetVal>]) -> Vec<&'a Blob> {
-    let Some(mut sets) = sets.iter().copied().collect::<Option<Vec<&SetVal>>>() else {
-        return Vec::new();
-    };
+/// The sets of an intersection, smallest first; `None` if one is missing.
+fn by_size<'a>(sets: &[Option<&'a SetVal>]) -> Option<Vec<&'a SetVal>> {
+    let mut sets = sets.iter().copied().collect::<Option<Vec<_>>>()?;
     sets.sort_by_key(|s| s.members.len());
-    let Some((first, rest)) = sets.split_first() else {
-        return Vec::new();
-    };
-    first
-        .members
-        .live
-        .keys()
-        .filter(|m| rest.iter().all(|s| s.members.get(m).is_some()))
-        .collect()
+    Some(sets)
+}
+
+/// Members common to `sets`, walking the first (smallest) one.
+fn common<'a: 's, 's>(sets: &'s [&'a SetVal]) -> impl Iterator<Item = &'a Blob> + 's {
+    let rest = sets.get(1..).unwrap_or_default();
+    sets.first()
+        .into_iter()
+        .flat_map(|s| s.members.live.keys())
+        .filter(move |m| rest.iter().all(|s| s.members.get(m).is_some()))
+}
+
+fn intersection<'a>(sets: &[Option<&'a SetVal>]) -> Vec<&'a Blob> {
+    by_size(sets).map_or_else(Vec::new, |sets| common(&sets).collect())
 }
 
 fn union<'a>(sets: &[Option<&'a SetVal>]) -> Vec<&'a Blob> {
@@ -395,12 +395,12 @@ fn sintercard(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return Frame::error("ERR Number of keys can't be greater than number of args");
     }
     let keys_end = 2 + numkeys as usize;
-    let mut limit = 0u64;
+    let mut limit = 0usize;
     let mut i = keys_end;
     while i < args.len() {
         if eq_ignore_case(&args[i], "limit") && i + 1 < args.len() {
             limit = match parse_int(&args[i + 1]) {
-                Ok(n) if n >= 0 => n as u64,
+                Ok(n) if n >= 0 => usize::try_from(n).unwrap_or(usize::MAX),
                 _ => return Frame::error("ERR LIMIT can't be negative"),
             };
             i += 2;
@@ -412,8 +412,11 @@ fn sintercard(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(sets) => sets,
         Err(e) => return e,
     };
-    let found = intersection(&sets).len() as u64;
-    Frame::Integer(if limit == 0 { found } else { found.min(limit) } as i64)
+    let found = by_size(&sets).map_or(0, |sets| match limit {
+        0 => common(&sets).count(),
+        n => common(&sets).take(n).count(),
+    });
+    Frame::Integer(found as i64)
 }
 
 fn smove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -474,11 +477,75 @@ pub(super) fn scan_walk<V>(
     at
 }
 
-/// Whether `name` passes the MATCH pattern of a scan.
-pub(super) fn scan_matches(opts: &ScanArgs, name: &[u8]) -> bool {
-    opts.pattern
-        .as_ref()
-        .is_none_or(|p| glob_match(p, name, false))
+/// The cursor of SSCAN/HSCAN, read as Redis reads it (`strtoul`): an empty
+/// cursor is 0, a sign is allowed, and a negative number wraps around.
+fn parse_cursor(arg: &[u8]) -> Result<u64, Frame> {
+    let (negative, digits) = match arg.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ if arg.is_empty() => return Ok(0),
+        _ => (false, arg),
+    };
+    let n = std::str::from_utf8(digits)
+        .ok()
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<u64>().ok())
+        .ok_or_else(|| Frame::error("ERR invalid cursor"))?;
+    Ok(if negative { n.wrapping_neg() } else { n })
+}
+
+/// The `[MATCH pattern] [COUNT count]` options of SSCAN/HSCAN.
+pub(super) struct ScanOpts {
+    pub cursor: u64,
+    pattern: Option<Bytes>,
+    pub count: usize,
+}
+
+impl ScanOpts {
+    /// Whether `name` passes the MATCH pattern.
+    pub fn matches(&self, name: &[u8]) -> bool {
+        self.pattern
+            .as_ref()
+            .is_none_or(|p| glob_match(p, name, false))
+    }
+}
+
+/// Reads `key cursor [MATCH pattern] [COUNT count]` in Redis's order: a bad
+/// cursor first, then the key (a missing key replies an empty scan before
+/// the options are read, another type WRONGTYPE), then the options.
+/// `Ok(None)` is the missing key.
+pub(super) fn scan_args<'c, T>(
+    ctx: &'c mut Ctx<'_>,
+    args: &[Bytes],
+    read: impl FnOnce(&'c mut Ctx<'_>, &[u8]) -> Result<Option<&'c T>, Frame>,
+) -> Result<Option<(&'c T, ScanOpts)>, Frame> {
+    let cursor = parse_cursor(&args[2])?;
+    let Some(value) = read(ctx, &args[1])? else {
+        return Ok(None);
+    };
+    let mut opts = ScanOpts {
+        cursor,
+        pattern: None,
+        count: 10,
+    };
+    let mut i = 3;
+    while i < args.len() {
+        let Some(next) = args.get(i + 1) else {
+            return Err(syntax_error());
+        };
+        if eq_ignore_case(&args[i], "count") {
+            opts.count = match parse_int(next)? {
+                n if n >= 1 => n as usize,
+                _ => return Err(syntax_error()),
+            };
+        } else if eq_ignore_case(&args[i], "match") {
+            opts.pattern = Some(next.clone());
+        } else {
+            return Err(syntax_error());
+        }
+        i += 2;
+    }
+    Ok(Some((value, opts)))
 }
 
 /// Members that are all integers, in ascending order, if the set is one
@@ -498,31 +565,96 @@ fn as_intset(set: &SetVal) -> Option<Vec<(i64, &Blob)>> {
 }
 
 fn sscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    if let Err(e) = parse_scan(&args[2..3], false, false) {
-        return e;
-    }
-    let set = match read(ctx, &args[1]) {
-        Ok(Some(s)) => s,
+    let (set, opts) = match scan_args(ctx, args, read) {
+        Ok(Some(found)) => found,
         Ok(None) => return scan_reply(0, Vec::new()),
-        Err(e) => return e,
-    };
-    let opts = match parse_scan(&args[2..], false, false) {
-        Ok(o) => o,
         Err(e) => return e,
     };
     if let Some(ints) = as_intset(set) {
         let items = ints
             .into_iter()
-            .filter(|(_, m)| scan_matches(&opts, m))
+            .filter(|(_, m)| opts.matches(m))
             .map(|(_, m)| bulk(m))
             .collect();
         return scan_reply(0, items);
     }
     let mut items = Vec::new();
     let next = scan_walk(&set.members.live, opts.cursor, opts.count, |m, _| {
-        if scan_matches(&opts, m) {
+        if opts.matches(m) {
             items.push(bulk(m));
         }
     });
     scan_reply(next, items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_reads_like_strtoul() {
+        assert_eq!(parse_cursor(b"0").ok(), Some(0));
+        assert_eq!(parse_cursor(b"").ok(), Some(0));
+        assert_eq!(parse_cursor(b"+3").ok(), Some(3));
+        assert_eq!(parse_cursor(b"-0").ok(), Some(0));
+        assert_eq!(parse_cursor(b"-1").ok(), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551615").ok(), Some(u64::MAX));
+        for bad in [
+            &b"18446744073709551616"[..],
+            b"-",
+            b"+",
+            b" 1",
+            b"1 ",
+            b"0x1",
+            b"1.0",
+        ] {
+            assert!(parse_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn negative_random_counts_are_bounded() {
+        assert!(check_repeats(-RANDOM_REPEATS_MAX).is_ok());
+        assert!(check_repeats(-RANDOM_REPEATS_MAX - 1).is_err());
+        assert!(check_repeats(i64::MAX).is_ok());
+        assert!(parse_random_count(b"-9223372036854775808").is_err());
+        assert_eq!(random_positions(3, -5).len(), 5);
+        assert_eq!(random_positions(3, 10), vec![0, 1, 2]);
+        let mut distinct = random_positions(10, 4);
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4);
+    }
+
+    #[test]
+    fn scan_walk_returns_every_element_present_throughout() {
+        let mut map: Map<()> = Map::default();
+        for i in 0..100 {
+            map.insert(Blob::from(format!("e{i}").as_str()), ());
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        let mut step = 0;
+        loop {
+            cursor = scan_walk(&map, cursor, 7, |k, _| {
+                seen.insert(k.clone());
+            });
+            step += 1;
+            if step == 3 {
+                // Removals and additions in the middle of the walk.
+                for i in (0..100).step_by(9) {
+                    map.swap_remove(format!("e{i}").as_bytes());
+                }
+                for i in 100..130 {
+                    map.insert(Blob::from(format!("e{i}").as_str()), ());
+                }
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in (0..100).filter(|i| i % 9 != 0) {
+            assert!(seen.contains(format!("e{i}").as_bytes()), "e{i} missed");
+        }
+    }
 }
