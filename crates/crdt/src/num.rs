@@ -112,7 +112,9 @@ impl Counter {
         for c in &self.contrib {
             let off = self.offsets.iter().find(|o| o.region == c.region);
             let (seq, int, float) = off.map_or((0, 0, 0.0), |o| (o.seq, o.int, o.float));
-            if c.seq > seq {
+            // Same seq, other totals: increments made later in the op (a
+            // MULTI block) that reset the counter part-way through.
+            if c.seq > seq || (c.seq == seq && (c.int != int || c.float != float)) {
                 u.any = true;
                 u.int += c.int.wrapping_sub(int) as i128;
                 u.float += c.float - float;

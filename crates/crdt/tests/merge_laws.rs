@@ -338,7 +338,10 @@ proptest! {
 #[test]
 fn second_write_in_one_op_replaces_the_first() {
     let region = RegionId::new("multi-a").unwrap();
-    let tag = Tag { hlc: Hlc::new(1, 0), dot: Dot::new(region, 1) };
+    let tag = Tag {
+        hlc: Hlc::new(1, 0),
+        dot: Dot::new(region, 1),
+    };
     let ctx = VersionVector::new();
     let op = Op {
         tag,
@@ -348,9 +351,20 @@ fn second_write_in_one_op_replaces_the_first() {
     let mut conflicts = Vec::new();
     let mut e = Entry::new(Kind::String);
     for (v, ttl) in [("first", 10), ("second", 20)] {
-        let set = EffectKind::StrSet { value: Blob::from(v), keep_ttl: false, obs: KeyObs::default() };
+        let set = EffectKind::StrSet {
+            value: Blob::from(v),
+            keep_ttl: false,
+            obs: KeyObs::default(),
+        };
         e.apply(b"k", &set, &op.context(), &mut conflicts);
-        e.apply(b"k", &EffectKind::SetTtl { deadline_ms: Some(ttl) }, &op.context(), &mut conflicts);
+        e.apply(
+            b"k",
+            &EffectKind::SetTtl {
+                deadline_ms: Some(ttl),
+            },
+            &op.context(),
+            &mut conflicts,
+        );
     }
     match e.value() {
         Value::Str(r) => assert_eq!(&r.render()[..], b"second"),
@@ -358,4 +372,53 @@ fn second_write_in_one_op_replaces_the_first() {
     }
     assert_eq!(e.deadline_ms(), Some(20));
     assert!(conflicts.is_empty(), "{conflicts:?}");
+}
+
+/// INCR, SET, INCR in one MULTI block: the SET resets the first increment
+/// only; the second, made after it in the same op, counts (it was lost).
+#[test]
+fn increment_after_a_reset_in_the_same_op_counts() {
+    let region = RegionId::new("multi-b").unwrap();
+    let tag = Tag {
+        hlc: Hlc::new(1, 0),
+        dot: Dot::new(region, 1),
+    };
+    let op = Op {
+        tag,
+        ctx: VersionVector::new(),
+        effects: Vec::new(),
+    };
+    let mut conflicts = Vec::new();
+    let mut e = Entry::new(Kind::String);
+    e.apply(
+        b"c",
+        &EffectKind::StrIncr {
+            delta: Delta::Int(1),
+        },
+        &op.context(),
+        &mut conflicts,
+    );
+    let obs = e.observe();
+    e.apply(
+        b"c",
+        &EffectKind::StrSet {
+            value: Blob::from("10"),
+            keep_ttl: false,
+            obs,
+        },
+        &op.context(),
+        &mut conflicts,
+    );
+    e.apply(
+        b"c",
+        &EffectKind::StrIncr {
+            delta: Delta::Int(1),
+        },
+        &op.context(),
+        &mut conflicts,
+    );
+    match e.value() {
+        Value::Str(r) => assert_eq!(&r.render()[..], b"11"),
+        other => panic!("{other:?}"),
+    }
 }

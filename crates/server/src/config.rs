@@ -196,7 +196,11 @@ impl Config {
             if peers.iter().any(|(r, _)| *r == id) {
                 bail!("--peer {p:?}: region {id} is listed twice");
             }
-            if at.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+            if at
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .is_none()
+            {
                 bail!("--peer {p:?}: use ID=HOST:PORT");
             }
             peers.push((id, at.to_string()));

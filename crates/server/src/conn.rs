@@ -59,7 +59,6 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut parser = RequestParser::new();
-    let mut replies = Vec::new();
     'conn: loop {
         if input.capacity() - input.len() < READ_CHUNK_BYTES / 2 {
             input.reserve(READ_CHUNK_BYTES);
@@ -81,14 +80,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
             }
             _ = kill.notified() => break 'conn,
         }
-        match process_input(
-            &shared,
-            &mut client,
-            &mut parser,
-            &mut input,
-            &mut output,
-            &mut replies,
-        ) {
+        match process_input(&shared, &mut client, &mut parser, &mut input, &mut output).await {
             Next::Continue => {}
             Next::Close => {
                 let _ = write_out(&mut wr, &mut output, &shared).await;
@@ -122,14 +114,14 @@ enum Next {
 
 /// Runs every complete command in `input`. Before AUTH the parser's limits
 /// are tighter, so parsing stops after each command until the client has
-/// authenticated.
-fn process_input(
+/// authenticated. `MERIDIAN AFTER` waits here, with the store unlocked, for
+/// this region to apply the token's writes, then runs like any command.
+async fn process_input(
     shared: &Shared,
     client: &mut Client,
     parser: &mut RequestParser,
     input: &mut BytesMut,
     output: &mut BytesMut,
-    replies: &mut Vec<Frame>,
 ) -> Next {
     loop {
         let limits = Limits {
@@ -139,10 +131,19 @@ fn process_input(
         let mut batch: Vec<Vec<Bytes>> = Vec::new();
         let mut protocol_error = None;
         let mut stopped_early = false;
+        let mut wait = None;
         loop {
             match parser.next_command(input, &limits) {
                 Ok(Some(args)) if args.is_empty() => continue,
-                Ok(Some(args)) => batch.push(args),
+                Ok(Some(args)) => {
+                    if let Some(timeout) = crate::cmd::meridian::after_wait(&args) {
+                        // What came before runs first, then the wait.
+                        wait = Some((args, timeout));
+                        stopped_early = true;
+                        break;
+                    }
+                    batch.push(args)
+                }
                 Ok(None) => break,
                 Err(e) => {
                     protocol_error = Some(e);
@@ -155,10 +156,11 @@ fn process_input(
             }
         }
         if !batch.is_empty() {
-            run_batch(shared, client, batch, replies);
-            for frame in replies.drain(..) {
-                encode(&frame, client.proto, output);
-            }
+            run_batch(shared, client, batch, output);
+        }
+        if let Some((args, timeout)) = wait {
+            wait_for_token(shared, &args[2], timeout).await;
+            run_batch(shared, client, vec![args], output);
         }
         if let Some(e) = protocol_error {
             Metrics::inc(&shared.metrics.protocol_errors_total);
@@ -171,6 +173,26 @@ fn process_input(
         }
         if !stopped_early {
             return Next::Continue;
+        }
+    }
+}
+
+/// Waits until this region has applied everything `token` names, or until
+/// `timeout`; the command itself then reports which.
+async fn wait_for_token(shared: &Shared, token: &[u8], timeout: std::time::Duration) {
+    let mut applied = shared.host.applied.subscribe();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let done = {
+            let store = shared.store.lock();
+            crate::cmd::meridian::token_satisfied(store.db().version_vector(), token)
+        };
+        if done {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, applied.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return,
         }
     }
 }
@@ -198,8 +220,12 @@ pub fn run_batch(
     shared: &Shared,
     client: &mut Client,
     batch: Vec<Vec<Bytes>>,
-    replies: &mut Vec<Frame>,
+    output: &mut BytesMut,
 ) {
+    let mut replies: Vec<Frame> = Vec::new();
+    // Each reply is encoded in the protocol in force right after its command
+    // ran (HELLO 3 answers in RESP3; earlier replies stay RESP2).
+    let mut protos: Vec<meridian_resp::Protocol> = Vec::new();
     let last_cmd = batch
         .last()
         .map(|a| String::from_utf8_lossy(&a[0]).to_ascii_lowercase())
@@ -214,25 +240,29 @@ pub fn run_batch(
             shared,
         };
         for args in batch {
-            crate::dispatch::execute(&mut ctx, args, replies);
+            crate::dispatch::execute(&mut ctx, args, &mut replies);
+            protos.resize(replies.len(), ctx.client.proto);
         }
     }
     if store.log().last_lsn() != before {
         match store.flush() {
             Ok(_) => shared.host.publish_synced(store.log().synced_lsn()),
             Err(e) => {
-            tracing::error!(error = %e, "flushing the op log failed; writes are refused from now on");
-            *shared.readiness.lock() = crate::shared::Readiness::Poisoned(e.to_string());
-            // Nothing of this batch may be acknowledged as durable.
-            for r in replies.iter_mut() {
-                if !r.is_error() {
-                    *r = crate::dispatch::poisoned_error();
+                tracing::error!(error = %e, "flushing the op log failed; writes are refused from now on");
+                *shared.readiness.lock() = crate::shared::Readiness::Poisoned(e.to_string());
+                // Nothing of this batch may be acknowledged as durable.
+                for r in replies.iter_mut() {
+                    if !r.is_error() {
+                        *r = crate::dispatch::poisoned_error();
+                    }
                 }
-            }
             }
         }
     }
     drop(store);
+    for (frame, proto) in replies.iter().zip(protos) {
+        encode(frame, proto, output);
+    }
     if let Some(entry) = shared.clients.lock().get_mut(&client.id) {
         entry.last_cmd = last_cmd;
         entry.last_active = Instant::now();

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +23,9 @@ pub async fn serve(slot: Slot, listener: TcpListener) {
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/v1/conflicts", get(conflicts))
+        .route("/v1/digest", get(digest))
         .with_state(slot);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
@@ -60,12 +63,82 @@ async fn ready(State(slot): State<Slot>) -> Response {
     }
 }
 
+async fn status(State(slot): State<Slot>) -> Response {
+    match slot.get() {
+        Some(shared) => Json(crate::status::status_json(shared)).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "recovering"})),
+        )
+            .into_response(),
+    }
+}
+
+/// A digest of the visible data, to compare regions.
+async fn digest(State(slot): State<Slot>) -> Response {
+    let Some(shared) = slot.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "recovering"})),
+        )
+            .into_response();
+    };
+    let store = shared.store.lock();
+    let (digest, keys) = meridian_store::db::visible_digest(store.db());
+    let vv = crate::status::vv_json(store.db().version_vector());
+    drop(store);
+    Json(json!({"region": shared.config.region.as_str(), "digest": format!("{digest:016x}"), "keys": keys, "version_vector": vv})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ConflictQuery {
+    count: Option<usize>,
+    key: Option<String>,
+}
+
+async fn conflicts(State(slot): State<Slot>, Query(q): Query<ConflictQuery>) -> Response {
+    let Some(shared) = slot.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "recovering"})),
+        )
+            .into_response();
+    };
+    let count = q.count.unwrap_or(100).min(10_000);
+    Json(crate::status::conflicts_json(
+        shared,
+        count,
+        q.key.as_deref().map(str::as_bytes),
+    ))
+    .into_response()
+}
+
 async fn metrics(State(slot): State<Slot>) -> Response {
     let Some(shared) = slot.get() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "recovering\n").into_response();
     };
     let body = metrics_text(shared);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+fn g2<'a>(name: &'a str, help: &'a str, labels: Vec<(&'a str, String)>, value: f64) -> Sample<'a> {
+    Sample {
+        name,
+        help,
+        kind: "gauge",
+        labels,
+        value,
+    }
+}
+
+fn c2<'a>(name: &'a str, help: &'a str, labels: Vec<(&'a str, String)>, value: f64) -> Sample<'a> {
+    Sample {
+        name,
+        help,
+        kind: "counter",
+        labels,
+        value,
+    }
 }
 
 pub fn metrics_text(shared: &Shared) -> String {
@@ -223,6 +296,107 @@ pub fn metrics_text(shared: &Shared) -> String {
             Metrics::get(&m.snapshots_total),
         ),
     ];
+    let view = crate::status::view(shared);
+    for p in &view.peers {
+        let peer = || vec![("peer", p.region.to_string())];
+        samples.push(g2(
+            "meridian_replication_lag_seconds",
+            "Age of the oldest op this peer has not acknowledged.",
+            peer(),
+            p.lag_ms as f64 / 1000.0,
+        ));
+        samples.push(g2(
+            "meridian_replication_lag_ops",
+            "Ops of this region's log the peer has not acknowledged.",
+            peer(),
+            p.lag_ops as f64,
+        ));
+        samples.push(g2(
+            "meridian_replication_link_up",
+            "1 while the outbound link to the peer is up.",
+            peer(),
+            if p.outbound_state == meridian_repl::LinkState::Up {
+                1.0
+            } else {
+                0.0
+            },
+        ));
+        samples.push(c2(
+            "meridian_replication_sent_ops_total",
+            "Ops streamed to the peer.",
+            peer(),
+            p.ops_sent as f64,
+        ));
+        samples.push(c2(
+            "meridian_replication_sent_bytes_total",
+            "Bytes streamed to the peer.",
+            peer(),
+            p.bytes_sent as f64,
+        ));
+        samples.push(c2(
+            "meridian_replication_received_ops_total",
+            "Ops received from the peer.",
+            peer(),
+            p.ops_received as f64,
+        ));
+        samples.push(c2(
+            "meridian_replication_received_bytes_total",
+            "Bytes received from the peer.",
+            peer(),
+            p.bytes_received as f64,
+        ));
+        samples.push(c2(
+            "meridian_replication_applied_ops_total",
+            "Ops from the peer applied here.",
+            peer(),
+            p.ops_applied as f64,
+        ));
+        samples.push(c2(
+            "meridian_replication_duplicate_ops_total",
+            "Ops from the peer already applied (came through another region).",
+            peer(),
+            p.duplicates as f64,
+        ));
+        samples.push(g2(
+            "meridian_clock_offset_ms",
+            "Peer clock minus local clock, from heartbeats.",
+            peer(),
+            p.clock_offset_ms as f64,
+        ));
+        samples.push(g2(
+            "meridian_clock_offset_alarm",
+            "1 while the peer's clock is ahead beyond max_clock_offset_ms.",
+            peer(),
+            if p.clock_alarm { 1.0 } else { 0.0 },
+        ));
+        for (q, v) in [("0.5", p.apply_lag_p50_ms), ("0.99", p.apply_lag_p99_ms)] {
+            if let Some(v) = v {
+                samples.push(g2(
+                    "meridian_replication_apply_lag_seconds",
+                    "Apply time minus write time of recent ops from the peer.",
+                    vec![("peer", p.region.to_string()), ("quantile", q.to_string())],
+                    v as f64 / 1000.0,
+                ));
+            }
+        }
+    }
+    for (kind, rule, n) in &view.conflict_counts {
+        samples.push(c2(
+            "meridian_conflicts_total",
+            "Concurrent writes resolved by hiding a value, by type and rule.",
+            vec![("type", kind.to_string()), ("rule", rule.to_string())],
+            *n as f64,
+        ));
+    }
+    for (reason, n) in shared.repl.refused.lock().iter() {
+        samples.push(c2(
+            "meridian_replication_refused_total",
+            "Peer handshakes refused, by reason.",
+            vec![("reason", reason.clone())],
+            *n as f64,
+        ));
+    }
+    samples.sort_by(|a, b| a.name.cmp(b.name));
     for (cmd, n) in m.per_command.lock().iter() {
         samples.push(Sample {
             name: "meridian_command_calls_total",

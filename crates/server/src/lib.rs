@@ -7,7 +7,8 @@
 //! - [`conn`]: one client connection; batches pipelined commands.
 //! - [`dispatch`]: the checks before a handler runs, and committing its op.
 //! - [`cmd`]: the command table, one file per command family.
-//! - [`http`]: `/health/live`, `/health/ready`, `/metrics`.
+//! - [`http`]: `/health/live`, `/health/ready`, `/metrics`, `/v1/status`, `/v1/conflicts`.
+//! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
 //! - [`shared`], [`client`], [`metrics`]: state shared by connections, per
 //!   connection, and counters.
 
@@ -20,3 +21,4 @@ pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod shared;
+pub mod status;

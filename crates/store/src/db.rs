@@ -462,8 +462,12 @@ pub fn visible_digest(db: &Db) -> (u64, usize) {
         match e.value() {
             Value::Str(r) => h.bytes(&r.render()),
             Value::Hash(hv) => {
-                let mut fields: Vec<(&Blob, Vec<u8>)> =
-                    hv.fields.live.iter().map(|(f, v)| (f, v.render().into_owned())).collect();
+                let mut fields: Vec<(&Blob, Vec<u8>)> = hv
+                    .fields
+                    .live
+                    .iter()
+                    .map(|(f, v)| (f, v.render().into_owned()))
+                    .collect();
                 fields.sort();
                 for (f, v) in fields {
                     h.bytes(f);

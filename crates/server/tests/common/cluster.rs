@@ -1,0 +1,191 @@
+//! Several regions as real `meridian` processes, linked through the
+//! in-process fault proxy so tests can add WAN delay and cut links.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use meridian_netem::{LinkConditions, Mesh};
+use meridian_resp::Frame;
+
+use super::{Conn, Meridian};
+
+pub const SECRET: &str = "test-cluster-secret";
+
+pub struct Cluster {
+    pub names: Vec<String>,
+    pub regions: Vec<Meridian>,
+    pub mesh: Mesh,
+    extra: Vec<String>,
+    // Declared last: the proxies' tasks run on it and must outlive the mesh.
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    /// Starts one region per name, every pair linked through a proxy with
+    /// `conditions`. `seed` drives the proxies' randomness.
+    pub fn start(names: &[&str], conditions: LinkConditions, extra: &[&str], seed: u64) -> Cluster {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mesh = rt
+            .block_on(Mesh::start(names.iter().map(|n| n.to_string()), seed))
+            .unwrap();
+        mesh.set_all(conditions).unwrap();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut regions = Vec::new();
+        for name in names {
+            let args = Self::args(&mesh, name, &extra);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let m = Meridian::start(&args);
+            mesh.set_repl_addr(name, m.repl).unwrap();
+            regions.push(m);
+        }
+        Cluster {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            regions,
+            mesh,
+            extra,
+            rt,
+        }
+    }
+
+    fn args(mesh: &Mesh, name: &str, extra: &[String]) -> Vec<String> {
+        let mut args = vec![
+            "--region".to_string(),
+            name.to_string(),
+            "--cluster-secret".into(),
+            SECRET.into(),
+        ];
+        args.extend(mesh.peer_args(name).unwrap());
+        args.extend(extra.iter().cloned());
+        args
+    }
+
+    pub fn index(&self, name: &str) -> usize {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("no region {name}"))
+    }
+
+    pub fn conn(&self, name: &str) -> Conn {
+        self.regions[self.index(name)].conn()
+    }
+
+    /// `kill -9` one region and start it again on its data directory.
+    pub fn restart(&mut self, name: &str) {
+        let i = self.index(name);
+        self.regions[i].kill9();
+        let dir = self.regions[i].dir.clone();
+        let args = Self::args(&self.mesh, name, &self.extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let m = Meridian::start_in(&dir, &args);
+        self.mesh.set_repl_addr(name, m.repl).unwrap();
+        // Keep the temp dir alive: move the old handle's ownership over.
+        let old = std::mem::replace(&mut self.regions[i], m);
+        self.regions[i].adopt_dir(old);
+    }
+
+    /// Waits until every region shows the same data and the same version
+    /// vector; returns the common dump.
+    pub fn converge(&self, timeout: Duration) -> BTreeMap<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let dumps: Vec<_> = self.regions.iter().map(|m| dump(&mut m.conn())).collect();
+            let vvs: Vec<_> = self
+                .regions
+                .iter()
+                .map(|m| m.conn().cmd(&["MERIDIAN", "TOKEN"]))
+                .collect();
+            if dumps.windows(2).all(|w| w[0] == w[1]) && vvs.windows(2).all(|w| w[0] == w[1]) {
+                return dumps.into_iter().next().unwrap();
+            }
+            if Instant::now() > deadline {
+                for (name, d) in self.names.iter().zip(&dumps) {
+                    eprintln!("--- {name}: {} keys", d.len());
+                }
+                let first = &dumps[0];
+                for (name, d) in self.names.iter().zip(&dumps).skip(1) {
+                    for (k, v) in d {
+                        if first.get(k) != Some(v) {
+                            eprintln!("{name} differs at {k}: {v:?} vs {:?}", first.get(k));
+                        }
+                    }
+                    for k in first.keys() {
+                        if !d.contains_key(k) {
+                            eprintln!("{name} lacks {k}");
+                        }
+                    }
+                }
+                panic!("regions did not converge within {timeout:?}; tokens: {vvs:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn text(f: &Frame) -> String {
+    match f {
+        Frame::Bulk(b) => String::from_utf8_lossy(b).to_string(),
+        Frame::Simple(s) => s.clone(),
+        Frame::Integer(i) => i.to_string(),
+        Frame::Array(items) | Frame::Set(items) => {
+            let mut parts: Vec<String> = items.iter().map(text).collect();
+            parts.sort();
+            parts.join(",")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// Everything a client can see, as key → canonical text.
+pub fn dump(c: &mut Conn) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut cursor = "0".to_string();
+    let mut keys = Vec::new();
+    loop {
+        match c.cmd(&["SCAN", &cursor, "COUNT", "1000"]) {
+            Frame::Array(parts) if parts.len() == 2 => {
+                cursor = text(&parts[0]);
+                if let Frame::Array(ks) = &parts[1] {
+                    keys.extend(ks.iter().map(text));
+                }
+            }
+            other => panic!("SCAN replied {other:?}"),
+        }
+        if cursor == "0" {
+            break;
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let kind = text(&c.cmd(&["TYPE", &k]));
+        let value = match kind.as_str() {
+            "string" => text(&c.cmd(&["GET", &k])),
+            "hash" => pairs(&c.cmd(&["HGETALL", &k])),
+            "set" => text(&c.cmd(&["SMEMBERS", &k])),
+            "zset" => pairs(&c.cmd(&["ZRANGE", &k, "0", "-1", "WITHSCORES"])),
+            "none" => continue,
+            other => panic!("unexpected type {other}"),
+        };
+        out.insert(k, format!("{kind}:{value}"));
+    }
+    out
+}
+
+fn pairs(f: &Frame) -> String {
+    match f {
+        Frame::Array(items) => {
+            let mut ps: Vec<String> = items
+                .chunks(2)
+                .map(|p| format!("{}={}", text(&p[0]), text(&p[1])))
+                .collect();
+            ps.sort();
+            ps.join(",")
+        }
+        other => text(other),
+    }
+}
