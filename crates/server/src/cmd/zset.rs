@@ -132,6 +132,9 @@ fn parse_redis_double_or_saturated(body: &[u8]) -> Option<f64> {
         .or_else(|| std::str::from_utf8(body).ok()?.parse::<f64>().ok())
 }
 
+/// Start and end of a span of the `(score, member)` index.
+type IndexBounds = (Bound<(Score, Blob)>, Bound<(Score, Blob)>);
+
 /// A score interval such as `(1.5 +inf`.
 #[derive(Debug, Clone, Copy)]
 struct ScoreRange {
@@ -164,7 +167,7 @@ impl ScoreRange {
     /// whose score is in the interval; `None` when no score can be. Stored
     /// scores are never -0.0, so a -0.0 bound is read as 0.0, which keeps
     /// IEEE comparison (where -0.0 == 0.0) in the index's total order.
-    fn index_bounds(&self) -> Option<(Bound<(Score, Blob)>, Bound<(Score, Blob)>)> {
+    fn index_bounds(&self) -> Option<IndexBounds> {
         if self.min > self.max || (self.min == self.max && (self.min_ex || self.max_ex)) {
             return None;
         }
@@ -399,13 +402,13 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: &[Bytes], mut f: AddFlags) -> Frame {
         at += 1;
     }
     let rest = &args[at..];
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return syntax_error();
     }
     if f.nx && f.xx {
         return Frame::error("ERR XX and NX options at the same time are not compatible");
     }
-    if (f.gt && f.nx) || (f.lt && f.nx) || (f.gt && f.lt) {
+    if [f.gt, f.lt, f.nx].iter().filter(|on| **on).count() > 1 {
         return Frame::error("ERR GT, LT, and/or NX options at the same time are not compatible");
     }
     if f.incr && rest.len() > 2 {
@@ -480,22 +483,21 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: &[Bytes], mut f: AddFlags) -> Frame {
     }
 
     if f.incr {
-        let Some(&(delta, member)) = pairs.first() else {
-            return syntax_error();
-        };
+        // INCR takes exactly one pair, as checked above.
+        let (delta, member) = pairs[0];
         if processed == 0 {
             return Frame::Null;
         }
-        let changed = slots.get(member).is_some_and(|s| s.now != s.before);
-        if changed {
+        if slots.get(member).is_some_and(|s| s.now != s.before) {
             ctx.db().zincr(key, Blob::from(member), delta);
         }
-        let local = slots.get(member).and_then(|s| s.now).unwrap_or(delta);
-        let stored = match read(ctx, key) {
-            Ok(z) => z.and_then(|z| z.score(member)),
-            Err(e) => return e,
+        // The score as stored, which is what later reads show.
+        return match read(ctx, key) {
+            Ok(z) => z
+                .and_then(|z| z.score(member))
+                .map_or(Frame::Null, Frame::Double),
+            Err(e) => e,
         };
-        return Frame::Double(stored.unwrap_or(local));
     }
 
     let writes: Vec<(Blob, f64)> = order
@@ -618,13 +620,13 @@ fn select(
     limit: i64,
 ) -> Vec<(Blob, f64)> {
     let own = |(s, m): &(Score, Blob)| (m.clone(), s.0);
-    match interval {
+    let span = match interval {
         Interval::Rank(start, end) => {
             let Some((start, end)) = normalize_range(*start, *end, z.len()) else {
                 return Vec::new();
             };
             let take = end - start + 1;
-            if rev {
+            return if rev {
                 z.index
                     .iter()
                     .rev()
@@ -634,23 +636,19 @@ fn select(
                     .collect()
             } else {
                 z.index.iter().skip(start).take(take).map(own).collect()
-            }
-        }
-        Interval::Score(_) | Interval::Lex(_) => {
-            if offset < 0 {
-                return Vec::new();
-            }
-            let span = match interval {
-                Interval::Score(r) => r.members(z, rev),
-                Interval::Lex(r) => r.members(z, rev),
-                Interval::Rank(..) => Box::new(std::iter::empty()),
             };
-            let span = span.skip(usize::try_from(offset).unwrap_or(usize::MAX));
-            match usize::try_from(limit) {
-                Ok(n) => span.take(n).map(own).collect(),
-                Err(_) => span.map(own).collect(),
-            }
         }
+        Interval::Score(r) => r.members(z, rev),
+        Interval::Lex(r) => r.members(z, rev),
+    };
+    // Redis skips `offset` members one by one, so a negative one skips all.
+    if offset < 0 {
+        return Vec::new();
+    }
+    let span = span.skip(usize::try_from(offset).unwrap_or(usize::MAX));
+    match usize::try_from(limit) {
+        Ok(n) => span.take(n).map(own).collect(),
+        Err(_) => span.map(own).collect(),
     }
 }
 
@@ -820,9 +818,8 @@ fn pop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> Frame {
     }
     let count = match args.get(2).map(|a| parse_int(a)) {
         None => None,
-        Some(Ok(n)) if n < 0 => return Frame::error(ERR_NOT_POSITIVE),
-        Some(Ok(n)) => Some(n),
-        Some(Err(e)) => return e,
+        Some(Ok(n)) if n >= 0 => Some(n),
+        Some(_) => return Frame::error(ERR_NOT_POSITIVE),
     };
     let key = &args[1];
     let nested = count.is_some() && ctx.proto() == Protocol::Resp3;
@@ -859,14 +856,14 @@ fn zpopmax(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if args.len() < 3 {
         return match read(ctx, &args[1]) {
-            Ok(Some(z)) => {
+            Ok(Some(z)) if !z.members.live.is_empty() => {
                 let at = rand::thread_rng().gen_range(0..z.len());
                 z.members
                     .live
                     .get_index(at)
                     .map_or(Frame::Null, |(m, _)| bulk(m))
             }
-            Ok(None) => Frame::Null,
+            Ok(_) => Frame::Null,
             Err(e) => e,
         };
     }
@@ -890,8 +887,8 @@ fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     }
     let nested = withscores && ctx.proto() == Protocol::Resp3;
     let z = match read(ctx, &args[1]) {
-        Ok(Some(z)) => z,
-        Ok(None) => return Frame::Array(Vec::new()),
+        Ok(Some(z)) if !z.members.live.is_empty() => z,
+        Ok(_) => return Frame::Array(Vec::new()),
         Err(e) => return e,
     };
     let wanted = count.unsigned_abs();
@@ -904,7 +901,7 @@ fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         let all = z.index.iter().map(|(s, m)| (m.clone(), s.0)).collect();
         return members_reply(all, withscores, nested);
     }
-    if wanted > RANDOM_REPLY_MAX {
+    if !unique && wanted > RANDOM_REPLY_MAX {
         return Frame::error(format!(
             "ERR count is too large, must be at most {RANDOM_REPLY_MAX}"
         ));
@@ -912,7 +909,7 @@ fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let live = &z.members.live;
     let at = |i: usize| live.get_index(i).map(|(m, zm)| (m.clone(), zm.score()));
     let mut rng = rand::thread_rng();
-    // `wanted` is at most RANDOM_REPLY_MAX here, or below `len` if unique.
+    // `wanted` is below `len` if unique, else at most RANDOM_REPLY_MAX.
     let wanted = wanted as usize;
     let picked: Vec<(Blob, f64)> = if unique {
         rand::seq::index::sample(&mut rng, len, wanted)
