@@ -110,7 +110,10 @@ pub fn start(config: ReplConfig, host: Host, listener: TcpListener) -> Arc<ReplS
             status.clone(),
         ));
     }
-    tokio::spawn(sync_for_shipping(host, status.clone()));
+    // A region with no peers to ship to keeps its fsync policy as it is.
+    if !config.peers.is_empty() {
+        tokio::spawn(sync_for_shipping(host, status.clone()));
+    }
     status
 }
 

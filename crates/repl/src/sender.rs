@@ -131,34 +131,12 @@ async fn link(
         },
     )
     .await?;
-    let (their_nonce, their_region) = match read_msg(&mut rd).await?.0 {
+    let (their_nonce, their_region, their_proof) = match read_msg(&mut rd).await?.0 {
         Msg::Challenge {
             region,
             nonce,
             proof: p,
-        } => {
-            if !verify(
-                &config.secret,
-                "acceptor",
-                &config.cluster,
-                &my_nonce,
-                &nonce,
-                &region,
-                &p,
-            ) {
-                let reason = "peer could not prove the cluster secret".to_string();
-                let _ = write_msg(
-                    &mut wr,
-                    &Msg::Refuse {
-                        reason: reason.clone(),
-                    },
-                )
-                .await;
-                status.refuse("bad secret");
-                return Err(LinkError::Refused(reason));
-            }
-            (nonce, region)
-        }
+        } => (nonce, region, p),
         Msg::Refuse { reason } => return Err(LinkError::Refused(reason)),
         other => {
             return Err(LinkError::Protocol(format!(
@@ -166,6 +144,37 @@ async fn link(
             )))
         }
     };
+    // Our proof goes first either way, so the acceptor learns (and reports)
+    // a secret mismatch too; it is bound to both nonces and reveals nothing.
+    let p = proof(
+        &config.secret,
+        "dialer",
+        &config.cluster,
+        &their_nonce,
+        &my_nonce,
+        me,
+    );
+    write_msg(&mut wr, &Msg::Proof { proof: p }).await?;
+    if !verify(
+        &config.secret,
+        "acceptor",
+        &config.cluster,
+        &my_nonce,
+        &their_nonce,
+        &their_region,
+        &their_proof,
+    ) {
+        let reason = format!("region {their_region} at {addr} could not prove the cluster secret");
+        let _ = write_msg(
+            &mut wr,
+            &Msg::Refuse {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        status.refuse("bad secret");
+        return Err(LinkError::Refused(reason));
+    }
     if their_region != peer.as_str() {
         let reason = format!("expected region {peer} at {addr}, found {their_region}");
         let _ = write_msg(
@@ -177,15 +186,6 @@ async fn link(
         .await;
         return Err(LinkError::Refused(reason));
     }
-    let p = proof(
-        &config.secret,
-        "dialer",
-        &config.cluster,
-        &their_nonce,
-        &my_nonce,
-        me,
-    );
-    write_msg(&mut wr, &Msg::Proof { proof: p }).await?;
     let peer_vv = match read_msg(&mut rd).await?.0 {
         Msg::Welcome { vv } => vv,
         Msg::Refuse { reason } => return Err(LinkError::Refused(reason)),

@@ -366,3 +366,98 @@ fn partial_partition_converges_through_relay() {
     assert_eq!(dump.keys().filter(|k| k.starts_with('a')).count(), 100);
     assert_eq!(int(cluster.conn("rb").cmd(&["EXISTS", "a99"])), 1);
 }
+
+#[test]
+fn session_token_gives_read_your_writes_in_another_region() {
+    let cluster = Cluster::start(&["ra", "rb"], LinkConditions::wan(300), &[], seed());
+    let mut a = cluster.conn("ra");
+    ok(a.cmd(&["SET", "profile", "v2"]));
+    let token = match a.cmd(&["MERIDIAN", "TOKEN"]) {
+        Frame::Bulk(t) => String::from_utf8(t.to_vec()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    // The client moves to rb before the write has crossed the 300 ms link.
+    let mut b = cluster.conn("rb");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        b.cmd(&["MERIDIAN", "AFTER", &token, "TIMEOUT", "5000"]),
+        Frame::ok()
+    );
+    assert_eq!(b.cmd(&["GET", "profile"]), Frame::bulk("v2"));
+    println!("AFTER waited {:?}", started.elapsed());
+    // Cut off, the wait ends at its timeout with an error naming the gap.
+    cluster.mesh.partition("ra").unwrap();
+    ok(a.cmd(&["SET", "profile", "v3"]));
+    let token = match a.cmd(&["MERIDIAN", "TOKEN"]) {
+        Frame::Bulk(t) => String::from_utf8(t.to_vec()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let started = std::time::Instant::now();
+    let reply = b.cmd(&["MERIDIAN", "AFTER", &token, "TIMEOUT", "300"]);
+    assert!(reply.is_error(), "{reply:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn peer_with_a_wrong_secret_or_cluster_is_refused() {
+    let good = common::Meridian::start(&["--region", "ra", "--cluster-secret", "right"]);
+    let repl = good.repl.to_string();
+    let wrong_secret = common::Meridian::start(&[
+        "--region",
+        "rb",
+        "--cluster-secret",
+        "wrong",
+        "--peer",
+        &format!("ra={repl}"),
+    ]);
+    let wrong_cluster = common::Meridian::start(&[
+        "--region",
+        "rc",
+        "--cluster-secret",
+        "right",
+        "--cluster",
+        "other",
+        "--peer",
+        &format!("ra={repl}"),
+    ]);
+    let same_id = common::Meridian::start(&[
+        "--region",
+        "ra",
+        "--cluster-secret",
+        "right",
+        "--peer",
+        &format!("ra2={repl}"),
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let status: serde_json::Value = http_json(good.http, "/v1/status");
+    let refused = &status["handshakes_refused"];
+    assert!(refused["bad secret"].as_u64().unwrap_or(0) >= 1, "{status}");
+    assert!(
+        refused["other cluster"].as_u64().unwrap_or(0) >= 1,
+        "{status}"
+    );
+    assert!(
+        refused["duplicate region id"].as_u64().unwrap_or(0) >= 1,
+        "{status}"
+    );
+    // Nothing from the refused peers reached the good region.
+    ok(wrong_secret.conn().cmd(&["SET", "leak", "1"]));
+    ok(wrong_cluster.conn().cmd(&["SET", "leak", "1"]));
+    ok(same_id.conn().cmd(&["SET", "leak", "1"]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(good.conn().cmd(&["EXISTS", "leak"]), Frame::Integer(0));
+}
+
+fn http_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let json = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
