@@ -87,6 +87,9 @@ pub struct ServeArgs {
     /// Ops logged after which a snapshot compacts the log. Default 1000000.
     #[arg(long, env = "MERIDIAN_SNAPSHOT_AFTER_OPS")]
     pub snapshot_after_ops: Option<u64>,
+    /// Conflict-journal entries kept (oldest dropped first). Default 100000.
+    #[arg(long, env = "MERIDIAN_CONFLICT_RETENTION")]
+    pub conflict_retention: Option<u64>,
     /// Log format: text (default) or json.
     #[arg(long, env = "MERIDIAN_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -108,6 +111,7 @@ pub struct Config {
     pub cluster: String,
     pub cluster_secret: Vec<u8>,
     pub peers: Vec<(RegionId, String)>,
+    pub conflict_retention: u64,
 }
 
 fn addr(value: Option<&str>, default: &str, flag: &str) -> anyhow::Result<SocketAddr> {
@@ -143,7 +147,10 @@ impl ServeArgs {
             tls_ca,
             tls_auth_clients,
             snapshot_after_ops,
-            log_format
+            log_format,
+            cluster,
+            cluster_secret,
+            conflict_retention
         );
         if self.peer.is_empty() {
             self.peer = file.peer;
@@ -236,6 +243,68 @@ impl Config {
             cluster: args.cluster.unwrap_or_else(|| "meridian".to_string()),
             cluster_secret: cluster_secret.into_bytes(),
             peers,
+            conflict_retention: args.conflict_retention.unwrap_or(100_000).max(1),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every setting is read from the file unless a flag (or the
+    /// environment, which clap folds into the same fields) set it.
+    #[test]
+    fn file_fills_what_flags_leave_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.toml");
+        std::fs::write(
+            &path,
+            r#"
+region = "eu-west"
+listen = "127.0.0.1:7001"
+cluster = "prod"
+cluster-secret = "from-file"
+peer = ["us-east=10.0.0.2:7381"]
+conflict-retention = 500
+fsync = "always"
+"#,
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:9999".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::resolve(args).unwrap();
+        assert_eq!(c.region.as_str(), "eu-west");
+        assert_eq!(c.listen.port(), 9999, "the flag wins over the file");
+        assert_eq!(c.cluster, "prod");
+        assert_eq!(c.cluster_secret, b"from-file");
+        assert_eq!(c.peers.len(), 1);
+        assert_eq!(c.conflict_retention, 500);
+        assert_eq!(c.fsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn peers_without_a_secret_are_refused() {
+        let args = ServeArgs {
+            peer: vec!["b=127.0.0.1:1".into()],
+            ..ServeArgs::default()
+        };
+        let err = Config::resolve(args).unwrap_err().to_string();
+        assert!(err.contains("--cluster-secret"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "listen-port = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert!(Config::resolve(args).is_err());
     }
 }

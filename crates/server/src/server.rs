@@ -46,6 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut opts = StoreOptions::new(config.data_dir.clone(), config.region);
     opts.fsync = config.fsync;
     opts.max_clock_offset_ms = config.max_clock_offset_ms;
+    opts.conflict_retention = config.conflict_retention;
     let (store, report) = tokio::task::spawn_blocking(move || Store::open(opts))
         .await
         .context("recovery task")??;

@@ -76,6 +76,24 @@ enum ExpireArg {
     PxAt(i64),
 }
 
+/// `EX|PX|EXAT|PXAT n` at `args[i]`, if that is what stands there.
+fn expire_option(args: &[Bytes], i: usize) -> Option<Result<ExpireArg, Frame>> {
+    let word = &args[i];
+    let make: fn(i64) -> ExpireArg = if eq_ignore_case(word, "ex") {
+        ExpireArg::Ex
+    } else if eq_ignore_case(word, "px") {
+        ExpireArg::Px
+    } else if eq_ignore_case(word, "exat") {
+        ExpireArg::ExAt
+    } else if eq_ignore_case(word, "pxat") {
+        ExpireArg::PxAt
+    } else {
+        return None;
+    };
+    let n = args.get(i + 1)?;
+    Some(parse_int(n).map(make))
+}
+
 /// The absolute deadline in ms, or Redis's "invalid expire time" error.
 fn deadline_ms(now_ms: u64, arg: ExpireArg, cmd: &str) -> Result<u64, Frame> {
     let invalid = || Frame::error(format!("ERR invalid expire time in '{cmd}' command"));
@@ -123,7 +141,6 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let mut i = 3;
     while i < args.len() {
         let a = &args[i];
-        let next = args.get(i + 1);
         if eq_ignore_case(a, "nx") && !xx {
             nx = true;
         } else if eq_ignore_case(a, "xx") && !nx {
@@ -132,26 +149,14 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             get_old = true;
         } else if eq_ignore_case(a, "keepttl") && expire.is_none() {
             keep_ttl = true;
-        } else if !keep_ttl
-            && expire.is_none()
-            && next.is_some()
-            && ["ex", "px", "exat", "pxat"]
-                .iter()
-                .any(|w| eq_ignore_case(a, w))
+        } else if let Some(parsed) = (!keep_ttl && expire.is_none())
+            .then(|| expire_option(args, i))
+            .flatten()
         {
-            let n = match parse_int(next.expect("checked")) {
-                Ok(n) => n,
+            match parsed {
+                Ok(e) => expire = Some(e),
                 Err(e) => return e,
-            };
-            expire = Some(if eq_ignore_case(a, "ex") {
-                ExpireArg::Ex(n)
-            } else if eq_ignore_case(a, "px") {
-                ExpireArg::Px(n)
-            } else if eq_ignore_case(a, "exat") {
-                ExpireArg::ExAt(n)
-            } else {
-                ExpireArg::PxAt(n)
-            });
+            }
             i += 1;
         } else {
             return syntax_error();
@@ -252,22 +257,14 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             i += 1;
             continue;
         }
-        let words = ["ex", "px", "exat", "pxat"];
-        if expire.is_none()
-            && !persist
-            && i + 1 < args.len()
-            && words.iter().any(|w| eq_ignore_case(a, w))
+        if let Some(parsed) = (expire.is_none() && !persist)
+            .then(|| expire_option(args, i))
+            .flatten()
         {
-            let n = match parse_int(&args[i + 1]) {
-                Ok(n) => n,
+            match parsed {
+                Ok(e) => expire = Some(e),
                 Err(e) => return e,
-            };
-            expire = Some(match () {
-                _ if eq_ignore_case(a, "ex") => ExpireArg::Ex(n),
-                _ if eq_ignore_case(a, "px") => ExpireArg::Px(n),
-                _ if eq_ignore_case(a, "exat") => ExpireArg::ExAt(n),
-                _ => ExpireArg::PxAt(n),
-            });
+            }
             i += 2;
             continue;
         }
@@ -307,7 +304,7 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return arity_error("mset");
     }
     for pair in args[1..].chunks(2) {
@@ -317,7 +314,7 @@ fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return arity_error("msetnx");
     }
     if args[1..]

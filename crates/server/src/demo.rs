@@ -1,0 +1,1015 @@
+//! `meridian demo`: the product's main job shown in one command.
+//!
+//! Three regions run as child processes on loopback, linked through the WAN
+//! emulator (`meridian-netem`) with one-way delays of 20, 40 and 70 ms. The
+//! demo drives a mixed workload in every region at once, cuts one region off
+//! while all keep writing (with deliberately conflicting writes on both
+//! sides), heals, waits for convergence and reports what a person wants to
+//! see: lag per link, the conflicts the merge rules resolved, counters equal
+//! to the sum of acknowledged increments, add-wins sets, equal state digests
+//! and the bytes on the wire. It exits non-zero, with the reason, if any
+//! check fails.
+//!
+//! The workload drivers ([`worker`], [`conflict_writer`]) only write and
+//! record what was acknowledged; the checks run once everything has
+//! converged (`check_*`), against what the drivers recorded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use meridian_netem::LinkConditions;
+use meridian_resp::Frame;
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::cluster::{peers, ClusterSpec, LocalCluster};
+use crate::rclient::{frame_f64, frame_i64, frame_text, Client};
+
+/// The regions, in start order.
+const REGIONS: [&str; 3] = ["eu-west", "eu-central", "us-east"];
+/// One-way delay per pair of regions, in both directions.
+const LINK_DELAYS_MS: [(&str, &str, u64); 3] = [
+    ("eu-west", "eu-central", 20),
+    ("eu-west", "us-east", 40),
+    ("eu-central", "us-east", 70),
+];
+/// The region the partition cuts off, and the region on the other side that
+/// writes the same keys while it is cut off.
+const ISOLATED: &str = "us-east";
+const RIVAL: &str = "eu-west";
+
+/// Load: connections per region, commands per pipelined batch, commands per
+/// second per region.
+const WORKERS_PER_REGION: usize = 2;
+const BATCH_COMMANDS: usize = 10;
+const RATE_PER_REGION_OPS: u64 = 1_500;
+/// Conflicting writes during the partition: one round of every key this often.
+const CONFLICT_ROUND_MS: u64 = 100;
+const CONFLICT_KEYS: usize = 5;
+
+/// A command batch that gets no answer within this long fails the demo.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the regions may take to converge once writes stop.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many command errors are quoted in the report.
+const ERRORS_QUOTED_MAX: usize = 3;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Seconds of workload: 40% steady, 35% with one region cut off, 25%
+    /// after the heal. Start-up and convergence add a few seconds.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(3..=75))]
+    pub seconds: u64,
+    /// Seed of the workload and of the emulated links' jitter (random by default).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// A counter the workload increments: the reference the regions must match.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Counter {
+    /// INCRBY on a string key.
+    Int(String),
+    /// INCRBYFLOAT on a string key, counted in quarters (exact in binary).
+    Quarters(String),
+    /// HINCRBY on a hash field.
+    Field(String, String),
+    /// ZINCRBY on a sorted-set member.
+    Score(String, String),
+}
+
+impl Counter {
+    fn label(&self) -> String {
+        match self {
+            Counter::Int(k) => format!("{k} (INCRBY)"),
+            Counter::Quarters(k) => format!("{k} (INCRBYFLOAT)"),
+            Counter::Field(k, f) => format!("{k} {f} (HINCRBY)"),
+            Counter::Score(k, m) => format!("{k} {m} (ZINCRBY)"),
+        }
+    }
+
+    fn read_command(&self) -> Vec<String> {
+        match self {
+            Counter::Int(k) | Counter::Quarters(k) => vec!["GET".into(), k.clone()],
+            Counter::Field(k, f) => vec!["HGET".into(), k.clone(), f.clone()],
+            Counter::Score(k, m) => vec!["ZSCORE".into(), k.clone(), m.clone()],
+        }
+    }
+
+    /// The value a region must show for `sum` acknowledged increments.
+    fn expected(&self, sum: i64) -> f64 {
+        match self {
+            Counter::Quarters(_) => sum as f64 / 4.0,
+            _ => sum as f64,
+        }
+    }
+
+    fn render(&self, value: f64) -> String {
+        match self {
+            Counter::Quarters(_) => format!("{value:.2}"),
+            _ => group(value as i64),
+        }
+    }
+}
+
+/// Sums of acknowledged increments.
+type Acked = BTreeMap<Counter, i64>;
+
+/// What the workload did, per region.
+#[derive(Default)]
+struct LoadStats {
+    ops: [AtomicU64; 3],
+    errors: AtomicU64,
+    error_samples: Mutex<Vec<String>>,
+}
+
+impl LoadStats {
+    fn total_ops(&self) -> u64 {
+        self.ops.iter().map(|o| o.load(Ordering::Relaxed)).sum()
+    }
+
+    fn error(&self, region: &str, command: &[String], reply: &Frame) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut samples = self.error_samples.lock();
+        if samples.len() < ERRORS_QUOTED_MAX {
+            samples.push(format!("{region}: {} → {reply:?}", command.join(" ")));
+        }
+    }
+}
+
+/// One directed link's apply lag as the receiving region measured it.
+struct LinkLag {
+    from: String,
+    to: String,
+    delay_ms: u64,
+    p50_ms: Option<u64>,
+    p99_ms: Option<u64>,
+}
+
+struct Demo {
+    cluster: LocalCluster,
+    started: Instant,
+    started_wall_ms: u64,
+    stats: Arc<LoadStats>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<anyhow::Result<Acked>>>,
+    progress_every: Duration,
+}
+
+/// Runs the demo, printing progress and the report. `Err` carries the
+/// reason when anything failed to converge or a check failed.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let seed = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
+    let started = Instant::now();
+    println!(
+        "meridian demo: 3 regions, {} s of writes, seed {seed} (replay the workload with --seed {seed})",
+        args.seconds
+    );
+    let spec = ClusterSpec {
+        regions: REGIONS.iter().map(|r| r.to_string()).collect(),
+        links: LINK_DELAYS_MS
+            .iter()
+            .map(|(a, b, ms)| {
+                // A little jitter: a tenth of the delay.
+                let conditions = LinkConditions::wan(*ms).with_jitter(ms / 10);
+                (a.to_string(), b.to_string(), conditions)
+            })
+            .collect(),
+        default_link: LinkConditions::IDEAL,
+        seed,
+        serve_args: Vec::new(),
+        log_filter: "info".into(),
+        work_dir_prefix: "meridian-demo".into(),
+    };
+    let cluster = LocalCluster::start(&spec).await?;
+    let mut demo = Demo {
+        cluster,
+        started,
+        started_wall_ms: wall_ms(),
+        stats: Arc::new(LoadStats::default()),
+        stop: Arc::new(AtomicBool::new(false)),
+        workers: Vec::new(),
+        progress_every: Duration::from_secs(if args.seconds < 15 { 1 } else { 3 }),
+    };
+    demo.print_cluster();
+    let result = demo.drive_and_check(&args, seed).await;
+    demo.stop.store(true, Ordering::Relaxed);
+    match result {
+        Ok(failures) if failures.is_empty() => {
+            println!(
+                "\nRESULT: PASS: all 3 regions converged, every check held ({:.1} s in all)",
+                demo.started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Ok(failures) => {
+            println!("\nRESULT: FAIL");
+            for f in &failures {
+                println!("  - {f}");
+            }
+            demo.print_logs();
+            Err(anyhow!("demo failed: {}", failures.join("; ")))
+        }
+        Err(e) => {
+            println!("\nRESULT: FAIL: {e:#}");
+            demo.print_logs();
+            Err(e)
+        }
+    }
+}
+
+impl Demo {
+    fn elapsed(&self) -> String {
+        format!("[{:5.1}s]", self.started.elapsed().as_secs_f64())
+    }
+
+    fn print_cluster(&self) {
+        println!("{} 3 regions up, every replication link connected:", self.elapsed());
+        for r in &self.cluster.regions {
+            println!(
+                "           {:<11} resp {:<21} http {:<21} pid {}",
+                r.name,
+                r.resp.to_string(),
+                r.http.to_string(),
+                r.pid()
+            );
+        }
+        let links: Vec<String> = LINK_DELAYS_MS
+            .iter()
+            .map(|(a, b, ms)| format!("{a}↔{b} {ms} ms"))
+            .collect();
+        println!(
+            "           emulated one-way delays: {} (±10% jitter)",
+            links.join(", ")
+        );
+    }
+
+    fn print_logs(&mut self) {
+        self.cluster.keep_logs();
+        println!("Region logs (kept):");
+        for r in &self.cluster.regions {
+            println!("  {:<11} {}", r.name, r.log_path.display());
+        }
+    }
+
+    /// The whole scenario. `Ok` holds the failed checks (empty: all passed).
+    async fn drive_and_check(&mut self, args: &DemoArgs, seed: u64) -> anyhow::Result<Vec<String>> {
+        let total = Duration::from_secs(args.seconds);
+        let steady = total.mul_f64(0.40);
+        let partitioned = total.mul_f64(0.35);
+        let healed = total - steady - partitioned;
+
+        // The add-wins scenario needs its members everywhere before the cut.
+        let rival = self.region(RIVAL)?;
+        let isolated = self.region(ISOLATED)?;
+        let mut rival_client = self.client(rival).await?;
+        let mut isolated_client = self.client(isolated).await?;
+        expect_ok(
+            &rival_client
+                .cmd(&["SADD", "team:red", "alice", "bob", "carol", "dave"])
+                .await?,
+        )?;
+
+        println!(
+            "{} writing in every region: strings, counters, hashes, sets, sorted sets ({} cmd/s per region)",
+            self.elapsed(),
+            group(RATE_PER_REGION_OPS as i64)
+        );
+        for (i, r) in self.cluster.regions.iter().enumerate() {
+            for w in 0..WORKERS_PER_REGION {
+                let worker_seed = seed ^ ((i as u64) << 40) ^ ((w as u64) << 32);
+                self.workers.push(tokio::spawn(worker(
+                    r.resp,
+                    i,
+                    r.name.clone(),
+                    worker_seed,
+                    RATE_PER_REGION_OPS / WORKERS_PER_REGION as u64,
+                    self.stop.clone(),
+                    self.stats.clone(),
+                )));
+            }
+        }
+        self.wait_visible(isolated, &["SISMEMBER", "team:red", "dave"])
+            .await?;
+        self.run_phase("steady", steady).await?;
+        let lags = self.link_lags().await?;
+
+        // Partition.
+        let ops_before_cut = self.stats.ops[isolated].load(Ordering::Relaxed);
+        self.mesh()?.partition(ISOLATED)?;
+        let cut_at = Instant::now();
+        println!(
+            "{} PARTITION: {ISOLATED} cut off from both peers; every region keeps writing, and {RIVAL} and {ISOLATED} write the same keys (profile:*, settings:*, highscore)",
+            self.elapsed()
+        );
+        // Add wins: both sides remove carol, the isolated side adds her back
+        // (a new add its peers have not observed); only the rival removes dave.
+        expect_ok(&rival_client.cmd(&["SREM", "team:red", "carol", "dave"]).await?)?;
+        expect_ok(&isolated_client.cmd(&["SREM", "team:red", "carol"]).await?)?;
+        expect_ok(&isolated_client.cmd(&["SADD", "team:red", "carol"]).await?)?;
+        let conflict_stop = Arc::new(AtomicBool::new(false));
+        let writers = [rival, isolated].map(|i| {
+            let r = &self.cluster.regions[i];
+            tokio::spawn(conflict_writer(r.resp, r.name.clone(), conflict_stop.clone()))
+        });
+        self.run_phase("partition", partitioned).await?;
+        conflict_stop.store(true, Ordering::Relaxed);
+        let mut conflict_writes = 0;
+        for w in writers {
+            conflict_writes += w.await.context("conflict writer")??;
+        }
+        let cut_for = cut_at.elapsed();
+        let isolated_ops = self.stats.ops[isolated].load(Ordering::Relaxed) - ops_before_cut;
+
+        // Heal.
+        self.mesh()?.heal_all();
+        println!(
+            "{} HEAL: links to {ISOLATED} restored after {:.1} s ({} commands ran there meanwhile, {} conflicting writes on the two sides)",
+            self.elapsed(),
+            cut_for.as_secs_f64(),
+            group(isolated_ops as i64),
+            group(conflict_writes as i64)
+        );
+        self.run_phase("healed", healed).await?;
+
+        // Stop, then converge.
+        self.stop.store(true, Ordering::Relaxed);
+        let writes_stopped = Instant::now();
+        let mut acked = Acked::new();
+        for w in self.workers.drain(..) {
+            for (counter, n) in w.await.context("workload task")?? {
+                *acked.entry(counter).or_insert(0) += n;
+            }
+        }
+        let load_secs = self.started.elapsed().as_secs_f64();
+        println!(
+            "{} writes stopped; waiting for the regions to converge",
+            self.elapsed()
+        );
+        let digests = self.converge().await?;
+        let converge_secs = writes_stopped.elapsed().as_secs_f64();
+        println!(
+            "{} converged {:.2} s after the last write: equal state digests and version vectors",
+            self.elapsed(),
+            converge_secs
+        );
+
+        // Report and checks.
+        let mut failures = Vec::new();
+        let total_ops = self.stats.total_ops();
+        let errors = self.stats.errors.load(Ordering::Relaxed);
+        println!("\n══ Report ══════════════════════════════════════════════════════════════");
+        println!(
+            "Workload: {} commands acknowledged ({:.0} cmd/s over {:.0} s), {} errors",
+            group(total_ops as i64),
+            total_ops as f64 / load_secs.max(0.001),
+            load_secs,
+            group(errors as i64)
+        );
+        if errors > 0 {
+            for sample in self.stats.error_samples.lock().iter() {
+                println!("  {sample}");
+            }
+            failures.push(format!("{errors} commands answered with an error"));
+        }
+        print_lags(&lags);
+        self.report_conflicts(&mut failures).await?;
+        self.check_counters(&acked, &mut failures).await?;
+        self.check_add_wins(&mut failures).await?;
+        print_digests(&self.cluster, &digests);
+        self.report_wire().await?;
+        Ok(failures)
+    }
+
+    fn region(&self, name: &str) -> anyhow::Result<usize> {
+        self.cluster
+            .index(name)
+            .ok_or_else(|| anyhow!("no region {name}"))
+    }
+
+    fn mesh(&self) -> anyhow::Result<&meridian_netem::Mesh> {
+        self.cluster
+            .mesh
+            .as_ref()
+            .ok_or_else(|| anyhow!("the demo cluster has no mesh"))
+    }
+
+    async fn client(&self, i: usize) -> anyhow::Result<Client> {
+        Ok(Client::connect(self.cluster.regions[i].resp).await?)
+    }
+
+    /// Waits until `command` answers 1 in region `i`.
+    async fn wait_visible(&mut self, i: usize, command: &[&str]) -> anyhow::Result<()> {
+        let mut client = self.client(i).await?;
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        while frame_i64(&client.cmd(command).await?) != Some(1) {
+            if Instant::now() > deadline {
+                bail!("{} never became true in {}", command.join(" "), self.cluster.regions[i].name);
+            }
+            self.cluster.check_alive()?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Lets the workload run for `length`, printing progress and failing
+    /// early if a region died or a workload task stopped.
+    async fn run_phase(&mut self, label: &str, length: Duration) -> anyhow::Result<()> {
+        let end = Instant::now() + length;
+        let mut last_ops: Vec<u64> = self.region_ops();
+        let mut last_at = Instant::now();
+        while Instant::now() < end {
+            let next = (Instant::now() + self.progress_every).min(end);
+            tokio::time::sleep_until(next.into()).await;
+            self.cluster.check_alive()?;
+            if let Some(i) = self.workers.iter().position(|w| w.is_finished()) {
+                let failed = self.workers.swap_remove(i);
+                return match failed.await {
+                    Ok(Err(e)) => Err(e.context("a workload connection failed")),
+                    Ok(Ok(_)) => Err(anyhow!("a workload task stopped early")),
+                    Err(e) => Err(anyhow!("a workload task panicked: {e}")),
+                };
+            }
+            let now_ops = self.region_ops();
+            let secs = last_at.elapsed().as_secs_f64().max(0.001);
+            let rates: Vec<String> = REGIONS
+                .iter()
+                .zip(now_ops.iter().zip(&last_ops))
+                .map(|(r, (now, before))| format!("{r} {}", group(((now - before) as f64 / secs) as i64)))
+                .collect();
+            let total: u64 = now_ops.iter().sum::<u64>() - last_ops.iter().sum::<u64>();
+            let (lag_ms, lag_ops) = self.max_link_lag().await?;
+            println!(
+                "{} {label:<9} {:>6} cmd/s ({})  oldest unacked op {} ms, {} ops behind",
+                self.elapsed(),
+                group((total as f64 / secs) as i64),
+                rates.join(" · "),
+                group(lag_ms as i64),
+                group(lag_ops as i64)
+            );
+            last_ops = now_ops;
+            last_at = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn region_ops(&self) -> Vec<u64> {
+        self.stats.ops.iter().map(|o| o.load(Ordering::Relaxed)).collect()
+    }
+
+    /// The worst `lag_ms` and `lag_ops` any region reports for any peer.
+    async fn max_link_lag(&self) -> anyhow::Result<(u64, u64)> {
+        let (mut ms, mut ops) = (0, 0);
+        for i in 0..self.cluster.regions.len() {
+            let status = self.cluster.status(i).await?;
+            for p in peers(&status) {
+                ms = ms.max(p["lag_ms"].as_u64().unwrap_or(0));
+                ops = ops.max(p["lag_ops"].as_u64().unwrap_or(0));
+            }
+        }
+        Ok((ms, ops))
+    }
+
+    /// Apply-lag percentiles of every directed link, from the receivers.
+    async fn link_lags(&self) -> anyhow::Result<Vec<LinkLag>> {
+        let mut lags = Vec::new();
+        for (i, to) in self.cluster.regions.iter().enumerate() {
+            let status = self.cluster.status(i).await?;
+            for p in peers(&status) {
+                let from = p["id"].as_str().unwrap_or("?").to_string();
+                let delay_ms = self
+                    .cluster
+                    .link_delays_ms
+                    .get(&(from.clone(), to.name.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                lags.push(LinkLag {
+                    from,
+                    to: to.name.clone(),
+                    delay_ms,
+                    p50_ms: p["apply_lag_p50_ms"].as_u64(),
+                    p99_ms: p["apply_lag_p99_ms"].as_u64(),
+                });
+            }
+        }
+        lags.sort_by_key(|l| l.delay_ms);
+        Ok(lags)
+    }
+
+    /// Polls every region's digest until all digests and version vectors
+    /// are equal; returns the digests.
+    async fn converge(&mut self) -> anyhow::Result<Vec<Value>> {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        let mut next_progress = Instant::now() + Duration::from_secs(2);
+        loop {
+            self.cluster.check_alive()?;
+            let mut digests = Vec::new();
+            for i in 0..self.cluster.regions.len() {
+                digests.push(self.cluster.digest(i).await?);
+            }
+            let same = digests.windows(2).all(|w| {
+                w[0]["digest"] == w[1]["digest"] && w[0]["version_vector"] == w[1]["version_vector"]
+            });
+            if same {
+                return Ok(digests);
+            }
+            if Instant::now() > deadline {
+                print_digests(&self.cluster, &digests);
+                bail!("the regions did not converge within {CONVERGE_TIMEOUT:?} of the last write");
+            }
+            if Instant::now() > next_progress {
+                let (lag_ms, lag_ops) = self.max_link_lag().await?;
+                println!(
+                    "{} converging: digests still differ; oldest unacked op {} ms, {} ops behind",
+                    self.elapsed(),
+                    group(lag_ms as i64),
+                    group(lag_ops as i64)
+                );
+                next_progress = Instant::now() + Duration::from_secs(2);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn report_conflicts(&self, failures: &mut Vec<String>) -> anyhow::Result<()> {
+        println!("\nConflicts: concurrent writes a merge rule resolved; every loser is kept in the journal");
+        for (i, r) in self.cluster.regions.iter().enumerate() {
+            let status = self.cluster.status(i).await?;
+            let by_rule: Vec<(String, u64)> = status["conflicts"]["by_type_rule"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    (
+                        format!(
+                            "{}/{}",
+                            c["type"].as_str().unwrap_or("?"),
+                            c["rule"].as_str().unwrap_or("?")
+                        ),
+                        c["count"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            let total: u64 = by_rule.iter().map(|(_, n)| n).sum();
+            let parts: Vec<String> = by_rule
+                .iter()
+                .map(|(rule, n)| format!("{rule} {}", group(*n as i64)))
+                .collect();
+            println!(
+                "  {:<11} {:>7} found   {}",
+                r.name,
+                group(total as i64),
+                parts.join(" · ")
+            );
+        }
+        // The deliberately conflicting keys must be in every region's journal.
+        let deliberate = ["profile:0", "settings:0", "highscore"];
+        let mut examples = Vec::new();
+        for (i, r) in self.cluster.regions.iter().enumerate() {
+            for key in deliberate {
+                let page = self.cluster.conflicts(i, 1, Some(key)).await?;
+                match page["conflicts"].as_array().and_then(|c| c.first()) {
+                    Some(entry) => {
+                        if r.name == RIVAL {
+                            examples.push(entry.clone());
+                        }
+                    }
+                    None => failures.push(format!(
+                        "{}'s conflict journal has no entry for {key}, written on both sides of the partition",
+                        r.name
+                    )),
+                }
+            }
+        }
+        // And one the ordinary workload produced, if any.
+        let rival = self.region(RIVAL)?;
+        let newest = self.cluster.conflicts(rival, 200, None).await?;
+        if let Some(entry) = newest["conflicts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["key"].as_str().is_some_and(|k| k.starts_with("user:")))
+        {
+            examples.push(entry.clone());
+        }
+        println!("  examples from {RIVAL}'s journal (GET /v1/conflicts):");
+        for e in &examples {
+            println!("{}", self.conflict_line(e));
+        }
+        Ok(())
+    }
+
+    fn conflict_line(&self, e: &Value) -> String {
+        let side = |s: &Value| {
+            let value = s["value"].as_str().unwrap_or("");
+            let shown: String = value.chars().take(24).collect();
+            let t = s["hlc_ms"]
+                .as_u64()
+                .map_or_else(String::new, |ms| {
+                    format!(" t+{:.3}s", ms.saturating_sub(self.started_wall_ms) as f64 / 1000.0)
+                });
+            format!("{shown:?} ({}{t})", s["region"].as_str().unwrap_or("?"))
+        };
+        let mut target = e["key"].as_str().unwrap_or("?").to_string();
+        if let Some(field) = e["field"].as_str() {
+            let _ = write!(target, " {field}");
+        }
+        format!(
+            "    {:<6} {:<20} {:<5} winner {:<36} loser {}",
+            e["type"].as_str().unwrap_or("?"),
+            target,
+            e["rule"].as_str().unwrap_or("?"),
+            side(&e["winner"]),
+            side(&e["loser"])
+        )
+    }
+
+    async fn check_counters(&self, acked: &Acked, failures: &mut Vec<String>) -> anyhow::Result<()> {
+        println!("\nCounters: the sum of acknowledged increments from all regions vs. the value each region shows");
+        let mut header = format!("  {:<34} {:>10}", "counter", "expected");
+        for r in &self.cluster.regions {
+            let _ = write!(header, "  {:>12}", r.name);
+        }
+        println!("{header}");
+        let mut clients = Vec::new();
+        for i in 0..self.cluster.regions.len() {
+            clients.push(self.client(i).await?);
+        }
+        let mut mismatches = 0;
+        for (counter, sum) in acked {
+            let expected = counter.expected(*sum);
+            let mut line = format!("  {:<34} {:>10}", counter.label(), counter.render(expected));
+            for (i, client) in clients.iter_mut().enumerate() {
+                let reply = client.cmd(&counter.read_command()).await?;
+                let got = match reply {
+                    Frame::Null => Some(0.0),
+                    ref other => frame_f64(other),
+                };
+                let ok = got == Some(expected);
+                if !ok {
+                    mismatches += 1;
+                    failures.push(format!(
+                        "{} in {}: expected {}, found {}",
+                        counter.label(),
+                        self.cluster.regions[i].name,
+                        counter.render(expected),
+                        got.map_or_else(|| format!("{reply:?}"), |g| counter.render(g))
+                    ));
+                }
+                let shown = got.map_or_else(|| "?".to_string(), |g| counter.render(g));
+                let _ = write!(line, "  {:>10} {}", shown, if ok { "✓" } else { "✗" });
+            }
+            println!("{line}");
+        }
+        println!(
+            "  counters: {} checked in {} regions, {}",
+            acked.len(),
+            clients.len(),
+            if mismatches == 0 {
+                "all equal to the sum of acknowledged increments ✓".to_string()
+            } else {
+                format!("{mismatches} MISMATCHES ✗")
+            }
+        );
+        Ok(())
+    }
+
+    async fn check_add_wins(&self, failures: &mut Vec<String>) -> anyhow::Result<()> {
+        println!("\nSets: add wins over a concurrent remove; a remove nobody raced stays removed");
+        let cases = [
+            ("carol", true, format!("removed in {RIVAL}, removed and re-added in {ISOLATED} during the partition")),
+            ("dave", false, format!("removed in {RIVAL} only")),
+        ];
+        for (member, expected, story) in cases {
+            let mut seen = Vec::new();
+            for i in 0..self.cluster.regions.len() {
+                let mut client = self.client(i).await?;
+                let present = frame_i64(&client.cmd(&["SISMEMBER", "team:red", member]).await?) == Some(1);
+                seen.push(present);
+            }
+            let ok = seen.iter().all(|p| *p == expected);
+            println!(
+                "  team:red {member:<6} {story} → {} in all {} regions {}",
+                if expected { "present" } else { "absent" },
+                seen.len(),
+                if ok { "✓" } else { "✗" }
+            );
+            if !ok {
+                failures.push(format!(
+                    "team:red {member} should be {} everywhere, found {seen:?} in {REGIONS:?}",
+                    if expected { "present" } else { "absent" }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn report_wire(&self) -> anyhow::Result<()> {
+        let (mut ops_sent, mut bytes_sent, mut duplicates, mut applied) = (0u64, 0u64, 0u64, 0u64);
+        for i in 0..self.cluster.regions.len() {
+            let status = self.cluster.status(i).await?;
+            for p in peers(&status) {
+                ops_sent += p["ops_sent"].as_u64().unwrap_or(0);
+                bytes_sent += p["bytes_sent"].as_u64().unwrap_or(0);
+                duplicates += p["duplicates"].as_u64().unwrap_or(0);
+                applied += p["ops_applied"].as_u64().unwrap_or(0);
+            }
+        }
+        let proxied: u64 = self.proxy_bytes();
+        println!("\nWire (replication streams, from /v1/status; proxies counted by the WAN emulator)");
+        println!(
+            "  ops shipped {} ({} applied, {} arrived twice via a relay and were skipped)",
+            group(ops_sent as i64),
+            group(applied as i64),
+            group(duplicates as i64)
+        );
+        println!(
+            "  op stream {} → {:.0} bytes per op shipped; through the proxies {} both ways (ops, acks, heartbeats)",
+            megabytes(bytes_sent),
+            bytes_sent as f64 / ops_sent.max(1) as f64,
+            megabytes(proxied)
+        );
+        Ok(())
+    }
+
+    fn proxy_bytes(&self) -> u64 {
+        let Some(mesh) = &self.cluster.mesh else { return 0 };
+        let mut total = 0;
+        for a in REGIONS {
+            for b in REGIONS {
+                if let Ok(link) = mesh.link(a, b) {
+                    let s = link.stats();
+                    total += s.bytes_forward + s.bytes_backward;
+                }
+            }
+        }
+        total
+    }
+}
+
+fn print_lags(lags: &[LinkLag]) {
+    println!("\nReplication lag per link before the partition (apply time − write time at the origin, GET /v1/status)");
+    println!("  {:<26} {:>8} {:>8} {:>8}", "link", "delay", "p50", "p99");
+    let ms = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| format!("{v} ms"));
+    for l in lags {
+        println!(
+            "  {:<26} {:>8} {:>8} {:>8}",
+            format!("{} → {}", l.from, l.to),
+            format!("{} ms", l.delay_ms),
+            ms(l.p50_ms),
+            ms(l.p99_ms)
+        );
+    }
+    println!("  (ops relayed over a link count from their origin: a short link that carries a third region's ops shows that longer path)");
+}
+
+fn print_digests(cluster: &LocalCluster, digests: &[Value]) {
+    println!("\nState digests (GET /v1/digest)");
+    for (r, d) in cluster.regions.iter().zip(digests) {
+        let vv: Vec<String> = d["version_vector"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", group(v.as_i64().unwrap_or(0))))
+            .collect();
+        println!(
+            "  {:<11} {}  {:>7} keys  version vector {}",
+            r.name,
+            d["digest"].as_str().unwrap_or("?"),
+            group(d["keys"].as_i64().unwrap_or(0)),
+            vv.join(" ")
+        );
+    }
+    let equal = digests.windows(2).all(|w| w[0]["digest"] == w[1]["digest"]);
+    println!(
+        "  {}",
+        if equal {
+            "digests equal in every region ✓"
+        } else {
+            "digests DIFFER ✗"
+        }
+    );
+}
+
+/// One workload connection: pipelined batches of mixed commands at a fixed
+/// rate until `stop`; returns the increments the region acknowledged.
+async fn worker(
+    addr: SocketAddr,
+    region_index: usize,
+    region: String,
+    seed: u64,
+    rate_ops: u64,
+    stop: Arc<AtomicBool>,
+    stats: Arc<LoadStats>,
+) -> anyhow::Result<Acked> {
+    let mut client = Client::connect(addr).await?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut acked = Acked::new();
+    let period = Duration::from_micros(BATCH_COMMANDS as u64 * 1_000_000 / rate_ops.max(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let batch: Vec<(Vec<String>, Option<(Counter, i64)>)> = (0..BATCH_COMMANDS)
+            .map(|_| {
+                n += 1;
+                mixed_command(&mut rng, &region, n)
+            })
+            .collect();
+        let commands: Vec<&Vec<String>> = batch.iter().map(|(c, _)| c).collect();
+        let replies = tokio::time::timeout(REPLY_TIMEOUT, client.pipeline(&commands))
+            .await
+            .map_err(|_| anyhow!("{region}: no reply within {REPLY_TIMEOUT:?}"))?
+            .with_context(|| format!("{region}: workload connection"))?;
+        for ((command, increment), reply) in batch.iter().zip(&replies) {
+            if reply.is_error() {
+                stats.error(&region, command, reply);
+            } else if let Some((counter, by)) = increment {
+                *acked.entry(counter.clone()).or_insert(0) += by;
+            }
+        }
+        stats.ops[region_index].fetch_add(replies.len() as u64, Ordering::Relaxed);
+    }
+    Ok(acked)
+}
+
+/// One command of the mixed workload, and the increment it makes if it is
+/// a counter command.
+fn mixed_command(rng: &mut StdRng, region: &str, n: u64) -> (Vec<String>, Option<(Counter, i64)>) {
+    let cmd = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let nonzero = |rng: &mut StdRng, lo: i64, hi: i64| loop {
+        let v = rng.gen_range(lo..=hi);
+        if v != 0 {
+            break v;
+        }
+    };
+    match rng.gen_range(0..100) {
+        0..=17 => {
+            let key = format!("user:{}:name", rng.gen_range(0..40));
+            (cmd(&["SET", &key, &format!("{region}-{n}")]), None)
+        }
+        18..=25 => (cmd(&["GET", &format!("user:{}:name", rng.gen_range(0..40))]), None),
+        26..=35 => {
+            let key = format!("views:{}", rng.gen_range(0..3));
+            let by = nonzero(rng, -2, 5);
+            (cmd(&["INCRBY", &key, &by.to_string()]), Some((Counter::Int(key), by)))
+        }
+        36..=40 => {
+            let quarters = nonzero(rng, -4, 8);
+            let by = format!("{}", quarters as f64 / 4.0);
+            let key = "balance:eur".to_string();
+            (cmd(&["INCRBYFLOAT", &key, &by]), Some((Counter::Quarters(key), quarters)))
+        }
+        41..=49 => {
+            let key = format!("cart:{}", rng.gen_range(0..15));
+            let item = format!("item-{}", rng.gen_range(0..5));
+            (cmd(&["HSET", &key, &item, &rng.gen_range(1..10).to_string()]), None)
+        }
+        50..=51 => (cmd(&["DEL", &format!("cart:{}", rng.gen_range(0..15))]), None),
+        52..=59 => {
+            let key = format!("stats:{}", rng.gen_range(0..2));
+            let by = nonzero(rng, -1, 4);
+            (
+                cmd(&["HINCRBY", &key, "clicks", &by.to_string()]),
+                Some((Counter::Field(key, "clicks".into()), by)),
+            )
+        }
+        60..=69 => {
+            let key = format!("tags:{}", rng.gen_range(0..10));
+            (cmd(&["SADD", &key, &format!("t{}", rng.gen_range(0..8))]), None)
+        }
+        70..=75 => {
+            let key = format!("tags:{}", rng.gen_range(0..10));
+            (cmd(&["SREM", &key, &format!("t{}", rng.gen_range(0..8))]), None)
+        }
+        76..=83 => {
+            let key = format!("ranking:{}", rng.gen_range(0..5));
+            let member = format!("m{}", rng.gen_range(0..6));
+            (cmd(&["ZADD", &key, &rng.gen_range(0..1000).to_string(), &member]), None)
+        }
+        84..=93 => {
+            let member = format!("player-{}", rng.gen_range(0..4));
+            let by = nonzero(rng, -1, 5);
+            (
+                cmd(&["ZINCRBY", "leaderboard", &by.to_string(), &member]),
+                Some((Counter::Score("leaderboard".into(), member), by)),
+            )
+        }
+        94..=96 => (cmd(&["SMEMBERS", &format!("tags:{}", rng.gen_range(0..10))]), None),
+        _ => (cmd(&["HGETALL", &format!("cart:{}", rng.gen_range(0..15))]), None),
+    }
+}
+
+/// During the partition: the same string keys, hash fields and sorted-set
+/// members written on both sides, so the heal has real conflicts to resolve.
+/// Returns how many writes it made.
+async fn conflict_writer(addr: SocketAddr, region: String, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
+    let mut client = Client::connect(addr).await?;
+    let mut tick = tokio::time::interval(Duration::from_millis(CONFLICT_ROUND_MS));
+    let mut round = 0u64;
+    let mut writes = 0u64;
+    let colors = ["teal", "amber", "plum", "slate"];
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        round += 1;
+        let mut commands: Vec<Vec<String>> = Vec::new();
+        for k in 0..CONFLICT_KEYS {
+            let color = colors[(round as usize + k) % colors.len()];
+            commands.push(vec!["SET".into(), format!("profile:{k}"), format!("{region} #{round}")]);
+            commands.push(vec![
+                "HSET".into(),
+                format!("settings:{k}"),
+                "theme".into(),
+                format!("{color} from {region}"),
+            ]);
+            commands.push(vec![
+                "ZADD".into(),
+                "highscore".into(),
+                (round * 10 + k as u64).to_string(),
+                format!("player-{k}"),
+            ]);
+        }
+        let replies = tokio::time::timeout(REPLY_TIMEOUT, client.pipeline(&commands))
+            .await
+            .map_err(|_| anyhow!("{region}: no reply within {REPLY_TIMEOUT:?}"))??;
+        for (command, reply) in commands.iter().zip(&replies) {
+            if reply.is_error() {
+                bail!("{region}: {} → {reply:?}", command.join(" "));
+            }
+        }
+        writes += replies.len() as u64;
+    }
+    Ok(writes)
+}
+
+fn expect_ok(reply: &Frame) -> anyhow::Result<()> {
+    if reply.is_error() {
+        bail!("unexpected error reply: {reply:?}");
+    }
+    Ok(())
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_inserts_thousands_separators() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(-1234567), "-1,234,567");
+    }
+
+    #[test]
+    fn quarter_counters_render_exactly() {
+        let c = Counter::Quarters("balance:eur".into());
+        assert_eq!(c.expected(-3), -0.75);
+        assert_eq!(c.render(c.expected(1251)), "312.75");
+    }
+
+    #[test]
+    fn mixed_commands_replay_from_a_seed() {
+        let run = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..50).map(|n| mixed_command(&mut rng, "eu-west", n).0).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+    }
+}
