@@ -321,7 +321,11 @@ fn every_flag_used_in_deploy_is_accepted_by_meridian_serve() {
             !known.contains(&u.flag)
         })
         .map(|u| {
-            let command = if u.serve { "meridian serve" } else { "meridian" };
+            let command = if u.serve {
+                "meridian serve"
+            } else {
+                "meridian"
+            };
             format!("{}: {command} {}", u.place, u.flag)
         })
         .collect();

@@ -1,0 +1,5 @@
+# One provider for every region: GCP resources name their region themselves.
+provider "google" {
+  project        = var.project_id
+  default_labels = local.labels
+}
