@@ -111,6 +111,27 @@ impl fmt::Display for Recovery {
     }
 }
 
+/// An fdatasync prepared by [`Log::begin_sync`], run without the log.
+#[derive(Debug)]
+pub struct PendingSync {
+    file: File,
+    path: PathBuf,
+    lsn: u64,
+    faults: crate::options::FaultInjector,
+}
+
+impl PendingSync {
+    /// The LSN up to which records are durable once this has run.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    /// Runs the fdatasync (blocking).
+    pub fn run(&self) -> io::Result<()> {
+        fileops::sync_data(&self.faults, &self.file)
+    }
+}
+
 /// The region's durable op log: a directory of segment files with one writer.
 #[derive(Debug)]
 pub struct Log {
@@ -313,6 +334,53 @@ impl Log {
         self.check_poisoned()?;
         self.flush_buffer()?;
         self.sync_active()?;
+        Ok(self.synced_lsn)
+    }
+
+    /// Writes buffered records to the OS and returns a handle that fdatasyncs
+    /// them without borrowing the log, so the caller can release whatever
+    /// lock guards the log while the disk works; `None` when everything is
+    /// already synced. Report the outcome with [`Log::finish_sync`].
+    pub fn begin_sync(&mut self) -> Result<Option<PendingSync>, LogError> {
+        self.check_poisoned()?;
+        self.flush_buffer()?;
+        if self.synced_lsn == self.flushed_lsn {
+            return Ok(None);
+        }
+        let file = match self.active.try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                let err = LogError::io("duplicating the handle of", &self.active_path, e);
+                return Err(self.poison(err));
+            }
+        };
+        Ok(Some(PendingSync {
+            file,
+            path: self.active_path.clone(),
+            lsn: self.flushed_lsn,
+            faults: self.opts.faults.clone(),
+        }))
+    }
+
+    /// Records the outcome of [`PendingSync::run`]: on success the records it
+    /// covered count as synced; a failure poisons the log like any fsync error.
+    pub fn finish_sync(
+        &mut self,
+        pending: PendingSync,
+        result: io::Result<()>,
+    ) -> Result<u64, LogError> {
+        self.check_poisoned()?;
+        if let Err(e) = result {
+            let err = LogError::io("syncing", &pending.path, e);
+            return Err(self.poison(err));
+        }
+        // A roll may have synced further meanwhile; never move backwards.
+        if pending.lsn > self.synced_lsn {
+            self.synced_lsn = pending.lsn;
+            self.shared
+                .synced_lsn
+                .store(self.synced_lsn, Ordering::Release);
+        }
         Ok(self.synced_lsn)
     }
 

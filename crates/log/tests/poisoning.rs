@@ -177,3 +177,41 @@ fn oversized_record_is_rejected_without_poisoning() {
     assert!(!log.is_poisoned());
     assert_eq!(log.append(b"fine").expect("append"), 1);
 }
+
+/// A sync run outside the writer (so a server can release its lock during
+/// the fdatasync) marks the records synced, and its failure poisons the log.
+#[test]
+fn sync_begun_and_finished_outside_the_writer_counts_and_its_failure_poisons() {
+    use meridian_log::{FaultInjector, FsyncPolicy, Log, LogOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultInjector::new();
+    let opts = LogOptions {
+        fsync: FsyncPolicy::Everysec,
+        faults: faults.clone(),
+        ..LogOptions::default()
+    };
+    let (mut log, _) = Log::open(dir.path(), opts).unwrap();
+    log.append(b"one").unwrap();
+    log.append(b"two").unwrap();
+    let pending = log.begin_sync().unwrap().expect("records to sync");
+    assert_eq!(pending.lsn(), 2);
+    // The writer keeps appending while the sync runs elsewhere.
+    log.append(b"three").unwrap();
+    let result = pending.run();
+    assert_eq!(log.finish_sync(pending, result).unwrap(), 2);
+    assert_eq!(log.synced_lsn(), 2);
+    assert!(
+        log.begin_sync().unwrap().is_some(),
+        "record 3 still needs a sync"
+    );
+    log.sync().unwrap();
+    assert!(log.begin_sync().unwrap().is_none());
+
+    log.append(b"four").unwrap();
+    let pending = log.begin_sync().unwrap().unwrap();
+    faults.fail_fsyncs(true);
+    let result = pending.run();
+    assert!(log.finish_sync(pending, result).is_err());
+    assert!(log.is_poisoned());
+    assert!(log.append(b"five").is_err());
+}

@@ -72,6 +72,21 @@ impl Host {
         }
     }
 
+    /// Makes everything logged so far durable. The store lock is held only
+    /// to hand records to the OS and to record the outcome, never during the
+    /// fdatasync itself, so clients keep being served meanwhile.
+    pub fn sync(&self) -> Result<u64, meridian_store::StoreError> {
+        let pending = self.store.lock().begin_sync()?;
+        let lsn = if pending.is_empty() {
+            self.store.lock().log().synced_lsn()
+        } else {
+            let outcome = pending.run();
+            self.store.lock().finish_sync(pending, outcome)?
+        };
+        self.publish_synced(lsn);
+        Ok(lsn)
+    }
+
     /// Publishes the synced LSN so senders wake up.
     pub fn publish_synced(&self, lsn: u64) {
         self.synced.send_if_modified(|cur| {
@@ -127,21 +142,16 @@ async fn sync_for_shipping(host: Host, status: Arc<ReplStatus>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let synced = {
+        let behind = {
             let mut store = host.store.lock();
             store.retain_from(status.retain_from());
-            if store.is_poisoned() {
-                continue;
-            }
-            if store.log().flushed_lsn() > store.log().synced_lsn() {
-                if let Err(e) = store.sync() {
-                    tracing::error!(error = %e, "fsync for replication failed");
-                    continue;
-                }
-            }
-            store.log().synced_lsn()
+            !store.is_poisoned() && store.log().flushed_lsn() > store.log().synced_lsn()
         };
-        host.publish_synced(synced);
+        if behind {
+            if let Err(e) = host.sync() {
+                tracing::error!(error = %e, "fsync for replication failed");
+            }
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,7 @@ const KEYS_MAX: u64 = 100_000;
 const VALUE_BYTES: usize = 32;
 /// Commands a client may have in flight before the run is declared
 /// overloaded (the server is not keeping up with the offered rate).
-const IN_FLIGHT_MAX: usize = 200_000;
+const IN_FLIGHT_MAX: u64 = 200_000;
 /// Once the load stops, the regions must converge within this.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Linux's USER_HZ: the unit of CPU times in `/proc/<pid>/stat`.
@@ -165,7 +166,12 @@ fn cpu_sample(pids: &[u32]) -> CpuSample {
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         (ticks(11) + ticks(12)) / CLOCK_TICKS_PER_S
     };
     let mut processes_s: Vec<f64> = pids.iter().map(|p| process(&p.to_string())).collect();
@@ -180,7 +186,8 @@ fn cpu_sample(pids: &[u32]) -> CpuSample {
                 .collect();
             total = v.iter().take(8).sum::<f64>() / CLOCK_TICKS_PER_S;
             // idle and iowait are the 4th and 5th.
-            busy = total - (v.get(3).unwrap_or(&0.0) + v.get(4).unwrap_or(&0.0)) / CLOCK_TICKS_PER_S;
+            busy =
+                total - (v.get(3).unwrap_or(&0.0) + v.get(4).unwrap_or(&0.0)) / CLOCK_TICKS_PER_S;
         }
     }
     CpuSample {
@@ -234,7 +241,10 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
         let load = {
             let cpu_before = cpu_before.clone();
             let pids = pids.clone();
-            run_load(&addrs, &args, move || *cpu_before.lock() = cpu_sample(&pids)).await?
+            run_load(&addrs, &args, move || {
+                *cpu_before.lock() = cpu_sample(&pids)
+            })
+            .await?
         };
         let cpu_after = cpu_sample(&pids);
         println!("{}{}", elapsed(), &load.line("one region")[1..]);
@@ -265,13 +275,22 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     // Probes and status sampling run alongside the load.
     let window_start = Instant::now() + WARMUP;
     let window_end = window_start + Duration::from_secs(args.seconds);
-    let probes = tokio::spawn(probe_lag(addrs.clone(), window_start, window_end, args.delay_ms));
+    let probes = tokio::spawn(probe_lag(
+        addrs.clone(),
+        window_start,
+        window_end,
+        args.delay_ms,
+    ));
     let sampler = tokio::spawn(sample_status(https.clone(), window_start, window_end));
     let wire_before = Arc::new(parking_lot::Mutex::new(None));
     let cpu_before = Arc::new(parking_lot::Mutex::new(CpuSample::default()));
     let load = {
-        let (wire_before, cpu_before, pids, https) =
-            (wire_before.clone(), cpu_before.clone(), pids.clone(), https.clone());
+        let (wire_before, cpu_before, pids, https) = (
+            wire_before.clone(),
+            cpu_before.clone(),
+            pids.clone(),
+            https.clone(),
+        );
         run_load(&addrs, &args, move || {
             *cpu_before.lock() = cpu_sample(&pids);
             // Status is read over HTTP; take it from a task, not here.
@@ -289,7 +308,10 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     println!("{}{}", elapsed(), &load.line("three regions")[1..]);
     let mut names: Vec<String> = REGIONS.iter().map(|r| r.to_string()).collect();
     names.push("bench process (load, probes, proxies)".into());
-    println!("           CPU: {}", cpu_line(&names, &cpu_before.lock(), &cpu_after, load.window_s));
+    println!(
+        "           CPU: {}",
+        cpu_line(&names, &cpu_before.lock(), &cpu_after, load.window_s)
+    );
 
     let status_lags = sampler.await.context("status sampler")??;
     let probe = probes.await.context("probe task")??;
@@ -314,7 +336,10 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     if let Some(b) = &baseline {
         println!("{}", b.line("one region, no peers"));
     }
-    println!("{}", load.line(&format!("three regions, {} ms", args.delay_ms)));
+    println!(
+        "{}",
+        load.line(&format!("three regions, {} ms", args.delay_ms))
+    );
     if let Some(b) = &baseline {
         let ratio = load.quantile_ms(0.99) / b.quantile_ms(0.99).max(0.001);
         println!(
@@ -485,6 +510,8 @@ async fn client_load(
     let (mut writer, mut reader) = client.into_split();
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<Instant>();
     let interval_ns = 1e9 / rate;
+    let received = Arc::new(AtomicU64::new(0));
+    let received_by_reader = received.clone();
     let writer_task = tokio::spawn(async move {
         let mut rng = StdRng::seed_from_u64(id);
         let value: String = "v".repeat(VALUE_BYTES);
@@ -530,7 +557,7 @@ async fn client_load(
                     bail!("the reply reader stopped");
                 }
             }
-            if sent_tx.len() > IN_FLIGHT_MAX {
+            if i.saturating_sub(received.load(Ordering::Relaxed)) > IN_FLIGHT_MAX {
                 bail!("more than {IN_FLIGHT_MAX} commands in flight on one connection: the region is not keeping up");
             }
         }
@@ -547,11 +574,14 @@ async fn client_load(
     while let Some(sent_at) = sent_rx.recv().await {
         let reply = reader.read().await?;
         let now = Instant::now();
+        received_by_reader.fetch_add(1, Ordering::Relaxed);
         if sent_at >= window_start && sent_at < window_end {
             result.completed += 1;
-            result
-                .latencies_us
-                .push(now.duration_since(sent_at).as_micros().min(u32::MAX as u128) as u32);
+            result.latencies_us.push(
+                now.duration_since(sent_at)
+                    .as_micros()
+                    .min(u32::MAX as u128) as u32,
+            );
             if let Frame::Error(e) = &reply {
                 result.errors += 1;
                 result.error_sample.get_or_insert_with(|| e.clone());
@@ -627,7 +657,11 @@ async fn probe_lag(
         result.lost += lost;
         for (origin, dest, ms) in seen {
             result.all_ms.push(ms);
-            result.by_pair_ms.entry((origin, dest)).or_default().push(ms);
+            result
+                .by_pair_ms
+                .entry((origin, dest))
+                .or_default()
+                .push(ms);
         }
     }
     result.all_ms.sort_by(f64::total_cmp);
@@ -686,7 +720,11 @@ async fn watch_probes(
         };
         for ((n, origin, acked), value) in due.iter().zip(values) {
             if value != Frame::Null {
-                seen.push((*origin, dest, polled_at.duration_since(*acked).as_secs_f64() * 1000.0));
+                seen.push((
+                    *origin,
+                    dest,
+                    polled_at.duration_since(*acked).as_secs_f64() * 1000.0,
+                ));
                 pending.retain(|(m, _, _)| m != n);
             }
         }

@@ -63,10 +63,8 @@ struct WorkDir {
 impl WorkDir {
     fn create(prefix: &str) -> anyhow::Result<WorkDir> {
         let suffix: u32 = rand::thread_rng().gen();
-        let path = std::env::temp_dir().join(format!(
-            "{prefix}-{}-{suffix:08x}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("{prefix}-{}-{suffix:08x}", std::process::id()));
         std::fs::create_dir_all(&path)
             .with_context(|| format!("creating the work dir {}", path.display()))?;
         Ok(WorkDir {
@@ -226,7 +224,12 @@ impl LocalCluster {
     }
 
     /// Newest conflict-journal entries, optionally of one key.
-    pub async fn conflicts(&self, i: usize, count: usize, key: Option<&str>) -> anyhow::Result<Value> {
+    pub async fn conflicts(
+        &self,
+        i: usize,
+        count: usize,
+        key: Option<&str>,
+    ) -> anyhow::Result<Value> {
         let path = match key {
             Some(k) => format!("/v1/conflicts?count={count}&key={}", query_escape(k)),
             None => format!("/v1/conflicts?count={count}"),
@@ -296,8 +299,8 @@ async fn spawn_region(
 ) -> anyhow::Result<RegionProcess> {
     let data_dir = work.join(name);
     let log_path = work.join(format!("{name}.log"));
-    let log = File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut cmd = Command::new(exe);
     // A region must not pick up the settings of the shell that runs the tool.
     for (key, _) in std::env::vars_os() {
@@ -309,7 +312,14 @@ async fn spawn_region(
         .args(["--region", name])
         .arg("--data-dir")
         .arg(&data_dir)
-        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--repl", "127.0.0.1:0"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--repl",
+            "127.0.0.1:0",
+        ])
         .args(args)
         .env("MERIDIAN_LOG", log_filter)
         .stdin(Stdio::null())

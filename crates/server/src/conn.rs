@@ -245,21 +245,30 @@ pub fn run_batch(
         }
     }
     if store.log().last_lsn() != before {
-        match store.flush() {
-            Ok(_) => shared.host.publish_synced(store.log().synced_lsn()),
-            Err(e) => {
-                tracing::error!(error = %e, "flushing the op log failed; writes are refused from now on");
-                *shared.readiness.lock() = crate::shared::Readiness::Poisoned(e.to_string());
-                // Nothing of this batch may be acknowledged as durable.
-                for r in replies.iter_mut() {
-                    if !r.is_error() {
-                        *r = crate::dispatch::poisoned_error();
-                    }
+        // Under --fsync always the fdatasync runs after the lock is released,
+        // so batches of other connections proceed and their syncs overlap
+        // (group commit); no reply of this batch leaves before it is done.
+        let durable = if store.fsync_policy() == meridian_store::FsyncPolicy::Always {
+            drop(store);
+            shared.host.sync()
+        } else {
+            let flushed = store.flush();
+            drop(store);
+            flushed
+        };
+        if let Err(e) = durable {
+            tracing::error!(error = %e, "making the op log durable failed; writes are refused from now on");
+            *shared.readiness.lock() = crate::shared::Readiness::Poisoned(e.to_string());
+            // Nothing of this batch may be acknowledged as durable.
+            for r in replies.iter_mut() {
+                if !r.is_error() {
+                    *r = crate::dispatch::poisoned_error();
                 }
             }
         }
+    } else {
+        drop(store);
     }
-    drop(store);
     for (frame, proto) in replies.iter().zip(protos) {
         encode(frame, proto, output);
     }

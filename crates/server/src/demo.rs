@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::cluster::{peers, ClusterSpec, LocalCluster};
-use crate::rclient::{frame_f64, frame_i64, frame_text, Client};
+use crate::rclient::{frame_f64, frame_i64, Client};
 
 /// The regions, in start order.
 const REGIONS: [&str; 3] = ["eu-west", "eu-central", "us-east"];
@@ -232,7 +232,10 @@ impl Demo {
     }
 
     fn print_cluster(&self) {
-        println!("{} 3 regions up, every replication link connected:", self.elapsed());
+        println!(
+            "{} 3 regions up, every replication link connected:",
+            self.elapsed()
+        );
         for r in &self.cluster.regions {
             println!(
                 "           {:<11} resp {:<21} http {:<21} pid {}",
@@ -278,6 +281,7 @@ impl Demo {
                 .await?,
         )?;
 
+        let load_started = Instant::now();
         println!(
             "{} writing in every region: strings, counters, hashes, sets, sorted sets ({} cmd/s per region)",
             self.elapsed(),
@@ -312,14 +316,27 @@ impl Demo {
         );
         // Add wins: both sides remove carol, the isolated side adds her back
         // (a new add its peers have not observed); only the rival removes dave.
-        expect_ok(&rival_client.cmd(&["SREM", "team:red", "carol", "dave"]).await?)?;
+        expect_ok(
+            &rival_client
+                .cmd(&["SREM", "team:red", "carol", "dave"])
+                .await?,
+        )?;
         expect_ok(&isolated_client.cmd(&["SREM", "team:red", "carol"]).await?)?;
         expect_ok(&isolated_client.cmd(&["SADD", "team:red", "carol"]).await?)?;
         let conflict_stop = Arc::new(AtomicBool::new(false));
-        let writers = [rival, isolated].map(|i| {
-            let r = &self.cluster.regions[i];
-            tokio::spawn(conflict_writer(r.resp, r.name.clone(), conflict_stop.clone()))
-        });
+        let writers: Vec<_> = [rival, isolated]
+            .into_iter()
+            .enumerate()
+            .map(|(side, i)| {
+                let r = &self.cluster.regions[i];
+                tokio::spawn(conflict_writer(
+                    r.resp,
+                    r.name.clone(),
+                    side,
+                    conflict_stop.clone(),
+                ))
+            })
+            .collect();
         self.run_phase("partition", partitioned).await?;
         conflict_stop.store(true, Ordering::Relaxed);
         let mut conflict_writes = 0;
@@ -349,7 +366,7 @@ impl Demo {
                 *acked.entry(counter).or_insert(0) += n;
             }
         }
-        let load_secs = self.started.elapsed().as_secs_f64();
+        let load_secs = writes_stopped.duration_since(load_started).as_secs_f64();
         println!(
             "{} writes stopped; waiting for the regions to converge",
             self.elapsed()
@@ -368,10 +385,10 @@ impl Demo {
         let errors = self.stats.errors.load(Ordering::Relaxed);
         println!("\n══ Report ══════════════════════════════════════════════════════════════");
         println!(
-            "Workload: {} commands acknowledged ({:.0} cmd/s over {:.0} s), {} errors",
+            "Workload: {} commands acknowledged in {:.1} s ({} cmd/s), {} errors",
             group(total_ops as i64),
-            total_ops as f64 / load_secs.max(0.001),
             load_secs,
+            group((total_ops as f64 / load_secs.max(0.001)) as i64),
             group(errors as i64)
         );
         if errors > 0 {
@@ -412,7 +429,11 @@ impl Demo {
         let deadline = Instant::now() + CONVERGE_TIMEOUT;
         while frame_i64(&client.cmd(command).await?) != Some(1) {
             if Instant::now() > deadline {
-                bail!("{} never became true in {}", command.join(" "), self.cluster.regions[i].name);
+                bail!(
+                    "{} never became true in {}",
+                    command.join(" "),
+                    self.cluster.regions[i].name
+                );
             }
             self.cluster.check_alive()?;
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -443,7 +464,9 @@ impl Demo {
             let rates: Vec<String> = REGIONS
                 .iter()
                 .zip(now_ops.iter().zip(&last_ops))
-                .map(|(r, (now, before))| format!("{r} {}", group(((now - before) as f64 / secs) as i64)))
+                .map(|(r, (now, before))| {
+                    format!("{r} {}", group(((now - before) as f64 / secs) as i64))
+                })
                 .collect();
             let total: u64 = now_ops.iter().sum::<u64>() - last_ops.iter().sum::<u64>();
             let (lag_ms, lag_ops) = self.max_link_lag().await?;
@@ -462,7 +485,11 @@ impl Demo {
     }
 
     fn region_ops(&self) -> Vec<u64> {
-        self.stats.ops.iter().map(|o| o.load(Ordering::Relaxed)).collect()
+        self.stats
+            .ops
+            .iter()
+            .map(|o| o.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// The worst `lag_ms` and `lag_ops` any region reports for any peer.
@@ -611,11 +638,12 @@ impl Demo {
         let side = |s: &Value| {
             let value = s["value"].as_str().unwrap_or("");
             let shown: String = value.chars().take(24).collect();
-            let t = s["hlc_ms"]
-                .as_u64()
-                .map_or_else(String::new, |ms| {
-                    format!(" t+{:.3}s", ms.saturating_sub(self.started_wall_ms) as f64 / 1000.0)
-                });
+            let t = s["hlc_ms"].as_u64().map_or_else(String::new, |ms| {
+                format!(
+                    " t+{:.3}s",
+                    ms.saturating_sub(self.started_wall_ms) as f64 / 1000.0
+                )
+            });
             format!("{shown:?} ({}{t})", s["region"].as_str().unwrap_or("?"))
         };
         let mut target = e["key"].as_str().unwrap_or("?").to_string();
@@ -632,7 +660,11 @@ impl Demo {
         )
     }
 
-    async fn check_counters(&self, acked: &Acked, failures: &mut Vec<String>) -> anyhow::Result<()> {
+    async fn check_counters(
+        &self,
+        acked: &Acked,
+        failures: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
         println!("\nCounters: the sum of acknowledged increments from all regions vs. the value each region shows");
         let mut header = format!("  {:<34} {:>10}", "counter", "expected");
         for r in &self.cluster.regions {
@@ -685,14 +717,21 @@ impl Demo {
     async fn check_add_wins(&self, failures: &mut Vec<String>) -> anyhow::Result<()> {
         println!("\nSets: add wins over a concurrent remove; a remove nobody raced stays removed");
         let cases = [
-            ("carol", true, format!("removed in {RIVAL}, removed and re-added in {ISOLATED} during the partition")),
+            (
+                "carol",
+                true,
+                format!(
+                    "removed in {RIVAL}, removed and re-added in {ISOLATED} during the partition"
+                ),
+            ),
             ("dave", false, format!("removed in {RIVAL} only")),
         ];
         for (member, expected, story) in cases {
             let mut seen = Vec::new();
             for i in 0..self.cluster.regions.len() {
                 let mut client = self.client(i).await?;
-                let present = frame_i64(&client.cmd(&["SISMEMBER", "team:red", member]).await?) == Some(1);
+                let present =
+                    frame_i64(&client.cmd(&["SISMEMBER", "team:red", member]).await?) == Some(1);
                 seen.push(present);
             }
             let ok = seen.iter().all(|p| *p == expected);
@@ -724,7 +763,9 @@ impl Demo {
             }
         }
         let proxied: u64 = self.proxy_bytes();
-        println!("\nWire (replication streams, from /v1/status; proxies counted by the WAN emulator)");
+        println!(
+            "\nWire (replication streams, from /v1/status; proxies counted by the WAN emulator)"
+        );
         println!(
             "  ops shipped {} ({} applied, {} arrived twice via a relay and were skipped)",
             group(ops_sent as i64),
@@ -741,7 +782,9 @@ impl Demo {
     }
 
     fn proxy_bytes(&self) -> u64 {
-        let Some(mesh) = &self.cluster.mesh else { return 0 };
+        let Some(mesh) = &self.cluster.mesh else {
+            return 0;
+        };
         let mut total = 0;
         for a in REGIONS {
             for b in REGIONS {
@@ -857,24 +900,39 @@ fn mixed_command(rng: &mut StdRng, region: &str, n: u64) -> (Vec<String>, Option
             let key = format!("user:{}:name", rng.gen_range(0..40));
             (cmd(&["SET", &key, &format!("{region}-{n}")]), None)
         }
-        18..=25 => (cmd(&["GET", &format!("user:{}:name", rng.gen_range(0..40))]), None),
+        18..=25 => (
+            cmd(&["GET", &format!("user:{}:name", rng.gen_range(0..40))]),
+            None,
+        ),
         26..=35 => {
             let key = format!("views:{}", rng.gen_range(0..3));
             let by = nonzero(rng, -2, 5);
-            (cmd(&["INCRBY", &key, &by.to_string()]), Some((Counter::Int(key), by)))
+            (
+                cmd(&["INCRBY", &key, &by.to_string()]),
+                Some((Counter::Int(key), by)),
+            )
         }
         36..=40 => {
             let quarters = nonzero(rng, -4, 8);
             let by = format!("{}", quarters as f64 / 4.0);
             let key = "balance:eur".to_string();
-            (cmd(&["INCRBYFLOAT", &key, &by]), Some((Counter::Quarters(key), quarters)))
+            (
+                cmd(&["INCRBYFLOAT", &key, &by]),
+                Some((Counter::Quarters(key), quarters)),
+            )
         }
         41..=49 => {
             let key = format!("cart:{}", rng.gen_range(0..15));
             let item = format!("item-{}", rng.gen_range(0..5));
-            (cmd(&["HSET", &key, &item, &rng.gen_range(1..10).to_string()]), None)
+            (
+                cmd(&["HSET", &key, &item, &rng.gen_range(1..10).to_string()]),
+                None,
+            )
         }
-        50..=51 => (cmd(&["DEL", &format!("cart:{}", rng.gen_range(0..15))]), None),
+        50..=51 => (
+            cmd(&["DEL", &format!("cart:{}", rng.gen_range(0..15))]),
+            None,
+        ),
         52..=59 => {
             let key = format!("stats:{}", rng.gen_range(0..2));
             let by = nonzero(rng, -1, 4);
@@ -885,16 +943,25 @@ fn mixed_command(rng: &mut StdRng, region: &str, n: u64) -> (Vec<String>, Option
         }
         60..=69 => {
             let key = format!("tags:{}", rng.gen_range(0..10));
-            (cmd(&["SADD", &key, &format!("t{}", rng.gen_range(0..8))]), None)
+            (
+                cmd(&["SADD", &key, &format!("t{}", rng.gen_range(0..8))]),
+                None,
+            )
         }
         70..=75 => {
             let key = format!("tags:{}", rng.gen_range(0..10));
-            (cmd(&["SREM", &key, &format!("t{}", rng.gen_range(0..8))]), None)
+            (
+                cmd(&["SREM", &key, &format!("t{}", rng.gen_range(0..8))]),
+                None,
+            )
         }
         76..=83 => {
             let key = format!("ranking:{}", rng.gen_range(0..5));
             let member = format!("m{}", rng.gen_range(0..6));
-            (cmd(&["ZADD", &key, &rng.gen_range(0..1000).to_string(), &member]), None)
+            (
+                cmd(&["ZADD", &key, &rng.gen_range(0..1000).to_string(), &member]),
+                None,
+            )
         }
         84..=93 => {
             let member = format!("player-{}", rng.gen_range(0..4));
@@ -904,15 +971,27 @@ fn mixed_command(rng: &mut StdRng, region: &str, n: u64) -> (Vec<String>, Option
                 Some((Counter::Score("leaderboard".into(), member), by)),
             )
         }
-        94..=96 => (cmd(&["SMEMBERS", &format!("tags:{}", rng.gen_range(0..10))]), None),
-        _ => (cmd(&["HGETALL", &format!("cart:{}", rng.gen_range(0..15))]), None),
+        94..=96 => (
+            cmd(&["SMEMBERS", &format!("tags:{}", rng.gen_range(0..10))]),
+            None,
+        ),
+        _ => (
+            cmd(&["HGETALL", &format!("cart:{}", rng.gen_range(0..15))]),
+            None,
+        ),
     }
 }
 
 /// During the partition: the same string keys, hash fields and sorted-set
 /// members written on both sides, so the heal has real conflicts to resolve.
-/// Returns how many writes it made.
-async fn conflict_writer(addr: SocketAddr, region: String, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
+/// `side` (0 or 1) makes the two sides' values differ. Returns how many
+/// writes it made.
+async fn conflict_writer(
+    addr: SocketAddr,
+    region: String,
+    side: usize,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<u64> {
     let mut client = Client::connect(addr).await?;
     let mut tick = tokio::time::interval(Duration::from_millis(CONFLICT_ROUND_MS));
     let mut round = 0u64;
@@ -923,8 +1002,12 @@ async fn conflict_writer(addr: SocketAddr, region: String, stop: Arc<AtomicBool>
         round += 1;
         let mut commands: Vec<Vec<String>> = Vec::new();
         for k in 0..CONFLICT_KEYS {
-            let color = colors[(round as usize + k) % colors.len()];
-            commands.push(vec!["SET".into(), format!("profile:{k}"), format!("{region} #{round}")]);
+            let color = colors[(round as usize + k + 2 * side) % colors.len()];
+            commands.push(vec![
+                "SET".into(),
+                format!("profile:{k}"),
+                format!("{region} #{round}"),
+            ]);
             commands.push(vec![
                 "HSET".into(),
                 format!("settings:{k}"),
@@ -934,7 +1017,7 @@ async fn conflict_writer(addr: SocketAddr, region: String, stop: Arc<AtomicBool>
             commands.push(vec![
                 "ZADD".into(),
                 "highscore".into(),
-                (round * 10 + k as u64).to_string(),
+                (side as u64 * 1000 + round * 10 + k as u64).to_string(),
                 format!("player-{k}"),
             ]);
         }
@@ -1008,7 +1091,9 @@ mod tests {
     fn mixed_commands_replay_from_a_seed() {
         let run = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
-            (0..50).map(|n| mixed_command(&mut rng, "eu-west", n).0).collect::<Vec<_>>()
+            (0..50)
+                .map(|n| mixed_command(&mut rng, "eu-west", n).0)
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
     }

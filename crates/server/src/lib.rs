@@ -11,14 +11,21 @@
 //! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
 //! - [`shared`], [`client`], [`metrics`]: state shared by connections, per
 //!   connection, and counters.
+//! - [`demo`], [`bench`]: `meridian demo` and `meridian bench`, which drive a
+//!   [`cluster`] of child-process regions through the WAN emulator with the
+//!   async RESP client [`rclient`].
 
+pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod conn;
+pub mod demo;
 pub mod dispatch;
 pub mod http;
 pub mod metrics;
+pub mod rclient;
 pub mod server;
 pub mod shared;
 pub mod status;

@@ -1,7 +1,11 @@
 //! `meridian`: the multi-region data store that speaks the Redis protocol.
 
+use std::future::Future;
+
 use clap::{Parser, Subcommand};
+use meridian_server::bench::BenchCommand;
 use meridian_server::config::{Config, ServeArgs};
+use meridian_server::demo::DemoArgs;
 
 #[derive(Parser)]
 #[command(
@@ -18,11 +22,17 @@ struct Cli {
 enum Command {
     /// Run one region (the default when no command is given).
     Serve(ServeArgs),
+    /// Start three regions on loopback with emulated WAN delays, write in all
+    /// of them, cut one off, heal, and report convergence, conflicts and lag.
+    Demo(DemoArgs),
+    /// Benchmarks that start their own cluster.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -38,11 +48,43 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
             let config = Config::resolve(args)?;
-            init_logging(config.log_json);
+            init_logging(config.log_json, "info");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(meridian_server::server::run(config))
         }
+        Command::Demo(args) => run_tool(meridian_server::demo::run(args)),
+        Command::Bench(command) => run_tool(meridian_server::bench::run(command)),
     }
+}
+
+/// Runs a tool that starts child regions. On Ctrl-C or SIGTERM the tool's
+/// future is dropped, which kills its children and removes its temp dirs.
+fn run_tool(tool: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    init_logging(false, "warn");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        tokio::select! {
+            result = tool => result,
+            signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}; regions stopped")),
+        }
+    })
+}
+
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return "Ctrl-C",
+                _ = term.recv() => return "SIGTERM",
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }

@@ -200,11 +200,12 @@ async fn fsync_every_second(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let mut store = shared.store.lock();
-        if store.is_poisoned() {
+        if shared.store.lock().is_poisoned() {
             continue;
         }
-        if let Err(e) = store.sync() {
+        let host = shared.host.clone();
+        let result = tokio::task::spawn_blocking(move || host.sync()).await;
+        if let Ok(Err(e)) = result {
             tracing::error!(error = %e, "fsync of the op log failed; writes are refused from now on");
             *shared.readiness.lock() = Readiness::Poisoned(e.to_string());
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
 use meridian_crdt::Conflict;
-use meridian_log::{FsyncPolicy, Log, LogOptions};
+use meridian_log::{FsyncPolicy, Log, LogOptions, PendingSync};
 use serde::{Deserialize, Serialize};
 
 use crate::persist::StoreError;
@@ -107,6 +107,26 @@ impl Journal {
     /// retention no longer covers.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.log.commit()?;
+        self.trim()
+    }
+
+    /// Writes buffered entries and returns their fsync to run elsewhere.
+    pub fn begin_sync(&mut self) -> Result<Option<PendingSync>, StoreError> {
+        let pending = self.log.begin_sync()?;
+        self.trim()?;
+        Ok(pending)
+    }
+
+    pub fn finish_sync(
+        &mut self,
+        pending: PendingSync,
+        result: std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        self.log.finish_sync(pending, result)?;
+        Ok(())
+    }
+
+    fn trim(&mut self) -> Result<(), StoreError> {
         let retained = self.index.len() as u64;
         if retained > self.retention + self.retention / 4 {
             let cut = (retained - self.retention) as usize;
@@ -133,8 +153,8 @@ impl Journal {
         self.recent.iter()
     }
 
-    /// Conflicts recorded, by (type, rule), since the journal began (trimmed
-    /// entries included as of this process's start).
+    /// Conflicts by (type, rule): those retained when this process started
+    /// plus those recorded since.
     pub fn counts(&self) -> &BTreeMap<(&'static str, &'static str), u64> {
         &self.counts
     }

@@ -18,4 +18,7 @@ pub use db::{Db, NotReady, RemoteApply, WrongType};
 pub use journal::{Journal, JournalEntry};
 pub use keyspace::Keyspace;
 pub use meridian_log::FsyncPolicy;
-pub use persist::{OpenReport, PeerApply, PreparedSnapshot, Store, StoreError, StoreOptions};
+pub use persist::{
+    OpenReport, PeerApply, PreparedSnapshot, Store, StoreError, StoreOptions, StoreSync,
+    SyncOutcome,
+};

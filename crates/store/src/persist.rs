@@ -14,8 +14,8 @@ use crate::db::{NotReady, RemoteApply};
 use crate::journal::{Journal, JournalEntry};
 use meridian_crdt::{Blob, Entry, Hlc, Op, RegionId, VersionVector};
 use meridian_log::{
-    load_latest_snapshot, write_snapshot, FsyncPolicy, Log, LogError, LogOptions, Recovery,
-    SnapshotInfo,
+    load_latest_snapshot, write_snapshot, FsyncPolicy, Log, LogError, LogOptions, PendingSync,
+    Recovery, SnapshotInfo,
 };
 use serde::{Deserialize, Serialize};
 
@@ -137,7 +137,36 @@ pub enum PeerApply {
     Duplicate,
 }
 
+/// fsyncs of the op log and the journal, prepared under the store's lock
+/// and run without it ([`Store::begin_sync`]).
+#[derive(Debug)]
+pub struct StoreSync {
+    log: Option<PendingSync>,
+    journal: Option<PendingSync>,
+}
+
+/// What running a [`StoreSync`] gave.
+pub struct SyncOutcome {
+    log: std::io::Result<()>,
+    journal: std::io::Result<()>,
+}
+
+impl StoreSync {
+    pub fn is_empty(&self) -> bool {
+        self.log.is_none() && self.journal.is_none()
+    }
+
+    /// Runs the fdatasyncs (blocking).
+    pub fn run(&self) -> SyncOutcome {
+        SyncOutcome {
+            log: self.log.as_ref().map_or(Ok(()), |p| p.run()),
+            journal: self.journal.as_ref().map_or(Ok(()), |p| p.run()),
+        }
+    }
+}
+
 pub struct Store {
+    fsync: FsyncPolicy,
     db: Db,
     log: Log,
     journal: Journal,
@@ -226,6 +255,7 @@ impl Store {
         report.log = recovery;
         report.elapsed_ms = started.elapsed().as_millis();
         let store = Store {
+            fsync: opts.fsync,
             db,
             log,
             journal,
@@ -312,6 +342,36 @@ impl Store {
         let lsn = self.log.commit()?;
         self.journal.flush()?;
         Ok(lsn)
+    }
+
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        self.fsync
+    }
+
+    /// Writes buffered records to the OS and prepares their fsync, to be run
+    /// with [`StoreSync::run`] after the caller released its lock, so one
+    /// slow disk flush does not stall every client. Finish with
+    /// [`Store::finish_sync`].
+    pub fn begin_sync(&mut self) -> Result<StoreSync, StoreError> {
+        Ok(StoreSync {
+            log: self.log.begin_sync()?,
+            journal: self.journal.begin_sync()?,
+        })
+    }
+
+    /// Records what a sync run outside the lock gave; returns the synced LSN.
+    pub fn finish_sync(
+        &mut self,
+        sync: StoreSync,
+        outcome: SyncOutcome,
+    ) -> Result<u64, StoreError> {
+        if let Some(p) = sync.journal {
+            self.journal.finish_sync(p, outcome.journal)?;
+        }
+        match sync.log {
+            Some(p) => Ok(self.log.finish_sync(p, outcome.log)?),
+            None => Ok(self.log.synced_lsn()),
+        }
     }
 
     /// Makes everything written so far durable (the `everysec` timer).
