@@ -250,7 +250,9 @@ pub fn run_batch(
         // (group commit); no reply of this batch leaves before it is done.
         let durable = if store.fsync_policy() == meridian_store::FsyncPolicy::Always {
             drop(store);
-            shared.host.sync()
+            // The runtime moves this worker's other connections to another
+            // thread while the disk works.
+            tokio::task::block_in_place(|| shared.host.sync())
         } else {
             let flushed = store.flush();
             drop(store);

@@ -18,6 +18,23 @@ use crate::shared::{wall_ms, Readiness, Shared};
 const EXPIRE_KEYS_PER_PASS_MAX: usize = 200;
 const EXPIRE_PASS_INTERVAL_MS: u64 = 100;
 
+/// Runtime worker threads for `serve`: `TOKIO_WORKER_THREADS` if set, else
+/// half the cores. Every command batch takes the one store lock, so more
+/// workers than that add lock hand-offs without parallel work; measured on 2
+/// cores, one worker gave 25% more pipelined SET throughput than two and
+/// half the p99 (bench/RESULTS.md).
+pub fn worker_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get() / 2)
+                .max(1)
+        })
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await

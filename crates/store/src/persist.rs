@@ -167,6 +167,8 @@ impl StoreSync {
 
 pub struct Store {
     fsync: FsyncPolicy,
+    /// Reused to encode each committed op.
+    scratch: Vec<u8>,
     db: Db,
     log: Log,
     journal: Journal,
@@ -256,6 +258,7 @@ impl Store {
         report.elapsed_ms = started.elapsed().as_millis();
         let store = Store {
             fsync: opts.fsync,
+            scratch: Vec::new(),
             db,
             log,
             journal,
@@ -298,9 +301,13 @@ impl Store {
         let Some(op) = self.db.commit() else {
             return Ok(None);
         };
-        let payload = postcard::to_stdvec(&op).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let lsn = self.append(&payload)?;
-        Ok(Some(lsn))
+        // One buffer reused for every op: no allocation per write command.
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let buf = postcard::to_extend(&op, buf).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let lsn = self.append(&buf);
+        self.scratch = buf;
+        Ok(Some(lsn?))
     }
 
     fn append(&mut self, payload: &[u8]) -> Result<u64, StoreError> {

@@ -98,8 +98,10 @@ fn all_specs() -> Vec<Spec> {
     v
 }
 
-pub fn table() -> &'static HashMap<&'static str, Spec> {
-    static TABLE: OnceLock<HashMap<&'static str, Spec>> = OnceLock::new();
+type Table = HashMap<&'static str, Spec, foldhash::fast::RandomState>;
+
+pub fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| all_specs().into_iter().map(|s| (s.name, s)).collect())
 }
 
