@@ -6,7 +6,7 @@
 //! dialer   → Hello { magic, version, cluster, region, nonce_d }
 //! acceptor → Challenge { region, nonce_a, HMAC(secret, "acceptor" | cluster | nonce_d | nonce_a | acceptor) }
 //! dialer   → Proof { HMAC(secret, "dialer" | cluster | nonce_a | nonce_d | dialer) }
-//! acceptor → Welcome { vv } | Refuse { reason }
+//! acceptor → Welcome { vv, witness } | Refuse { reason }
 //! ```
 
 use hmac::{Hmac, Mac};

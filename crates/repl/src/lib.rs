@@ -50,6 +50,9 @@ pub struct ReplConfig {
     pub heartbeat_ms: u64,
     /// An inbound link silent for this long is closed.
     pub idle_timeout_ms: u64,
+    /// This region is a witness: it stores no data, takes no ops, and only
+    /// heartbeats so quorum decisions can count it.
+    pub witness: bool,
 }
 
 /// What replication shares with the rest of the region.
@@ -60,16 +63,25 @@ pub struct Host {
     pub synced: Arc<watch::Sender<u64>>,
     /// Bumped after ops from peers are applied (for `MERIDIAN AFTER`).
     pub applied: Arc<watch::Sender<u64>>,
+    /// Failure detection and the quorum lease; fed with every message a
+    /// peer sends on either link.
+    pub view: Arc<Mutex<meridian_cluster::ClusterView>>,
 }
 
 impl Host {
-    pub fn new(store: Arc<Mutex<Store>>) -> Host {
+    pub fn new(store: Arc<Mutex<Store>>, view: meridian_cluster::ClusterView) -> Host {
         let synced = store.lock().log().synced_lsn();
         Host {
             store,
             synced: Arc::new(watch::channel(synced).0),
             applied: Arc::new(watch::channel(0).0),
+            view: Arc::new(Mutex::new(view)),
         }
+    }
+
+    /// Notes a message from `peer` for failure detection.
+    pub fn heard(&self, peer: RegionId) {
+        self.view.lock().heard(peer, wall_ms());
     }
 
     /// Makes everything logged so far durable. The store lock is held only

@@ -195,15 +195,27 @@ async fn stream_ops(
     idle: Duration,
 ) -> Result<(), String> {
     let vv = host.store.lock().db().version_vector().clone();
-    write_msg(wr, &Msg::Welcome { vv })
-        .await
-        .map_err(|e| e.to_string())?;
+    write_msg(
+        wr,
+        &Msg::Welcome {
+            vv,
+            witness: config.witness,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    host.view.lock().reconnected(peer);
+    host.heard(peer);
     tracing::info!(%peer, "inbound replication link up");
     loop {
         let (msg, size) = read(rd, idle).await?;
         let now = wall_ms();
+        host.heard(peer);
         let upto = match msg {
             Msg::Ops { upto_lsn, records } => {
+                if config.witness {
+                    return Err(format!("region {peer} sent ops to a witness"));
+                }
                 apply_batch(peer, &records, size, config, host, status)?;
                 upto_lsn
             }

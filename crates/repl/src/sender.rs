@@ -186,8 +186,8 @@ async fn link(
         .await;
         return Err(LinkError::Refused(reason));
     }
-    let peer_vv = match read_msg(&mut rd).await?.0 {
-        Msg::Welcome { vv } => vv,
+    let (peer_vv, peer_is_witness) = match read_msg(&mut rd).await?.0 {
+        Msg::Welcome { vv, witness } => (vv, witness),
         Msg::Refuse { reason } => return Err(LinkError::Refused(reason)),
         other => {
             return Err(LinkError::Protocol(format!(
@@ -212,7 +212,9 @@ async fn link(
     });
 
     // Acknowledgements come back on the same connection.
-    let acks = tokio::spawn(read_acks(rd, peer, status.clone()));
+    host.view.lock().reconnected(peer);
+    host.heard(peer);
+    let acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone()));
 
     let mut synced = host.synced.subscribe();
     let mut upto_lsn = from.saturating_sub(1);
@@ -232,7 +234,9 @@ async fn link(
             let mut records = Vec::new();
             let mut bytes = 0;
             let mut stamps = Vec::new();
-            while records.len() < BATCH_MAX_OPS && bytes < BATCH_MAX_BYTES {
+            // A witness stores no data; a witness has none to send.
+            let streams = !peer_is_witness && !config.witness;
+            while streams && records.len() < BATCH_MAX_OPS && bytes < BATCH_MAX_BYTES {
                 let Some(next) = reader.next() else { break };
                 let (lsn, payload) = next?;
                 upto_lsn = lsn;
@@ -307,9 +311,12 @@ async fn read_acks(
     mut rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
     peer: RegionId,
     status: Arc<ReplStatus>,
+    host: Host,
 ) -> Result<(), LinkError> {
     loop {
-        match read_msg(&mut rd).await? {
+        let msg = read_msg(&mut rd).await?;
+        host.heard(peer);
+        match msg {
             (
                 Msg::Ack {
                     upto_lsn,

@@ -40,8 +40,9 @@ pub enum Msg {
     },
     /// Dialer → acceptor: proof the dialer holds the secret.
     Proof { proof: Proof },
-    /// Acceptor → dialer: accepted; stream what I lack.
-    Welcome { vv: VersionVector },
+    /// Acceptor → dialer: accepted; stream what I lack (nothing to a
+    /// witness, which stores no data and only needs heartbeats).
+    Welcome { vv: VersionVector, witness: bool },
     /// Either side: the link is refused, and why.
     Refuse { reason: String },
     /// Dialer → acceptor: op records (as stored in the dialer's log), and

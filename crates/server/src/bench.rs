@@ -149,16 +149,18 @@ fn quantile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
     sorted[at]
 }
 
-/// CPU seconds of a set of processes and of the whole machine.
+/// Per process: CPU seconds used, and seconds its threads spent runnable
+/// but waiting for a CPU (the scheduler's run-queue wait), which is how CPU
+/// contention shows up in latency.
 #[derive(Clone, Default)]
 struct CpuSample {
-    processes_s: Vec<f64>,
-    machine_busy_s: f64,
-    machine_total_s: f64,
+    cpu_s: Vec<f64>,
+    run_queue_wait_s: Vec<f64>,
 }
 
+/// Samples `pids` and this process (last).
 fn cpu_sample(pids: &[u32]) -> CpuSample {
-    let process = |pid: &str| -> f64 {
+    let cpu = |pid: &str| -> f64 {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             return 0.0;
         };
@@ -174,44 +176,47 @@ fn cpu_sample(pids: &[u32]) -> CpuSample {
         };
         (ticks(11) + ticks(12)) / CLOCK_TICKS_PER_S
     };
-    let mut processes_s: Vec<f64> = pids.iter().map(|p| process(&p.to_string())).collect();
-    processes_s.push(process("self"));
-    let (mut busy, mut total) = (0.0, 0.0);
-    if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
-        if let Some(line) = stat.lines().next() {
-            let v: Vec<f64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            total = v.iter().take(8).sum::<f64>() / CLOCK_TICKS_PER_S;
-            // idle and iowait are the 4th and 5th.
-            busy =
-                total - (v.get(3).unwrap_or(&0.0) + v.get(4).unwrap_or(&0.0)) / CLOCK_TICKS_PER_S;
-        }
-    }
+    // `/proc/<pid>/task/<tid>/schedstat`: run ns, run-queue wait ns, slices.
+    let wait = |pid: &str| -> f64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return 0.0;
+        };
+        let ns: u64 = tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        ns as f64 / 1e9
+    };
+    let mut ids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    ids.push("self".into());
     CpuSample {
-        processes_s,
-        machine_busy_s: busy,
-        machine_total_s: total,
+        cpu_s: ids.iter().map(|p| cpu(p)).collect(),
+        run_queue_wait_s: ids.iter().map(|p| wait(p)).collect(),
     }
 }
 
 fn cpu_line(names: &[String], before: &CpuSample, after: &CpuSample, secs: f64) -> String {
-    let mut parts: Vec<String> = names
+    let per_s = |a: &[f64], b: &[f64], i: usize| (a[i] - b[i]) / secs;
+    names
         .iter()
-        .zip(before.processes_s.iter().zip(&after.processes_s))
-        .map(|(n, (b, a))| format!("{n} {:.0}%", (a - b) / secs * 100.0))
-        .collect();
-    let machine_total = after.machine_total_s - before.machine_total_s;
-    let machine_busy = after.machine_busy_s - before.machine_busy_s;
-    if machine_total > 0.0 {
-        parts.push(format!(
-            "whole machine {:.0}% busy",
-            machine_busy / machine_total * 100.0
-        ));
-    }
-    parts.join(" · ")
+        .enumerate()
+        .filter(|(i, _)| *i < before.cpu_s.len() && *i < after.cpu_s.len())
+        .map(|(i, n)| {
+            format!(
+                "{n} {:.0}% ({:.0} ms/s waiting for a CPU)",
+                per_s(&after.cpu_s, &before.cpu_s, i) * 100.0,
+                per_s(&after.run_queue_wait_s, &before.run_queue_wait_s, i) * 1000.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
@@ -232,7 +237,11 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     let baseline = if args.skip_baseline {
         None
     } else {
-        println!("{} run 1: one region, no peers", elapsed());
+        println!(
+            "{} run 1: one region, no peers (load average {})",
+            elapsed(),
+            load_average()
+        );
         let spec = spec(&["solo"], &args, serve_args.clone());
         let cluster = LocalCluster::start(&spec).await?;
         let pids: Vec<u32> = cluster.regions.iter().map(|r| r.pid()).collect();
@@ -249,7 +258,7 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
         let cpu_after = cpu_sample(&pids);
         println!("{}{}", elapsed(), &load.line("one region")[1..]);
         println!(
-            "           CPU: {}",
+            "           CPU, % of one core: {}",
             cpu_line(
                 &["region".to_string(), "bench process".to_string()],
                 &cpu_before.lock(),
@@ -262,9 +271,10 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     };
 
     println!(
-        "{} run 2: three regions, every link {} ms one way",
+        "{} run 2: three regions, every link {} ms one way (load average {})",
         elapsed(),
-        args.delay_ms
+        args.delay_ms,
+        load_average()
     );
     let spec = spec(&REGIONS, &args, serve_args);
     let mut cluster = LocalCluster::start(&spec).await?;
@@ -275,11 +285,14 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     // Probes and status sampling run alongside the load.
     let window_start = Instant::now() + WARMUP;
     let window_end = window_start + Duration::from_secs(args.seconds);
+    // Nothing can arrive before about half the emulated delay, so polls
+    // start then; a probe seen at its first poll would show that bound.
     let probes = tokio::spawn(probe_lag(
         addrs.clone(),
         window_start,
         window_end,
-        args.delay_ms,
+        Duration::from_millis(args.delay_ms / 2),
+        PROBE_RATE_PER_S,
     ));
     let sampler = tokio::spawn(sample_status(https.clone(), window_start, window_end));
     let wire_before = Arc::new(parking_lot::Mutex::new(None));
@@ -309,7 +322,7 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     let mut names: Vec<String> = REGIONS.iter().map(|r| r.to_string()).collect();
     names.push("bench process (load, probes, proxies)".into());
     println!(
-        "           CPU: {}",
+        "           CPU, % of one core: {}",
         cpu_line(&names, &cpu_before.lock(), &cpu_after, load.window_s)
     );
 
@@ -592,20 +605,24 @@ async fn client_load(
     Ok(result)
 }
 
-/// Probe results: lag in ms per (origin, destination) and all together.
-struct ProbeLag {
-    all_ms: Vec<f64>,
-    by_pair_ms: BTreeMap<(usize, usize), Vec<f64>>,
-    lost: u64,
+/// Probe results: lag in ms per (origin, destination) and all together,
+/// each sorted.
+pub(crate) struct ProbeLag {
+    pub all_ms: Vec<f64>,
+    pub by_pair_ms: BTreeMap<(usize, usize), Vec<f64>>,
+    pub lost: u64,
 }
 
-/// Writes `SET probe:<n> <wall µs>` round-robin on the regions during the
-/// window and times each one's first sighting in every other region.
-async fn probe_lag(
+/// Writes `SET probe:<n> <wall µs>` round-robin on the regions, `rate_per_s`
+/// a second during the window, and times each one from its acknowledgement
+/// to its first sighting in every other region (polled every millisecond,
+/// starting `quiet` after the acknowledgement).
+pub(crate) async fn probe_lag(
     addrs: Vec<SocketAddr>,
     window_start: Instant,
     window_end: Instant,
-    delay_ms: u64,
+    quiet: Duration,
+    rate_per_s: u64,
 ) -> anyhow::Result<ProbeLag> {
     let n_regions = addrs.len();
     let mut watchers = Vec::new();
@@ -614,9 +631,6 @@ async fn probe_lag(
         let (tx, rx) = mpsc::unbounded_channel::<(u64, usize, Instant)>();
         to_watchers.push(tx);
         let client = Client::connect(*addr).await?;
-        // Nothing can arrive before about half the emulated delay, so polls
-        // start then; a probe seen at its first poll would show that bound.
-        let quiet = Duration::from_millis(delay_ms / 2);
         watchers.push(tokio::spawn(watch_probes(client, dest, rx, quiet)));
     }
     let mut writers = Vec::new();
@@ -624,7 +638,7 @@ async fn probe_lag(
         writers.push(Client::connect(*addr).await?);
     }
     tokio::time::sleep_until(window_start.into()).await;
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / PROBE_RATE_PER_S));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate_per_s.max(1)));
     let mut n = 0u64;
     while Instant::now() < window_end {
         tick.tick().await;

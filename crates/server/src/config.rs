@@ -60,7 +60,10 @@ pub struct ServeArgs {
     #[arg(long = "policy", env = "MERIDIAN_POLICY", value_delimiter = ',')]
     #[serde(default)]
     pub policy: Vec<String>,
-    /// Quorum lease length in milliseconds.
+    /// Heartbeat interval on idle replication links, in ms. Default 250.
+    #[arg(long, env = "MERIDIAN_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Quorum lease length in milliseconds. Default 3000.
     #[arg(long, env = "MERIDIAN_LEASE_MS")]
     pub lease_ms: Option<u64>,
     /// How many ops the log retains for peers that fall behind.
@@ -112,6 +115,10 @@ pub struct Config {
     pub cluster_secret: Vec<u8>,
     pub peers: Vec<(RegionId, String)>,
     pub conflict_retention: u64,
+    pub policies: meridian_cluster::Policies,
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
+    pub witness: bool,
 }
 
 fn addr(value: Option<&str>, default: &str, flag: &str) -> anyhow::Result<SocketAddr> {
@@ -150,7 +157,8 @@ impl ServeArgs {
             log_format,
             cluster,
             cluster_secret,
-            conflict_retention
+            conflict_retention,
+            heartbeat_ms
         );
         if self.peer.is_empty() {
             self.peer = file.peer;
@@ -176,9 +184,6 @@ impl Config {
         // than accepted and ignored: a region that silently does not
         // replicate would be worse than one that does not start.
         let unsupported = [
-            ("--witness", args.witness),
-            ("--policy", !args.policy.is_empty()),
-            ("--lease-ms", args.lease_ms.is_some()),
             ("--repl-backlog-ops", args.repl_backlog_ops.is_some()),
             ("--tls-listen", args.tls_listen.is_some()),
             ("--tls-cert", args.tls_cert.is_some()),
@@ -212,6 +217,15 @@ impl Config {
             }
             peers.push((id, at.to_string()));
         }
+        let policies = meridian_cluster::Policies::parse(&args.policy)?;
+        let lease_ms = args.lease_ms.unwrap_or(3_000);
+        let heartbeat_ms = args.heartbeat_ms.unwrap_or(250);
+        if !(10..=60_000).contains(&heartbeat_ms) || lease_ms < 2 * heartbeat_ms {
+            bail!("--heartbeat-ms must lie in 10..=60000 and --lease-ms be at least twice it");
+        }
+        if args.witness && policies.rules().next().is_some() {
+            bail!("--policy has no meaning on a witness: it stores no keys");
+        }
         let cluster_secret = args.cluster_secret.unwrap_or_default();
         if !peers.is_empty() && cluster_secret.is_empty() {
             bail!("--cluster-secret (or MERIDIAN_CLUSTER_SECRET) is required when --peer is given");
@@ -244,6 +258,10 @@ impl Config {
             cluster_secret: cluster_secret.into_bytes(),
             peers,
             conflict_retention: args.conflict_retention.unwrap_or(100_000).max(1),
+            policies,
+            lease_ms,
+            heartbeat_ms,
+            witness: args.witness,
         })
     }
 }

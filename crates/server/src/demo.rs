@@ -55,6 +55,12 @@ const RATE_PER_REGION_OPS: u64 = 1_500;
 const CONFLICT_ROUND_MS: u64 = 100;
 const CONFLICT_KEYS: usize = 5;
 
+/// Probes written per second during the steady phase (round-robin over the
+/// regions), and how long after its acknowledgement a probe is first polled
+/// for: half the shortest link's delay.
+const PROBE_RATE_PER_S: u64 = 60;
+const PROBE_QUIET: Duration = Duration::from_millis(10);
+
 /// A command batch that gets no answer within this long fails the demo.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the regions may take to converge once writes stop.
@@ -145,11 +151,13 @@ impl LoadStats {
     }
 }
 
-/// One directed link's apply lag as the receiving region measured it.
+/// One directed pair's lag: the probes' write-to-visible time from `from`
+/// to `to`, and the apply lag `to` measured on its link from `from`.
 struct LinkLag {
     from: String,
     to: String,
     delay_ms: u64,
+    probe_ms: Vec<f64>,
     p50_ms: Option<u64>,
     p99_ms: Option<u64>,
 }
@@ -303,8 +311,18 @@ impl Demo {
         }
         self.wait_visible(isolated, &["SISMEMBER", "team:red", "dave"])
             .await?;
+        let addrs: Vec<SocketAddr> = self.cluster.regions.iter().map(|r| r.resp).collect();
+        let probes = tokio::spawn(crate::bench::probe_lag(
+            addrs,
+            Instant::now(),
+            Instant::now() + steady,
+            PROBE_QUIET,
+            PROBE_RATE_PER_S,
+        ));
         self.run_phase("steady", steady).await?;
-        let lags = self.link_lags().await?;
+        // Every probe is seen a link delay after the last one, before the cut.
+        let probes = probes.await.context("probe task")??;
+        let lags = self.link_lags(&probes).await?;
 
         // Partition.
         let ops_before_cut = self.stats.ops[isolated].load(Ordering::Relaxed);
@@ -505,8 +523,8 @@ impl Demo {
         Ok((ms, ops))
     }
 
-    /// Apply-lag percentiles of every directed link, from the receivers.
-    async fn link_lags(&self) -> anyhow::Result<Vec<LinkLag>> {
+    /// Probe lag and the receivers' apply-lag percentiles, per directed pair.
+    async fn link_lags(&self, probes: &crate::bench::ProbeLag) -> anyhow::Result<Vec<LinkLag>> {
         let mut lags = Vec::new();
         for (i, to) in self.cluster.regions.iter().enumerate() {
             let status = self.cluster.status(i).await?;
@@ -518,7 +536,13 @@ impl Demo {
                     .get(&(from.clone(), to.name.clone()))
                     .copied()
                     .unwrap_or(0);
+                let from_index = self.region(&from)?;
                 lags.push(LinkLag {
+                    probe_ms: probes
+                        .by_pair_ms
+                        .get(&(from_index, i))
+                        .cloned()
+                        .unwrap_or_default(),
                     from,
                     to: to.name.clone(),
                     delay_ms,
@@ -799,19 +823,35 @@ impl Demo {
 }
 
 fn print_lags(lags: &[LinkLag]) {
-    println!("\nReplication lag per link before the partition (apply time − write time at the origin, GET /v1/status)");
-    println!("  {:<26} {:>8} {:>8} {:>8}", "link", "delay", "p50", "p99");
-    let ms = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| format!("{v} ms"));
+    println!("\nReplication lag before the partition, in ms");
+    println!("  write → visible: a probe SET acknowledged in one region until a GET sees it in another (polled every 1 ms)");
+    println!("  link apply lag: apply time − origin write time of the ops arriving over the link (GET /v1/status)");
+    println!(
+        "  {:<26} {:>6}   {:>17} {:>6} {:>7}   {:>14} {:>6}",
+        "from → to", "delay", "write→visible p50", "p99", "probes", "link apply p50", "p99"
+    );
+    let ms = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let probe = |v: &[f64], q: f64| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            let at = ((v.len() - 1) as f64 * q).round() as usize;
+            format!("{:.1}", v[at])
+        }
+    };
     for l in lags {
         println!(
-            "  {:<26} {:>8} {:>8} {:>8}",
+            "  {:<26} {:>6}   {:>17} {:>6} {:>7}   {:>14} {:>6}",
             format!("{} → {}", l.from, l.to),
-            format!("{} ms", l.delay_ms),
+            l.delay_ms,
+            probe(&l.probe_ms, 0.5),
+            probe(&l.probe_ms, 0.99),
+            l.probe_ms.len(),
             ms(l.p50_ms),
             ms(l.p99_ms)
         );
     }
-    println!("  (ops relayed over a link count from their origin: a short link that carries a third region's ops shows that longer path)");
+    println!("  (a link also carries a third region's ops when relaying is faster or the direct path stalls, so its apply lag can exceed its delay)");
 }
 
 fn print_digests(cluster: &LocalCluster, digests: &[Value]) {

@@ -4,8 +4,9 @@
 use bytes::Bytes;
 use meridian_resp::Frame;
 
-use crate::cmd::{self, util::arity_error, Ctx};
+use crate::cmd::{self, util::arity_error, Ctx, Spec};
 use crate::metrics::Metrics;
+use meridian_cluster::WriteVerdict;
 
 /// Executes one command and returns its replies (usually one).
 pub fn execute(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
@@ -57,6 +58,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
         out.push(count_error(ctx, poisoned_error()));
         return;
     }
+    if let Some(refusal) = policy_refusal(ctx, spec, &args) {
+        out.push(count_error(ctx, refusal));
+        return;
+    }
     let reply = (spec.handler)(ctx, &args);
     commit(ctx, reply, spec.flags.multi_reply, out);
 }
@@ -94,4 +99,86 @@ pub fn poisoned_error() -> Frame {
 fn count_error(ctx: &Ctx<'_>, f: Frame) -> Frame {
     Metrics::inc(&ctx.shared.metrics.command_errors_total);
     f
+}
+
+/// The keys a command names, from its table entry (first, last, step).
+pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a Bytes> {
+    let (first, last, step) = spec.keys;
+    if first <= 0 || step <= 0 {
+        return Vec::new();
+    }
+    let last = if last < 0 {
+        args.len() as i32 + last
+    } else {
+        last
+    };
+    (first..=last.min(args.len() as i32 - 1))
+        .step_by(step as usize)
+        .filter_map(|i| args.get(i as usize))
+        .collect()
+}
+
+/// Commands a witness answers: it stores no data, so everything else is
+/// refused rather than answered from an empty keyspace.
+const WITNESS_COMMANDS: &[&str] = &[
+    "ping", "echo", "hello", "auth", "info", "client", "config", "command", "time", "quit",
+    "reset", "meridian", "select", "shutdown",
+];
+
+/// Why this region may not run a command now under its keyspace policies
+/// (or because it is a witness), if it may not.
+pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Frame> {
+    let config = &ctx.shared.config;
+    if config.witness && !WITNESS_COMMANDS.contains(&spec.name) {
+        return Some(Frame::error(format!(
+            "WITNESS region {} is a witness: it stores no data; send '{}' to a data region",
+            config.region, spec.name
+        )));
+    }
+    if !spec.flags.write || !config.policies.needs_lease() {
+        return None;
+    }
+    let lease = ctx.shared.host.view.lock().lease(crate::shared::wall_ms());
+    let lease = lease.as_ref().map(|_| ()).map_err(String::as_str);
+    let keys = command_keys(spec, args);
+    let verdicts: Vec<(String, WriteVerdict)> = if keys.is_empty() {
+        // A keyless write (FLUSHALL) touches every keyspace.
+        config
+            .policies
+            .rules()
+            .map(|(pattern, _)| {
+                (
+                    String::from_utf8_lossy(pattern).into_owned(),
+                    config.policies.verdict(pattern, config.region, lease),
+                )
+            })
+            .collect()
+    } else {
+        keys.iter()
+            .map(|k| {
+                let (pattern, _) = config.policies.for_key(k);
+                (
+                    String::from_utf8_lossy(pattern).into_owned(),
+                    config.policies.verdict(k, config.region, lease),
+                )
+            })
+            .collect()
+    };
+    for (pattern, verdict) in verdicts {
+        match verdict {
+            WriteVerdict::Allowed => {}
+            WriteVerdict::Fenced(why) => {
+                Metrics::inc(&ctx.shared.metrics.fenced_writes_total);
+                return Some(Frame::error(format!(
+                    "FENCED writes to keys matching '{pattern}' are refused while {why}; reads still work but may be stale"
+                )));
+            }
+            WriteVerdict::ReadOnly { primary, pattern } => {
+                return Some(Frame::error(format!(
+                    "READONLY You can't write against a read only region. Keys matching '{pattern}' are written at their primary region {primary}"
+                )));
+            }
+        }
+    }
+    None
 }

@@ -20,6 +20,7 @@ pub type Slot = Arc<OnceLock<Arc<Shared>>>;
 
 pub async fn serve(slot: Slot, listener: TcpListener) {
     let app = Router::new()
+        .route("/", get(crate::dashboard::page))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -44,20 +45,11 @@ async fn ready(State(slot): State<Slot>) -> Response {
         )
             .into_response();
     };
-    let readiness = shared.readiness.lock().clone();
-    match readiness {
-        Readiness::Ready => {
-            Json(json!({"status": "ready", "region": shared.config.region.as_str()}))
-                .into_response()
-        }
-        Readiness::Recovering => (
+    match crate::status::not_ready_reason(shared) {
+        None => Json(json!({"status": "ready", "region": shared.config.region.as_str()})).into_response(),
+        Some((status, reason)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "recovering", "reason": "replaying the op log"})),
-        )
-            .into_response(),
-        Readiness::Poisoned(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "poisoned", "reason": reason})),
+            Json(json!({"status": status, "reason": reason, "region": shared.config.region.as_str()})),
         )
             .into_response(),
     }
@@ -379,6 +371,103 @@ pub fn metrics_text(shared: &Shared) -> String {
                 ));
             }
         }
+    }
+    let (epoch, lease_ok, liveness) = {
+        let cv = shared.host.view.lock();
+        let now = crate::shared::wall_ms();
+        let liveness: Vec<(String, f64)> = shared
+            .config
+            .peers
+            .iter()
+            .map(|(r, _)| {
+                (
+                    r.to_string(),
+                    cv.liveness(*r).map_or(0.0, |l| match l {
+                        meridian_cluster::Liveness::Up => 1.0,
+                        meridian_cluster::Liveness::Suspect => 0.5,
+                        meridian_cluster::Liveness::Down => 0.0,
+                    }),
+                )
+            })
+            .collect();
+        (cv.epoch(), cv.lease(now).is_ok(), liveness)
+    };
+    samples.push(g2(
+        "meridian_view_epoch",
+        "This region's epoch: raised at every change of its view of the cluster.",
+        vec![],
+        epoch as f64,
+    ));
+    samples.push(g2(
+        "meridian_quorum_lease",
+        "1 while this region holds the majority lease.",
+        vec![],
+        if lease_ok { 1.0 } else { 0.0 },
+    ));
+    samples.push(g2(
+        "meridian_fenced",
+        "1 while some keyspace refuses writes here (fenced).",
+        vec![],
+        if crate::status::not_ready_reason(shared).is_some_and(|(s, _)| s == "fenced") {
+            1.0
+        } else {
+            0.0
+        },
+    ));
+    samples.push(c2(
+        "meridian_view_changes_total",
+        "Changes of this region's view (peers down/up, lease lost/regained).",
+        vec![],
+        Metrics::get(&m.view_changes_total) as f64,
+    ));
+    samples.push(c2(
+        "meridian_fencings_total",
+        "Times this region lost the majority lease.",
+        vec![],
+        Metrics::get(&m.fenced_total) as f64,
+    ));
+    samples.push(c2(
+        "meridian_fenced_writes_total",
+        "Writes refused with -FENCED.",
+        vec![],
+        Metrics::get(&m.fenced_writes_total) as f64,
+    ));
+    {
+        let heal = shared.heal.lock();
+        samples.push(c2(
+            "meridian_heals_total",
+            "Partitions seen healed from here.",
+            vec![],
+            heal.heals_total as f64,
+        ));
+        if let Some(h) = heal.last() {
+            samples.push(g2(
+                "meridian_last_partition_seconds",
+                "How long the last healed partition lasted.",
+                vec![],
+                h.healed_ms.saturating_sub(h.started_ms) as f64 / 1000.0,
+            ));
+            samples.push(g2(
+                "meridian_last_heal_ops",
+                "Ops exchanged to catch up after the last heal.",
+                vec![],
+                h.ops_exchanged as f64,
+            ));
+            samples.push(g2(
+                "meridian_last_heal_conflicts",
+                "Conflicts journaled during the last partition.",
+                vec![],
+                h.conflicts_during as f64,
+            ));
+        }
+    }
+    for (peer, up) in liveness {
+        samples.push(g2(
+            "meridian_peer_liveness",
+            "Failure detector: 1 up, 0.5 suspect, 0 down.",
+            vec![("peer", peer)],
+            up,
+        ));
     }
     for (kind, rule, n) in &view.conflict_counts {
         samples.push(c2(

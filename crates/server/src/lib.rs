@@ -9,6 +9,8 @@
 //! - [`cmd`]: the command table, one file per command family.
 //! - [`http`]: `/health/live`, `/health/ready`, `/metrics`, `/v1/status`, `/v1/conflicts`.
 //! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
+//! - [`dashboard`]: the live page at `/` on the HTTP port.
+//! - [`status_cli`]: `meridian status`, any region's view as a table.
 //! - [`shared`], [`client`], [`metrics`]: state shared by connections, per
 //!   connection, and counters.
 //! - [`demo`], [`bench`]: `meridian demo` and `meridian bench`, which drive a
@@ -21,11 +23,14 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod conn;
+pub mod dashboard;
 pub mod demo;
 pub mod dispatch;
+pub mod heal;
 pub mod http;
 pub mod metrics;
 pub mod rclient;
 pub mod server;
 pub mod shared;
 pub mod status;
+pub mod status_cli;

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use meridian_server::bench::BenchCommand;
 use meridian_server::config::{Config, ServeArgs};
 use meridian_server::demo::DemoArgs;
+use meridian_server::status_cli::StatusArgs;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +29,9 @@ enum Command {
     /// Benchmarks that start their own cluster.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Any region's view of the cluster as a table: links, lag, fenced
+    /// keyspaces, conflicts in the last hour, clock offsets.
+    Status(StatusArgs),
 }
 
 fn init_logging(json: bool, default_filter: &str) {
@@ -50,12 +54,14 @@ fn main() -> anyhow::Result<()> {
             let config = Config::resolve(args)?;
             init_logging(config.log_json, "info");
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(meridian_server::server::worker_threads())
                 .enable_all()
                 .build()?;
             runtime.block_on(meridian_server::server::run(config))
         }
         Command::Demo(args) => run_tool(meridian_server::demo::run(args)),
         Command::Bench(command) => run_tool(meridian_server::bench::run(command)),
+        Command::Status(args) => meridian_server::status_cli::run(args),
     }
 }
 

@@ -17,6 +17,9 @@ pub struct Metrics {
     pub net_output_bytes: AtomicU64,
     pub rejected_connections_total: AtomicU64,
     pub snapshots_total: AtomicU64,
+    pub view_changes_total: AtomicU64,
+    pub fenced_total: AtomicU64,
+    pub fenced_writes_total: AtomicU64,
     pub per_command: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 

@@ -76,7 +76,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "recovered"
     );
     let store = Arc::new(Mutex::new(store));
-    let host = meridian_repl::Host::new(store.clone());
+    let view = meridian_cluster::ClusterView::new(
+        meridian_cluster::ViewConfig {
+            me: config.region,
+            peers: config.peers.iter().map(|(r, _)| *r).collect(),
+            lease_ms: config.lease_ms,
+            thresholds: meridian_cluster::Thresholds {
+                heartbeat_ms: config.heartbeat_ms,
+                ..Default::default()
+            },
+        },
+        wall_ms(),
+    );
+    store.lock().set_epoch(view.epoch());
+    let host = meridian_repl::Host::new(store.clone(), view);
     let repl = meridian_repl::start(
         meridian_repl::ReplConfig {
             region: config.region,
@@ -84,8 +97,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             secret: config.cluster_secret.clone(),
             peers: config.peers.clone(),
             max_clock_offset_ms: config.max_clock_offset_ms,
-            heartbeat_ms: 1_000,
-            idle_timeout_ms: 5_000,
+            heartbeat_ms: config.heartbeat_ms,
+            idle_timeout_ms: (config.lease_ms * 2).max(5_000),
+            witness: config.witness,
         },
         host.clone(),
         repl_listener,
@@ -104,6 +118,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         started: Instant::now(),
         readiness: Mutex::new(Readiness::Ready),
         shutdown: tokio::sync::Notify::new(),
+        heal: Mutex::new(Default::default()),
     });
     // Tests and scripts read these lines to find the ports when binding port 0.
     let _ = slot.set(shared.clone());
@@ -114,6 +129,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         repl_addr
     );
     tokio::spawn(active_expiry(shared.clone()));
+    tokio::spawn(watch_the_cluster(shared.clone()));
     if shared.config.fsync == FsyncPolicy::Everysec {
         tokio::spawn(fsync_every_second(shared.clone()));
     }
@@ -182,6 +198,49 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// Re-evaluates failure detection and the quorum lease every 50 ms; each
+/// change of view raises the epoch, is logged and counted, and stamps the
+/// conflict journal from then on.
+async fn watch_the_cluster(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let now = wall_ms();
+        let (transitions, epoch) = {
+            let mut view = shared.host.view.lock();
+            (view.tick(now), view.epoch())
+        };
+        crate::heal::observe(&shared, now);
+        if transitions.is_empty() {
+            continue;
+        }
+        shared.store.lock().set_epoch(epoch);
+        for t in &transitions {
+            Metrics::inc(&shared.metrics.view_changes_total);
+            match &t.change {
+                meridian_cluster::Change::PeerLiveness { peer, from, to } => {
+                    if *to == meridian_cluster::Liveness::Down {
+                        tracing::warn!(epoch = t.epoch, %peer, from = from.name(), "peer is down")
+                    } else {
+                        tracing::info!(epoch = t.epoch, %peer, to = to.name(), "peer is back")
+                    }
+                }
+                meridian_cluster::Change::LeaseLost { reason } => {
+                    Metrics::inc(&shared.metrics.fenced_total);
+                    tracing::warn!(epoch = t.epoch, %reason, "quorum lease lost: majority and primary keyspaces are fenced")
+                }
+                meridian_cluster::Change::LeaseRegained => {
+                    tracing::info!(
+                        epoch = t.epoch,
+                        "quorum lease regained: fenced keyspaces are writable again"
+                    )
+                }
+            }
+        }
     }
 }
 

@@ -67,6 +67,7 @@ pub struct Shared {
     pub readiness: Mutex<Readiness>,
     pub requirepass: Mutex<Option<String>>,
     pub shutdown: tokio::sync::Notify,
+    pub heal: Mutex<crate::heal::HealTracker>,
 }
 
 impl Shared {

@@ -104,6 +104,18 @@ pub fn status_json(shared: &Shared) -> Value {
         "lag_ops": 0,
     })];
     regions.extend(v.peers.iter().map(peer_json));
+    {
+        let view = shared.host.view.lock();
+        for r in regions.iter_mut().skip(1) {
+            let liveness = r["id"]
+                .as_str()
+                .and_then(|id| meridian_crdt::RegionId::new(id).ok())
+                .and_then(|id| view.liveness(id));
+            if let Some(l) = liveness {
+                r["state"] = json!(l.name());
+            }
+        }
+    }
     let refused: Value = shared
         .repl
         .refused
@@ -122,7 +134,9 @@ pub fn status_json(shared: &Shared) -> Value {
         "keys": v.keys,
         "log": {"last_lsn": v.last_lsn, "synced_lsn": v.synced_lsn},
         "regions": regions,
-        "policies": [{"pattern": "*", "policy": "active-active", "state": "writable"}],
+        "policies": policy_states(shared).iter().map(|p| json!({"pattern": p.pattern, "policy": p.policy, "state": p.state, "reason": p.reason})).collect::<Vec<_>>(),
+        "role": if shared.config.witness { "witness" } else { "data" },
+        "view": view_json(shared),
         "conflicts": {
             "retained": v.conflicts_retained,
             "by_type_rule": v.conflict_counts.iter().map(|(k, r, n)| json!({"type": k, "rule": r, "count": n})).collect::<Vec<_>>(),
@@ -167,4 +181,126 @@ pub fn conflicts_json(shared: &Shared, count: usize, key: Option<&[u8]>) -> Valu
         .map(journal_entry_json)
         .collect();
     json!({"region": shared.config.region.as_str(), "conflicts": entries})
+}
+
+/// One keyspace policy and what it allows here now.
+pub struct PolicyState {
+    pub pattern: String,
+    pub policy: String,
+    /// `writable`, `fenced`, `read-only` or `witness`.
+    pub state: &'static str,
+    pub reason: Option<String>,
+}
+
+/// Every configured policy, then the default rule for all other keys.
+pub fn policy_states(shared: &Shared) -> Vec<PolicyState> {
+    let config = &shared.config;
+    let lease = shared.host.view.lock().lease(wall_ms());
+    let poisoned = matches!(*shared.readiness.lock(), Readiness::Poisoned(_));
+    let mut out: Vec<PolicyState> = config
+        .policies
+        .rules()
+        .map(|(pattern, policy)| {
+            let (state, reason) = match policy {
+                meridian_cluster::Policy::ActiveActive => ("writable", None),
+                meridian_cluster::Policy::Primary(p) if *p != config.region => {
+                    ("read-only", Some(format!("the primary is {p}")))
+                }
+                _ => match &lease {
+                    Ok(()) => ("writable", None),
+                    Err(why) => ("fenced", Some(why.clone())),
+                },
+            };
+            PolicyState {
+                pattern: String::from_utf8_lossy(pattern).into_owned(),
+                policy: policy.name(),
+                state,
+                reason,
+            }
+        })
+        .collect();
+    out.push(PolicyState {
+        pattern: "*".into(),
+        policy: "active-active".into(),
+        state: "writable",
+        reason: None,
+    });
+    for p in &mut out {
+        if config.witness {
+            p.state = "witness";
+            p.reason = Some("a witness stores no data".into());
+        } else if poisoned {
+            p.state = "fenced";
+            p.reason = Some("the op log failed; writes are refused until restart".into());
+        }
+    }
+    out
+}
+
+/// Why `/health/ready` must fail, if it must: the region cannot accept
+/// writes for every keyspace it serves.
+pub fn not_ready_reason(shared: &Shared) -> Option<(&'static str, String)> {
+    match &*shared.readiness.lock() {
+        Readiness::Recovering => return Some(("recovering", "replaying the op log".into())),
+        Readiness::Poisoned(r) => return Some(("poisoned", r.clone())),
+        Readiness::Ready => {}
+    }
+    if shared.config.witness {
+        return None;
+    }
+    policy_states(shared)
+        .into_iter()
+        .find(|p| p.state == "fenced")
+        .map(|p| {
+            (
+                "fenced",
+                format!(
+                    "keys matching '{}' ({}): {}",
+                    p.pattern,
+                    p.policy,
+                    p.reason.unwrap_or_default()
+                ),
+            )
+        })
+}
+
+/// Failure detection and lease as this region sees them.
+fn view_json(shared: &Shared) -> Value {
+    let now = wall_ms();
+    let view = shared.host.view.lock();
+    let peers: Vec<Value> = shared
+        .config
+        .peers
+        .iter()
+        .map(|(r, _)| {
+            json!({
+                "id": r.as_str(),
+                "liveness": view.liveness(*r).map(|l| l.name()),
+                "last_heard_ms_ago": view.last_heard_ms(*r).map(|t| now.saturating_sub(t)),
+            })
+        })
+        .collect();
+    let transitions: Vec<Value> = view
+        .transitions()
+        .rev()
+        .take(20)
+        .map(|t| json!({"at_ms": t.at_ms, "epoch": t.epoch, "change": format!("{:?}", t.change)}))
+        .collect();
+    let lease = view.lease(now);
+    let partition = view
+        .partition()
+        .map(|p| json!({"started_ms": p.started_ms, "ended_ms": p.ended_ms}));
+    drop(view);
+    let heal = shared.heal.lock();
+    json!({
+        "members": shared.config.peers.len() + 1,
+        "lease_ms": shared.config.lease_ms,
+        "has_majority_lease": lease.is_ok(),
+        "lease_problem": lease.err(),
+        "peers": peers,
+        "partition": partition,
+        "last_heal": heal.last().map(|h| h.json()),
+        "heals_total": heal.heals_total,
+        "transitions": transitions,
+    })
 }

@@ -396,6 +396,11 @@ impl Store {
         self.epoch
     }
 
+    /// The epoch that journal entries are stamped with from now on.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
     /// The first LSN a peer whose version vector is `peer` may lack: every
     /// record before it is covered by `peer`.
     pub fn resume_lsn(&self, peer: &VersionVector) -> u64 {

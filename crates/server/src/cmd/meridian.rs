@@ -271,11 +271,18 @@ pub fn token_satisfied(vv: &VersionVector, token_arg: &[u8]) -> bool {
 }
 
 fn policy(ctx: &mut Ctx<'_>) -> Frame {
-    Frame::Array(vec![Frame::Map(vec![
-        pair("pattern", Frame::bulk("*")),
-        pair("policy", Frame::bulk("active-active")),
-        pair("state", Frame::bulk(state(ctx.shared))),
-    ])])
+    let rows = crate::status::policy_states(ctx.shared)
+        .into_iter()
+        .map(|p| {
+            Frame::Map(vec![
+                pair("pattern", Frame::bulk(p.pattern)),
+                pair("policy", Frame::bulk(p.policy)),
+                pair("state", Frame::bulk(p.state)),
+                pair("reason", p.reason.map_or(Frame::Null, Frame::bulk)),
+            ])
+        })
+        .collect();
+    Frame::Array(rows)
 }
 
 #[cfg(test)]

@@ -92,6 +92,10 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
             replies.push(crate::dispatch::poisoned_error());
             continue;
         }
+        if let Some(refusal) = crate::dispatch::policy_refusal(ctx, spec, &args) {
+            replies.push(refusal);
+            continue;
+        }
         replies.push((spec.handler)(ctx, &args));
     }
     Frame::Array(replies)

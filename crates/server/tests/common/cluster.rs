@@ -24,6 +24,18 @@ impl Cluster {
     /// Starts one region per name, every pair linked through a proxy with
     /// `conditions`. `seed` drives the proxies' randomness.
     pub fn start(names: &[&str], conditions: LinkConditions, extra: &[&str], seed: u64) -> Cluster {
+        let extra_owned: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Cluster::start_with(names, conditions, extra, seed, |_| extra_owned.clone())
+    }
+
+    /// Like [`Cluster::start`], with per-region extra arguments.
+    pub fn start_with(
+        names: &[&str],
+        conditions: LinkConditions,
+        extra: &[&str],
+        seed: u64,
+        per_region: impl Fn(&str) -> Vec<String>,
+    ) -> Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -35,8 +47,8 @@ impl Cluster {
         mesh.set_all(conditions).unwrap();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut regions = Vec::new();
-        for name in names {
-            let args = Self::args(&mesh, name, &extra);
+        for name in names.iter() {
+            let args = Self::args(&mesh, name, &per_region(name));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let m = Meridian::start(&args);
             mesh.set_repl_addr(name, m.repl).unwrap();

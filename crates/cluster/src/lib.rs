@@ -1,0 +1,15 @@
+//! Meridian's view of the cluster. Pure: no I/O, time passed in, so the
+//! simulator and tests drive exactly this code.
+//!
+//! # Layout
+//! - [`detector`]: phi-accrual failure detector per peer.
+//! - [`view`]: reachability, majority, the quorum lease and the epoch.
+//! - [`policy`]: keyspace policies and what they allow a write right now.
+
+pub mod detector;
+pub mod policy;
+pub mod view;
+
+pub use detector::{Detector, Liveness, Thresholds};
+pub use policy::{Policies, Policy, PolicyError, WriteVerdict};
+pub use view::{Change, ClusterView, Partition, Transition, ViewConfig};

@@ -1,0 +1,203 @@
+//! Keyspace policies: which rule a key lives under when regions disagree
+//! about who can reach whom.
+//!
+//! Policies are matched in the order given, first match wins; keys no
+//! pattern matches are `active-active`. Patterns are Redis globs.
+
+use meridian_crdt::RegionId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Always writable; concurrent writes merge (the default).
+    ActiveActive,
+    /// Writable only while this region holds the majority lease.
+    Majority,
+    /// Only the named region writes, and only while it holds the lease.
+    Primary(RegionId),
+}
+
+impl Policy {
+    pub fn name(&self) -> String {
+        match self {
+            Policy::ActiveActive => "active-active".into(),
+            Policy::Majority => "majority".into(),
+            Policy::Primary(r) => format!("primary:{r}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--policy {0:?}: use PATTERN=POLICY with POLICY active-active, majority or primary:REGION")]
+pub struct PolicyError(pub String);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policies {
+    rules: Vec<(Vec<u8>, Policy)>,
+}
+
+/// What a write to some key may do in this region right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteVerdict {
+    Allowed,
+    /// `-FENCED <reason>`.
+    Fenced(String),
+    /// `-READONLY …`: another region is the primary.
+    ReadOnly {
+        primary: RegionId,
+        pattern: String,
+    },
+}
+
+impl Policies {
+    /// Parses `PATTERN=POLICY` rules in order.
+    pub fn parse<S: AsRef<str>>(rules: &[S]) -> Result<Policies, PolicyError> {
+        let mut out = Vec::new();
+        for rule in rules {
+            let text = rule.as_ref();
+            let bad = || PolicyError(text.to_string());
+            let (pattern, policy) = text.rsplit_once('=').ok_or_else(bad)?;
+            if pattern.is_empty() {
+                return Err(bad());
+            }
+            let policy = match policy {
+                "active-active" => Policy::ActiveActive,
+                "majority" => Policy::Majority,
+                p => match p.strip_prefix("primary:") {
+                    Some(r) => Policy::Primary(RegionId::new(r).map_err(|_| bad())?),
+                    None => return Err(bad()),
+                },
+            };
+            out.push((pattern.as_bytes().to_vec(), policy));
+        }
+        Ok(Policies { rules: out })
+    }
+
+    /// The first rule matching `key`, as (pattern, policy).
+    pub fn for_key(&self, key: &[u8]) -> (&[u8], &Policy) {
+        self.rules
+            .iter()
+            .find(|(p, _)| glob_match(p, key))
+            .map_or((b"*", &Policy::ActiveActive), |(p, pol)| (&p[..], pol))
+    }
+
+    pub fn rules(&self) -> impl Iterator<Item = (&[u8], &Policy)> {
+        self.rules.iter().map(|(p, pol)| (&p[..], pol))
+    }
+
+    /// True when some rule can refuse writes (needs a lease).
+    pub fn needs_lease(&self) -> bool {
+        self.rules.iter().any(|(_, p)| *p != Policy::ActiveActive)
+    }
+
+    /// Whether a write to `key` is allowed in `region`, given whether it
+    /// holds the majority lease and why not.
+    pub fn verdict(&self, key: &[u8], region: RegionId, lease: Result<(), &str>) -> WriteVerdict {
+        let (pattern, policy) = self.for_key(key);
+        match policy {
+            Policy::ActiveActive => WriteVerdict::Allowed,
+            Policy::Majority => match lease {
+                Ok(()) => WriteVerdict::Allowed,
+                Err(why) => WriteVerdict::Fenced(why.to_string()),
+            },
+            Policy::Primary(primary) if *primary != region => WriteVerdict::ReadOnly {
+                primary: *primary,
+                pattern: String::from_utf8_lossy(pattern).into_owned(),
+            },
+            Policy::Primary(_) => match lease {
+                Ok(()) => WriteVerdict::Allowed,
+                Err(why) => WriteVerdict::Fenced(why.to_string()),
+            },
+        }
+    }
+}
+
+/// Redis-style glob (`*`, `?`, `[a-z]`, `[^x]`, `\` escapes).
+pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (None, Some(_)) => false,
+            (Some(b'*'), _) => {
+                let rest = &p[1..];
+                (0..=s.len()).any(|i| go(rest, &s[i..]))
+            }
+            (Some(_), None) => false,
+            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
+            (Some(b'['), Some(&c)) => {
+                let Some(end) = p.iter().skip(1).position(|&b| b == b']').map(|i| i + 1) else {
+                    return p[0] == c && go(&p[1..], &s[1..]);
+                };
+                let class = &p[1..end];
+                let (negate, class) = match class.first() {
+                    Some(b'^') => (true, &class[1..]),
+                    _ => (false, class),
+                };
+                let mut hit = false;
+                let mut i = 0;
+                while i < class.len() {
+                    if i + 2 < class.len() && class[i + 1] == b'-' {
+                        hit |= class[i] <= c && c <= class[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= class[i] == c;
+                        i += 1;
+                    }
+                }
+                hit != negate && go(&p[end + 1..], &s[1..])
+            }
+            (Some(b'\\'), Some(&c)) if p.len() > 1 => p[1] == c && go(&p[2..], &s[1..]),
+            (Some(&a), Some(&c)) => a == c && go(&p[1..], &s[1..]),
+        }
+    }
+    go(pattern, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_matching_rule_wins_and_the_default_is_active_active() {
+        let p = Policies::parse(&["acct:vip:*=primary:eu-west", "acct:*=majority"]).unwrap();
+        let eu = RegionId::new("eu-west").unwrap();
+        let us = RegionId::new("us-east").unwrap();
+        assert_eq!(p.for_key(b"acct:vip:1").1, &Policy::Primary(eu));
+        assert_eq!(p.for_key(b"acct:1").1, &Policy::Majority);
+        assert_eq!(p.for_key(b"cart:1").1, &Policy::ActiveActive);
+        assert_eq!(
+            p.verdict(b"cart:1", us, Err("no quorum")),
+            WriteVerdict::Allowed
+        );
+        assert_eq!(
+            p.verdict(b"acct:1", us, Err("no quorum")),
+            WriteVerdict::Fenced("no quorum".into())
+        );
+        assert!(matches!(
+            p.verdict(b"acct:vip:1", us, Ok(())),
+            WriteVerdict::ReadOnly { .. }
+        ));
+        assert_eq!(p.verdict(b"acct:vip:1", eu, Ok(())), WriteVerdict::Allowed);
+    }
+
+    #[test]
+    fn malformed_rules_are_refused() {
+        for bad in [
+            "acct:*",
+            "=majority",
+            "x=quorum",
+            "x=primary:",
+            "x=primary:EU",
+        ] {
+            assert!(Policies::parse(&[bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn globs_match_like_redis() {
+        assert!(glob_match(b"acct:*", b"acct:42"));
+        assert!(glob_match(b"a?c", b"abc"));
+        assert!(glob_match(b"[a-c]x", b"bx"));
+        assert!(!glob_match(b"[^a-c]x", b"bx"));
+        assert!(!glob_match(b"acct:*", b"account"));
+    }
+}

@@ -1,0 +1,320 @@
+//! A region's view of the cluster: which peers it hears from, whether that
+//! is a majority (witnesses count), the quorum lease, and the epoch.
+//!
+//! The lease: a region holds it at time `now` while it has heard, within
+//! the last `lease_ms`, from enough peers that together with itself they
+//! are a majority of all members. A region cut off from the majority
+//! therefore stops writing `majority` and `primary` keys at most `lease_ms`
+//! after it last heard from the majority — bounding the split-brain window —
+//! while the majority side, which still hears a majority, keeps writing.
+//!
+//! The epoch increases at every change of the view (a peer going down or
+//! coming back, the lease lost or regained); journal entries, status and
+//! logs carry it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use meridian_crdt::RegionId;
+
+use crate::detector::{Detector, Liveness, Thresholds};
+
+/// Transitions remembered for status.
+const TRANSITIONS_KEPT: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct ViewConfig {
+    pub me: RegionId,
+    /// Every other member, data regions and witnesses alike.
+    pub peers: Vec<RegionId>,
+    pub lease_ms: u64,
+    pub thresholds: Thresholds,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    PeerLiveness {
+        peer: RegionId,
+        from: Liveness,
+        to: Liveness,
+    },
+    LeaseLost {
+        reason: String,
+    },
+    LeaseRegained,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub at_ms: u64,
+    pub epoch: u64,
+    pub change: Change,
+}
+
+/// A partition as seen from here: from the first peer lost to all back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    pub epoch_at_start: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    config: ViewConfig,
+    detectors: BTreeMap<RegionId, Detector>,
+    liveness: BTreeMap<RegionId, Liveness>,
+    epoch: u64,
+    lease_held: bool,
+    started_ms: u64,
+    transitions: VecDeque<Transition>,
+    partition: Option<Partition>,
+}
+
+impl ClusterView {
+    pub fn new(config: ViewConfig, now_ms: u64) -> ClusterView {
+        let detectors = config
+            .peers
+            .iter()
+            .map(|p| (*p, Detector::default()))
+            .collect();
+        let liveness = config.peers.iter().map(|p| (*p, Liveness::Down)).collect();
+        let mut view = ClusterView {
+            config,
+            detectors,
+            liveness,
+            epoch: 1,
+            lease_held: true,
+            started_ms: now_ms,
+            transitions: VecDeque::new(),
+            partition: None,
+        };
+        view.lease_held = view.lease(now_ms).is_ok();
+        view
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn members(&self) -> usize {
+        self.config.peers.len() + 1
+    }
+
+    pub fn majority(&self) -> usize {
+        self.members() / 2 + 1
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.config.lease_ms
+    }
+
+    /// A message from `peer` arrived.
+    pub fn heard(&mut self, peer: RegionId, now_ms: u64) {
+        if let Some(d) = self.detectors.get_mut(&peer) {
+            d.heard(now_ms);
+        }
+    }
+
+    /// A new connection from `peer`: its rhythm starts over.
+    pub fn reconnected(&mut self, peer: RegionId) {
+        if let Some(d) = self.detectors.get_mut(&peer) {
+            d.reset();
+        }
+    }
+
+    pub fn liveness(&self, peer: RegionId) -> Option<Liveness> {
+        self.liveness.get(&peer).copied()
+    }
+
+    pub fn last_heard_ms(&self, peer: RegionId) -> Option<u64> {
+        self.detectors.get(&peer).and_then(|d| d.last_heard_ms())
+    }
+
+    /// Peers heard from within the lease.
+    fn heard_within_lease(&self, now_ms: u64) -> usize {
+        self.detectors
+            .values()
+            .filter(|d| {
+                d.last_heard_ms()
+                    .is_some_and(|t| now_ms.saturating_sub(t) <= self.config.lease_ms)
+            })
+            .count()
+    }
+
+    /// `Ok` while this region holds the majority lease; otherwise why not.
+    /// A region just started gets no lease until it has heard a majority
+    /// (it may be the minority side of a partition it does not know of).
+    pub fn lease(&self, now_ms: u64) -> Result<(), String> {
+        let reached = self.heard_within_lease(now_ms) + 1;
+        if reached >= self.majority() {
+            return Ok(());
+        }
+        let since = if now_ms.saturating_sub(self.started_ms) < self.config.lease_ms {
+            "since start".to_string()
+        } else {
+            format!("within the last {} ms", self.config.lease_ms)
+        };
+        Err(format!(
+            "region {} reaches {reached} of {} regions {since}, not a majority ({})",
+            self.config.me,
+            self.members(),
+            self.majority()
+        ))
+    }
+
+    /// Re-evaluates liveness and the lease at `now_ms`; returns what changed
+    /// (each change raised the epoch).
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let t = self.config.thresholds;
+        let peers: Vec<RegionId> = self.config.peers.clone();
+        for peer in peers {
+            let to = self.detectors[&peer].liveness(now_ms, &t);
+            let from = self.liveness[&peer];
+            if from != to {
+                self.liveness.insert(peer, to);
+                // Up <-> suspect is noise for the epoch; only down counts.
+                if from == Liveness::Down || to == Liveness::Down {
+                    out.push(self.bump(now_ms, Change::PeerLiveness { peer, from, to }));
+                }
+            }
+        }
+        let lease = self.lease(now_ms);
+        match (&lease, self.lease_held) {
+            (Err(reason), true) => {
+                self.lease_held = false;
+                out.push(self.bump(
+                    now_ms,
+                    Change::LeaseLost {
+                        reason: reason.clone(),
+                    },
+                ));
+            }
+            (Ok(()), false) => {
+                self.lease_held = true;
+                out.push(self.bump(now_ms, Change::LeaseRegained));
+            }
+            _ => {}
+        }
+        // A partition, as heal reports count it: some peer down, or this
+        // region cut off from the majority (which can happen before the
+        // failure detector declares anyone down).
+        let any_down = self.liveness.values().any(|l| *l == Liveness::Down) || !self.lease_held;
+        let warm = now_ms.saturating_sub(self.started_ms) > self.config.lease_ms;
+        match (&mut self.partition, any_down) {
+            (None, true)
+            | (
+                Some(Partition {
+                    ended_ms: Some(_), ..
+                }),
+                true,
+            ) if warm => {
+                // It began when the silence began: the last word from a peer
+                // that is now out of reach.
+                let lease_ms = self.config.lease_ms;
+                let silent_since = self
+                    .detectors
+                    .values()
+                    .filter_map(|d| d.last_heard_ms())
+                    .filter(|t| now_ms.saturating_sub(*t) > lease_ms.min(now_ms))
+                    .min();
+                self.partition = Some(Partition {
+                    started_ms: silent_since.unwrap_or(now_ms),
+                    ended_ms: None,
+                    epoch_at_start: self.epoch,
+                });
+            }
+            (Some(p), false) if p.ended_ms.is_none() => p.ended_ms = Some(now_ms),
+            _ => {}
+        }
+        out
+    }
+
+    fn bump(&mut self, now_ms: u64, change: Change) -> Transition {
+        self.epoch += 1;
+        let t = Transition {
+            at_ms: now_ms,
+            epoch: self.epoch,
+            change,
+        };
+        if self.transitions.len() == TRANSITIONS_KEPT {
+            self.transitions.pop_front();
+        }
+        self.transitions.push_back(t.clone());
+        t
+    }
+
+    pub fn transitions(&self) -> impl DoubleEndedIterator<Item = &Transition> {
+        self.transitions.iter()
+    }
+
+    /// The current or most recent partition seen from here.
+    pub fn partition(&self) -> Option<&Partition> {
+        self.partition.as_ref()
+    }
+
+    /// How many members (self included) this region hears within the lease.
+    pub fn reachable(&self, now_ms: u64) -> usize {
+        self.heard_within_lease(now_ms) + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(now: u64) -> ClusterView {
+        let r = |n| RegionId::new(n).unwrap();
+        ClusterView::new(
+            ViewConfig {
+                me: r("va"),
+                peers: vec![r("vb"), r("vc")],
+                lease_ms: 1_000,
+                thresholds: Thresholds::default(),
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn lease_needs_a_majority_heard_within_lease_ms() {
+        let b = RegionId::new("vb").unwrap();
+        let mut v = view(0);
+        assert!(v.lease(0).is_err(), "no lease before hearing anyone");
+        v.heard(b, 100);
+        assert!(v.lease(100).is_ok(), "self + one of three is a majority");
+        assert!(v.lease(1_100).is_ok());
+        let err = v.lease(1_101).unwrap_err();
+        assert!(err.contains("reaches 1 of 3"), "{err}");
+    }
+
+    #[test]
+    fn each_change_of_view_raises_the_epoch_once() {
+        let b = RegionId::new("vb").unwrap();
+        let c = RegionId::new("vc").unwrap();
+        let mut v = view(0);
+        v.tick(0);
+        let start = v.epoch();
+        for t in (0..3_000).step_by(250) {
+            v.heard(b, t);
+            v.heard(c, t);
+            v.tick(t);
+        }
+        assert!(v.epoch() > start, "peers came up and the lease was gained");
+        let up = v.epoch();
+        for t in (3_000..12_000).step_by(250) {
+            v.heard(b, t);
+            v.tick(t);
+        }
+        // c went down (once), the lease stayed (a and b are a majority).
+        assert_eq!(v.epoch(), up + 1);
+        assert!(v.partition().is_some_and(|p| p.ended_ms.is_none()));
+        for t in (12_000..13_000).step_by(250) {
+            v.heard(b, t);
+            v.heard(c, t);
+            v.tick(t);
+        }
+        assert_eq!(v.epoch(), up + 2);
+        assert!(v.partition().is_some_and(|p| p.ended_ms.is_some()));
+    }
+}
