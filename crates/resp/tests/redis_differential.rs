@@ -3,8 +3,8 @@
 //! replies Redis sends must be exactly the ones our parse implies (one reply
 //! per command, then the same protocol error and a close, or a wait).
 //!
-//! Needs `redis-server` (7.0) on PATH, so it is ignored by default:
-//! `cargo test -p meridian-resp --test redis_differential -- --ignored`.
+//! Needs `redis-server` (7.0) on PATH; `scripts/test` installs it, and the
+//! test fails rather than skips without it.
 //! Set `RESP_DIFF_SEED` to replay a run; the seed is printed on failure.
 
 use std::io::{Read, Write};
@@ -209,7 +209,6 @@ fn random_stream(state: &mut u64) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "needs redis-server 7.0 on PATH"]
 fn random_request_streams_get_the_replies_redis_sends() {
     let seed: u64 = std::env::var("RESP_DIFF_SEED")
         .ok()
