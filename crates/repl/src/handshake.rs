@@ -21,17 +21,14 @@ pub fn nonce() -> Nonce {
     n
 }
 
-/// The proof one side sends: binds the role, the cluster, both nonces (the
-/// peer's first, so a proof cannot be replayed on another connection) and
-/// the sender's region id.
-pub fn proof(
+fn mac(
     secret: &[u8],
     role: &str,
     cluster: &str,
     their_nonce: &Nonce,
     my_nonce: &Nonce,
     region: &str,
-) -> Proof {
+) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     for part in [
         role.as_bytes(),
@@ -43,7 +40,24 @@ pub fn proof(
         mac.update(&(part.len() as u32).to_le_bytes());
         mac.update(part);
     }
-    mac.finalize().into_bytes().into()
+    mac
+}
+
+/// The proof one side sends: binds the role, the cluster, both nonces (the
+/// peer's first, so a proof cannot be replayed on another connection) and
+/// the sender's region id.
+pub fn proof(
+    secret: &[u8],
+    role: &str,
+    cluster: &str,
+    their_nonce: &Nonce,
+    my_nonce: &Nonce,
+    region: &str,
+) -> Proof {
+    mac(secret, role, cluster, their_nonce, my_nonce, region)
+        .finalize()
+        .into_bytes()
+        .into()
 }
 
 /// Constant-time check of a proof.
@@ -56,18 +70,9 @@ pub fn verify(
     region: &str,
     claimed: &Proof,
 ) -> bool {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    for part in [
-        role.as_bytes(),
-        cluster.as_bytes(),
-        their_nonce,
-        my_nonce,
-        region.as_bytes(),
-    ] {
-        mac.update(&(part.len() as u32).to_le_bytes());
-        mac.update(part);
-    }
-    mac.verify_slice(claimed).is_ok()
+    mac(secret, role, cluster, their_nonce, my_nonce, region)
+        .verify_slice(claimed)
+        .is_ok()
 }
 
 #[cfg(test)]

@@ -265,38 +265,22 @@ async fn link(
                 });
                 continue;
             }
-            // Caught up: wait for new synced records, or heartbeat.
-            match tokio::time::timeout(heartbeat, synced.changed()).await {
-                Ok(Ok(())) => {
-                    if upto_lsn > announced_lsn {
-                        // Records the peer already had still move its position.
-                        let hlc = host.store.lock().db().clock().0;
-                        write_msg(
-                            &mut wr,
-                            &Msg::Heartbeat {
-                                upto_lsn,
-                                hlc,
-                                wall_ms: wall_ms(),
-                            },
-                        )
-                        .await?;
-                        announced_lsn = upto_lsn;
-                    }
-                }
+            // Caught up: wait for new synced records, or heartbeat. Records
+            // the peer already had still move its position, so announce it.
+            let heartbeat_due = match tokio::time::timeout(heartbeat, synced.changed()).await {
+                Ok(Ok(())) => upto_lsn > announced_lsn,
                 Ok(Err(_)) => return Ok(()),
-                Err(_) => {
-                    let hlc = host.store.lock().db().clock().0;
-                    write_msg(
-                        &mut wr,
-                        &Msg::Heartbeat {
-                            upto_lsn,
-                            hlc,
-                            wall_ms: wall_ms(),
-                        },
-                    )
-                    .await?;
-                    announced_lsn = upto_lsn;
-                }
+                Err(_) => true,
+            };
+            if heartbeat_due {
+                let hlc = host.store.lock().db().clock().0;
+                let beat = Msg::Heartbeat {
+                    upto_lsn,
+                    hlc,
+                    wall_ms: wall_ms(),
+                };
+                write_msg(&mut wr, &beat).await?;
+                announced_lsn = upto_lsn;
             }
         }
     }
