@@ -477,6 +477,27 @@ pub fn metrics_text(shared: &Shared) -> String {
             *n as f64,
         ));
     }
+    let ae = shared.repl.antientropy.lock().clone();
+    samples.push(c(
+        "meridian_antientropy_sessions_total",
+        "Anti-entropy sessions completed here (as either side).",
+        ae.sessions_total,
+    ));
+    samples.push(c(
+        "meridian_antientropy_bytes_total",
+        "Bytes of anti-entropy sessions sent and received here (digests and state).",
+        ae.bytes_total,
+    ));
+    samples.push(c(
+        "meridian_antientropy_keys_sent_total",
+        "Keys whose state this region sent by anti-entropy.",
+        ae.keys_sent_total,
+    ));
+    samples.push(c(
+        "meridian_antientropy_keys_merged_total",
+        "Keys whose state this region merged by anti-entropy.",
+        ae.keys_merged_total,
+    ));
     for (reason, n) in shared.repl.refused.lock().iter() {
         samples.push(c2(
             "meridian_replication_refused_total",

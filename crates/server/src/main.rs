@@ -61,7 +61,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => run_tool(meridian_server::demo::run(args)),
         Command::Bench(command) => run_tool(meridian_server::bench::run(command)),
-        Command::Status(args) => meridian_server::status_cli::run(args),
+        Command::Status(args) => {
+            // An operator's tool: the reason on one line, never a backtrace.
+            if let Err(e) = meridian_server::status_cli::run(args) {
+                eprintln!("meridian status: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::{Read as _, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,12 +21,16 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// A reply larger than this is refused rather than buffered (the conflict
 /// journal at its 10 000-entry limit is a few MiB).
 const HTTP_REPLY_MAX_BYTES: u64 = 64 * 1024 * 1024;
-/// Journal entries read to count the last hour's conflicts: the journal's
-/// own retention limit, so the count is exact unless the journal is full.
-const CONFLICTS_READ_MAX: usize = 10_000;
+/// Journal entries (newest first) read to count the last hour's conflicts:
+/// a small page first, since the region serializes them under its store
+/// lock, and a larger one only while every entry read is within the hour.
+/// The last is the journal's own retention limit.
+const CONFLICT_PAGES: [usize; 3] = [100, 1_000, 10_000];
 const HOUR_MS: u64 = 3_600_000;
 /// `--watch` never polls faster than this.
 const INTERVAL_MIN_MS: u64 = 100;
+/// Every reply of an HTTP/1.x server starts with this.
+const HTTP_PREFIX: &[u8] = b"HTTP/1.";
 /// Characters of an error quoted from a reply that is not status JSON.
 const QUOTED_BODY_MAX_CHARS: usize = 120;
 
@@ -52,12 +56,8 @@ pub struct StatusArgs {
 pub enum FetchError {
     #[error("cannot resolve {addr:?}: {reason}")]
     BadAddress { addr: String, reason: String },
-    #[error("{url}: region unreachable: {source}")]
-    Unreachable {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{url}: region unreachable: {error}")]
+    Unreachable { url: String, error: std::io::Error },
     #[error("{url}: {reason}")]
     BadReply { url: String, reason: String },
     #[error("{url}: HTTP {code}: {body}")]
@@ -79,14 +79,15 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-/// What one refresh read from a region.
+/// A region's `/v1/status`, checked to be one.
 #[derive(Debug)]
-pub struct Snapshot {
-    pub status: Value,
+pub struct Status {
+    pub json: Value,
     /// The body exactly as the region sent it, for `--json`.
-    pub status_raw: Vec<u8>,
-    /// `Err` holds why the journal could not be read; the table still shows.
-    pub conflicts: Result<ConflictSummary, String>,
+    pub raw: Vec<u8>,
+    /// The region's clock when it answered, in Unix milliseconds (from the
+    /// `Date` header, else this machine's clock).
+    pub now_ms: u64,
 }
 
 /// Conflicts detected in the last hour, from the region's journal.
@@ -103,33 +104,29 @@ pub struct ConflictSummary {
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     let interval = Duration::from_millis(args.interval_ms.max(INTERVAL_MIN_MS));
     if !args.watch {
-        let snapshot = fetch_status(&args.http)?;
         let mut out = std::io::stdout().lock();
         if args.json {
-            out.write_all(&snapshot.status_raw)?;
-            if !snapshot.status_raw.ends_with(b"\n") {
+            let status = fetch_status(&args.http)?;
+            out.write_all(&status.raw)?;
+            if !status.raw.ends_with(b"\n") {
                 out.write_all(b"\n")?;
             }
         } else {
-            out.write_all(render_table(&snapshot.status, &snapshot.conflicts).as_bytes())?;
+            out.write_all(table(&args.http)?.as_bytes())?;
         }
         return Ok(out.flush()?);
     }
     // A region that restarts or drops off the network shows as an error in
     // place; the watch goes on and picks it up again when it answers.
     loop {
-        let result = fetch_status(&args.http);
         let mut out = std::io::stdout().lock();
         if args.json {
-            match &result {
-                Ok(s) => writeln!(out, "{}", serde_json::to_string(&s.status)?)?,
+            match fetch_status(&args.http) {
+                Ok(status) => writeln!(out, "{}", serde_json::to_string(&status.json)?)?,
                 Err(e) => eprintln!("{e}"),
             }
         } else {
-            let body = match &result {
-                Ok(s) => render_table(&s.status, &s.conflicts),
-                Err(e) => format!("error: {e}\n"),
-            };
+            let body = table(&args.http).unwrap_or_else(|e| format!("error: {e}\n"));
             let footer = format!(
                 "\n{} UTC · every {} ms · Ctrl-C to stop\n",
                 clock_utc(wall_ms()),
@@ -143,12 +140,24 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Reads `/v1/status` and the last hour of `/v1/conflicts` from `addr`.
-pub fn fetch_status(addr: &str) -> Result<Snapshot, FetchError> {
-    let addr = addr
-        .trim()
+/// The table for the region at `addr`. A journal that cannot be read is
+/// shown as unknown rather than failing the whole table.
+fn table(addr: &str) -> Result<String, FetchError> {
+    let status = fetch_status(addr)?;
+    let conflicts = fetch_conflicts(addr, status.now_ms);
+    Ok(render_table(&status.json, &conflicts))
+}
+
+/// Strips what a person may paste along with the address.
+fn host_port(addr: &str) -> &str {
+    addr.trim()
         .trim_start_matches("http://")
-        .trim_end_matches('/');
+        .trim_end_matches('/')
+}
+
+/// Reads and checks `/v1/status` from `addr`.
+pub fn fetch_status(addr: &str) -> Result<Status, FetchError> {
+    let addr = host_port(addr);
     let path = "/v1/status";
     let url = format!("http://{addr}{path}");
     let reply = http_get(addr, path)?;
@@ -159,29 +168,37 @@ pub fn fetch_status(addr: &str) -> Result<Snapshot, FetchError> {
             body: quote_body(&reply.body),
         });
     }
-    let status: Value = serde_json::from_slice(&reply.body).map_err(|e| FetchError::NotStatus {
+    let json: Value = serde_json::from_slice(&reply.body).map_err(|e| FetchError::NotStatus {
         url: url.clone(),
         reason: format!("{e}; the reply starts {}", quote_body(&reply.body)),
     })?;
-    check_status_shape(&status).map_err(|reason| FetchError::NotStatus { url, reason })?;
-    let now_ms = reply.date_ms.unwrap_or_else(wall_ms);
-    let conflicts = fetch_conflicts(addr, now_ms);
-    Ok(Snapshot {
-        status,
-        status_raw: reply.body,
-        conflicts,
+    check_status_shape(&json).map_err(|reason| FetchError::NotStatus { url, reason })?;
+    Ok(Status {
+        json,
+        raw: reply.body,
+        now_ms: reply.date_ms.unwrap_or_else(wall_ms),
     })
 }
 
-fn fetch_conflicts(addr: &str, now_ms: u64) -> Result<ConflictSummary, String> {
-    let path = format!("/v1/conflicts?count={CONFLICTS_READ_MAX}");
-    let reply = http_get(addr, &path).map_err(|e| e.to_string())?;
-    if reply.code != 200 {
-        return Err(format!("{path}: HTTP {}", reply.code));
+/// Counts the conflicts `addr` detected in the hour before `now_ms`.
+pub fn fetch_conflicts(addr: &str, now_ms: u64) -> Result<ConflictSummary, String> {
+    let addr = host_port(addr);
+    let mut summary = ConflictSummary::default();
+    for count in CONFLICT_PAGES {
+        let path = format!("/v1/conflicts?count={count}");
+        let reply = http_get(addr, &path).map_err(|e| e.to_string())?;
+        if reply.code != 200 {
+            return Err(format!("{path}: HTTP {}", reply.code));
+        }
+        let journal: Value =
+            serde_json::from_slice(&reply.body).map_err(|e| format!("{path}: {e}"))?;
+        summary = summarize_conflicts(&journal, now_ms, count)
+            .ok_or_else(|| format!("{path}: no \"conflicts\" array"))?;
+        if !summary.at_least {
+            break;
+        }
     }
-    let journal: Value = serde_json::from_slice(&reply.body).map_err(|e| format!("{path}: {e}"))?;
-    summarize_conflicts(&journal, now_ms, CONFLICTS_READ_MAX)
-        .ok_or_else(|| format!("{path}: no \"conflicts\" array"))
+    Ok(summary)
 }
 
 /// The fields the table needs, so that a reply from something other than a
@@ -288,8 +305,7 @@ pub fn render_table(status: &Value, conflicts: &Result<ConflictSummary, String>)
     out.push('\n');
 
     let header = [
-        "",
-        "REGION",
+        "  REGION",
         "ROLE",
         "STATE",
         "LINK",
@@ -300,9 +316,7 @@ pub fn render_table(status: &Value, conflicts: &Result<ConflictSummary, String>)
         "LAST ERROR",
     ];
     // Numbers are right-aligned so their magnitudes line up.
-    let right = [
-        false, false, false, false, false, true, true, true, true, false,
-    ];
+    let right = [false, false, false, false, true, true, true, true, false];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     let regions = status["regions"]
         .as_array()
@@ -333,8 +347,7 @@ pub fn render_table(status: &Value, conflicts: &Result<ConflictSummary, String>)
             (shout_unless(link, "up"), clock, error)
         };
         rows.push(vec![
-            if is_self { "*" } else { "" }.to_string(),
-            id.to_string(),
+            format!("{} {id}", if is_self { '*' } else { ' ' }),
             r["role"].as_str().unwrap_or("?").to_string(),
             shout_unless(state, "up"),
             link,
@@ -447,9 +460,9 @@ pub fn http_get(addr: &str, path: &str) -> Result<Reply, FetchError> {
             Err(e) => last_error = e,
         }
     }
-    let unreachable = |source| FetchError::Unreachable {
+    let unreachable = |error| FetchError::Unreachable {
         url: url.clone(),
-        source,
+        error,
     };
     let mut stream = stream.ok_or_else(|| unreachable(last_error))?;
     stream
@@ -464,15 +477,30 @@ pub fn http_get(addr: &str, path: &str) -> Result<Reply, FetchError> {
     );
     stream.write_all(request.as_bytes()).map_err(unreachable)?;
     let mut raw = Vec::new();
-    (&mut stream)
-        .take(HTTP_REPLY_MAX_BYTES + 1)
-        .read_to_end(&mut raw)
-        .map_err(unreachable)?;
-    if raw.len() as u64 > HTTP_REPLY_MAX_BYTES {
-        return Err(FetchError::BadReply {
-            url,
-            reason: format!("reply larger than {HTTP_REPLY_MAX_BYTES} bytes"),
-        });
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(unreachable(e)),
+        };
+        raw.extend_from_slice(&chunk[..n]);
+        // Something that is not an HTTP server (a RESP port, say) may never
+        // close the connection: give up as soon as the reply says so.
+        let prefix_len = raw.len().min(HTTP_PREFIX.len());
+        if raw[..prefix_len] != HTTP_PREFIX[..prefix_len] {
+            return Err(FetchError::BadReply {
+                url,
+                reason: format!("not an HTTP reply: {}", quote_body(&raw)),
+            });
+        }
+        if raw.len() as u64 > HTTP_REPLY_MAX_BYTES {
+            return Err(FetchError::BadReply {
+                url,
+                reason: format!("reply larger than {HTTP_REPLY_MAX_BYTES} bytes"),
+            });
+        }
     }
     parse_reply(&raw).map_err(|reason| FetchError::BadReply { url, reason })
 }
@@ -490,7 +518,7 @@ pub fn parse_reply(raw: &[u8]) -> Result<Reply, String> {
     let status_line = lines.next().unwrap_or_default();
     let mut words = status_line.split_whitespace();
     let code = match (words.next(), words.next()) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => code.parse::<u16>().ok(),
+        (Some(v), Some(code)) if v.as_bytes().starts_with(HTTP_PREFIX) => code.parse::<u16>().ok(),
         _ => None,
     }
     .ok_or_else(|| format!("not an HTTP reply: {}", quote_body(status_line.as_bytes())))?;
