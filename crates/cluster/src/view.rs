@@ -210,14 +210,16 @@ impl ClusterView {
                 true,
             ) if warm => {
                 // It began when the silence began: the last word from a peer
-                // that is now out of reach.
-                let lease_ms = self.config.lease_ms;
-                let silent_since = self
-                    .detectors
-                    .values()
-                    .filter_map(|d| d.last_heard_ms())
-                    .filter(|t| now_ms.saturating_sub(*t) > lease_ms.min(now_ms))
-                    .min();
+                // now down, or, when the lease is what was lost, one lease
+                // before now (the majority was last heard then).
+                let down_since = self
+                    .liveness
+                    .iter()
+                    .filter(|(_, l)| **l == Liveness::Down)
+                    .filter_map(|(p, _)| self.detectors[p].last_heard_ms());
+                let lease_since =
+                    (!self.lease_held).then(|| now_ms.saturating_sub(self.config.lease_ms));
+                let silent_since = down_since.chain(lease_since).min();
                 self.partition = Some(Partition {
                     started_ms: silent_since.unwrap_or(now_ms),
                     ended_ms: None,
@@ -316,5 +318,24 @@ mod tests {
         }
         assert_eq!(v.epoch(), up + 2);
         assert!(v.partition().is_some_and(|p| p.ended_ms.is_some()));
+    }
+
+    /// The partition a heal report measures starts when the silence began,
+    /// not when the lease ran out (reports were a lease too short).
+    #[test]
+    fn partition_starts_when_the_majority_went_silent() {
+        let b = RegionId::new("vb").unwrap();
+        let c = RegionId::new("vc").unwrap();
+        let mut v = view(0);
+        for t in (0..=3_000).step_by(100) {
+            v.heard(b, t);
+            v.heard(c, t);
+            v.tick(t);
+        }
+        for t in (3_050..=3_000 + 1_050).step_by(50) {
+            v.tick(t);
+        }
+        let p = v.partition().expect("lease lost, so a partition began");
+        assert!(p.started_ms <= 3_050, "started at {}", p.started_ms);
     }
 }

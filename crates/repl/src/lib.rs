@@ -9,6 +9,8 @@
 //!   guaranteed by each stream being a log in apply order), appends them to
 //!   this region's log, and acknowledges.
 //! - [`status`]: link states and lag for status views and metrics.
+//! - [`antientropy`]: digest trees over the key space, and the session that
+//!   repairs a peer the retained log cannot serve by merging state.
 //!
 //! Invariants:
 //! - A stream is a log in the sender's apply order, so every op arrives
@@ -20,6 +22,7 @@
 //!   finds peers holding ops it has lost (and would reissue under the same dot).
 //! - Nothing here holds the store lock across a network wait.
 
+pub mod antientropy;
 pub mod handshake;
 pub mod receiver;
 pub mod sender;
@@ -36,7 +39,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use status::{LinkState, PeerView, ReplStatus};
+pub use status::{AntiEntropyStats, LinkState, PeerView, ReplStatus};
 
 /// How a region replicates.
 #[derive(Debug, Clone)]

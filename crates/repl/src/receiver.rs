@@ -207,10 +207,17 @@ async fn stream_ops(
     host.view.lock().reconnected(peer);
     host.heard(peer);
     tracing::info!(%peer, "inbound replication link up");
+    let mut antientropy = crate::antientropy::Acceptor::default();
     loop {
         let (msg, size) = read(rd, idle).await?;
         let now = wall_ms();
         host.heard(peer);
+        if crate::antientropy::is_session_msg(&msg) {
+            antientropy
+                .handle(msg, size, wr, config, host, status)
+                .await?;
+            continue;
+        }
         let upto = match msg {
             Msg::Ops { upto_lsn, records } => {
                 if config.witness {

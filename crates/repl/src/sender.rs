@@ -196,6 +196,15 @@ async fn link(
         }
     };
 
+    // The log cannot bring this peer up to date: repair by state first.
+    let peer_vv =
+        if !peer_is_witness && !config.witness && crate::antientropy::needed(host, &peer_vv) {
+            crate::antientropy::push(&mut rd, &mut wr, host, status, peer)
+                .await
+                .map_err(LinkError::Protocol)?
+        } else {
+            peer_vv
+        };
     let (from, mut reader) = {
         let store = host.store.lock();
         let from = store.resume_lsn(&peer_vv);

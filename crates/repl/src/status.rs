@@ -97,6 +97,22 @@ pub struct ReplStatus {
     pub inbound: Mutex<BTreeMap<RegionId, Inbound>>,
     /// Handshakes refused, by reason.
     pub refused: Mutex<BTreeMap<String, u64>>,
+    /// Anti-entropy sessions run here, either side.
+    pub antientropy: Mutex<AntiEntropyStats>,
+    /// Held by the one anti-entropy session this region dials at a time.
+    pub antientropy_session: tokio::sync::Mutex<()>,
+}
+
+/// Counters of anti-entropy sessions, as dialer and acceptor.
+#[derive(Debug, Clone, Default)]
+pub struct AntiEntropyStats {
+    pub sessions_total: u64,
+    /// Bytes sent and received in sessions (digests and state).
+    pub bytes_total: u64,
+    /// Keys whose state this region sent.
+    pub keys_sent_total: u64,
+    /// Keys whose state this region merged.
+    pub keys_merged_total: u64,
 }
 
 /// One row of `MERIDIAN REGIONS` / `/v1/status`.

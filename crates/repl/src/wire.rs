@@ -64,6 +64,34 @@ pub enum Msg {
         vv: VersionVector,
         wall_ms: u64,
     },
+    /// Dialer → acceptor: my log cannot bring you up to date; send the
+    /// digests of your key space's top-level ranges (anti-entropy).
+    AeBegin,
+    /// Acceptor → dialer: one 8-byte LE digest per range of the current
+    /// frontier, in frontier order.
+    AeNodes {
+        #[serde(with = "serde_bytes")]
+        digests: Vec<u8>,
+    },
+    /// Dialer → acceptor: one bit per frontier range (LSB first); the
+    /// marked ranges are split and their parts become the new frontier.
+    AeDescend {
+        #[serde(with = "serde_bytes")]
+        bitmap: Vec<u8>,
+    },
+    /// Dialer → acceptor: the dialer's complete state for these ranges
+    /// (`(prefix, bits)` of the key hash) and for some single keys,
+    /// postcard-encoded `(Blob, Option<Entry>)` pairs.
+    AeState {
+        ranges: Vec<(u64, u8)>,
+        #[serde(with = "serde_bytes")]
+        entries: Vec<u8>,
+    },
+    /// Dialer → acceptor: the state sent reflects exactly the ops this
+    /// version vector covers; merge it.
+    AeEnd { vv: VersionVector, clock: u64 },
+    /// Acceptor → dialer: merged (and durable); my version vector now.
+    AeDone { vv: VersionVector },
 }
 
 mod serde_bytes_vec {

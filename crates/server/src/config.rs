@@ -66,7 +66,8 @@ pub struct ServeArgs {
     /// Quorum lease length in milliseconds. Default 3000.
     #[arg(long, env = "MERIDIAN_LEASE_MS")]
     pub lease_ms: Option<u64>,
-    /// How many ops the log retains for peers that fall behind.
+    /// How many ops the log retains for peers that fall behind; a peer
+    /// further behind repairs by anti-entropy. Default 1000000.
     #[arg(long, env = "MERIDIAN_REPL_BACKLOG_OPS")]
     pub repl_backlog_ops: Option<u64>,
     /// A peer clock further ahead than this is reported. Default 500.
@@ -90,6 +91,10 @@ pub struct ServeArgs {
     /// Ops logged after which a snapshot compacts the log. Default 1000000.
     #[arg(long, env = "MERIDIAN_SNAPSHOT_AFTER_OPS")]
     pub snapshot_after_ops: Option<u64>,
+    /// Size at which a log segment is sealed; compaction drops whole
+    /// segments. Default 67108864 (64 MiB).
+    #[arg(long, env = "MERIDIAN_LOG_SEGMENT_MAX_BYTES")]
+    pub log_segment_max_bytes: Option<u64>,
     /// Conflict-journal entries kept (oldest dropped first). Default 100000.
     #[arg(long, env = "MERIDIAN_CONFLICT_RETENTION")]
     pub conflict_retention: Option<u64>,
@@ -119,6 +124,10 @@ pub struct Config {
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
     pub witness: bool,
+    /// Log records kept for peers that fall behind; older ones may be
+    /// compacted and such a peer repairs by anti-entropy.
+    pub repl_backlog_ops: u64,
+    pub log_segment_max_bytes: Option<u64>,
 }
 
 fn addr(value: Option<&str>, default: &str, flag: &str) -> anyhow::Result<SocketAddr> {
@@ -154,6 +163,7 @@ impl ServeArgs {
             tls_ca,
             tls_auth_clients,
             snapshot_after_ops,
+            log_segment_max_bytes,
             log_format,
             cluster,
             cluster_secret,
@@ -184,7 +194,6 @@ impl Config {
         // than accepted and ignored: a region that silently does not
         // replicate would be worse than one that does not start.
         let unsupported = [
-            ("--repl-backlog-ops", args.repl_backlog_ops.is_some()),
             ("--tls-listen", args.tls_listen.is_some()),
             ("--tls-cert", args.tls_cert.is_some()),
             ("--tls-key", args.tls_key.is_some()),
@@ -262,6 +271,8 @@ impl Config {
             lease_ms,
             heartbeat_ms,
             witness: args.witness,
+            repl_backlog_ops: args.repl_backlog_ops.unwrap_or(1_000_000).max(1),
+            log_segment_max_bytes: args.log_segment_max_bytes,
         })
     }
 }

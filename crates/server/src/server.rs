@@ -64,9 +64,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     opts.fsync = config.fsync;
     opts.max_clock_offset_ms = config.max_clock_offset_ms;
     opts.conflict_retention = config.conflict_retention;
-    let (store, report) = tokio::task::spawn_blocking(move || Store::open(opts))
+    if let Some(bytes) = config.log_segment_max_bytes {
+        opts.log.segment_max_bytes = bytes;
+    }
+    let (mut store, report) = tokio::task::spawn_blocking(move || Store::open(opts))
         .await
         .context("recovery task")??;
+    store.set_backlog_ops_max(Some(config.repl_backlog_ops));
     tracing::info!(
         snapshot_lsn = ?report.snapshot_lsn,
         snapshot_keys = report.snapshot_keys,

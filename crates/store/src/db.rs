@@ -59,6 +59,8 @@ pub struct Db {
     expired_total: u64,
     /// Keys under WATCH by some client: (watchers, modification count).
     watched: std::collections::HashMap<Blob, (u32, u64)>,
+    /// Keys changed since an anti-entropy session took its digests.
+    touched: Option<std::collections::HashSet<Blob>>,
 }
 
 impl Db {
@@ -76,6 +78,7 @@ impl Db {
             conflicts_total: 0,
             expired_total: 0,
             watched: Default::default(),
+            touched: None,
         }
     }
 
@@ -228,6 +231,7 @@ impl Db {
         if let Some((_, version)) = self.watched.get_mut(key) {
             *version += 1;
         }
+        self.touch(key);
         let op = self.building.as_mut().expect("op under construction");
         let mut found = Vec::new();
         self.keys.apply(key, &kind, &op.context(), &mut found);
@@ -290,6 +294,9 @@ impl Db {
             if let Some((_, version)) = self.watched.get_mut(&e.key[..]) {
                 *version += 1;
             }
+            if let Some(t) = &mut self.touched {
+                t.insert(e.key.clone());
+            }
             self.keys.apply(&e.key, &e.kind, &ctx, &mut found);
         }
         self.vv.observe(dot);
@@ -297,6 +304,59 @@ impl Db {
             self.seq = self.seq.max(dot.seq());
         }
         self.record_conflicts(found);
+    }
+
+    // ----- state merge (anti-entropy) -----
+
+    fn touch(&mut self, key: &[u8]) {
+        if let Some(t) = &mut self.touched {
+            t.insert(Blob::from(key));
+        }
+    }
+
+    /// Starts remembering which keys change, until [`Db::take_touched`].
+    pub fn track_touched(&mut self) {
+        self.touched = Some(Default::default());
+    }
+
+    /// The keys changed since [`Db::track_touched`]; stops tracking.
+    pub fn take_touched(&mut self) -> std::collections::HashSet<Blob> {
+        self.touched.take().unwrap_or_default()
+    }
+
+    /// Joins a peer's state of `key` (`None`: the peer holds nothing for
+    /// it) with this region's, `their_vv` being the peer's version vector
+    /// when it read that state. The version vector is not changed here: a
+    /// caller joins it ([`Db::absorb_context`]) only after merging every key
+    /// whose state may differ, or it would claim ops it never merged.
+    pub fn merge_state(&mut self, key: &[u8], theirs: Option<&Entry>, their_vv: &VersionVector) {
+        let mut merged = match (self.keys.get_any(key), theirs) {
+            (None, None) => return,
+            (Some(mine), _) => mine.clone(),
+            (None, Some(t)) => Entry::new(t.kind()),
+        };
+        let empty;
+        let theirs = match theirs {
+            Some(t) => t,
+            None => {
+                empty = Entry::new(merged.kind());
+                &empty
+            }
+        };
+        let mut found = Vec::new();
+        merged.join(key, &self.vv, theirs, their_vv, &mut found);
+        if let Some((_, version)) = self.watched.get_mut(key) {
+            *version += 1;
+        }
+        self.touch(key);
+        self.keys.replace(key, merged);
+        self.record_conflicts(found);
+    }
+
+    /// Takes in the context of a merged state: its version vector and clock.
+    pub fn absorb_context(&mut self, vv: &VersionVector, clock: Hlc) {
+        self.vv.join(vv);
+        self.clock.raise_to(clock);
     }
 
     // ----- WATCH -----

@@ -181,4 +181,22 @@ impl Keyspace {
     pub fn reserve(&mut self, additional: usize) {
         self.live.reserve(additional);
     }
+
+    /// Sets `key`'s whole entry (a state merge). A live key that stays live
+    /// keeps its place, so a SCAN in progress does not lose it.
+    pub fn replace(&mut self, key: &[u8], entry: Entry) {
+        let before = self.get_any(key).and_then(|e| e.deadline_ms());
+        let after = entry.deadline_ms();
+        if entry.is_live() {
+            if let Some(slot) = self.live.get_mut(key) {
+                **slot = entry;
+                self.reindex(key, before, after);
+                return;
+            }
+        }
+        self.reindex(key, before, None);
+        self.live.swap_remove(key);
+        self.hidden.swap_remove(key);
+        self.load(Blob::from(key), entry);
+    }
 }

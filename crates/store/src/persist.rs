@@ -178,6 +178,15 @@ pub struct Store {
     checkpoints: Vec<(u64, VersionVector)>,
     /// Peers still need records from this LSN on; compaction keeps them.
     retain_from_lsn: Option<u64>,
+    /// Compaction keeps at most this many records for peers
+    /// (`--repl-backlog-ops`); a peer further behind repairs by anti-entropy.
+    backlog_ops_max: Option<u64>,
+    /// Covers every op whose effects are in the state but not in the
+    /// retained log (compacted away, or merged in as state). A peer whose
+    /// version vector does not dominate it cannot be served from the log.
+    base_vv: VersionVector,
+    /// (LSN, version vector) of the last prepared snapshot.
+    prepared_vv: Option<(u64, VersionVector)>,
     epoch: u64,
 }
 
@@ -209,6 +218,9 @@ impl Store {
             report.snapshot_keys = load_snapshot(&mut db, &opts.dir, lsn, &content, opts.region)?;
             report.snapshot_lsn = Some(lsn);
         }
+        // Records before the snapshot may still be in the log; taking the
+        // snapshot's vector errs towards running anti-entropy needlessly.
+        let base_vv = db.version_vector().clone();
         let mut log_opts = opts.log.clone();
         log_opts.fsync = opts.fsync;
         let (log, recovery) = Log::open(&opts.dir, log_opts)?;
@@ -266,6 +278,9 @@ impl Store {
             ops_since_snapshot: report.replayed_ops,
             checkpoints,
             retain_from_lsn: None,
+            backlog_ops_max: None,
+            base_vv,
+            prepared_vv: None,
             epoch: 0,
         };
         Ok((store, report))
@@ -421,6 +436,48 @@ impl Store {
         self.retain_from_lsn = lsn;
     }
 
+    /// Lets compaction drop records more than `ops` behind the log's end
+    /// even if a peer has not acknowledged them (`None`: keep them).
+    pub fn set_backlog_ops_max(&mut self, ops: Option<u64>) {
+        self.backlog_ops_max = ops;
+    }
+
+    /// Covers every op whose effects the retained log cannot replay to a
+    /// peer: a peer whose version vector does not dominate it needs state.
+    pub fn log_base_vv(&self) -> &VersionVector {
+        &self.base_vv
+    }
+
+    /// Joins a peer's state into this region's: each `(key, entry)` as the
+    /// peer held it (`None`: nothing), then the peer's version vector and
+    /// clock. The caller guarantees `states` holds every key whose state
+    /// may differ from the peer's. Merged state has no op in the log, so it
+    /// is made durable at once by a snapshot written under the lock: until
+    /// that snapshot is on disk, no op depending on the merge is logged, and
+    /// a crash before it loses the merge together with the vector it raised.
+    pub fn merge_states(
+        &mut self,
+        states: Vec<(Blob, Option<Entry>)>,
+        their_vv: &VersionVector,
+        their_clock: Hlc,
+    ) -> Result<SnapshotInfo, StoreError> {
+        for (key, entry) in &states {
+            self.db.merge_state(key, entry.as_ref(), their_vv);
+        }
+        self.db.absorb_context(their_vv, their_clock);
+        self.base_vv.join(their_vv);
+        let lsn = self.log.last_lsn();
+        for conflict in self.db.take_fresh_conflicts() {
+            self.journal.append(JournalEntry {
+                op_lsn: lsn,
+                detected_ms: self.db.now_ms(),
+                epoch: self.epoch,
+                conflict,
+            })?;
+        }
+        self.snapshot()
+    }
+
     /// Serializes the keyspace as of the last committed op. Cheap enough to
     /// do under the lock; the file is written by [`PreparedSnapshot::write`].
     pub fn prepare_snapshot(&mut self) -> Result<PreparedSnapshot, StoreError> {
@@ -442,6 +499,7 @@ impl Store {
                 .map_err(|e| StoreError::Encode(e.to_string()))?;
         }
         self.ops_since_snapshot = 0;
+        self.prepared_vv = Some((lsn, self.db.version_vector().clone()));
         Ok(PreparedSnapshot {
             dir: self.dir.clone(),
             lsn,
@@ -452,12 +510,31 @@ impl Store {
 
     /// Drops log segments a written snapshot covers and no peer still needs.
     pub fn snapshot_written(&mut self, lsn: u64) -> Result<usize, StoreError> {
-        let upto = match self.retain_from_lsn {
+        let mut needed = self.retain_from_lsn;
+        if let (Some(n), Some(max)) = (needed.as_mut(), self.backlog_ops_max) {
+            *n = (*n).max(self.log.last_lsn().saturating_sub(max) + 1);
+        }
+        let upto = match needed {
             Some(needed) => lsn.min(needed.saturating_sub(1)),
             None => lsn,
         };
         let removed = self.log.truncate_prefix(upto)?;
         let oldest = self.log.oldest_lsn();
+        // The vector of everything before the oldest retained record, or
+        // one that covers more (which only makes anti-entropy run sooner).
+        let gone = oldest.saturating_sub(1);
+        if gone > 0 {
+            let exact_or_above = self
+                .checkpoints
+                .iter()
+                .find(|(l, _)| *l >= gone && *l <= lsn)
+                .map(|(_, vv)| vv);
+            match (exact_or_above, &self.prepared_vv) {
+                (Some(vv), _) => self.base_vv.join(vv),
+                (None, Some((at, vv))) if *at >= gone => self.base_vv.join(vv),
+                _ => self.base_vv.join(&self.db.version_vector().clone()),
+            }
+        }
         self.checkpoints.retain(|(l, _)| *l + 1 >= oldest);
         Ok(removed)
     }
