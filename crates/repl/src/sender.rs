@@ -12,7 +12,7 @@ use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 use crate::handshake::{nonce, proof, verify};
-use crate::status::{LinkState, Outbound, ReplStatus, UNACKED_TRACKED_MAX};
+use crate::status::{LinkState, Outbound, ReplStatus};
 use crate::wire::{
     read_msg, write_msg, Msg, BATCH_MAX_BYTES, BATCH_MAX_OPS, MAGIC, PROTOCOL_VERSION,
 };
@@ -64,7 +64,6 @@ pub async fn run(
             peer_vv: VersionVector::new(),
             ops_sent: 0,
             bytes_sent: 0,
-            unacked: Default::default(),
             clock_offset_ms: 0,
         },
     );
@@ -95,7 +94,6 @@ pub async fn run(
             }
             o.state = state;
             o.last_error = Some(err);
-            o.unacked.clear();
         });
         let jitter = rand::thread_rng().gen_range(0..=backoff_ms / 2);
         tokio::time::sleep(Duration::from_millis(backoff_ms + jitter)).await;
@@ -242,7 +240,6 @@ async fn link(
                 .unwrap_or_default();
             let mut records = Vec::new();
             let mut bytes = 0;
-            let mut stamps = Vec::new();
             // A witness stores no data; a witness has none to send.
             let streams = !peer_is_witness && !config.witness;
             while streams && records.len() < BATCH_MAX_OPS && bytes < BATCH_MAX_BYTES {
@@ -256,7 +253,6 @@ async fn link(
                     continue;
                 }
                 bytes += payload.len();
-                stamps.push((lsn, tag.hlc.wall_ms()));
                 records.push(payload);
             }
             if !records.is_empty() {
@@ -266,11 +262,6 @@ async fn link(
                 update(status, peer, |o| {
                     o.ops_sent += n;
                     o.bytes_sent += sent as u64;
-                    for s in stamps {
-                        if o.unacked.len() < UNACKED_TRACKED_MAX {
-                            o.unacked.push_back(s);
-                        }
-                    }
                 });
                 continue;
             }
@@ -323,9 +314,6 @@ async fn read_acks(
                     o.acked_lsn = o.acked_lsn.max(upto_lsn);
                     o.peer_vv = vv;
                     o.clock_offset_ms = their_ms as i64 - now as i64;
-                    while o.unacked.front().is_some_and(|(l, _)| *l <= upto_lsn) {
-                        o.unacked.pop_front();
-                    }
                 });
             }
             (Msg::Refuse { reason }, _) => return Err(LinkError::Refused(reason)),

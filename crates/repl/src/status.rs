@@ -8,8 +8,6 @@ use parking_lot::Mutex;
 
 /// Apply-lag samples kept per inbound link for percentiles.
 pub const LAG_SAMPLES_MAX: usize = 8192;
-/// Sent-but-unacknowledged records remembered per link for lag in ms.
-pub const UNACKED_TRACKED_MAX: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -44,8 +42,6 @@ pub struct Outbound {
     pub peer_vv: VersionVector,
     pub ops_sent: u64,
     pub bytes_sent: u64,
-    /// (lsn, HLC wall ms) of records sent and not yet acknowledged.
-    pub unacked: VecDeque<(u64, u64)>,
     /// The peer's clock minus ours, from its acknowledgements.
     pub clock_offset_ms: i64,
 }
@@ -146,7 +142,14 @@ impl ReplStatus {
         *self.refused.lock().entry(reason.to_string()).or_insert(0) += 1;
     }
 
-    pub fn view(&self, my_last_lsn: u64, now_ms: u64) -> Vec<PeerView> {
+    /// `appended_ms_after(lsn)` tells when the record after `lsn` was
+    /// written (`Store::appended_ms_after`), for lag in ms.
+    pub fn view(
+        &self,
+        my_last_lsn: u64,
+        now_ms: u64,
+        appended_ms_after: impl Fn(u64) -> Option<u64>,
+    ) -> Vec<PeerView> {
         let outbound = self.outbound.lock();
         let inbound = self.inbound.lock();
         let mut regions: Vec<RegionId> = outbound.keys().chain(inbound.keys()).copied().collect();
@@ -157,9 +160,11 @@ impl ReplStatus {
             .map(|region| {
                 let out = outbound.get(&region);
                 let inb = inbound.get(&region).cloned().unwrap_or_default();
+                // Age of the oldest op the peer has not acknowledged, down
+                // or not: a cut link's lag keeps growing.
                 let lag_ms = out
-                    .and_then(|o| o.unacked.front())
-                    .map_or(0, |(_, hlc_ms)| now_ms.saturating_sub(*hlc_ms));
+                    .and_then(|o| appended_ms_after(o.acked_lsn))
+                    .map_or(0, |t| now_ms.saturating_sub(t));
                 PeerView {
                     region,
                     addr: out.map_or_else(String::new, |o| o.addr.clone()),

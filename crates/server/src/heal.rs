@@ -66,8 +66,13 @@ fn conflicts_total(shared: &Shared) -> u64 {
 }
 
 fn ops_exchanged_total(shared: &Shared) -> (u64, bool) {
-    let last_lsn = shared.store.lock().log().last_lsn();
-    let peers = shared.repl.view(last_lsn, crate::shared::wall_ms());
+    let store = shared.store.lock();
+    let peers = shared
+        .repl
+        .view(store.log().last_lsn(), crate::shared::wall_ms(), |lsn| {
+            store.appended_ms_after(lsn)
+        });
+    drop(store);
     let ops = peers.iter().map(|p| p.ops_sent + p.ops_applied).sum();
     let caught_up = peers.iter().all(|p| p.lag_ops == 0);
     (ops, caught_up)

@@ -27,8 +27,11 @@ pub struct View {
 }
 
 pub fn view(shared: &Shared) -> View {
-    let (vv, last_lsn, synced_lsn, keys, epoch, conflict_counts, conflicts_retained) = {
+    let (vv, last_lsn, synced_lsn, keys, epoch, conflict_counts, conflicts_retained, peers) = {
         let store = shared.store.lock();
+        let peers = shared.repl.view(store.log().last_lsn(), wall_ms(), |lsn| {
+            store.appended_ms_after(lsn)
+        });
         (
             store.db().version_vector().clone(),
             store.log().last_lsn(),
@@ -42,6 +45,7 @@ pub fn view(shared: &Shared) -> View {
                 .map(|((k, r), n)| (*k, *r, *n))
                 .collect(),
             store.journal().retained(),
+            peers,
         )
     };
     View {
@@ -52,7 +56,7 @@ pub fn view(shared: &Shared) -> View {
         synced_lsn,
         keys,
         readiness: shared.readiness.lock().clone(),
-        peers: shared.repl.view(last_lsn, wall_ms()),
+        peers,
         conflict_counts,
         conflicts_retained,
     }

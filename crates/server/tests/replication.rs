@@ -461,3 +461,48 @@ fn http_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
     let json = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
+
+/// Lag in ms is the age of the oldest op a peer has not acknowledged, and
+/// keeps growing while the link is cut (it once read 0 for a down link).
+#[test]
+fn lag_of_a_cut_link_keeps_growing_until_heal() {
+    let cluster = Cluster::start(&["ra", "rb"], LinkConditions::wan(5), &[], seed());
+    ok(cluster.conn("ra").cmd(&["SET", "warm", "1"]));
+    cluster.converge(CONVERGE);
+    cluster.mesh.partition("rb").unwrap();
+    for i in 0..20 {
+        ok(cluster.conn("ra").cmd(&["SET", &format!("k{i}"), "v"]));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let status = http_json(cluster.regions[0].http, "/v1/status");
+    let rb = status["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "rb")
+        .unwrap()
+        .clone();
+    assert!(rb["lag_ops"].as_u64().unwrap() >= 20, "{rb}");
+    assert!(rb["lag_ms"].as_u64().unwrap() >= 700, "{rb}");
+    cluster.mesh.heal_all();
+    cluster.converge(CONVERGE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = http_json(cluster.regions[0].http, "/v1/status");
+        let rb = status["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == "rb")
+            .unwrap()
+            .clone();
+        if rb["lag_ops"] == 0 && rb["lag_ms"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lag stayed after heal: {rb}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

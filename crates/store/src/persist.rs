@@ -165,7 +165,15 @@ impl StoreSync {
     }
 }
 
+/// Append times kept for replication lag: one sample per this many ms…
+const APPEND_TIME_GRAIN_MS: u64 = 10;
+/// …and at most this many samples (about 17 minutes of steady writes).
+const APPEND_TIMES_MAX: usize = 100_000;
+
 pub struct Store {
+    /// (lsn, wall ms) of the first record appended in each grain, oldest
+    /// first: how old the oldest op a peer lacks is.
+    append_times: std::collections::VecDeque<(u64, u64)>,
     fsync: FsyncPolicy,
     /// Reused to encode each committed op.
     scratch: Vec<u8>,
@@ -269,6 +277,7 @@ impl Store {
         report.log = recovery;
         report.elapsed_ms = started.elapsed().as_millis();
         let store = Store {
+            append_times: Default::default(),
             fsync: opts.fsync,
             scratch: Vec::new(),
             db,
@@ -327,6 +336,17 @@ impl Store {
 
     fn append(&mut self, payload: &[u8]) -> Result<u64, StoreError> {
         let lsn = self.log.append(payload)?;
+        let now_ms = self.db.now_ms();
+        if self
+            .append_times
+            .back()
+            .is_none_or(|(_, t)| now_ms >= t + APPEND_TIME_GRAIN_MS)
+        {
+            if self.append_times.len() == APPEND_TIMES_MAX {
+                self.append_times.pop_front();
+            }
+            self.append_times.push_back((lsn, now_ms));
+        }
         self.ops_since_snapshot += 1;
         for conflict in self.db.take_fresh_conflicts() {
             self.journal.append(JournalEntry {
@@ -364,6 +384,20 @@ impl Store {
         let lsn = self.log.commit()?;
         self.journal.flush()?;
         Ok(lsn)
+    }
+
+    /// When the record after `lsn` was appended (to within
+    /// `APPEND_TIME_GRAIN_MS`, never later than it was): the age of the
+    /// oldest op a peer that acknowledged `lsn` lacks.
+    pub fn appended_ms_after(&self, lsn: u64) -> Option<u64> {
+        if lsn >= self.log.last_lsn() {
+            return None;
+        }
+        let at = self.append_times.partition_point(|(l, _)| *l <= lsn + 1);
+        match at {
+            0 => self.append_times.front().map(|(_, t)| *t),
+            i => Some(self.append_times[i - 1].1),
+        }
     }
 
     pub fn fsync_policy(&self) -> FsyncPolicy {

@@ -127,7 +127,11 @@ fn regions(ctx: &mut Ctx<'_>) -> Frame {
         pair("epoch", Frame::Integer(epoch as i64)),
         pair("version_vector", Frame::bulk(token(db.version_vector()))),
     ])];
-    for p in ctx.shared.repl.view(last_lsn, wall_ms()) {
+    for p in ctx
+        .shared
+        .repl
+        .view(last_lsn, wall_ms(), |lsn| ctx.store.appended_ms_after(lsn))
+    {
         let link = if p.outbound_state == LinkState::Up && p.inbound_connected {
             "up"
         } else {
