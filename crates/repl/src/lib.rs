@@ -148,12 +148,12 @@ pub fn start(config: ReplConfig, host: Host, listener: TcpListener) -> Arc<ReplS
 }
 
 /// Peers are only sent records on stable storage. Under `--fsync always`
-/// every commit is already synced; otherwise this syncs within a couple of
-/// milliseconds of a flush, so replication does not wait for the
+/// every commit is already synced; otherwise this syncs within about a
+/// millisecond of a flush, so replication does not wait for the
 /// once-a-second fsync. It also keeps compaction from dropping records a
 /// peer has not acknowledged.
 async fn sync_for_shipping(host: Host, status: Arc<ReplStatus>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
@@ -163,8 +163,13 @@ async fn sync_for_shipping(host: Host, status: Arc<ReplStatus>) {
             !store.is_poisoned() && store.log().flushed_lsn() > store.log().synced_lsn()
         };
         if behind {
-            if let Err(e) = host.sync() {
-                tracing::error!(error = %e, "fsync for replication failed");
+            // The fdatasync runs on a blocking thread: on the runtime worker
+            // it stalled every client of the region for each disk flush.
+            let host = host.clone();
+            match tokio::task::spawn_blocking(move || host.sync()).await {
+                Ok(Err(e)) => tracing::error!(error = %e, "fsync for replication failed"),
+                Err(e) => tracing::error!(error = %e, "fsync task for replication failed"),
+                Ok(Ok(_)) => {}
             }
         }
     }

@@ -5,7 +5,7 @@
 //!   three regions linked through the WAN emulator and, in the same run, with
 //!   one region and no peers (the baseline the three-region figure is
 //!   compared with);
-//! - **replication lag**, two ways: probes (`SET probe:<n>` on one region,
+//! - **replication lag**, two ways: probes (`SET probe:<k>` on one region,
 //!   polled with `MGET` every millisecond on the others, timed from the
 //!   origin's acknowledgement to the first poll that sees it), and the
 //!   receivers' own apply lag from `/v1/status` (apply time minus the op's
@@ -47,6 +47,9 @@ const PROBE_RATE_PER_S: u64 = 50;
 const PROBE_POLL: Duration = Duration::from_millis(1);
 /// A probe not seen this long after the load ends counts as lost.
 const PROBE_GIVE_UP: Duration = Duration::from_secs(10);
+/// Probe keys are reused round-robin, so probes add a bounded number of
+/// keys; at 50 probes a second a key is rewritten every 5 s, far beyond any lag.
+const PROBE_KEYS: u64 = 256;
 /// How often `/v1/status` is sampled during the measured window.
 const STATUS_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Keys the load writes to, so memory stays bounded whatever the length.
@@ -613,7 +616,7 @@ pub(crate) struct ProbeLag {
     pub lost: u64,
 }
 
-/// Writes `SET probe:<n> <wall µs>` round-robin on the regions, `rate_per_s`
+/// Writes `SET probe:<n mod 256> "<n> <wall µs>"` round-robin on the regions, `rate_per_s`
 /// a second during the window, and times each one from its acknowledgement
 /// to its first sighting in every other region (polled every millisecond,
 /// starting `quiet` after the acknowledgement).
@@ -647,7 +650,11 @@ pub(crate) async fn probe_lag(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros());
         let reply = writers[origin]
-            .cmd(&["SET", &format!("probe:{n}"), &wall_us.to_string()])
+            .cmd(&[
+                "SET",
+                &format!("probe:{}", n % PROBE_KEYS),
+                &format!("{n} {wall_us}"),
+            ])
             .await?;
         if reply.is_error() {
             bail!("probe write failed: {reply:?}");
@@ -726,14 +733,19 @@ async fn watch_probes(
             continue;
         }
         let mut command = vec!["MGET".to_string()];
-        command.extend(due.iter().map(|(n, _, _)| format!("probe:{n}")));
+        command.extend(
+            due.iter()
+                .map(|(n, _, _)| format!("probe:{}", n % PROBE_KEYS)),
+        );
         let polled_at = Instant::now();
         let reply = client.cmd(&command).await?;
         let Frame::Array(values) = reply else {
             bail!("MGET replied {reply:?}");
         };
         for ((n, origin, acked), value) in due.iter().zip(values) {
-            if value != Frame::Null {
+            let this_probe = crate::rclient::frame_text(&value)
+                .is_some_and(|v| v.split(' ').next() == Some(n.to_string().as_str()));
+            if this_probe {
                 seen.push((
                     *origin,
                     dest,

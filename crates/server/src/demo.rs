@@ -129,6 +129,9 @@ impl Counter {
 /// Sums of acknowledged increments.
 type Acked = BTreeMap<Counter, i64>;
 
+/// A workload command and the increment it makes, if it is a counter command.
+type Planned = (Vec<String>, Option<(Counter, i64)>);
+
 /// What the workload did, per region.
 #[derive(Default)]
 struct LoadStats {
@@ -902,7 +905,7 @@ async fn worker(
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
-        let batch: Vec<(Vec<String>, Option<(Counter, i64)>)> = (0..BATCH_COMMANDS)
+        let batch: Vec<Planned> = (0..BATCH_COMMANDS)
             .map(|_| {
                 n += 1;
                 mixed_command(&mut rng, &region, n)
@@ -927,7 +930,7 @@ async fn worker(
 
 /// One command of the mixed workload, and the increment it makes if it is
 /// a counter command.
-fn mixed_command(rng: &mut StdRng, region: &str, n: u64) -> (Vec<String>, Option<(Counter, i64)>) {
+fn mixed_command(rng: &mut StdRng, region: &str, n: u64) -> Planned {
     let cmd = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<String>>();
     let nonzero = |rng: &mut StdRng, lo: i64, hi: i64| loop {
         let v = rng.gen_range(lo..=hi);
@@ -1090,13 +1093,13 @@ fn wall_ms() -> u64 {
 /// `1234567` → `1,234,567`.
 pub fn group(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
+    let groups: Vec<&str> = digits
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|g| std::str::from_utf8(g).unwrap_or_default())
+        .collect();
+    let out = groups.join(",");
     if n < 0 {
         format!("-{out}")
     } else {

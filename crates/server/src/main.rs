@@ -1,5 +1,7 @@
 //! `meridian`: the multi-region data store that speaks the Redis protocol.
 
+mod sim_cmd;
+
 use std::future::Future;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,10 @@ enum Command {
     /// Any region's view of the cluster as a table: links, lag, fenced
     /// keyspaces, conflicts in the last hour, clock offsets.
     Status(StatusArgs),
+    /// Run the deterministic simulator over seeds: regions, network, crashes
+    /// and clocks in one thread, with invariant checkers; exits non-zero at
+    /// the first anomaly, printing its seed and trace.
+    Sim(sim_cmd::SimArgs),
 }
 
 fn init_logging(json: bool, default_filter: &str) {
@@ -60,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(meridian_server::server::run(config))
         }
         Command::Demo(args) => run_tool(meridian_server::demo::run(args)),
+        Command::Sim(args) => sim_cmd::run(args),
         Command::Bench(command) => run_tool(meridian_server::bench::run(command)),
         Command::Status(args) => {
             // An operator's tool: the reason on one line, never a backtrace.

@@ -1,0 +1,159 @@
+//! `meridian sim`: runs the deterministic simulator over a range of seeds
+//! and stops at the first anomaly, printing its seed and the events that
+//! led to it.
+
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use clap::Args;
+use meridian_sim::{run_seed, Breakage, Fault, SimConfig, SimReport};
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// How many seeds to run (from `--seed` on). Defaults to 1 with
+    /// `--seed`, else 100.
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// The first seed (alone: replay exactly that seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Faults to inject: a comma-separated list of delay, dup, drop,
+    /// partition, oneway, crash, clock; or `all`, or `none`.
+    #[arg(long, default_value = "all")]
+    pub faults: String,
+    /// Regions per run.
+    #[arg(long, default_value_t = 3)]
+    pub regions: usize,
+    /// Ticks (10 simulated ms each) of writes and faults per seed.
+    #[arg(long, default_value_t = 300)]
+    pub ticks: u64,
+    /// Events printed with an anomaly.
+    #[arg(long, default_value_t = 40)]
+    pub trace: usize,
+    /// Deliberately break the merge to see a checker fail
+    /// (`lose-relayed-effects`).
+    #[arg(long, default_value = "none")]
+    pub r#break: String,
+    /// Print one line per seed.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+pub fn run(args: SimArgs) -> Result<()> {
+    let faults = Fault::parse_list(&args.faults).map_err(|e| anyhow!(e))?;
+    let breakage = Breakage::parse(&args.r#break).map_err(|e| anyhow!(e))?;
+    if !(2..=16).contains(&args.regions) {
+        return Err(anyhow!("--regions must lie between 2 and 16"));
+    }
+    let first = args.seed.unwrap_or(0);
+    let count = args
+        .seeds
+        .unwrap_or(if args.seed.is_some() { 1 } else { 100 });
+    let fault_names: Vec<&str> = faults.iter().map(|f| f.name()).collect();
+    let faults_arg = if fault_names.is_empty() {
+        "none".to_string()
+    } else {
+        fault_names.join(",")
+    };
+    let started = Instant::now();
+    let mut totals = Totals::default();
+    for seed in first..first.saturating_add(count) {
+        let cfg = SimConfig {
+            regions: args.regions,
+            fault_ticks: args.ticks,
+            faults: faults.clone(),
+            breakage,
+            trace_keep: args.trace,
+            ..SimConfig::new(seed)
+        };
+        let report = run_seed(cfg);
+        totals.add(&report);
+        if args.verbose {
+            println!(
+                "seed {seed}: {} ticks, {} ops, {} lost, {} faults, {} messages, healed in {} ticks, trace {:016x}",
+                report.ticks,
+                report.ops_durable,
+                report.ops_lost,
+                report.faults_total(),
+                report.messages,
+                report.heal_ticks,
+                report.trace_hash
+            );
+        }
+        if let Some(a) = &report.anomaly {
+            eprintln!("ANOMALY at seed {seed}: {a}");
+            eprintln!("last {} events:", a.trace.len());
+            for e in &a.trace {
+                eprintln!("  {e}");
+            }
+            eprintln!(
+                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}",
+                args.regions,
+                args.ticks,
+                if breakage == Breakage::None {
+                    String::new()
+                } else {
+                    format!(" --break {}", args.r#break)
+                }
+            );
+            totals.print(started);
+            std::process::exit(1);
+        }
+    }
+    totals.print(started);
+    Ok(())
+}
+
+#[derive(Default)]
+struct Totals {
+    seeds: u64,
+    ticks: u64,
+    ops: u64,
+    lost: u64,
+    refused: u64,
+    conflicts: u64,
+    messages: u64,
+    duplicates: u64,
+    faults: std::collections::BTreeMap<&'static str, u64>,
+    anomalies: u64,
+}
+
+impl Totals {
+    fn add(&mut self, r: &SimReport) {
+        self.seeds += 1;
+        self.ticks += r.ticks;
+        self.ops += r.ops_durable;
+        self.lost += r.ops_lost;
+        self.refused += r.writes_refused;
+        self.conflicts += r.conflicts_journaled;
+        self.messages += r.messages;
+        self.duplicates += r.duplicates_received;
+        for (k, v) in &r.faults {
+            *self.faults.entry(k).or_default() += v;
+        }
+        self.anomalies += r.anomaly.is_some() as u64;
+    }
+
+    fn print(&self, started: Instant) {
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!(
+            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  writes fenced {}  conflicts journaled {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
+            self.seeds,
+            self.ticks,
+            self.ops,
+            self.lost,
+            self.refused,
+            self.conflicts,
+            self.messages,
+            self.duplicates,
+            self.faults.values().sum::<u64>(),
+            faults.join(", "),
+            self.anomalies,
+            started.elapsed().as_secs_f64()
+        );
+    }
+}

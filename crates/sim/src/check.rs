@@ -1,0 +1,402 @@
+//! Invariant checkers. They read the regions' final state and the drivers'
+//! history and never drive anything themselves.
+//!
+//! Each models the merge rule it checks independently of the store's code:
+//! counters sum, observed-remove sets, last-writer-wins registers with
+//! siblings, and the conflicts a region must journal given the order its
+//! log applied the writes in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use meridian_crdt::{Dot, EffectKind, Op, Rule, Tag, Value, VersionVector};
+use meridian_store::db::visible_digest;
+use meridian_store::{Db, PeerApply, Store};
+
+use crate::history::{History, Recorded, Write};
+use crate::region::SimRegion;
+
+/// A violated invariant: which checker, what it saw, and the run's last
+/// events.
+#[derive(Debug, Clone)]
+pub struct Anomaly {
+    pub check: &'static str,
+    pub detail: String,
+    pub trace: Vec<String>,
+}
+
+impl Anomaly {
+    pub fn new(check: &'static str, detail: String) -> Anomaly {
+        Anomaly {
+            check,
+            detail,
+            trace: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.check, self.detail)
+    }
+}
+
+type Check = Result<(), Anomaly>;
+
+fn fail(check: &'static str, detail: String) -> Check {
+    Err(Anomaly::new(check, detail))
+}
+
+/// Every checker that runs once the regions have converged.
+pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
+    for r in regions.iter_mut() {
+        let id = r.id;
+        let db = r.store().db();
+        check_counters(db, history).map_err(|a| tag_region(a, id))?;
+        check_sets(db, history).map_err(|a| tag_region(a, id))?;
+        check_registers(db, history).map_err(|a| tag_region(a, id))?;
+    }
+    for r in regions.iter_mut() {
+        check_conflict_journal(r)?;
+    }
+    check_idempotent_replay(regions)?;
+    check_recovery_replays_same_state(regions)
+}
+
+fn tag_region(mut a: Anomaly, id: meridian_crdt::RegionId) -> Anomaly {
+    a.detail = format!("region {id}: {}", a.detail);
+    a
+}
+
+/// The convergence checker's report when the bound is exceeded.
+pub fn divergence(regions: &mut [SimRegion], heal_ticks: u64) -> Anomaly {
+    let mut lines = Vec::new();
+    for r in regions.iter_mut() {
+        let id = r.id;
+        let db = r.store().db();
+        lines.push(format!(
+            "{id}: vv {:?} digest {:?}",
+            db.version_vector(),
+            visible_digest(db)
+        ));
+    }
+    Anomaly::new(
+        "convergence",
+        format!(
+            "regions differ {heal_ticks} ticks after every fault healed: {}",
+            lines.join("; ")
+        ),
+    )
+}
+
+fn str_value(db: &Db, key: &str) -> Option<Vec<u8>> {
+    match db.peek(key.as_bytes())?.value() {
+        Value::Str(r) => Some(r.render().into_owned()),
+        _ => None,
+    }
+}
+
+fn hash_field(db: &Db, key: &str, field: &[u8]) -> Option<Vec<u8>> {
+    match db.peek(key.as_bytes())?.value() {
+        Value::Hash(h) => h
+            .fields
+            .live
+            .iter()
+            .find(|(f, _)| &f[..] == field)
+            .map(|(_, v)| v.render().into_owned()),
+        _ => None,
+    }
+}
+
+fn zscore(db: &Db, key: &str, member: &[u8]) -> Option<f64> {
+    match db.peek(key.as_bytes())?.value() {
+        Value::ZSet(z) => z
+            .index
+            .iter()
+            .find(|(_, m)| &m[..] == member)
+            .map(|(s, _)| s.0),
+        _ => None,
+    }
+}
+
+fn set_members(db: &Db, key: &str) -> BTreeSet<String> {
+    match db.peek(key.as_bytes()).map(|e| e.value()) {
+        Some(Value::Set(s)) => s
+            .members
+            .live
+            .keys()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+fn as_int(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Counters equal the sum of the increments that survived (acknowledged,
+/// or found durable after a crash); increments lost in a crash were never
+/// acknowledged and never shipped, so they count nowhere.
+pub fn check_counters(db: &Db, history: &History) -> Check {
+    let mut expected: BTreeMap<(&'static str, &str), i64> = BTreeMap::new();
+    for op in history.durable() {
+        let (family, key, delta) = match &op.write {
+            Write::Incr { key, delta } => ("incr", key, delta),
+            Write::HIncr { key, delta } => ("hincr", key, delta),
+            Write::ZIncr { key, delta } => ("zincr", key, delta),
+            _ => continue,
+        };
+        *expected.entry((family, key.as_str())).or_default() += delta;
+    }
+    for ((family, key), sum) in expected {
+        let got = match family {
+            "incr" => str_value(db, key).and_then(|v| as_int(&v)),
+            "hincr" => hash_field(db, key, b"n").and_then(|v| as_int(&v)),
+            _ => zscore(db, key, b"zc").map(|s| s as i64),
+        };
+        if got != Some(sum) {
+            return fail(
+                "counters",
+                format!("{family} {key}: expected the sum of acknowledged increments {sum}, found {got:?}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Observed-remove sets, exactly: a member is present iff some add of it
+/// was observed by no SREM of it and no DEL of its key. So nothing deleted
+/// resurrects, and no add a remove had not observed is lost.
+pub fn check_sets(db: &Db, history: &History) -> Check {
+    let mut adds: BTreeMap<(&str, &str), Vec<&Recorded>> = BTreeMap::new();
+    let mut removes: BTreeMap<(&str, &str), Vec<&Recorded>> = BTreeMap::new();
+    let mut dels: BTreeMap<&str, Vec<&Recorded>> = BTreeMap::new();
+    let mut keys = BTreeSet::new();
+    for op in history.durable() {
+        match &op.write {
+            Write::SAdd { key, member } => {
+                keys.insert(key.as_str());
+                adds.entry((key, member)).or_default().push(op)
+            }
+            Write::SRem { key, member } => {
+                keys.insert(key.as_str());
+                removes.entry((key, member)).or_default().push(op)
+            }
+            Write::Del { key } if key.starts_with("d:") => {
+                keys.insert(key.as_str());
+                dels.entry(key).or_default().push(op)
+            }
+            _ => {}
+        }
+    }
+    for key in keys {
+        let mut expected = BTreeSet::new();
+        for ((k, member), added) in adds.range((key, "")..) {
+            if *k != key {
+                break;
+            }
+            let removers: Vec<&&Recorded> = removes
+                .get(&(key, *member))
+                .into_iter()
+                .flatten()
+                .chain(dels.get(key).into_iter().flatten())
+                .collect();
+            if added
+                .iter()
+                .any(|a| !removers.iter().any(|rm| rm.observed(a)))
+            {
+                expected.insert(member.to_string());
+            }
+        }
+        let got = set_members(db, key);
+        if got != expected {
+            let resurrected: Vec<&String> = got.difference(&expected).collect();
+            let lost: Vec<&String> = expected.difference(&got).collect();
+            return fail(
+                "sets",
+                format!("{key}: resurrected (removed by an op that observed every add) {resurrected:?}, lost (an add no remove observed) {lost:?}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Last writer wins among the writes no other write observed.
+pub fn check_registers(db: &Db, history: &History) -> Check {
+    let mut writes: BTreeMap<&str, Vec<(&Recorded, &str)>> = BTreeMap::new();
+    for op in history.durable() {
+        if let Write::Set { key, value } = &op.write {
+            writes.entry(key).or_default().push((op, value));
+        }
+    }
+    for (key, ws) in writes {
+        let winner = ws
+            .iter()
+            .filter(|(w, _)| !ws.iter().any(|(o, _)| o.dot() != w.dot() && o.observed(w)))
+            .max_by_key(|(w, _)| w.tag)
+            .map(|(_, v)| v.as_bytes().to_vec());
+        let got = str_value(db, key);
+        if got != winner {
+            return fail(
+                "registers",
+                format!(
+                    "{key}: expected {:?}, found {:?}",
+                    winner.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                    got.map(|v| String::from_utf8_lossy(&v).into_owned())
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The conflict journal is exact for `r:*` registers (written only by SET):
+/// replaying the region's own log in order, each SET meets the writes it
+/// had not observed that are still held (siblings), and each such pair is
+/// one conflict; nothing else may be journaled for those keys.
+pub fn check_conflict_journal(region: &mut SimRegion) -> Check {
+    let id = region.id;
+    let store = region.store();
+    let mut expected: Vec<(String, Dot, Dot)> = Vec::new();
+    let mut siblings: BTreeMap<Vec<u8>, Vec<Tag>> = BTreeMap::new();
+    let last = store.log().last_lsn();
+    if last >= store.log().oldest_lsn() {
+        let reader = store
+            .log()
+            .reader(store.log().oldest_lsn())
+            .map_err(|e| Anomaly::new("journal", e.to_string()))?;
+        for next in reader {
+            let (lsn, payload) = next.map_err(|e| Anomaly::new("journal", e.to_string()))?;
+            let op: Op = postcard::from_bytes(&payload)
+                .map_err(|e| Anomaly::new("journal", format!("record {lsn}: {e}")))?;
+            for effect in &op.effects {
+                if !effect.key.starts_with(b"r:") {
+                    continue;
+                }
+                if let EffectKind::StrSet { .. } = effect.kind {
+                    let held = siblings.entry(effect.key.to_vec()).or_default();
+                    held.retain(|t| !op.ctx.covers(t.dot));
+                    for t in held.iter() {
+                        let (w, l) = if *t > op.tag {
+                            (t, &op.tag)
+                        } else {
+                            (&op.tag, t)
+                        };
+                        expected.push((
+                            String::from_utf8_lossy(&effect.key).into_owned(),
+                            w.dot,
+                            l.dot,
+                        ));
+                    }
+                    held.push(op.tag);
+                }
+            }
+        }
+    }
+    let mut journaled: Vec<(String, Dot, Dot)> = store
+        .journal()
+        .recent()
+        .filter(|e| e.conflict.key.starts_with(b"r:") && e.conflict.sub.is_none())
+        .filter(|e| e.conflict.rule == Rule::LastWriterWins)
+        .map(|e| {
+            (
+                String::from_utf8_lossy(&e.conflict.key).into_owned(),
+                e.conflict.winner.dot,
+                e.conflict.loser.dot,
+            )
+        })
+        .collect();
+    expected.sort();
+    journaled.sort();
+    if expected != journaled {
+        let missed: Vec<_> = expected.iter().filter(|e| !journaled.contains(e)).collect();
+        let false_entries: Vec<_> = journaled.iter().filter(|e| !expected.contains(e)).collect();
+        return fail(
+            "journal",
+            format!(
+                "region {id}: {} conflicts expected, {} journaled; missed {missed:?}; false or repeated {false_entries:?}",
+                expected.len(),
+                journaled.len()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Replaying every region's whole log into every region changes nothing:
+/// each op is a duplicate, digests, version vectors and journals stay.
+pub fn check_idempotent_replay(regions: &mut [SimRegion]) -> Check {
+    let mut logs = Vec::new();
+    for r in regions.iter_mut() {
+        let store = r.store();
+        let mut records = Vec::new();
+        let reader = store
+            .log()
+            .reader(store.log().oldest_lsn())
+            .map_err(|e| Anomaly::new("idempotence", e.to_string()))?;
+        for next in reader {
+            records.push(
+                next.map_err(|e| Anomaly::new("idempotence", e.to_string()))?
+                    .1,
+            );
+        }
+        logs.push(records);
+    }
+    for r in regions.iter_mut() {
+        let id = r.id;
+        let store = r.store();
+        let before = state_of(store);
+        let now = store.db().now_ms();
+        for records in &logs {
+            for rec in records {
+                match store.apply_peer_op(rec, now) {
+                    Ok(PeerApply::Duplicate) => {}
+                    other => {
+                        return fail(
+                            "idempotence",
+                            format!("region {id}: replaying an applied op gave {other:?}"),
+                        )
+                    }
+                }
+            }
+        }
+        let after = state_of(store);
+        if before != after {
+            return fail(
+                "idempotence",
+                format!("region {id}: replaying duplicates changed {before:?} into {after:?}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn state_of(store: &Store) -> ((u64, usize), VersionVector, usize) {
+    let db = store.db();
+    (
+        visible_digest(db),
+        db.version_vector().clone(),
+        store.journal().retained(),
+    )
+}
+
+/// A clean restart rebuilds exactly the state: recovery replays the log
+/// through the same apply code and journals nothing twice.
+pub fn check_recovery_replays_same_state(regions: &mut [SimRegion]) -> Check {
+    for r in regions.iter_mut() {
+        let id = r.id;
+        let now = r.store().db().now_ms();
+        let before = state_of(r.store());
+        r.reopen_clean(now)
+            .map_err(|e| Anomaly::new("recovery", format!("region {id}: {e}")))?;
+        let after = state_of(r.store());
+        if before != after {
+            return fail(
+                "recovery",
+                format!("region {id}: state before restart {before:?}, after {after:?}"),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! What a run injects and how long it lasts.
+
+use std::fmt;
+
+/// A kind of fault the scheduler may inject during the fault phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// Random per-message delay: messages of different links overtake each
+    /// other (never within one link, which is one TCP stream).
+    Delay,
+    /// A link reconnects and resumes from an older log position than the
+    /// receiver's version vector needs, so it resends ops already applied.
+    Dup,
+    /// A connection drops; it resumes from the receiver's version vector.
+    Drop,
+    /// The regions split in two groups that cannot reach each other.
+    Partition,
+    /// One direction between two regions is cut.
+    OneWay,
+    /// A region is killed (`kill -9`: its unflushed log buffer is lost) and
+    /// later restarted from its data directory.
+    Crash,
+    /// A region's wall clock is offset or jumps, forwards or backwards.
+    Clock,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 7] = [
+        Fault::Delay,
+        Fault::Dup,
+        Fault::Drop,
+        Fault::Partition,
+        Fault::OneWay,
+        Fault::Crash,
+        Fault::Clock,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Delay => "delay",
+            Fault::Dup => "dup",
+            Fault::Drop => "drop",
+            Fault::Partition => "partition",
+            Fault::OneWay => "oneway",
+            Fault::Crash => "crash",
+            Fault::Clock => "clock",
+        }
+    }
+
+    /// Parses a comma-separated list: fault names, `all` or `none`.
+    pub fn parse_list(list: &str) -> Result<Vec<Fault>, String> {
+        let mut out = Vec::new();
+        for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word {
+                "all" => out.extend(Fault::ALL),
+                "none" => {}
+                w => match Fault::ALL.iter().find(|f| f.name() == w) {
+                    Some(f) => out.push(*f),
+                    None => {
+                        let known: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+                        return Err(format!(
+                            "unknown fault {w:?} (known: {}, all, none)",
+                            known.join(", ")
+                        ));
+                    }
+                },
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A deliberate bug in the simulator's receiving side, switched on at run
+/// time to prove that the checkers catch a broken merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breakage {
+    None,
+    /// Every third relayed op (one whose origin is not the sending region)
+    /// is applied with its effects stripped: its dot counts as applied but
+    /// its writes are lost, as a merge that silently drops data would.
+    LoseRelayedEffects,
+}
+
+impl Breakage {
+    pub fn parse(s: &str) -> Result<Breakage, String> {
+        match s {
+            "none" => Ok(Breakage::None),
+            "lose-relayed-effects" => Ok(Breakage::LoseRelayedEffects),
+            other => Err(format!(
+                "unknown breakage {other:?} (known: none, lose-relayed-effects)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub regions: usize,
+    /// Ticks during which the workload writes and faults are injected.
+    pub fault_ticks: u64,
+    /// After the fault phase, every fault is healed; convergence must follow
+    /// within this many ticks.
+    pub heal_ticks_max: u64,
+    pub faults: Vec<Fault>,
+    pub breakage: Breakage,
+    /// Events kept for the trace printed with an anomaly.
+    pub trace_keep: usize,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            regions: 3,
+            fault_ticks: 300,
+            heal_ticks_max: 3_000,
+            faults: Fault::ALL.to_vec(),
+            breakage: Breakage::None,
+            trace_keep: 40,
+        }
+    }
+
+    pub fn has(&self, fault: Fault) -> bool {
+        self.faults.contains(&fault)
+    }
+}

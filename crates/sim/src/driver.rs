@@ -1,0 +1,185 @@
+//! Workload drivers: what clients do. They only write and record; judging
+//! the outcome is the checkers' job (`check.rs`).
+//!
+//! Key families, each with a rule a checker models exactly:
+//! - `c:*` counters (INCRBY only), `h:*` hashes (HINCRBY of field `n`, HSET
+//!   of other fields), `z:*` sorted sets (ZINCRBY of `zc`, ZADD of others);
+//! - `r:*` registers written only by SET (last writer wins, conflicts
+//!   journaled);
+//! - `s:*` sets (SADD/SREM) and `d:*` sets that are also deleted whole;
+//! - `t:*` strings whose TTL is set and removed (never due), and `m:*`
+//!   strings under the `majority` policy.
+
+use meridian_cluster::{Policies, WriteVerdict};
+use meridian_crdt::{Blob, Delta, Dot, Tag};
+
+use crate::history::{Fate, History, Recorded, Write};
+use crate::region::SimRegion;
+use crate::rng::SimRng;
+
+/// Far beyond any run, so no key ever expires mid-run.
+const TTL_DEADLINE_MS: u64 = 1 << 50;
+
+/// The policies every simulated region runs with.
+pub fn policies() -> Policies {
+    Policies::parse(&["m:*=majority"]).expect("valid policy")
+}
+
+/// What one client command did.
+pub enum Outcome {
+    Committed {
+        index: usize,
+        journaled: bool,
+    },
+    Refused,
+    Nothing,
+    /// The store refused the commit (an I/O error: an anomaly here).
+    Failed(String),
+}
+
+/// One random client command at region `r` (which is up).
+pub fn driver_write(
+    rng: &mut SimRng,
+    region: &mut SimRegion,
+    r: usize,
+    policies: &Policies,
+    history: &mut History,
+    tick: u64,
+    now_ms: u64,
+) -> Outcome {
+    let id = region.id;
+    let lease = region.view.lease(now_ms);
+    let store = region.store();
+    store.db_mut().set_now_ms(now_ms);
+    let ctx = store.db().version_vector().clone();
+    let conflicts_before = store.db().conflicts_total();
+    let n = rng.below(3);
+    let db = store.db_mut();
+    let write = match rng.below(12) {
+        0 => {
+            let (key, delta) = (format!("c:{n}"), rng.between(-5, 10));
+            db.incr(key.as_bytes(), Delta::Int(delta));
+            Write::Incr { key, delta }
+        }
+        1 => {
+            let (key, delta) = (format!("h:{n}"), rng.between(-5, 10));
+            db.hincr(key.as_bytes(), Blob::from(&b"n"[..]), Delta::Int(delta));
+            Write::HIncr { key, delta }
+        }
+        2 => {
+            let key = format!("h:{n}");
+            let field = format!("f{}", rng.below(3));
+            let value = format!("v{}", rng.below(100));
+            db.hset(
+                key.as_bytes(),
+                vec![(Blob::from(field.as_bytes()), Blob::from(value.as_bytes()))],
+            );
+            Write::Other { key, what: "hset" }
+        }
+        3 => {
+            let (key, delta) = (format!("z:{n}"), rng.between(-5, 10));
+            db.zincr(key.as_bytes(), Blob::from(&b"zc"[..]), delta as f64);
+            Write::ZIncr { key, delta }
+        }
+        4 => {
+            let key = format!("z:{n}");
+            let member = format!("m{}", rng.below(3));
+            db.zadd(
+                key.as_bytes(),
+                vec![(Blob::from(member.as_bytes()), rng.below(50) as f64)],
+            );
+            Write::Other { key, what: "zadd" }
+        }
+        5 | 6 => {
+            let key = format!("r:{n}");
+            let value = format!("{id}-{tick}-{}", rng.below(1000));
+            db.set_string(key.as_bytes(), Blob::from(value.as_bytes()), false);
+            Write::Set { key, value }
+        }
+        7 => {
+            let key = format!("s:{n}");
+            let member = format!("m{}", rng.below(4));
+            db.sadd(key.as_bytes(), vec![Blob::from(member.as_bytes())]);
+            Write::SAdd { key, member }
+        }
+        8 => {
+            let key = format!("s:{n}");
+            let member = format!("m{}", rng.below(4));
+            db.srem(key.as_bytes(), vec![Blob::from(member.as_bytes())]);
+            Write::SRem { key, member }
+        }
+        9 => {
+            let key = format!("d:{n}");
+            if rng.chance(600) {
+                let member = format!("m{}", rng.below(4));
+                db.sadd(key.as_bytes(), vec![Blob::from(member.as_bytes())]);
+                Write::SAdd { key, member }
+            } else {
+                db.del(key.as_bytes());
+                Write::Del { key }
+            }
+        }
+        10 => {
+            let key = format!("t:{n}");
+            if db.get(key.as_bytes()).is_none() {
+                db.set_string(key.as_bytes(), Blob::from(&b"x"[..]), false);
+                Write::Other { key, what: "set" }
+            } else if rng.chance(500) {
+                db.set_ttl(key.as_bytes(), Some(TTL_DEADLINE_MS + rng.below(1000)));
+                Write::Other {
+                    key,
+                    what: "expire",
+                }
+            } else {
+                db.set_ttl(key.as_bytes(), None);
+                Write::Other {
+                    key,
+                    what: "persist",
+                }
+            }
+        }
+        _ => {
+            let key = format!("m:{n}");
+            let verdict = policies.verdict(
+                key.as_bytes(),
+                id,
+                lease.as_ref().map(|_| ()).map_err(String::as_str),
+            );
+            if verdict != WriteVerdict::Allowed {
+                history.refused += 1;
+                return Outcome::Refused;
+            }
+            let value = format!("{id}-{tick}");
+            db.set_string(key.as_bytes(), Blob::from(value.as_bytes()), false);
+            Write::Other {
+                key,
+                what: "set-majority",
+            }
+        }
+    };
+    let committed = match store.commit() {
+        Ok(Some(_lsn)) => true,
+        Ok(None) => false,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    if !committed {
+        return Outcome::Nothing;
+    }
+    let db = store.db();
+    let tag = Tag {
+        hlc: db.clock(),
+        dot: Dot::new(id, db.seq()),
+    };
+    history.ops.push(Recorded {
+        region: r,
+        tick,
+        tag,
+        ctx,
+        write,
+        fate: Fate::Pending,
+    });
+    Outcome::Committed {
+        index: history.ops.len() - 1,
+        journaled: db.conflicts_total() != conflicts_before,
+    }
+}

@@ -1,0 +1,98 @@
+//! What the workload drivers did: every committed op, what it wrote, and
+//! whether it survived. The checkers judge the final state against this.
+
+use meridian_crdt::{Dot, Tag, VersionVector};
+
+/// What became of a committed op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Committed, not yet flushed: the client has no reply yet.
+    Pending,
+    /// Flushed (acknowledged), or found in the log after a crash.
+    Durable,
+    /// Lost in a crash before it reached the OS; never acknowledged, never
+    /// shipped, and its dot is reused by the region's next op.
+    Lost,
+}
+
+/// The part of a write the checkers model exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// INCRBY on a counter key (`c:*`).
+    Incr {
+        key: String,
+        delta: i64,
+    },
+    /// HINCRBY of field `n` of a hash (`h:*`).
+    HIncr {
+        key: String,
+        delta: i64,
+    },
+    /// ZINCRBY of member `zc` of a sorted set (`z:*`).
+    ZIncr {
+        key: String,
+        delta: i64,
+    },
+    /// SET of a register only ever written by SET (`r:*`).
+    Set {
+        key: String,
+        value: String,
+    },
+    SAdd {
+        key: String,
+        member: String,
+    },
+    SRem {
+        key: String,
+        member: String,
+    },
+    /// DEL of a set key (`d:*`).
+    Del {
+        key: String,
+    },
+    /// Writes only the convergence checker judges (HSET, ZADD, TTLs,
+    /// `majority` keys).
+    Other {
+        key: String,
+        what: &'static str,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub region: usize,
+    pub tick: u64,
+    pub tag: Tag,
+    /// The region's version vector when the op was made: what it observed.
+    pub ctx: VersionVector,
+    pub write: Write,
+    pub fate: Fate,
+}
+
+impl Recorded {
+    pub fn dot(&self) -> Dot {
+        self.tag.dot
+    }
+
+    /// True when this op had observed `other` when it was made.
+    pub fn observed(&self, other: &Recorded) -> bool {
+        self.ctx.covers(other.dot())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct History {
+    pub ops: Vec<Recorded>,
+    /// Writes refused by a keyspace policy (`-FENCED`).
+    pub refused: u64,
+}
+
+impl History {
+    pub fn durable(&self) -> impl Iterator<Item = &Recorded> {
+        self.ops.iter().filter(|o| o.fate == Fate::Durable)
+    }
+
+    pub fn count(&self, fate: Fate) -> u64 {
+        self.ops.iter().filter(|o| o.fate == fate).count() as u64
+    }
+}

@@ -1,0 +1,90 @@
+//! The simulated network: one replication link per directed region pair,
+//! carrying what `meridian_repl::sender` ships over its TCP connection.
+//!
+//! The dialing side streams its op log from the receiver's version vector
+//! (`Store::resume_lsn`), records up to the synced LSN, in log order,
+//! skipping records the receiver is known to hold; the receiver applies each
+//! batch, flushes, and acknowledges with its version vector. Messages of one
+//! link keep their order (a TCP stream); links overtake each other.
+
+use std::collections::VecDeque;
+
+use meridian_crdt::VersionVector;
+
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Ops {
+        upto_lsn: u64,
+        records: Vec<Vec<u8>>,
+    },
+    Heartbeat {
+        upto_lsn: u64,
+    },
+    Ack {
+        upto_lsn: u64,
+        vv: VersionVector,
+    },
+}
+
+#[derive(Debug)]
+pub struct InFlight {
+    pub at_tick: u64,
+    /// Global send order: the tie-break between messages due at one tick.
+    pub id: u64,
+    pub msg: Msg,
+}
+
+/// The replication connection `from` dials to `to`.
+#[derive(Debug)]
+pub struct Link {
+    pub from: usize,
+    pub to: usize,
+    pub up: bool,
+    pub reconnect_at: u64,
+    /// The next reconnect resumes from an older position than needed.
+    pub stale_resume: bool,
+    /// The last log record the sender read on this connection.
+    pub upto_lsn: u64,
+    pub announced_lsn: u64,
+    /// What the sender believes the receiver holds (from its acks).
+    pub peer_vv: VersionVector,
+    pub last_send_tick: u64,
+    /// Ops and heartbeats, `from` to `to`.
+    pub forward: VecDeque<InFlight>,
+    /// Acknowledgements, `to` to `from`.
+    pub back: VecDeque<InFlight>,
+}
+
+impl Link {
+    pub fn new(from: usize, to: usize) -> Link {
+        Link {
+            from,
+            to,
+            up: false,
+            reconnect_at: 0,
+            stale_resume: false,
+            upto_lsn: 0,
+            announced_lsn: 0,
+            peer_vv: VersionVector::new(),
+            last_send_tick: 0,
+            forward: VecDeque::new(),
+            back: VecDeque::new(),
+        }
+    }
+
+    /// The connection breaks: whatever was in flight is gone.
+    pub fn reset(&mut self, reconnect_at: u64) {
+        self.up = false;
+        self.reconnect_at = reconnect_at;
+        self.forward.clear();
+        self.back.clear();
+    }
+}
+
+/// A cut of the directed path `from` → `to` until a tick.
+#[derive(Debug, Clone, Copy)]
+pub struct Cut {
+    pub from: usize,
+    pub to: usize,
+    pub until_tick: u64,
+}

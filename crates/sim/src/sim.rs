@@ -1,0 +1,731 @@
+//! The scheduler: one thread, one seeded RNG, time in ticks.
+//!
+//! Each tick: maybe inject a fault, end expired cuts, restart regions whose
+//! downtime is over; then each live region advances its failure detector,
+//! runs client commands, flushes (acknowledges) some of its pending ones and
+//! syncs (the server's prompt sync for shipping); then links connect, send,
+//! and due messages are delivered in (due tick, send order).
+
+use std::collections::BTreeMap;
+
+use meridian_cluster::Policies;
+use meridian_crdt::{Op, RegionId, Tag, VersionVector};
+use meridian_log::ReadBound;
+use meridian_store::{db::visible_digest, PeerApply, StoreError};
+
+use crate::check::{self, Anomaly};
+use crate::config::{Breakage, Fault, SimConfig};
+use crate::driver::{self, Outcome};
+use crate::history::{Fate, History};
+use crate::net::{Cut, InFlight, Link, Msg};
+use crate::region::{SimRegion, HEARTBEAT_MS};
+use crate::rng::SimRng;
+use crate::trace::Trace;
+
+/// Simulated milliseconds per tick.
+pub const TICK_MS: u64 = 10;
+const HEARTBEAT_TICKS: u64 = HEARTBEAT_MS / TICK_MS;
+/// Records per `Ops` message at most (the real sender batches too).
+const BATCH_OPS_MAX: u64 = 16;
+/// Messages in flight per link at most (the TCP window).
+const IN_FLIGHT_MAX: usize = 32;
+/// Chance per tick, in per mille, that a fault is injected.
+const FAULT_PER_MILLE: u64 = 40;
+const DELAY_TICKS_MAX: i64 = 30;
+const CUT_TICKS: (i64, i64) = (20, 150);
+const DOWN_TICKS: (i64, i64) = (5, 60);
+const CLOCK_OFFSET_MS_MAX: i64 = 2_000;
+
+/// Totals of one run.
+#[derive(Debug, Clone, Default)]
+pub struct SimReport {
+    pub seed: u64,
+    pub ticks: u64,
+    /// Ticks from the end of the fault phase to convergence.
+    pub heal_ticks: u64,
+    pub ops_durable: u64,
+    pub ops_lost: u64,
+    pub writes_refused: u64,
+    /// Conflict-journal entries across regions, all checked exact.
+    pub conflicts_journaled: u64,
+    pub messages: u64,
+    pub duplicates_received: u64,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub trace_hash: u64,
+    pub events: u64,
+    pub anomaly: Option<Anomaly>,
+}
+
+impl SimReport {
+    pub fn faults_total(&self) -> u64 {
+        self.faults.values().sum()
+    }
+}
+
+pub struct Sim {
+    pub cfg: SimConfig,
+    rng: SimRng,
+    pub regions: Vec<SimRegion>,
+    links: Vec<Link>,
+    cuts: Vec<Cut>,
+    blocked: Vec<Vec<bool>>,
+    pub history: History,
+    pub trace: Trace,
+    tick: u64,
+    next_msg_id: u64,
+    policies: Policies,
+    report: SimReport,
+    /// Relayed records received, per region (for [`Breakage`]).
+    relayed_seen: Vec<u64>,
+    _root: tempfile::TempDir,
+}
+
+fn store_err(what: &str, e: StoreError) -> Anomaly {
+    Anomaly::new("store", format!("{what}: {e}"))
+}
+
+/// Where data directories go: `MERIDIAN_SIM_DIR`, else `/dev/shm` when it
+/// exists (fsync is free there), else the system temp dir.
+fn temp_root() -> std::io::Result<tempfile::TempDir> {
+    let b = tempfile::Builder::new().prefix("meridian-sim-").to_owned();
+    if let Some(dir) = std::env::var_os("MERIDIAN_SIM_DIR") {
+        return b.tempdir_in(dir);
+    }
+    if std::path::Path::new("/dev/shm").is_dir() {
+        if let Ok(d) = b.tempdir_in("/dev/shm") {
+            return Ok(d);
+        }
+    }
+    b.tempdir()
+}
+
+impl Sim {
+    pub fn new(cfg: SimConfig) -> Result<Sim, Anomaly> {
+        let root = temp_root().map_err(|e| Anomaly::new("setup", e.to_string()))?;
+        let ids: Vec<RegionId> = (0..cfg.regions)
+            .map(|i| RegionId::new(&format!("r{i}")).expect("valid region id"))
+            .collect();
+        let mut regions = Vec::new();
+        for id in &ids {
+            let peers = ids.iter().copied().filter(|p| p != id).collect();
+            let dir = root.path().join(id.as_str());
+            regions.push(SimRegion::open(*id, dir, peers, 0).map_err(|e| store_err("open", e))?);
+        }
+        let mut links = Vec::new();
+        for from in 0..cfg.regions {
+            for to in 0..cfg.regions {
+                if from != to {
+                    links.push(Link::new(from, to));
+                }
+            }
+        }
+        let n = cfg.regions;
+        Ok(Sim {
+            rng: SimRng::new(cfg.seed),
+            trace: Trace::new(cfg.trace_keep),
+            report: SimReport {
+                seed: cfg.seed,
+                ..SimReport::default()
+            },
+            cfg,
+            regions,
+            links,
+            cuts: Vec::new(),
+            blocked: vec![vec![false; n]; n],
+            history: History::default(),
+            tick: 0,
+            next_msg_id: 0,
+            policies: driver::policies(),
+            relayed_seen: vec![0; n],
+            _root: root,
+        })
+    }
+
+    fn sim_ms(&self) -> u64 {
+        self.tick * TICK_MS
+    }
+
+    fn now_ms(&self, r: usize) -> u64 {
+        self.regions[r].now_ms(self.sim_ms())
+    }
+
+    fn event(&mut self, e: String) {
+        self.trace.record(self.tick, e);
+    }
+
+    fn count_fault(&mut self, f: Fault) {
+        *self.report.faults.entry(f.name()).or_default() += 1;
+    }
+
+    /// Runs the fault phase, heals, waits for convergence, then checks.
+    pub fn run(mut self) -> SimReport {
+        let result = self.run_inner();
+        self.report.ticks = self.tick;
+        self.report.ops_durable = self.history.count(Fate::Durable);
+        self.report.ops_lost = self.history.count(Fate::Lost);
+        self.report.writes_refused = self.history.refused;
+        self.report.trace_hash = self.trace.hash();
+        self.report.events = self.trace.events();
+        if let Err(mut a) = result {
+            a.trace = self.trace.tail();
+            self.report.anomaly = Some(a);
+        }
+        self.report
+    }
+
+    fn run_inner(&mut self) -> Result<(), Anomaly> {
+        for _ in 0..self.cfg.fault_ticks {
+            self.step(true)?;
+        }
+        self.heal()?;
+        let started = self.tick;
+        loop {
+            if self.converged() {
+                break;
+            }
+            if self.tick - started >= self.cfg.heal_ticks_max {
+                return Err(check::divergence(
+                    &mut self.regions,
+                    self.cfg.heal_ticks_max,
+                ));
+            }
+            self.step(false)?;
+        }
+        self.report.heal_ticks = self.tick - started;
+        self.event("converged".into());
+        for r in 0..self.regions.len() {
+            let store = self.regions[r].store();
+            store.flush().map_err(|e| store_err("flush", e))?;
+            store.sync().map_err(|e| store_err("sync", e))?;
+        }
+        self.report.conflicts_journaled = self
+            .regions
+            .iter_mut()
+            .map(|r| r.store().journal().retained() as u64)
+            .sum();
+        check::check_all(&mut self.regions, &self.history)
+    }
+
+    /// Ends every fault: cuts heal, crashed regions restart, pending
+    /// commands are answered. Clock offsets stay: convergence must not
+    /// depend on clocks.
+    fn heal(&mut self) -> Result<(), Anomaly> {
+        self.event("heal".into());
+        self.cuts.clear();
+        self.recompute_blocked();
+        for r in 0..self.regions.len() {
+            if !self.regions[r].is_up() {
+                self.restart(r)?;
+            }
+            self.flush_pending(r)?;
+        }
+        Ok(())
+    }
+
+    fn converged(&mut self) -> bool {
+        let vv0 = self.regions[0].store().db().version_vector().clone();
+        if self
+            .regions
+            .iter_mut()
+            .any(|r| *r.store().db().version_vector() != vv0)
+        {
+            return false;
+        }
+        let d0 = visible_digest(self.regions[0].store().db());
+        self.regions
+            .iter_mut()
+            .all(|r| visible_digest(r.store().db()) == d0)
+    }
+
+    fn step(&mut self, faulty: bool) -> Result<(), Anomaly> {
+        self.tick += 1;
+        if faulty && self.rng.chance(FAULT_PER_MILLE) {
+            self.inject_fault()?;
+        }
+        let tick = self.tick;
+        if self.cuts.iter().any(|c| c.until_tick <= tick) {
+            self.cuts.retain(|c| c.until_tick > tick);
+            self.recompute_blocked();
+            self.event("cuts healed".into());
+        }
+        for r in 0..self.regions.len() {
+            if !self.regions[r].is_up() {
+                if self.regions[r].restart_at <= tick {
+                    self.restart(r)?;
+                }
+                continue;
+            }
+            self.region_step(r, faulty)?;
+        }
+        self.connect_links();
+        for l in 0..self.links.len() {
+            self.send(l)?;
+        }
+        self.deliver_due()
+    }
+
+    fn region_step(&mut self, r: usize, writes: bool) -> Result<(), Anomaly> {
+        let now = self.now_ms(r);
+        let epoch_before = self.regions[r].view.epoch();
+        for t in self.regions[r].view.tick(now) {
+            let e = format!("r{r} epoch {} {:?}", t.epoch, t.change);
+            self.event(e);
+        }
+        let epoch = self.regions[r].view.epoch();
+        if epoch != epoch_before {
+            self.regions[r].store().set_epoch(epoch);
+        }
+        if writes {
+            for _ in 0..self.rng.below(3) {
+                let region = &mut self.regions[r];
+                match driver::driver_write(
+                    &mut self.rng,
+                    region,
+                    r,
+                    &self.policies,
+                    &mut self.history,
+                    self.tick,
+                    now,
+                ) {
+                    Outcome::Committed { index, journaled } => {
+                        let op = &self.history.ops[index];
+                        let e = format!("r{r} write {} {:?}", op.dot(), op.write);
+                        self.regions[r].pending.push(index);
+                        self.event(e);
+                        // Keeps the journal's buffer empty whenever a crash
+                        // can strike (see region.rs).
+                        if journaled {
+                            self.flush_pending(r)?;
+                        }
+                    }
+                    Outcome::Refused => self.event(format!("r{r} write refused (fenced)")),
+                    Outcome::Nothing => {}
+                    Outcome::Failed(e) => return Err(Anomaly::new("store", e)),
+                }
+            }
+            if self.rng.chance(600) {
+                self.flush_pending(r)?;
+            }
+        }
+        if self.rng.chance(500) {
+            self.regions[r]
+                .store()
+                .sync()
+                .map_err(|e| store_err("sync", e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes region `r`'s log: its pending commands are acknowledged.
+    fn flush_pending(&mut self, r: usize) -> Result<(), Anomaly> {
+        if !self.regions[r].is_up() {
+            return Ok(());
+        }
+        self.regions[r]
+            .store()
+            .flush()
+            .map_err(|e| store_err("flush", e))?;
+        for i in std::mem::take(&mut self.regions[r].pending) {
+            self.history.ops[i].fate = Fate::Durable;
+        }
+        Ok(())
+    }
+
+    fn recompute_blocked(&mut self) {
+        for row in &mut self.blocked {
+            row.fill(false);
+        }
+        for c in &self.cuts {
+            self.blocked[c.from][c.to] = true;
+        }
+    }
+
+    fn cut(&mut self, from: usize, to: usize, until_tick: u64) {
+        self.cuts.push(Cut {
+            from,
+            to,
+            until_tick,
+        });
+    }
+
+    fn reset_link(&mut self, l: usize, why: &str) {
+        let backoff = self.tick + 1 + self.rng.below(20);
+        let link = &mut self.links[l];
+        let was_up = link.up;
+        link.reset(backoff);
+        if was_up {
+            let e = format!("link r{}->r{} reset: {why}", link.from, link.to);
+            self.event(e);
+        }
+    }
+
+    fn inject_fault(&mut self) -> Result<(), Anomaly> {
+        let kinds: Vec<Fault> = self
+            .cfg
+            .faults
+            .iter()
+            .copied()
+            .filter(|f| *f != Fault::Delay)
+            .collect();
+        if kinds.is_empty() {
+            return Ok(());
+        }
+        let n = self.regions.len();
+        let fault = kinds[self.rng.index(kinds.len())];
+        let until = self.tick + self.rng.between(CUT_TICKS.0, CUT_TICKS.1) as u64;
+        match fault {
+            Fault::Dup | Fault::Drop => {
+                let l = self.rng.index(self.links.len());
+                if !self.links[l].up {
+                    return Ok(());
+                }
+                self.reset_link(l, fault.name());
+                if fault == Fault::Dup {
+                    self.links[l].stale_resume = true;
+                    self.links[l].reconnect_at = self.tick;
+                }
+            }
+            Fault::Partition => {
+                let side: Vec<bool> = loop {
+                    let s: Vec<bool> = (0..n).map(|_| self.rng.chance(500)).collect();
+                    if s.iter().any(|x| *x) && s.iter().any(|x| !*x) {
+                        break s;
+                    }
+                };
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] && !side[b] {
+                            self.cut(a, b, until);
+                            self.cut(b, a, until);
+                        }
+                    }
+                }
+                self.event(format!("partition {side:?} until t={until}"));
+            }
+            Fault::OneWay => {
+                let a = self.rng.index(n);
+                let b = (a + 1 + self.rng.index(n - 1)) % n;
+                self.cut(a, b, until);
+                self.event(format!("cut r{a}->r{b} until t={until}"));
+            }
+            Fault::Crash => {
+                let r = self.rng.index(n);
+                if !self.regions[r].is_up() {
+                    return Ok(());
+                }
+                for l in 0..self.links.len() {
+                    if self.links[l].from == r || self.links[l].to == r {
+                        self.reset_link(l, "region crashed");
+                    }
+                }
+                let back = self.tick + self.rng.between(DOWN_TICKS.0, DOWN_TICKS.1) as u64;
+                self.regions[r].crash();
+                self.regions[r].restart_at = back;
+                let pending = self.regions[r].pending.len();
+                self.event(format!("crash r{r} ({pending} unflushed) until t={back}"));
+            }
+            Fault::Clock => {
+                let r = self.rng.index(n);
+                let offset = self.rng.between(-CLOCK_OFFSET_MS_MAX, CLOCK_OFFSET_MS_MAX);
+                self.regions[r].clock_offset_ms = offset;
+                self.event(format!("clock r{r} offset {offset} ms"));
+            }
+            Fault::Delay => {}
+        }
+        self.count_fault(fault);
+        self.recompute_blocked();
+        Ok(())
+    }
+
+    fn restart(&mut self, r: usize) -> Result<(), Anomaly> {
+        let now = self.now_ms(r);
+        self.regions[r]
+            .restart(now)
+            .map_err(|e| store_err("restart", e))?;
+        let seq = self.regions[r].store().db().seq();
+        let (mut kept, mut lost) = (0, 0);
+        for i in std::mem::take(&mut self.regions[r].pending) {
+            let op = &mut self.history.ops[i];
+            if op.dot().seq() <= seq {
+                op.fate = Fate::Durable;
+                kept += 1;
+            } else {
+                op.fate = Fate::Lost;
+                lost += 1;
+            }
+        }
+        self.event(format!(
+            "restart r{r} at seq {seq}: {kept} unflushed ops survived, {lost} lost"
+        ));
+        Ok(())
+    }
+
+    fn connect_links(&mut self) {
+        for l in 0..self.links.len() {
+            let (from, to) = (self.links[l].from, self.links[l].to);
+            if self.links[l].up
+                || self.links[l].reconnect_at > self.tick
+                || !self.regions[from].is_up()
+                || !self.regions[to].is_up()
+                || self.blocked[from][to]
+                || self.blocked[to][from]
+            {
+                continue;
+            }
+            // Handshake: the receiver's Welcome carries its version vector.
+            let mut peer_vv = self.regions[to].store().db().version_vector().clone();
+            let store = self.regions[from].store();
+            let resume = store.resume_lsn(&peer_vv);
+            let oldest = store.log().oldest_lsn();
+            let stale = std::mem::take(&mut self.links[l].stale_resume);
+            let start = if stale {
+                peer_vv = VersionVector::new();
+                oldest + self.rng.below(resume.saturating_sub(oldest) + 1)
+            } else {
+                resume
+            };
+            let (now_from, now_to) = (self.now_ms(from), self.now_ms(to));
+            let (id_from, id_to) = (self.regions[from].id, self.regions[to].id);
+            for (r, peer, now) in [(from, id_to, now_from), (to, id_from, now_to)] {
+                self.regions[r].view.reconnected(peer);
+                self.regions[r].view.heard(peer, now);
+            }
+            let link = &mut self.links[l];
+            link.up = true;
+            link.peer_vv = peer_vv;
+            link.upto_lsn = start.saturating_sub(1);
+            link.announced_lsn = link.upto_lsn;
+            link.last_send_tick = self.tick;
+            let e = format!(
+                "link r{from}->r{to} up from lsn {start}{}",
+                if stale { " (stale resume)" } else { "" }
+            );
+            self.event(e);
+        }
+    }
+
+    fn delay_ticks(&mut self) -> u64 {
+        if self.cfg.has(Fault::Delay) {
+            self.rng.between(1, DELAY_TICKS_MAX) as u64
+        } else {
+            1
+        }
+    }
+
+    fn push(&mut self, l: usize, forward: bool, msg: Msg) {
+        let delay = self.delay_ticks();
+        self.next_msg_id += 1;
+        self.report.messages += 1;
+        let link = &mut self.links[l];
+        let queue = if forward {
+            &mut link.forward
+        } else {
+            &mut link.back
+        };
+        // One stream: never overtake the message ahead.
+        let at_tick = queue.back().map_or(0, |m| m.at_tick).max(self.tick + delay);
+        queue.push_back(InFlight {
+            at_tick,
+            id: self.next_msg_id,
+            msg,
+        });
+    }
+
+    /// The sender side of link `l`, as `meridian_repl::sender::link` does it.
+    fn send(&mut self, l: usize) -> Result<(), Anomaly> {
+        let (from, up) = (self.links[l].from, self.links[l].up);
+        if !up || self.links[l].forward.len() >= IN_FLIGHT_MAX {
+            return Ok(());
+        }
+        let batch_max = 1 + self.rng.below(BATCH_OPS_MAX);
+        let link = &self.links[l];
+        let store = self.regions[from].store();
+        let synced = store.log().synced_lsn();
+        let mut upto = link.upto_lsn;
+        let mut records = Vec::new();
+        if upto < synced {
+            let reader = store
+                .log()
+                .reader_bounded(upto + 1, ReadBound::Synced)
+                .map_err(|e| store_err("log reader", e.into()))?;
+            for next in reader {
+                let (lsn, payload) = next.map_err(|e| store_err("log read", e.into()))?;
+                upto = lsn;
+                let tag: Tag = postcard::take_from_bytes::<Tag>(&payload)
+                    .map_err(|e| Anomaly::new("store", format!("undecodable record {lsn}: {e}")))?
+                    .0;
+                if !link.peer_vv.covers(tag.dot) {
+                    records.push(payload);
+                }
+                if records.len() as u64 >= batch_max {
+                    break;
+                }
+            }
+        }
+        let link = &mut self.links[l];
+        link.upto_lsn = upto;
+        if !records.is_empty() {
+            link.announced_lsn = upto;
+            link.last_send_tick = self.tick;
+            self.push(
+                l,
+                true,
+                Msg::Ops {
+                    upto_lsn: upto,
+                    records,
+                },
+            );
+        } else if upto > link.announced_lsn || self.tick - link.last_send_tick >= HEARTBEAT_TICKS {
+            link.announced_lsn = upto;
+            link.last_send_tick = self.tick;
+            self.push(l, true, Msg::Heartbeat { upto_lsn: upto });
+        }
+        Ok(())
+    }
+
+    fn deliver_due(&mut self) -> Result<(), Anomaly> {
+        loop {
+            let mut best: Option<(u64, u64, usize, bool)> = None;
+            for (l, link) in self.links.iter().enumerate() {
+                for (forward, q) in [(true, &link.forward), (false, &link.back)] {
+                    if let Some(m) = q.front() {
+                        if m.at_tick <= self.tick
+                            && best.is_none_or(|b| (m.at_tick, m.id) < (b.0, b.1))
+                        {
+                            best = Some((m.at_tick, m.id, l, forward));
+                        }
+                    }
+                }
+            }
+            let Some((_, _, l, forward)) = best else {
+                return Ok(());
+            };
+            let link = &mut self.links[l];
+            let m = if forward {
+                link.forward.pop_front()
+            } else {
+                link.back.pop_front()
+            }
+            .expect("message at the front");
+            let (src, dst) = if forward {
+                (link.from, link.to)
+            } else {
+                (link.to, link.from)
+            };
+            if self.blocked[src][dst] {
+                self.reset_link(l, "path cut");
+                continue;
+            }
+            let now = self.now_ms(dst);
+            let src_id = self.regions[src].id;
+            self.regions[dst].view.heard(src_id, now);
+            match m.msg {
+                Msg::Ops { upto_lsn, records } => {
+                    if self.receive(l, &records)? {
+                        self.ack(l, upto_lsn);
+                    }
+                }
+                Msg::Heartbeat { upto_lsn } => self.ack(l, upto_lsn),
+                Msg::Ack { vv, .. } => self.links[l].peer_vv = vv,
+            }
+        }
+    }
+
+    fn ack(&mut self, l: usize, upto_lsn: u64) {
+        let to = self.links[l].to;
+        let vv = self.regions[to].store().db().version_vector().clone();
+        self.push(l, false, Msg::Ack { upto_lsn, vv });
+    }
+
+    /// The receiver side: applies a batch as `meridian_repl::receiver` does.
+    /// Returns false when the link was reset.
+    fn receive(&mut self, l: usize, records: &[Vec<u8>]) -> Result<bool, Anomaly> {
+        let (from, to) = (self.links[l].from, self.links[l].to);
+        let sender = self.regions[from].id;
+        let now = self.now_ms(to);
+        let (mut applied, mut dups) = (0u64, 0u64);
+        let mut reset = None;
+        for record in records {
+            let broken;
+            let record = match self.break_record(to, sender, record)? {
+                Some(b) => {
+                    broken = b;
+                    &broken
+                }
+                None => record,
+            };
+            let store = self.regions[to].store();
+            store.db_mut().set_now_ms(now);
+            match store.apply_peer_op(record, now) {
+                Ok(PeerApply::Applied { .. }) => applied += 1,
+                Ok(PeerApply::Duplicate) => dups += 1,
+                Err(StoreError::NotReady(e)) => {
+                    reset = Some(e.to_string());
+                    break;
+                }
+                Err(e) => return Err(store_err("apply", e)),
+            }
+        }
+        // The real receiver skips this flush when a batch fails; flushing
+        // here anyway keeps the journal buffer empty for crashes (region.rs)
+        // and only hands to the OS what the next flush would have.
+        self.regions[to]
+            .store()
+            .flush()
+            .map_err(|e| store_err("flush", e))?;
+        self.report.duplicates_received += dups;
+        self.event(format!(
+            "r{from}->r{to} {} ops: {applied} applied, {dups} duplicate",
+            records.len()
+        ));
+        if let Some(why) = reset {
+            self.reset_link(l, &why);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Under [`Breakage::LoseRelayedEffects`], every third relayed record a
+    /// region receives is replaced by the same op without its effects.
+    fn break_record(
+        &mut self,
+        to: usize,
+        sender: RegionId,
+        record: &[u8],
+    ) -> Result<Option<Vec<u8>>, Anomaly> {
+        if self.cfg.breakage != Breakage::LoseRelayedEffects {
+            return Ok(None);
+        }
+        let mut op: Op = postcard::from_bytes(record)
+            .map_err(|e| Anomaly::new("store", format!("undecodable record: {e}")))?;
+        if op.dot().region() == sender
+            || self.regions[to]
+                .store()
+                .db()
+                .version_vector()
+                .covers(op.dot())
+        {
+            return Ok(None);
+        }
+        self.relayed_seen[to] += 1;
+        if self.relayed_seen[to] < 3 {
+            return Ok(None);
+        }
+        self.relayed_seen[to] = 0;
+        op.effects.clear();
+        Ok(Some(postcard::to_stdvec(&op).expect("an op encodes")))
+    }
+}
+
+/// Runs one seed.
+pub fn run_seed(cfg: SimConfig) -> SimReport {
+    let seed = cfg.seed;
+    match Sim::new(cfg) {
+        Ok(sim) => sim.run(),
+        Err(a) => SimReport {
+            seed,
+            anomaly: Some(a),
+            ..SimReport::default()
+        },
+    }
+}
