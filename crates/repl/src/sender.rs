@@ -20,7 +20,7 @@ use crate::{wall_ms, Host, ReplConfig};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN_MS: u64 = 100;
-const BACKOFF_MAX_MS: u64 = 5_000;
+const BACKOFF_MAX_MS: u64 = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 enum LinkError {

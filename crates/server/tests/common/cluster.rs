@@ -54,12 +54,35 @@ impl Cluster {
             mesh.set_repl_addr(name, m.repl).unwrap();
             regions.push(m);
         }
-        Cluster {
+        let cluster = Cluster {
             names: names.iter().map(|s| s.to_string()).collect(),
             regions,
             mesh,
             extra,
             rt,
+        };
+        cluster.wait_linked(Duration::from_secs(20));
+        cluster
+    }
+
+    /// Waits until every region reports every link up in both directions,
+    /// so a test's first cut starts from a fully connected cluster.
+    pub fn wait_linked(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for m in &self.regions {
+            loop {
+                let status = http_json(m.http, "/v1/status");
+                let linked = status["regions"].as_array().is_some_and(|rs| {
+                    rs.iter()
+                        .filter(|r| r["self"] == false)
+                        .all(|r| r["link"]["outbound"] == "up" && r["link"]["inbound"] == "up")
+                });
+                if linked {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "links did not come up: {status}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 
@@ -200,4 +223,19 @@ fn pairs(f: &Frame) -> String {
         }
         other => text(other),
     }
+}
+
+/// GET `path` from a region's HTTP port as JSON.
+pub fn http_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let json = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
