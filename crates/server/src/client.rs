@@ -14,6 +14,8 @@ pub struct Client {
     pub addr: SocketAddr,
     pub proto: Protocol,
     pub authenticated: bool,
+    /// The ACL user this connection runs as (`default` until AUTH).
+    pub user: String,
     pub name: Option<Bytes>,
     /// Commands queued since MULTI; `None` outside a transaction.
     pub multi: Option<Vec<Vec<Bytes>>>,
@@ -35,6 +37,7 @@ impl Client {
             addr,
             proto: Protocol::Resp2,
             authenticated,
+            user: crate::acl::DEFAULT_USER.to_string(),
             name: None,
             multi: None,
             multi_failed: false,

@@ -56,6 +56,14 @@ pub struct ServeArgs {
     /// Password clients must send with AUTH.
     #[arg(long, env = "MERIDIAN_REQUIREPASS")]
     pub requirepass: Option<String>,
+    /// ACL users file, one `user NAME RULES...` line each (Redis syntax,
+    /// passwords as `#<sha256hex>`). Users are per region, not replicated.
+    #[arg(long, env = "MERIDIAN_ACLFILE")]
+    pub aclfile: Option<PathBuf>,
+    /// yes (default): with no password and no ACL users, accept only
+    /// loopback clients. no: accept everyone.
+    #[arg(long, env = "MERIDIAN_PROTECTED_MODE")]
+    pub protected_mode: Option<String>,
     /// Keyspace policy PATTERN=POLICY (active-active, majority, primary:REGION), repeatable.
     #[arg(long = "policy", env = "MERIDIAN_POLICY", value_delimiter = ',')]
     #[serde(default)]
@@ -112,6 +120,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub fsync: FsyncPolicy,
     pub requirepass: Option<String>,
+    pub aclfile: Option<PathBuf>,
+    pub protected_mode: bool,
     pub max_clock_offset_ms: u64,
     pub snapshot_after_ops: u64,
     pub log_json: bool,
@@ -154,6 +164,8 @@ impl ServeArgs {
             data_dir,
             fsync,
             requirepass,
+            aclfile,
+            protected_mode,
             lease_ms,
             repl_backlog_ops,
             max_clock_offset_ms,
@@ -245,6 +257,11 @@ impl Config {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--fsync {s:?}: use always, everysec or no"))?,
         };
+        let protected_mode = match args.protected_mode.as_deref() {
+            None | Some("yes") => true,
+            Some("no") => false,
+            Some(other) => bail!("--protected-mode {other:?}: use yes or no"),
+        };
         let log_json = match args.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -259,6 +276,8 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("meridian-data")),
             fsync,
             requirepass: args.requirepass.filter(|p| !p.is_empty()),
+            aclfile: args.aclfile,
+            protected_mode,
             max_clock_offset_ms: args.max_clock_offset_ms.unwrap_or(500),
             snapshot_after_ops: args.snapshot_after_ops.unwrap_or(1_000_000),
             log_json,

@@ -26,11 +26,34 @@ pub const QUERY_BUFFER_MAX_BYTES: usize = 1024 * 1024 * 1024;
 pub const PUSH_QUEUE_MAX: usize = 4096;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
-pub async fn serve(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+/// What a client outside loopback reads before being disconnected while
+/// protected mode applies (Redis's text, with Meridian's ways out).
+const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Meridian you may adopt one of the following solutions: 1) Set a password for the default user with --requirepass. 2) Define ACL users with --aclfile. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    // Protected mode, as in Redis: while anyone would be logged in as
+    // `default` without a password, only loopback clients are accepted.
+    // ACL users do not lift it while `default` stays open; `user default
+    // off` (or a password for it) does.
+    let default_needs_no_auth = shared.acl.read().default_needs_no_auth();
+    let loopback = addr.ip().to_canonical().is_loopback();
+    if shared.config.protected_mode && default_needs_no_auth && !loopback {
+        Metrics::inc(&shared.metrics.rejected_connections_total);
+        tracing::warn!(%addr, "refused a client outside loopback: protected mode (the default user has no password)");
+        let _ = stream.write_all(PROTECTED_MODE_DENIED).await;
+        let _ = stream.shutdown().await;
+        // Closing with the client's request unread would reset the
+        // connection and could destroy the reply before the client reads
+        // it; drain briefly first.
+        let mut sink = [0u8; 1024];
+        let drain = async { while let Ok(1..) = stream.read(&mut sink).await {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
+        return;
+    }
     let id = shared.next_client_id();
     let (push_tx, mut push_rx) = mpsc::channel(PUSH_QUEUE_MAX);
-    let authenticated = shared.requirepass.lock().is_none();
+    let authenticated = default_needs_no_auth;
     let mut client = Client::new(id, addr, authenticated, push_tx);
     let kill = Arc::new(Notify::new());
     let killed = Arc::new(AtomicBool::new(false));

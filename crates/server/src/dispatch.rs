@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use meridian_resp::Frame;
 
+use crate::acl;
 use crate::cmd::{self, util::arity_error, Ctx, Spec};
 use crate::metrics::Metrics;
 use meridian_cluster::WriteVerdict;
@@ -33,6 +34,13 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
             ctx,
             Frame::error("NOAUTH Authentication required."),
         ));
+        return;
+    }
+    if let Some(refusal) = permission_refusal(ctx, spec, &args) {
+        if ctx.client.multi.is_some() {
+            ctx.client.multi_failed = true;
+        }
+        out.push(count_error(ctx, refusal));
         return;
     }
     if ctx.client.in_pubsub_context() && !spec.flags.pubsub_ok {
@@ -99,6 +107,39 @@ pub fn poisoned_error() -> Frame {
 fn count_error(ctx: &Ctx<'_>, f: Frame) -> Frame {
     Metrics::inc(&ctx.shared.metrics.command_errors_total);
     f
+}
+
+/// Why the connection's ACL user may not run this command on its keys, if
+/// it may not. Checked before queueing in MULTI and again at EXEC, since the
+/// user may have changed in between.
+pub fn permission_refusal(ctx: &mut Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Frame> {
+    let (need, name) = acl::need(spec.name, args, spec.flags.write, spec.flags.no_auth);
+    if need == acl::Need::Nothing {
+        return None;
+    }
+    let keys = command_keys(spec, args);
+    let verdict = ctx
+        .shared
+        .acl
+        .read()
+        .check(&ctx.client.user, need, &name, &keys);
+    match verdict {
+        Ok(()) => None,
+        Err(acl::Denied::NoUser) => {
+            // As Redis does for a deleted user: the connection ends.
+            ctx.client.close = true;
+            Some(Frame::error(format!(
+                "NOPERM the user '{}' no longer exists",
+                ctx.client.user
+            )))
+        }
+        Err(acl::Denied::Command(name)) => Some(Frame::error(format!(
+            "NOPERM this user has no permissions to run the '{name}' command"
+        ))),
+        Err(acl::Denied::Key) => Some(Frame::error(
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+        )),
+    }
 }
 
 /// The keys a command names, from its table entry (first, last, step).

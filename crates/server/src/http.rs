@@ -205,6 +205,11 @@ pub fn metrics_text(shared: &Shared) -> String {
             "Client connections accepted.",
             Metrics::get(&m.connections_total),
         ),
+        c(
+            "meridian_auth_failures_total",
+            "AUTH and HELLO AUTH attempts refused (wrong password, unknown or disabled user).",
+            Metrics::get(&m.auth_failures_total),
+        ),
         g(
             "meridian_connections",
             "Client connections open.",

@@ -6,6 +6,7 @@
 //! - [`server`]: startup, recovery, background duties (expiry, fsync, snapshots).
 //! - [`conn`]: one client connection; batches pipelined commands.
 //! - [`dispatch`]: the checks before a handler runs, and committing its op.
+//! - [`acl`]: ACL users, their passwords (salted hashes), command levels and key patterns.
 //! - [`cmd`]: the command table, one file per command family.
 //! - [`http`]: `/health/live`, `/health/ready`, `/metrics`, `/v1/status`, `/v1/conflicts`.
 //! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
@@ -17,6 +18,7 @@
 //!   [`cluster`] of child-process regions through the WAN emulator with the
 //!   async RESP client [`rclient`].
 
+pub mod acl;
 pub mod bench;
 pub mod client;
 pub mod cluster;

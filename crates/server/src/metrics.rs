@@ -20,6 +20,7 @@ pub struct Metrics {
     pub view_changes_total: AtomicU64,
     pub fenced_total: AtomicU64,
     pub fenced_writes_total: AtomicU64,
+    pub auth_failures_total: AtomicU64,
     pub per_command: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 

@@ -36,6 +36,7 @@ pub fn worker_threads() -> usize {
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let acl = load_acl(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the RESP listener on {}", config.listen))?;
@@ -110,6 +111,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let shared = Arc::new(Shared {
         requirepass: Mutex::new(config.requirepass.clone()),
+        acl: parking_lot::RwLock::new(acl),
         config,
         store,
         host,
@@ -180,6 +182,21 @@ fn shutdown(shared: &Shared) {
         Ok(lsn) => tracing::info!(synced_lsn = lsn, "op log synced; exiting"),
         Err(e) => tracing::error!(error = %e, "final sync of the op log failed"),
     }
+}
+
+/// The users `--aclfile` names, or only `default` (from `--requirepass`).
+pub fn load_acl(config: &Config) -> anyhow::Result<crate::acl::Acl> {
+    let mut rng = rand::thread_rng();
+    let Some(path) = &config.aclfile else {
+        return Ok(crate::acl::Acl::new(
+            config.requirepass.as_deref(),
+            &mut rng,
+        ));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --aclfile {}", path.display()))?;
+    crate::acl::Acl::from_file(&text, config.requirepass.as_deref(), &mut rng)
+        .map_err(|e| anyhow::anyhow!("--aclfile {}: {e}", path.display()))
 }
 
 async fn shutdown_signal() {

@@ -66,6 +66,8 @@ pub struct Shared {
     pub started: Instant,
     pub readiness: Mutex<Readiness>,
     pub requirepass: Mutex<Option<String>>,
+    /// ACL users of this region (not replicated).
+    pub acl: parking_lot::RwLock<crate::acl::Acl>,
     pub shutdown: tokio::sync::Notify,
     pub heal: Mutex<crate::heal::HealTracker>,
 }

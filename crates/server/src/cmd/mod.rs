@@ -15,6 +15,7 @@ use meridian_store::{Db, Store};
 use crate::client::Client;
 use crate::shared::Shared;
 
+pub mod acl;
 pub mod hash;
 pub mod keys;
 pub mod meridian;
@@ -95,6 +96,7 @@ fn all_specs() -> Vec<Spec> {
     v.extend(tx::specs());
     v.extend(pubsub::specs());
     v.extend(meridian::specs());
+    v.extend(acl::specs());
     v
 }
 

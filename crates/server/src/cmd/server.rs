@@ -177,42 +177,38 @@ fn wrongpass() -> Frame {
     Frame::error("WRONGPASS invalid username-password pair or user is disabled.")
 }
 
-/// Compares without stopping at the first difference, so the time taken
-/// does not tell how much of a guessed password was right.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The only user is `default`; without `requirepass` it takes any password.
-fn credentials_ok(ctx: &Ctx<'_>, user: &[u8], password: &[u8]) -> bool {
-    user == b"default"
-        && ctx
-            .shared
-            .requirepass
-            .lock()
-            .as_deref()
-            .is_none_or(|p| same_secret(p.as_bytes(), password))
+/// Checks credentials against the region's ACL users; a refusal is logged
+/// (the user name and address, never the password) and counted.
+fn log_in(ctx: &mut Ctx<'_>, user: &[u8], password: &[u8]) -> Result<(), Frame> {
+    if ctx.shared.acl.read().authenticate(user, password) {
+        ctx.client.authenticated = true;
+        ctx.client.user = lossy(user).into_owned();
+        return Ok(());
+    }
+    Metrics::inc(&ctx.shared.metrics.auth_failures_total);
+    let shown = &user[..user.len().min(64)];
+    tracing::warn!(client = ctx.client.id, addr = %ctx.client.addr, user = %lossy(shown), "AUTH failed");
+    Err(wrongpass())
 }
 
 fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if args.len() > 3 {
         return syntax_error();
     }
-    if args.len() == 2 && ctx.shared.requirepass.lock().is_none() {
+    if args.len() == 2 && ctx.shared.acl.read().default_needs_no_auth() {
         return Frame::error(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         );
     }
     let (user, password): (&[u8], &[u8]) = if args.len() == 2 {
-        (b"default", &args[1])
+        (crate::acl::DEFAULT_USER.as_bytes(), &args[1])
     } else {
         (&args[1], &args[2])
     };
-    if !credentials_ok(ctx, user, password) {
-        return wrongpass();
+    match log_in(ctx, user, password) {
+        Ok(()) => Frame::ok(),
+        Err(e) => e,
     }
-    ctx.client.authenticated = true;
-    Frame::ok()
 }
 
 /// Sets or (with an empty name) clears the connection name, refusing the
@@ -256,10 +252,9 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
     }
     if let Some((user, password)) = credentials {
-        if !credentials_ok(ctx, user, password) {
-            return wrongpass();
+        if let Err(e) = log_in(ctx, user, password) {
+            return e;
         }
-        ctx.client.authenticated = true;
     }
     if !ctx.client.authenticated {
         return Frame::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
@@ -341,9 +336,8 @@ fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
     super::pubsub::unsubscribe_all(ctx.shared, ctx.client);
     ctx.client.proto = Protocol::Resp2;
     ctx.client.name = None;
-    if ctx.shared.requirepass.lock().is_some() {
-        ctx.client.authenticated = false;
-    }
+    ctx.client.user = crate::acl::DEFAULT_USER.to_string();
+    ctx.client.authenticated = ctx.shared.acl.read().default_needs_no_auth();
     Frame::simple("RESET")
 }
 
@@ -1127,7 +1121,12 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
     }
     if let Some(p) = password {
-        *ctx.shared.requirepass.lock() = (!p.is_empty()).then_some(p);
+        let p = (!p.is_empty()).then_some(p);
+        ctx.shared
+            .acl
+            .write()
+            .set_default_password(p.as_deref(), &mut rand::thread_rng());
+        *ctx.shared.requirepass.lock() = p;
     }
     Frame::ok()
 }

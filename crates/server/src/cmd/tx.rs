@@ -88,6 +88,10 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
             replies.push(super::unknown_command(&args));
             continue;
         };
+        if let Some(refusal) = crate::dispatch::permission_refusal(ctx, spec, &args) {
+            replies.push(refusal);
+            continue;
+        }
         if spec.flags.write && ctx.store.is_poisoned() {
             replies.push(crate::dispatch::poisoned_error());
             continue;
