@@ -30,7 +30,7 @@ pub enum RegionIdError {
 pub struct RegionId(u16);
 
 struct Interner {
-    names: Vec<&'static str>,
+    count: usize,
     index: HashMap<&'static str, u16>,
 }
 
@@ -38,11 +38,15 @@ fn interner() -> &'static RwLock<Interner> {
     static INTERNER: OnceLock<RwLock<Interner>> = OnceLock::new();
     INTERNER.get_or_init(|| {
         RwLock::new(Interner {
-            names: Vec::new(),
+            count: 0,
             index: HashMap::new(),
         })
     })
 }
+
+/// Names by index, readable without a lock: `as_str` runs for every dot
+/// encoded and every tie broken, so it must be cheap.
+static NAMES: [OnceLock<&'static str>; REGIONS_MAX] = [const { OnceLock::new() }; REGIONS_MAX];
 
 impl RegionId {
     /// Validates and interns `name`.
@@ -62,20 +66,25 @@ impl RegionId {
         if let Some(&i) = w.index.get(name) {
             return Ok(RegionId(i));
         }
-        if w.names.len() >= REGIONS_MAX {
+        if w.count >= REGIONS_MAX {
             return Err(RegionIdError::TooMany);
         }
         // Interned names live for the whole process; there are at most
         // REGIONS_MAX of them, each at most 32 bytes.
         let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-        let i = w.names.len() as u16;
-        w.names.push(leaked);
+        let i = w.count as u16;
+        // Published before the index can hand `i` out.
+        let _ = NAMES[w.count].set(leaked);
+        w.count += 1;
         w.index.insert(leaked, i);
         Ok(RegionId(i))
     }
 
     pub fn as_str(self) -> &'static str {
-        interner().read().expect("interner lock").names[self.0 as usize]
+        NAMES[self.0 as usize]
+            .get()
+            .copied()
+            .expect("a RegionId is only made for an interned name")
     }
 
     pub(crate) fn index(self) -> u16 {

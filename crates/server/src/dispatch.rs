@@ -58,10 +58,8 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
             return;
         }
     }
-    {
-        let mut per = ctx.shared.metrics.per_command.lock();
-        *per.entry(spec.name).or_insert(0) += 1;
-    }
+    spec.calls
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if spec.flags.write && ctx.store.is_poisoned() {
         out.push(count_error(ctx, poisoned_error()));
         return;

@@ -512,13 +512,19 @@ pub fn metrics_text(shared: &Shared) -> String {
         ));
     }
     samples.sort_by(|a, b| a.name.cmp(b.name));
-    for (cmd, n) in m.per_command.lock().iter() {
+    let mut calls: Vec<(&str, u64)> = crate::cmd::table()
+        .values()
+        .map(|s| (s.name, s.calls.load(std::sync::atomic::Ordering::Relaxed)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    calls.sort();
+    for (cmd, n) in calls {
         samples.push(Sample {
             name: "meridian_command_calls_total",
             help: "Calls per command.",
             kind: "counter",
             labels: vec![("cmd", cmd.to_string())],
-            value: *n as f64,
+            value: n as f64,
         });
     }
     render(&samples)

@@ -3,8 +3,6 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
-
 #[derive(Default)]
 pub struct Metrics {
     pub connections_total: AtomicU64,
@@ -21,7 +19,6 @@ pub struct Metrics {
     pub fenced_total: AtomicU64,
     pub fenced_writes_total: AtomicU64,
     pub auth_failures_total: AtomicU64,
-    pub per_command: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {

@@ -615,3 +615,22 @@ fn save_inside_exec_keeps_the_snapshot_and_log_in_step() {
         "no increment applied twice or lost"
     );
 }
+
+/// SET KEEPTTL on a key whose deadline has passed creates a key without a
+/// TTL, as in Redis (the expired TTL must not be kept).
+#[test]
+fn set_keepttl_on_an_expired_key_keeps_no_ttl() {
+    let m = common::Meridian::start(&[]);
+    let mut c = m.conn();
+    assert_eq!(
+        c.cmd(&["SET", "k", "v", "PX", "50"]),
+        meridian_resp::Frame::ok()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    assert_eq!(
+        c.cmd(&["SET", "k", "w", "KEEPTTL"]),
+        meridian_resp::Frame::ok()
+    );
+    assert_eq!(c.cmd(&["TTL", "k"]), meridian_resp::Frame::Integer(-1));
+    assert_eq!(c.cmd(&["GET", "k"]), meridian_resp::Frame::bulk("w"));
+}

@@ -83,6 +83,9 @@ pub struct Spec {
     pub handler: Handler,
     /// Words `COMMAND INFO` lists as flags.
     pub info_flags: &'static [&'static str],
+    /// Calls since start (or CONFIG RESETSTAT), for metrics: an atomic in
+    /// the table, so counting costs no lock on the command path.
+    pub calls: std::sync::atomic::AtomicU64,
 }
 
 fn all_specs() -> Vec<Spec> {
@@ -164,5 +167,6 @@ pub fn spec(
         keys,
         handler,
         info_flags,
+        calls: Default::default(),
     }
 }

@@ -73,6 +73,7 @@ fn command(
         keys,
         handler,
         info_flags,
+        calls: Default::default(),
     }
 }
 
@@ -1056,7 +1057,9 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             ] {
                 counter.store(0, Ordering::Relaxed);
             }
-            m.per_command.lock().clear();
+            for spec in super::table().values() {
+                spec.calls.store(0, Ordering::Relaxed);
+            }
             Frame::ok()
         }
         Ok(_) => help_reply(&args[0], CONFIG_HELP),

@@ -176,7 +176,9 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     } else {
         None
     };
-    let exists = ctx.db().get(key).is_some();
+    // The lookup also expires a key past its deadline, which KEEPTTL must
+    // see happen first; a plain SET replaces whatever is there anyway.
+    let exists = (nx || xx || keep_ttl) && ctx.db().get(key).is_some();
     if (nx && exists) || (xx && !exists) {
         return match old {
             Some(v) => bulk_or_null(v),
