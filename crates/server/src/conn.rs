@@ -266,6 +266,13 @@ pub fn run_batch(
             crate::dispatch::execute(&mut ctx, args, &mut replies);
             protos.resize(replies.len(), ctx.client.proto);
         }
+        if !crate::dispatch::commit(&mut ctx) {
+            for r in replies.iter_mut() {
+                if !r.is_error() {
+                    *r = crate::dispatch::poisoned_error();
+                }
+            }
+        }
     }
     if store.log().last_lsn() != before {
         // Under --fsync always the fdatasync runs after the lock is released,

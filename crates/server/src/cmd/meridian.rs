@@ -59,7 +59,13 @@ fn meridian(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Err(e) => e,
         Ok("regions") => regions(ctx),
         Ok("conflicts") => conflicts(ctx, args),
-        Ok("token") => Frame::bulk(token(ctx.db().version_vector())),
+        Ok("token") => {
+            // Writes earlier in this pipeline belong in the token.
+            if !crate::dispatch::commit(ctx) {
+                return crate::dispatch::poisoned_error();
+            }
+            Frame::bulk(token(ctx.db().version_vector()))
+        }
         Ok("after") => after(ctx, args),
         Ok("policy") => policy(ctx),
         Ok(_) => help_reply(&args[0], HELP),
