@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one region (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Start three regions on loopback with emulated WAN delays, write in all
     /// of them, cut one off, heal, and report convergence, conflicts and lag.
     Demo(DemoArgs),
@@ -55,9 +55,9 @@ fn init_logging(json: bool, default_filter: &str) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    match cli.command.unwrap_or(Command::Serve(Box::default())) {
         Command::Serve(args) => {
-            let config = Config::resolve(args)?;
+            let config = Config::resolve(*args)?;
             init_logging(config.log_json, "info");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(meridian_server::server::worker_threads())
