@@ -1,7 +1,8 @@
 //! One client connection: read, parse every complete command, execute the
-//! batch under one store lock, make the batch's ops durable as the fsync
-//! policy says, then write all replies. Pipelined clients therefore pay for
-//! one lock and one log write per batch, not per command.
+//! batch under one store lock, commit what it wrote as one op, make it
+//! durable as the fsync policy says, then write all replies. Pipelined
+//! clients therefore pay for one lock, one op and one log write per batch,
+//! not per command.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
