@@ -76,7 +76,7 @@ impl Policies {
     pub fn for_key(&self, key: &[u8]) -> (&[u8], &Policy) {
         self.rules
             .iter()
-            .find(|(p, _)| glob_match(p, key))
+            .find(|(p, _)| glob_match(p, key, false))
             .map_or((b"*", &Policy::ActiveActive), |(p, pol)| (&p[..], pol))
     }
 
@@ -111,45 +111,108 @@ impl Policies {
     }
 }
 
-/// Redis-style glob (`*`, `?`, `[a-z]`, `[^x]`, `\` escapes).
-pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (None, Some(_)) => false,
-            (Some(b'*'), _) => {
-                let rest = &p[1..];
-                (0..=s.len()).any(|i| go(rest, &s[i..]))
-            }
-            (Some(_), None) => false,
-            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
-            (Some(b'['), Some(&c)) => {
-                let Some(end) = p.iter().skip(1).position(|&b| b == b']').map(|i| i + 1) else {
-                    return p[0] == c && go(&p[1..], &s[1..]);
-                };
-                let class = &p[1..end];
-                let (negate, class) = match class.first() {
-                    Some(b'^') => (true, &class[1..]),
-                    _ => (false, class),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == b'-' {
-                        hit |= class[i] <= c && c <= class[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= class[i] == c;
-                        i += 1;
-                    }
-                }
-                hit != negate && go(&p[end + 1..], &s[1..])
-            }
-            (Some(b'\\'), Some(&c)) if p.len() > 1 => p[1] == c && go(&p[2..], &s[1..]),
-            (Some(&a), Some(&c)) => a == c && go(&p[1..], &s[1..]),
+/// Redis's glob matching (`stringmatchlen`), shared by keyspace policies,
+/// KEYS/SCAN MATCH, ACL key patterns and Pub/Sub patterns: `*`, `?`, `[...]` with ranges and
+/// `^` negation, and `\` escapes.
+pub fn glob_match(pattern: &[u8], string: &[u8], nocase: bool) -> bool {
+    fn lower(b: u8, nocase: bool) -> u8 {
+        if nocase {
+            b.to_ascii_lowercase()
+        } else {
+            b
         }
     }
-    go(pattern, s)
+    fn go(p: &[u8], s: &[u8], nocase: bool, depth: usize) -> bool {
+        if depth > 1000 {
+            return false;
+        }
+        let (mut pi, mut si) = (0, 0);
+        while pi < p.len() {
+            match p[pi] {
+                b'*' => {
+                    while pi + 1 < p.len() && p[pi + 1] == b'*' {
+                        pi += 1;
+                    }
+                    if pi + 1 == p.len() {
+                        return true;
+                    }
+                    for start in si..=s.len() {
+                        if go(&p[pi + 1..], &s[start..], nocase, depth + 1) {
+                            return true;
+                        }
+                    }
+                    return false;
+                }
+                b'?' => {
+                    if si >= s.len() {
+                        return false;
+                    }
+                    si += 1;
+                }
+                b'[' => {
+                    if si >= s.len() {
+                        return false;
+                    }
+                    pi += 1;
+                    let not = pi < p.len() && p[pi] == b'^';
+                    if not {
+                        pi += 1;
+                    }
+                    let mut matched = false;
+                    loop {
+                        if pi >= p.len() {
+                            pi -= 1;
+                            break;
+                        }
+                        if p[pi] == b'\\' && pi + 2 < p.len() {
+                            pi += 1;
+                            if p[pi] == s[si] {
+                                matched = true;
+                            }
+                        } else if p[pi] == b']' {
+                            break;
+                        } else if pi + 2 < p.len() && p[pi + 1] == b'-' {
+                            let (mut a, mut b) = (lower(p[pi], nocase), lower(p[pi + 2], nocase));
+                            if a > b {
+                                std::mem::swap(&mut a, &mut b);
+                            }
+                            let c = lower(s[si], nocase);
+                            if c >= a && c <= b {
+                                matched = true;
+                            }
+                            pi += 2;
+                        } else if lower(p[pi], nocase) == lower(s[si], nocase) {
+                            matched = true;
+                        }
+                        pi += 1;
+                    }
+                    if not {
+                        matched = !matched;
+                    }
+                    if !matched {
+                        return false;
+                    }
+                    si += 1;
+                }
+                b'\\' if pi + 1 < p.len() => {
+                    pi += 1;
+                    if si >= s.len() || lower(p[pi], nocase) != lower(s[si], nocase) {
+                        return false;
+                    }
+                    si += 1;
+                }
+                c => {
+                    if si >= s.len() || lower(c, nocase) != lower(s[si], nocase) {
+                        return false;
+                    }
+                    si += 1;
+                }
+            }
+            pi += 1;
+        }
+        si == s.len()
+    }
+    go(pattern, string, nocase, 0)
 }
 
 #[cfg(test)]
@@ -194,10 +257,10 @@ mod tests {
 
     #[test]
     fn globs_match_like_redis() {
-        assert!(glob_match(b"acct:*", b"acct:42"));
-        assert!(glob_match(b"a?c", b"abc"));
-        assert!(glob_match(b"[a-c]x", b"bx"));
-        assert!(!glob_match(b"[^a-c]x", b"bx"));
-        assert!(!glob_match(b"acct:*", b"account"));
+        assert!(glob_match(b"acct:*", b"acct:42", false));
+        assert!(glob_match(b"a?c", b"abc", false));
+        assert!(glob_match(b"[a-c]x", b"bx", false));
+        assert!(!glob_match(b"[^a-c]x", b"bx", false));
+        assert!(!glob_match(b"acct:*", b"account", false));
     }
 }

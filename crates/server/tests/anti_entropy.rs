@@ -6,28 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::Cluster;
+use common::cluster::{http_get, Cluster};
 use meridian_netem::LinkConditions;
 use meridian_resp::Frame;
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
-}
 
 /// The value of an unlabelled metric.
 fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
     http_get(addr, "/metrics")
+        .1
         .lines()
         .find_map(|l| {
             l.strip_prefix(name)?

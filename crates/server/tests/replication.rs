@@ -7,6 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::cluster::http_json;
 use common::cluster::Cluster;
 use common::Conn;
 use meridian_netem::LinkConditions;
@@ -446,20 +447,6 @@ fn peer_with_a_wrong_secret_or_cluster_is_refused() {
     ok(same_id.conn().cmd(&["SET", "leak", "1"]));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(good.conn().cmd(&["EXISTS", "leak"]), Frame::Integer(0));
-}
-
-fn http_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    let json = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 /// Lag in ms is the age of the oldest op a peer has not acknowledged, and

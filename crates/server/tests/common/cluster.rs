@@ -225,8 +225,8 @@ fn pairs(f: &Frame) -> String {
     }
 }
 
-/// GET `path` from a region's HTTP port as JSON.
-pub fn http_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+/// GET `path` from a region's HTTP port: (status code, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
@@ -234,8 +234,23 @@ pub fn http_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    let json = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"))
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// GET `path` from a region's HTTP port as JSON.
+pub fn http_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    let (_, body) = http_get(addr, path);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
