@@ -160,20 +160,8 @@ pub fn metrics_text(shared: &Shared) -> String {
             store.ops_since_snapshot() as f64,
         )
     };
-    let c = |name, help, value: u64| Sample {
-        name,
-        help,
-        kind: "counter",
-        labels: vec![],
-        value: value as f64,
-    };
-    let g = |name, help, value: f64| Sample {
-        name,
-        help,
-        kind: "gauge",
-        labels: vec![],
-        value,
-    };
+    let c = |name, help, value: u64| c2(name, help, vec![], value as f64);
+    let g = |name, help, value: f64| g2(name, help, vec![], value);
     let region = shared.config.region.as_str().to_string();
     let mut samples = vec![
         Sample {
