@@ -80,7 +80,29 @@ impl PasswordHash {
     fn same_password(&self, inner: &[u8; 32]) -> bool {
         PasswordHash::from_sha256(inner, self.salt).digest == self.digest
     }
+
+    /// `ms1$<salt hex>$<digest hex>`: what `ACL LIST` shows and `ACL SAVE`
+    /// writes, so a saved file logs the same passwords in without ever
+    /// holding them or their plain SHA-256.
+    fn encoded(&self) -> String {
+        format!("{SALTED_PREFIX}{}${}", hex(&self.salt), hex(&self.digest))
+    }
+
+    fn decode(text: &[u8]) -> Option<PasswordHash> {
+        let rest = text.strip_prefix(SALTED_PREFIX.as_bytes())?;
+        let (salt, digest) = rest.split_at(rest.iter().position(|&b| b == b'$')?);
+        let salt = unhex(salt)?;
+        let digest = unhex(&digest[1..])?;
+        Some(PasswordHash {
+            salt: salt.try_into().ok()?,
+            digest: digest.try_into().ok()?,
+        })
+    }
 }
+
+/// Marks a salted digest in a `#` rule (a bare `#` takes Redis's plain
+/// SHA-256 of the password).
+const SALTED_PREFIX: &str = "ms1$";
 
 #[derive(Clone)]
 pub struct User {
@@ -108,15 +130,16 @@ impl User {
         }
     }
 
-    /// The rules that recreate this user, as `ACL LIST` shows them
-    /// (passwords only as `#<digest>`).
+    /// The rules that recreate this user, as `ACL LIST` shows them and
+    /// `ACL SAVE` writes them: passwords only as salted digests
+    /// (`#ms1$<salt>$<digest>`), which SETUSER and the ACL file take back.
     pub fn rules(&self) -> Vec<String> {
         let mut r = vec![if self.enabled { "on" } else { "off" }.to_string()];
         if self.nopass {
             r.push("nopass".into());
         }
         for p in &self.passwords {
-            r.push(format!("#{}", hex(&p.digest)));
+            r.push(format!("#{}", p.encoded()));
         }
         if self.allkeys {
             r.push("~*".into());
@@ -129,9 +152,9 @@ impl User {
         r
     }
 
-    /// The `#<digest>` of each password, as `ACL GETUSER` lists them.
+    /// Each password's salted digest, as `ACL GETUSER` lists them.
     pub fn password_digests(&self) -> Vec<String> {
-        self.passwords.iter().map(|p| hex(&p.digest)).collect()
+        self.passwords.iter().map(PasswordHash::encoded).collect()
     }
 
     fn may_access(&self, key: &[u8]) -> bool {
@@ -179,11 +202,24 @@ impl User {
     fn apply_value(&mut self, rule: &[u8], rng: &mut dyn RngCore) -> Result<(), String> {
         let (first, rest) = rule.split_first().ok_or("Syntax error")?;
         match first {
+            b'#' if rest.starts_with(SALTED_PREFIX.as_bytes()) => {
+                let hash = PasswordHash::decode(rest).ok_or(
+                    "A salted password hash must read ms1$<32 hex digits>$<64 hex digits>",
+                )?;
+                if !self
+                    .passwords
+                    .iter()
+                    .any(|p| p.salt == hash.salt && p.digest == hash.digest)
+                {
+                    self.passwords.push(hash);
+                }
+                self.nopass = false;
+            }
             b'>' | b'#' => {
                 let inner: [u8; 32] = if *first == b'>' {
                     Sha256::digest(rest).into()
                 } else {
-                    unhex(rest).ok_or(
+                    unhex32(rest).ok_or(
                         "The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters",
                     )?
                 };
@@ -198,7 +234,7 @@ impl User {
                 let inner: [u8; 32] = if *first == b'<' {
                     Sha256::digest(rest).into()
                 } else {
-                    unhex(rest).ok_or("Syntax error")?
+                    unhex32(rest).ok_or("Syntax error")?
                 };
                 let before = self.passwords.len();
                 self.passwords.retain(|p| !p.same_password(&inner));
@@ -238,7 +274,8 @@ pub enum Denied {
     NoUser,
     /// Names the command (`set`, or `config|set` for a subcommand).
     Command(String),
-    Key,
+    /// Names the first key the user may not access.
+    Key(String),
 }
 
 /// CLIENT subcommands Redis puts in `@admin`.
@@ -418,6 +455,15 @@ impl Acl {
         let _ = self.set_user(DEFAULT_USER, &rules, rng);
     }
 
+    /// The users as an ACL file (`user NAME RULES...` per line) that
+    /// [`Acl::from_file`] reads back to the same users.
+    pub fn to_file(&self) -> String {
+        self.users
+            .values()
+            .map(|u| format!("user {} {}\n", u.name, u.rules().join(" ")))
+            .collect()
+    }
+
     /// Removes users; `default` cannot be removed. Returns how many went.
     pub fn delete_users(&mut self, names: &[&str]) -> Result<usize, String> {
         if names.contains(&DEFAULT_USER) {
@@ -446,10 +492,107 @@ impl Acl {
         if u.level < level {
             return Err(Denied::Command(command.to_string()));
         }
-        if keys.iter().any(|k| !u.may_access(k)) {
-            return Err(Denied::Key);
+        if let Some(k) = keys.iter().find(|k| !u.may_access(k)) {
+            return Err(Denied::Key(String::from_utf8_lossy(k).into_owned()));
         }
         Ok(())
+    }
+}
+
+/// Why an `ACL LOG` entry was made, with Redis's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogReason {
+    Auth,
+    Command,
+    Key,
+}
+
+impl LogReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogReason::Auth => "auth",
+            LogReason::Command => "command",
+            LogReason::Key => "key",
+        }
+    }
+}
+
+/// One `ACL LOG` entry: repeats of the same refusal within
+/// [`ACL_LOG_GROUP_MS`] raise `count` instead of adding entries.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub id: u64,
+    pub count: u64,
+    pub reason: LogReason,
+    /// `toplevel` or `multi`.
+    pub context: &'static str,
+    /// The command (or `AUTH`) or the key refused.
+    pub object: String,
+    pub username: String,
+    pub client_info: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// Entries `ACL LOG` keeps (Redis's `acllog-max-len` default).
+pub const ACL_LOG_MAX_ENTRIES: usize = 128;
+/// Refusals this close together with the same reason, context, object and
+/// user are one entry, as in Redis.
+pub const ACL_LOG_GROUP_MS: u64 = 60_000;
+
+/// Recent refusals (failed AUTH, commands and keys a user may not use),
+/// newest first. Passwords are never recorded.
+#[derive(Debug, Default)]
+pub struct AclLog {
+    entries: std::collections::VecDeque<LogEntry>,
+    next_id: u64,
+}
+
+impl AclLog {
+    pub fn record(
+        &mut self,
+        reason: LogReason,
+        context: &'static str,
+        object: &str,
+        username: &str,
+        client_info: String,
+        now_ms: u64,
+    ) {
+        let same = self.entries.iter_mut().find(|e| {
+            e.reason == reason
+                && e.context == context
+                && e.object == object
+                && e.username == username
+                && now_ms.saturating_sub(e.updated_ms) < ACL_LOG_GROUP_MS
+        });
+        if let Some(e) = same {
+            e.count += 1;
+            e.updated_ms = now_ms;
+            e.client_info = client_info;
+            return;
+        }
+        self.entries.push_front(LogEntry {
+            id: self.next_id,
+            count: 1,
+            reason,
+            context,
+            object: object.to_string(),
+            username: username.to_string(),
+            client_info,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        });
+        self.next_id += 1;
+        self.entries.truncate(ACL_LOG_MAX_ENTRIES);
+    }
+
+    /// The newest `count` entries, newest first.
+    pub fn entries(&self, count: usize) -> impl Iterator<Item = &LogEntry> {
+        self.entries.iter().take(count)
+    }
+
+    pub fn reset(&mut self) {
+        self.entries.clear();
     }
 }
 
@@ -457,11 +600,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &[u8]) -> Option<[u8; 32]> {
+fn unhex32(text: &[u8]) -> Option<[u8; 32]> {
     if text.len() != 64 {
         return None;
     }
-    let mut out = [0u8; 32];
+    unhex(text)?.try_into().ok()
+}
+
+/// Lowercase hex of any even length.
+fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    let mut out = vec![0u8; text.len() / 2];
     for (i, pair) in text.chunks(2).enumerate() {
         let digit = |c: u8| match c {
             b'0'..=b'9' => Some(c - b'0'),
@@ -510,6 +661,88 @@ mod tests {
         assert!(Acl::from_file("usr x on", None, &mut r).is_err());
     }
 
+    /// ACL SAVE writes what ACL LOAD reads: the same users log in with
+    /// the same passwords, and the file holds neither the password nor its
+    /// plain SHA-256.
+    #[test]
+    fn a_saved_file_loads_the_same_users() {
+        let mut r = rng();
+        let mut acl = Acl::new(Some("adminpw"), &mut r);
+        acl.set_user("ro", &[b"on", b">readpw", b"~cache:*", b"+@read"], &mut r)
+            .unwrap();
+        acl.set_user("off", &[b"off", b">x", b"+@write", b"allkeys"], &mut r)
+            .unwrap();
+        let text = acl.to_file();
+        assert!(!text.contains("readpw"));
+        let plain_sha = hex(&Sha256::digest(b"readpw"));
+        assert!(!text.contains(&plain_sha), "{text}");
+        let back = Acl::from_file(&text, None, &mut r).unwrap();
+        assert!(back.authenticate(b"ro", b"readpw"));
+        assert!(back.authenticate(b"default", b"adminpw"));
+        assert!(!back.authenticate(b"ro", b"other"));
+        assert!(!back.authenticate(b"off", b"x"), "disabled stays disabled");
+        assert_eq!(back.to_file(), text, "a second save is identical");
+        let ro = back.user("ro").unwrap();
+        assert_eq!((ro.level, ro.allkeys), (Level::Read, false));
+        assert!(Acl::from_file("user x on #ms1$00$zz", None, &mut r).is_err());
+    }
+
+    #[test]
+    fn acl_log_groups_repeats_and_keeps_the_newest() {
+        let mut log = AclLog::default();
+        log.record(
+            LogReason::Auth,
+            "toplevel",
+            "AUTH",
+            "bob",
+            "id=1".into(),
+            1_000,
+        );
+        log.record(
+            LogReason::Auth,
+            "toplevel",
+            "AUTH",
+            "bob",
+            "id=2".into(),
+            2_000,
+        );
+        log.record(LogReason::Key, "multi", "k1", "bob", "id=2".into(), 3_000);
+        let e: Vec<_> = log.entries(10).collect();
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].reason, e[0].object.as_str()), (LogReason::Key, "k1"));
+        assert_eq!(
+            (e[1].count, e[1].updated_ms, e[1].created_ms),
+            (2, 2_000, 1_000)
+        );
+        log.record(
+            LogReason::Auth,
+            "toplevel",
+            "AUTH",
+            "bob",
+            "id=3".into(),
+            70_000,
+        );
+        assert_eq!(
+            log.entries(10).count(),
+            3,
+            "a minute later starts a new entry"
+        );
+        for i in 0..200 {
+            log.record(
+                LogReason::Command,
+                "toplevel",
+                &format!("c{i}"),
+                "u",
+                String::new(),
+                0,
+            );
+        }
+        assert_eq!(log.entries(usize::MAX).count(), ACL_LOG_MAX_ENTRIES);
+        assert_eq!(log.entries(1).next().unwrap().object, "c199");
+        log.reset();
+        assert_eq!(log.entries(10).count(), 0);
+    }
+
     #[test]
     fn levels_and_key_patterns_are_enforced() {
         let mut r = rng();
@@ -520,7 +753,10 @@ mod tests {
         let k_bad = bytes::Bytes::from_static(b"other");
         let write = Need::Level(Level::Write);
         assert_eq!(acl.check("w", write, "set", &[&k_ok]), Ok(()));
-        assert_eq!(acl.check("w", write, "set", &[&k_bad]), Err(Denied::Key));
+        assert_eq!(
+            acl.check("w", write, "set", &[&k_bad]),
+            Err(Denied::Key("other".into()))
+        );
         assert_eq!(
             acl.check("w", Need::Level(Level::Admin), "flushall", &[]),
             Err(Denied::Command("flushall".into()))

@@ -39,7 +39,12 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
     // off` (or a password for it) does.
     let default_needs_no_auth = shared.acl.read().default_needs_no_auth();
     let loopback = addr.ip().to_canonical().is_loopback();
-    if shared.config.protected_mode && default_needs_no_auth && !loopback {
+    if shared
+        .protected_mode
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && default_needs_no_auth
+        && !loopback
+    {
         Metrics::inc(&shared.metrics.rejected_connections_total);
         tracing::warn!(%addr, "refused a client outside loopback: protected mode (the default user has no password)");
         let _ = stream.write_all(PROTECTED_MODE_DENIED).await;

@@ -131,23 +131,32 @@ pub fn permission_refusal(ctx: &mut Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Opt
         .acl
         .read()
         .check(&ctx.client.user, need, &name, &keys);
-    match verdict {
-        Ok(()) => None,
+    let (reason, object, reply) = match verdict {
+        Ok(()) => return None,
         Err(acl::Denied::NoUser) => {
             // As Redis does for a deleted user: the connection ends.
             ctx.client.close = true;
-            Some(Frame::error(format!(
+            return Some(Frame::error(format!(
                 "NOPERM the user '{}' no longer exists",
                 ctx.client.user
-            )))
+            )));
         }
-        Err(acl::Denied::Command(name)) => Some(Frame::error(format!(
-            "NOPERM this user has no permissions to run the '{name}' command"
-        ))),
-        Err(acl::Denied::Key) => Some(Frame::error(
-            "NOPERM this user has no permissions to access one of the keys used as arguments",
-        )),
-    }
+        Err(acl::Denied::Command(name)) => {
+            let reply = Frame::error(format!(
+                "NOPERM this user has no permissions to run the '{name}' command"
+            ));
+            (acl::LogReason::Command, name, reply)
+        }
+        Err(acl::Denied::Key(key)) => (
+            acl::LogReason::Key,
+            key,
+            Frame::error(
+                "NOPERM this user has no permissions to access one of the keys used as arguments",
+            ),
+        ),
+    };
+    crate::shared::acl_log(ctx.shared, ctx.client, reason, &object);
+    Some(reply)
 }
 
 /// The keys a command names, from its table entry (first, last, step).

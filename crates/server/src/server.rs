@@ -112,6 +112,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         requirepass: Mutex::new(config.requirepass.clone()),
         acl: parking_lot::RwLock::new(acl),
+        acl_log: Mutex::new(Default::default()),
+        protected_mode: std::sync::atomic::AtomicBool::new(config.protected_mode),
         config,
         store,
         host,

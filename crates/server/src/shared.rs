@@ -68,6 +68,10 @@ pub struct Shared {
     pub requirepass: Mutex<Option<String>>,
     /// ACL users of this region (not replicated).
     pub acl: parking_lot::RwLock<crate::acl::Acl>,
+    /// Recent refusals for `ACL LOG`.
+    pub acl_log: Mutex<crate::acl::AclLog>,
+    /// `--protected-mode`, changeable by `CONFIG SET protected-mode`.
+    pub protected_mode: AtomicBool,
     pub shutdown: tokio::sync::Notify,
     pub heal: Mutex<crate::heal::HealTracker>,
 }
@@ -82,4 +86,35 @@ pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Adds a refusal to `ACL LOG` (never a password).
+pub fn acl_log(
+    shared: &Shared,
+    client: &crate::client::Client,
+    reason: crate::acl::LogReason,
+    object: &str,
+) {
+    acl_log_as(shared, client, reason, object, &client.user);
+}
+
+/// [`acl_log`] for a user other than the connection's (a failed AUTH
+/// names the user it tried).
+pub fn acl_log_as(
+    shared: &Shared,
+    client: &crate::client::Client,
+    reason: crate::acl::LogReason,
+    object: &str,
+    username: &str,
+) {
+    let context = if client.multi.is_some() {
+        "multi"
+    } else {
+        "toplevel"
+    };
+    let info = format!("id={} addr={} user={}", client.id, client.addr, client.user);
+    shared
+        .acl_log
+        .lock()
+        .record(reason, context, object, username, info, wall_ms());
 }

@@ -289,8 +289,12 @@ fn acl_list_shows_password_digests_never_passwords() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].starts_with("user bob on #"), "{lines:?}");
     let digest = lines[0].split_whitespace().nth(3).unwrap();
-    assert_eq!(digest.len(), 65, "#<sha256 hex>: {digest}");
-    assert!(digest[1..].bytes().all(|b| b.is_ascii_hexdigit()));
+    let (salt, hash) = digest
+        .strip_prefix("#ms1$")
+        .and_then(|d| d.split_once('$'))
+        .unwrap_or_else(|| panic!("#ms1$<salt>$<digest>: {digest}"));
+    assert_eq!((salt.len(), hash.len()), (32, 64), "{digest}");
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
     assert!(lines[0].ends_with("~cache:* +@read"), "{lines:?}");
     assert_eq!(lines[1], "user default on nopass ~* +@all");
     let all = format!("{lines:?} {:?}", c.line("ACL GETUSER bob"));
@@ -436,6 +440,27 @@ fn protected_mode_refuses_clients_outside_loopback() {
         log.contains("protected mode"),
         "the refusal is logged: {log}"
     );
+    // CONFIG SET protected-mode, from loopback, changes it at run time.
+    let any = Region::start("0.0.0.0:0", &[]);
+    let outside = SocketAddr::new(ns.host_ip.parse().unwrap(), any.resp.port());
+    assert!(ns.ping(outside, None).contains("DENIED"));
+    let mut admin = Conn::connect(SocketAddr::new(
+        "127.0.0.1".parse().unwrap(),
+        any.resp.port(),
+    ));
+    let _ = admin.line("HELLO 3");
+    assert_eq!(admin.line("CONFIG SET protected-mode no"), ok());
+    assert_eq!(
+        admin.line("CONFIG GET protected-mode"),
+        Frame::Map(vec![(bulk("protected-mode"), bulk("no"))])
+    );
+    assert_eq!(ns.ping(outside, None).trim(), "PONG");
+    assert_eq!(admin.line("CONFIG SET protected-mode yes"), ok());
+    assert!(ns.ping(outside, None).contains("DENIED"));
+    assert!(matches!(
+        admin.line("CONFIG SET protected-mode maybe"),
+        Frame::Error(e) if e.contains("'yes' or 'no'")
+    ));
 
     // A password for `default`, `default` turned off, or --protected-mode
     // no lets outsiders in.
@@ -470,4 +495,84 @@ fn protected_mode_refuses_clients_outside_loopback() {
         Frame::Simple("PONG".into()),
         "loopback is accepted"
     );
+}
+
+/// ACL SAVE writes the users to --aclfile (salted digests only) and a
+/// restarted region loads them; ACL LOG lists refusals without passwords.
+#[test]
+fn acl_save_persists_users_and_acl_log_records_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let aclfile = dir.path().join("users.acl");
+    std::fs::write(&aclfile, "user admin on >admin-pw ~* +@all\n").unwrap();
+    let file_arg = aclfile.to_str().unwrap();
+    let region = Region::start("127.0.0.1:0", &["--aclfile", file_arg]);
+    let mut c = region.conn();
+    assert_eq!(c.line("AUTH admin admin-pw"), ok());
+    let _ = c.line("HELLO 3");
+    assert_eq!(c.line("ACL SETUSER ro on >ro-secret ~cache:* +@read"), ok());
+    assert_eq!(c.line("ACL SAVE"), ok());
+    let text = std::fs::read_to_string(&aclfile).unwrap();
+    assert!(
+        !text.contains("ro-secret") && !text.contains("admin-pw"),
+        "{text}"
+    );
+    assert!(text.contains("user ro on #ms1$"), "{text}");
+
+    let mut bad = region.conn();
+    assert_eq!(bad.line("AUTH ro not-the-password"), wrongpass());
+    assert_eq!(bad.line("AUTH ro not-the-password-either"), wrongpass());
+    assert_eq!(bad.line("AUTH ro ro-secret"), ok());
+    assert_eq!(bad.line("SET cache:1 x"), noperm_command("set"));
+    assert_eq!(bad.line("GET other"), noperm_keys());
+    let Frame::Array(entries) = c.line("ACL LOG") else {
+        panic!("ACL LOG is an array")
+    };
+    let field = |e: &Frame, name: &str| -> Frame {
+        let Frame::Map(pairs) = e else {
+            panic!("{e:?}")
+        };
+        pairs
+            .iter()
+            .find(|(k, _)| *k == bulk(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} in {e:?}"))
+    };
+    let summary: Vec<(Frame, Frame, Frame, Frame)> = entries
+        .iter()
+        .map(|e| {
+            (
+                field(e, "reason"),
+                field(e, "object"),
+                field(e, "username"),
+                field(e, "count"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (bulk("key"), bulk("other"), bulk("ro"), Frame::Integer(1)),
+            (bulk("command"), bulk("set"), bulk("ro"), Frame::Integer(1)),
+            (bulk("auth"), bulk("AUTH"), bulk("ro"), Frame::Integer(2)),
+        ]
+    );
+    assert!(!format!("{entries:?}").contains("not-the-password"));
+    assert_eq!(bad.line("ACL LOG"), noperm_command("acl|log"));
+    assert_eq!(c.line("ACL LOG RESET"), ok());
+    assert_eq!(c.line("ACL LOG"), Frame::Array(vec![]));
+    drop(region);
+
+    let again = Region::start("127.0.0.1:0", &["--aclfile", file_arg]);
+    let mut r = again.conn();
+    assert_eq!(r.line("AUTH ro ro-secret"), ok());
+    assert_eq!(r.line("GET cache:1"), Frame::Null);
+    assert_eq!(r.line("SET cache:1 x"), noperm_command("set"));
+    let mut a = again.conn();
+    assert_eq!(a.line("AUTH admin admin-pw"), ok());
+
+    let plain = Region::start("127.0.0.1:0", &[]);
+    assert!(matches!(
+        plain.conn().line("ACL SAVE"),
+        Frame::Error(e) if e.contains("not configured to use an ACL file")
+    ));
 }

@@ -1,4 +1,4 @@
-//! ACL: SETUSER, GETUSER, LIST, USERS, WHOAMI, DELUSER, CAT, LOAD.
+//! ACL: SETUSER, GETUSER, LIST, USERS, WHOAMI, DELUSER, CAT, LOAD, SAVE, LOG.
 //!
 //! The users live in `Shared::acl` ([`crate::acl`]) and belong to this
 //! region only: ACL SETUSER is not replicated.
@@ -21,6 +21,8 @@ const SUBCOMMANDS: &[(&str, i32)] = &[
     ("help", 2),
     ("list", 2),
     ("load", 2),
+    ("log", -2),
+    ("save", 2),
     ("setuser", -3),
     ("users", 2),
     ("whoami", 2),
@@ -37,6 +39,10 @@ const HELP: &[&str] = &[
     "    Every user as ACL rules; passwords appear only as #<digest>.",
     "LOAD",
     "    Reload the users from --aclfile.",
+    "LOG [<count> | RESET]",
+    "    Recent refusals (failed AUTH, commands and keys a user may not use), newest first.",
+    "SAVE",
+    "    Write the users to --aclfile (passwords as salted digests only).",
     "SETUSER <username> [<rule> ...]",
     "    Create or change a user: on, off, ><password>, #<sha256hex>, nopass, resetpass,",
     "    ~<pattern>, allkeys, resetkeys, +@read, +@write, +@admin, +@all, -@..., reset.",
@@ -56,6 +62,8 @@ fn acl_cmd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok("help") => help_reply(&args[0], HELP),
         Ok("list") => list(ctx),
         Ok("load") => load(ctx),
+        Ok("log") => log(ctx, args),
+        Ok("save") => save(ctx),
         Ok("setuser") => setuser(ctx, args),
         Ok("users") => Frame::Array(
             ctx.shared
@@ -153,9 +161,11 @@ fn list(ctx: &mut Ctx<'_>) -> Frame {
     )
 }
 
+const NO_ACLFILE: &str = "ERR This Meridian instance is not configured to use an ACL file. Start it with --aclfile or add users with ACL SETUSER.";
+
 fn load(ctx: &mut Ctx<'_>) -> Frame {
     if ctx.shared.config.aclfile.is_none() {
-        return Frame::error("ERR This Meridian instance is not configured to use an ACL file. Start it with --aclfile or add users with ACL SETUSER.");
+        return Frame::error(NO_ACLFILE);
     }
     match crate::server::load_acl(&ctx.shared.config) {
         Ok(fresh) => {
@@ -164,6 +174,86 @@ fn load(ctx: &mut Ctx<'_>) -> Frame {
         }
         Err(e) => Frame::error(format!("ERR {e:#}")),
     }
+}
+
+/// Writes the users to `--aclfile` through a temporary file, fsynced and
+/// renamed over the old one, so a crash leaves the old file or the new one.
+fn save(ctx: &mut Ctx<'_>) -> Frame {
+    let Some(path) = ctx.shared.config.aclfile.clone() else {
+        return Frame::error(NO_ACLFILE);
+    };
+    let text = ctx.shared.acl.read().to_file();
+    match write_atomically(&path, text.as_bytes()) {
+        Ok(()) => {
+            tracing::info!(file = %path.display(), "ACL users saved");
+            Frame::ok()
+        }
+        Err(e) => Frame::error(format!(
+            "ERR There was an error trying to save the ACLs. Please check the server logs for more information: {e}"
+        )),
+    }
+}
+
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
+/// `ACL LOG [count | RESET]`, in Redis's reply shape.
+fn log(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let count = match args.get(2) {
+        None => 10,
+        Some(a) if a.eq_ignore_ascii_case(b"reset") => {
+            ctx.shared.acl_log.lock().reset();
+            return Frame::ok();
+        }
+        Some(a) => match std::str::from_utf8(a)
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+        {
+            Some(n) if n >= 0 => n as usize,
+            _ => return Frame::error("ERR value is out of range, must be positive"),
+        },
+    };
+    if args.len() > 3 {
+        return Frame::error("ERR syntax error");
+    }
+    let now = crate::shared::wall_ms();
+    let log = ctx.shared.acl_log.lock();
+    Frame::Array(
+        log.entries(count)
+            .map(|e| {
+                Frame::Map(vec![
+                    pair("count", Frame::Integer(e.count as i64)),
+                    pair("reason", Frame::bulk(e.reason.as_str())),
+                    pair("context", Frame::bulk(e.context)),
+                    pair("object", Frame::bulk(e.object.clone())),
+                    pair("username", Frame::bulk(e.username.clone())),
+                    pair(
+                        "age-seconds",
+                        Frame::Double(now.saturating_sub(e.created_ms) as f64 / 1000.0),
+                    ),
+                    pair("client-info", Frame::bulk(e.client_info.clone())),
+                    pair("entry-id", Frame::Integer(e.id as i64)),
+                    pair("timestamp-created", Frame::Integer(e.created_ms as i64)),
+                    pair(
+                        "timestamp-last-updated",
+                        Frame::Integer(e.updated_ms as i64),
+                    ),
+                ])
+            })
+            .collect(),
+    )
 }
 
 /// `ACL CAT`: the levels, or the commands a level adds.

@@ -189,6 +189,13 @@ fn log_in(ctx: &mut Ctx<'_>, user: &[u8], password: &[u8]) -> Result<(), Frame> 
     Metrics::inc(&ctx.shared.metrics.auth_failures_total);
     let shown = &user[..user.len().min(64)];
     tracing::warn!(client = ctx.client.id, addr = %ctx.client.addr, user = %lossy(shown), "AUTH failed");
+    crate::shared::acl_log_as(
+        ctx.shared,
+        ctx.client,
+        crate::acl::LogReason::Auth,
+        "AUTH",
+        &lossy(shown),
+    );
     Err(wrongpass())
 }
 
@@ -1010,7 +1017,7 @@ const CONFIG_HELP: &[&str] = &[
     "GET <pattern>",
     "    Return parameters matching the glob-like <pattern> and their values.",
     "SET <directive> <value>",
-    "    Set the configuration <directive> to <value> (only requirepass can change at run time).",
+    "    Set the configuration <directive> to <value> (only requirepass and protected-mode change at run time).",
     "RESETSTAT",
     "    Reset statistics reported by the INFO command.",
 ];
@@ -1030,6 +1037,15 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("maxmemory", "0".into()),
         ("maxmemory-policy", "noeviction".into()),
         ("port", listen_port(ctx).to_string()),
+        (
+            "protected-mode",
+            if ctx.shared.protected_mode.load(Ordering::Relaxed) {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
         ("proto-max-bulk-len", PROTO_MAX_BULK_LEN_BYTES.to_string()),
         (
             "requirepass",
@@ -1089,14 +1105,16 @@ fn config_get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::Map(out)
 }
 
-/// Only `requirepass` can change at run time; the other settings Meridian
-/// reports are fixed for the life of the process.
+/// Only `requirepass` and `protected-mode` change at run time; the other
+/// settings Meridian reports are fixed for the life of the process. All
+/// values are checked before any is applied.
 fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if args.len() % 2 == 1 {
         return syntax_error();
     }
     let known: Vec<&str> = config_params(ctx).into_iter().map(|(n, _)| n).collect();
     let mut password = None;
+    let mut protected = None;
     let mut seen = HashSet::new();
     for p in args[2..].chunks(2) {
         let (name, value) = (&p[0], &p[1]);
@@ -1112,16 +1130,33 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
                 lossy(name)
             ))
         };
-        if *param != "requirepass" {
-            return failed("can't set immutable config");
-        }
         if !seen.insert(*param) {
             return failed("duplicate parameter");
         }
-        match std::str::from_utf8(value) {
-            Ok(v) => password = Some(v.to_string()),
-            Err(_) => return failed("argument must be valid UTF-8"),
+        match *param {
+            "requirepass" => match std::str::from_utf8(value) {
+                Ok(v) => password = Some(v.to_string()),
+                Err(_) => return failed("argument must be valid UTF-8"),
+            },
+            "protected-mode" => {
+                protected = Some(if eq_ignore_case(value, "yes") {
+                    true
+                } else if eq_ignore_case(value, "no") {
+                    false
+                } else {
+                    return failed("argument must be 'yes' or 'no'");
+                })
+            }
+            _ => return failed("can't set immutable config"),
         }
+    }
+    if let Some(on) = protected {
+        ctx.shared.protected_mode.store(on, Ordering::Relaxed);
+        tracing::info!(
+            protected_mode = on,
+            client = ctx.client.id,
+            "protected mode changed by CONFIG SET"
+        );
     }
     if let Some(p) = password {
         let p = (!p.is_empty()).then_some(p);
