@@ -609,7 +609,7 @@ fn unhex32(text: &[u8]) -> Option<[u8; 32]> {
 
 /// Lowercase hex of any even length.
 fn unhex(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let mut out = vec![0u8; text.len() / 2];
