@@ -9,35 +9,46 @@ use anyhow::{bail, Context};
 use clap::Args;
 use meridian_crdt::RegionId;
 use meridian_store::FsyncPolicy;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Every setting of `meridian serve`. All are optional here so that the file
 /// can fill what flags and environment leave unset; [`Config::resolve`]
 /// applies the defaults.
-#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[derive(Args, Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// TOML file with the same names as the flags (e.g. `listen = "0.0.0.0:7379"`).
     #[arg(long, env = "MERIDIAN_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Print the settings in force (file, environment and flags merged,
+    /// defaults filled in, secrets hidden) as TOML and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
     /// This region's id: 1 to 32 characters from [a-z0-9-].
     #[arg(long, env = "MERIDIAN_REGION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// Address for Redis clients (RESP2/RESP3). Default 127.0.0.1:7379.
     #[arg(long, env = "MERIDIAN_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     /// Address for the HTTP admin API, health checks and metrics. Default 127.0.0.1:7380.
     #[arg(long, env = "MERIDIAN_HTTP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
     /// Address for replication between regions. Default 127.0.0.1:7381.
     #[arg(long, env = "MERIDIAN_REPL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub repl: Option<String>,
     /// Name of the cluster; peers from another cluster are refused. Default "meridian".
     #[arg(long, env = "MERIDIAN_CLUSTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// Secret every region of the cluster shares; peers prove it at handshake.
     #[arg(long, env = "MERIDIAN_CLUSTER_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_secret: Option<String>,
     /// A peer region, as ID=HOST:PORT (repeatable).
     #[arg(long = "peer", env = "MERIDIAN_PEER", value_delimiter = ',')]
@@ -49,20 +60,25 @@ pub struct ServeArgs {
     pub witness: bool,
     /// Where the op log and snapshots live. Default ./meridian-data.
     #[arg(long, env = "MERIDIAN_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// When the op log is fsynced: always, everysec (default) or no.
     #[arg(long, env = "MERIDIAN_FSYNC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fsync: Option<String>,
     /// Password clients must send with AUTH.
     #[arg(long, env = "MERIDIAN_REQUIREPASS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub requirepass: Option<String>,
     /// ACL users file, one `user NAME RULES...` line each (Redis syntax,
     /// passwords as `#<sha256hex>`). Users are per region, not replicated.
     #[arg(long, env = "MERIDIAN_ACLFILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aclfile: Option<PathBuf>,
     /// yes (default): with no password and no ACL users, accept only
     /// loopback clients. no: accept everyone.
     #[arg(long, env = "MERIDIAN_PROTECTED_MODE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub protected_mode: Option<String>,
     /// Keyspace policy PATTERN=POLICY (active-active, majority, primary:REGION), repeatable.
     #[arg(long = "policy", env = "MERIDIAN_POLICY", value_delimiter = ',')]
@@ -70,44 +86,57 @@ pub struct ServeArgs {
     pub policy: Vec<String>,
     /// Heartbeat interval on idle replication links, in ms. Default 250.
     #[arg(long, env = "MERIDIAN_HEARTBEAT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat_ms: Option<u64>,
     /// Quorum lease length in milliseconds. Default 3000.
     #[arg(long, env = "MERIDIAN_LEASE_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_ms: Option<u64>,
     /// How many ops the log retains for peers that fall behind; a peer
     /// further behind repairs by anti-entropy. Default 1000000.
     #[arg(long, env = "MERIDIAN_REPL_BACKLOG_OPS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub repl_backlog_ops: Option<u64>,
     /// A peer clock further ahead than this is reported. Default 500.
     #[arg(long, env = "MERIDIAN_MAX_CLOCK_OFFSET_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_clock_offset_ms: Option<u64>,
     /// Address for TLS clients.
     #[arg(long, env = "MERIDIAN_TLS_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_listen: Option<String>,
     /// PEM certificate chain for TLS.
     #[arg(long, env = "MERIDIAN_TLS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
     #[arg(long, env = "MERIDIAN_TLS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle for verifying peers and clients.
     #[arg(long, env = "MERIDIAN_TLS_CA")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
     /// Client certificates: yes, no or optional.
     #[arg(long, env = "MERIDIAN_TLS_AUTH_CLIENTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_auth_clients: Option<String>,
     /// Ops logged after which a snapshot compacts the log. Default 1000000.
     #[arg(long, env = "MERIDIAN_SNAPSHOT_AFTER_OPS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_after_ops: Option<u64>,
     /// Size at which a log segment is sealed; compaction drops whole
     /// segments. Default 67108864 (64 MiB).
     #[arg(long, env = "MERIDIAN_LOG_SEGMENT_MAX_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_segment_max_bytes: Option<u64>,
     /// Conflict-journal entries kept (oldest dropped first). Default 100000.
     #[arg(long, env = "MERIDIAN_CONFLICT_RETENTION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict_retention: Option<u64>,
     /// Log format: text (default) or json.
     #[arg(long, env = "MERIDIAN_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
 }
 
@@ -192,6 +221,47 @@ impl ServeArgs {
         Ok(self)
     }
 }
+
+impl Config {
+    /// The settings in force as TOML that `--config` reads back: every
+    /// setting with its default filled in, secrets replaced by a marker.
+    pub fn to_toml(&self, args: &ServeArgs) -> anyhow::Result<String> {
+        let mut a = args.clone().merge_file()?;
+        let hide = |v: &mut Option<String>| {
+            if v.as_deref().is_some_and(|s| !s.is_empty()) {
+                *v = Some(SECRET_SHOWN.into());
+            }
+        };
+        a.region = Some(self.region.to_string());
+        a.listen = Some(self.listen.to_string());
+        a.http = Some(self.http.to_string());
+        a.repl = Some(self.repl.to_string());
+        a.cluster = Some(self.cluster.clone());
+        a.data_dir = Some(self.data_dir.clone());
+        a.fsync = Some(self.fsync.as_str().into());
+        a.protected_mode = Some(if self.protected_mode { "yes" } else { "no" }.into());
+        a.heartbeat_ms = Some(self.heartbeat_ms);
+        a.lease_ms = Some(self.lease_ms);
+        a.repl_backlog_ops = Some(self.repl_backlog_ops);
+        a.max_clock_offset_ms = Some(self.max_clock_offset_ms);
+        a.snapshot_after_ops = Some(self.snapshot_after_ops);
+        a.conflict_retention = Some(self.conflict_retention);
+        a.log_format = Some(if self.log_json { "json" } else { "text" }.into());
+        if a.policy.is_empty() {
+            a.policy = vec!["*=active-active".into()];
+        }
+        hide(&mut a.cluster_secret);
+        hide(&mut a.requirepass);
+        let body = toml::to_string(&a).context("rendering the settings as TOML")?;
+        Ok(format!(
+            "# meridian serve settings in force (flags > MERIDIAN_* > --config file > defaults).\n\
+             # Secrets are shown as {SECRET_SHOWN:?}.\n{body}"
+        ))
+    }
+}
+
+/// What `--print-config` shows instead of a secret.
+const SECRET_SHOWN: &str = "<hidden>";
 
 fn load_file(path: &Path) -> anyhow::Result<ServeArgs> {
     let text = std::fs::read_to_string(path)
@@ -332,6 +402,52 @@ fsync = "always"
         assert_eq!(c.peers.len(), 1);
         assert_eq!(c.conflict_retention, 500);
         assert_eq!(c.fsync, FsyncPolicy::Always);
+    }
+
+    /// `--print-config` shows every setting, hides secrets, and what it
+    /// prints is a config file that resolves to the same settings.
+    #[test]
+    fn printed_config_reads_back_to_the_same_settings() {
+        let args = ServeArgs {
+            region: Some("eu-west".into()),
+            cluster_secret: Some("s3cret".into()),
+            requirepass: Some("pw".into()),
+            peer: vec!["us-east=10.0.0.2:7381".into()],
+            policy: vec!["orders:*=majority".into()],
+            lease_ms: Some(1500),
+            ..ServeArgs::default()
+        };
+        let config = Config::resolve(args.clone()).unwrap();
+        let text = config.to_toml(&args).unwrap();
+        assert!(
+            !text.contains("s3cret") && !text.contains("\"pw\""),
+            "{text}"
+        );
+        for line in [
+            "region = \"eu-west\"",
+            "listen = \"127.0.0.1:7379\"",
+            "fsync = \"everysec\"",
+            "lease-ms = 1500",
+            "heartbeat-ms = 250",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("printed.toml");
+        std::fs::write(&path, &text).unwrap();
+        let back = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(back.region, config.region);
+        assert_eq!(back.lease_ms, 1500);
+        assert_eq!(back.peers, config.peers);
+        assert_eq!(back.listen, config.listen);
+        assert_eq!(
+            back.policies.rules().count(),
+            config.policies.rules().count()
+        );
     }
 
     #[test]

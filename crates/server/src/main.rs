@@ -57,7 +57,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(Box::default())) {
         Command::Serve(args) => {
-            let config = Config::resolve(*args)?;
+            let config = Config::resolve((*args).clone())?;
+            if args.print_config {
+                print!("{}", config.to_toml(&args)?);
+                return Ok(());
+            }
             init_logging(config.log_json, "info");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(meridian_server::server::worker_threads())

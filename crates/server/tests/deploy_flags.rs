@@ -481,3 +481,43 @@ fn every_meridian_toml_in_deploy_is_accepted_by_meridian_serve() {
         }
     }
 }
+
+/// `meridian serve --print-config` shows the settings in force: a flag
+/// beats `MERIDIAN_*`, which beats the file; secrets never appear.
+#[test]
+fn print_config_shows_flags_over_env_over_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("meridian.toml");
+    std::fs::write(
+        &file,
+        "region = \"from-file\"\nlease-ms = 4000\nheartbeat-ms = 100\ncluster-secret = \"file-secret\"\npeer = [\"b=10.0.0.2:7381\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(MERIDIAN)
+        .args(["serve", "--print-config", "--config"])
+        .arg(&file)
+        .args(["--lease-ms", "2500"])
+        .env("MERIDIAN_LEASE_MS", "9000")
+        .env("MERIDIAN_HEARTBEAT_MS", "200")
+        .output()
+        .expect("run meridian serve --print-config");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "region = \"from-file\"",
+        "lease-ms = 2500",
+        "heartbeat-ms = 200",
+        "peer = [\"b=10.0.0.2:7381\"]",
+        "cluster-secret = \"<hidden>\"",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from\n{text}");
+    }
+    assert!(!text.contains("file-secret"), "{text}");
+
+    let bad = Command::new(MERIDIAN)
+        .args(["serve", "--print-config", "--fsync", "sometimes"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--fsync"));
+}
