@@ -134,6 +134,17 @@ pub struct ServeArgs {
     #[arg(long, env = "MERIDIAN_CONFLICT_RETENTION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict_retention: Option<u64>,
+    /// Log filter: a level (error, warn, info, debug, trace) or per-module
+    /// directives such as `warn,meridian_repl=debug`. Default info. Changes
+    /// at run time through SIGHUP or the admin API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, env = "MERIDIAN_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Bearer token the HTTP admin API (`/v1/...`) requires. Without one,
+    /// `/v1` reads are open and changes are accepted only from loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, env = "MERIDIAN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Log format: text (default) or json.
     #[arg(long, env = "MERIDIAN_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +165,8 @@ pub struct Config {
     pub max_clock_offset_ms: u64,
     pub snapshot_after_ops: u64,
     pub log_json: bool,
+    pub log_level: String,
+    pub admin_token: Option<String>,
     pub repl: SocketAddr,
     pub cluster: String,
     pub cluster_secret: Vec<u8>,
@@ -167,6 +180,11 @@ pub struct Config {
     /// compacted and such a peer repairs by anti-entropy.
     pub repl_backlog_ops: u64,
     pub log_segment_max_bytes: Option<u64>,
+    /// The flags and environment as given, before the file was read: a
+    /// reload reads the file again on top of these.
+    pub source: ServeArgs,
+    /// Flags, environment and file merged, for `--print-config`.
+    merged: ServeArgs,
 }
 
 fn addr(value: Option<&str>, default: &str, flag: &str) -> anyhow::Result<SocketAddr> {
@@ -206,6 +224,8 @@ impl ServeArgs {
             snapshot_after_ops,
             log_segment_max_bytes,
             log_format,
+            log_level,
+            admin_token,
             cluster,
             cluster_secret,
             conflict_retention,
@@ -225,8 +245,8 @@ impl ServeArgs {
 impl Config {
     /// The settings in force as TOML that `--config` reads back: every
     /// setting with its default filled in, secrets replaced by a marker.
-    pub fn to_toml(&self, args: &ServeArgs) -> anyhow::Result<String> {
-        let mut a = args.clone().merge_file()?;
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        let mut a = self.merged.clone();
         let hide = |v: &mut Option<String>| {
             if v.as_deref().is_some_and(|s| !s.is_empty()) {
                 *v = Some(SECRET_SHOWN.into());
@@ -247,11 +267,13 @@ impl Config {
         a.snapshot_after_ops = Some(self.snapshot_after_ops);
         a.conflict_retention = Some(self.conflict_retention);
         a.log_format = Some(if self.log_json { "json" } else { "text" }.into());
+        a.log_level = Some(self.log_level.clone());
         if a.policy.is_empty() {
             a.policy = vec!["*=active-active".into()];
         }
         hide(&mut a.cluster_secret);
         hide(&mut a.requirepass);
+        hide(&mut a.admin_token);
         let body = toml::to_string(&a).context("rendering the settings as TOML")?;
         Ok(format!(
             "# meridian serve settings in force (flags > MERIDIAN_* > --config file > defaults).\n\
@@ -259,6 +281,9 @@ impl Config {
         ))
     }
 }
+
+/// A guessable admin token is refused at startup.
+pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
 
 /// What `--print-config` shows instead of a secret.
 const SECRET_SHOWN: &str = "<hidden>";
@@ -271,7 +296,9 @@ fn load_file(path: &Path) -> anyhow::Result<ServeArgs> {
 
 impl Config {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        let source = args.clone();
         let args = args.merge_file()?;
+        let merged = args.clone();
         // Settings that belong to multi-region operation are refused rather
         // than accepted and ignored: a region that silently does not
         // replicate would be worse than one that does not start.
@@ -337,6 +364,15 @@ impl Config {
             Some("json") => true,
             Some(other) => bail!("--log-format {other:?}: use text or json"),
         };
+        let log_level = args.log_level.unwrap_or_else(|| "info".into());
+        crate::logging::parse(&log_level).map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
+        let admin_token = args.admin_token.filter(|t| !t.is_empty());
+        if admin_token
+            .as_ref()
+            .is_some_and(|t| t.len() < ADMIN_TOKEN_MIN_LEN)
+        {
+            bail!("--admin-token must be at least {ADMIN_TOKEN_MIN_LEN} characters");
+        }
         Ok(Config {
             region,
             listen: addr(args.listen.as_deref(), "127.0.0.1:7379", "listen")?,
@@ -351,6 +387,8 @@ impl Config {
             max_clock_offset_ms: args.max_clock_offset_ms.unwrap_or(500),
             snapshot_after_ops: args.snapshot_after_ops.unwrap_or(1_000_000),
             log_json,
+            log_level,
+            admin_token,
             repl: addr(args.repl.as_deref(), "127.0.0.1:7381", "repl")?,
             cluster: args.cluster.unwrap_or_else(|| "meridian".to_string()),
             cluster_secret: cluster_secret.into_bytes(),
@@ -362,6 +400,8 @@ impl Config {
             witness: args.witness,
             repl_backlog_ops: args.repl_backlog_ops.unwrap_or(1_000_000).max(1),
             log_segment_max_bytes: args.log_segment_max_bytes,
+            source,
+            merged,
         })
     }
 }
@@ -418,7 +458,7 @@ fsync = "always"
             ..ServeArgs::default()
         };
         let config = Config::resolve(args.clone()).unwrap();
-        let text = config.to_toml(&args).unwrap();
+        let text = config.to_toml().unwrap();
         assert!(
             !text.contains("s3cret") && !text.contains("\"pw\""),
             "{text}"

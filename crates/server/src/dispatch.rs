@@ -193,7 +193,11 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
             config.region, spec.name
         )));
     }
-    if !spec.flags.write || !config.policies.needs_lease() {
+    if !spec.flags.write {
+        return None;
+    }
+    let policies = ctx.shared.policies();
+    if !policies.needs_lease() {
         return None;
     }
     let lease = ctx.shared.host.view.lock().lease(crate::shared::wall_ms());
@@ -201,23 +205,22 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
     let keys = command_keys(spec, args);
     let verdicts: Vec<(String, WriteVerdict)> = if keys.is_empty() {
         // A keyless write (FLUSHALL) touches every keyspace.
-        config
-            .policies
+        policies
             .rules()
             .map(|(pattern, _)| {
                 (
                     String::from_utf8_lossy(pattern).into_owned(),
-                    config.policies.verdict(pattern, config.region, lease),
+                    policies.verdict(pattern, config.region, lease),
                 )
             })
             .collect()
     } else {
         keys.iter()
             .map(|k| {
-                let (pattern, _) = config.policies.for_key(k);
+                let (pattern, _) = policies.for_key(k);
                 (
                     String::from_utf8_lossy(pattern).into_owned(),
-                    config.policies.verdict(k, config.region, lease),
+                    policies.verdict(k, config.region, lease),
                 )
             })
             .collect()

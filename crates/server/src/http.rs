@@ -19,15 +19,23 @@ use crate::shared::{Readiness, Shared};
 pub type Slot = Arc<OnceLock<Arc<Shared>>>;
 
 pub async fn serve(slot: Slot, listener: TcpListener) {
+    let api = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/conflicts", get(conflicts))
+        .route("/v1/digest", get(digest))
+        .merge(crate::admin::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            slot.clone(),
+            crate::admin::require_admin,
+        ));
     let app = Router::new()
         .route("/", get(crate::dashboard::page))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
-        .route("/v1/status", get(status))
-        .route("/v1/conflicts", get(conflicts))
-        .route("/v1/digest", get(digest))
+        .merge(api)
         .with_state(slot);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }
@@ -82,13 +90,13 @@ async fn digest(State(slot): State<Slot>) -> Response {
     Json(json!({"region": shared.config.region.as_str(), "digest": format!("{digest:016x}"), "keys": keys, "version_vector": vv})).into_response()
 }
 
-#[derive(serde::Deserialize)]
-struct ConflictQuery {
-    count: Option<usize>,
-    key: Option<String>,
-}
+/// Entries `/v1/conflicts` returns at most.
+const CONFLICTS_PAGE_MAX: usize = 10_000;
 
-async fn conflicts(State(slot): State<Slot>, Query(q): Query<ConflictQuery>) -> Response {
+async fn conflicts(
+    State(slot): State<Slot>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
     let Some(shared) = slot.get() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -96,11 +104,23 @@ async fn conflicts(State(slot): State<Slot>, Query(q): Query<ConflictQuery>) -> 
         )
             .into_response();
     };
-    let count = q.count.unwrap_or(100).min(10_000);
+    if let Err(e) = crate::admin::only_params(&q, &["count", "key"]) {
+        return e.into_response();
+    }
+    let count = match q.get("count").map(|c| c.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if n <= CONFLICTS_PAGE_MAX => n,
+        Some(_) => {
+            return crate::admin::error(
+                StatusCode::BAD_REQUEST,
+                format!("count must be a whole number from 0 to {CONFLICTS_PAGE_MAX}"),
+            )
+        }
+    };
     Json(crate::status::conflicts_json(
         shared,
         count,
-        q.key.as_deref().map(str::as_bytes),
+        q.get("key").map(|k| k.as_bytes()),
     ))
     .into_response()
 }

@@ -9,6 +9,9 @@
 //! - [`acl`]: ACL users, their passwords (salted hashes), command levels and key patterns.
 //! - [`cmd`]: the command table, one file per command family.
 //! - [`http`]: `/health/live`, `/health/ready`, `/metrics`, `/v1/status`, `/v1/conflicts`.
+//! - [`admin`]: the token-protected admin API under `/v1` (policies,
+//!   reload, log level); [`reload`] applies a changed config file (SIGHUP).
+//! - [`logging`]: structured logs with a filter that changes at run time.
 //! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
 //! - [`dashboard`]: the live page at `/` on the HTTP port.
 //! - [`status_cli`]: `meridian status`, any region's view as a table.
@@ -19,6 +22,7 @@
 //!   async RESP client [`rclient`].
 
 pub mod acl;
+pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod cluster;
@@ -30,8 +34,10 @@ pub mod demo;
 pub mod dispatch;
 pub mod heal;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod rclient;
+pub mod reload;
 pub mod server;
 pub mod shared;
 pub mod status;

@@ -40,29 +40,17 @@ enum Command {
     Sim(sim_cmd::SimArgs),
 }
 
-fn init_logging(json: bool, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(Box::default())) {
         Command::Serve(args) => {
-            let config = Config::resolve((*args).clone())?;
-            if args.print_config {
-                print!("{}", config.to_toml(&args)?);
+            let print = args.print_config;
+            let config = Config::resolve(*args)?;
+            if print {
+                print!("{}", config.to_toml()?);
                 return Ok(());
             }
-            init_logging(config.log_json, "info");
+            meridian_server::logging::init(config.log_json, &config.log_level);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(meridian_server::server::worker_threads())
                 .enable_all()
@@ -86,7 +74,7 @@ fn main() -> anyhow::Result<()> {
 /// Runs a tool that starts child regions. On Ctrl-C or SIGTERM the tool's
 /// future is dropped, which kills its children and removes its temp dirs.
 fn run_tool(tool: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    init_logging(false, "warn");
+    meridian_server::logging::init(false, "warn");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

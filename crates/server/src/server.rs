@@ -36,6 +36,11 @@ pub fn worker_threads() -> usize {
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Before anything can report the region as started: SIGHUP's default
+    // action would end the process.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
     let acl = load_acl(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -114,6 +119,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         acl: parking_lot::RwLock::new(acl),
         acl_log: Mutex::new(Default::default()),
         protected_mode: std::sync::atomic::AtomicBool::new(config.protected_mode),
+        policies: parking_lot::RwLock::new(Arc::new(config.policies.clone())),
+        admin_token: parking_lot::RwLock::new(config.admin_token.clone()),
         config,
         store,
         host,
@@ -142,6 +149,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(fsync_every_second(shared.clone()));
     }
     tokio::spawn(snapshots(shared.clone()));
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(shared.clone(), hangups));
 
     let accept = {
         let shared = shared.clone();
@@ -199,6 +208,16 @@ pub fn load_acl(config: &Config) -> anyhow::Result<crate::acl::Acl> {
         .with_context(|| format!("reading --aclfile {}", path.display()))?;
     crate::acl::Acl::from_file(&text, config.requirepass.as_deref(), &mut rng)
         .map_err(|e| anyhow::anyhow!("--aclfile {}: {e}", path.display()))
+}
+
+/// SIGHUP re-reads the config file and applies what can change at run time.
+#[cfg(unix)]
+async fn reload_on_sighup(shared: Arc<Shared>, mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        if let Err(e) = crate::reload::reload(&shared) {
+            tracing::error!(error = %e, "reload on SIGHUP failed; the settings in force are unchanged");
+        }
+    }
 }
 
 async fn shutdown_signal() {

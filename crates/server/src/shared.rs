@@ -72,11 +72,21 @@ pub struct Shared {
     pub acl_log: Mutex<crate::acl::AclLog>,
     /// `--protected-mode`, changeable by `CONFIG SET protected-mode`.
     pub protected_mode: AtomicBool,
+    /// Keyspace policies in force: `--policy` at start, then reloads and
+    /// the admin API.
+    pub policies: parking_lot::RwLock<Arc<meridian_cluster::Policies>>,
+    /// The admin API's bearer token (`--admin-token`), replaced by reloads.
+    pub admin_token: parking_lot::RwLock<Option<String>>,
     pub shutdown: tokio::sync::Notify,
     pub heal: Mutex<crate::heal::HealTracker>,
 }
 
 impl Shared {
+    /// The keyspace policies in force now.
+    pub fn policies(&self) -> Arc<meridian_cluster::Policies> {
+        self.policies.read().clone()
+    }
+
     pub fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }

@@ -201,8 +201,8 @@ pub fn policy_states(shared: &Shared) -> Vec<PolicyState> {
     let config = &shared.config;
     let lease = shared.host.view.lock().lease(wall_ms());
     let poisoned = matches!(*shared.readiness.lock(), Readiness::Poisoned(_));
-    let mut out: Vec<PolicyState> = config
-        .policies
+    let policies = shared.policies();
+    let mut out: Vec<PolicyState> = policies
         .rules()
         .map(|(pattern, policy)| {
             let (state, reason) = match policy {

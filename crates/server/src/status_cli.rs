@@ -46,6 +46,9 @@ pub struct StatusArgs {
     /// Refresh in place until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
+    /// The region's admin token, when it runs with `--admin-token`.
+    #[arg(long, env = "MERIDIAN_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Milliseconds between refreshes with `--watch`.
     #[arg(long, default_value_t = 1000)]
     pub interval_ms: u64,
@@ -106,13 +109,13 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     if !args.watch {
         let mut out = std::io::stdout().lock();
         if args.json {
-            let status = fetch_status(&args.http)?;
+            let status = fetch_status(&args.http, args.token.as_deref())?;
             out.write_all(&status.raw)?;
             if !status.raw.ends_with(b"\n") {
                 out.write_all(b"\n")?;
             }
         } else {
-            out.write_all(table(&args.http)?.as_bytes())?;
+            out.write_all(table(&args.http, args.token.as_deref())?.as_bytes())?;
         }
         return Ok(out.flush()?);
     }
@@ -121,12 +124,13 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     loop {
         let mut out = std::io::stdout().lock();
         if args.json {
-            match fetch_status(&args.http) {
+            match fetch_status(&args.http, args.token.as_deref()) {
                 Ok(status) => writeln!(out, "{}", serde_json::to_string(&status.json)?)?,
                 Err(e) => eprintln!("{e}"),
             }
         } else {
-            let body = table(&args.http).unwrap_or_else(|e| format!("error: {e}\n"));
+            let body = table(&args.http, args.token.as_deref())
+                .unwrap_or_else(|e| format!("error: {e}\n"));
             let footer = format!(
                 "\n{} UTC · every {} ms · Ctrl-C to stop\n",
                 clock_utc(wall_ms()),
@@ -142,9 +146,9 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
 
 /// The table for the region at `addr`. A journal that cannot be read is
 /// shown as unknown rather than failing the whole table.
-fn table(addr: &str) -> Result<String, FetchError> {
-    let status = fetch_status(addr)?;
-    let conflicts = fetch_conflicts(addr, status.now_ms);
+fn table(addr: &str, token: Option<&str>) -> Result<String, FetchError> {
+    let status = fetch_status(addr, token)?;
+    let conflicts = fetch_conflicts(addr, status.now_ms, token);
     Ok(render_table(&status.json, &conflicts))
 }
 
@@ -156,11 +160,11 @@ fn host_port(addr: &str) -> &str {
 }
 
 /// Reads and checks `/v1/status` from `addr`.
-pub fn fetch_status(addr: &str) -> Result<Status, FetchError> {
+pub fn fetch_status(addr: &str, token: Option<&str>) -> Result<Status, FetchError> {
     let addr = host_port(addr);
     let path = "/v1/status";
     let url = format!("http://{addr}{path}");
-    let reply = http_get(addr, path)?;
+    let reply = http_get(addr, path, token)?;
     if reply.code != 200 {
         return Err(FetchError::Status {
             url,
@@ -181,12 +185,16 @@ pub fn fetch_status(addr: &str) -> Result<Status, FetchError> {
 }
 
 /// Counts the conflicts `addr` detected in the hour before `now_ms`.
-pub fn fetch_conflicts(addr: &str, now_ms: u64) -> Result<ConflictSummary, String> {
+pub fn fetch_conflicts(
+    addr: &str,
+    now_ms: u64,
+    token: Option<&str>,
+) -> Result<ConflictSummary, String> {
     let addr = host_port(addr);
     let mut summary = ConflictSummary::default();
     for count in CONFLICT_PAGES {
         let path = format!("/v1/conflicts?count={count}");
-        let reply = http_get(addr, &path).map_err(|e| e.to_string())?;
+        let reply = http_get(addr, &path, token).map_err(|e| e.to_string())?;
         if reply.code != 200 {
             return Err(format!("{path}: HTTP {}", reply.code));
         }
@@ -439,8 +447,9 @@ fn quote_body(body: &[u8]) -> String {
     format!("{quoted:?}")
 }
 
-/// `GET path` on `addr` over one HTTP/1.1 connection.
-pub fn http_get(addr: &str, path: &str) -> Result<Reply, FetchError> {
+/// `GET path` on `addr` over one HTTP/1.1 connection, with the admin token
+/// as a bearer token if there is one.
+pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> Result<Reply, FetchError> {
     let url = format!("http://{addr}{path}");
     let targets: Vec<SocketAddr> = addr
         .to_socket_addrs()
@@ -471,9 +480,10 @@ pub fn http_get(addr: &str, path: &str) -> Result<Reply, FetchError> {
     stream
         .set_write_timeout(Some(HTTP_TIMEOUT))
         .map_err(unreachable)?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\
-         User-Agent: meridian-status\r\nConnection: close\r\n\r\n"
+         User-Agent: meridian-status\r\n{auth}Connection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).map_err(unreachable)?;
     let mut raw = Vec::new();

@@ -241,3 +241,19 @@ fn status_pointed_at_the_resp_port_says_it_is_not_http() {
         started.elapsed()
     );
 }
+
+/// A region with `--admin-token` answers `meridian status` only with the
+/// token (`--token` or MERIDIAN_ADMIN_TOKEN), and says why otherwise.
+#[test]
+fn status_of_a_region_with_an_admin_token_needs_the_token() {
+    let token = "status-cli-token-0123456789";
+    let m = common::Meridian::start(&["--admin-token", token]);
+    let http = m.http.to_string();
+    let refused = status(&["--http", &http]);
+    assert!(!refused.status.success());
+    let err = text(&refused.stderr);
+    assert!(err.contains("HTTP 401") && err.contains("Bearer"), "{err}");
+    let ok = status(&["--http", &http, "--token", token]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("local"), "{}", text(&ok.stdout));
+}

@@ -35,6 +35,11 @@ impl Meridian {
 
     /// Starts a region on an existing data dir (restarts).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Meridian {
+        Meridian::start_with_http(dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts a region whose HTTP port listens on `http` (e.g. `0.0.0.0:0`).
+    pub fn start_with_http(dir: &Path, http: &str, extra: &[&str]) -> Meridian {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
         cmd.arg("serve")
             .arg("--data-dir")
@@ -43,7 +48,7 @@ impl Meridian {
                 "--listen",
                 "127.0.0.1:0",
                 "--http",
-                "127.0.0.1:0",
+                http,
                 "--repl",
                 "127.0.0.1:0",
             ])
