@@ -51,7 +51,7 @@ pub mod snapshot;
 
 pub use error::LogError;
 pub use format::{RECORD_PAYLOAD_MAX_BYTES, SEGMENT_HEADER_BYTES};
-pub use log::{Log, PendingSync, Recovery, TornTail, WRITE_BUFFER_FLUSH_BYTES};
+pub use log::{Log, PendingSync, Recovery, TornTail, UnsyncedTail, WRITE_BUFFER_FLUSH_BYTES};
 pub use options::{
     FaultInjector, FsyncPolicy, LogOptions, ParseFsyncPolicyError, SEGMENT_MAX_BYTES_DEFAULT,
     SEGMENT_MAX_BYTES_MAX, SEGMENT_MAX_BYTES_MIN,

@@ -111,12 +111,37 @@ impl fmt::Display for Recovery {
     }
 }
 
+/// The part of a log file written to the OS but not yet synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsyncedTail {
+    pub path: PathBuf,
+    /// Length the file keeps whatever happens to the machine.
+    pub synced_bytes: u64,
+    /// Length the file has now.
+    pub written_bytes: u64,
+}
+
+impl UnsyncedTail {
+    /// Cuts the file as a power loss would: it keeps its synced part and,
+    /// of the rest, only the first `kept_bytes` (what the OS happened to
+    /// write back, possibly ending inside a record). Run on a log that is
+    /// not open.
+    pub fn lose_power(&self, kept_bytes: u64) -> io::Result<()> {
+        let len = self.synced_bytes + kept_bytes.min(self.written_bytes - self.synced_bytes);
+        let file = OpenOptions::new().write(true).open(&self.path)?;
+        file.set_len(len)?;
+        file.sync_all()
+    }
+}
+
 /// An fdatasync prepared by [`Log::begin_sync`], run without the log.
 #[derive(Debug)]
 pub struct PendingSync {
     file: File,
     path: PathBuf,
     lsn: u64,
+    /// Bytes of the file the sync makes durable.
+    bytes: u64,
     faults: crate::options::FaultInjector,
 }
 
@@ -145,6 +170,9 @@ pub struct Log {
     active_records: u64,
     /// Bytes of the active segment already handed to the OS, header included.
     active_written_bytes: u64,
+    /// Bytes of the active segment known to be on disk (fdatasynced); the
+    /// rest could vanish in a power loss. Sealed segments are synced whole.
+    active_synced_bytes: u64,
     buffer: Vec<u8>,
     next_lsn: u64,
     flushed_lsn: u64,
@@ -272,6 +300,7 @@ impl Log {
             active,
             active_records,
             active_written_bytes,
+            active_synced_bytes: active_written_bytes,
             buffer: Vec::with_capacity(WRITE_BUFFER_FLUSH_BYTES),
             next_lsn,
             flushed_lsn: durable_lsn,
@@ -358,6 +387,7 @@ impl Log {
             file,
             path: self.active_path.clone(),
             lsn: self.flushed_lsn,
+            bytes: self.active_written_bytes,
             faults: self.opts.faults.clone(),
         }))
     }
@@ -375,6 +405,9 @@ impl Log {
             return Err(self.poison(err));
         }
         // A roll may have synced further meanwhile; never move backwards.
+        if pending.path == self.active_path {
+            self.active_synced_bytes = self.active_synced_bytes.max(pending.bytes);
+        }
         if pending.lsn > self.synced_lsn {
             self.synced_lsn = pending.lsn;
             self.shared
@@ -499,6 +532,17 @@ impl Log {
         &self.dir
     }
 
+    /// What a power loss could take now: the active segment's bytes past the
+    /// last fdatasync. Used by the simulator to model losing what the OS had
+    /// not yet written to disk.
+    pub fn unsynced_tail(&self) -> UnsyncedTail {
+        UnsyncedTail {
+            path: self.active_path.clone(),
+            synced_bytes: self.active_synced_bytes,
+            written_bytes: self.active_written_bytes,
+        }
+    }
+
     /// Whether an earlier I/O failure poisoned the log.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.is_some()
@@ -548,6 +592,7 @@ impl Log {
             return Err(self.poison(err));
         }
         self.synced_lsn = self.flushed_lsn;
+        self.active_synced_bytes = self.active_written_bytes;
         self.shared
             .synced_lsn
             .store(self.synced_lsn, Ordering::Release);
@@ -569,6 +614,7 @@ impl Log {
         self.active_path = segment_path(&self.dir, first_lsn);
         self.active_records = 0;
         self.active_written_bytes = SEGMENT_HEADER_BYTES;
+        self.active_synced_bytes = SEGMENT_HEADER_BYTES;
         self.segments.push_back(first_lsn);
         Ok(())
     }

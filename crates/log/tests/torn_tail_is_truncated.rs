@@ -187,3 +187,52 @@ fn zero_filled_tail_is_truncated() {
     assert_eq!(recovery.torn_tail.map(|t| t.bytes_truncated), Some(4096));
     assert_eq!(log.last_lsn(), written.len() as u64);
 }
+
+/// A power loss keeps what was fdatasynced and, of the rest, some prefix:
+/// recovery then holds every synced record and never a damaged one, wherever
+/// the cut falls (including segment rolls, which sync what they seal).
+#[test]
+fn a_power_loss_keeps_every_synced_record_wherever_the_unsynced_tail_is_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path(), small_segments(1024));
+    let mut written = fill(&mut log, 25);
+    let synced = log.sync().expect("sync");
+    assert_eq!(synced, 25);
+    for i in 0..12u32 {
+        let payload = format!("after sync {i}").into_bytes();
+        log.append(&payload).expect("append");
+        written.push(payload);
+    }
+    log.commit().expect("hand to the OS");
+    let tail = log.unsynced_tail();
+    let synced_lsn = log.synced_lsn();
+    assert!(tail.written_bytes > tail.synced_bytes, "{tail:?}");
+    drop(log);
+    let snapshot = tempfile::tempdir().expect("tempdir");
+    for kept in 0..=(tail.written_bytes - tail.synced_bytes) {
+        // Each cut starts from the same files.
+        for f in segment_files(snapshot.path()) {
+            fs::remove_file(f).expect("clear");
+        }
+        for f in segment_files(dir.path()) {
+            fs::copy(&f, snapshot.path().join(f.file_name().expect("name"))).expect("copy");
+        }
+        let cut = meridian_log::UnsyncedTail {
+            path: snapshot.path().join(tail.path.file_name().expect("name")),
+            ..tail.clone()
+        };
+        cut.lose_power(kept).expect("cut");
+        let (log, _) = open(snapshot.path(), small_segments(1024));
+        let last = log.last_lsn();
+        assert!(
+            last >= synced_lsn,
+            "kept {kept}: lost synced records ({last} < {synced_lsn})"
+        );
+        let read: Vec<Vec<u8>> = log
+            .reader(1)
+            .expect("reader")
+            .map(|r| r.expect("record").1.to_vec())
+            .collect();
+        assert_eq!(read[..], written[..last as usize], "kept {kept}");
+    }
+}

@@ -5,6 +5,13 @@
 //! newest LSN are already recorded and are not written twice, so the journal
 //! holds each conflict once per region however often the region restarts.
 //! It is bounded by a retention count: old segments are dropped whole.
+//!
+//! The journal and the op log are separate files synced separately, so after
+//! a power loss the journal can hold entries for ops the op log lost. Those
+//! entries name LSNs the region will give to new ops, so opening the journal
+//! drops them: the journal is rewritten without them into `journal.rewrite`,
+//! which then replaces `journal` by two renames. Opening finishes or discards
+//! a rewrite that a crash interrupted.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -42,18 +49,74 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// Opens the journal in `dir`, keeping only entries of ops at or below
+    /// `op_log_last_lsn` (what the op log recovered).
     pub fn open(
         dir: &Path,
         fsync: FsyncPolicy,
         retention: u64,
         recent_max: usize,
+        op_log_last_lsn: u64,
     ) -> Result<Journal, StoreError> {
+        let (live, rewrite, old) = (
+            dir.join("journal"),
+            dir.join("journal.rewrite"),
+            dir.join("journal.old"),
+        );
+        finish_interrupted_rewrite(dir, &live, &rewrite, &old)?;
         let opts = LogOptions {
             segment_max_bytes: JOURNAL_SEGMENT_BYTES,
             fsync,
             ..LogOptions::default()
         };
-        let (log, _) = Log::open(&dir.join("journal"), opts)?;
+        let (log, _) = Log::open(&live, opts.clone())?;
+        let mut kept = Vec::new();
+        let mut dropped = 0u64;
+        if log.last_lsn() >= log.oldest_lsn() {
+            for record in log.reader(log.oldest_lsn())? {
+                let (lsn, payload) = record?;
+                let entry: JournalEntry =
+                    postcard::from_bytes(&payload).map_err(|e| StoreError::BadRecord {
+                        dir: live.clone(),
+                        lsn,
+                        reason: e.to_string(),
+                    })?;
+                if entry.op_lsn <= op_log_last_lsn {
+                    kept.push((lsn, entry));
+                } else {
+                    dropped += 1;
+                }
+            }
+        }
+        let log = if dropped == 0 {
+            log
+        } else {
+            tracing::warn!(
+                dropped,
+                op_log_last_lsn,
+                "the conflict journal held entries for ops the op log lost (power loss); rewriting it without them"
+            );
+            drop(log);
+            let (mut fresh, _) = Log::open(&rewrite, opts.clone())?;
+            for (_, entry) in &mut kept {
+                let payload =
+                    postcard::to_stdvec(&entry).map_err(|e| StoreError::Encode(e.to_string()))?;
+                fresh.append(&payload)?;
+            }
+            fresh.close()?;
+            std::fs::rename(&live, &old).map_err(|e| io_error("renaming", &live, e))?;
+            std::fs::rename(&rewrite, &live).map_err(|e| io_error("renaming", &rewrite, e))?;
+            sync_dir(dir)?;
+            std::fs::remove_dir_all(&old).map_err(|e| io_error("removing", &old, e))?;
+            let (log, _) = Log::open(&live, opts)?;
+            // The rewritten log numbers entries from 1 again.
+            kept = kept
+                .into_iter()
+                .enumerate()
+                .map(|(i, (_, e))| (i as u64 + 1, e))
+                .collect();
+            log
+        };
         let mut journal = Journal {
             log,
             retention: retention.max(1),
@@ -63,19 +126,15 @@ impl Journal {
             max_op_lsn: 0,
             counts: BTreeMap::new(),
         };
-        if journal.log.last_lsn() >= journal.log.oldest_lsn() {
-            for record in journal.log.reader(journal.log.oldest_lsn())? {
-                let (lsn, payload) = record?;
-                let entry: JournalEntry =
-                    postcard::from_bytes(&payload).map_err(|e| StoreError::BadRecord {
-                        dir: dir.join("journal"),
-                        lsn,
-                        reason: e.to_string(),
-                    })?;
-                journal.remember(lsn, entry);
-            }
+        for (lsn, entry) in kept {
+            journal.remember(lsn, entry);
         }
         Ok(journal)
+    }
+
+    /// What a power loss could take from the journal now.
+    pub fn unsynced_tail(&self) -> meridian_log::UnsyncedTail {
+        self.log.unsynced_tail()
     }
 
     fn remember(&mut self, journal_lsn: u64, entry: JournalEntry) {
@@ -162,4 +221,38 @@ impl Journal {
     pub fn retained(&self) -> usize {
         self.index.len()
     }
+}
+
+/// A rewrite is complete once `journal.rewrite` is closed; the renames then
+/// move `journal` aside and the rewrite in. A crash before the first rename
+/// leaves an incomplete or complete rewrite beside the old journal (the old
+/// one is still right: discard the rewrite); a crash between the renames
+/// leaves only `journal.old` and a complete rewrite (finish the swap).
+fn finish_interrupted_rewrite(
+    dir: &Path,
+    live: &Path,
+    rewrite: &Path,
+    old: &Path,
+) -> Result<(), StoreError> {
+    if !live.exists() && rewrite.exists() {
+        std::fs::rename(rewrite, live).map_err(|e| io_error("renaming", rewrite, e))?;
+        sync_dir(dir)?;
+    }
+    if rewrite.exists() {
+        std::fs::remove_dir_all(rewrite).map_err(|e| io_error("removing", rewrite, e))?;
+    }
+    if old.exists() && live.exists() {
+        std::fs::remove_dir_all(old).map_err(|e| io_error("removing", old, e))?;
+    }
+    Ok(())
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("syncing directory", dir, e))
 }

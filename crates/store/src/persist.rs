@@ -47,6 +47,8 @@ pub enum StoreError {
     },
     #[error("encoding an op failed: {0}")]
     Encode(String),
+    #[error("{0}")]
+    Io(String),
     #[error("a peer sent an op that cannot be decoded: {0}")]
     BadPeerOp(String),
     #[error(transparent)]
@@ -237,6 +239,7 @@ impl Store {
             opts.fsync,
             opts.conflict_retention,
             crate::db::CONFLICTS_KEPT_MAX,
+            log.last_lsn(),
         )?;
         let journaled_upto = journal.max_op_lsn();
         let mut checkpoints = Vec::new();
@@ -437,6 +440,11 @@ impl Store {
         Ok(lsn)
     }
 
+    /// What a power loss could take now from the op log and the journal.
+    pub fn unsynced_tails(&self) -> Vec<meridian_log::UnsyncedTail> {
+        vec![self.log.unsynced_tail(), self.journal.unsynced_tail()]
+    }
+
     pub fn journal(&self) -> &Journal {
         &self.journal
     }
@@ -514,8 +522,12 @@ impl Store {
 
     /// Serializes the keyspace as of the last committed op. Cheap enough to
     /// do under the lock; the file is written by [`PreparedSnapshot::write`].
+    ///
+    /// The log is synced first: a snapshot must never cover records the log
+    /// could lose in a power loss, or the region would hand their LSNs to
+    /// new ops that the next recovery then skips as already in the snapshot.
     pub fn prepare_snapshot(&mut self) -> Result<PreparedSnapshot, StoreError> {
-        self.flush()?;
+        self.sync()?;
         let lsn = self.log.last_lsn();
         let keys = self.db.keyspace().iter_all().count() as u64;
         let header = SnapshotHeader {
