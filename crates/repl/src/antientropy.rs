@@ -49,6 +49,8 @@ use crate::{wall_ms, Host, ReplConfig};
 
 /// Bits of the top-level ranges (256 ranges).
 pub const TOP_BITS: u8 = 8;
+/// How long a session waits for the state it sends to be on disk.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Each split makes 2^SPLIT_BITS parts.
 pub const SPLIT_BITS: u8 = 2;
 /// A differing range with at most this many keys on the dialer is sent whole.
@@ -323,9 +325,11 @@ where
         frontier = next;
     }
     leaves.sort_by_key(|r| r.lo());
-    // One lock: the entries, the changed keys and the vector they reflect.
-    let (states, vv, clock) = {
+    // One lock: the entries, the changed keys and the vector they reflect,
+    // and the log position that covers all of them.
+    let (states, vv, clock, logged_lsn) = {
         let mut store = host.store.lock();
+        let logged_lsn = store.log().last_lsn();
         let touched = store.db_mut().take_touched();
         let db = store.db();
         let mut states: Vec<(Blob, Option<Entry>)> = db
@@ -340,8 +344,20 @@ where
                 .filter(|k| db.keyspace().get_any(k).is_none())
                 .map(|k| (k, None)),
         );
-        (states, db.version_vector().clone(), db.clock())
+        (states, db.version_vector().clone(), db.clock(), logged_lsn)
     };
+    // The state may hold ops not yet on disk. Sent now, a power loss here
+    // would leave the peer holding dots this region then reuses; the op
+    // stream obeys the same rule by shipping only synced records.
+    let mut synced = host.synced.subscribe();
+    match tokio::time::timeout(SYNC_WAIT, synced.wait_for(|lsn| *lsn >= logged_lsn)).await {
+        Ok(Ok(_)) => {}
+        _ => {
+            return Err(format!(
+                "anti-entropy: the op log did not become durable up to lsn {logged_lsn} within {SYNC_WAIT:?}"
+            ))
+        }
+    }
     let keys = states.len() as u64;
     let mut ranges: Vec<(u64, u8)> = leaves.iter().map(|r| (r.prefix, r.bits)).collect();
     let mut batch = Vec::new();

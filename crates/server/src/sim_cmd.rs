@@ -110,6 +110,7 @@ struct Totals {
     ticks: u64,
     ops: u64,
     lost: u64,
+    lost_acked: u64,
     refused: u64,
     conflicts: u64,
     messages: u64,
@@ -123,7 +124,8 @@ impl Totals {
         self.seeds += 1;
         self.ticks += r.ticks;
         self.ops += r.ops_durable;
-        self.lost += r.ops_lost;
+        self.lost += r.ops_lost - r.ops_lost_acked;
+        self.lost_acked += r.ops_lost_acked;
         self.refused += r.writes_refused;
         self.conflicts += r.conflicts_journaled;
         self.messages += r.messages;
@@ -141,11 +143,12 @@ impl Totals {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  writes fenced {}  conflicts journaled {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
+            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
             self.seeds,
             self.ticks,
             self.ops,
             self.lost,
+            self.lost_acked,
             self.refused,
             self.conflicts,
             self.messages,

@@ -22,10 +22,15 @@ pub enum Fault {
     Crash,
     /// A region's wall clock is offset or jumps, forwards or backwards.
     Clock,
+    /// The machine of a region loses power: every file keeps what was
+    /// fdatasynced and, of the rest, a random prefix (possibly ending inside
+    /// a record). Acknowledged but unsynced ops may be lost, as `--fsync
+    /// everysec` allows; none of them may ever have reached a peer.
+    Power,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::Delay,
         Fault::Dup,
         Fault::Drop,
@@ -33,6 +38,7 @@ impl Fault {
         Fault::OneWay,
         Fault::Crash,
         Fault::Clock,
+        Fault::Power,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +50,7 @@ impl Fault {
             Fault::OneWay => "oneway",
             Fault::Crash => "crash",
             Fault::Clock => "clock",
+            Fault::Power => "power",
         }
     }
 
@@ -87,6 +94,9 @@ pub enum Breakage {
     /// is applied with its effects stripped: its dot counts as applied but
     /// its writes are lost, as a merge that silently drops data would.
     LoseRelayedEffects,
+    /// Links ship records once they reach the OS instead of once they are
+    /// synced, so a power loss can take ops a peer already holds.
+    ShipUnsynced,
 }
 
 impl Breakage {
@@ -94,8 +104,9 @@ impl Breakage {
         match s {
             "none" => Ok(Breakage::None),
             "lose-relayed-effects" => Ok(Breakage::LoseRelayedEffects),
+            "ship-unsynced" => Ok(Breakage::ShipUnsynced),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced)"
             )),
         }
     }

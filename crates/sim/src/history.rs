@@ -10,8 +10,10 @@ pub enum Fate {
     Pending,
     /// Flushed (acknowledged), or found in the log after a crash.
     Durable,
-    /// Lost in a crash before it reached the OS; never acknowledged, never
-    /// shipped, and its dot is reused by the region's next op.
+    /// Lost in a crash before it reached the OS (never acknowledged), or
+    /// acknowledged but lost in a power loss before it was synced (as
+    /// `--fsync everysec` allows). Never shipped either way; its dot is
+    /// reused by the region's next op.
     Lost,
 }
 

@@ -10,8 +10,11 @@
 //! The conflict journal's buffer is not behind that injector; the simulator
 //! keeps it empty at every point a crash can happen (each batch of peer ops
 //! is flushed at once, and a local op that journals a conflict is flushed at
-//! once), so dropping it writes nothing. Power loss (losing what the OS had
-//! not synced) is not modelled.
+//! once), so dropping it writes nothing.
+//!
+//! A power loss goes further: after the crash, each file of the op log and
+//! the journal keeps only its synced bytes plus a random prefix of the rest
+//! ([`SimRegion::lose_power`]).
 
 use std::path::PathBuf;
 
@@ -78,6 +81,17 @@ impl SimRegion {
     pub fn crash(&mut self) {
         self.faults.fail_writes_after_bytes(0);
         drop(self.store.take());
+    }
+
+    /// The machine loses power: a crash, then each log file keeps its synced
+    /// part and `keep(unsynced_bytes)` bytes of the rest.
+    pub fn lose_power(&mut self, mut keep: impl FnMut(u64) -> u64) -> std::io::Result<()> {
+        let tails = self.store().unsynced_tails();
+        self.crash();
+        for tail in tails {
+            tail.lose_power(keep(tail.written_bytes - tail.synced_bytes))?;
+        }
+        Ok(())
     }
 
     /// Restarts from the data directory, as the server does after a crash.

@@ -44,7 +44,10 @@ pub struct SimReport {
     /// Ticks from the end of the fault phase to convergence.
     pub heal_ticks: u64,
     pub ops_durable: u64,
+    /// Ops lost in crashes: unacknowledged ones, plus `ops_lost_acked`.
     pub ops_lost: u64,
+    /// Acknowledged ops a power loss took before they were synced.
+    pub ops_lost_acked: u64,
     pub writes_refused: u64,
     /// Conflict-journal entries across regions, all checked exact.
     pub conflicts_journaled: u64,
@@ -408,7 +411,7 @@ impl Sim {
                 self.cut(a, b, until);
                 self.event(format!("cut r{a}->r{b} until t={until}"));
             }
-            Fault::Crash => {
+            Fault::Crash | Fault::Power => {
                 let r = self.rng.index(n);
                 if !self.regions[r].is_up() {
                     return Ok(());
@@ -419,10 +422,20 @@ impl Sim {
                     }
                 }
                 let back = self.tick + self.rng.between(DOWN_TICKS.0, DOWN_TICKS.1) as u64;
-                self.regions[r].crash();
-                self.regions[r].restart_at = back;
                 let pending = self.regions[r].pending.len();
-                self.event(format!("crash r{r} ({pending} unflushed) until t={back}"));
+                if fault == Fault::Power {
+                    let rng = &mut self.rng;
+                    self.regions[r]
+                        .lose_power(|unsynced| rng.below(unsynced + 1))
+                        .map_err(|e| Anomaly::new("power loss", e.to_string()))?;
+                    self.event(format!(
+                        "power loss r{r} ({pending} unflushed) until t={back}"
+                    ));
+                } else {
+                    self.regions[r].crash();
+                    self.event(format!("crash r{r} ({pending} unflushed) until t={back}"));
+                }
+                self.regions[r].restart_at = back;
             }
             Fault::Clock => {
                 let r = self.rng.index(n);
@@ -454,8 +467,38 @@ impl Sim {
                 lost += 1;
             }
         }
+        // After a power loss, acknowledged ops past the synced log may be
+        // gone too. That is what `--fsync everysec` allows, but only if none
+        // of them ever left the region: their dots go to the next ops.
+        let mut acked_lost = 0;
+        for i in 0..self.history.ops.len() {
+            let op = &self.history.ops[i];
+            if op.region != r || op.fate != Fate::Durable || op.dot().seq() <= seq {
+                continue;
+            }
+            if let Some(peer) = (0..self.regions.len()).find(|&p| {
+                p != r
+                    && self.regions[p].is_up()
+                    && self.regions[p]
+                        .store()
+                        .db()
+                        .version_vector()
+                        .covers(op.dot())
+            }) {
+                return Err(Anomaly::new(
+                    "durability",
+                    format!(
+                        "r{r} lost op {} in a power loss, but r{peer} had already received it: an op was shipped before it was synced",
+                        op.dot()
+                    ),
+                ));
+            }
+            self.history.ops[i].fate = Fate::Lost;
+            acked_lost += 1;
+        }
+        self.report.ops_lost_acked += acked_lost;
         self.event(format!(
-            "restart r{r} at seq {seq}: {kept} unflushed ops survived, {lost} lost"
+            "restart r{r} at seq {seq}: {kept} unflushed ops survived, {lost} lost, {acked_lost} acknowledged but unsynced ops lost"
         ));
         Ok(())
     }
@@ -539,14 +582,24 @@ impl Sim {
         }
         let batch_max = 1 + self.rng.below(BATCH_OPS_MAX);
         let link = &self.links[l];
+        let (bound, shippable) = if self.cfg.breakage == Breakage::ShipUnsynced {
+            (
+                ReadBound::Flushed,
+                self.regions[from].store().log().flushed_lsn(),
+            )
+        } else {
+            (
+                ReadBound::Synced,
+                self.regions[from].store().log().synced_lsn(),
+            )
+        };
         let store = self.regions[from].store();
-        let synced = store.log().synced_lsn();
         let mut upto = link.upto_lsn;
         let mut records = Vec::new();
-        if upto < synced {
+        if upto < shippable {
             let reader = store
                 .log()
-                .reader_bounded(upto + 1, ReadBound::Synced)
+                .reader_bounded(upto + 1, bound)
                 .map_err(|e| store_err("log reader", e.into()))?;
             for next in reader {
                 let (lsn, payload) = next.map_err(|e| store_err("log read", e.into()))?;

@@ -96,3 +96,28 @@ fn broken_merge_is_caught_and_reported_with_its_seed() {
     }
     eprintln!("broken merge caught by: {caught:?}");
 }
+
+/// Shipping records before they are synced is caught once a power loss takes
+/// an op a peer already holds: the durability check names the op.
+#[test]
+fn shipping_unsynced_records_is_caught_by_a_power_loss() {
+    let mut caught = 0;
+    for seed in 0..10 {
+        let mut cfg = SimConfig::new(seed);
+        cfg.faults = vec![Fault::Power];
+        cfg.breakage = Breakage::ShipUnsynced;
+        let r = run_seed(cfg);
+        if let Some(a) = &r.anomaly {
+            assert!(
+                !a.trace.is_empty(),
+                "seed {seed}: the anomaly carries no trace"
+            );
+            eprintln!("seed {seed}: {a}");
+            caught += 1;
+        }
+    }
+    assert!(
+        caught >= 3,
+        "only {caught} of 10 seeds caught records shipped before fsync"
+    );
+}
