@@ -551,7 +551,7 @@ fn region_with_a_foreign_ca_certificate_is_refused_both_ways() {
 }
 
 #[test]
-fn region_with_the_right_ca_but_a_wrong_secret_is_refused() {
+fn regions_with_a_wrong_secret_or_without_tls_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "cluster-ca");
     let mut spec = Vec::new();
@@ -566,6 +566,9 @@ fn region_with_the_right_ca_but_a_wrong_secret_is_refused() {
         vec!["ra", "rb"],
         mtls(&cert, &ca.pem_path, "not-the-secret"),
     ));
+    // A region that knows the secret but does not speak TLS.
+    let plain = vec!["--cluster-secret".to_string(), SECRET.to_string()];
+    spec.push(("rp", vec!["ra"], plain));
     let cluster = TlsCluster::start(spec);
     cluster.wait_linked("ra", &["rb"]);
     cluster.wait_status("ra", "wrong secret refused", |st| {
@@ -574,6 +577,7 @@ fn region_with_the_right_ca_but_a_wrong_secret_is_refused() {
     cluster.wait_status("rb", "wrong secret refused", |st| {
         refused(st, "bad secret") >= 1
     });
+    cluster.wait_status("ra", "plain peer refused", |st| refused(st, "tls") >= 1);
     assert!(
         metric(
             cluster.get("ra").http,
@@ -583,11 +587,14 @@ fn region_with_the_right_ca_but_a_wrong_secret_is_refused() {
 
     ok(cluster.get("ra").conn().cmd(&["SET", "good", "1"]));
     ok(cluster.get("re").conn().cmd(&["SET", "leak", "1"]));
+    ok(cluster.get("rp").conn().cmd(&["SET", "plain-leak", "1"]));
     cluster.wait_value("rb", "good", "1");
-    assert_eq!(
-        cluster.get("ra").conn().cmd(&["EXISTS", "leak"]),
-        Frame::Integer(0)
-    );
+    for key in ["leak", "plain-leak"] {
+        assert_eq!(
+            cluster.get("ra").conn().cmd(&["EXISTS", key]),
+            Frame::Integer(0)
+        );
+    }
 }
 
 /// Runs redis-cli (OpenSSL) against a TLS port: (success, stdout+stderr).
