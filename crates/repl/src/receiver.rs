@@ -386,3 +386,73 @@ fn apply_batch(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::tests::{ca, files};
+    use crate::tls::{server_name, PeerTls};
+
+    /// A region of the cluster cannot pose as another: the acceptor holds
+    /// the dialer to the region its certificate names.
+    #[tokio::test]
+    async fn a_dialer_whose_certificate_names_another_region_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster_ca = ca(dir.path(), "cluster");
+        let ra = RegionId::new("ra").unwrap();
+        let opts = meridian_store::StoreOptions::new(dir.path().join("data"), ra);
+        let (store, _) = meridian_store::Store::open(opts).unwrap();
+        let view = meridian_cluster::ClusterView::new(
+            meridian_cluster::ViewConfig {
+                me: ra,
+                peers: vec![RegionId::new("rb").unwrap()],
+                lease_ms: 3_000,
+                thresholds: Default::default(),
+            },
+            wall_ms(),
+        );
+        let host = Host::new(Arc::new(parking_lot::Mutex::new(store)), view);
+        let tls = PeerTls::load(&files(dir.path(), &cluster_ca, "ra", &["ra"]), "ra").unwrap();
+        let config = Arc::new(ReplConfig {
+            region: ra,
+            cluster: "c".into(),
+            secret: b"secret".to_vec(),
+            peers: Vec::new(),
+            max_clock_offset_ms: 500,
+            heartbeat_ms: 250,
+            idle_timeout_ms: 5_000,
+            witness: false,
+            tls: Some(tls),
+        });
+        let status = Arc::new(ReplStatus::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        tokio::spawn(accept_loop(listener, config, host, status.clone()));
+
+        let rx = PeerTls::load(&files(dir.path(), &cluster_ca, "rx", &["rx"]), "rx").unwrap();
+        let hello = |region: &str| Msg::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            cluster: "c".into(),
+            region: region.into(),
+            nonce: nonce(),
+        };
+        for (claim, refused) in [("rb", true), ("rx", false)] {
+            let tcp = TcpStream::connect(at).await.unwrap();
+            let mut link = rx
+                .connector
+                .connect(server_name("ra").unwrap(), tcp)
+                .await
+                .unwrap();
+            write_msg(&mut link, &hello(claim)).await.unwrap();
+            match read_msg(&mut link).await.unwrap().0 {
+                Msg::Refuse { reason } if refused => {
+                    assert!(reason.contains("does not name that region"), "{reason}")
+                }
+                Msg::Challenge { region, .. } if !refused => assert_eq!(region, "ra"),
+                other => panic!("claiming {claim}: {other:?}"),
+            }
+        }
+        assert_eq!(status.refused.lock().get("tls"), Some(&1));
+    }
+}

@@ -312,13 +312,13 @@ impl AsyncWrite for Transport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
-    struct Ca(Issuer<'static, KeyPair>, PathBuf);
+    pub(crate) struct Ca(Issuer<'static, KeyPair>, PathBuf);
 
-    fn ca(dir: &Path, name: &str) -> Ca {
+    pub(crate) fn ca(dir: &Path, name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().unwrap();
@@ -327,7 +327,7 @@ mod tests {
         Ca(Issuer::new(params, key), path)
     }
 
-    fn files(dir: &Path, ca: &Ca, stem: &str, names: &[&str]) -> TlsFiles {
+    pub(crate) fn files(dir: &Path, ca: &Ca, stem: &str, names: &[&str]) -> TlsFiles {
         let params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
