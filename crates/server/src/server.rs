@@ -35,7 +35,7 @@ pub fn worker_threads() -> usize {
         })
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let acl = load_acl(&config)?;
     // Certificates are read before anything binds, so a bad file stops
     // the region with its name instead of leaving a half-started one.
@@ -56,6 +56,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Status shows the bound address, also when port 0 was asked for.
+    if let Some(l) = &tls_listener {
+        config.tls.listen = Some(l.local_addr()?);
+    }
     let repl_listener = meridian_repl::bind(config.repl)
         .await
         .with_context(|| format!("binding the replication listener on {}", config.repl))?;

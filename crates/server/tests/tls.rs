@@ -161,6 +161,8 @@ fn tls_clients_need_the_ca_and_the_plain_port_keeps_working() {
         s(&server.1),
     ]);
     let tls = m.tls.expect("a TLS listener");
+    let status = http_json(m.http, "/v1/status");
+    assert_eq!(status["tls"]["clients"], tls.to_string(), "{status}");
 
     let started = Instant::now();
     let mut c = tls_client(tls, &ca.pem_path, None);
