@@ -9,6 +9,8 @@
 //!   guaranteed by each stream being a log in apply order), appends them to
 //!   this region's log, and acknowledges.
 //! - [`status`]: link states and lag for status views and metrics.
+//! - [`tls`]: mutual TLS with the cluster CA on every link (when
+//!   configured), PEM loading, and the plain-or-TLS [`tls::Transport`].
 //! - [`antientropy`]: digest trees over the key space, and the session that
 //!   repairs a peer the retained log cannot serve by merging state.
 //!
@@ -27,6 +29,7 @@ pub mod handshake;
 pub mod receiver;
 pub mod sender;
 pub mod status;
+pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -56,6 +59,8 @@ pub struct ReplConfig {
     /// This region is a witness: it stores no data, takes no ops, and only
     /// heartbeats so quorum decisions can count it.
     pub witness: bool,
+    /// Mutual TLS on every link, inbound and outbound; `None` is plain TCP.
+    pub tls: Option<tls::PeerTls>,
 }
 
 /// What replication shares with the rest of the region.

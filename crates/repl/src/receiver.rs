@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use meridian_crdt::{RegionId, Tag};
 use meridian_store::{PeerApply, StoreError};
-use tokio::io::BufReader;
+use tokio::io::{BufReader, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::handshake::{nonce, proof, verify};
 use crate::status::ReplStatus;
+use crate::tls::{tls_failure, TlsFailure, Transport};
 use crate::wire::{read_msg, write_msg, Msg, MAGIC, PROTOCOL_VERSION};
 use crate::{wall_ms, Host, ReplConfig};
 
@@ -25,6 +26,9 @@ pub async fn accept_loop(
             Ok((stream, addr)) => {
                 let (config, host, status) = (config.clone(), host.clone(), status.clone());
                 tokio::spawn(async move {
+                    let Some(stream) = secure(stream, addr, &config, &status).await else {
+                        return;
+                    };
                     if let Err(reason) = serve(stream, &config, &host, &status).await {
                         tracing::debug!(%addr, %reason, "inbound replication link ended");
                     }
@@ -38,15 +42,52 @@ pub async fn accept_loop(
     }
 }
 
+/// Runs the TLS handshake when links use TLS. A dialer whose certificate
+/// the cluster CA did not sign (or that does not speak TLS) is refused,
+/// logged and counted under `tls`.
+async fn secure(
+    stream: TcpStream,
+    addr: std::net::SocketAddr,
+    config: &ReplConfig,
+    status: &ReplStatus,
+) -> Option<Transport> {
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = &config.tls else {
+        return Some(Transport::Plain(stream));
+    };
+    let idle = Duration::from_millis(config.idle_timeout_ms);
+    let error = match tokio::time::timeout(idle, tls.acceptor.accept(stream)).await {
+        Ok(Ok(s)) => return Some(Transport::TlsServer(Box::new(s))),
+        Ok(Err(e)) => e,
+        Err(_) => {
+            tracing::debug!(%addr, "replication TLS handshake timed out");
+            return None;
+        }
+    };
+    match tls_failure(&error) {
+        Some(TlsFailure::WeRefused(e)) => {
+            let reason = format!("TLS handshake from {addr} failed: {e}");
+            tracing::warn!(%reason, "refused a replication peer");
+            status.refuse_from("tls", &addr.to_string(), &reason);
+        }
+        Some(TlsFailure::TheyRefused(e)) => {
+            tracing::info!(%addr, error = %e, "a dialing peer refused this region's certificate");
+        }
+        None => tracing::debug!(%addr, error = %error, "replication TLS handshake failed"),
+    }
+    None
+}
+
 /// Refuses a handshake: tells the dialer why, logs and counts it.
 async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     status: &ReplStatus,
+    from: &str,
     kind: &str,
     reason: String,
 ) -> Result<(), String> {
     tracing::warn!(%reason, "refused a replication peer");
-    status.refuse(kind);
+    status.refuse_from(kind, from, &reason);
     let _ = write_msg(
         wr,
         &Msg::Refuse {
@@ -58,13 +99,21 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 async fn serve(
-    stream: TcpStream,
+    stream: Transport,
     config: &ReplConfig,
     host: &Host,
     status: &ReplStatus,
 ) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+    let from = match &stream {
+        Transport::Plain(s) => s.peer_addr(),
+        Transport::TlsServer(s) => s.get_ref().0.peer_addr(),
+        Transport::TlsClient(s) => s.get_ref().0.peer_addr(),
+    }
+    .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let from = from.as_str();
+    // Checked once the Hello says which region dials.
+    let certificate = crate::tls::peer_certificate(&stream);
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::new(rd);
     let idle = Duration::from_millis(config.idle_timeout_ms);
 
@@ -80,6 +129,7 @@ async fn serve(
                 return refuse(
                     &mut wr,
                     status,
+                    from,
                     "bad magic",
                     "not a Meridian replication peer".into(),
                 )
@@ -87,7 +137,7 @@ async fn serve(
             }
             if version != PROTOCOL_VERSION {
                 let reason = format!("protocol version {version} is not supported (this region speaks {PROTOCOL_VERSION})");
-                return refuse(&mut wr, status, "protocol version", reason).await;
+                return refuse(&mut wr, status, from, "protocol version", reason).await;
             }
             (cluster, region, nonce)
         }
@@ -98,12 +148,13 @@ async fn serve(
             "peer belongs to cluster {cluster:?}, this region to {:?}",
             config.cluster
         );
-        return refuse(&mut wr, status, "other cluster", reason).await;
+        return refuse(&mut wr, status, from, "other cluster", reason).await;
     }
     let Ok(peer) = RegionId::new(&region) else {
         return refuse(
             &mut wr,
             status,
+            from,
             "bad region id",
             format!("invalid region id {region:?}"),
         )
@@ -111,7 +162,17 @@ async fn serve(
     };
     if peer == config.region {
         let reason = format!("peer claims this region's own id {region:?}");
-        return refuse(&mut wr, status, "duplicate region id", reason).await;
+        return refuse(&mut wr, status, from, "duplicate region id", reason).await;
+    }
+    if config.tls.is_some()
+        && !certificate
+            .as_ref()
+            .is_some_and(|c| crate::tls::names_region(c, &region))
+    {
+        let reason = format!(
+            "the certificate of the peer claiming region {region} does not name that region"
+        );
+        return refuse(&mut wr, status, from, "tls", reason).await;
     }
     let my_nonce = nonce();
     let me = config.region.as_str();
@@ -145,7 +206,7 @@ async fn serve(
                 &p,
             ) {
                 let reason = format!("region {region} could not prove the cluster secret");
-                return refuse(&mut wr, status, "bad secret", reason).await;
+                return refuse(&mut wr, status, from, "bad secret", reason).await;
             }
         }
         Msg::Refuse { reason } => return Err(format!("dialer refused us: {reason}")),
@@ -163,7 +224,7 @@ async fn serve(
     };
     if already_up {
         let reason = format!("duplicate region id {region}: a link from that region is already up");
-        return refuse(&mut wr, status, "duplicate region id", reason).await;
+        return refuse(&mut wr, status, from, "duplicate region id", reason).await;
     }
     let result = stream_ops(peer, &mut rd, &mut wr, config, host, status, idle).await;
     if let Some(entry) = status.inbound.lock().get_mut(&peer) {
@@ -173,7 +234,7 @@ async fn serve(
     result
 }
 
-type Reader = BufReader<tokio::net::tcp::OwnedReadHalf>;
+type Reader = BufReader<ReadHalf<Transport>>;
 
 /// Reads one message, giving up on a peer silent for `idle` (heartbeats
 /// come every second), so a dead connection frees its region's slot.
@@ -188,7 +249,7 @@ async fn read(rd: &mut Reader, idle: Duration) -> Result<(Msg, usize), String> {
 async fn stream_ops(
     peer: RegionId,
     rd: &mut Reader,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    wr: &mut WriteHalf<Transport>,
     config: &ReplConfig,
     host: &Host,
     status: &ReplStatus,
@@ -324,4 +385,74 @@ fn apply_batch(
         host.applied.send_modify(|n| *n += applied);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::tests::{ca, files};
+    use crate::tls::{server_name, PeerTls};
+
+    /// A region of the cluster cannot pose as another: the acceptor holds
+    /// the dialer to the region its certificate names.
+    #[tokio::test]
+    async fn a_dialer_whose_certificate_names_another_region_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster_ca = ca(dir.path(), "cluster");
+        let ra = RegionId::new("ra").unwrap();
+        let opts = meridian_store::StoreOptions::new(dir.path().join("data"), ra);
+        let (store, _) = meridian_store::Store::open(opts).unwrap();
+        let view = meridian_cluster::ClusterView::new(
+            meridian_cluster::ViewConfig {
+                me: ra,
+                peers: vec![RegionId::new("rb").unwrap()],
+                lease_ms: 3_000,
+                thresholds: Default::default(),
+            },
+            wall_ms(),
+        );
+        let host = Host::new(Arc::new(parking_lot::Mutex::new(store)), view);
+        let tls = PeerTls::load(&files(dir.path(), &cluster_ca, "ra", &["ra"]), "ra").unwrap();
+        let config = Arc::new(ReplConfig {
+            region: ra,
+            cluster: "c".into(),
+            secret: b"secret".to_vec(),
+            peers: Vec::new(),
+            max_clock_offset_ms: 500,
+            heartbeat_ms: 250,
+            idle_timeout_ms: 5_000,
+            witness: false,
+            tls: Some(tls),
+        });
+        let status = Arc::new(ReplStatus::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        tokio::spawn(accept_loop(listener, config, host, status.clone()));
+
+        let rx = PeerTls::load(&files(dir.path(), &cluster_ca, "rx", &["rx"]), "rx").unwrap();
+        let hello = |region: &str| Msg::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            cluster: "c".into(),
+            region: region.into(),
+            nonce: nonce(),
+        };
+        for (claim, refused) in [("rb", true), ("rx", false)] {
+            let tcp = TcpStream::connect(at).await.unwrap();
+            let mut link = rx
+                .connector
+                .connect(server_name("ra").unwrap(), tcp)
+                .await
+                .unwrap();
+            write_msg(&mut link, &hello(claim)).await.unwrap();
+            match read_msg(&mut link).await.unwrap().0 {
+                Msg::Refuse { reason } if refused => {
+                    assert!(reason.contains("does not name that region"), "{reason}")
+                }
+                Msg::Challenge { region, .. } if !refused => assert_eq!(region, "ra"),
+                other => panic!("claiming {claim}: {other:?}"),
+            }
+        }
+        assert_eq!(status.refused.lock().get("tls"), Some(&1));
+    }
 }

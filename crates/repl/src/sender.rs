@@ -8,11 +8,12 @@ use meridian_crdt::{RegionId, Tag, VersionVector};
 use meridian_log::{LogError, ReadBound};
 use meridian_store::StoreError;
 use rand::Rng;
-use tokio::io::BufReader;
+use tokio::io::{BufReader, ReadHalf};
 use tokio::net::TcpStream;
 
 use crate::handshake::{nonce, proof, verify};
 use crate::status::{LinkState, Outbound, ReplStatus};
+use crate::tls::{tls_failure, TlsFailure, Transport};
 use crate::wire::{
     read_msg, write_msg, Msg, BATCH_MAX_BYTES, BATCH_MAX_OPS, MAGIC, PROTOCOL_VERSION,
 };
@@ -113,7 +114,8 @@ async fn link(
         .map_err(|_| LinkError::Connect("timed out".into()))?
         .map_err(|e| LinkError::Connect(e.to_string()))?;
     let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+    let stream = secure(stream, peer, addr, config, status).await?;
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::new(rd);
 
     let my_nonce = nonce();
@@ -129,7 +131,18 @@ async fn link(
         },
     )
     .await?;
-    let (their_nonce, their_region, their_proof) = match read_msg(&mut rd).await?.0 {
+    // Under TLS 1.3 the acceptor checks our certificate after our side of
+    // the TLS handshake completed, so its verdict arrives here.
+    let challenge = read_msg(&mut rd).await.map_err(|e| match e {
+        crate::wire::WireError::Io(io) => match tls_failure(&io) {
+            Some(TlsFailure::TheyRefused(tls)) => LinkError::Refused(format!(
+                "TLS: {peer} at {addr} refused this region's certificate ({tls})"
+            )),
+            _ => LinkError::Wire(crate::wire::WireError::Io(io)),
+        },
+        other => LinkError::Wire(other),
+    })?;
+    let (their_nonce, their_region, their_proof) = match challenge.0 {
         Msg::Challenge {
             region,
             nonce,
@@ -170,7 +183,7 @@ async fn link(
             },
         )
         .await;
-        status.refuse("bad secret");
+        status.refuse_from("bad secret", peer.as_str(), &reason);
         return Err(LinkError::Refused(reason));
     }
     if their_region != peer.as_str() {
@@ -289,10 +302,44 @@ async fn link(
     result
 }
 
+/// Runs the TLS handshake when links use TLS: the peer must present a
+/// certificate from the cluster CA that names `peer`. A certificate that
+/// fails is a refusal, counted under `tls`; one the peer refuses is a
+/// refusal too, counted by the peer.
+async fn secure(
+    stream: TcpStream,
+    peer: RegionId,
+    addr: &str,
+    config: &ReplConfig,
+    status: &ReplStatus,
+) -> Result<Transport, LinkError> {
+    let Some(tls) = &config.tls else {
+        return Ok(Transport::Plain(stream));
+    };
+    let name = crate::tls::server_name(peer.as_str()).map_err(LinkError::Protocol)?;
+    let error =
+        match tokio::time::timeout(CONNECT_TIMEOUT, tls.connector.connect(name, stream)).await {
+            Ok(Ok(s)) => return Ok(Transport::TlsClient(Box::new(s))),
+            Ok(Err(e)) => e,
+            Err(_) => return Err(LinkError::Connect("TLS handshake timed out".into())),
+        };
+    Err(match tls_failure(&error) {
+        Some(TlsFailure::WeRefused(e)) => {
+            let reason = format!("TLS: the certificate of {peer} at {addr} failed: {e}");
+            status.refuse_from("tls", peer.as_str(), &reason);
+            LinkError::Refused(reason)
+        }
+        Some(TlsFailure::TheyRefused(e)) => LinkError::Refused(format!(
+            "TLS: {peer} at {addr} refused this region's certificate ({e})"
+        )),
+        None => LinkError::Connect(format!("TLS handshake: {error}")),
+    })
+}
+
 /// Applies the peer's acknowledgements to the link status until the
 /// connection fails.
 async fn read_acks(
-    mut rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    mut rd: BufReader<ReadHalf<Transport>>,
     peer: RegionId,
     status: Arc<ReplStatus>,
     host: Host,

@@ -93,10 +93,24 @@ pub struct ReplStatus {
     pub inbound: Mutex<BTreeMap<RegionId, Inbound>>,
     /// Handshakes refused, by reason.
     pub refused: Mutex<BTreeMap<String, u64>>,
+    /// The most recent refusal, with who was refused and why.
+    pub last_refusal: Mutex<Option<Refusal>>,
     /// Anti-entropy sessions run here, either side.
     pub antientropy: Mutex<AntiEntropyStats>,
     /// Held by the one anti-entropy session this region dials at a time.
     pub antientropy_session: tokio::sync::Mutex<()>,
+}
+
+/// One refused handshake, either side of a link.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The counter it went to (`tls`, `bad secret`, ...).
+    pub reason: String,
+    /// The peer's address, or its region id when this region dialed it.
+    pub peer: String,
+    /// The whole explanation, as logged.
+    pub detail: String,
+    pub at_ms: u64,
 }
 
 /// Counters of anti-entropy sessions, as dialer and acceptor.
@@ -138,8 +152,16 @@ pub struct PeerView {
 }
 
 impl ReplStatus {
-    pub fn refuse(&self, reason: &str) {
+    /// Counts a refused handshake under `reason` and remembers it as the
+    /// latest, with the `peer` refused and the whole `detail`.
+    pub fn refuse_from(&self, reason: &str, peer: &str, detail: &str) {
         *self.refused.lock().entry(reason.to_string()).or_insert(0) += 1;
+        *self.last_refusal.lock() = Some(Refusal {
+            reason: reason.to_string(),
+            peer: peer.to_string(),
+            detail: detail.to_string(),
+            at_ms: crate::wall_ms(),
+        });
     }
 
     /// `appended_ms_after(lsn)` tells when the record after `lsn` was

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use meridian_crdt::RegionId;
+use meridian_repl::tls::{ClientAuth, PeerTls, TlsFiles};
 use meridian_store::FsyncPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -101,26 +102,39 @@ pub struct ServeArgs {
     #[arg(long, env = "MERIDIAN_MAX_CLOCK_OFFSET_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_clock_offset_ms: Option<u64>,
-    /// Address for TLS clients.
+    /// Address of a second RESP listener that speaks TLS (needs --tls-cert
+    /// and --tls-key).
     #[arg(long, env = "MERIDIAN_TLS_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_listen: Option<String>,
-    /// PEM certificate chain for TLS.
+    /// PEM certificate chain this region presents, to TLS clients and to
+    /// peers. With --tls-replication it must name the region id as a DNS
+    /// subject alternative name.
     #[arg(long, env = "MERIDIAN_TLS_CERT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key for TLS.
+    /// PEM private key of --tls-cert.
     #[arg(long, env = "MERIDIAN_TLS_KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
-    /// PEM CA bundle for verifying peers and clients.
+    /// PEM CA bundle: verifies client certificates and, with
+    /// --tls-replication, is the cluster CA every peer certificate must
+    /// come from.
     #[arg(long, env = "MERIDIAN_TLS_CA")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
-    /// Client certificates: yes, no or optional.
+    /// Client certificates on --tls-listen, as Redis: yes (the default when
+    /// --tls-ca is given) requires one signed by --tls-ca, optional
+    /// verifies one if sent, no does not ask.
     #[arg(long, env = "MERIDIAN_TLS_AUTH_CLIENTS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_auth_clients: Option<String>,
+    /// yes: every replication link, inbound and outbound, is mutual TLS
+    /// with --tls-cert/--tls-key and --tls-ca as the cluster CA; a peer
+    /// dialed as ID must present a certificate naming ID. Default no.
+    #[arg(long, env = "MERIDIAN_TLS_REPLICATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_replication: Option<String>,
     /// Ops logged after which a snapshot compacts the log. Default 1000000.
     #[arg(long, env = "MERIDIAN_SNAPSHOT_AFTER_OPS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,6 +199,20 @@ pub struct Config {
     pub source: ServeArgs,
     /// Flags, environment and file merged, for `--print-config`.
     merged: ServeArgs,
+    pub tls: TlsSettings,
+}
+
+/// TLS as configured; files are only named here and are read at startup
+/// ([`TlsSettings::client_acceptor`], [`TlsSettings::peer_tls`]).
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// The TLS RESP listener, if any.
+    pub listen: Option<SocketAddr>,
+    /// Certificate, key and CA; set whenever TLS is used at all.
+    pub files: Option<TlsFiles>,
+    pub auth_clients: ClientAuth,
+    /// Mutual TLS on every replication link.
+    pub replication: bool,
 }
 
 fn addr(value: Option<&str>, default: &str, flag: &str) -> anyhow::Result<SocketAddr> {
@@ -221,6 +249,7 @@ impl ServeArgs {
             tls_key,
             tls_ca,
             tls_auth_clients,
+            tls_replication,
             snapshot_after_ops,
             log_segment_max_bytes,
             log_format,
@@ -299,19 +328,6 @@ impl Config {
         let source = args.clone();
         let args = args.merge_file()?;
         let merged = args.clone();
-        // Settings that belong to multi-region operation are refused rather
-        // than accepted and ignored: a region that silently does not
-        // replicate would be worse than one that does not start.
-        let unsupported = [
-            ("--tls-listen", args.tls_listen.is_some()),
-            ("--tls-cert", args.tls_cert.is_some()),
-            ("--tls-key", args.tls_key.is_some()),
-            ("--tls-ca", args.tls_ca.is_some()),
-            ("--tls-auth-clients", args.tls_auth_clients.is_some()),
-        ];
-        if let Some((flag, _)) = unsupported.iter().find(|(_, set)| *set) {
-            bail!("{flag} is not available in this version of meridian yet");
-        }
         let region_name = args.region.as_deref().unwrap_or("local");
         let region = RegionId::new(region_name).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
         let mut peers: Vec<(RegionId, String)> = Vec::new();
@@ -344,6 +360,7 @@ impl Config {
         if args.witness && policies.rules().next().is_some() {
             bail!("--policy has no meaning on a witness: it stores no keys");
         }
+        let tls = resolve_tls(&args, region, &peers)?;
         let cluster_secret = args.cluster_secret.unwrap_or_default();
         if !peers.is_empty() && cluster_secret.is_empty() {
             bail!("--cluster-secret (or MERIDIAN_CLUSTER_SECRET) is required when --peer is given");
@@ -402,7 +419,112 @@ impl Config {
             log_segment_max_bytes: args.log_segment_max_bytes,
             source,
             merged,
+            tls,
         })
+    }
+}
+
+fn yes_no(flag: &str, value: Option<&str>) -> anyhow::Result<bool> {
+    match value {
+        None | Some("no") => Ok(false),
+        Some("yes") => Ok(true),
+        Some(other) => bail!("--{flag} {other:?}: use yes or no"),
+    }
+}
+
+/// Checks which TLS flags go together. Files are read later, at startup.
+fn resolve_tls(
+    args: &ServeArgs,
+    region: RegionId,
+    peers: &[(RegionId, String)],
+) -> anyhow::Result<TlsSettings> {
+    let replication = yes_no("tls-replication", args.tls_replication.as_deref())?;
+    let listen = args
+        .tls_listen
+        .as_deref()
+        .map(|a| addr(Some(a), "", "tls-listen"))
+        .transpose()?;
+    let files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: args.tls_ca.clone(),
+        }),
+        (None, None) => None,
+        (Some(_), None) => bail!("--tls-cert needs --tls-key"),
+        (None, Some(_)) => bail!("--tls-key needs --tls-cert"),
+    };
+    if listen.is_none() && !replication {
+        if let Some(flag) = [
+            ("--tls-cert", args.tls_cert.is_some()),
+            ("--tls-key", args.tls_key.is_some()),
+            ("--tls-ca", args.tls_ca.is_some()),
+            ("--tls-auth-clients", args.tls_auth_clients.is_some()),
+        ]
+        .iter()
+        .find_map(|(flag, set)| set.then_some(flag))
+        {
+            // Accepting TLS files and then serving in clear text would be
+            // worse than not starting.
+            bail!("{flag} is given but neither --tls-listen nor --tls-replication yes uses it");
+        }
+    }
+    if files.is_none() {
+        if listen.is_some() {
+            bail!("--tls-listen needs --tls-cert and --tls-key");
+        }
+        if replication {
+            bail!("--tls-replication yes needs --tls-cert, --tls-key and --tls-ca");
+        }
+    }
+    let has_ca = args.tls_ca.is_some();
+    let auth_clients = match args.tls_auth_clients.as_deref() {
+        None if has_ca => ClientAuth::Required,
+        None | Some("no") => ClientAuth::No,
+        Some("yes") => ClientAuth::Required,
+        Some("optional") => ClientAuth::Optional,
+        Some(other) => bail!("--tls-auth-clients {other:?}: use yes, no or optional"),
+    };
+    if auth_clients != ClientAuth::No && !has_ca {
+        bail!("--tls-auth-clients yes or optional needs --tls-ca to verify client certificates");
+    }
+    if args.tls_auth_clients.is_some() && listen.is_none() {
+        bail!("--tls-auth-clients applies to --tls-listen, which is not given");
+    }
+    if replication {
+        if !has_ca {
+            bail!("--tls-replication yes needs --tls-ca (the cluster CA)");
+        }
+        for id in std::iter::once(&region).chain(peers.iter().map(|(r, _)| r)) {
+            meridian_repl::tls::server_name(id.as_str()).map_err(|e| anyhow::anyhow!(e))?;
+        }
+    }
+    Ok(TlsSettings {
+        listen,
+        files,
+        auth_clients,
+        replication,
+    })
+}
+
+impl TlsSettings {
+    /// Reads the certificate and key for the TLS RESP listener.
+    pub fn client_acceptor(&self) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+        let (Some(_), Some(files)) = (self.listen, &self.files) else {
+            return Ok(None);
+        };
+        let config = meridian_repl::tls::server_config(files, self.auth_clients)?;
+        Ok(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+            config,
+        ))))
+    }
+
+    /// Reads the certificate, key and cluster CA for peer links.
+    pub fn peer_tls(&self, region: RegionId) -> anyhow::Result<Option<PeerTls>> {
+        match (&self.files, self.replication) {
+            (Some(files), true) => Ok(Some(PeerTls::load(files, region.as_str())?)),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -510,5 +632,198 @@ fsync = "always"
             ..ServeArgs::default()
         };
         assert!(Config::resolve(args).is_err());
+    }
+
+    fn tls_args(pairs: &[(&str, &str)]) -> ServeArgs {
+        let mut args = ServeArgs::default();
+        for (k, v) in pairs {
+            let v = Some(v.to_string());
+            match *k {
+                "listen" => args.tls_listen = v,
+                "cert" => args.tls_cert = v.map(PathBuf::from),
+                "key" => args.tls_key = v.map(PathBuf::from),
+                "ca" => args.tls_ca = v.map(PathBuf::from),
+                "auth" => args.tls_auth_clients = v,
+                "replication" => args.tls_replication = v,
+                "region" => args.region = v,
+                other => panic!("no TLS setting {other}"),
+            }
+        }
+        args
+    }
+
+    fn tls_of(pairs: &[(&str, &str)]) -> anyhow::Result<TlsSettings> {
+        Config::resolve(tls_args(pairs)).map(|c| c.tls)
+    }
+
+    /// As Redis: client certificates are required by default once a CA is
+    /// given, and not asked for without one.
+    #[test]
+    fn tls_auth_clients_defaults_follow_the_ca() {
+        let base = [
+            ("listen", "127.0.0.1:0"),
+            ("cert", "c.pem"),
+            ("key", "k.pem"),
+        ];
+        let t = tls_of(&base).unwrap();
+        assert_eq!(t.listen.unwrap().ip().to_string(), "127.0.0.1");
+        assert_eq!(t.auth_clients, ClientAuth::No);
+        assert!(!t.replication);
+        let with_ca = [&base[..], &[("ca", "ca.pem")]].concat();
+        assert_eq!(tls_of(&with_ca).unwrap().auth_clients, ClientAuth::Required);
+        for (value, want) in [
+            ("no", ClientAuth::No),
+            ("optional", ClientAuth::Optional),
+            ("yes", ClientAuth::Required),
+        ] {
+            let args = [&with_ca[..], &[("auth", value)]].concat();
+            assert_eq!(tls_of(&args).unwrap().auth_clients, want, "{value}");
+        }
+        assert!(Config::resolve(ServeArgs::default())
+            .unwrap()
+            .tls
+            .files
+            .is_none());
+    }
+
+    /// Every combination that would leave a TLS setting unused, or TLS
+    /// half configured, stops startup with the flag named.
+    #[test]
+    fn tls_settings_that_would_be_ignored_or_incomplete_are_refused() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("cert", "c.pem"), ("key", "k.pem")],
+                "--tls-cert is given but",
+            ),
+            (&[("ca", "ca.pem")], "--tls-ca is given but"),
+            (
+                &[("listen", "127.0.0.1:0")],
+                "--tls-listen needs --tls-cert",
+            ),
+            (
+                &[("listen", "127.0.0.1:0"), ("cert", "c.pem")],
+                "--tls-cert needs --tls-key",
+            ),
+            (
+                &[("listen", "nowhere"), ("cert", "c"), ("key", "k")],
+                "--tls-listen \"nowhere\"",
+            ),
+            (
+                &[
+                    ("listen", "127.0.0.1:0"),
+                    ("cert", "c"),
+                    ("key", "k"),
+                    ("auth", "yes"),
+                ],
+                "needs --tls-ca",
+            ),
+            (
+                &[
+                    ("listen", "127.0.0.1:0"),
+                    ("cert", "c"),
+                    ("key", "k"),
+                    ("ca", "a"),
+                    ("auth", "maybe"),
+                ],
+                "use yes, no or optional",
+            ),
+            (
+                &[
+                    ("replication", "yes"),
+                    ("cert", "c"),
+                    ("key", "k"),
+                    ("ca", "a"),
+                    ("auth", "yes"),
+                ],
+                "--tls-auth-clients applies to --tls-listen",
+            ),
+            (
+                &[("replication", "yes"), ("cert", "c"), ("key", "k")],
+                "needs --tls-ca",
+            ),
+            (
+                &[("replication", "yes")],
+                "--tls-replication yes needs --tls-cert",
+            ),
+            (
+                &[("replication", "sure")],
+                "--tls-replication \"sure\": use yes or no",
+            ),
+            (
+                &[
+                    ("replication", "yes"),
+                    ("cert", "c"),
+                    ("key", "k"),
+                    ("ca", "a"),
+                    ("region", "123"),
+                ],
+                "not a valid DNS name",
+            ),
+        ];
+        for (pairs, want) in cases {
+            let err = format!("{:#}", tls_of(pairs).unwrap_err());
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn tls_replication_uses_the_shared_files() {
+        let t = tls_of(&[
+            ("replication", "yes"),
+            ("cert", "c"),
+            ("key", "k"),
+            ("ca", "a"),
+        ])
+        .unwrap();
+        assert!(t.replication && t.listen.is_none());
+        let files = t.files.unwrap();
+        assert_eq!(files.ca.as_deref(), Some(Path::new("a")));
+    }
+
+    /// TLS settings come from the file like any other, and from
+    /// `MERIDIAN_TLS_*` through clap.
+    #[test]
+    fn tls_settings_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.toml");
+        std::fs::write(
+            &path,
+            r#"
+region = "eu-west"
+tls-listen = "127.0.0.1:7389"
+tls-cert = "/etc/meridian/tls.crt"
+tls-key = "/etc/meridian/tls.key"
+tls-ca = "/etc/meridian/ca.crt"
+tls-auth-clients = "optional"
+tls-replication = "yes"
+"#,
+        )
+        .unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(c.tls.listen.unwrap().port(), 7389);
+        assert_eq!(c.tls.auth_clients, ClientAuth::Optional);
+        assert!(c.tls.replication);
+        assert_eq!(
+            c.tls.files.unwrap().cert,
+            PathBuf::from("/etc/meridian/tls.crt")
+        );
+
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        // Only this test reads these variables.
+        std::env::set_var("MERIDIAN_TLS_REPLICATION", "yes");
+        std::env::set_var("MERIDIAN_TLS_AUTH_CLIENTS", "no");
+        let cli = <Cli as clap::Parser>::try_parse_from(["meridian"]).unwrap();
+        std::env::remove_var("MERIDIAN_TLS_REPLICATION");
+        std::env::remove_var("MERIDIAN_TLS_AUTH_CLIENTS");
+        assert_eq!(cli.serve.tls_replication.as_deref(), Some("yes"));
+        assert_eq!(cli.serve.tls_auth_clients.as_deref(), Some("no"));
     }
 }

@@ -11,8 +11,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use meridian_resp::{encode, Frame, Limits, RequestParser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
 use crate::client::Client;
@@ -31,8 +30,12 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// protected mode applies (Redis's text, with Meridian's ways out).
 const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Meridian you may adopt one of the following solutions: 1) Set a password for the default user with --requirepass. 2) Define ACL users with --aclfile. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
-pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+/// Serves one client on `stream`, plain TCP or TLS alike: the loop reads
+/// and writes in turn on one task, so the stream is never split.
+pub async fn serve<S>(shared: Arc<Shared>, mut stream: S, addr: SocketAddr, local: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     // Protected mode, as in Redis: while anyone would be logged in as
     // `default` without a password, only loopback clients are accepted.
     // ACL users do not lift it while `default` stays open; `user default
@@ -63,7 +66,6 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
     let mut client = Client::new(id, addr, authenticated, push_tx);
     let kill = Arc::new(Notify::new());
     let killed = Arc::new(AtomicBool::new(false));
-    let local = stream.local_addr().unwrap_or(addr);
     shared.clients.lock().insert(
         id,
         ClientEntry {
@@ -84,7 +86,6 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
     Metrics::inc(&shared.metrics.connections_total);
     Metrics::inc(&shared.metrics.connections_current);
 
-    let (mut rd, mut wr) = stream.into_split();
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut parser = RequestParser::new();
@@ -93,7 +94,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
             input.reserve(READ_CHUNK_BYTES);
         }
         tokio::select! {
-            read = rd.read_buf(&mut input) => match read {
+            read = stream.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break 'conn,
                 Ok(n) => Metrics::add(&shared.metrics.net_input_bytes, n as u64),
             },
@@ -102,7 +103,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 while let Ok(msg) = push_rx.try_recv() {
                     encode(&crate::cmd::pubsub::message_frame(&msg), client.proto, &mut output);
                 }
-                if write_out(&mut wr, &mut output, &shared).await.is_err() {
+                if write_out(&mut stream, &mut output, &shared).await.is_err() {
                     break 'conn;
                 }
                 continue;
@@ -112,7 +113,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         match process_input(&shared, &mut client, &mut parser, &mut input, &mut output).await {
             Next::Continue => {}
             Next::Close => {
-                let _ = write_out(&mut wr, &mut output, &shared).await;
+                let _ = write_out(&mut stream, &mut output, &shared).await;
                 break 'conn;
             }
         }
@@ -120,7 +121,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
             tracing::warn!(client = id, %addr, "query buffer over its limit; closing the connection");
             break 'conn;
         }
-        if write_out(&mut wr, &mut output, &shared).await.is_err() {
+        if write_out(&mut stream, &mut output, &shared).await.is_err() {
             break 'conn;
         }
         if killed.load(std::sync::atomic::Ordering::Relaxed) {
@@ -133,7 +134,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         .metrics
         .connections_current
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let _ = wr.shutdown().await;
+    let _ = stream.shutdown().await;
 }
 
 enum Next {
@@ -226,8 +227,8 @@ async fn wait_for_token(shared: &Shared, token: &[u8], timeout: std::time::Durat
     }
 }
 
-async fn write_out(
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn write_out<W: AsyncWrite + Unpin>(
+    wr: &mut W,
     output: &mut BytesMut,
     shared: &Shared,
 ) -> std::io::Result<()> {
@@ -236,6 +237,9 @@ async fn write_out(
     }
     Metrics::add(&shared.metrics.net_output_bytes, output.len() as u64);
     wr.write_all(output).await?;
+    // TLS may hold encrypted records back when the socket is full; plain
+    // TCP's flush does nothing.
+    wr.flush().await?;
     output.clear();
     if output.capacity() > 4 * 1024 * 1024 {
         *output = BytesMut::with_capacity(READ_CHUNK_BYTES);

@@ -218,6 +218,11 @@ pub fn metrics_text(shared: &Shared) -> String {
             "AUTH and HELLO AUTH attempts refused (wrong password, unknown or disabled user).",
             Metrics::get(&m.auth_failures_total),
         ),
+        c(
+            "meridian_tls_handshake_failures_total",
+            "TLS client handshakes that failed or timed out on --tls-listen.",
+            Metrics::get(&m.tls_handshake_failures_total),
+        ),
         g(
             "meridian_connections",
             "Client connections open.",

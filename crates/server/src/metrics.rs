@@ -19,6 +19,7 @@ pub struct Metrics {
     pub fenced_total: AtomicU64,
     pub fenced_writes_total: AtomicU64,
     pub auth_failures_total: AtomicU64,
+    pub tls_handshake_failures_total: AtomicU64,
 }
 
 impl Metrics {

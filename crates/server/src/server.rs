@@ -35,13 +35,17 @@ pub fn worker_threads() -> usize {
         })
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // Before anything can report the region as started: SIGHUP's default
     // action would end the process.
     #[cfg(unix)]
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("listening for SIGHUP")?;
     let acl = load_acl(&config)?;
+    // Certificates are read before anything binds, so a bad file stops
+    // the region with its name instead of leaving a half-started one.
+    let client_tls = config.tls.client_acceptor()?;
+    let peer_tls = config.tls.peer_tls(config.region)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the RESP listener on {}", config.listen))?;
@@ -49,6 +53,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the HTTP listener on {}", config.http))?;
     let http_addr = http_listener.local_addr()?;
+    let tls_listener = match config.tls.listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the TLS RESP listener on {at}"))?,
+        ),
+        None => None,
+    };
+    // Status shows the bound address, also when port 0 was asked for.
+    if let Some(l) = &tls_listener {
+        config.tls.listen = Some(l.local_addr()?);
+    }
     let repl_listener = meridian_repl::bind(config.repl)
         .await
         .with_context(|| format!("binding the replication listener on {}", config.repl))?;
@@ -60,6 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         listen = %listener.local_addr()?,
         http = %http_addr,
         repl = %repl_addr,
+        tls_replication = config.tls.replication,
         peers = shared_peers(&config),
         data_dir = %config.data_dir.display(),
         fsync = config.fsync.as_str(),
@@ -110,6 +127,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             heartbeat_ms: config.heartbeat_ms,
             idle_timeout_ms: (config.lease_ms * 2).max(5_000),
             witness: config.witness,
+            tls: peer_tls,
         },
         host.clone(),
         repl_listener,
@@ -137,8 +155,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     // Tests and scripts read these lines to find the ports when binding port 0.
     let _ = slot.set(shared.clone());
+    let tls_addr = match &tls_listener {
+        Some(l) => format!(" tls={}", l.local_addr()?),
+        None => String::new(),
+    };
     println!(
-        "meridian listening resp={} http={} repl={}",
+        "meridian listening resp={} http={} repl={}{tls_addr}",
         listener.local_addr()?,
         http_addr,
         repl_addr
@@ -158,7 +180,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             loop {
                 match listener.accept().await {
                     Ok((stream, addr)) => {
-                        tokio::spawn(crate::conn::serve(shared.clone(), stream, addr));
+                        let _ = stream.set_nodelay(true);
+                        let local = stream.local_addr().unwrap_or(addr);
+                        tokio::spawn(crate::conn::serve(shared.clone(), stream, addr, local));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -168,6 +192,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
+    if let (Some(listener), Some(acceptor)) = (tls_listener, client_tls) {
+        tokio::spawn(accept_tls(shared.clone(), listener, acceptor));
+    }
     tokio::select! {
         _ = accept => {}
         _ = shutdown_signal() => tracing::info!("shutdown requested by signal"),
@@ -175,6 +202,44 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     shutdown(&shared);
     Ok(())
+}
+
+/// A TLS client has this long to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts TLS clients; each handshake runs in the client's own task, so a
+/// slow one holds up nobody. Failed handshakes are logged and counted.
+async fn accept_tls(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a TLS client failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (shared, acceptor) = (shared.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(addr);
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => crate::conn::serve(shared, tls, addr, local).await,
+                Ok(Err(e)) => {
+                    Metrics::inc(&shared.metrics.tls_handshake_failures_total);
+                    tracing::info!(%addr, error = %e, "TLS client handshake failed");
+                }
+                Err(_) => {
+                    Metrics::inc(&shared.metrics.tls_handshake_failures_total);
+                    tracing::info!(%addr, "TLS client handshake timed out");
+                }
+            }
+        });
+    }
 }
 
 fn shared_peers(config: &Config) -> String {

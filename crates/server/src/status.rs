@@ -146,6 +146,16 @@ pub fn status_json(shared: &Shared) -> Value {
             "by_type_rule": v.conflict_counts.iter().map(|(k, r, n)| json!({"type": k, "rule": r, "count": n})).collect::<Vec<_>>(),
         },
         "handshakes_refused": refused,
+        "last_refusal": shared.repl.last_refusal.lock().as_ref().map(|r| json!({
+            "reason": r.reason,
+            "peer": r.peer,
+            "detail": r.detail,
+            "at_ms": r.at_ms,
+        })),
+        "tls": {
+            "clients": shared.config.tls.listen.map(|a| a.to_string()),
+            "replication": shared.config.tls.replication,
+        },
     })
 }
 

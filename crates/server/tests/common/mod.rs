@@ -19,6 +19,8 @@ pub struct Meridian {
     pub resp: SocketAddr,
     pub http: SocketAddr,
     pub repl: SocketAddr,
+    /// The TLS RESP listener, when started with `--tls-listen`.
+    pub tls: Option<SocketAddr>,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -71,12 +73,14 @@ impl Meridian {
                 .unwrap_or_else(|| panic!("no {name} in {line:?}"))
         };
         let (resp, http, repl) = (field("resp="), field("http="), field("repl="));
+        let tls = line.contains(" tls=").then(|| field("tls="));
         std::thread::spawn(move || for _ in lines {});
         Meridian {
             child,
             resp,
             http,
             repl,
+            tls,
             dir: dir.to_path_buf(),
             _tmp: None,
         }
