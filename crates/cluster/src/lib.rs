@@ -5,11 +5,14 @@
 //! - [`detector`]: phi-accrual failure detector per peer.
 //! - [`view`]: reachability, majority, the quorum lease and the epoch.
 //! - [`policy`]: keyspace policies and what they allow a write right now.
+//! - [`membership`]: the versioned list of regions and how changes spread.
 
 pub mod detector;
+pub mod membership;
 pub mod policy;
 pub mod view;
 
 pub use detector::{Detector, Liveness, Thresholds};
+pub use membership::{Membership, MembershipError};
 pub use policy::{Policies, Policy, PolicyError, WriteVerdict};
 pub use view::{Change, ClusterView, Partition, Transition, ViewConfig};

@@ -41,6 +41,11 @@ pub enum Change {
         reason: String,
     },
     LeaseRegained,
+    /// An operator added or removed a region (or this region learned of it).
+    MembersChanged {
+        added: Vec<RegionId>,
+        removed: Vec<RegionId>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +111,37 @@ impl ClusterView {
 
     pub fn lease_ms(&self) -> u64 {
         self.config.lease_ms
+    }
+
+    /// Replaces the peers (after a membership change): a new peer starts
+    /// down until heard, a removed one stops counting toward the majority.
+    /// Raises the epoch; the lease is re-evaluated at the next tick.
+    pub fn set_peers(&mut self, peers: &[RegionId], now_ms: u64) -> Option<Transition> {
+        let added: Vec<RegionId> = peers
+            .iter()
+            .filter(|p| !self.config.peers.contains(p))
+            .copied()
+            .collect();
+        let removed: Vec<RegionId> = self
+            .config
+            .peers
+            .iter()
+            .filter(|p| !peers.contains(p))
+            .copied()
+            .collect();
+        if added.is_empty() && removed.is_empty() {
+            return None;
+        }
+        for p in &added {
+            self.detectors.insert(*p, Detector::default());
+            self.liveness.insert(*p, Liveness::Down);
+        }
+        for p in &removed {
+            self.detectors.remove(p);
+            self.liveness.remove(p);
+        }
+        self.config.peers = peers.to_vec();
+        Some(self.bump(now_ms, Change::MembersChanged { added, removed }))
     }
 
     /// A message from `peer` arrived.
@@ -276,6 +312,33 @@ mod tests {
             },
             now,
         )
+    }
+
+    #[test]
+    fn a_removed_peer_stops_counting_toward_the_majority() {
+        let r = |n| RegionId::new(n).unwrap();
+        let mut v = view(0);
+        // Only vb answers: 2 of 3 is a majority.
+        for t in (0..2_000).step_by(100) {
+            v.heard(r("vb"), t);
+            v.tick(t);
+        }
+        assert!(v.lease(2_000).is_ok());
+        let before = v.epoch();
+        let t = v.set_peers(&[r("vb"), r("vc"), r("vd")], 2_000).unwrap();
+        assert!(
+            matches!(t.change, Change::MembersChanged { ref added, .. } if added == &vec![r("vd")])
+        );
+        assert!(v.epoch() > before);
+        assert_eq!((v.members(), v.majority()), (4, 3));
+        assert!(v.lease(2_050).is_err(), "2 of 4 is not a majority");
+        v.set_peers(&[r("vb")], 2_100).unwrap();
+        assert_eq!((v.members(), v.majority()), (2, 2));
+        assert!(v.lease(2_150).is_ok());
+        assert!(
+            v.set_peers(&[r("vb")], 2_200).is_none(),
+            "no change, no epoch"
+        );
     }
 
     #[test]

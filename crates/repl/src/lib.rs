@@ -26,6 +26,7 @@
 
 pub mod antientropy;
 pub mod handshake;
+pub mod members;
 pub mod receiver;
 pub mod sender;
 pub mod status;
@@ -74,16 +75,23 @@ pub struct Host {
     /// Failure detection and the quorum lease; fed with every message a
     /// peer sends on either link.
     pub view: Arc<Mutex<meridian_cluster::ClusterView>>,
+    /// Which regions make up the cluster; links follow it.
+    pub members: Arc<members::Members>,
 }
 
 impl Host {
-    pub fn new(store: Arc<Mutex<Store>>, view: meridian_cluster::ClusterView) -> Host {
+    pub fn new(
+        store: Arc<Mutex<Store>>,
+        view: meridian_cluster::ClusterView,
+        members: members::Members,
+    ) -> Host {
         let synced = store.lock().log().synced_lsn();
         Host {
             store,
             synced: Arc::new(watch::channel(synced).0),
             applied: Arc::new(watch::channel(0).0),
             view: Arc::new(Mutex::new(view)),
+            members: Arc::new(members),
         }
     }
 
@@ -136,20 +144,74 @@ pub fn start(config: ReplConfig, host: Host, listener: TcpListener) -> Arc<ReplS
         host.clone(),
         status.clone(),
     ));
-    for (peer, addr) in config.peers.clone() {
-        tokio::spawn(sender::run(
-            peer,
-            addr,
-            config.clone(),
-            host.clone(),
-            status.clone(),
-        ));
-    }
-    // A region with no peers to ship to keeps its fsync policy as it is.
-    if !config.peers.is_empty() {
-        tokio::spawn(sync_for_shipping(host, status.clone()));
-    }
+    tokio::spawn(manage_links(config, host, status.clone()));
     status
+}
+
+/// Keeps one sender per member (this region aside), following the
+/// membership: a region added gets a link, a region removed loses its link
+/// and its place in the majority. Starts the shipping fsync with the first
+/// peer.
+async fn manage_links(config: Arc<ReplConfig>, host: Host, status: Arc<ReplStatus>) {
+    let me = config.region;
+    let mut changes = host.members.subscribe();
+    let mut links: std::collections::HashMap<RegionId, (String, tokio::task::JoinHandle<()>)> =
+        Default::default();
+    let mut shipping = false;
+    loop {
+        let membership = host.members.current();
+        let wanted = membership.peers(me, &config.peers);
+        for (peer, addr) in &wanted {
+            let current = links.get(peer).map(|(a, _)| a.as_str());
+            if current == Some(addr.as_str()) {
+                continue;
+            }
+            if let Some((_, old)) = links.remove(peer) {
+                old.abort();
+            }
+            if addr.is_empty() {
+                // Known only by a peer that did not say where it listens.
+                continue;
+            }
+            let task = tokio::spawn(sender::run(
+                *peer,
+                addr.clone(),
+                config.clone(),
+                host.clone(),
+                status.clone(),
+            ));
+            links.insert(*peer, (addr.clone(), task));
+        }
+        let gone: Vec<RegionId> = links
+            .keys()
+            .filter(|p| !wanted.iter().any(|(w, _)| w == *p))
+            .copied()
+            .collect();
+        for peer in gone {
+            if let Some((_, task)) = links.remove(&peer) {
+                task.abort();
+            }
+            status.outbound.lock().remove(&peer);
+            status.inbound.lock().remove(&peer);
+            tracing::info!(%peer, "replication link closed: the region is no longer a member");
+        }
+        let peers: Vec<RegionId> = wanted.iter().map(|(p, _)| *p).collect();
+        if let Some(t) = host.view.lock().set_peers(&peers, wall_ms()) {
+            tracing::info!(
+                epoch = t.epoch,
+                version = membership.version,
+                members = membership.size(),
+                "cluster membership changed"
+            );
+        }
+        if !shipping && !peers.is_empty() {
+            shipping = true;
+            tokio::spawn(sync_for_shipping(host.clone(), status.clone()));
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Peers are only sent records on stable storage. Under `--fsync always`

@@ -212,6 +212,18 @@ async fn serve(
         Msg::Refuse { reason } => return Err(format!("dialer refused us: {reason}")),
         other => return Err(format!("expected Proof, got {other:?}")),
     }
+    // Only a peer that proved the secret learns whether it is a member.
+    if host.members.current().was_removed(peer) {
+        let reason =
+            format!("region {region} was removed from the cluster; add it again to let it back");
+        return refuse(&mut wr, status, from, "removed", reason).await;
+    }
+    if !host.members.current().is_member(peer) {
+        let reason = format!(
+            "region {region} is not a member of this cluster; add it first (meridian members add, or POST /v1/members)"
+        );
+        return refuse(&mut wr, status, from, "not a member", reason).await;
+    }
     let already_up = {
         let mut inbound = status.inbound.lock();
         let entry = inbound.entry(peer).or_default();
@@ -272,7 +284,14 @@ async fn stream_ops(
     loop {
         let (msg, size) = read(rd, idle).await?;
         let now = wall_ms();
+        if !host.members.current().is_member(peer) {
+            return Err(format!("region {peer} is no longer a member"));
+        }
         host.heard(peer);
+        if let Msg::Members(theirs) = &msg {
+            host.members.adopt(theirs).map_err(|e| e.to_string())?;
+            continue;
+        }
         if crate::antientropy::is_session_msg(&msg) {
             antientropy
                 .handle(msg, size, wr, config, host, status)
@@ -411,7 +430,10 @@ mod tests {
             },
             wall_ms(),
         );
-        let host = Host::new(Arc::new(parking_lot::Mutex::new(store)), view);
+        let rb = RegionId::new("rb").unwrap();
+        let members =
+            crate::members::Members::open(ra, &[(rb, "127.0.0.1:1".into())], None).unwrap();
+        let host = Host::new(Arc::new(parking_lot::Mutex::new(store)), view, members);
         let tls = PeerTls::load(&files(dir.path(), &cluster_ca, "ra", &["ra"]), "ra").unwrap();
         let config = Arc::new(ReplConfig {
             region: ra,

@@ -236,6 +236,7 @@ async fn link(
     host.heard(peer);
     let acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone()));
 
+    let mut members_sent = None;
     let mut synced = host.synced.subscribe();
     let mut upto_lsn = from.saturating_sub(1);
     let mut announced_lsn = upto_lsn;
@@ -244,6 +245,13 @@ async fn link(
         loop {
             if acks.is_finished() {
                 return Err(LinkError::Protocol("acknowledgement stream ended".into()));
+            }
+            // Membership spreads over every link: sent once up and after
+            // each change, so a region down during a change learns it.
+            let version = host.members.version();
+            if members_sent != Some(version) {
+                write_msg(&mut wr, &Msg::Members(host.members.current())).await?;
+                members_sent = Some(version);
             }
             let peer_vv = status
                 .outbound

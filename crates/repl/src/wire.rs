@@ -92,6 +92,9 @@ pub enum Msg {
     AeEnd { vv: VersionVector, clock: u64 },
     /// Acceptor → dialer: merged (and durable); my version vector now.
     AeDone { vv: VersionVector },
+    /// Dialer → acceptor, after the handshake and after each change: the
+    /// dialer's copy of the cluster membership. Never acknowledged.
+    Members(meridian_cluster::Membership),
 }
 
 mod serde_bytes_vec {

@@ -1,6 +1,7 @@
 //! The admin API under `/v1` on the HTTP port: status and conflicts (read),
 //! and the changes an operator makes to a running region — keyspace
-//! policies, a reload of the config file, the log level, a snapshot.
+//! policies, a reload of the config file, the log level, a snapshot, and
+//! the cluster's membership (which then spreads to every region).
 //! Described in `docs/openapi.yaml`.
 //!
 //! Access: with `--admin-token`, every `/v1` request must carry
@@ -36,6 +37,8 @@ pub fn routes() -> Router<Slot> {
         .route("/v1/reload", post(reload))
         .route("/v1/log-level", get(get_log_level).put(put_log_level))
         .route("/v1/snapshot", post(snapshot))
+        .route("/v1/members", get(get_members).post(add_member))
+        .route("/v1/members/{region}", axum::routing::delete(remove_member))
 }
 
 /// A JSON error body: `{"error": "..."}`.
@@ -256,4 +259,138 @@ async fn snapshot(State(slot): State<Slot>, Query(q): Query<HashMap<String, Stri
             format!("snapshot failed: {e:#}"),
         ),
     }
+}
+
+fn members_json(shared: &Shared) -> Value {
+    let m = shared.host.members.current();
+    let me = shared.config.region;
+    let view = shared.host.view.lock();
+    let members: Vec<Value> = m
+        .members
+        .iter()
+        .map(|(id, addr)| {
+            let is_me = id == me.as_str();
+            let state = if is_me {
+                "self".to_string()
+            } else {
+                meridian_crdt::RegionId::new(id)
+                    .ok()
+                    .and_then(|r| view.liveness(r))
+                    .map_or("unknown".to_string(), |l| l.name().to_string())
+            };
+            json!({"id": id, "addr": addr, "self": is_me, "state": state})
+        })
+        .collect();
+    json!({
+        "region": me.as_str(),
+        "version": m.version,
+        "members": members,
+        "removed": m.removed,
+        "majority": view.majority(),
+    })
+}
+
+async fn get_members(State(slot): State<Slot>) -> Response {
+    match slot.get() {
+        Some(shared) => Json(members_json(shared)).into_response(),
+        None => recovering(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMember {
+    region: String,
+    addr: String,
+}
+
+fn member_error(e: meridian_repl::members::MembersError) -> Response {
+    use meridian_cluster::MembershipError as M;
+    use meridian_repl::members::MembersError as E;
+    let code = match &e {
+        E::Change(M::AlreadyMember(_)) | E::Change(M::RemoveSelf) => StatusCode::CONFLICT,
+        E::Change(M::NotMember(_)) => StatusCode::NOT_FOUND,
+        E::Change(M::BadAddress(_)) => StatusCode::BAD_REQUEST,
+        E::Persist { .. } | E::Load { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, e.to_string())
+}
+
+/// Adds a region; the change spreads to every region over the links. The
+/// new region bootstraps from its peers (by anti-entropy when their logs no
+/// longer reach back to the start), then streams.
+async fn add_member(State(slot): State<Slot>, bytes: Bytes) -> Response {
+    let Some(shared) = slot.get() else {
+        return recovering();
+    };
+    let req: AddMember = match body(&bytes) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let region = match meridian_crdt::RegionId::new(&req.region) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match shared.host.members.change(|m| m.add(region, &req.addr)) {
+        Ok(m) => {
+            tracing::info!(%region, addr = %req.addr, version = m.version, "region added to the cluster");
+            Json(members_json(shared)).into_response()
+        }
+        Err(e) => member_error(e),
+    }
+}
+
+/// Removes a region (an operator's decision, typically for a region that
+/// is gone for good) and reports what it had written that this region never
+/// received, as far as its last acknowledgement tells.
+async fn remove_member(
+    State(slot): State<Slot>,
+    axum::extract::Path(region): axum::extract::Path<String>,
+) -> Response {
+    let Some(shared) = slot.get() else {
+        return recovering();
+    };
+    let Ok(region) = meridian_crdt::RegionId::new(&region) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("{region:?} is not a member (nor a valid region id)"),
+        );
+    };
+    let unshipped = unshipped_report(shared, region);
+    match shared
+        .host
+        .members
+        .change(|m| m.remove(shared.config.region, region))
+    {
+        Ok(m) => {
+            tracing::warn!(%region, version = m.version, unshipped = %unshipped, "region removed from the cluster");
+            let mut reply = members_json(shared);
+            reply["removed_region"] = json!(region.as_str());
+            reply["unshipped"] = unshipped;
+            Json(reply).into_response()
+        }
+        Err(e) => member_error(e),
+    }
+}
+
+/// What `region` had that this region lacks: its own ops beyond ours, from
+/// the version vector it last acknowledged on our link to it.
+fn unshipped_report(shared: &Shared, region: meridian_crdt::RegionId) -> Value {
+    let ours = shared.store.lock().db().version_vector().get(region);
+    let (theirs, acked) = shared
+        .repl
+        .outbound
+        .lock()
+        .get(&region)
+        .map(|o| (o.peer_vv.get(region), o.connects > 0))
+        .unwrap_or((0, false));
+    let last_heard_ms = shared.host.view.lock().last_heard_ms(region);
+    json!({
+        "ops_of_theirs_received_here": ours,
+        "ops_they_had_written_when_last_heard": theirs.max(ours),
+        "unshipped_ops": theirs.saturating_sub(ours),
+        "last_heard_ms": last_heard_ms,
+        "known": acked,
+        "note": "ops it wrote after it was last heard are unknown here; other regions may hold some of them",
+    })
 }

@@ -15,6 +15,7 @@
 //! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
 //! - [`dashboard`]: the live page at `/` on the HTTP port.
 //! - [`status_cli`]: `meridian status`, any region's view as a table.
+//! - [`members_cli`]: `meridian members`, list/add/remove regions.
 //! - [`shared`], [`client`], [`metrics`]: state shared by connections, per
 //!   connection, and counters.
 //! - [`demo`], [`bench`]: `meridian demo` and `meridian bench`, which drive a
@@ -35,6 +36,7 @@ pub mod dispatch;
 pub mod heal;
 pub mod http;
 pub mod logging;
+pub mod members_cli;
 pub mod metrics;
 pub mod rclient;
 pub mod reload;

@@ -40,12 +40,43 @@ pub fn init(json: bool, level: &str) {
     }
 }
 
-/// Checks an env-filter directive without applying it.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a log level without applying it: comma-separated items, each a
+/// level (`info`) or `module=level` (`meridian_repl=debug`), the form
+/// `docs/openapi.yaml` documents. (`MERIDIAN_LOG` takes any env-filter
+/// directive; this setting takes only this form.)
 pub fn parse(directive: &str) -> Result<EnvFilter, String> {
-    if directive.trim().is_empty() {
-        return Err("the log level is empty; use e.g. info or warn,meridian_repl=debug".into());
+    let bad = |why: &str| {
+        format!("log level {directive:?}: {why}; use e.g. info or warn,meridian_repl=debug")
+    };
+    if directive.is_empty() {
+        return Err(bad("empty"));
     }
-    EnvFilter::try_new(directive).map_err(|e| format!("log level {directive:?}: {e}"))
+    for item in directive.split(',') {
+        let level = match item.split_once('=') {
+            None => item,
+            Some((module, level)) => {
+                let module_ok = module.split("::").all(|part| {
+                    part.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                        && part
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                });
+                if !module_ok {
+                    return Err(bad(&format!("{module:?} is not a module path")));
+                }
+                level
+            }
+        };
+        if !LEVELS.contains(&level) {
+            return Err(bad(&format!(
+                "{level:?} is not one of {}",
+                LEVELS.join(", ")
+            )));
+        }
+    }
+    EnvFilter::try_new(directive).map_err(|e| bad(&e.to_string()))
 }
 
 /// Replaces the filter of the running process.
@@ -77,5 +108,11 @@ mod tests {
         assert!(super::parse("warn,meridian_repl=debug").is_ok());
         assert!(super::parse("").is_err());
         assert!(super::parse("meridian=loud").is_err());
+        assert!(
+            super::parse("__main__").is_err(),
+            "a bare module is not a level"
+        );
+        assert!(super::parse("info,Bad=debug").is_err());
+        assert!(super::parse("meridian_repl::sender=trace,warn").is_ok());
     }
 }

@@ -34,6 +34,8 @@ enum Command {
     /// Any region's view of the cluster as a table: links, lag, fenced
     /// keyspaces, conflicts in the last hour, clock offsets.
     Status(StatusArgs),
+    /// List, add or remove the cluster's regions through any region.
+    Members(meridian_server::members_cli::MembersArgs),
     /// Run the deterministic simulator over seeds: regions, network, crashes
     /// and clocks in one thread, with invariant checkers; exits non-zero at
     /// the first anomaly, printing its seed and trace.
@@ -60,6 +62,13 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => run_tool(meridian_server::demo::run(args)),
         Command::Sim(args) => sim_cmd::run(args),
         Command::Bench(command) => run_tool(meridian_server::bench::run(command)),
+        Command::Members(args) => {
+            if let Err(e) = meridian_server::members_cli::run(args) {
+                eprintln!("meridian members: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Status(args) => {
             // An operator's tool: the reason on one line, never a backtrace.
             if let Err(e) = meridian_server::status_cli::run(args) {

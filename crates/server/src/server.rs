@@ -103,10 +103,27 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         "recovered"
     );
     let store = Arc::new(Mutex::new(store));
+    let members = meridian_repl::members::Members::open(
+        config.region,
+        &config.peers,
+        Some(&config.data_dir),
+    )?;
+    let membership = members.current();
+    if membership.version > 0 {
+        tracing::info!(
+            version = membership.version,
+            members = ?membership.members.keys().collect::<Vec<_>>(),
+            "cluster membership from the data directory (it wins over --peer)"
+        );
+    }
     let view = meridian_cluster::ClusterView::new(
         meridian_cluster::ViewConfig {
             me: config.region,
-            peers: config.peers.iter().map(|(r, _)| *r).collect(),
+            peers: membership
+                .peers(config.region, &config.peers)
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect(),
             lease_ms: config.lease_ms,
             thresholds: meridian_cluster::Thresholds {
                 heartbeat_ms: config.heartbeat_ms,
@@ -116,7 +133,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         wall_ms(),
     );
     store.lock().set_epoch(view.epoch());
-    let host = meridian_repl::Host::new(store.clone(), view);
+    let host = meridian_repl::Host::new(store.clone(), view, members);
     let repl = meridian_repl::start(
         meridian_repl::ReplConfig {
             region: config.region,
@@ -314,6 +331,7 @@ async fn shutdown_signal() {
 async fn watch_the_cluster(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_epoch = shared.host.view.lock().epoch();
     loop {
         tick.tick().await;
         let now = wall_ms();
@@ -322,10 +340,11 @@ async fn watch_the_cluster(shared: Arc<Shared>) {
             (view.tick(now), view.epoch())
         };
         crate::heal::observe(&shared, now);
-        if transitions.is_empty() {
-            continue;
+        // Membership changes raise the epoch outside `tick`.
+        if epoch != last_epoch {
+            shared.store.lock().set_epoch(epoch);
+            last_epoch = epoch;
         }
-        shared.store.lock().set_epoch(epoch);
         for t in &transitions {
             Metrics::inc(&shared.metrics.view_changes_total);
             match &t.change {
@@ -346,6 +365,8 @@ async fn watch_the_cluster(shared: Arc<Shared>) {
                         "quorum lease regained: fenced keyspaces are writable again"
                     )
                 }
+                // Logged by the link manager when it applies the change.
+                meridian_cluster::Change::MembersChanged { .. } => {}
             }
         }
     }

@@ -450,6 +450,19 @@ fn quote_body(body: &[u8]) -> String {
 /// `GET path` on `addr` over one HTTP/1.1 connection, with the admin token
 /// as a bearer token if there is one.
 pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> Result<Reply, FetchError> {
+    http_request(addr, "GET", path, token, None)
+}
+
+/// One request on `addr` over one HTTP/1.1 connection, with a JSON body
+/// if one is given.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json_body: Option<&str>,
+) -> Result<Reply, FetchError> {
+    let addr = host_port(addr);
     let url = format!("http://{addr}{path}");
     let targets: Vec<SocketAddr> = addr
         .to_socket_addrs()
@@ -481,9 +494,17 @@ pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> Result<Reply, Fe
         .set_write_timeout(Some(HTTP_TIMEOUT))
         .map_err(unreachable)?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let body = json_body.unwrap_or_default();
+    let content = match json_body {
+        Some(b) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ),
+        None => String::new(),
+    };
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\
-         User-Agent: meridian-status\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\
+         User-Agent: meridian-status\r\n{auth}{content}Connection: close\r\n\r\n{body}"
     );
     stream.write_all(request.as_bytes()).map_err(unreachable)?;
     let mut raw = Vec::new();
