@@ -73,6 +73,8 @@ pub struct ClusterView {
     started_ms: u64,
     transitions: VecDeque<Transition>,
     partition: Option<Partition>,
+    /// Peers that announced a clean shutdown and have not reconnected.
+    left: std::collections::BTreeSet<RegionId>,
 }
 
 impl ClusterView {
@@ -92,6 +94,7 @@ impl ClusterView {
             started_ms: now_ms,
             transitions: VecDeque::new(),
             partition: None,
+            left: Default::default(),
         };
         view.lease_held = view.lease(now_ms).is_ok();
         view
@@ -139,6 +142,7 @@ impl ClusterView {
         for p in &removed {
             self.detectors.remove(p);
             self.liveness.remove(p);
+            self.left.remove(p);
         }
         self.config.peers = peers.to_vec();
         Some(self.bump(now_ms, Change::MembersChanged { added, removed }))
@@ -146,6 +150,9 @@ impl ClusterView {
 
     /// A message from `peer` arrived.
     pub fn heard(&mut self, peer: RegionId, now_ms: u64) {
+        if self.left.contains(&peer) {
+            return;
+        }
         if let Some(d) = self.detectors.get_mut(&peer) {
             d.heard(now_ms);
         }
@@ -153,8 +160,18 @@ impl ClusterView {
 
     /// A new connection from `peer`: its rhythm starts over.
     pub fn reconnected(&mut self, peer: RegionId) {
+        self.left.remove(&peer);
         if let Some(d) = self.detectors.get_mut(&peer) {
             d.reset();
+        }
+    }
+
+    /// `peer` said it is shutting down: it counts as down from the next
+    /// tick, and stray messages from its closing links do not bring it back;
+    /// only a new connection does.
+    pub fn peer_left(&mut self, peer: RegionId) {
+        if self.detectors.contains_key(&peer) {
+            self.left.insert(peer);
         }
     }
 
@@ -205,7 +222,11 @@ impl ClusterView {
         let t = self.config.thresholds;
         let peers: Vec<RegionId> = self.config.peers.clone();
         for peer in peers {
-            let to = self.detectors[&peer].liveness(now_ms, &t);
+            let to = if self.left.contains(&peer) {
+                Liveness::Down
+            } else {
+                self.detectors[&peer].liveness(now_ms, &t)
+            };
             let from = self.liveness[&peer];
             if from != to {
                 self.liveness.insert(peer, to);
@@ -312,6 +333,29 @@ mod tests {
             },
             now,
         )
+    }
+
+    #[test]
+    fn a_peer_that_says_goodbye_is_down_at_once_until_it_reconnects() {
+        let b = RegionId::new("vb").unwrap();
+        let mut v = view(0);
+        for t in (0..2_000).step_by(100) {
+            v.heard(b, t);
+            v.tick(t);
+        }
+        assert_eq!(v.liveness(b), Some(Liveness::Up));
+        v.peer_left(b);
+        v.heard(b, 2_010);
+        v.tick(2_020);
+        assert_eq!(
+            v.liveness(b),
+            Some(Liveness::Down),
+            "down without waiting for the detector"
+        );
+        v.reconnected(b);
+        v.heard(b, 2_100);
+        v.tick(2_100);
+        assert_eq!(v.liveness(b), Some(Liveness::Up));
     }
 
     #[test]

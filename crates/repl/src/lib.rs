@@ -77,6 +77,10 @@ pub struct Host {
     pub view: Arc<Mutex<meridian_cluster::ClusterView>>,
     /// Which regions make up the cluster; links follow it.
     pub members: Arc<members::Members>,
+    /// Set when the region shuts down: senders say goodbye and stop.
+    pub closing: Arc<watch::Sender<bool>>,
+    /// Goodbyes sent, so shutdown can wait for them.
+    pub goodbyes_sent: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Host {
@@ -92,6 +96,29 @@ impl Host {
             applied: Arc::new(watch::channel(0).0),
             view: Arc::new(Mutex::new(view)),
             members: Arc::new(members),
+            closing: Arc::new(watch::channel(false).0),
+            goodbyes_sent: Default::default(),
+        }
+    }
+
+    /// Tells every peer this region is leaving (each sender sends `Goodbye`
+    /// and stops), waiting up to `wait` for the links that are up.
+    pub async fn close_links(&self, status: &ReplStatus, wait: Duration) {
+        let up = status
+            .outbound
+            .lock()
+            .values()
+            .filter(|o| o.state == status::LinkState::Up)
+            .count();
+        self.closing.send_replace(true);
+        let deadline = tokio::time::Instant::now() + wait;
+        while self
+            .goodbyes_sent
+            .load(std::sync::atomic::Ordering::Acquire)
+            < up
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

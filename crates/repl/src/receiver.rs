@@ -292,6 +292,11 @@ async fn stream_ops(
             host.members.adopt(theirs).map_err(|e| e.to_string())?;
             continue;
         }
+        if let Msg::Goodbye = msg {
+            host.view.lock().peer_left(peer);
+            tracing::info!(%peer, "peer is shutting down cleanly");
+            return Ok(());
+        }
         if crate::antientropy::is_session_msg(&msg) {
             antientropy
                 .handle(msg, size, wr, config, host, status)

@@ -19,6 +19,8 @@ use crate::wire::{
 };
 use crate::{wall_ms, Host, ReplConfig};
 
+/// How long a goodbye waits for the peer to close its side.
+const GOODBYE_WAIT: Duration = Duration::from_millis(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN_MS: u64 = 100;
 const BACKOFF_MAX_MS: u64 = 2_000;
@@ -70,6 +72,10 @@ pub async fn run(
     );
     let mut backoff_ms = BACKOFF_MIN_MS;
     loop {
+        let closing = *host.closing.borrow();
+        if closing {
+            return;
+        }
         let result = link(peer, &addr, &config, &host, &status).await;
         let (state, err) = match &result {
             Err(LinkError::Refused(reason)) => (LinkState::Refused, reason.clone()),
@@ -234,9 +240,10 @@ async fn link(
     // Acknowledgements come back on the same connection.
     host.view.lock().reconnected(peer);
     host.heard(peer);
-    let acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone()));
+    let mut acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone()));
 
     let mut members_sent = None;
+    let mut closing = host.closing.subscribe();
     let mut synced = host.synced.subscribe();
     let mut upto_lsn = from.saturating_sub(1);
     let mut announced_lsn = upto_lsn;
@@ -288,10 +295,23 @@ async fn link(
             }
             // Caught up: wait for new synced records, or heartbeat. Records
             // the peer already had still move its position, so announce it.
-            let heartbeat_due = match tokio::time::timeout(heartbeat, synced.changed()).await {
-                Ok(Ok(())) => upto_lsn > announced_lsn,
-                Ok(Err(_)) => return Ok(()),
-                Err(_) => true,
+            let heartbeat_due = tokio::select! {
+                changed = tokio::time::timeout(heartbeat, synced.changed()) => match changed {
+                    Ok(Ok(())) => upto_lsn > announced_lsn,
+                    Ok(Err(_)) => return Ok(()),
+                    Err(_) => true,
+                },
+                _ = async { closing.wait_for(|c| *c).await.is_ok() } => {
+                    write_msg(&mut wr, &Msg::Goodbye).await?;
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
+                    // Closing with acknowledgements unread would reset the
+                    // connection, and a reset can discard the goodbye before
+                    // the peer reads it: read until the peer closes.
+                    let _ = tokio::time::timeout(GOODBYE_WAIT, &mut acks).await;
+                    host.goodbyes_sent.fetch_add(1, std::sync::atomic::Ordering::Release);
+                    tracing::info!(%peer, "told the peer this region is shutting down");
+                    return Ok(());
+                }
             };
             if heartbeat_due {
                 let hlc = host.store.lock().db().clock().0;

@@ -95,6 +95,9 @@ pub enum Msg {
     /// Dialer → acceptor, after the handshake and after each change: the
     /// dialer's copy of the cluster membership. Never acknowledged.
     Members(meridian_cluster::Membership),
+    /// Dialer → acceptor when the dialer shuts down cleanly: count it down
+    /// now rather than when the failure detector notices.
+    Goodbye,
 }
 
 mod serde_bytes_vec {

@@ -64,6 +64,20 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
         out.push(count_error(ctx, poisoned_error()));
         return;
     }
+    if spec.flags.write
+        && ctx
+            .shared
+            .closing
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
+        out.push(count_error(
+            ctx,
+            Frame::error(
+                "ERR this region is shutting down: writes are refused; send them to another region",
+            ),
+        ));
+        return;
+    }
     if let Some(refusal) = policy_refusal(ctx, spec, &args) {
         out.push(count_error(ctx, refusal));
         return;

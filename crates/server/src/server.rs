@@ -154,6 +154,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         acl: parking_lot::RwLock::new(acl),
         acl_log: Mutex::new(Default::default()),
         protected_mode: std::sync::atomic::AtomicBool::new(config.protected_mode),
+        closing: std::sync::atomic::AtomicBool::new(false),
         policies: parking_lot::RwLock::new(Arc::new(config.policies.clone())),
         admin_token: parking_lot::RwLock::new(config.admin_token.clone()),
         config,
@@ -217,6 +218,14 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         _ = shutdown_signal() => tracing::info!("shutdown requested by signal"),
         _ = shared.shutdown.notified() => tracing::info!("shutdown requested by SHUTDOWN"),
     }
+    // The client listener is closed (the accept loop ended). Peers hear it
+    // from us rather than from their failure detectors, then the log is
+    // made durable with writes refused from then on.
+    *shared.readiness.lock() = Readiness::ShuttingDown;
+    shared
+        .host
+        .close_links(&shared.repl, Duration::from_millis(500))
+        .await;
     shutdown(&shared);
     Ok(())
 }
@@ -268,8 +277,13 @@ fn shared_peers(config: &Config) -> String {
         .join(",")
 }
 
-/// Makes everything durable before the process exits.
+/// Makes everything durable before the process exits. Writes are refused
+/// from the moment the flag is set; any batch that committed before holds
+/// the store lock until it is done, so the sync below covers it.
 fn shutdown(shared: &Shared) {
+    shared
+        .closing
+        .store(true, std::sync::atomic::Ordering::Release);
     let mut store = shared.store.lock();
     match store.sync() {
         Ok(lsn) => tracing::info!(synced_lsn = lsn, "op log synced; exiting"),

@@ -50,6 +50,8 @@ pub enum Readiness {
     Recovering,
     Ready,
     Poisoned(String),
+    /// SIGTERM or SHUTDOWN: load balancers should stop sending clients.
+    ShuttingDown,
 }
 
 pub struct Shared {
@@ -70,6 +72,8 @@ pub struct Shared {
     pub acl: parking_lot::RwLock<crate::acl::Acl>,
     /// Recent refusals for `ACL LOG`.
     pub acl_log: Mutex<crate::acl::AclLog>,
+    /// Set at shutdown, just before the final sync: writes are refused.
+    pub closing: AtomicBool,
     /// `--protected-mode`, changeable by `CONFIG SET protected-mode`.
     pub protected_mode: AtomicBool,
     /// Keyspace policies in force: `--policy` at start, then reloads and

@@ -96,6 +96,7 @@ pub fn status_json(shared: &Shared) -> Value {
         Readiness::Ready => (true, None),
         Readiness::Recovering => (false, Some("recovering".to_string())),
         Readiness::Poisoned(r) => (false, Some(r.clone())),
+        Readiness::ShuttingDown => (false, Some("shutting down".to_string())),
     };
     let mut regions = vec![json!({
         "id": v.region,
@@ -257,6 +258,9 @@ pub fn not_ready_reason(shared: &Shared) -> Option<(&'static str, String)> {
     match &*shared.readiness.lock() {
         Readiness::Recovering => return Some(("recovering", "replaying the op log".into())),
         Readiness::Poisoned(r) => return Some(("poisoned", r.clone())),
+        Readiness::ShuttingDown => {
+            return Some(("shutting-down", "the region is shutting down".into()))
+        }
         Readiness::Ready => {}
     }
     if shared.config.witness {

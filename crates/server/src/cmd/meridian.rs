@@ -115,6 +115,7 @@ pub fn state(shared: &Shared) -> &'static str {
         Readiness::Ready => "writable",
         Readiness::Recovering => "recovering",
         Readiness::Poisoned(_) => "poisoned",
+        Readiness::ShuttingDown => "shutting-down",
     }
 }
 
