@@ -540,7 +540,70 @@ pub struct Entry {
     extra: Option<Box<Extra>>,
 }
 
+impl Value {
+    /// Puts every collection's elements in key order and every set of tags
+    /// in tag order: the order elements arrived in is not part of a state.
+    fn canonicalize(&mut self) {
+        fn presence(p: &mut Presence) {
+            p.0.sort();
+        }
+        match self {
+            Value::Str(_) => {}
+            Value::Hash(h) => {
+                h.fields.live.sort_keys();
+                h.fields.graves.sort_keys();
+            }
+            Value::Set(set) => {
+                set.members.live.sort_keys();
+                set.members.graves.sort_keys();
+                for p in set
+                    .members
+                    .live
+                    .values_mut()
+                    .chain(set.members.graves.values_mut())
+                {
+                    presence(p);
+                }
+            }
+            Value::ZSet(z) => {
+                z.members.live.sort_keys();
+                z.members.graves.sort_keys();
+                for m in z
+                    .members
+                    .live
+                    .values_mut()
+                    .chain(z.members.graves.values_mut())
+                {
+                    presence(&mut m.adds);
+                }
+            }
+        }
+    }
+}
+
 impl Entry {
+    /// This state in a canonical form: equal states (`==`) encode to the
+    /// same bytes whatever order their elements arrived in, so digests of
+    /// converged regions agree (anti-entropy compares them). Borrowed when
+    /// the entry is a plain string, whose encoding has no order to fix.
+    pub fn canonical(&self) -> std::borrow::Cow<'_, Entry> {
+        if matches!(self.value, Value::Str(_)) && self.extra.is_none() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut e = self.clone();
+        e.value.canonicalize();
+        if let Some(extra) = e.extra.as_mut() {
+            extra
+                .ttl
+                .sort_by(|a, b| (a.tag, a.deadline_ms).cmp(&(b.tag, b.deadline_ms)));
+            for v in &mut extra.shadows {
+                v.canonicalize();
+            }
+            extra.shadows.sort_by_key(|v| v.kind());
+        }
+        std::borrow::Cow::Owned(e)
+    }
+
     pub fn new(kind: Kind) -> Entry {
         Entry {
             value: Value::empty(kind),

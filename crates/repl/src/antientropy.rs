@@ -131,10 +131,13 @@ pub fn key_hash(key: &[u8]) -> u64 {
     mix(fnv(0xcbf29ce484222325, key))
 }
 
-/// A key's digest: its name and its whole encoded state.
+/// A key's digest: its name and its whole state, encoded canonically so
+/// that regions holding the same state agree whatever order its elements
+/// arrived in.
 pub fn key_digest(key: &[u8], entry: &Entry, scratch: &mut Vec<u8>) -> u64 {
     scratch.clear();
-    let encoded = postcard::to_extend(entry, std::mem::take(scratch)).unwrap_or_default();
+    let encoded =
+        postcard::to_extend(&*entry.canonical(), std::mem::take(scratch)).unwrap_or_default();
     let h = fnv(
         fnv(0x84222325cbf29ce4, &(key.len() as u64).to_le_bytes()),
         key,
