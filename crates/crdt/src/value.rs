@@ -593,9 +593,7 @@ impl Entry {
         let mut e = self.clone();
         e.value.canonicalize();
         if let Some(extra) = e.extra.as_mut() {
-            extra
-                .ttl
-                .sort_by(|a, b| (a.tag, a.deadline_ms).cmp(&(b.tag, b.deadline_ms)));
+            extra.ttl.sort_by_key(|t| (t.tag, t.deadline_ms));
             for v in &mut extra.shadows {
                 v.canonicalize();
             }
