@@ -63,7 +63,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(recovery.records, expected.payloads.len() as u64);
     assert_eq!(recovery.next_lsn, expected.payloads.len() as u64 + 1);
     let file_len = std::fs::metadata(&path).expect("segment still there").len();
-    assert_eq!(file_len, expected.valid_end as u64, "torn tail cut elsewhere");
+    assert_eq!(
+        file_len, expected.valid_end as u64,
+        "torn tail cut elsewhere"
+    );
     assert_eq!(recovery.torn_tail.is_some(), expected.damaged);
 
     let mut read = Vec::new();
@@ -106,7 +109,10 @@ fn repair(segment: &mut [u8], renumber: bool) {
         if renumber {
             segment[at + 8..at + 16].copy_from_slice(&lsn.to_le_bytes());
         }
-        let crc = record_crc(&segment[at + 8..at + 16], &segment[at + RECORD_HEADER_BYTES..end]);
+        let crc = record_crc(
+            &segment[at + 8..at + 16],
+            &segment[at + RECORD_HEADER_BYTES..end],
+        );
         segment[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
         lsn += 1;
         at = end;

@@ -57,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
     let (first, first_meta) = save(store);
     let reloaded = open(dir.path()).expect("a saved snapshot loads");
     let (second, second_meta) = save(reloaded);
-    assert_eq!(first_meta, second_meta, "reloading changed the region's metadata");
+    assert_eq!(
+        first_meta, second_meta,
+        "reloading changed the region's metadata"
+    );
     assert_eq!(first, second, "saving a loaded snapshot is not a fixpoint");
 });
 
@@ -77,7 +80,10 @@ fn save(mut store: Store) -> (Vec<u8>, String) {
         store.db().clock()
     );
     let info = store.snapshot().expect("a loaded store snapshots");
-    (std::fs::read(info.path).expect("saved snapshot reads"), meta)
+    (
+        std::fs::read(info.path).expect("saved snapshot reads"),
+        meta,
+    )
 }
 
 /// The LSN the trailer declares, or 0 when the file is too short for one.
