@@ -11,7 +11,9 @@
 //! decode and re-encode to the same bytes.
 //!
 //! Input layout: byte 0 holds flags (bit 0: repair checksums, bit 1:
-//! renumber LSNs from 1); the rest is the segment file. Repairing rewrites
+//! renumber LSNs from 1, bit 2: seal the segment by adding a newer, empty
+//! one after it, so that damage must be refused rather than cut off as a
+//! torn tail); the rest is the segment file. Repairing rewrites
 //! the header crc and each record's crc (and LSN) for as long as record
 //! lengths fit, so mutations reach the record and op decoders instead of
 //! stopping at a checksum.
@@ -42,11 +44,24 @@ fuzz_target!(|data: &[u8]| {
     let path = dir.path().join(SEGMENT_NAME);
     std::fs::write(&path, &segment).expect("segment written");
 
+    let expected = reference_records(&segment);
+    // A newer (empty) segment seals the fuzzed one: damage in it can no
+    // longer pass for a torn tail.
+    // (A sealed segment always holds a record: segments roll only then.)
+    let sealed = flags & 4 == 4 && expected.as_ref().is_some_and(|e| !e.payloads.is_empty());
+    if let (true, Some(expected)) = (sealed, &expected) {
+        let next_lsn = expected.payloads.len() as u64 + 1;
+        std::fs::write(
+            dir.path().join(format!("seg-{next_lsn:020}.log")),
+            segment_header(next_lsn),
+        )
+        .expect("sealing segment written");
+    }
+
     let opts = LogOptions {
         fsync: FsyncPolicy::No,
         ..LogOptions::default()
     };
-    let expected = reference_records(&segment);
     let (log, recovery) = match Log::open(dir.path(), opts) {
         Ok(opened) => opened,
         Err(LogError::Corrupt { .. }) => {
@@ -59,6 +74,10 @@ fuzz_target!(|data: &[u8]| {
         Err(other) => panic!("opening a damaged log must fail as Corrupt, not {other}"),
     };
     let expected = expected.expect("the log opened, so its header is valid");
+    assert!(
+        !(sealed && expected.damaged),
+        "damage in a sealed segment was cut off as a torn tail"
+    );
 
     assert_eq!(recovery.records, expected.payloads.len() as u64);
     assert_eq!(recovery.next_lsn, expected.payloads.len() as u64 + 1);
@@ -128,6 +147,16 @@ fn record_end(segment: &[u8], at: usize) -> Option<usize> {
     }
     let end = at + RECORD_HEADER_BYTES + len as usize;
     (end <= segment.len()).then_some(end)
+}
+
+/// A valid header for a segment whose first record is `first_lsn`.
+fn segment_header(first_lsn: u64) -> Vec<u8> {
+    let mut header = MAGIC.to_vec();
+    header.extend_from_slice(&1u32.to_le_bytes());
+    header.extend_from_slice(&first_lsn.to_le_bytes());
+    let crc = crc32c::crc32c(&header);
+    header.extend_from_slice(&crc.to_le_bytes());
+    header
 }
 
 fn record_crc(lsn: &[u8], payload: &[u8]) -> u32 {

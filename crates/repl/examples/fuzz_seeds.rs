@@ -22,6 +22,8 @@ const REGION: &str = "fuzz";
 const REPAIR: u8 = 1;
 /// `log_record` header flag, with `REPAIR`: renumber LSNs from 1.
 const RENUMBER: u8 = 2;
+/// `log_record` header flag: add a newer segment, sealing the fuzzed one.
+const SEAL: u8 = 4;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -119,6 +121,13 @@ fn log_record_seeds(dir: &Path, segment: &[u8], records: &[Vec<u8>]) -> Result<(
         if i % 4 == 1 {
             write_seed(dir, &format!("prefix-{i:02}"), &[0], &segment[..end])?;
             write_seed(dir, &format!("torn-{i:02}"), &[0], &segment[..end - 3])?;
+            write_seed(dir, &format!("sealed-{i:02}"), &[SEAL], &segment[..end])?;
+            write_seed(
+                dir,
+                &format!("sealed-torn-{i:02}"),
+                &[SEAL],
+                &segment[..end - 3],
+            )?;
         }
         let mut single = segment[..HEADER].to_vec();
         single.extend_from_slice(&segment[end - 16 - record.len()..end]);
