@@ -594,6 +594,11 @@ fn load_snapshot(
         lsn,
         reason,
     };
+    // Replay starts at the LSN after the snapshot's. No log reaches
+    // u64::MAX, so only damage puts a snapshot there.
+    if lsn == u64::MAX {
+        return Err(bad("lsn u64::MAX leaves no lsn to replay from".into()));
+    }
     let (header, mut rest): (SnapshotHeader, &[u8]) =
         postcard::take_from_bytes(content).map_err(|e| bad(e.to_string()))?;
     if header.version != SNAPSHOT_FORMAT_VERSION {
@@ -636,24 +641,51 @@ mod tests {
     /// aborting the process instead of refusing the snapshot.
     #[test]
     fn snapshot_declaring_more_keys_than_it_holds_is_refused_without_reserving_them() {
-        let dir = tempfile::tempdir().unwrap();
         let region = RegionId::new("fuzz").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_empty_snapshot(dir.path(), region, 1, u64::MAX);
+        match open(dir.path(), region) {
+            Err(StoreError::BadSnapshot { lsn: 1, .. }) => {}
+            Err(other) => panic!("expected BadSnapshot, got {other}"),
+            Ok(_) => panic!("a snapshot missing its keys loaded"),
+        }
+    }
+
+    /// Found by the `snapshot_load` fuzz target: replay starts at the LSN
+    /// after the snapshot's, which overflowed for a snapshot at `u64::MAX`
+    /// (a panic in debug builds, replaying the whole log over the snapshot
+    /// in release builds). No log reaches that LSN, so only damage puts a
+    /// snapshot there.
+    #[test]
+    fn snapshot_at_the_last_possible_lsn_is_refused() {
+        let region = RegionId::new("fuzz").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_empty_snapshot(dir.path(), region, u64::MAX, 0);
+        match open(dir.path(), region) {
+            Err(StoreError::BadSnapshot { lsn: u64::MAX, .. }) => {}
+            Err(other) => panic!("expected BadSnapshot, got {other}"),
+            Ok(_) => panic!("a snapshot at lsn u64::MAX loaded"),
+        }
+    }
+
+    /// A snapshot file at `lsn` whose header declares `keys` keys and
+    /// which holds none.
+    fn write_empty_snapshot(dir: &Path, region: RegionId, lsn: u64, keys: u64) {
         let header = SnapshotHeader {
             version: SNAPSHOT_FORMAT_VERSION,
             region,
             seq: 0,
             vv: VersionVector::new(),
             clock: Hlc(0),
-            keys: u64::MAX,
+            keys,
         };
         let content = postcard::to_stdvec(&header).unwrap();
-        write_snapshot(dir.path(), 1, |w: &mut dyn Write| w.write_all(&content)).unwrap();
-        let mut opts = StoreOptions::new(dir.path(), region);
+        write_snapshot(dir, lsn, |w: &mut dyn Write| w.write_all(&content)).unwrap();
+    }
+
+    fn open(dir: &Path, region: RegionId) -> Result<(Store, OpenReport), StoreError> {
+        let mut opts = StoreOptions::new(dir, region);
         opts.fsync = FsyncPolicy::No;
-        match Store::open(opts) {
-            Err(StoreError::BadSnapshot { lsn: 1, .. }) => {}
-            Err(other) => panic!("expected BadSnapshot, got {other}"),
-            Ok(_) => panic!("a snapshot missing its keys loaded"),
-        }
+        Store::open(opts)
     }
 }
