@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::db::{NotReady, RemoteApply};
 use crate::journal::{Journal, JournalEntry};
+use meridian_crdt::vv::SEQ_MAX;
 use meridian_crdt::{Blob, Entry, Hlc, Op, RegionId, VersionVector};
 use meridian_log::{
     load_latest_snapshot, write_snapshot, FsyncPolicy, Log, LogError, LogOptions, PendingSync,
@@ -614,6 +615,16 @@ fn load_snapshot(
     // The count comes from the file: reserve no more keys than the content
     // could hold (each takes at least one byte), so a damaged count is
     // refused below instead of reserving memory for it.
+    // A dot holds 48 bits of sequence number; a larger one in the file
+    // would make this region's next write reuse a truncated dot.
+    if let Some((r, seq)) = std::iter::once((header.region, header.seq))
+        .chain(header.vv.iter())
+        .find(|&(_, seq)| seq > SEQ_MAX)
+    {
+        return Err(bad(format!(
+            "sequence number {seq} of region {r} exceeds the maximum {SEQ_MAX}"
+        )));
+    }
     db.reserve(header.keys.min(rest.len() as u64) as usize);
     for _ in 0..header.keys {
         let ((key, entry), next): ((Blob, Entry), &[u8]) =
@@ -668,6 +679,34 @@ mod tests {
         }
     }
 
+    /// Found by the `snapshot_load` fuzz target: a snapshot whose sequence
+    /// number (or a version vector entry) lies beyond the 48 bits a dot
+    /// holds loaded, and the region's next write then hit a debug assertion
+    /// (in release builds: a dot truncated to one already issued).
+    #[test]
+    fn snapshot_with_a_sequence_number_beyond_a_dot_is_refused() {
+        let region = RegionId::new("fuzz").unwrap();
+        let mut beyond = VersionVector::new();
+        beyond.set(region, SEQ_MAX + 1);
+        for (seq, vv) in [(SEQ_MAX + 1, VersionVector::new()), (0, beyond)] {
+            let dir = tempfile::tempdir().unwrap();
+            let header = SnapshotHeader {
+                version: SNAPSHOT_FORMAT_VERSION,
+                region,
+                seq,
+                vv,
+                clock: Hlc(0),
+                keys: 0,
+            };
+            write_header_only(dir.path(), 1, &header);
+            match open(dir.path(), region) {
+                Err(StoreError::BadSnapshot { lsn: 1, .. }) => {}
+                Err(other) => panic!("expected BadSnapshot, got {other}"),
+                Ok(_) => panic!("a snapshot with seq {seq} loaded"),
+            }
+        }
+    }
+
     /// A snapshot file at `lsn` whose header declares `keys` keys and
     /// which holds none.
     fn write_empty_snapshot(dir: &Path, region: RegionId, lsn: u64, keys: u64) {
@@ -679,7 +718,11 @@ mod tests {
             clock: Hlc(0),
             keys,
         };
-        let content = postcard::to_stdvec(&header).unwrap();
+        write_header_only(dir, lsn, &header);
+    }
+
+    fn write_header_only(dir: &Path, lsn: u64, header: &SnapshotHeader) {
+        let content = postcard::to_stdvec(header).unwrap();
         write_snapshot(dir, lsn, |w: &mut dyn Write| w.write_all(&content)).unwrap();
     }
 
