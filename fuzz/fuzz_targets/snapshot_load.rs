@@ -8,7 +8,8 @@
 //! never a huge allocation from a count or length in the file), and that a
 //! snapshot that loads is a fixpoint after one save: saving the loaded
 //! state, loading that and saving again gives the same bytes and the same
-//! sequence number, version vector and clock.
+//! sequence number, version vector and clock, after which a write commits
+//! with the next sequence number.
 //!
 //! Input layout: byte 0 holds flags (bit 0: repair the trailer); the rest is
 //! the snapshot file. The file is named after the LSN its trailer declares.
@@ -21,7 +22,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use meridian_crdt::RegionId;
+use meridian_crdt::{Blob, RegionId};
 use meridian_log::{snapshot_path, FsyncPolicy, LogError, SNAPSHOT_TRAILER_BYTES};
 use meridian_store::{Store, StoreError, StoreOptions};
 
@@ -56,12 +57,22 @@ fuzz_target!(|data: &[u8]| {
     std::fs::remove_file(snapshot_path(dir.path(), lsn)).expect("fuzzed snapshot removed");
     let (first, first_meta) = save(store);
     let reloaded = open(dir.path()).expect("a saved snapshot loads");
+    let loaded_seq = reloaded.db().seq();
     let (second, second_meta) = save(reloaded);
     assert_eq!(
         first_meta, second_meta,
         "reloading changed the region's metadata"
     );
     assert_eq!(first, second, "saving a loaded snapshot is not a fixpoint");
+
+    // The region carries on from the loaded state: its next write takes the
+    // next sequence number.
+    let mut store = open(dir.path()).expect("a saved snapshot loads again");
+    store
+        .db_mut()
+        .set_string(b"after-load", Blob::from("x"), false);
+    store.commit().expect("a write after loading commits");
+    assert_eq!(store.db().seq(), loaded_seq + 1);
 });
 
 fn open(dir: &Path) -> Result<Store, StoreError> {
