@@ -14,6 +14,8 @@ pub const MAGIC: [u8; 4] = *b"MRDN";
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Largest frame accepted (a batch of ops is cut well below this).
 pub const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// A frame's buffer starts at most this large and grows as its bytes arrive.
+pub const FRAME_PREALLOC_BYTES: usize = 64 * 1024;
 /// A batch of ops stops growing at this many bytes…
 pub const BATCH_MAX_BYTES: usize = 1024 * 1024;
 /// …or this many ops.
@@ -162,8 +164,13 @@ pub async fn read_msg<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<(Msg, usize)
     if len > FRAME_MAX_BYTES {
         return Err(WireError::TooBig(len));
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).await?;
+    // The buffer grows as the payload arrives: a header alone, from a peer
+    // that may not have authenticated yet, must not pin `len` bytes.
+    let mut payload = Vec::with_capacity(len.min(FRAME_PREALLOC_BYTES));
+    (&mut *r).take(len as u64).read_to_end(&mut payload).await?;
+    if payload.len() < len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     if crc32c::crc32c(&payload) != crc {
         return Err(WireError::Checksum);
     }
@@ -202,5 +209,50 @@ mod tests {
             read_msg(&mut &b""[..]).await,
             Err(WireError::Closed)
         ));
+    }
+
+    /// Found by the `repl_frame` fuzz target: eight bytes declaring a frame
+    /// of tens of MiB made the reader allocate the whole frame before any of
+    /// it arrived, so a peer that has not even authenticated could pin
+    /// `FRAME_MAX_BYTES` per connection. The buffer must grow with the bytes.
+    #[tokio::test]
+    async fn a_frame_header_alone_does_not_reserve_the_declared_length() {
+        let mut stream = (FRAME_MAX_BYTES as u32).to_le_bytes().to_vec();
+        stream.extend_from_slice(&[0; 4]);
+        stream.extend_from_slice(b"only a few payload bytes");
+        let mut reader = OfferedBytes {
+            rest: &stream,
+            offered_max_bytes: 0,
+        };
+        assert!(matches!(
+            read_msg(&mut reader).await,
+            Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof
+        ));
+        assert!(
+            reader.offered_max_bytes <= FRAME_PREALLOC_BYTES,
+            "the reader offered a buffer of {} bytes",
+            reader.offered_max_bytes
+        );
+    }
+
+    /// Serves `rest` and records the largest buffer it was asked to fill.
+    struct OfferedBytes<'a> {
+        rest: &'a [u8],
+        offered_max_bytes: usize,
+    }
+
+    impl tokio::io::AsyncRead for OfferedBytes<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            self.offered_max_bytes = self.offered_max_bytes.max(buf.remaining());
+            let take = self.rest.len().min(buf.remaining());
+            let (now, later) = self.rest.split_at(take);
+            buf.put_slice(now);
+            self.rest = later;
+            std::task::Poll::Ready(Ok(()))
+        }
     }
 }

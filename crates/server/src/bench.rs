@@ -71,6 +71,10 @@ pub enum BenchCommand {
     /// Replication lag, local write latency (three regions vs. one) and bytes
     /// per replicated op, under a steady write load through emulated WAN links.
     Replication(ReplicationArgs),
+    /// Anti-entropy after a partition: N keys, a share changed on each side
+    /// while the logs are compacted, then heal time and bytes moved against
+    /// the diverged payload.
+    Antientropy(crate::bench_ae::AntientropyArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -98,6 +102,7 @@ pub struct ReplicationArgs {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Replication(args) => replication(args).await,
+        BenchCommand::Antientropy(args) => crate::bench_ae::run(args).await,
     }
 }
 

@@ -375,10 +375,35 @@ async fn spawn_region(
 /// `GET path` on a region's admin port, parsed as JSON. HTTP/1.0, so the
 /// server closes the connection after an unchunked body.
 pub async fn http_get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    let body = http_get_body(addr, path).await?;
+    serde_json::from_slice(&body)
+        .with_context(|| format!("GET http://{addr}{path}: body is not JSON"))
+}
+
+/// `GET path` on a region's admin port, as text (`/metrics`).
+pub async fn http_get_text(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    Ok(String::from_utf8_lossy(&http_get_body(addr, path).await?).into_owned())
+}
+
+/// `POST path` (no body) on a region's admin port, parsed as JSON.
+pub async fn http_post_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    let body = http_body(addr, "POST", path).await?;
+    serde_json::from_slice(&body)
+        .with_context(|| format!("POST http://{addr}{path}: body is not JSON"))
+}
+
+async fn http_get_body(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
+    http_body(addr, "GET", path).await
+}
+
+async fn http_body(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Vec<u8>> {
     let fetch = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .write_all(
+                format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n")
+                    .as_bytes(),
+            )
             .await?;
         let mut response = Vec::new();
         stream
@@ -389,19 +414,18 @@ pub async fn http_get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value
     };
     let response = tokio::time::timeout(HTTP_TIMEOUT, fetch)
         .await
-        .map_err(|_| anyhow!("GET http://{addr}{path}: no answer within {HTTP_TIMEOUT:?}"))?
-        .with_context(|| format!("GET http://{addr}{path}"))?;
+        .map_err(|_| anyhow!("{method} http://{addr}{path}: no answer within {HTTP_TIMEOUT:?}"))?
+        .with_context(|| format!("{method} http://{addr}{path}"))?;
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("GET http://{addr}{path}: truncated response"))?;
+        .ok_or_else(|| anyhow!("{method} http://{addr}{path}: truncated response"))?;
     let head = String::from_utf8_lossy(&response[..split]);
     let status_line = head.lines().next().unwrap_or_default();
     if status_line.split_whitespace().nth(1) != Some("200") {
-        bail!("GET http://{addr}{path}: {status_line}");
+        bail!("{method} http://{addr}{path}: {status_line}");
     }
-    serde_json::from_slice(&response[split + 4..])
-        .with_context(|| format!("GET http://{addr}{path}: body is not JSON"))
+    Ok(response[split + 4..].to_vec())
 }
 
 /// Percent-encodes a query value (keys in the tools are plain ASCII, but

@@ -25,6 +25,7 @@
 pub mod acl;
 pub mod admin;
 pub mod bench;
+pub mod bench_ae;
 pub mod client;
 pub mod cluster;
 pub mod cmd;

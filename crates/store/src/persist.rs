@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::db::{NotReady, RemoteApply};
 use crate::journal::{Journal, JournalEntry};
+use meridian_crdt::vv::SEQ_MAX;
 use meridian_crdt::{Blob, Entry, Hlc, Op, RegionId, VersionVector};
 use meridian_log::{
     load_latest_snapshot, write_snapshot, FsyncPolicy, Log, LogError, LogOptions, PendingSync,
@@ -606,6 +607,11 @@ fn load_snapshot(
         lsn,
         reason,
     };
+    // Replay starts at the LSN after the snapshot's. No log reaches
+    // u64::MAX, so only damage puts a snapshot there.
+    if lsn == u64::MAX {
+        return Err(bad("lsn u64::MAX leaves no lsn to replay from".into()));
+    }
     let (header, mut rest): (SnapshotHeader, &[u8]) =
         postcard::take_from_bytes(content).map_err(|e| bad(e.to_string()))?;
     if header.version != SNAPSHOT_FORMAT_VERSION {
@@ -618,7 +624,20 @@ fn load_snapshot(
             expected: region.to_string(),
         });
     }
-    db.reserve(header.keys as usize);
+    // The count comes from the file: reserve no more keys than the content
+    // could hold (each takes at least one byte), so a damaged count is
+    // refused below instead of reserving memory for it.
+    // A dot holds 48 bits of sequence number; a larger one in the file
+    // would make this region's next write reuse a truncated dot.
+    if let Some((r, seq)) = std::iter::once((header.region, header.seq))
+        .chain(header.vv.iter())
+        .find(|&(_, seq)| seq > SEQ_MAX)
+    {
+        return Err(bad(format!(
+            "sequence number {seq} of region {r} exceeds the maximum {SEQ_MAX}"
+        )));
+    }
+    db.reserve(header.keys.min(rest.len() as u64) as usize);
     for _ in 0..header.keys {
         let ((key, entry), next): ((Blob, Entry), &[u8]) =
             postcard::take_from_bytes(rest).map_err(|e| bad(e.to_string()))?;
@@ -633,4 +652,95 @@ fn load_snapshot(
     }
     db.restore_meta(header.seq, header.vv, header.clock);
     Ok(header.keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `snapshot_load` fuzz target: a snapshot whose content
+    /// checksum is valid but whose header declares far more keys than the
+    /// content holds made recovery reserve room for all of them up front,
+    /// aborting the process instead of refusing the snapshot.
+    #[test]
+    fn snapshot_declaring_more_keys_than_it_holds_is_refused_without_reserving_them() {
+        let region = RegionId::new("fuzz").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_empty_snapshot(dir.path(), region, 1, u64::MAX);
+        match open(dir.path(), region) {
+            Err(StoreError::BadSnapshot { lsn: 1, .. }) => {}
+            Err(other) => panic!("expected BadSnapshot, got {other}"),
+            Ok(_) => panic!("a snapshot missing its keys loaded"),
+        }
+    }
+
+    /// Found by the `snapshot_load` fuzz target: replay starts at the LSN
+    /// after the snapshot's, which overflowed for a snapshot at `u64::MAX`
+    /// (a panic in debug builds, replaying the whole log over the snapshot
+    /// in release builds). No log reaches that LSN, so only damage puts a
+    /// snapshot there.
+    #[test]
+    fn snapshot_at_the_last_possible_lsn_is_refused() {
+        let region = RegionId::new("fuzz").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_empty_snapshot(dir.path(), region, u64::MAX, 0);
+        match open(dir.path(), region) {
+            Err(StoreError::BadSnapshot { lsn: u64::MAX, .. }) => {}
+            Err(other) => panic!("expected BadSnapshot, got {other}"),
+            Ok(_) => panic!("a snapshot at lsn u64::MAX loaded"),
+        }
+    }
+
+    /// Found by the `snapshot_load` fuzz target: a snapshot whose sequence
+    /// number (or a version vector entry) lies beyond the 48 bits a dot
+    /// holds loaded, and the region's next write then hit a debug assertion
+    /// (in release builds: a dot truncated to one already issued).
+    #[test]
+    fn snapshot_with_a_sequence_number_beyond_a_dot_is_refused() {
+        let region = RegionId::new("fuzz").unwrap();
+        let mut beyond = VersionVector::new();
+        beyond.set(region, SEQ_MAX + 1);
+        for (seq, vv) in [(SEQ_MAX + 1, VersionVector::new()), (0, beyond)] {
+            let dir = tempfile::tempdir().unwrap();
+            let header = SnapshotHeader {
+                version: SNAPSHOT_FORMAT_VERSION,
+                region,
+                seq,
+                vv,
+                clock: Hlc(0),
+                keys: 0,
+            };
+            write_header_only(dir.path(), 1, &header);
+            match open(dir.path(), region) {
+                Err(StoreError::BadSnapshot { lsn: 1, .. }) => {}
+                Err(other) => panic!("expected BadSnapshot, got {other}"),
+                Ok(_) => panic!("a snapshot with seq {seq} loaded"),
+            }
+        }
+    }
+
+    /// A snapshot file at `lsn` whose header declares `keys` keys and
+    /// which holds none.
+    fn write_empty_snapshot(dir: &Path, region: RegionId, lsn: u64, keys: u64) {
+        let header = SnapshotHeader {
+            version: SNAPSHOT_FORMAT_VERSION,
+            region,
+            seq: 0,
+            vv: VersionVector::new(),
+            clock: Hlc(0),
+            keys,
+        };
+        write_header_only(dir, lsn, &header);
+    }
+
+    fn write_header_only(dir: &Path, lsn: u64, header: &SnapshotHeader) {
+        let content = postcard::to_stdvec(header).unwrap();
+        write_snapshot(dir, lsn, |w: &mut dyn Write| w.write_all(&content)).unwrap();
+    }
+
+    fn open(dir: &Path, region: RegionId) -> Result<(Store, OpenReport), StoreError> {
+        let mut opts = StoreOptions::new(dir, region);
+        opts.fsync = FsyncPolicy::No;
+        Store::open(opts)
+    }
 }
