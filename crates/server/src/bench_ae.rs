@@ -50,10 +50,19 @@ pub async fn run(args: AntientropyArgs) -> anyhow::Result<()> {
         links: Vec::new(),
         default_link: LinkConditions::wan(args.delay_ms),
         seed: 7,
-        serve_args: ["--fsync", "no", "--repl-backlog-ops", BACKLOG_OPS]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        // Small segments, so compaction can drop what the backlog does not
+        // keep.
+        serve_args: [
+            "--fsync",
+            "no",
+            "--repl-backlog-ops",
+            BACKLOG_OPS,
+            "--log-segment-max-bytes",
+            "4096",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         log_filter: "warn".into(),
         work_dir_prefix: "meridian-bench-ae".into(),
     };
