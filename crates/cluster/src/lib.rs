@@ -5,11 +5,17 @@
 //! - [`detector`]: phi-accrual failure detector per peer.
 //! - [`view`]: reachability, majority, the quorum lease and the epoch.
 //! - [`policy`]: keyspace policies and what they allow a write right now.
+//! - [`election`]: terms, votes and the lease of the elected primary of
+//!   `primary` keyspaces.
 
 pub mod detector;
+pub mod election;
 pub mod policy;
 pub mod view;
 
 pub use detector::{Detector, Liveness, Thresholds};
-pub use policy::{Policies, Policy, PolicyError, WriteVerdict};
+pub use election::{
+    AcceptedWrites, Durable, Election, ElectionConfig, ElectionEvent, ElectionMsg, Role,
+};
+pub use policy::{Policies, Policy, PolicyError, PrimaryNow, WriteVerdict};
 pub use view::{Change, ClusterView, Partition, Transition, ViewConfig};

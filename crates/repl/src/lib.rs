@@ -11,6 +11,9 @@
 //! - [`status`]: link states and lag for status views and metrics.
 //! - [`antientropy`]: digest trees over the key space, and the session that
 //!   repairs a peer the retained log cannot serve by merging state.
+//! - [`election`]: the durable term file, the monotonic clock and the
+//!   locking around the elected primary's protocol, whose messages travel
+//!   dialer to acceptor on every link.
 //!
 //! Invariants:
 //! - A stream is a log in the sender's apply order, so every op arrives
@@ -23,6 +26,7 @@
 //! - Nothing here holds the store lock across a network wait.
 
 pub mod antientropy;
+pub mod election;
 pub mod handshake;
 pub mod receiver;
 pub mod sender;
@@ -30,6 +34,7 @@ pub mod status;
 pub mod wire;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,16 +74,32 @@ pub struct Host {
     /// Failure detection and the quorum lease; fed with every message a
     /// peer sends on either link.
     pub view: Arc<Mutex<meridian_cluster::ClusterView>>,
+    /// The elected primary's protocol; change it only through
+    /// [`Host::election_step`].
+    pub election: Arc<Mutex<meridian_cluster::Election>>,
+    /// Bumped when the election's term, role, primary or vote changed, so
+    /// senders tell their peers at once.
+    pub election_changed: Arc<watch::Sender<u64>>,
+    /// Where the election state is saved (`None`: not saved, in tests).
+    election_dir: Option<PathBuf>,
 }
 
 impl Host {
-    pub fn new(store: Arc<Mutex<Store>>, view: meridian_cluster::ClusterView) -> Host {
+    pub fn new(
+        store: Arc<Mutex<Store>>,
+        view: meridian_cluster::ClusterView,
+        election: meridian_cluster::Election,
+        election_dir: Option<PathBuf>,
+    ) -> Host {
         let synced = store.lock().log().synced_lsn();
         Host {
             store,
             synced: Arc::new(watch::channel(synced).0),
             applied: Arc::new(watch::channel(0).0),
             view: Arc::new(Mutex::new(view)),
+            election: Arc::new(Mutex::new(election)),
+            election_changed: Arc::new(watch::channel(0).0),
+            election_dir,
         }
     }
 

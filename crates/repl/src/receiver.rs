@@ -219,6 +219,10 @@ async fn stream_ops(
             continue;
         }
         let upto = match msg {
+            Msg::Election(m) => {
+                host.election_receive(peer, m);
+                continue;
+            }
             Msg::Ops { upto_lsn, records } => {
                 if config.witness {
                     return Err(format!("region {peer} sent ops to a witness"));

@@ -244,6 +244,16 @@ impl Config {
         if !(10..=60_000).contains(&heartbeat_ms) || lease_ms < 2 * heartbeat_ms {
             bail!("--heartbeat-ms must lie in 10..=60000 and --lease-ms be at least twice it");
         }
+        let primaries: std::collections::BTreeSet<_> = policies
+            .rules()
+            .filter_map(|(_, p)| match p {
+                meridian_cluster::Policy::Primary(r) => Some(*r),
+                _ => None,
+            })
+            .collect();
+        if primaries.len() > 1 {
+            bail!("--policy: every primary:REGION rule must name the same region (one primary is elected for the whole cluster), not {primaries:?}");
+        }
         if args.witness && policies.rules().next().is_some() {
             bail!("--policy has no meaning on a witness: it stores no keys");
         }

@@ -22,10 +22,14 @@ pub enum Fault {
     Crash,
     /// A region's wall clock is offset or jumps, forwards or backwards.
     Clock,
+    /// The region that believes it is the primary of `primary` keyspaces
+    /// is cut off: both ways, or only its outbound paths (it still hears
+    /// the others, so its quorum lease alone would not fence it).
+    IsolatePrimary,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::Delay,
         Fault::Dup,
         Fault::Drop,
@@ -33,6 +37,7 @@ impl Fault {
         Fault::OneWay,
         Fault::Crash,
         Fault::Clock,
+        Fault::IsolatePrimary,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +49,7 @@ impl Fault {
             Fault::OneWay => "oneway",
             Fault::Crash => "crash",
             Fault::Clock => "clock",
+            Fault::IsolatePrimary => "isolate-primary",
         }
     }
 
@@ -78,8 +84,8 @@ impl fmt::Display for Fault {
     }
 }
 
-/// A deliberate bug in the simulator's receiving side, switched on at run
-/// time to prove that the checkers catch a broken merge.
+/// A deliberate bug, switched on at run time to prove that the checkers
+/// catch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Breakage {
     None,
@@ -87,6 +93,11 @@ pub enum Breakage {
     /// is applied with its effects stripped: its dot counts as applied but
     /// its writes are lost, as a merge that silently drops data would.
     LoseRelayedEffects,
+    /// Elected primaries skip their leases (`ElectionConfig::
+    /// unsafe_skip_leases`): a new primary writes at once, and a primary
+    /// writes while it holds the wall-clock quorum lease even when nobody
+    /// follows it any more.
+    SkipPrimaryLeases,
 }
 
 impl Breakage {
@@ -94,8 +105,9 @@ impl Breakage {
         match s {
             "none" => Ok(Breakage::None),
             "lose-relayed-effects" => Ok(Breakage::LoseRelayedEffects),
+            "skip-primary-leases" => Ok(Breakage::SkipPrimaryLeases),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, skip-primary-leases)"
             )),
         }
     }
@@ -111,6 +123,8 @@ pub struct SimConfig {
     /// within this many ticks.
     pub heal_ticks_max: u64,
     pub faults: Vec<Fault>,
+    /// Chance per tick, in per mille, that a fault is injected.
+    pub fault_per_mille: u64,
     pub breakage: Breakage,
     /// Events kept for the trace printed with an anomaly.
     pub trace_keep: usize,
@@ -124,6 +138,7 @@ impl SimConfig {
             fault_ticks: 300,
             heal_ticks_max: 3_000,
             faults: Fault::ALL.to_vec(),
+            fault_per_mille: 40,
             breakage: Breakage::None,
             trace_keep: 40,
         }

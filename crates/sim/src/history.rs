@@ -51,7 +51,7 @@ pub enum Write {
         key: String,
     },
     /// Writes only the convergence checker judges (HSET, ZADD, TTLs,
-    /// `majority` keys).
+    /// `majority` and `primary` keys).
     Other {
         key: String,
         what: &'static str,
@@ -67,6 +67,8 @@ pub struct Recorded {
     pub ctx: VersionVector,
     pub write: Write,
     pub fate: Fate,
+    /// For a write to a `primary` key: the term the region accepted it in.
+    pub primary_term: Option<u64>,
 }
 
 impl Recorded {
@@ -83,7 +85,7 @@ impl Recorded {
 #[derive(Debug, Default)]
 pub struct History {
     pub ops: Vec<Recorded>,
-    /// Writes refused by a keyspace policy (`-FENCED`).
+    /// Writes refused by a keyspace policy (`-FENCED`, `-READONLY`).
     pub refused: u64,
 }
 

@@ -1,6 +1,8 @@
-//! One simulated region: a real [`Store`] in its own data directory and a
-//! real [`ClusterView`], with a wall clock that is the simulation's time
-//! plus this region's offset.
+//! One simulated region: a real [`Store`] in its own data directory, a
+//! real [`ClusterView`] and a real [`Election`], with a wall clock that is
+//! the simulation's time plus this region's offset. The election runs on
+//! the simulation's time itself, as the server runs it on a monotonic clock
+//! that offsets and jumps of the wall clock do not move.
 //!
 //! A crash is `kill -9`: the process's memory is gone, what it had handed to
 //! the OS survives. The op log keeps appended records in a userspace buffer
@@ -15,14 +17,20 @@
 
 use std::path::PathBuf;
 
-use meridian_cluster::{ClusterView, Thresholds, ViewConfig};
+use meridian_cluster::{
+    ClusterView, Durable, Election, ElectionConfig, ElectionEvent, Thresholds, ViewConfig,
+};
 use meridian_crdt::RegionId;
 use meridian_log::{FaultInjector, LogOptions, SEGMENT_MAX_BYTES_MIN};
 use meridian_store::{Store, StoreError, StoreOptions};
 
 /// The failure detector's expected heartbeat interval.
-pub const HEARTBEAT_MS: u64 = 250;
-pub const LEASE_MS: u64 = 1_500;
+pub const HEARTBEAT_MS: u64 = 100;
+/// Short enough that cuts of the fault phase outlast it and elections
+/// happen in most runs.
+pub const LEASE_MS: u64 = 1_000;
+/// Region `r0` is the primary of `primary` keyspaces in term 0.
+pub const INITIAL_PRIMARY: &str = "r0";
 
 pub struct SimRegion {
     pub id: RegionId,
@@ -32,6 +40,15 @@ pub struct SimRegion {
     pub store: Option<Store>,
     faults: FaultInjector,
     pub view: ClusterView,
+    pub election: Election,
+    /// The election's durable state as last saved (the server's file):
+    /// survives crashes.
+    pub election_saved: Option<Durable>,
+    /// Raised whenever the election's term, role, primary or vote changed,
+    /// so links send its state at once.
+    pub election_gen: u64,
+    incarnation: u64,
+    unsafe_skip_leases: bool,
     pub clock_offset_ms: i64,
     /// History indices of ops committed here and not yet flushed.
     pub pending: Vec<usize>,
@@ -45,6 +62,7 @@ impl SimRegion {
         dir: PathBuf,
         peers: Vec<RegionId>,
         now_ms: u64,
+        unsafe_skip_leases: bool,
     ) -> Result<SimRegion, StoreError> {
         let faults = FaultInjector::new();
         let store = open_store(&dir, id, &faults)?;
@@ -52,6 +70,11 @@ impl SimRegion {
             id,
             dir,
             view: new_view(id, &peers, now_ms),
+            election: new_election(id, &peers, None, 0, now_ms, unsafe_skip_leases),
+            election_saved: None,
+            election_gen: 0,
+            incarnation: 0,
+            unsafe_skip_leases,
             peers,
             store: Some(store),
             faults,
@@ -80,12 +103,42 @@ impl SimRegion {
         drop(self.store.take());
     }
 
-    /// Restarts from the data directory, as the server does after a crash.
-    pub fn restart(&mut self, now_ms: u64) -> Result<(), StoreError> {
+    /// Restarts from the data directory, as the server does after a crash;
+    /// the election starts from its saved state in a new incarnation.
+    pub fn restart(&mut self, now_ms: u64, sim_ms: u64) -> Result<(), StoreError> {
         self.faults.clear();
         self.store = Some(open_store(&self.dir, self.id, &self.faults)?);
         self.view = new_view(self.id, &self.peers, now_ms);
+        self.incarnation += 1;
+        self.election = new_election(
+            self.id,
+            &self.peers,
+            self.election_saved.clone(),
+            self.incarnation,
+            sim_ms,
+            self.unsafe_skip_leases,
+        );
+        self.election_gen += 1;
         Ok(())
+    }
+
+    /// Runs `f` on the election as `meridian_repl::Host::election_step`
+    /// does: what changed is saved before anything is sent.
+    pub fn election_step(
+        &mut self,
+        f: impl FnOnce(&mut Election) -> Vec<ElectionEvent>,
+    ) -> Vec<ElectionEvent> {
+        let e = &mut self.election;
+        let before = (e.term(), e.role(), e.primary(), e.durable().voted_for);
+        let out = f(e);
+        if let Some(d) = e.take_dirty() {
+            self.election_saved = Some(d);
+        }
+        let after = (e.term(), e.role(), e.primary(), e.durable().voted_for);
+        if before != after {
+            self.election_gen += 1;
+        }
+        out
     }
 
     /// A clean stop (flush, then drop) and a restart: recovery must rebuild
@@ -95,7 +148,7 @@ impl SimRegion {
             store.flush()?;
             store.sync()?;
         }
-        self.restart(now_ms)
+        self.restart(now_ms, now_ms)
     }
 }
 
@@ -108,6 +161,30 @@ fn open_store(dir: &PathBuf, id: RegionId, faults: &FaultInjector) -> Result<Sto
         ..LogOptions::default()
     };
     Ok(Store::open(opts)?.0)
+}
+
+fn new_election(
+    id: RegionId,
+    peers: &[RegionId],
+    saved: Option<Durable>,
+    incarnation: u64,
+    sim_ms: u64,
+    unsafe_skip_leases: bool,
+) -> Election {
+    Election::new(
+        ElectionConfig {
+            me: id,
+            peers: peers.to_vec(),
+            witness: false,
+            initial_primary: Some(RegionId::new(INITIAL_PRIMARY).expect("valid region id")),
+            lease_ms: LEASE_MS,
+            stagger_ms: 2 * HEARTBEAT_MS,
+            unsafe_skip_leases,
+        },
+        saved,
+        incarnation,
+        sim_ms,
+    )
 }
 
 fn new_view(id: RegionId, peers: &[RegionId], now_ms: u64) -> ClusterView {
