@@ -515,3 +515,67 @@ fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledg
         );
     }
 }
+
+#[test]
+fn witness_votes_so_two_data_regions_fail_over_their_primary() {
+    let cluster = Cluster::start_with(
+        &["ra", "rb", "rw"],
+        LinkConditions::wan(5),
+        &args("acct:*=primary:ra"),
+        6,
+        |name| {
+            let mut a: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
+            if name == "rw" {
+                a.push("--witness".into());
+            } else {
+                a.extend(["--policy".into(), "acct:*=primary:ra".into()]);
+            }
+            a
+        },
+    );
+    let (reply, _) = until(
+        &mut cluster.conn("ra"),
+        &["SET", "acct:1", "a"],
+        Duration::from_secs(10),
+        is_ok,
+    );
+    assert!(is_ok(&reply), "{reply:?}");
+    // The witness has no policies; it learns the primary from the others.
+    let (_, body) = http_get(cluster.regions[2].http, "/v1/status");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["election"]["primary"], "ra", "{status}");
+
+    cluster.mesh.partition("ra").unwrap();
+    let (reply, took) = until(
+        &mut cluster.conn("rb"),
+        &["SET", "acct:2", "b"],
+        Duration::from_secs(15),
+        is_ok,
+    );
+    assert!(is_ok(&reply), "rb was not elected: {reply:?}");
+    println!(
+        "rb (with the witness's vote) accepted a primary write {} ms after ra was cut off",
+        took.as_millis()
+    );
+    let (_, body) = http_get(cluster.regions[2].http, "/v1/status");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["election"]["primary"], "rb", "{status}");
+    assert_eq!(status["election"]["role"], "follower", "{status}");
+
+    cluster.mesh.heal_all();
+    let (reply, _) = until(
+        &mut cluster.conn("ra"),
+        &["SET", "acct:3", "a"],
+        Duration::from_secs(15),
+        |f| error_text(f).starts_with("READONLY"),
+    );
+    assert!(error_text(&reply).ends_with("rb"), "{reply:?}");
+    // What the new primary acknowledged reaches the old one.
+    let (reply, _) = until(
+        &mut cluster.conn("ra"),
+        &["GET", "acct:2"],
+        Duration::from_secs(15),
+        |f| *f == Frame::bulk("b"),
+    );
+    assert_eq!(reply, Frame::bulk("b"));
+}
