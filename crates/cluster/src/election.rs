@@ -424,10 +424,11 @@ impl Election {
             .filter(|r| Some(*r) != self.durable.primary)
             .collect();
         members.sort();
+        // A primary that stepped down stands last.
         members
             .iter()
             .position(|r| *r == self.config.me)
-            .unwrap_or(0) as u64
+            .unwrap_or(members.len()) as u64
     }
 
     fn election_timeout_ms(&self) -> u64 {
@@ -843,6 +844,49 @@ mod tests {
             &mine,
         );
         assert_eq!(voter.durable().voted_for, None);
+    }
+
+    fn state_from(primary: &str, echo: Option<(u64, u64)>, sent_ms: u64) -> ElectionMsg {
+        ElectionMsg::State {
+            primary: Some(r(primary)),
+            primary_term: 0,
+            leader: false,
+            hears_primary: true,
+            incarnation: 9,
+            sent_ms,
+            echo,
+        }
+    }
+
+    #[test]
+    fn echoes_of_an_earlier_incarnation_renew_no_lease() {
+        let vv = VersionVector::new();
+        let restarted = Election::new(node("ea", 0).config.clone(), None, 2, 1_000);
+        let mut a = restarted.clone();
+        for peer in ["eb", "ec"] {
+            a.receive(r(peer), state_from("ea", Some((1, 990)), 1_000), 1_000, &vv);
+        }
+        assert!(a.may_write(1_000).is_err(), "echoes of incarnation 1");
+        let mut a = restarted;
+        for peer in ["eb", "ec"] {
+            a.receive(r(peer), state_from("ea", Some((2, 990)), 1_000), 1_000, &vv);
+        }
+        assert_eq!(a.may_write(1_000), Ok(()));
+    }
+
+    #[test]
+    fn a_primary_reached_but_not_followed_for_a_lease_steps_down() {
+        let vv = VersionVector::new();
+        let mut a = node("ea", 0);
+        // The others hear ea but no longer echo it (they voted elsewhere).
+        for t in (0..=3_000).step_by(100) {
+            for peer in ["eb", "ec"] {
+                a.receive(r(peer), state_from("ea", None, t), t, &vv);
+            }
+            a.tick(t);
+        }
+        assert_eq!(a.role(), Role::Follower);
+        assert!(!a.hears_primary(3_000));
     }
 
     #[test]
