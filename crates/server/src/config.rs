@@ -252,7 +252,11 @@ impl Config {
             })
             .collect();
         if primaries.len() > 1 {
-            bail!("--policy: every primary:REGION rule must name the same region (one primary is elected for the whole cluster), not {primaries:?}");
+            let named: Vec<String> = primaries.iter().map(|r| r.to_string()).collect();
+            bail!(
+                "--policy: every primary:REGION rule must name the same region (one primary is elected for the whole cluster), not {}",
+                named.join(" and ")
+            );
         }
         if args.witness && policies.rules().next().is_some() {
             bail!("--policy has no meaning on a witness: it stores no keys");
@@ -342,6 +346,16 @@ fsync = "always"
         assert_eq!(c.peers.len(), 1);
         assert_eq!(c.conflict_retention, 500);
         assert_eq!(c.fsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn primary_rules_naming_different_regions_are_refused() {
+        let args = ServeArgs {
+            policy: vec!["a:*=primary:ra".into(), "b:*=primary:rb".into()],
+            ..ServeArgs::default()
+        };
+        let err = Config::resolve(args).unwrap_err().to_string();
+        assert!(err.contains("ra and rb"), "{err}");
     }
 
     #[test]

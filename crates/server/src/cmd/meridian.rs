@@ -45,7 +45,8 @@ const SUBCOMMANDS: &[(&str, i32)] = &[
 
 const HELP: &[&str] = &[
     "REGIONS",
-    "    Each region: id, role, link state, lag (ms and ops), epoch, version vector.",
+    "    Each region: id, role, link state, lag (ms and ops), epoch, version vector;",
+    "    for this region also the elected primary, the term and its election role.",
     "CONFLICTS [COUNT <n>] [KEY <key>]",
     "    Newest entries of the conflict journal (default COUNT 10).",
     "TOKEN",
@@ -53,7 +54,8 @@ const HELP: &[&str] = &[
     "AFTER <token> [TIMEOUT <ms>]",
     "    +OK once this region has applied every write in <token>, else an error.",
     "POLICY",
-    "    The keyspace policies in force and each one's state in this region.",
+    "    The keyspace policies in force and each one's state in this region; for",
+    "    primary keyspaces also the primary, the term and writes accepted in it.",
 ];
 
 fn meridian(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
