@@ -461,6 +461,14 @@ fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledg
         old.3
     );
     assert!(first_new_ms >= last_old_ms, "client acks overlap");
+    // The term and the vote are durable in the new primary's data dir.
+    let saved =
+        std::fs::read_to_string(cluster.regions[cluster.index(&new)].dir.join("election"))
+            .unwrap();
+    assert!(
+        saved.contains(&format!("term {term}\n")) && saved.contains(&format!("primary {new}\n")),
+        "{saved}"
+    );
 
     cluster.mesh.heal_all();
     let healed = Instant::now();
