@@ -7,9 +7,10 @@
 //!
 //! # The protocol
 //! - **Terms are durable.** `term`, `voted_for` (in `term`) and the known
-//!   primary with the term it was elected in ([`Durable`]) are saved before
-//!   any message that depends on them leaves, so a restart cannot vote
-//!   twice in one term.
+//!   primary with the term it was elected in ([`Durable`]) are saved, and a
+//!   vote or a request for votes leaves only once the state it follows from
+//!   is on disk ([`Election::mark_saved`]), so a restart cannot vote twice
+//!   in one term.
 //! - **State** goes to every peer at every heartbeat: the known primary and
 //!   its term,
 //!   whether the sender is that primary now (`leader`), whether it has heard
@@ -34,9 +35,11 @@
 //!   candidate has every write of the current primary the voter has (its
 //!   counter for the primary's region is not behind; comparing whole
 //!   vectors would refuse every candidate after concurrent active-active
-//!   writes). A region adopts a higher term only by granting a vote in it or
-//!   by learning of a primary elected in it, so a candidate nobody grants
-//!   does not disturb the cluster.
+//!   writes). A region adopts a higher term only when asked to vote in it
+//!   while it does not hear the primary, or by learning of a primary
+//!   elected in it, so a candidate of a flapping region does not disturb a
+//!   cluster that hears its primary. A voter that refused a candidate for
+//!   lacking writes has adopted its term and may stand above it.
 //! - **Winning.** Votes from a majority of all members make the candidate
 //!   primary for its term. It accepts writes only after one more full
 //!   lease, and only while it holds its echo lease.
@@ -183,10 +186,31 @@ pub enum ElectionMsg {
 /// What an election step changed, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElectionEvent {
-    Stood { term: u64 },
-    Won { term: u64, writable_in_ms: u64 },
-    Follows { primary: RegionId, term: u64 },
-    SteppedDown { term: u64, reason: String },
+    Stood {
+        term: u64,
+    },
+    Won {
+        term: u64,
+        writable_in_ms: u64,
+    },
+    Follows {
+        primary: RegionId,
+        term: u64,
+    },
+    Voted {
+        candidate: RegionId,
+        term: u64,
+    },
+    /// A vote refused (sent again at every heartbeat while it stands).
+    Refused {
+        candidate: RegionId,
+        term: u64,
+        reason: &'static str,
+    },
+    SteppedDown {
+        term: u64,
+        reason: String,
+    },
 }
 
 /// Primary writes this region accepted in one term, for status and checks.
@@ -213,6 +237,9 @@ pub struct Election {
     config: ElectionConfig,
     durable: Durable,
     dirty: bool,
+    /// What is known to be on disk: votes and requests go out only once
+    /// the state they follow from is.
+    saved: Durable,
     role: Role,
     incarnation: u64,
     started_ms: u64,
@@ -255,6 +282,7 @@ impl Election {
             .collect();
         Election {
             config,
+            saved: durable.clone(),
             durable,
             dirty: false,
             role,
@@ -276,10 +304,16 @@ impl Election {
         &self.durable
     }
 
-    /// The durable state, once after each change: save it before sending
-    /// anything.
+    /// The durable state, once after each change: save it, then report it
+    /// with [`Election::mark_saved`].
     pub fn take_dirty(&mut self) -> Option<Durable> {
         std::mem::take(&mut self.dirty).then(|| self.durable.clone())
+    }
+
+    /// `d` (a state [`Election::take_dirty`] or [`Election::durable`]
+    /// returned) is on disk now.
+    pub fn mark_saved(&mut self, d: Durable) {
+        self.saved = d;
     }
 
     pub fn term(&self) -> u64 {
@@ -545,13 +579,20 @@ impl Election {
             sent_ms: now_ms,
             echo,
         }];
-        if self.role == Role::Candidate && !self.votes.contains(&peer) {
+        // A vote is sent only once it is on disk.
+        let saved_vote = (self.saved.term == d.term)
+            .then_some(self.saved.voted_for)
+            .flatten();
+        if self.role == Role::Candidate
+            && saved_vote == Some(self.config.me)
+            && !self.votes.contains(&peer)
+        {
             out.push(ElectionMsg::VoteRequest {
                 term: d.term,
                 vv: vv.clone(),
             });
         }
-        if d.voted_for == Some(peer) {
+        if saved_vote == Some(peer) {
             out.push(ElectionMsg::VoteGrant { term: d.term });
         }
         out
@@ -640,13 +681,21 @@ impl Election {
                 }
             }
             ElectionMsg::VoteRequest { term, vv: theirs } => {
-                let grant = term >= self.durable.term
-                    && !self.hears_primary(now_ms)
-                    && self
-                        .durable
-                        .primary
-                        .is_none_or(|p| theirs.get(p) >= vv.get(p));
-                if !grant {
+                // A region that hears the primary neither votes nor adopts
+                // the term: a flapping candidate changes nothing.
+                let refused = if term < self.durable.term {
+                    Some("its term is behind")
+                } else if self.hears_primary(now_ms) {
+                    Some("the primary is heard")
+                } else {
+                    None
+                };
+                if let Some(reason) = refused {
+                    out.push(ElectionEvent::Refused {
+                        candidate: peer,
+                        term,
+                        reason,
+                    });
                     return out;
                 }
                 if term > self.durable.term {
@@ -657,10 +706,26 @@ impl Election {
                         self.role = Role::Follower;
                     }
                 }
-                if self.durable.voted_for.is_none() {
+                // A candidate lacking writes of the primary this region has
+                // gets no vote; this region may stand itself, above its term.
+                let up_to_date = self
+                    .durable
+                    .primary
+                    .is_none_or(|p| theirs.get(p) >= vv.get(p));
+                if !up_to_date {
+                    out.push(ElectionEvent::Refused {
+                        candidate: peer,
+                        term,
+                        reason: "it lacks writes of the primary",
+                    });
+                } else if self.durable.voted_for.is_none() {
                     self.durable.voted_for = Some(peer);
                     self.voted_at_ms = now_ms;
                     self.dirty = true;
+                    out.push(ElectionEvent::Voted {
+                        candidate: peer,
+                        term,
+                    });
                 }
             }
             ElectionMsg::VoteGrant { term } => {
@@ -720,7 +785,9 @@ mod tests {
         }
         for n in nodes.iter_mut() {
             n.tick(now);
-            n.take_dirty();
+            if let Some(d) = n.take_dirty() {
+                n.mark_saved(d);
+            }
         }
     }
 
@@ -844,6 +911,7 @@ mod tests {
             &mine,
         );
         assert_eq!(voter.durable().voted_for, None);
+        assert_eq!(voter.term(), 1, "it adopted the term, to stand above it");
     }
 
     fn state_from(primary: &str, echo: Option<(u64, u64)>, sent_ms: u64) -> ElectionMsg {

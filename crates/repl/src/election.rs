@@ -1,7 +1,7 @@
-//! The I/O edge of the elected primary's protocol: the durable term file,
-//! the monotonic clock its leases run on, and applying messages and ticks
-//! to the region's [`Election`] so that what they changed is saved before
-//! anything that depends on it is sent.
+//! The I/O edge of the elected primary's protocol: the durable term file
+//! (saved off the runtime by [`save_loop`]; votes wait for it), the
+//! monotonic clock its leases run on, and applying messages and ticks to
+//! the region's [`Election`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,25 +67,22 @@ pub fn save(dir: &Path, d: &Durable) -> Result<(), ElectionFileError> {
 }
 
 impl Host {
-    /// Runs `f` on the election under its lock; saves what changed before
-    /// the lock is released (senders read the election under it), and
-    /// wakes the senders when something did.
+    /// Runs `f` on the election under its lock; what changed is handed to
+    /// [`save_loop`] (votes wait for it), and the senders are woken when
+    /// something did change.
     pub fn election_step<T>(&self, f: impl FnOnce(&mut Election) -> T) -> T {
         let mut e = self.election.lock();
         let before = (e.term(), e.role(), e.primary(), e.durable().voted_for);
         let out = f(&mut e);
-        if let Some(d) = e.take_dirty() {
-            if let Some(dir) = &self.election_dir {
-                if let Err(err) = save(dir, &d) {
-                    // Nothing may be sent on a vote that is not durable: the
-                    // process stops rather than risk voting twice.
-                    tracing::error!(error = %err, "saving the election state failed; stopping");
-                    std::process::exit(1);
-                }
-            }
+        let dirty = e.take_dirty();
+        if let (Some(d), None) = (&dirty, &self.election_dir) {
+            e.mark_saved(d.clone());
         }
         let after = (e.term(), e.role(), e.primary(), e.durable().voted_for);
         drop(e);
+        if dirty.is_some() && self.election_dir.is_some() {
+            self.election_unsaved.send_modify(|n| *n += 1);
+        }
         if before != after {
             self.election_changed.send_modify(|n| *n += 1);
         }
@@ -113,6 +110,38 @@ impl Host {
     }
 }
 
+/// Saves the election state whenever it changed, on a blocking thread and
+/// without holding the election's lock (an fsync on a busy disk must not
+/// stall the region's links), then lets the votes it covers go out.
+pub async fn save_loop(host: Host) {
+    let Some(dir) = host.election_dir.clone() else {
+        return;
+    };
+    let mut unsaved = host.election_unsaved.subscribe();
+    while unsaved.changed().await.is_ok() {
+        unsaved.borrow_and_update();
+        let d = host.election.lock().durable().clone();
+        let dir = dir.clone();
+        let saved = tokio::task::spawn_blocking(move || save(&dir, &d).map(|()| d)).await;
+        match saved {
+            Ok(Ok(d)) => {
+                host.election.lock().mark_saved(d);
+                host.election_changed.send_modify(|n| *n += 1);
+            }
+            Ok(Err(err)) => {
+                // A vote that cannot be made durable is never sent; the
+                // region stops rather than run without a term record.
+                tracing::error!(error = %err, "saving the election state failed; stopping");
+                std::process::exit(1);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "the election save task failed; stopping");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
 /// Every change of term, role or primary is logged.
 fn log_events(events: &[ElectionEvent]) {
     for e in events {
@@ -134,6 +163,14 @@ fn log_events(events: &[ElectionEvent]) {
             ElectionEvent::SteppedDown { term, reason } => {
                 tracing::warn!(term, %reason, "no longer primary")
             }
+            ElectionEvent::Voted { candidate, term } => {
+                tracing::info!(%candidate, term, "voted")
+            }
+            ElectionEvent::Refused {
+                candidate,
+                term,
+                reason,
+            } => tracing::debug!(%candidate, term, reason, "vote refused"),
         }
     }
 }

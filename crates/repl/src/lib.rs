@@ -80,6 +80,8 @@ pub struct Host {
     /// Bumped when the election's term, role, primary or vote changed, so
     /// senders tell their peers at once.
     pub election_changed: Arc<watch::Sender<u64>>,
+    /// Bumped when the election's durable state changed and must be saved.
+    election_unsaved: Arc<watch::Sender<u64>>,
     /// Where the election state is saved (`None`: not saved, in tests).
     election_dir: Option<PathBuf>,
 }
@@ -99,6 +101,7 @@ impl Host {
             view: Arc::new(Mutex::new(view)),
             election: Arc::new(Mutex::new(election)),
             election_changed: Arc::new(watch::channel(0).0),
+            election_unsaved: Arc::new(watch::channel(0).0),
             election_dir,
         }
     }
@@ -146,6 +149,7 @@ pub fn wall_ms() -> u64 {
 pub fn start(config: ReplConfig, host: Host, listener: TcpListener) -> Arc<ReplStatus> {
     let status = Arc::new(ReplStatus::default());
     let config = Arc::new(config);
+    tokio::spawn(election::save_loop(host.clone()));
     tokio::spawn(receiver::accept_loop(
         listener,
         config.clone(),

@@ -461,10 +461,16 @@ fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledg
         old.3
     );
     assert!(first_new_ms >= last_old_ms, "client acks overlap");
+    let (_, metrics) = http_get(cluster.regions[cluster.index(&new)].http, "/metrics");
+    assert!(
+        metrics.contains(&format!("\nmeridian_primary_term {term}\n"))
+            && metrics.contains("\nmeridian_primary 1\n")
+            && !metrics.contains("\nmeridian_elections_total 0\n"),
+        "{metrics}"
+    );
     // The term and the vote are durable in the new primary's data dir.
     let saved =
-        std::fs::read_to_string(cluster.regions[cluster.index(&new)].dir.join("election"))
-            .unwrap();
+        std::fs::read_to_string(cluster.regions[cluster.index(&new)].dir.join("election")).unwrap();
     assert!(
         saved.contains(&format!("term {term}\n")) && saved.contains(&format!("primary {new}\n")),
         "{saved}"

@@ -123,7 +123,8 @@ impl SimRegion {
     }
 
     /// Runs `f` on the election as `meridian_repl::Host::election_step`
-    /// does: what changed is saved before anything is sent.
+    /// does, saving what changed at once (the server saves on another
+    /// thread; votes wait for it either way).
     pub fn election_step(
         &mut self,
         f: impl FnOnce(&mut Election) -> Vec<ElectionEvent>,
@@ -132,7 +133,8 @@ impl SimRegion {
         let before = (e.term(), e.role(), e.primary(), e.durable().voted_for);
         let out = f(e);
         if let Some(d) = e.take_dirty() {
-            self.election_saved = Some(d);
+            self.election_saved = Some(d.clone());
+            e.mark_saved(d);
         }
         let after = (e.term(), e.role(), e.primary(), e.durable().voted_for);
         if before != after {
