@@ -532,7 +532,7 @@ fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledg
 
 #[test]
 fn witness_votes_so_two_data_regions_fail_over_their_primary() {
-    let cluster = Cluster::start_with(
+    let mut cluster = Cluster::start_with(
         &["ra", "rb", "rw"],
         LinkConditions::wan(5),
         &args("acct:*=primary:ra"),
@@ -592,4 +592,16 @@ fn witness_votes_so_two_data_regions_fail_over_their_primary() {
         |f| *f == Frame::bulk("b"),
     );
     assert_eq!(reply, Frame::bulk("b"));
+
+    // The new primary is killed and restarted: its term comes back from
+    // its data directory, so it never returns to term 0.
+    cluster.restart("rb");
+    let (_, body) = http_get(cluster.regions[1].http, "/v1/status");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        status["election"]["term"].as_u64() >= Some(1),
+        "term after restart: {status}"
+    );
+    let (primary, reply) = write_at_primary(&cluster, "rb", &["SET", "acct:4", "b"]);
+    assert!(is_ok(&reply), "{primary}: {reply:?}");
 }
