@@ -12,10 +12,9 @@
 //!   is on disk ([`Election::mark_saved`]), so a restart cannot vote twice
 //!   in one term.
 //! - **State** goes to every peer at every heartbeat: the known primary and
-//!   its term,
-//!   whether the sender is that primary now (`leader`), whether it has heard
-//!   the primary within the lease, and an *echo* of the last `State` it
-//!   received from the peer it follows.
+//!   its term, whether the sender is that primary now (`leader`), whether it
+//!   has heard the primary within the lease, and an *echo* of the last
+//!   `State` it received from the peer it follows.
 //! - **The primary's lease is made of echoes.** The primary writes only
 //!   while a majority (itself and witnesses included) has echoed a `State`
 //!   it sent within the last `lease_ms` — measured on its own clock, so no
