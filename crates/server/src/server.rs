@@ -90,6 +90,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 heartbeat_ms: config.heartbeat_ms,
                 ..Default::default()
             },
+            unsafe_wall_clock: false,
         },
         wall_ms(),
     );

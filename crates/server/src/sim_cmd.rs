@@ -30,8 +30,9 @@ pub struct SimArgs {
     /// Events printed with an anomaly.
     #[arg(long, default_value_t = 40)]
     pub trace: usize,
-    /// Deliberately break the merge or the election to see a checker fail
-    /// (`lose-relayed-effects`, `skip-primary-leases`).
+    /// Deliberately break the merge, the election or the lease to see a
+    /// checker fail (`lose-relayed-effects`, `skip-primary-leases`,
+    /// `wall-clock-lease`).
     #[arg(long, default_value = "none")]
     pub r#break: String,
     /// Print one line per seed.

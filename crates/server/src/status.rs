@@ -367,7 +367,7 @@ fn view_json(shared: &Shared) -> Value {
             json!({
                 "id": r.as_str(),
                 "liveness": view.liveness(*r).map(|l| l.name()),
-                "last_heard_ms_ago": view.last_heard_ms(*r).map(|t| now.saturating_sub(t)),
+                "last_heard_ms_ago": view.last_heard_ago_ms(*r, now),
             })
         })
         .collect();

@@ -50,6 +50,7 @@ fn fail(check: &'static str, detail: String) -> Check {
 /// Every checker that runs once the regions have converged.
 pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
     check_primary_writes(history)?;
+    check_majority_writes(history, regions.len())?;
     for r in regions.iter_mut() {
         let id = r.id;
         let db = r.store().db();
@@ -108,6 +109,25 @@ pub fn check_primary_writes(history: &History) -> Check {
         }
         if latest.is_none_or(|(_, _, until)| last > until) {
             latest = Some((term, region, last));
+        }
+    }
+    Ok(())
+}
+
+/// The `majority` policy's promise: a region accepts `majority` writes only
+/// while it has heard a majority (itself included) within the lease —
+/// of real time, whatever its wall clock did.
+pub fn check_majority_writes(history: &History, regions: usize) -> Check {
+    let majority = regions / 2 + 1;
+    for op in &history.ops {
+        if let Some(reached) = op.reached_in_lease.filter(|n| *n < majority) {
+            return fail(
+                "majority",
+                format!(
+                    "r{} accepted a majority write at tick {} having heard {reached} of {regions} regions within the lease",
+                    op.region, op.tick
+                ),
+            );
         }
     }
     Ok(())

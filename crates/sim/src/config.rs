@@ -98,6 +98,10 @@ pub enum Breakage {
     /// writes while it holds the wall-clock quorum lease even when nobody
     /// follows it any more.
     SkipPrimaryLeases,
+    /// Leases run on the wall clock itself (`ViewConfig::unsafe_wall_clock`):
+    /// a clock set back stretches them, and a cut-off region keeps writing
+    /// `majority` keys.
+    WallClockLease,
 }
 
 impl Breakage {
@@ -106,8 +110,9 @@ impl Breakage {
             "none" => Ok(Breakage::None),
             "lose-relayed-effects" => Ok(Breakage::LoseRelayedEffects),
             "skip-primary-leases" => Ok(Breakage::SkipPrimaryLeases),
+            "wall-clock-lease" => Ok(Breakage::WallClockLease),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects, skip-primary-leases)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, skip-primary-leases, wall-clock-lease)"
             )),
         }
     }

@@ -198,6 +198,7 @@ pub fn driver_write(
         write,
         fate: Fate::Pending,
         primary_term,
+        reached_in_lease: None,
     });
     Outcome::Committed {
         index: history.ops.len() - 1,

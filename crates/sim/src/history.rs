@@ -69,6 +69,9 @@ pub struct Recorded {
     pub fate: Fate,
     /// For a write to a `primary` key: the term the region accepted it in.
     pub primary_term: Option<u64>,
+    /// For a write to a `majority` key: how many regions (itself included)
+    /// the region had heard from within the lease of simulated time.
+    pub reached_in_lease: Option<usize>,
 }
 
 impl Recorded {

@@ -24,11 +24,15 @@ use meridian_crdt::RegionId;
 use meridian_log::{FaultInjector, LogOptions, SEGMENT_MAX_BYTES_MIN};
 use meridian_store::{Store, StoreError, StoreOptions};
 
+use crate::config::Breakage;
+
 /// The failure detector's expected heartbeat interval.
 pub const HEARTBEAT_MS: u64 = 100;
 /// Short enough that cuts of the fault phase outlast it and elections
 /// happen in most runs.
 pub const LEASE_MS: u64 = 1_000;
+/// Where region wall clocks start (2026-01-01 in Unix ms).
+const WALL_CLOCK_BASE_MS: i64 = 1_767_225_600_000;
 /// Region `r0` is the primary of `primary` keyspaces in term 0.
 pub const INITIAL_PRIMARY: &str = "r0";
 
@@ -48,7 +52,7 @@ pub struct SimRegion {
     /// so links send its state at once.
     pub election_gen: u64,
     incarnation: u64,
-    unsafe_skip_leases: bool,
+    breakage: Breakage,
     pub clock_offset_ms: i64,
     /// History indices of ops committed here and not yet flushed.
     pub pending: Vec<usize>,
@@ -62,19 +66,19 @@ impl SimRegion {
         dir: PathBuf,
         peers: Vec<RegionId>,
         now_ms: u64,
-        unsafe_skip_leases: bool,
+        breakage: Breakage,
     ) -> Result<SimRegion, StoreError> {
         let faults = FaultInjector::new();
         let store = open_store(&dir, id, &faults)?;
         Ok(SimRegion {
             id,
             dir,
-            view: new_view(id, &peers, now_ms),
-            election: new_election(id, &peers, None, 0, now_ms, unsafe_skip_leases),
+            view: new_view(id, &peers, now_ms, breakage),
+            election: new_election(id, &peers, None, 0, now_ms, breakage),
             election_saved: None,
             election_gen: 0,
             incarnation: 0,
-            unsafe_skip_leases,
+            breakage,
             peers,
             store: Some(store),
             faults,
@@ -93,8 +97,11 @@ impl SimRegion {
         self.store.as_mut().expect("region is up")
     }
 
+    /// This region's wall clock: simulated time from a base far enough
+    /// above zero that no offset pins it at zero (a clock stuck at zero
+    /// would look, to the region, like time standing still).
     pub fn now_ms(&self, sim_ms: u64) -> u64 {
-        (sim_ms as i64 + self.clock_offset_ms).max(0) as u64
+        (WALL_CLOCK_BASE_MS + sim_ms as i64 + self.clock_offset_ms).max(0) as u64
     }
 
     /// `kill -9`: everything not yet handed to the OS is lost.
@@ -108,7 +115,7 @@ impl SimRegion {
     pub fn restart(&mut self, now_ms: u64, sim_ms: u64) -> Result<(), StoreError> {
         self.faults.clear();
         self.store = Some(open_store(&self.dir, self.id, &self.faults)?);
-        self.view = new_view(self.id, &self.peers, now_ms);
+        self.view = new_view(self.id, &self.peers, now_ms, self.breakage);
         self.incarnation += 1;
         self.election = new_election(
             self.id,
@@ -116,7 +123,7 @@ impl SimRegion {
             self.election_saved.clone(),
             self.incarnation,
             sim_ms,
-            self.unsafe_skip_leases,
+            self.breakage,
         );
         self.election_gen += 1;
         Ok(())
@@ -171,7 +178,7 @@ fn new_election(
     saved: Option<Durable>,
     incarnation: u64,
     sim_ms: u64,
-    unsafe_skip_leases: bool,
+    breakage: Breakage,
 ) -> Election {
     Election::new(
         ElectionConfig {
@@ -181,7 +188,7 @@ fn new_election(
             initial_primary: Some(RegionId::new(INITIAL_PRIMARY).expect("valid region id")),
             lease_ms: LEASE_MS,
             stagger_ms: 2 * HEARTBEAT_MS,
-            unsafe_skip_leases,
+            unsafe_skip_leases: breakage == Breakage::SkipPrimaryLeases,
         },
         saved,
         incarnation,
@@ -189,7 +196,7 @@ fn new_election(
     )
 }
 
-fn new_view(id: RegionId, peers: &[RegionId], now_ms: u64) -> ClusterView {
+fn new_view(id: RegionId, peers: &[RegionId], now_ms: u64, breakage: Breakage) -> ClusterView {
     ClusterView::new(
         ViewConfig {
             me: id,
@@ -199,6 +206,7 @@ fn new_view(id: RegionId, peers: &[RegionId], now_ms: u64) -> ClusterView {
                 heartbeat_ms: HEARTBEAT_MS,
                 ..Thresholds::default()
             },
+            unsafe_wall_clock: breakage == Breakage::WallClockLease,
         },
         now_ms,
     )

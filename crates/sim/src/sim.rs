@@ -16,9 +16,9 @@ use meridian_store::{db::visible_digest, PeerApply, StoreError};
 use crate::check::{self, Anomaly};
 use crate::config::{Breakage, Fault, SimConfig};
 use crate::driver::{self, Outcome};
-use crate::history::{Fate, History};
+use crate::history::{Fate, History, Write};
 use crate::net::{Cut, InFlight, Link, Msg};
-use crate::region::{SimRegion, HEARTBEAT_MS};
+use crate::region::{SimRegion, HEARTBEAT_MS, LEASE_MS};
 use crate::rng::SimRng;
 use crate::trace::Trace;
 
@@ -79,6 +79,9 @@ pub struct Sim {
     report: SimReport,
     /// Relayed records received, per region (for [`Breakage`]).
     relayed_seen: Vec<u64>,
+    /// `heard_ms[r][p]`: simulated time region `r` last heard region `p`
+    /// (the truth the `majority` checker judges leases by).
+    heard_ms: Vec<Vec<Option<u64>>>,
     _root: tempfile::TempDir,
 }
 
@@ -111,9 +114,8 @@ impl Sim {
         for id in &ids {
             let peers = ids.iter().copied().filter(|p| p != id).collect();
             let dir = root.path().join(id.as_str());
-            let unsafe_leases = cfg.breakage == Breakage::SkipPrimaryLeases;
             regions.push(
-                SimRegion::open(*id, dir, peers, 0, unsafe_leases)
+                SimRegion::open(*id, dir, peers, 0, cfg.breakage)
                     .map_err(|e| store_err("open", e))?,
             );
         }
@@ -143,6 +145,7 @@ impl Sim {
             next_msg_id: 0,
             policies: driver::policies(),
             relayed_seen: vec![0; n],
+            heard_ms: vec![vec![None; n]; n],
             _root: root,
         })
     }
@@ -304,6 +307,16 @@ impl Sim {
                     now,
                 ) {
                     Outcome::Committed { index, journaled } => {
+                        if matches!(
+                            self.history.ops[index].write,
+                            Write::Other {
+                                what: "set-majority",
+                                ..
+                            }
+                        ) {
+                            let reached = self.reached_in_lease(r);
+                            self.history.ops[index].reached_in_lease = Some(reached);
+                        }
                         let op = &self.history.ops[index];
                         let e = format!("r{r} write {} {:?}", op.dot(), op.write);
                         self.regions[r].pending.push(index);
@@ -330,6 +343,19 @@ impl Sim {
                 .map_err(|e| store_err("sync", e))?;
         }
         Ok(())
+    }
+
+    /// Regions (`r` included) that `r` heard from within the lease of
+    /// simulated time, give or take two ticks: a region's view misses at
+    /// most the tick before each backward jump of its clock.
+    fn reached_in_lease(&self, r: usize) -> usize {
+        let now = self.sim_ms();
+        let within = LEASE_MS + 2 * TICK_MS;
+        1 + self.heard_ms[r]
+            .iter()
+            .enumerate()
+            .filter(|(p, t)| *p != r && t.is_some_and(|t| now - t <= within))
+            .count()
     }
 
     fn election_event(&mut self, r: usize, e: ElectionEvent) {
@@ -530,6 +556,9 @@ impl Sim {
                 self.regions[r].view.reconnected(peer);
                 self.regions[r].view.heard(peer, now);
             }
+            let sim_ms = self.sim_ms();
+            self.heard_ms[from][to] = Some(sim_ms);
+            self.heard_ms[to][from] = Some(sim_ms);
             let link = &mut self.links[l];
             link.up = true;
             link.peer_vv = peer_vv;
@@ -673,6 +702,7 @@ impl Sim {
                 continue;
             }
             let now = self.now_ms(dst);
+            self.heard_ms[dst][src] = Some(self.sim_ms());
             let src_id = self.regions[src].id;
             self.regions[dst].view.heard(src_id, now);
             match m.msg {

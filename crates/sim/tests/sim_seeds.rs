@@ -147,3 +147,29 @@ fn primaries_that_skip_their_leases_are_caught_and_reported_with_their_seed() {
         "skipping the primary's leases went unnoticed in all but {caught:?}"
     );
 }
+
+/// With leases on the wall clock, a region whose clock is set back while it
+/// is cut off keeps writing `majority` keys past its lease: the majority
+/// checker, which judges by simulated time, sees it.
+#[test]
+fn leases_on_the_wall_clock_are_caught_and_reported_with_their_seed() {
+    let mut caught = Vec::new();
+    for seed in 0..10 {
+        let mut cfg = SimConfig::new(seed);
+        cfg.faults = vec![Fault::Partition, Fault::Clock];
+        cfg.breakage = Breakage::WallClockLease;
+        let r = run_seed(cfg);
+        if let Some(a) = &r.anomaly {
+            assert_eq!(a.check, "majority", "{}", describe(&r));
+            eprintln!(
+                "caught: {}",
+                describe(&r).lines().next().unwrap_or_default()
+            );
+            caught.push(r.seed);
+        }
+    }
+    assert!(
+        caught.len() >= 2,
+        "leases on the wall clock went unnoticed in all but {caught:?}"
+    );
+}
