@@ -12,7 +12,8 @@ pub enum Policy {
     ActiveActive,
     /// Writable only while this region holds the majority lease.
     Majority,
-    /// Only the named region writes, and only while it holds the lease.
+    /// Only the primary writes, and only while it holds the lease: at first
+    /// the named region, later whichever region was elected (`election`).
     Primary(RegionId),
 }
 
@@ -46,6 +47,15 @@ pub enum WriteVerdict {
         primary: RegionId,
         pattern: String,
     },
+}
+
+/// The elected primary as this region sees it now.
+#[derive(Debug, Clone, Copy)]
+pub struct PrimaryNow<'a> {
+    /// `None` before any is known: the configured one applies.
+    pub region: Option<RegionId>,
+    /// Whether this region may write as primary (`Election::may_write`).
+    pub writable: Result<(), &'a str>,
 }
 
 impl Policies {
@@ -89,9 +99,24 @@ impl Policies {
         self.rules.iter().any(|(_, p)| *p != Policy::ActiveActive)
     }
 
+    /// The region named by the first `primary:REGION` rule: the primary of
+    /// term 0 for every `primary` keyspace.
+    pub fn initial_primary(&self) -> Option<RegionId> {
+        self.rules.iter().find_map(|(_, p)| match p {
+            Policy::Primary(r) => Some(*r),
+            _ => None,
+        })
+    }
+
     /// Whether a write to `key` is allowed in `region`, given whether it
-    /// holds the majority lease and why not.
-    pub fn verdict(&self, key: &[u8], region: RegionId, lease: Result<(), &str>) -> WriteVerdict {
+    /// holds the majority lease and why not, and the elected primary.
+    pub fn verdict(
+        &self,
+        key: &[u8],
+        region: RegionId,
+        lease: Result<(), &str>,
+        primary: PrimaryNow<'_>,
+    ) -> WriteVerdict {
         let (pattern, policy) = self.for_key(key);
         match policy {
             Policy::ActiveActive => WriteVerdict::Allowed,
@@ -99,14 +124,19 @@ impl Policies {
                 Ok(()) => WriteVerdict::Allowed,
                 Err(why) => WriteVerdict::Fenced(why.to_string()),
             },
-            Policy::Primary(primary) if *primary != region => WriteVerdict::ReadOnly {
-                primary: *primary,
-                pattern: String::from_utf8_lossy(pattern).into_owned(),
-            },
-            Policy::Primary(_) => match lease {
-                Ok(()) => WriteVerdict::Allowed,
-                Err(why) => WriteVerdict::Fenced(why.to_string()),
-            },
+            Policy::Primary(configured) => {
+                let current = primary.region.unwrap_or(*configured);
+                if current != region {
+                    return WriteVerdict::ReadOnly {
+                        primary: current,
+                        pattern: String::from_utf8_lossy(pattern).into_owned(),
+                    };
+                }
+                match lease.and(primary.writable) {
+                    Ok(()) => WriteVerdict::Allowed,
+                    Err(why) => WriteVerdict::Fenced(why.to_string()),
+                }
+            }
         }
     }
 }
@@ -219,27 +249,57 @@ pub fn glob_match(pattern: &[u8], string: &[u8], nocase: bool) -> bool {
 mod tests {
     use super::*;
 
+    const CONFIGURED: PrimaryNow<'static> = PrimaryNow {
+        region: None,
+        writable: Ok(()),
+    };
+
     #[test]
     fn first_matching_rule_wins_and_the_default_is_active_active() {
         let p = Policies::parse(&["acct:vip:*=primary:eu-west", "acct:*=majority"]).unwrap();
         let eu = RegionId::new("eu-west").unwrap();
         let us = RegionId::new("us-east").unwrap();
+        let elected_us = PrimaryNow {
+            region: Some(us),
+            writable: Ok(()),
+        };
         assert_eq!(p.for_key(b"acct:vip:1").1, &Policy::Primary(eu));
         assert_eq!(p.for_key(b"acct:1").1, &Policy::Majority);
         assert_eq!(p.for_key(b"cart:1").1, &Policy::ActiveActive);
         assert_eq!(
-            p.verdict(b"cart:1", us, Err("no quorum")),
+            p.verdict(b"cart:1", us, Err("no quorum"), CONFIGURED),
             WriteVerdict::Allowed
         );
         assert_eq!(
-            p.verdict(b"acct:1", us, Err("no quorum")),
+            p.verdict(b"acct:1", us, Err("no quorum"), CONFIGURED),
             WriteVerdict::Fenced("no quorum".into())
         );
         assert!(matches!(
-            p.verdict(b"acct:vip:1", us, Ok(())),
+            p.verdict(b"acct:vip:1", us, Ok(()), CONFIGURED),
             WriteVerdict::ReadOnly { .. }
         ));
-        assert_eq!(p.verdict(b"acct:vip:1", eu, Ok(())), WriteVerdict::Allowed);
+        assert_eq!(
+            p.verdict(b"acct:vip:1", eu, Ok(()), CONFIGURED),
+            WriteVerdict::Allowed
+        );
+        assert_eq!(p.initial_primary(), Some(eu));
+        // Once us-east is elected, eu-west is the read-only one.
+        assert!(matches!(
+            p.verdict(b"acct:vip:1", eu, Ok(()), elected_us),
+            WriteVerdict::ReadOnly { primary, .. } if primary == us
+        ));
+        assert_eq!(
+            p.verdict(b"acct:vip:1", us, Ok(()), elected_us),
+            WriteVerdict::Allowed
+        );
+        let waiting = PrimaryNow {
+            region: Some(us),
+            writable: Err("waiting"),
+        };
+        assert_eq!(
+            p.verdict(b"acct:vip:1", us, Ok(()), waiting),
+            WriteVerdict::Fenced("waiting".into())
+        );
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //! The epoch increases at every change of the view (a peer going down or
 //! coming back, the lease lost or regained); journal entries, status and
 //! logs carry it.
+//!
+//! Time: callers pass the wall clock, but the view keeps its own *view
+//! time*, which follows the wall clock forwards and ignores its jumps
+//! backwards. A clock set back must not stretch a lease (a cut-off region
+//! would keep writing `majority` keys past it); a jump forwards only ends a
+//! lease early. Without jumps, view time is the wall clock.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -28,6 +34,10 @@ pub struct ViewConfig {
     pub peers: Vec<RegionId>,
     pub lease_ms: u64,
     pub thresholds: Thresholds,
+    /// A deliberate bug for the simulator's checker tests: view time is
+    /// the wall clock itself, jumps backwards included. Never set outside
+    /// those tests.
+    pub unsafe_wall_clock: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +81,9 @@ pub struct ClusterView {
     epoch: u64,
     lease_held: bool,
     started_ms: u64,
+    /// View time at the last call that advanced it, and the wall clock then.
+    clock_ms: u64,
+    wall_seen_ms: u64,
     transitions: VecDeque<Transition>,
     partition: Option<Partition>,
     /// Peers that announced a clean shutdown and have not reconnected.
@@ -92,6 +105,8 @@ impl ClusterView {
             epoch: 1,
             lease_held: true,
             started_ms: now_ms,
+            clock_ms: now_ms,
+            wall_seen_ms: now_ms,
             transitions: VecDeque::new(),
             partition: None,
             left: Default::default(),
@@ -102,6 +117,22 @@ impl ClusterView {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// View time at wall-clock `now_ms`.
+    pub fn time_ms(&self, now_ms: u64) -> u64 {
+        if self.config.unsafe_wall_clock {
+            return now_ms;
+        }
+        self.clock_ms + now_ms.saturating_sub(self.wall_seen_ms)
+    }
+
+    /// Moves view time to wall-clock `now_ms` (never backwards).
+    fn advance(&mut self, now_ms: u64) -> u64 {
+        let t = self.time_ms(now_ms);
+        self.clock_ms = t;
+        self.wall_seen_ms = now_ms;
+        t
     }
 
     pub fn members(&self) -> usize {
@@ -153,8 +184,9 @@ impl ClusterView {
         if self.left.contains(&peer) {
             return;
         }
+        let t = self.advance(now_ms);
         if let Some(d) = self.detectors.get_mut(&peer) {
-            d.heard(now_ms);
+            d.heard(t);
         }
     }
 
@@ -179,11 +211,16 @@ impl ClusterView {
         self.liveness.get(&peer).copied()
     }
 
-    pub fn last_heard_ms(&self, peer: RegionId) -> Option<u64> {
-        self.detectors.get(&peer).and_then(|d| d.last_heard_ms())
+    /// How long ago (view time) `peer` was last heard, at wall-clock `now_ms`.
+    pub fn last_heard_ago_ms(&self, peer: RegionId, now_ms: u64) -> Option<u64> {
+        let t = self.time_ms(now_ms);
+        self.detectors
+            .get(&peer)
+            .and_then(|d| d.last_heard_ms())
+            .map(|h| t.saturating_sub(h))
     }
 
-    /// Peers heard from within the lease.
+    /// Peers heard from within the lease (`now_ms` in view time).
     fn heard_within_lease(&self, now_ms: u64) -> usize {
         self.detectors
             .values()
@@ -198,6 +235,7 @@ impl ClusterView {
     /// A region just started gets no lease until it has heard a majority
     /// (it may be the minority side of a partition it does not know of).
     pub fn lease(&self, now_ms: u64) -> Result<(), String> {
+        let now_ms = self.time_ms(now_ms);
         let reached = self.heard_within_lease(now_ms) + 1;
         if reached >= self.majority() {
             return Ok(());
@@ -218,6 +256,7 @@ impl ClusterView {
     /// Re-evaluates liveness and the lease at `now_ms`; returns what changed
     /// (each change raised the epoch).
     pub fn tick(&mut self, now_ms: u64) -> Vec<Transition> {
+        let now_ms = self.advance(now_ms);
         let mut out = Vec::new();
         let t = self.config.thresholds;
         let peers: Vec<RegionId> = self.config.peers.clone();
@@ -236,7 +275,7 @@ impl ClusterView {
                 }
             }
         }
-        let lease = self.lease(now_ms);
+        let lease = self.lease(self.wall_seen_ms);
         match (&lease, self.lease_held) {
             (Err(reason), true) => {
                 self.lease_held = false;
@@ -314,7 +353,7 @@ impl ClusterView {
 
     /// How many members (self included) this region hears within the lease.
     pub fn reachable(&self, now_ms: u64) -> usize {
-        self.heard_within_lease(now_ms) + 1
+        self.heard_within_lease(self.time_ms(now_ms)) + 1
     }
 }
 
@@ -330,6 +369,7 @@ mod tests {
                 peers: vec![r("vb"), r("vc")],
                 lease_ms: 1_000,
                 thresholds: Thresholds::default(),
+                unsafe_wall_clock: false,
             },
             now,
         )
@@ -425,6 +465,24 @@ mod tests {
         }
         assert_eq!(v.epoch(), up + 2);
         assert!(v.partition().is_some_and(|p| p.ended_ms.is_some()));
+    }
+
+    #[test]
+    fn a_clock_set_back_does_not_stretch_the_lease() {
+        let b = RegionId::new("vb").unwrap();
+        let mut v = view(10_000);
+        v.heard(b, 10_000);
+        v.tick(10_000);
+        v.tick(10_500);
+        assert!(v.lease(10_500).is_ok());
+        // The wall clock jumps back 5 s (ticks come every 50 ms, so at most
+        // that much of real time goes unseen); 600 ms pass.
+        v.tick(5_500);
+        assert!(
+            v.lease(6_100).is_err(),
+            "1.1 s have passed since b was heard"
+        );
+        assert_eq!(v.last_heard_ago_ms(b, 6_100), Some(1_100));
     }
 
     /// The partition a heal report measures starts when the silence began,

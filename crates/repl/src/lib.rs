@@ -13,6 +13,9 @@
 //!   configured), PEM loading, and the plain-or-TLS [`tls::Transport`].
 //! - [`antientropy`]: digest trees over the key space, and the session that
 //!   repairs a peer the retained log cannot serve by merging state.
+//! - [`election`]: the durable term file, the monotonic clock and the
+//!   locking around the elected primary's protocol, whose messages travel
+//!   dialer to acceptor on every link.
 //!
 //! Invariants:
 //! - A stream is a log in the sender's apply order, so every op arrives
@@ -25,6 +28,7 @@
 //! - Nothing here holds the store lock across a network wait.
 
 pub mod antientropy;
+pub mod election;
 pub mod handshake;
 pub mod members;
 pub mod receiver;
@@ -34,6 +38,7 @@ pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +86,16 @@ pub struct Host {
     pub closing: Arc<watch::Sender<bool>>,
     /// Goodbyes sent, so shutdown can wait for them.
     pub goodbyes_sent: Arc<std::sync::atomic::AtomicUsize>,
+    /// The elected primary's protocol; change it only through
+    /// [`Host::election_step`].
+    pub election: Arc<Mutex<meridian_cluster::Election>>,
+    /// Bumped when the election's term, role, primary or vote changed, so
+    /// senders tell their peers at once.
+    pub election_changed: Arc<watch::Sender<u64>>,
+    /// Bumped when the election's durable state changed and must be saved.
+    election_unsaved: Arc<watch::Sender<u64>>,
+    /// Where the election state is saved (`None`: not saved, in tests).
+    election_dir: Option<PathBuf>,
 }
 
 impl Host {
@@ -88,6 +103,8 @@ impl Host {
         store: Arc<Mutex<Store>>,
         view: meridian_cluster::ClusterView,
         members: members::Members,
+        election: meridian_cluster::Election,
+        election_dir: Option<PathBuf>,
     ) -> Host {
         let synced = store.lock().log().synced_lsn();
         Host {
@@ -98,6 +115,10 @@ impl Host {
             members: Arc::new(members),
             closing: Arc::new(watch::channel(false).0),
             goodbyes_sent: Default::default(),
+            election: Arc::new(Mutex::new(election)),
+            election_changed: Arc::new(watch::channel(0).0),
+            election_unsaved: Arc::new(watch::channel(0).0),
+            election_dir,
         }
     }
 
@@ -165,6 +186,7 @@ pub fn wall_ms() -> u64 {
 pub fn start(config: ReplConfig, host: Host, listener: TcpListener) -> Arc<ReplStatus> {
     let status = Arc::new(ReplStatus::default());
     let config = Arc::new(config);
+    tokio::spawn(election::save_loop(host.clone()));
     tokio::spawn(receiver::accept_loop(
         listener,
         config.clone(),
@@ -223,6 +245,7 @@ async fn manage_links(config: Arc<ReplConfig>, host: Host, status: Arc<ReplStatu
             tracing::info!(%peer, "replication link closed: the region is no longer a member");
         }
         let peers: Vec<RegionId> = wanted.iter().map(|(p, _)| *p).collect();
+        host.election.lock().set_peers(&peers);
         if let Some(t) = host.view.lock().set_peers(&peers, wall_ms()) {
             tracing::info!(
                 epoch = t.epoch,

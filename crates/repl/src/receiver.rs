@@ -304,6 +304,10 @@ async fn stream_ops(
             continue;
         }
         let upto = match msg {
+            Msg::Election(m) => {
+                host.election_receive(peer, m);
+                continue;
+            }
             Msg::Ops { upto_lsn, records } => {
                 if config.witness {
                     return Err(format!("region {peer} sent ops to a witness"));
@@ -432,13 +436,34 @@ mod tests {
                 peers: vec![RegionId::new("rb").unwrap()],
                 lease_ms: 3_000,
                 thresholds: Default::default(),
+                unsafe_wall_clock: false,
             },
             wall_ms(),
         );
         let rb = RegionId::new("rb").unwrap();
         let members =
             crate::members::Members::open(ra, &[(rb, "127.0.0.1:1".into())], None).unwrap();
-        let host = Host::new(Arc::new(parking_lot::Mutex::new(store)), view, members);
+        let election = meridian_cluster::Election::new(
+            meridian_cluster::ElectionConfig {
+                me: ra,
+                peers: vec![rb],
+                witness: false,
+                initial_primary: None,
+                lease_ms: 3_000,
+                stagger_ms: 500,
+                unsafe_skip_leases: false,
+            },
+            None,
+            1,
+            0,
+        );
+        let host = Host::new(
+            Arc::new(parking_lot::Mutex::new(store)),
+            view,
+            members,
+            election,
+            None,
+        );
         let tls = PeerTls::load(&files(dir.path(), &cluster_ca, "ra", &["ra"]), "ra").unwrap();
         let config = Arc::new(ReplConfig {
             region: ra,

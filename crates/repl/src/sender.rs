@@ -2,7 +2,7 @@
 //! region's op log from the first record the peer lacks, forever.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use meridian_crdt::{RegionId, Tag, VersionVector};
 use meridian_log::{LogError, ReadBound};
@@ -245,9 +245,11 @@ async fn link(
     let mut members_sent = None;
     let mut closing = host.closing.subscribe();
     let mut synced = host.synced.subscribe();
+    let mut election_changed = host.election_changed.subscribe();
     let mut upto_lsn = from.saturating_sub(1);
     let mut announced_lsn = upto_lsn;
     let heartbeat = Duration::from_millis(config.heartbeat_ms);
+    let mut election_sent: Option<Instant> = None;
     let result: Result<(), LinkError> = async {
         loop {
             if acks.is_finished() {
@@ -259,6 +261,16 @@ async fn link(
             if members_sent != Some(version) {
                 write_msg(&mut wr, &Msg::Members(host.members.current())).await?;
                 members_sent = Some(version);
+            }
+            // The election state goes out at every heartbeat, even while
+            // streaming, and at once after a change.
+            let changed = election_changed.has_changed().unwrap_or(false);
+            if changed || election_sent.is_none_or(|t| t.elapsed() >= heartbeat) {
+                election_changed.borrow_and_update();
+                for m in host.election_outbox(peer) {
+                    write_msg(&mut wr, &Msg::Election(m)).await?;
+                }
+                election_sent = Some(Instant::now());
             }
             let peer_vv = status
                 .outbound
@@ -296,11 +308,15 @@ async fn link(
             // Caught up: wait for new synced records, or heartbeat. Records
             // the peer already had still move its position, so announce it.
             let heartbeat_due = tokio::select! {
-                changed = tokio::time::timeout(heartbeat, synced.changed()) => match changed {
-                    Ok(Ok(())) => upto_lsn > announced_lsn,
-                    Ok(Err(_)) => return Ok(()),
-                    Err(_) => true,
+                r = synced.changed() => match r {
+                    Ok(()) => upto_lsn > announced_lsn,
+                    Err(_) => return Ok(()),
                 },
+                r = election_changed.changed() => match r {
+                    Ok(()) => false,
+                    Err(_) => return Ok(()),
+                },
+                _ = tokio::time::sleep(heartbeat) => true,
                 _ = async { closing.wait_for(|c| *c).await.is_ok() } => {
                     write_msg(&mut wr, &Msg::Goodbye).await?;
                     let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const MAGIC: [u8; 4] = *b"MRDN";
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame accepted (a batch of ops is cut well below this).
 pub const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// A frame's buffer starts at most this large and grows as its bytes arrive.
@@ -94,6 +94,10 @@ pub enum Msg {
     AeEnd { vv: VersionVector, clock: u64 },
     /// Acceptor → dialer: merged (and durable); my version vector now.
     AeDone { vv: VersionVector },
+    /// Dialer → acceptor, at every heartbeat and whenever the dialer's
+    /// election state changes: the elected primary's protocol
+    /// (`meridian_cluster::election`). Never acknowledged.
+    Election(meridian_cluster::ElectionMsg),
     /// Dialer → acceptor, after the handshake and after each change: the
     /// dialer's copy of the cluster membership. Never acknowledged.
     Members(meridian_cluster::Membership),

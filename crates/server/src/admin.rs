@@ -384,12 +384,16 @@ fn unshipped_report(shared: &Shared, region: meridian_crdt::RegionId) -> Value {
         .get(&region)
         .map(|o| (o.peer_vv.get(region), o.connects > 0))
         .unwrap_or((0, false));
-    let last_heard_ms = shared.host.view.lock().last_heard_ms(region);
+    let last_heard_ms_ago = shared
+        .host
+        .view
+        .lock()
+        .last_heard_ago_ms(region, crate::shared::wall_ms());
     json!({
         "ops_of_theirs_received_here": ours,
         "ops_they_had_written_when_last_heard": theirs.max(ours),
         "unshipped_ops": theirs.saturating_sub(ours),
-        "last_heard_ms": last_heard_ms,
+        "last_heard_ms_ago": last_heard_ms_ago,
         "known": acked,
         "note": "ops it wrote after it was last heard are unknown here; other regions may hold some of them",
     })

@@ -357,6 +357,20 @@ impl Config {
         if !(10..=60_000).contains(&heartbeat_ms) || lease_ms < 2 * heartbeat_ms {
             bail!("--heartbeat-ms must lie in 10..=60000 and --lease-ms be at least twice it");
         }
+        let primaries: std::collections::BTreeSet<_> = policies
+            .rules()
+            .filter_map(|(_, p)| match p {
+                meridian_cluster::Policy::Primary(r) => Some(*r),
+                _ => None,
+            })
+            .collect();
+        if primaries.len() > 1 {
+            let named: Vec<String> = primaries.iter().map(|r| r.to_string()).collect();
+            bail!(
+                "--policy: every primary:REGION rule must name the same region (one primary is elected for the whole cluster), not {}",
+                named.join(" and ")
+            );
+        }
         if args.witness && policies.rules().next().is_some() {
             bail!("--policy has no meaning on a witness: it stores no keys");
         }
@@ -610,6 +624,16 @@ fsync = "always"
             back.policies.rules().count(),
             config.policies.rules().count()
         );
+    }
+
+    #[test]
+    fn primary_rules_naming_different_regions_are_refused() {
+        let args = ServeArgs {
+            policy: vec!["a:*=primary:ra".into(), "b:*=primary:rb".into()],
+            ..ServeArgs::default()
+        };
+        let err = Config::resolve(args).unwrap_err().to_string();
+        assert!(err.contains("ra and rb"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use meridian_resp::Frame;
 use crate::acl;
 use crate::cmd::{self, util::arity_error, Ctx, Spec};
 use crate::metrics::Metrics;
-use meridian_cluster::WriteVerdict;
+use meridian_cluster::{Policy, PrimaryNow, WriteVerdict};
 
 /// Executes one command and returns its replies (usually one).
 pub fn execute(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
@@ -216,30 +216,41 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
     }
     let lease = ctx.shared.host.view.lock().lease(crate::shared::wall_ms());
     let lease = lease.as_ref().map(|_| ()).map_err(String::as_str);
+    let (primary, writable) = {
+        let e = ctx.shared.host.election.lock();
+        (e.primary(), e.may_write(meridian_repl::election::mono_ms()))
+    };
+    let primary = PrimaryNow {
+        region: primary,
+        writable: writable.as_ref().map(|_| ()).map_err(String::as_str),
+    };
     let keys = command_keys(spec, args);
-    let verdicts: Vec<(String, WriteVerdict)> = if keys.is_empty() {
+    let verdicts: Vec<(String, bool, WriteVerdict)> = if keys.is_empty() {
         // A keyless write (FLUSHALL) touches every keyspace.
         policies
             .rules()
-            .map(|(pattern, _)| {
+            .map(|(pattern, policy)| {
                 (
                     String::from_utf8_lossy(pattern).into_owned(),
-                    policies.verdict(pattern, config.region, lease),
+                    matches!(policy, Policy::Primary(_)),
+                    policies.verdict(pattern, config.region, lease, primary),
                 )
             })
             .collect()
     } else {
         keys.iter()
             .map(|k| {
-                let (pattern, _) = policies.for_key(k);
+                let (pattern, policy) = policies.for_key(k);
                 (
                     String::from_utf8_lossy(pattern).into_owned(),
-                    policies.verdict(k, config.region, lease),
+                    matches!(policy, Policy::Primary(_)),
+                    policies.verdict(k, config.region, lease, primary),
                 )
             })
             .collect()
     };
-    for (pattern, verdict) in verdicts {
+    let as_primary = verdicts.iter().any(|(_, p, _)| *p);
+    for (pattern, _, verdict) in verdicts {
         match verdict {
             WriteVerdict::Allowed => {}
             WriteVerdict::Fenced(why) => {
@@ -254,6 +265,15 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
                 )));
             }
         }
+    }
+    if as_primary {
+        // Recorded per term, so status can show that no two regions
+        // accepted primary writes in one term.
+        ctx.shared
+            .host
+            .election
+            .lock()
+            .note_write(crate::shared::wall_ms());
     }
     None
 }

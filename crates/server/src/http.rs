@@ -416,6 +416,39 @@ pub fn metrics_text(shared: &Shared) -> String {
         vec![],
         epoch as f64,
     ));
+    let (term, primary_term, leader, elections) = {
+        let e = shared.host.election.lock();
+        (
+            e.term(),
+            e.primary_term(),
+            e.role() == meridian_cluster::Role::Leader,
+            e.elections_total(),
+        )
+    };
+    samples.push(g2(
+        "meridian_primary_term",
+        "The term the primary of primary keyspaces was elected in, as this region knows it.",
+        vec![],
+        primary_term as f64,
+    ));
+    samples.push(g2(
+        "meridian_election_term",
+        "This region's election term (raised by standing or voting).",
+        vec![],
+        term as f64,
+    ));
+    samples.push(g2(
+        "meridian_primary",
+        "1 while this region is the elected primary of primary keyspaces.",
+        vec![],
+        if leader { 1.0 } else { 0.0 },
+    ));
+    samples.push(c2(
+        "meridian_elections_total",
+        "Elections this region started (stood as candidate) since it started.",
+        vec![],
+        elections as f64,
+    ));
     samples.push(g2(
         "meridian_quorum_lease",
         "1 while this region holds the majority lease.",

@@ -129,11 +129,48 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 heartbeat_ms: config.heartbeat_ms,
                 ..Default::default()
             },
+            unsafe_wall_clock: false,
         },
         wall_ms(),
     );
     store.lock().set_epoch(view.epoch());
-    let host = meridian_repl::Host::new(store.clone(), view, members);
+    let saved = meridian_repl::election::load(&config.data_dir)?;
+    let election = meridian_cluster::Election::new(
+        meridian_cluster::ElectionConfig {
+            me: config.region,
+            peers: membership
+                .peers(config.region, &config.peers)
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect(),
+            witness: config.witness,
+            initial_primary: config.policies.initial_primary(),
+            lease_ms: config.lease_ms,
+            stagger_ms: 2 * config.heartbeat_ms,
+            unsafe_skip_leases: false,
+        },
+        saved,
+        // A new incarnation at every start: echoes of an earlier life's
+        // messages must not renew this one's lease.
+        (wall_ms() << 20) ^ u64::from(std::process::id()),
+        meridian_repl::election::mono_ms(),
+    );
+    if election.primary().is_some() {
+        tracing::info!(
+            term = election.term(),
+            primary = ?election.primary().map(|r| r.to_string()),
+            primary_term = election.primary_term(),
+            role = election.role().name(),
+            "election state"
+        );
+    }
+    let host = meridian_repl::Host::new(
+        store.clone(),
+        view,
+        members,
+        election,
+        Some(config.data_dir.clone()),
+    );
     let repl = meridian_repl::start(
         meridian_repl::ReplConfig {
             region: config.region,
@@ -339,9 +376,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// Re-evaluates failure detection and the quorum lease every 50 ms; each
-/// change of view raises the epoch, is logged and counted, and stamps the
-/// conflict journal from then on.
+/// Re-evaluates failure detection, the quorum lease and the election every
+/// 50 ms; each change of view raises the epoch, is logged and counted, and
+/// stamps the conflict journal from then on.
 async fn watch_the_cluster(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -354,6 +391,7 @@ async fn watch_the_cluster(shared: Arc<Shared>) {
             (view.tick(now), view.epoch())
         };
         crate::heal::observe(&shared, now);
+        shared.host.election_tick();
         // Membership changes raise the epoch outside `tick`.
         if epoch != last_epoch {
             shared.store.lock().set_epoch(epoch);

@@ -18,7 +18,7 @@ pub struct SimArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Faults to inject: a comma-separated list of delay, dup, drop,
-    /// partition, oneway, crash, clock; or `all`, or `none`.
+    /// partition, oneway, crash, clock, isolate-primary; or `all`, or `none`.
     #[arg(long, default_value = "all")]
     pub faults: String,
     /// Regions per run.
@@ -30,8 +30,9 @@ pub struct SimArgs {
     /// Events printed with an anomaly.
     #[arg(long, default_value_t = 40)]
     pub trace: usize,
-    /// Deliberately break the merge to see a checker fail
-    /// (`lose-relayed-effects`).
+    /// Deliberately break the merge, the election or the lease to see a
+    /// checker fail (`lose-relayed-effects`, `skip-primary-leases`,
+    /// `wall-clock-lease`).
     #[arg(long, default_value = "none")]
     pub r#break: String,
     /// Print one line per seed.
@@ -113,6 +114,8 @@ struct Totals {
     lost_acked: u64,
     refused: u64,
     conflicts: u64,
+    elections: u64,
+    primary_writes: u64,
     messages: u64,
     duplicates: u64,
     faults: std::collections::BTreeMap<&'static str, u64>,
@@ -128,6 +131,8 @@ impl Totals {
         self.lost_acked += r.ops_lost_acked;
         self.refused += r.writes_refused;
         self.conflicts += r.conflicts_journaled;
+        self.elections += r.elections_won;
+        self.primary_writes += r.primary_writes;
         self.messages += r.messages;
         self.duplicates += r.duplicates_received;
         for (k, v) in &r.faults {
@@ -143,7 +148,7 @@ impl Totals {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
+            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
             self.seeds,
             self.ticks,
             self.ops,
@@ -151,6 +156,8 @@ impl Totals {
             self.lost_acked,
             self.refused,
             self.conflicts,
+            self.elections,
+            self.primary_writes,
             self.messages,
             self.duplicates,
             self.faults.values().sum::<u64>(),

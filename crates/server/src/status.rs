@@ -139,7 +139,8 @@ pub fn status_json(shared: &Shared) -> Value {
         "keys": v.keys,
         "log": {"last_lsn": v.last_lsn, "synced_lsn": v.synced_lsn},
         "regions": regions,
-        "policies": policy_states(shared).iter().map(|p| json!({"pattern": p.pattern, "policy": p.policy, "state": p.state, "reason": p.reason})).collect::<Vec<_>>(),
+        "policies": policy_states(shared).iter().map(PolicyState::json).collect::<Vec<_>>(),
+        "election": election_json(shared),
         "role": if shared.config.witness { "witness" } else { "data" },
         "view": view_json(shared),
         "conflicts": {
@@ -205,6 +206,31 @@ pub struct PolicyState {
     /// `writable`, `fenced`, `read-only` or `witness`.
     pub state: &'static str,
     pub reason: Option<String>,
+    /// For `primary` keyspaces: the elected primary as this region knows
+    /// it, and this region's term.
+    pub primary: Option<PrimaryState>,
+}
+
+pub struct PrimaryState {
+    pub primary: String,
+    pub term: u64,
+    /// The term the primary was elected in (0: the configured one).
+    pub primary_term: u64,
+    /// `primary` writes this region accepted in its current term.
+    pub writes_accepted_in_term: u64,
+}
+
+impl PolicyState {
+    pub fn json(&self) -> Value {
+        let mut v = json!({"pattern": self.pattern, "policy": self.policy, "state": self.state, "reason": self.reason});
+        if let Some(p) = &self.primary {
+            v["primary"] = json!(p.primary);
+            v["term"] = json!(p.term);
+            v["primary_term"] = json!(p.primary_term);
+            v["writes_accepted_in_term"] = json!(p.writes_accepted_in_term);
+        }
+        v
+    }
 }
 
 /// Every configured policy, then the default rule for all other keys.
@@ -212,16 +238,51 @@ pub fn policy_states(shared: &Shared) -> Vec<PolicyState> {
     let config = &shared.config;
     let lease = shared.host.view.lock().lease(wall_ms());
     let poisoned = matches!(*shared.readiness.lock(), Readiness::Poisoned(_));
+    let (elected, writable, term, primary_term, accepted) = {
+        let e = shared.host.election.lock();
+        let accepted = e
+            .accepted()
+            .next_back()
+            .filter(|a| a.term == e.term())
+            .map_or(0, |a| a.count);
+        (
+            e.primary(),
+            e.may_write(meridian_repl::election::mono_ms()),
+            e.term(),
+            e.primary_term(),
+            accepted,
+        )
+    };
     let policies = shared.policies();
     let mut out: Vec<PolicyState> = policies
         .rules()
         .map(|(pattern, policy)| {
+            let mut primary = None;
             let (state, reason) = match policy {
                 meridian_cluster::Policy::ActiveActive => ("writable", None),
-                meridian_cluster::Policy::Primary(p) if *p != config.region => {
-                    ("read-only", Some(format!("the primary is {p}")))
+                meridian_cluster::Policy::Primary(configured) => {
+                    let current = elected.unwrap_or(*configured);
+                    primary = Some(PrimaryState {
+                        primary: current.to_string(),
+                        term,
+                        primary_term,
+                        writes_accepted_in_term: accepted,
+                    });
+                    if current != config.region {
+                        (
+                            "read-only",
+                            Some(format!(
+                                "the primary is {current} (elected in term {primary_term})"
+                            )),
+                        )
+                    } else {
+                        match lease.as_ref().map_err(String::clone).and(writable.clone()) {
+                            Ok(()) => ("writable", None),
+                            Err(why) => ("fenced", Some(why)),
+                        }
+                    }
                 }
-                _ => match &lease {
+                meridian_cluster::Policy::Majority => match &lease {
                     Ok(()) => ("writable", None),
                     Err(why) => ("fenced", Some(why.clone())),
                 },
@@ -231,6 +292,7 @@ pub fn policy_states(shared: &Shared) -> Vec<PolicyState> {
                 policy: policy.name(),
                 state,
                 reason,
+                primary,
             }
         })
         .collect();
@@ -239,6 +301,7 @@ pub fn policy_states(shared: &Shared) -> Vec<PolicyState> {
         policy: "active-active".into(),
         state: "writable",
         reason: None,
+        primary: None,
     });
     for p in &mut out {
         if config.witness {
@@ -282,6 +345,30 @@ pub fn not_ready_reason(shared: &Shared) -> Option<(&'static str, String)> {
         })
 }
 
+/// The elected primary's protocol as this region sees it, and the
+/// `primary` writes it accepted in each recent term (wall-clock ms).
+pub fn election_json(shared: &Shared) -> Value {
+    let e = shared.host.election.lock();
+    let now = meridian_repl::election::mono_ms();
+    let accepted: Vec<Value> = e
+        .accepted()
+        .map(|a| json!({"term": a.term, "region": shared.config.region.as_str(), "count": a.count, "first_ms": a.first_ms, "last_ms": a.last_ms}))
+        .collect();
+    json!({
+        "primary": e.primary().map(|r| r.to_string()),
+        "term": e.term(),
+        "primary_term": e.primary_term(),
+        "role": e.role().name(),
+        "voted_for": e.durable().voted_for.map(|r| r.to_string()),
+        "writable": e.may_write(now).is_ok(),
+        "not_writable_reason": e.may_write(now).err(),
+        "lease_ms": e.lease_ms(),
+        "lease_remaining_ms": e.lease_remaining_ms(now),
+        "elections_started": e.elections_total(),
+        "writes_accepted": accepted,
+    })
+}
+
 /// Failure detection and lease as this region sees them.
 fn view_json(shared: &Shared) -> Value {
     let now = wall_ms();
@@ -294,7 +381,7 @@ fn view_json(shared: &Shared) -> Value {
             json!({
                 "id": r.as_str(),
                 "liveness": view.liveness(*r).map(|l| l.name()),
-                "last_heard_ms_ago": view.last_heard_ms(*r).map(|t| now.saturating_sub(t)),
+                "last_heard_ms_ago": view.last_heard_ago_ms(*r, now),
             })
         })
         .collect();

@@ -297,6 +297,19 @@ pub fn render_table(status: &Value, conflicts: &Result<ConflictSummary, String>)
             fenced.join(", ")
         }
     );
+    let election = &status["election"];
+    if let Some(primary) = election["primary"].as_str() {
+        let _ = writeln!(
+            out,
+            "primary of primary keyspaces: {primary} (term {}; this region: {}{})",
+            election["primary_term"],
+            election["role"].as_str().unwrap_or("?"),
+            match election["not_writable_reason"].as_str() {
+                Some(why) if election["role"] == "leader" => format!(", not writable: {why}"),
+                _ => String::new(),
+            }
+        );
+    }
     let conflicts_line = match conflicts {
         Ok(c) if c.at_least => format!("at least {}", c.last_hour),
         Ok(c) => c.last_hour.to_string(),

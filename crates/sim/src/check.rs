@@ -49,6 +49,8 @@ fn fail(check: &'static str, detail: String) -> Check {
 
 /// Every checker that runs once the regions have converged.
 pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
+    check_primary_writes(history)?;
+    check_majority_writes(history, regions.len())?;
     for r in regions.iter_mut() {
         let id = r.id;
         let db = r.store().db();
@@ -66,6 +68,69 @@ pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
 fn tag_region(mut a: Anomaly, id: meridian_crdt::RegionId) -> Anomaly {
     a.detail = format!("region {id}: {}", a.detail);
     a
+}
+
+/// The `primary` policy's promise, from what clients were told: no two
+/// regions accepted `primary` writes in the same term, and a term's writes
+/// all came before any write of a later term (the old primary had stopped
+/// before the new one started; simulated time is the one true clock).
+/// Every accepted write counts, acknowledged or not.
+pub fn check_primary_writes(history: &History) -> Check {
+    // term -> (region, first tick, last tick)
+    let mut terms: BTreeMap<u64, (usize, u64, u64)> = BTreeMap::new();
+    for op in &history.ops {
+        let Some(term) = op.primary_term else {
+            continue;
+        };
+        let e = terms.entry(term).or_insert((op.region, op.tick, op.tick));
+        if e.0 != op.region {
+            return fail(
+                "primary",
+                format!(
+                    "regions r{} and r{} both accepted primary writes in term {term} (r{} at tick {})",
+                    e.0, op.region, op.region, op.tick
+                ),
+            );
+        }
+        e.1 = e.1.min(op.tick);
+        e.2 = e.2.max(op.tick);
+    }
+    let mut latest: Option<(u64, usize, u64)> = None;
+    for (term, (region, first, last)) in terms {
+        if let Some((t, r, until)) = latest {
+            if until >= first {
+                return fail(
+                    "primary",
+                    format!(
+                        "r{r} accepted primary writes in term {t} until tick {until}, but r{region} had accepted writes in term {term} from tick {first}"
+                    ),
+                );
+            }
+        }
+        if latest.is_none_or(|(_, _, until)| last > until) {
+            latest = Some((term, region, last));
+        }
+    }
+    Ok(())
+}
+
+/// The `majority` policy's promise: a region accepts `majority` writes only
+/// while it has heard a majority (itself included) within the lease —
+/// of real time, whatever its wall clock did.
+pub fn check_majority_writes(history: &History, regions: usize) -> Check {
+    let majority = regions / 2 + 1;
+    for op in &history.ops {
+        if let Some(reached) = op.reached_in_lease.filter(|n| *n < majority) {
+            return fail(
+                "majority",
+                format!(
+                    "r{} accepted a majority write at tick {} having heard {reached} of {regions} regions within the lease",
+                    op.region, op.tick
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The convergence checker's report when the bound is exceeded.

@@ -27,10 +27,14 @@ pub enum Fault {
     /// a record). Acknowledged but unsynced ops may be lost, as `--fsync
     /// everysec` allows; none of them may ever have reached a peer.
     Power,
+    /// The region that believes it is the primary of `primary` keyspaces
+    /// is cut off: both ways, or only its outbound paths (it still hears
+    /// the others, so its quorum lease alone would not fence it).
+    IsolatePrimary,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::Delay,
         Fault::Dup,
         Fault::Drop,
@@ -39,6 +43,7 @@ impl Fault {
         Fault::Crash,
         Fault::Clock,
         Fault::Power,
+        Fault::IsolatePrimary,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +56,7 @@ impl Fault {
             Fault::Crash => "crash",
             Fault::Clock => "clock",
             Fault::Power => "power",
+            Fault::IsolatePrimary => "isolate-primary",
         }
     }
 
@@ -85,8 +91,8 @@ impl fmt::Display for Fault {
     }
 }
 
-/// A deliberate bug in the simulator's receiving side, switched on at run
-/// time to prove that the checkers catch a broken merge.
+/// A deliberate bug, switched on at run time to prove that the checkers
+/// catch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Breakage {
     None,
@@ -97,6 +103,15 @@ pub enum Breakage {
     /// Links ship records once they reach the OS instead of once they are
     /// synced, so a power loss can take ops a peer already holds.
     ShipUnsynced,
+    /// Elected primaries skip their leases (`ElectionConfig::
+    /// unsafe_skip_leases`): a new primary writes at once, and a primary
+    /// writes while it holds the wall-clock quorum lease even when nobody
+    /// follows it any more.
+    SkipPrimaryLeases,
+    /// Leases run on the wall clock itself (`ViewConfig::unsafe_wall_clock`):
+    /// a clock set back stretches them, and a cut-off region keeps writing
+    /// `majority` keys.
+    WallClockLease,
 }
 
 impl Breakage {
@@ -105,8 +120,10 @@ impl Breakage {
             "none" => Ok(Breakage::None),
             "lose-relayed-effects" => Ok(Breakage::LoseRelayedEffects),
             "ship-unsynced" => Ok(Breakage::ShipUnsynced),
+            "skip-primary-leases" => Ok(Breakage::SkipPrimaryLeases),
+            "wall-clock-lease" => Ok(Breakage::WallClockLease),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease)"
             )),
         }
     }
@@ -122,6 +139,8 @@ pub struct SimConfig {
     /// within this many ticks.
     pub heal_ticks_max: u64,
     pub faults: Vec<Fault>,
+    /// Chance per tick, in per mille, that a fault is injected.
+    pub fault_per_mille: u64,
     pub breakage: Breakage,
     /// Events kept for the trace printed with an anomaly.
     pub trace_keep: usize,
@@ -135,6 +154,7 @@ impl SimConfig {
             fault_ticks: 300,
             heal_ticks_max: 3_000,
             faults: Fault::ALL.to_vec(),
+            fault_per_mille: 40,
             breakage: Breakage::None,
             trace_keep: 40,
         }

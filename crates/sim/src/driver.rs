@@ -7,10 +7,12 @@
 //! - `r:*` registers written only by SET (last writer wins, conflicts
 //!   journaled);
 //! - `s:*` sets (SADD/SREM) and `d:*` sets that are also deleted whole;
-//! - `t:*` strings whose TTL is set and removed (never due), and `m:*`
-//!   strings under the `majority` policy.
+//! - `t:*` strings whose TTL is set and removed (never due), `m:*`
+//!   strings under the `majority` policy, and `p:*` strings under the
+//!   `primary` policy (written only where the elected primary is; each
+//!   write records its term for the policy checker).
 
-use meridian_cluster::{Policies, WriteVerdict};
+use meridian_cluster::{Policies, PrimaryNow, WriteVerdict};
 use meridian_crdt::{Blob, Delta, Dot, Tag};
 
 use crate::history::{Fate, History, Recorded, Write};
@@ -22,7 +24,7 @@ const TTL_DEADLINE_MS: u64 = 1 << 50;
 
 /// The policies every simulated region runs with.
 pub fn policies() -> Policies {
-    Policies::parse(&["m:*=majority"]).expect("valid policy")
+    Policies::parse(&["m:*=majority", "p:*=primary:r0"]).expect("valid policy")
 }
 
 /// What one client command did.
@@ -49,13 +51,22 @@ pub fn driver_write(
 ) -> Outcome {
     let id = region.id;
     let lease = region.view.lease(now_ms);
+    let lease = lease.as_ref().map(|_| ()).map_err(String::as_str);
+    // The election runs on simulated time itself (see region.rs).
+    let writable = region.election.may_write(tick * crate::sim::TICK_MS);
+    let primary = PrimaryNow {
+        region: region.election.primary(),
+        writable: writable.as_ref().map(|_| ()).map_err(String::as_str),
+    };
+    let term = region.election.term();
+    let mut primary_term = None;
     let store = region.store();
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
     let n = rng.below(3);
     let db = store.db_mut();
-    let write = match rng.below(12) {
+    let write = match rng.below(13) {
         0 => {
             let (key, delta) = (format!("c:{n}"), rng.between(-5, 10));
             db.incr(key.as_bytes(), Delta::Int(delta));
@@ -138,14 +149,9 @@ pub fn driver_write(
                 }
             }
         }
-        _ => {
+        11 => {
             let key = format!("m:{n}");
-            let verdict = policies.verdict(
-                key.as_bytes(),
-                id,
-                lease.as_ref().map(|_| ()).map_err(String::as_str),
-            );
-            if verdict != WriteVerdict::Allowed {
+            if policies.verdict(key.as_bytes(), id, lease, primary) != WriteVerdict::Allowed {
                 history.refused += 1;
                 return Outcome::Refused;
             }
@@ -154,6 +160,20 @@ pub fn driver_write(
             Write::Other {
                 key,
                 what: "set-majority",
+            }
+        }
+        _ => {
+            let key = format!("p:{n}");
+            if policies.verdict(key.as_bytes(), id, lease, primary) != WriteVerdict::Allowed {
+                history.refused += 1;
+                return Outcome::Refused;
+            }
+            primary_term = Some(term);
+            let value = format!("{id}-{tick}");
+            db.set_string(key.as_bytes(), Blob::from(value.as_bytes()), false);
+            Write::Other {
+                key,
+                what: "set-primary",
             }
         }
     };
@@ -177,6 +197,8 @@ pub fn driver_write(
         ctx,
         write,
         fate: Fate::Pending,
+        primary_term,
+        reached_in_lease: None,
     });
     Outcome::Committed {
         index: history.ops.len() - 1,

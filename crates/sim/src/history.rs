@@ -53,7 +53,7 @@ pub enum Write {
         key: String,
     },
     /// Writes only the convergence checker judges (HSET, ZADD, TTLs,
-    /// `majority` keys).
+    /// `majority` and `primary` keys).
     Other {
         key: String,
         what: &'static str,
@@ -69,6 +69,11 @@ pub struct Recorded {
     pub ctx: VersionVector,
     pub write: Write,
     pub fate: Fate,
+    /// For a write to a `primary` key: the term the region accepted it in.
+    pub primary_term: Option<u64>,
+    /// For a write to a `majority` key: how many regions (itself included)
+    /// the region had heard from within the lease of simulated time.
+    pub reached_in_lease: Option<usize>,
 }
 
 impl Recorded {
@@ -85,7 +90,7 @@ impl Recorded {
 #[derive(Debug, Default)]
 pub struct History {
     pub ops: Vec<Recorded>,
-    /// Writes refused by a keyspace policy (`-FENCED`).
+    /// Writes refused by a keyspace policy (`-FENCED`, `-READONLY`).
     pub refused: u64,
 }
 

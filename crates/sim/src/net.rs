@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 
+use meridian_cluster::ElectionMsg;
 use meridian_crdt::VersionVector;
 
 #[derive(Debug, Clone)]
@@ -24,6 +25,9 @@ pub enum Msg {
         upto_lsn: u64,
         vv: VersionVector,
     },
+    /// The elected primary's protocol, dialer to acceptor like the real
+    /// links: at every heartbeat and after each change.
+    Election(ElectionMsg),
 }
 
 #[derive(Debug)]
@@ -49,6 +53,9 @@ pub struct Link {
     /// What the sender believes the receiver holds (from its acks).
     pub peer_vv: VersionVector,
     pub last_send_tick: u64,
+    /// When the election state last went out, and which change it carried.
+    pub election_tick: u64,
+    pub election_gen: Option<u64>,
     /// Ops and heartbeats, `from` to `to`.
     pub forward: VecDeque<InFlight>,
     /// Acknowledgements, `to` to `from`.
@@ -67,6 +74,8 @@ impl Link {
             announced_lsn: 0,
             peer_vv: VersionVector::new(),
             last_send_tick: 0,
+            election_tick: 0,
+            election_gen: None,
             forward: VecDeque::new(),
             back: VecDeque::new(),
         }
@@ -75,6 +84,7 @@ impl Link {
     /// The connection breaks: whatever was in flight is gone.
     pub fn reset(&mut self, reconnect_at: u64) {
         self.up = false;
+        self.election_gen = None;
         self.reconnect_at = reconnect_at;
         self.forward.clear();
         self.back.clear();

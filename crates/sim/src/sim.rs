@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use meridian_cluster::Policies;
+use meridian_cluster::{ElectionEvent, Policies, Role};
 use meridian_crdt::{Op, RegionId, Tag, VersionVector};
 use meridian_log::ReadBound;
 use meridian_store::{db::visible_digest, PeerApply, StoreError};
@@ -16,9 +16,9 @@ use meridian_store::{db::visible_digest, PeerApply, StoreError};
 use crate::check::{self, Anomaly};
 use crate::config::{Breakage, Fault, SimConfig};
 use crate::driver::{self, Outcome};
-use crate::history::{Fate, History};
+use crate::history::{Fate, History, Write};
 use crate::net::{Cut, InFlight, Link, Msg};
-use crate::region::{SimRegion, HEARTBEAT_MS};
+use crate::region::{SimRegion, HEARTBEAT_MS, LEASE_MS};
 use crate::rng::SimRng;
 use crate::trace::Trace;
 
@@ -29,10 +29,8 @@ const HEARTBEAT_TICKS: u64 = HEARTBEAT_MS / TICK_MS;
 const BATCH_OPS_MAX: u64 = 16;
 /// Messages in flight per link at most (the TCP window).
 const IN_FLIGHT_MAX: usize = 32;
-/// Chance per tick, in per mille, that a fault is injected.
-const FAULT_PER_MILLE: u64 = 40;
 const DELAY_TICKS_MAX: i64 = 30;
-const CUT_TICKS: (i64, i64) = (20, 150);
+const CUT_TICKS: (i64, i64) = (20, 300);
 const DOWN_TICKS: (i64, i64) = (5, 60);
 const CLOCK_OFFSET_MS_MAX: i64 = 2_000;
 
@@ -49,6 +47,10 @@ pub struct SimReport {
     /// Acknowledged ops a power loss took before they were synced.
     pub ops_lost_acked: u64,
     pub writes_refused: u64,
+    /// Elections won (new primaries of `primary` keyspaces).
+    pub elections_won: u64,
+    /// `primary` writes accepted, across terms.
+    pub primary_writes: u64,
     /// Conflict-journal entries across regions, all checked exact.
     pub conflicts_journaled: u64,
     pub messages: u64,
@@ -80,6 +82,9 @@ pub struct Sim {
     report: SimReport,
     /// Relayed records received, per region (for [`Breakage`]).
     relayed_seen: Vec<u64>,
+    /// `heard_ms[r][p]`: simulated time region `r` last heard region `p`
+    /// (the truth the `majority` checker judges leases by).
+    heard_ms: Vec<Vec<Option<u64>>>,
     _root: tempfile::TempDir,
 }
 
@@ -112,7 +117,10 @@ impl Sim {
         for id in &ids {
             let peers = ids.iter().copied().filter(|p| p != id).collect();
             let dir = root.path().join(id.as_str());
-            regions.push(SimRegion::open(*id, dir, peers, 0).map_err(|e| store_err("open", e))?);
+            regions.push(
+                SimRegion::open(*id, dir, peers, 0, cfg.breakage)
+                    .map_err(|e| store_err("open", e))?,
+            );
         }
         let mut links = Vec::new();
         for from in 0..cfg.regions {
@@ -140,6 +148,7 @@ impl Sim {
             next_msg_id: 0,
             policies: driver::policies(),
             relayed_seen: vec![0; n],
+            heard_ms: vec![vec![None; n]; n],
             _root: root,
         })
     }
@@ -167,6 +176,12 @@ impl Sim {
         self.report.ops_durable = self.history.count(Fate::Durable);
         self.report.ops_lost = self.history.count(Fate::Lost);
         self.report.writes_refused = self.history.refused;
+        self.report.primary_writes = self
+            .history
+            .ops
+            .iter()
+            .filter(|o| o.primary_term.is_some())
+            .count() as u64;
         self.report.trace_hash = self.trace.hash();
         self.report.events = self.trace.events();
         if let Err(mut a) = result {
@@ -242,7 +257,7 @@ impl Sim {
 
     fn step(&mut self, faulty: bool) -> Result<(), Anomaly> {
         self.tick += 1;
-        if faulty && self.rng.chance(FAULT_PER_MILLE) {
+        if faulty && self.rng.chance(self.cfg.fault_per_mille) {
             self.inject_fault()?;
         }
         let tick = self.tick;
@@ -278,6 +293,10 @@ impl Sim {
         if epoch != epoch_before {
             self.regions[r].store().set_epoch(epoch);
         }
+        let sim_ms = self.sim_ms();
+        for e in self.regions[r].election_step(|e| e.tick(sim_ms)) {
+            self.election_event(r, e);
+        }
         if writes {
             for _ in 0..self.rng.below(3) {
                 let region = &mut self.regions[r];
@@ -291,6 +310,16 @@ impl Sim {
                     now,
                 ) {
                     Outcome::Committed { index, journaled } => {
+                        if matches!(
+                            self.history.ops[index].write,
+                            Write::Other {
+                                what: "set-majority",
+                                ..
+                            }
+                        ) {
+                            let reached = self.reached_in_lease(r);
+                            self.history.ops[index].reached_in_lease = Some(reached);
+                        }
                         let op = &self.history.ops[index];
                         let e = format!("r{r} write {} {:?}", op.dot(), op.write);
                         self.regions[r].pending.push(index);
@@ -317,6 +346,26 @@ impl Sim {
                 .map_err(|e| store_err("sync", e))?;
         }
         Ok(())
+    }
+
+    /// Regions (`r` included) that `r` heard from within the lease of
+    /// simulated time, give or take two ticks: a region's view misses at
+    /// most the tick before each backward jump of its clock.
+    fn reached_in_lease(&self, r: usize) -> usize {
+        let now = self.sim_ms();
+        let within = LEASE_MS + 2 * TICK_MS;
+        1 + self.heard_ms[r]
+            .iter()
+            .enumerate()
+            .filter(|(p, t)| *p != r && t.is_some_and(|t| now - t <= within))
+            .count()
+    }
+
+    fn election_event(&mut self, r: usize, e: ElectionEvent) {
+        if matches!(e, ElectionEvent::Won { .. }) {
+            self.report.elections_won += 1;
+        }
+        self.event(format!("r{r} election {e:?}"));
     }
 
     /// Flushes region `r`'s log: its pending commands are acknowledged.
@@ -437,6 +486,22 @@ impl Sim {
                 }
                 self.regions[r].restart_at = back;
             }
+            Fault::IsolatePrimary => {
+                let p = (0..n)
+                    .find(|r| {
+                        self.regions[*r].is_up() && self.regions[*r].election.role() == Role::Leader
+                    })
+                    .unwrap_or(0);
+                let both = self.rng.chance(500);
+                for o in (0..n).filter(|o| *o != p) {
+                    self.cut(p, o, until);
+                    if both {
+                        self.cut(o, p, until);
+                    }
+                }
+                let how = if both { "both ways" } else { "outbound" };
+                self.event(format!("isolate primary r{p} ({how}) until t={until}"));
+            }
             Fault::Clock => {
                 let r = self.rng.index(n);
                 let offset = self.rng.between(-CLOCK_OFFSET_MS_MAX, CLOCK_OFFSET_MS_MAX);
@@ -452,8 +517,9 @@ impl Sim {
 
     fn restart(&mut self, r: usize) -> Result<(), Anomaly> {
         let now = self.now_ms(r);
+        let sim_ms = self.sim_ms();
         self.regions[r]
-            .restart(now)
+            .restart(now, sim_ms)
             .map_err(|e| store_err("restart", e))?;
         let seq = self.regions[r].store().db().seq();
         let (mut kept, mut lost) = (0, 0);
@@ -533,6 +599,9 @@ impl Sim {
                 self.regions[r].view.reconnected(peer);
                 self.regions[r].view.heard(peer, now);
             }
+            let sim_ms = self.sim_ms();
+            self.heard_ms[from][to] = Some(sim_ms);
+            self.heard_ms[to][from] = Some(sim_ms);
             let link = &mut self.links[l];
             link.up = true;
             link.peer_vv = peer_vv;
@@ -579,6 +648,22 @@ impl Sim {
         let (from, up) = (self.links[l].from, self.links[l].up);
         if !up || self.links[l].forward.len() >= IN_FLIGHT_MAX {
             return Ok(());
+        }
+        // The election state: at every heartbeat, and at once after a change.
+        let gen = self.regions[from].election_gen;
+        let link = &self.links[l];
+        if link.election_gen != Some(gen) || self.tick - link.election_tick >= HEARTBEAT_TICKS {
+            let to_id = self.regions[link.to].id;
+            let sim_ms = self.sim_ms();
+            let region = &mut self.regions[from];
+            let vv = region.store().db().version_vector().clone();
+            let msgs = region.election.outbox(to_id, sim_ms, &vv);
+            let link = &mut self.links[l];
+            link.election_gen = Some(gen);
+            link.election_tick = self.tick;
+            for m in msgs {
+                self.push(l, true, Msg::Election(m));
+            }
         }
         let batch_max = 1 + self.rng.below(BATCH_OPS_MAX);
         let link = &self.links[l];
@@ -670,6 +755,7 @@ impl Sim {
                 continue;
             }
             let now = self.now_ms(dst);
+            self.heard_ms[dst][src] = Some(self.sim_ms());
             let src_id = self.regions[src].id;
             self.regions[dst].view.heard(src_id, now);
             match m.msg {
@@ -680,6 +766,15 @@ impl Sim {
                 }
                 Msg::Heartbeat { upto_lsn } => self.ack(l, upto_lsn),
                 Msg::Ack { vv, .. } => self.links[l].peer_vv = vv,
+                Msg::Election(m) => {
+                    let sim_ms = self.sim_ms();
+                    let vv = self.regions[dst].store().db().version_vector().clone();
+                    let events =
+                        self.regions[dst].election_step(|e| e.receive(src_id, m, sim_ms, &vv));
+                    for e in events {
+                        self.election_event(dst, e);
+                    }
+                }
             }
         }
     }

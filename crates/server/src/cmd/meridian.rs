@@ -1,8 +1,10 @@
 //! `MERIDIAN`: the commands Redis does not have — regions, the conflict
 //! journal, session tokens and keyspace policies.
 //!
-//! REGIONS lists this region and the peers replication knows of; POLICY
-//! reports the default active-active policy (the only one so far); AFTER
+//! REGIONS lists this region (with the elected primary and its term when
+//! there are `primary` keyspaces) and the peers replication knows of;
+//! POLICY reports each keyspace policy's state here, and for `primary`
+//! keyspaces the primary, the term and the writes accepted in it; AFTER
 //! answers at once, from the version vector as it stands, because a
 //! handler runs under the store lock and must not wait.
 //!
@@ -43,7 +45,8 @@ const SUBCOMMANDS: &[(&str, i32)] = &[
 
 const HELP: &[&str] = &[
     "REGIONS",
-    "    Each region: id, role, link state, lag (ms and ops), epoch, version vector.",
+    "    Each region: id, role, link state, lag (ms and ops), epoch, version vector;",
+    "    for this region also the elected primary, the term and its election role.",
     "CONFLICTS [COUNT <n>] [KEY <key>]",
     "    Newest entries of the conflict journal (default COUNT 10).",
     "TOKEN",
@@ -51,7 +54,8 @@ const HELP: &[&str] = &[
     "AFTER <token> [TIMEOUT <ms>]",
     "    +OK once this region has applied every write in <token>, else an error.",
     "POLICY",
-    "    The keyspace policies in force and each one's state in this region.",
+    "    The keyspace policies in force and each one's state in this region; for",
+    "    primary keyspaces also the primary, the term and writes accepted in it.",
 ];
 
 fn meridian(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -125,7 +129,7 @@ fn regions(ctx: &mut Ctx<'_>) -> Frame {
     let epoch = ctx.store.epoch();
     let last_lsn = ctx.store.log().last_lsn();
     let db = ctx.db();
-    let mut rows = vec![Frame::Map(vec![
+    let mut me = vec![
         pair("id", Frame::bulk(db.region().as_str())),
         pair("role", Frame::bulk("data")),
         pair("link", Frame::bulk("self")),
@@ -133,7 +137,16 @@ fn regions(ctx: &mut Ctx<'_>) -> Frame {
         pair("lag_ops", Frame::Integer(0)),
         pair("epoch", Frame::Integer(epoch as i64)),
         pair("version_vector", Frame::bulk(token(db.version_vector()))),
-    ])];
+    ];
+    {
+        let e = ctx.shared.host.election.lock();
+        if let Some(p) = e.primary() {
+            me.push(pair("primary", Frame::bulk(p.as_str())));
+            me.push(pair("term", Frame::Integer(e.term() as i64)));
+            me.push(pair("election_role", Frame::bulk(e.role().name())));
+        }
+    }
+    let mut rows = vec![Frame::Map(me)];
     for p in ctx
         .shared
         .repl
@@ -285,12 +298,21 @@ fn policy(ctx: &mut Ctx<'_>) -> Frame {
     let rows = crate::status::policy_states(ctx.shared)
         .into_iter()
         .map(|p| {
-            Frame::Map(vec![
+            let mut row = vec![
                 pair("pattern", Frame::bulk(p.pattern)),
                 pair("policy", Frame::bulk(p.policy)),
                 pair("state", Frame::bulk(p.state)),
                 pair("reason", p.reason.map_or(Frame::Null, Frame::bulk)),
-            ])
+            ];
+            if let Some(primary) = p.primary {
+                row.push(pair("primary", Frame::bulk(primary.primary)));
+                row.push(pair("term", Frame::Integer(primary.term as i64)));
+                row.push(pair(
+                    "writes_accepted_in_term",
+                    Frame::Integer(primary.writes_accepted_in_term as i64),
+                ));
+            }
+            Frame::Map(row)
         })
         .collect();
     Frame::Array(rows)
