@@ -32,6 +32,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const LINKS_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// One HTTP request to a region's admin port, connect to last byte.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// An admin action such as a snapshot of millions of keys.
+const ADMIN_ACTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest admin response read (a full conflict journal page fits easily).
 const HTTP_RESPONSE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -385,18 +387,24 @@ pub async fn http_get_text(addr: SocketAddr, path: &str) -> anyhow::Result<Strin
     Ok(String::from_utf8_lossy(&http_get_body(addr, path).await?).into_owned())
 }
 
-/// `POST path` (no body) on a region's admin port, parsed as JSON.
+/// `POST path` (no body) on a region's admin port, parsed as JSON. Admin
+/// actions (a snapshot of millions of keys) may take a while.
 pub async fn http_post_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
-    let body = http_body(addr, "POST", path).await?;
+    let body = http_body(addr, "POST", path, ADMIN_ACTION_TIMEOUT).await?;
     serde_json::from_slice(&body)
         .with_context(|| format!("POST http://{addr}{path}: body is not JSON"))
 }
 
 async fn http_get_body(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
-    http_body(addr, "GET", path).await
+    http_body(addr, "GET", path, HTTP_TIMEOUT).await
 }
 
-async fn http_body(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+async fn http_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<u8>> {
     let fetch = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream
@@ -412,9 +420,9 @@ async fn http_body(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result
             .await?;
         Ok::<_, std::io::Error>(response)
     };
-    let response = tokio::time::timeout(HTTP_TIMEOUT, fetch)
+    let response = tokio::time::timeout(timeout, fetch)
         .await
-        .map_err(|_| anyhow!("{method} http://{addr}{path}: no answer within {HTTP_TIMEOUT:?}"))?
+        .map_err(|_| anyhow!("{method} http://{addr}{path}: no answer within {timeout:?}"))?
         .with_context(|| format!("{method} http://{addr}{path}"))?;
     let split = response
         .windows(4)
