@@ -113,9 +113,28 @@ impl fmt::Debug for Tag {
     }
 }
 
-/// Per origin region, the highest contiguous seq applied.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Per origin region, the highest contiguous seq applied. Kept sorted by
+/// region, one entry per region, every seq within [`SEQ_MAX`]; decoding
+/// refuses anything else, since vectors arrive from peers and disks.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VersionVector(SmallVec<[(RegionId, u64); 4]>);
+
+impl<'de> Deserialize<'de> for VersionVector {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries = SmallVec::<[(RegionId, u64); 4]>::deserialize(d)?;
+        if entries.iter().any(|(_, seq)| *seq > SEQ_MAX) {
+            return Err(serde::de::Error::custom(
+                "version vector: sequence number out of range",
+            ));
+        }
+        if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(serde::de::Error::custom(
+                "version vector: regions not in order or listed twice",
+            ));
+        }
+        Ok(VersionVector(entries))
+    }
+}
 
 impl VersionVector {
     pub fn new() -> VersionVector {
@@ -191,6 +210,29 @@ mod tests {
         let d = Dot::new(r, SEQ_MAX);
         assert_eq!(d.region(), r);
         assert_eq!(d.seq(), SEQ_MAX);
+    }
+
+    /// Vectors come from peers and disks: one that names a seq no dot can
+    /// hold, or a region twice, or out of order, is refused when decoded
+    /// (a seq of u64::MAX used to overflow the readiness check later).
+    #[test]
+    fn a_decoded_version_vector_is_checked() {
+        let a = RegionId::new("vvd-a").unwrap();
+        let b = RegionId::new("vvd-b").unwrap();
+        let mut ok = VersionVector::new();
+        ok.set(a, 3);
+        ok.set(b, SEQ_MAX);
+        let bytes = postcard::to_stdvec(&ok).unwrap();
+        assert_eq!(postcard::from_bytes::<VersionVector>(&bytes).unwrap(), ok);
+        let raw = |entries: Vec<(RegionId, u64)>| postcard::to_stdvec(&entries).unwrap();
+        for bad in [
+            raw(vec![(a, SEQ_MAX + 1)]),
+            raw(vec![(a, u64::MAX)]),
+            raw(vec![(a, 1), (a, 2)]),
+            raw(vec![(b, 1), (a, 2)]),
+        ] {
+            assert!(postcard::from_bytes::<VersionVector>(&bad).is_err());
+        }
     }
 
     #[test]
