@@ -67,6 +67,9 @@ pub struct ReplConfig {
     pub witness: bool,
     /// Mutual TLS on every link, inbound and outbound; `None` is plain TCP.
     pub tls: Option<tls::PeerTls>,
+    /// Every this often a link reconnects and compares full state with its
+    /// peer (anti-entropy) even when the log covers it; 0: never.
+    pub antientropy_interval_ms: u64,
 }
 
 /// What replication shares with the rest of the region.

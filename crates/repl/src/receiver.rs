@@ -475,6 +475,7 @@ mod tests {
             idle_timeout_ms: 5_000,
             witness: false,
             tls: Some(tls),
+            antientropy_interval_ms: 0,
         });
         let status = Arc::new(ReplStatus::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

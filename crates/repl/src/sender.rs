@@ -47,6 +47,14 @@ fn update(status: &ReplStatus, peer: RegionId, f: impl FnOnce(&mut Outbound)) {
     }
 }
 
+/// How a link ended without an error.
+enum LinkEnd {
+    /// The peer or this region closed it.
+    Closed,
+    /// Time for the periodic full comparison: reconnect and run one.
+    Recheck,
+}
+
 /// Dials `addr` forever with capped, jittered exponential backoff.
 pub async fn run(
     peer: RegionId,
@@ -71,16 +79,23 @@ pub async fn run(
         },
     );
     let mut backoff_ms = BACKOFF_MIN_MS;
+    let mut recheck = false;
     loop {
         let closing = *host.closing.borrow();
         if closing {
             return;
         }
-        let result = link(peer, &addr, &config, &host, &status).await;
+        let result = link(peer, &addr, &config, &host, &status, recheck).await;
+        recheck = false;
         let (state, err) = match &result {
             Err(LinkError::Refused(reason)) => (LinkState::Refused, reason.clone()),
             Err(e) => (LinkState::Down, e.to_string()),
-            Ok(()) => (LinkState::Down, "closed".to_string()),
+            Ok(LinkEnd::Closed) => (LinkState::Down, "closed".to_string()),
+            Ok(LinkEnd::Recheck) => {
+                // A planned reconnect: the next handshake compares state.
+                recheck = true;
+                continue;
+            }
         };
         let was_up = status
             .outbound
@@ -114,7 +129,8 @@ async fn link(
     config: &ReplConfig,
     host: &Host,
     status: &Arc<ReplStatus>,
-) -> Result<(), LinkError> {
+    recheck: bool,
+) -> Result<LinkEnd, LinkError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| LinkError::Connect("timed out".into()))?
@@ -214,14 +230,16 @@ async fn link(
     };
 
     // The log cannot bring this peer up to date: repair by state first.
-    let peer_vv =
-        if !peer_is_witness && !config.witness && crate::antientropy::needed(host, &peer_vv) {
-            crate::antientropy::push(&mut rd, &mut wr, host, status, peer)
-                .await
-                .map_err(LinkError::Protocol)?
-        } else {
-            peer_vv
-        };
+    let peer_vv = if !peer_is_witness
+        && !config.witness
+        && (recheck || crate::antientropy::needed(host, &peer_vv))
+    {
+        crate::antientropy::push(&mut rd, &mut wr, host, status, peer)
+            .await
+            .map_err(LinkError::Protocol)?
+    } else {
+        peer_vv
+    };
     let (from, mut reader) = {
         let store = host.store.lock();
         let from = store.resume_lsn(&peer_vv);
@@ -250,8 +268,21 @@ async fn link(
     let mut announced_lsn = upto_lsn;
     let heartbeat = Duration::from_millis(config.heartbeat_ms);
     let mut election_sent: Option<Instant> = None;
-    let result: Result<(), LinkError> = async {
+    let link_up = Instant::now();
+    let recheck_after = (config.antientropy_interval_ms > 0)
+        .then(|| Duration::from_millis(config.antientropy_interval_ms));
+    let result: Result<LinkEnd, LinkError> = async {
         loop {
+            // Now and then the state is compared in full, even when the log
+            // covers the peer: a safety net against any divergence the op
+            // stream cannot see.
+            if recheck_after.is_some_and(|every| link_up.elapsed() >= every) {
+                // Let the peer close its side first, so the new connection
+                // does not find this one still holding its slot.
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
+                let _ = tokio::time::timeout(GOODBYE_WAIT, &mut acks).await;
+                return Ok(LinkEnd::Recheck);
+            }
             if acks.is_finished() {
                 return Err(LinkError::Protocol("acknowledgement stream ended".into()));
             }
@@ -310,11 +341,11 @@ async fn link(
             let heartbeat_due = tokio::select! {
                 r = synced.changed() => match r {
                     Ok(()) => upto_lsn > announced_lsn,
-                    Err(_) => return Ok(()),
+                    Err(_) => return Ok(LinkEnd::Closed),
                 },
                 r = election_changed.changed() => match r {
                     Ok(()) => false,
-                    Err(_) => return Ok(()),
+                    Err(_) => return Ok(LinkEnd::Closed),
                 },
                 _ = tokio::time::sleep(heartbeat) => true,
                 _ = async { closing.wait_for(|c| *c).await.is_ok() } => {
@@ -326,7 +357,7 @@ async fn link(
                     let _ = tokio::time::timeout(GOODBYE_WAIT, &mut acks).await;
                     host.goodbyes_sent.fetch_add(1, std::sync::atomic::Ordering::Release);
                     tracing::info!(%peer, "told the peer this region is shutting down");
-                    return Ok(());
+                    return Ok(LinkEnd::Closed);
                 }
             };
             if heartbeat_due {

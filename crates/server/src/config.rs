@@ -98,6 +98,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MERIDIAN_REPL_BACKLOG_OPS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repl_backlog_ops: Option<u64>,
+    /// Every this many ms each link compares full state with its peer
+    /// (anti-entropy), even when the log covers it. Default 600000; 0 turns
+    /// the periodic comparison off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, env = "MERIDIAN_ANTIENTROPY_INTERVAL_MS")]
+    pub antientropy_interval_ms: Option<u64>,
     /// A peer clock further ahead than this is reported. Default 500.
     #[arg(long, env = "MERIDIAN_MAX_CLOCK_OFFSET_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -193,6 +199,8 @@ pub struct Config {
     /// Log records kept for peers that fall behind; older ones may be
     /// compacted and such a peer repairs by anti-entropy.
     pub repl_backlog_ops: u64,
+    /// Periodic full comparison with each peer; 0: off.
+    pub antientropy_interval_ms: u64,
     pub log_segment_max_bytes: Option<u64>,
     /// The flags and environment as given, before the file was read: a
     /// reload reads the file again on top of these.
@@ -243,6 +251,7 @@ impl ServeArgs {
             protected_mode,
             lease_ms,
             repl_backlog_ops,
+            antientropy_interval_ms,
             max_clock_offset_ms,
             tls_listen,
             tls_cert,
@@ -292,6 +301,7 @@ impl Config {
         a.heartbeat_ms = Some(self.heartbeat_ms);
         a.lease_ms = Some(self.lease_ms);
         a.repl_backlog_ops = Some(self.repl_backlog_ops);
+        a.antientropy_interval_ms = Some(self.antientropy_interval_ms);
         a.max_clock_offset_ms = Some(self.max_clock_offset_ms);
         a.snapshot_after_ops = Some(self.snapshot_after_ops);
         a.conflict_retention = Some(self.conflict_retention);
@@ -430,6 +440,7 @@ impl Config {
             heartbeat_ms,
             witness: args.witness,
             repl_backlog_ops: args.repl_backlog_ops.unwrap_or(1_000_000).max(1),
+            antientropy_interval_ms: args.antientropy_interval_ms.unwrap_or(600_000),
             log_segment_max_bytes: args.log_segment_max_bytes,
             source,
             merged,

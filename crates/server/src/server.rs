@@ -181,6 +181,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             heartbeat_ms: config.heartbeat_ms,
             idle_timeout_ms: (config.lease_ms * 2).max(5_000),
             witness: config.witness,
+            antientropy_interval_ms: config.antientropy_interval_ms,
             tls: peer_tls,
         },
         host.clone(),

@@ -120,3 +120,69 @@ fn region_isolated_past_the_backlog_converges_by_anti_entropy() {
         "{bytes} bytes vs {full_copy} for a full copy"
     );
 }
+
+/// With `--antientropy-interval-ms`, links compare full state now and then
+/// even though the log covers every peer; regions in sync exchange only the
+/// top-level digests, send no key, and reconnect without being refused.
+#[test]
+fn periodic_anti_entropy_compares_regions_in_sync_cheaply() {
+    let cluster = Cluster::start(
+        &["pa", "pb"],
+        LinkConditions::wan(2),
+        &["--antientropy-interval-ms", "400"],
+        3,
+    );
+    let mut pa = cluster.conn("pa");
+    let writes: Vec<Vec<String>> = (0..2_000)
+        .map(|i| vec!["SET".into(), format!("k:{i}"), "v".into()])
+        .collect();
+    pipeline(&mut pa, &writes);
+    cluster.converge(Duration::from_secs(30));
+    let a = cluster.index("pa");
+    let (sessions0, bytes0, keys0) = (
+        metric(
+            cluster.regions[a].http,
+            "meridian_antientropy_sessions_total",
+        ) as f64,
+        metric(cluster.regions[a].http, "meridian_antientropy_bytes_total") as f64,
+        metric(
+            cluster.regions[a].http,
+            "meridian_antientropy_keys_sent_total",
+        ) as f64,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let sessions = loop {
+        let s = metric(
+            cluster.regions[a].http,
+            "meridian_antientropy_sessions_total",
+        ) as f64;
+        if s >= sessions0 + 4.0 {
+            break s - sessions0;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no periodic sessions ({s})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let bytes = metric(cluster.regions[a].http, "meridian_antientropy_bytes_total") as f64 - bytes0;
+    let keys = metric(
+        cluster.regions[a].http,
+        "meridian_antientropy_keys_sent_total",
+    ) as f64
+        - keys0;
+    println!("{sessions} sessions, {bytes} bytes, {keys} keys sent");
+    assert_eq!(keys, 0.0, "regions in sync send no key");
+    assert!(
+        bytes / sessions < 8_192.0,
+        "{bytes} bytes in {sessions} sessions"
+    );
+    let status = common::cluster::http_json(cluster.regions[a].http, "/v1/status");
+    assert!(
+        status["handshakes_refused"]
+            .get("duplicate region id")
+            .is_none(),
+        "a planned reconnect was refused: {status}"
+    );
+    cluster.converge(Duration::from_secs(10));
+}
