@@ -4,8 +4,10 @@
 #   packer init deploy/packer
 #   packer build -only='qemu.debian' deploy/packer
 #   packer build -only='amazon-ebs.debian' -var aws_region=eu-west-1 deploy/packer
-# Per-machine settings (region, peers, password) are written at first boot
-# to /etc/meridian/meridian.env; the image holds no secret.
+# Per-machine settings (region, peers, password, admin token, cluster
+# secret) are written at first boot to /etc/meridian/meridian.env, and the
+# region's TLS certificate, key and cluster CA to /etc/meridian/tls; the
+# image holds no secret.
 
 packer {
   required_version = ">= 1.11.0"

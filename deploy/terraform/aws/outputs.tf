@@ -41,5 +41,5 @@ output "health_checker_cidrs" {
 
 output "secrets_manager_names" {
   description = "Secrets Manager names External Secrets reads in every region (values are set out of band)."
-  value       = ["meridian-requirepass", "meridian-cluster-secret", "meridian-cluster-ca-crt", "meridian-cluster-ca-key"]
+  value       = ["meridian-requirepass", "meridian-admin-token", "meridian-cluster-secret", "meridian-cluster-ca-crt", "meridian-cluster-ca-key"]
 }

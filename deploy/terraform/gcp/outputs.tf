@@ -25,5 +25,5 @@ output "health_checker_cidrs" {
 
 output "secret_manager_names" {
   description = "Secret Manager secrets External Secrets reads (values are set out of band)."
-  value       = ["meridian-requirepass", "meridian-cluster-secret", "meridian-cluster-ca-crt", "meridian-cluster-ca-key"]
+  value       = ["meridian-requirepass", "meridian-admin-token", "meridian-cluster-secret", "meridian-cluster-ca-crt", "meridian-cluster-ca-key"]
 }
