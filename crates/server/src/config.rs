@@ -109,6 +109,12 @@ pub struct ServeArgs {
     /// Log format: text (default) or json.
     #[arg(long, env = "MERIDIAN_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Test only: shift this region's wall clock (the HLC's physical part,
+    /// heartbeats, leases, expiry) by this many ms, ahead or behind. Used by
+    /// `meridian chaos` to run regions with skewed clocks; hidden from --help.
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    #[serde(skip)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// Settings after defaults and validation.
@@ -138,6 +144,8 @@ pub struct Config {
     /// compacted and such a peer repairs by anti-entropy.
     pub repl_backlog_ops: u64,
     pub log_segment_max_bytes: Option<u64>,
+    /// Test-only shift of the wall clock (`--clock-offset-ms`), 0 normally.
+    pub clock_offset_ms: i64,
 }
 
 fn addr(value: Option<&str>, default: &str, flag: &str) -> anyhow::Result<SocketAddr> {
@@ -292,6 +300,7 @@ impl Config {
             witness: args.witness,
             repl_backlog_ops: args.repl_backlog_ops.unwrap_or(1_000_000).max(1),
             log_segment_max_bytes: args.log_segment_max_bytes,
+            clock_offset_ms: args.clock_offset_ms.unwrap_or(0),
         })
     }
 }

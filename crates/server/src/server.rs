@@ -36,6 +36,13 @@ pub fn worker_threads() -> usize {
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    if config.clock_offset_ms != 0 {
+        meridian_repl::set_clock_offset_ms(config.clock_offset_ms);
+        tracing::warn!(
+            offset_ms = config.clock_offset_ms,
+            "test-only --clock-offset-ms: this region's wall clock is shifted"
+        );
+    }
     let acl = load_acl(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
