@@ -17,9 +17,12 @@
 //! - [`demo`], [`bench`]: `meridian demo` and `meridian bench`, which drive a
 //!   [`cluster`] of child-process regions through the WAN emulator with the
 //!   async RESP client [`rclient`].
+//! - [`chaos`]: `meridian chaos`, the same cluster under random faults with
+//!   a recorded history and an offline checker.
 
 pub mod acl;
 pub mod bench;
+pub mod chaos;
 pub mod client;
 pub mod cluster;
 pub mod cmd;
