@@ -26,7 +26,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::{Cmd, Op, ReadValue};
+use super::history::{Cmd, Op, ReadValue, Vv};
 
 /// A key's final value in one region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,11 +59,23 @@ pub struct RegionState {
     pub conflicts: BTreeMap<String, Vec<JournalEntry>>,
 }
 
+/// The moment the regions were seen converged once the load had stopped:
+/// every operation that took effect before `at_us` and survived (a write
+/// lost with an unsynced log tail never counted) is covered by `vv`. A
+/// write whose "before" vector covers `vv` therefore observed all of them,
+/// acknowledged or not; the epilogue's writes are such writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Barrier {
+    pub at_us: u64,
+    pub vv: Vv,
+}
+
 /// What the checker was given.
 pub struct Input<'a> {
     pub regions: &'a [String],
     pub ops: &'a [Op],
     pub finals: &'a [RegionState],
+    pub barrier: Option<&'a Barrier>,
 }
 
 /// A violated invariant, with the operations that prove it.
@@ -138,10 +150,30 @@ struct Index<'a> {
     /// Register (field `None`) and hash-field writes per cell.
     cells: BTreeMap<(&'a str, Option<&'a str>), Vec<&'a Op>>,
     reads: Vec<&'a Op>,
+    barrier: Option<&'a Barrier>,
 }
 
-fn index(ops: &[Op]) -> Index<'_> {
-    let mut ix = Index::default();
+impl Index<'_> {
+    /// `b` certainly observed `a`: by their own vectors
+    /// ([`Op::certainly_observed`]), or because `b` observed everything up
+    /// to the barrier and `a` took effect, if at all, before it.
+    fn certain(&self, b: &Op, a: &Op) -> bool {
+        b.certainly_observed(a)
+            || self.barrier.is_some_and(|bar| {
+                b.acked()
+                    && a.effect_deadline_us() < bar.at_us
+                    && b.before
+                        .as_ref()
+                        .is_some_and(|v| v.iter().zip(&bar.vv).all(|(x, y)| x >= y))
+            })
+    }
+}
+
+fn index<'a>(ops: &'a [Op], barrier: Option<&'a Barrier>) -> Index<'a> {
+    let mut ix = Index {
+        barrier,
+        ..Index::default()
+    };
     for op in ops {
         let key = op.cmd.key();
         match &op.cmd {
@@ -172,7 +204,7 @@ pub fn check(input: &Input<'_>) -> Report {
             .entry(format!("{} {:?}", op.cmd.name(), op.outcome).to_lowercase())
             .or_default() += 1;
     }
-    let ix = index(input.ops);
+    let ix = index(input.ops, input.barrier);
     check_identical(&mut cx, input.finals);
     let Some(first) = input.finals.first() else {
         cx.anomaly("convergence", "*", "no final state".into(), &[]);
@@ -246,11 +278,9 @@ fn check_sets(cx: &mut Ctx<'_>, ix: &Index<'_>, state: &BTreeMap<String, KeyStat
                 );
             }
         }
-        let all_removed = adds.iter().all(|a| {
-            removers
-                .iter()
-                .any(|r| r.acked() && r.certainly_observed(a))
-        });
+        let all_removed = adds
+            .iter()
+            .all(|a| removers.iter().any(|r| r.acked() && ix.certain(r, a)));
         if all_removed {
             cx.count("set-member-absent");
             if present {
@@ -258,7 +288,7 @@ fn check_sets(cx: &mut Ctx<'_>, ix: &Index<'_>, state: &BTreeMap<String, KeyStat
                 ops.extend(
                     removers
                         .iter()
-                        .filter(|r| adds.iter().any(|a| r.certainly_observed(a))),
+                        .filter(|r| adds.iter().any(|a| ix.certain(r, a))),
                 );
                 cx.anomaly(
                     "set-resurrected",
@@ -302,7 +332,7 @@ fn check_counters(cx: &mut Ctx<'_>, ix: &Index<'_>, state: &BTreeMap<String, Key
                 continue;
             };
             let counted = op.acked() && !dels.iter().any(|d| d.maybe_observed(op));
-            let dropped = dels.iter().any(|d| d.acked() && d.certainly_observed(op));
+            let dropped = dels.iter().any(|d| d.acked() && ix.certain(d, op));
             if counted {
                 lo += delta;
                 hi += delta;
@@ -349,7 +379,7 @@ fn check_deleted_keys(cx: &mut Ctx<'_>, ix: &Index<'_>, state: &BTreeMap<String,
         let all_deleted = writes
             .iter()
             .rev()
-            .all(|w| dels.iter().rev().any(|d| d.certainly_observed(w)));
+            .all(|w| dels.iter().rev().any(|d| ix.certain(d, w)));
         if !all_deleted {
             continue;
         }
@@ -408,7 +438,7 @@ fn check_cells(cx: &mut Ctx<'_>, ix: &Index<'_>, state: &BTreeMap<String, KeySta
             let superseded = writes
                 .iter()
                 .rev()
-                .any(|b| b.id != a.id && !a.certainly_observed(b))
+                .any(|b| b.id != a.id && !ix.certain(a, b))
                 || dels.iter().rev().any(|d| d.maybe_observed(a));
             if superseded {
                 continue;
@@ -439,7 +469,7 @@ fn check_cells(cx: &mut Ctx<'_>, ix: &Index<'_>, state: &BTreeMap<String, KeySta
         let overwriter = writes
             .iter()
             .chain(dels.iter())
-            .find(|b| b.acked() && b.certainly_observed(w));
+            .find(|b| b.acked() && ix.certain(b, w));
         if let Some(b) = overwriter {
             cx.anomaly(
                 "register-resurrected",
@@ -526,7 +556,7 @@ fn check_journal(cx: &mut Ctx<'_>, ix: &Index<'_>, finals: &[RegionState]) {
                     continue;
                 };
                 cx.count("journal-entry");
-                if w.certainly_observed(l) || l.certainly_observed(w) {
+                if ix.certain(w, l) || ix.certain(l, w) {
                     cx.anomaly(
                         "journal-false",
                         &label,
@@ -601,11 +631,15 @@ mod tests {
 
     struct H {
         ops: Vec<Op>,
+        barrier: Option<Barrier>,
     }
 
     impl H {
         fn new() -> H {
-            H { ops: Vec::new() }
+            H {
+                ops: Vec::new(),
+                barrier: None,
+            }
         }
 
         /// An acknowledged write in `region` between `t0` and `t1` (ms) whose
@@ -680,6 +714,7 @@ mod tests {
                 regions: &regions,
                 ops: &self.ops,
                 finals: &finals,
+                barrier: self.barrier.as_ref(),
             });
             let mut kinds: Vec<&'static str> = report.anomalies.iter().map(|a| a.check).collect();
             kinds.dedup();
@@ -842,6 +877,26 @@ mod tests {
             h.check(&[("r:0", text("zzz"))]),
             vec!["register-lost", "register-invented"]
         );
+    }
+
+    #[test]
+    fn a_write_after_the_convergence_barrier_observed_every_earlier_write() {
+        let mut h = H::new();
+        h.acked(0, set("r:0", "a"), 0, 5, [0, 0, 0], [1, 0, 0]);
+        // Its region died before answering: it may have happened.
+        h.unknown(1, set("r:0", "b"), 6, 8);
+        h.acked(2, set("r:0", "e"), 100, 101, [1, 1, 0], [1, 1, 1]);
+        // Without the barrier, "b" may be a concurrent write that won.
+        assert!(h.check(&[("r:0", text("b"))]).is_empty());
+        h.barrier = Some(Barrier {
+            at_us: 50_000,
+            vv: vec![1, 1, 0],
+        });
+        assert_eq!(
+            h.check(&[("r:0", text("b"))]),
+            vec!["register-lost", "register-resurrected"]
+        );
+        assert!(h.check(&[("r:0", text("e"))]).is_empty());
     }
 
     #[test]

@@ -33,7 +33,7 @@ use meridian_resp::Frame;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use self::check::{JournalEntry, KeyState, RegionState};
+use self::check::{Barrier, JournalEntry, KeyState, RegionState};
 use self::history::{Header, HistoryWriter};
 use self::workload::Workload;
 use crate::cluster::{ClusterSpec, LocalCluster, StartOptions};
@@ -112,6 +112,7 @@ fn parse_interval(text: &str) -> Result<(u64, u64), String> {
 #[derive(Serialize, Deserialize)]
 struct Finals {
     regions: Vec<RegionState>,
+    barrier: Option<Barrier>,
 }
 
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
@@ -307,7 +308,12 @@ async fn drive(
             args.converge_timeout_secs
         ),
     }
+    let mut barrier = None;
     if converged.is_ok() {
+        barrier = Some(Barrier {
+            at_us: load.now_us(),
+            vv: version_vector(cluster, &data).await?,
+        });
         let acked = workload::epilogue(&load, seed.rotate_left(29)).await?;
         println!(
             "[{:7.2}s] epilogue: {acked} register and hash-field writes, one at a time",
@@ -333,6 +339,7 @@ async fn drive(
 
     let finals = Finals {
         regions: final_states(cluster, &data).await?,
+        barrier,
     };
     std::fs::write(dir.join("final.json"), serde_json::to_vec(&finals)?)?;
     let (_, ops) = history::read_history(&history_path)?;
@@ -340,6 +347,7 @@ async fn drive(
         regions: &data,
         ops: &ops,
         finals: &finals.regions,
+        barrier: finals.barrier.as_ref(),
     });
     let mut extra = Vec::new();
     if let Err(why) = converged {
@@ -387,6 +395,16 @@ async fn converge(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The (converged) version vector of the first data region, indexed like
+/// `data`.
+async fn version_vector(cluster: &LocalCluster, data: &[String]) -> anyhow::Result<history::Vv> {
+    let digest = cluster.digest(0).await?;
+    Ok(data
+        .iter()
+        .map(|r| digest["version_vector"][r].as_u64().unwrap_or(0))
+        .collect())
 }
 
 /// Every workload key's value, and the conflict journal of every register
@@ -534,6 +552,7 @@ fn check_only(dir: &Path) -> anyhow::Result<()> {
         regions: &header.regions,
         ops: &ops,
         finals: &finals.regions,
+        barrier: finals.barrier.as_ref(),
     });
     print_report(&report, &BTreeMap::new(), &[], header.seed);
     if !report.anomalies.is_empty() {

@@ -5,7 +5,7 @@
 //!
 //! Keys: `r:N` registers (SET, GET), `c:N` counters (INCRBY; only the
 //! upper ones are ever deleted), `s:N` sets (SADD of unique members, SREM
-//! of members anyone added, SMEMBERS), `h:N` hashes (HSET of unique values
+//! of members anyone added, SMEMBERS; only the upper ones are deleted), `h:N` hashes (HSET of unique values
 //! into a few fields, HGETALL), and DEL on every type. Values and members
 //! are unique per run (`<client>-<n>`), so the checker can tell which write
 //! produced what it finds.
@@ -30,6 +30,9 @@ pub const COUNTERS: usize = 8;
 /// Counters `c:0` .. below this are never deleted.
 pub const COUNTERS_NEVER_DELETED: usize = 5;
 pub const SETS: usize = 10;
+/// Sets `s:0` .. below this are never deleted, so most of their members
+/// must survive to the end.
+pub const SETS_NEVER_DELETED: usize = 5;
 pub const HASHES: usize = 6;
 const HASH_FIELDS: usize = 4;
 /// Members per set key kept as candidates for SREM.
@@ -336,7 +339,7 @@ fn next_command(rng: &mut StdRng, load: &Workload, client: u32, n: u64) -> Cmd {
         _ => {
             let key = match rng.gen_range(0..4) {
                 0 => format!("r:{}", rng.gen_range(0..REGISTERS)),
-                1 => format!("s:{}", rng.gen_range(0..SETS)),
+                1 => format!("s:{}", rng.gen_range(SETS_NEVER_DELETED..SETS)),
                 2 => format!("h:{}", rng.gen_range(0..HASHES)),
                 _ => format!("c:{}", rng.gen_range(COUNTERS_NEVER_DELETED..COUNTERS)),
             };
