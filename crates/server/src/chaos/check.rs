@@ -211,6 +211,7 @@ pub fn check(input: &Input<'_>) -> Report {
         return cx.report;
     };
     let state = &first.keys;
+    check_types(&mut cx, state);
     check_sets(&mut cx, &ix, state);
     check_counters(&mut cx, &ix, state);
     check_deleted_keys(&mut cx, &ix, state);
@@ -238,6 +239,23 @@ fn check_identical(cx: &mut Ctx<'_>, finals: &[RegionState]) {
                     &[],
                 );
             }
+        }
+    }
+}
+
+/// Every key holds the type its prefix says (`r:` and `c:` strings, `s:`
+/// sets, `h:` hashes).
+fn check_types(cx: &mut Ctx<'_>, state: &BTreeMap<String, KeyState>) {
+    for (key, found) in state {
+        cx.count("key-type");
+        let fits = match found {
+            KeyState::Str(_) => key.starts_with("r:") || key.starts_with("c:"),
+            KeyState::Set(_) => key.starts_with("s:"),
+            KeyState::Hash(_) => key.starts_with("h:"),
+            KeyState::Other(_) => false,
+        };
+        if !fits {
+            cx.anomaly("wrong-type", key, format!("holds {found:?}"), &[]);
         }
     }
 }

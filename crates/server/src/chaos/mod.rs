@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use meridian_netem::LinkConditions;
 use meridian_resp::Frame;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use self::check::{Barrier, JournalEntry, KeyState, RegionState};
@@ -77,6 +77,14 @@ pub struct ChaosArgs {
     /// default active-active everywhere.
     #[arg(long)]
     pub policy: Vec<String>,
+    /// Passed to every region: log records kept for lagging peers; a small
+    /// value makes partitioned regions repair by anti-entropy.
+    #[arg(long)]
+    pub repl_backlog_ops: Option<u64>,
+    /// Passed to every region: ops after which a snapshot compacts the log;
+    /// a small value makes restarts recover from snapshots.
+    #[arg(long)]
+    pub snapshot_after_ops: Option<u64>,
     /// Client connections per data region.
     #[arg(long, default_value_t = 3)]
     pub clients_per_region: u32,
@@ -162,6 +170,20 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The `serve` flags of every region.
+fn serve_args(args: &ChaosArgs) -> Vec<String> {
+    let mut out: Vec<String> = ["--fsync", "always", "--conflict-retention", "10000000"]
+        .map(String::from)
+        .to_vec();
+    if let Some(n) = args.repl_backlog_ops {
+        out.extend(["--repl-backlog-ops".to_string(), n.to_string()]);
+    }
+    if let Some(n) = args.snapshot_after_ops {
+        out.extend(["--snapshot-after-ops".to_string(), n.to_string()]);
+    }
+    out
+}
+
 async fn start_cluster(args: &ChaosArgs, seed: u64) -> anyhow::Result<LocalCluster> {
     let mut regions: Vec<String> = DATA_REGIONS.iter().map(|r| r.to_string()).collect();
     regions.push(WITNESS.to_string());
@@ -176,9 +198,7 @@ async fn start_cluster(args: &ChaosArgs, seed: u64) -> anyhow::Result<LocalClust
             .collect(),
         default_link: LinkConditions::IDEAL,
         seed,
-        serve_args: ["--fsync", "always", "--conflict-retention", "10000000"]
-            .map(String::from)
-            .to_vec(),
+        serve_args: serve_args(args),
         log_filter: "info".into(),
         work_dir_prefix: "meridian-chaos".into(),
     };
@@ -360,8 +380,6 @@ async fn drive(
     print_report(&report, &injector.counts, &extra, seed);
     Ok(report.anomalies.len() + extra.len())
 }
-
-use rand::SeedableRng;
 
 /// Waits until every data region reports the same digest and version
 /// vector. The inner `Err` says how they still differ at the deadline.
