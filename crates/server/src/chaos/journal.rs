@@ -149,3 +149,52 @@ fn journal_entries(reply: &Frame) -> Vec<JournalEntry> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Frame {
+        Frame::bulk(s.to_string())
+    }
+
+    #[test]
+    fn conflicts_replies_parse_in_resp2_and_resp3_shapes() {
+        let flat = Frame::Array(vec![Frame::Array(vec![
+            bulk("key"),
+            bulk("h:1"),
+            bulk("field"),
+            bulk("f0"),
+            bulk("winner_value"),
+            bulk("v1-2"),
+            bulk("loser_value"),
+            bulk("v2-9"),
+        ])]);
+        let map = Frame::Array(vec![Frame::Map(vec![
+            (bulk("key"), bulk("r:3")),
+            (bulk("field"), Frame::Null),
+            (bulk("winner_value"), bulk("a")),
+            (bulk("loser_value"), bulk("b")),
+        ])]);
+        assert_eq!(
+            journal_entries(&flat),
+            vec![JournalEntry {
+                key: "h:1".into(),
+                field: Some("f0".into()),
+                winner: "v1-2".into(),
+                loser: "v2-9".into(),
+            }]
+        );
+        assert_eq!(journal_entries(&map)[0].field, None);
+        assert_eq!(journal_entries(&map)[0].key, "r:3");
+    }
+
+    #[test]
+    fn a_region_whose_window_scrolled_past_unseen_is_not_offered_for_checking() {
+        let mut c = JournalCollector::new(2);
+        c.incomplete[1] = true;
+        let keys = vec!["r:0".to_string()];
+        assert_eq!(c.by_key(0, &keys).get("r:0"), Some(&Vec::new()));
+        assert!(c.by_key(1, &keys).is_empty());
+    }
+}

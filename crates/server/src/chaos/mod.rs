@@ -562,3 +562,17 @@ fn check_only(dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_intervals_parse_as_a_range_or_one_number() {
+        assert_eq!(parse_interval("2000-4000"), Ok((2000, 4000)));
+        assert_eq!(parse_interval("500"), Ok((500, 500)));
+        assert!(parse_interval("4000-2000").is_err());
+        assert!(parse_interval("0").is_err());
+        assert!(parse_interval("fast").is_err());
+    }
+}
