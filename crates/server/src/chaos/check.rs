@@ -506,7 +506,11 @@ fn check_cells(cx: &mut Ctx<'_>, ix: &Index<'_>, state: &BTreeMap<String, KeySta
 fn check_journal(cx: &mut Ctx<'_>, ix: &Index<'_>, finals: &[RegionState]) {
     let no_ops: Vec<&Op> = Vec::new();
     for (&(key, field), writes) in &ix.cells {
-        if !finals.iter().all(|r| r.conflicts.contains_key(key)) {
+        let journaled: Vec<&RegionState> = finals
+            .iter()
+            .filter(|r| r.conflicts.contains_key(key))
+            .collect();
+        if journaled.is_empty() {
             continue;
         }
         let dels = ix.dels.get(key).unwrap_or(&no_ops);
@@ -535,7 +539,7 @@ fn check_journal(cx: &mut Ctx<'_>, ix: &Index<'_>, finals: &[RegionState]) {
                     continue;
                 }
                 let (va, vb) = (written_value(a), written_value(b));
-                for region in finals {
+                for region in &journaled {
                     cx.count("journal-concurrent-pair");
                     let listed = region.conflicts[key].iter().any(|e| {
                         e.field.as_deref() == field
@@ -553,7 +557,7 @@ fn check_journal(cx: &mut Ctx<'_>, ix: &Index<'_>, finals: &[RegionState]) {
                 }
             }
         }
-        for region in finals {
+        for region in &journaled {
             for e in &region.conflicts[key] {
                 if e.field.as_deref() != field {
                     continue;
