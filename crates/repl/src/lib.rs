@@ -39,6 +39,7 @@ pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,10 +179,30 @@ impl Host {
     }
 }
 
+/// Test-only shift of this process's wall clock, in ms (`meridian serve
+/// --clock-offset-ms`): every reading of the region's physical clock (HLC
+/// stamps, heartbeats, leases, expiry) goes through [`wall_ms`], so the
+/// region behaves as if its clock were that far ahead (or behind).
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Shifts this process's wall clock by `offset_ms`; see [`wall_ms`]. Only
+/// chaos tests use it, to run a region with a skewed clock.
+pub fn set_clock_offset_ms(offset_ms: i64) {
+    CLOCK_OFFSET_MS.store(offset_ms, Ordering::Relaxed);
+}
+
+/// The offset set by [`set_clock_offset_ms`] (0 unless a test set one).
+pub fn clock_offset_ms() -> i64 {
+    CLOCK_OFFSET_MS.load(Ordering::Relaxed)
+}
+
+/// This region's wall clock in ms since the Unix epoch, shifted by the
+/// test-only clock offset.
 pub fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
+    let real_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| d.as_millis() as u64);
+    real_ms.saturating_add_signed(clock_offset_ms())
 }
 
 /// Starts the acceptor on `listener`, one sender per peer, and the task that

@@ -12,7 +12,6 @@
 //! is interrupted, because the tool drops the cluster on Ctrl-C and SIGTERM.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,10 +55,23 @@ pub struct ClusterSpec {
     pub work_dir_prefix: String,
 }
 
-/// A scratch directory removed on drop (except the logs, if asked).
+/// What [`LocalCluster::start_with`] adds to a [`ClusterSpec`].
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Extra `serve` flags of single regions (e.g. `--witness`), after the
+    /// spec's `serve_args`.
+    pub region_args: BTreeMap<String, Vec<String>>,
+    /// Use this directory (created if missing) as the work dir and keep it;
+    /// `None`: a scratch dir under the system temp dir.
+    pub work_dir: Option<PathBuf>,
+}
+
+/// A scratch directory removed on drop (except the logs, if asked), or a
+/// directory the caller named, which is kept whole.
 struct WorkDir {
     path: PathBuf,
     keep_logs: bool,
+    keep_all: bool,
 }
 
 impl WorkDir {
@@ -72,12 +84,26 @@ impl WorkDir {
         Ok(WorkDir {
             path,
             keep_logs: false,
+            keep_all: false,
+        })
+    }
+
+    fn named(path: &Path) -> anyhow::Result<WorkDir> {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("creating the work dir {}", path.display()))?;
+        Ok(WorkDir {
+            path: path.to_path_buf(),
+            keep_logs: true,
+            keep_all: true,
         })
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
+        if self.keep_all {
+            return;
+        }
         if !self.keep_logs {
             let _ = std::fs::remove_dir_all(&self.path);
             return;
@@ -108,6 +134,11 @@ impl RegionProcess {
         self.child.id()
     }
 
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -128,13 +159,28 @@ pub struct LocalCluster {
     /// The one-way delay configured for each directed link, for reports.
     pub link_delays_ms: BTreeMap<(String, String), u64>,
     work: WorkDir,
+    exe: PathBuf,
+    /// Every region's `serve` flags after its name and addresses, for restarts.
+    region_args: Vec<Vec<String>>,
+    log_filter: String,
 }
 
 impl LocalCluster {
     /// Starts the proxies, then every region, and waits until every link is
     /// up in both directions.
     pub async fn start(spec: &ClusterSpec) -> anyhow::Result<LocalCluster> {
-        let work = WorkDir::create(&spec.work_dir_prefix)?;
+        LocalCluster::start_with(spec, &StartOptions::default()).await
+    }
+
+    /// [`LocalCluster::start`] with per-region flags and a chosen work dir.
+    pub async fn start_with(
+        spec: &ClusterSpec,
+        options: &StartOptions,
+    ) -> anyhow::Result<LocalCluster> {
+        let work = match &options.work_dir {
+            Some(dir) => WorkDir::named(dir)?,
+            None => WorkDir::create(&spec.work_dir_prefix)?,
+        };
         let exe = std::env::current_exe().context("finding this executable")?;
         let mesh = if spec.regions.len() > 1 {
             Some(
@@ -170,6 +216,9 @@ impl LocalCluster {
             mesh,
             link_delays_ms,
             work,
+            exe,
+            region_args: Vec::new(),
+            log_filter: spec.log_filter.clone(),
         };
         for name in &spec.regions {
             let mut args: Vec<String> = Vec::new();
@@ -178,12 +227,20 @@ impl LocalCluster {
                 args.extend(mesh.peer_args(name)?);
             }
             args.extend(spec.serve_args.iter().cloned());
-            let region =
-                spawn_region(&exe, name, &cluster.work.path, &args, &spec.log_filter).await?;
+            args.extend(options.region_args.get(name).into_iter().flatten().cloned());
+            let region = spawn_region(
+                &cluster.exe,
+                name,
+                &cluster.work.path,
+                &args,
+                &spec.log_filter,
+            )
+            .await?;
             if let Some(mesh) = &cluster.mesh {
                 mesh.set_repl_addr(name, region.repl)?;
             }
             cluster.regions.push(region);
+            cluster.region_args.push(args);
         }
         cluster.wait_links_up().await?;
         Ok(cluster)
@@ -201,6 +258,28 @@ impl LocalCluster {
 
     pub fn index(&self, name: &str) -> Option<usize> {
         self.regions.iter().position(|r| r.name == name)
+    }
+
+    /// `kill -9` of region `i`; its data dir stays for [`LocalCluster::restart`].
+    pub fn kill9(&mut self, i: usize) {
+        self.regions[i].kill();
+    }
+
+    /// Starts region `i` again on its data dir, with its original flags plus
+    /// `extra_args`, and points the proxies into it at its new address. The
+    /// old process, if still running, is killed first.
+    pub async fn restart(&mut self, i: usize, extra_args: &[String]) -> anyhow::Result<()> {
+        self.regions[i].kill();
+        let mut args = self.region_args[i].clone();
+        args.extend(extra_args.iter().cloned());
+        let name = self.regions[i].name.clone();
+        let region =
+            spawn_region(&self.exe, &name, &self.work.path, &args, &self.log_filter).await?;
+        if let Some(mesh) = &self.mesh {
+            mesh.set_repl_addr(&name, region.repl)?;
+        }
+        self.regions[i] = region;
+        Ok(())
     }
 
     /// Fails if any region has exited, naming its log.
@@ -301,8 +380,12 @@ async fn spawn_region(
 ) -> anyhow::Result<RegionProcess> {
     let data_dir = work.join(name);
     let log_path = work.join(format!("{name}.log"));
-    let log =
-        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    // Appended to, so a restarted region's log follows its previous life.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let mut cmd = Command::new(exe);
     // A region must not pick up the settings of the shell that runs the tool.
     for (key, _) in std::env::vars_os() {

@@ -169,6 +169,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MERIDIAN_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// Test only: shift this region's wall clock (the HLC's physical part,
+    /// heartbeats, leases, expiry) by this many ms, ahead or behind. Used by
+    /// `meridian chaos` to run regions with skewed clocks; hidden from --help.
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    #[serde(skip)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// Settings after defaults and validation.
@@ -208,6 +214,8 @@ pub struct Config {
     /// Flags, environment and file merged, for `--print-config`.
     merged: ServeArgs,
     pub tls: TlsSettings,
+    /// Test-only shift of the wall clock (`--clock-offset-ms`), 0 normally.
+    pub clock_offset_ms: i64,
 }
 
 /// TLS as configured; files are only named here and are read at startup
@@ -445,6 +453,7 @@ impl Config {
             source,
             merged,
             tls,
+            clock_offset_ms: args.clock_offset_ms.unwrap_or(0),
         })
     }
 }

@@ -21,11 +21,14 @@
 //! - [`demo`], [`bench`]: `meridian demo` and `meridian bench`, which drive a
 //!   [`cluster`] of child-process regions through the WAN emulator with the
 //!   async RESP client [`rclient`].
+//! - [`chaos`]: `meridian chaos`, the same cluster under random faults with
+//!   a recorded history and an offline checker.
 
 pub mod acl;
 pub mod admin;
 pub mod bench;
 pub mod bench_ae;
+pub mod chaos;
 pub mod client;
 pub mod cluster;
 pub mod cmd;

@@ -40,6 +40,10 @@ enum Command {
     /// and clocks in one thread, with invariant checkers; exits non-zero at
     /// the first anomaly, printing its seed and trace.
     Sim(sim_cmd::SimArgs),
+    /// Run three regions and a witness as real processes under random
+    /// partitions, kill -9, restarts and clock skew with a recorded client
+    /// load, then check the history offline; exits non-zero on any anomaly.
+    Chaos(meridian_server::chaos::ChaosArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => run_tool(meridian_server::demo::run(args)),
         Command::Sim(args) => sim_cmd::run(args),
+        Command::Chaos(args) => run_tool(meridian_server::chaos::run(args)),
         Command::Bench(command) => run_tool(meridian_server::bench::run(command)),
         Command::Members(args) => {
             if let Err(e) = meridian_server::members_cli::run(args) {

@@ -41,6 +41,13 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     #[cfg(unix)]
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("listening for SIGHUP")?;
+    if config.clock_offset_ms != 0 {
+        meridian_repl::set_clock_offset_ms(config.clock_offset_ms);
+        tracing::warn!(
+            offset_ms = config.clock_offset_ms,
+            "test-only --clock-offset-ms: this region's wall clock is shifted"
+        );
+    }
     let acl = load_acl(&config)?;
     // Certificates are read before anything binds, so a bad file stops
     // the region with its name instead of leaving a half-started one.

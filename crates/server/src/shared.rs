@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use meridian_store::Store;
@@ -96,10 +96,10 @@ impl Shared {
     }
 }
 
+/// This region's wall clock in ms, including the test-only
+/// `--clock-offset-ms` shift ([`meridian_repl::wall_ms`]).
 pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    meridian_repl::wall_ms()
 }
 
 /// Adds a refusal to `ACL LOG` (never a password).

@@ -166,6 +166,7 @@ fn regions(ctx: &mut Ctx<'_>) -> Frame {
             pair("version_vector", Frame::bulk(token(&p.peer_vv))),
             pair("addr", Frame::bulk(p.addr)),
             pair("clock_offset_ms", Frame::Integer(p.clock_offset_ms)),
+            pair("clock_alarm", Frame::Boolean(p.clock_alarm)),
             pair("last_error", p.last_error.map_or(Frame::Null, Frame::bulk)),
         ]));
     }

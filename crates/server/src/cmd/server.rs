@@ -353,6 +353,13 @@ fn time(_: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
+    // The same clock as the region's HLC, test-only offset included.
+    let offset = std::time::Duration::from_millis(meridian_repl::clock_offset_ms().unsigned_abs());
+    let now = if meridian_repl::clock_offset_ms() < 0 {
+        now.saturating_sub(offset)
+    } else {
+        now + offset
+    };
     Frame::Array(vec![
         Frame::bulk(now.as_secs().to_string()),
         Frame::bulk(now.subsec_micros().to_string()),
