@@ -243,6 +243,14 @@ impl Store {
             log.last_lsn(),
         )?;
         let journaled_upto = journal.max_op_lsn();
+        // An op can find several conflicts, and a power loss can keep some of
+        // their entries and lose the rest; the newest op's are compared one
+        // by one, later ops' are all journaled again.
+        let mut journaled_at_upto: Vec<meridian_crdt::Conflict> = journal
+            .recent()
+            .filter(|e| e.op_lsn == journaled_upto)
+            .map(|e| e.conflict.clone())
+            .collect();
         let mut checkpoints = Vec::new();
         let from = report
             .snapshot_lsn
@@ -258,7 +266,13 @@ impl Store {
                 })?;
                 db.apply_op(&op);
                 for conflict in db.take_fresh_conflicts() {
-                    if lsn > journaled_upto {
+                    let recorded = lsn == journaled_upto
+                        && journaled_at_upto
+                            .iter()
+                            .position(|c| *c == conflict)
+                            .map(|i| journaled_at_upto.swap_remove(i))
+                            .is_some();
+                    if lsn >= journaled_upto && !recorded {
                         journal.append(JournalEntry {
                             op_lsn: lsn,
                             detected_ms: op.tag.hlc.wall_ms(),

@@ -113,3 +113,78 @@ fn journal_entries_of_ops_lost_in_a_power_loss_are_dropped() {
     assert!(!eu_dir.path().join("journal.rewrite").exists());
     assert!(!eu_dir.path().join("journal.old").exists());
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// One op can find two conflicts. A power loss that keeps the journal entry
+/// of the first and loses the second used to lose the second for good:
+/// recovery re-journaled only ops after the newest journaled one.
+#[test]
+fn every_conflict_of_an_op_survives_a_power_loss_that_split_its_entries() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let open_as = |dir: &std::path::Path, region: &str| {
+        let mut opts = StoreOptions::new(dir, RegionId::new(region).unwrap());
+        opts.fsync = FsyncPolicy::Everysec;
+        Store::open(opts).expect("open").0
+    };
+    let record = |store: &Store| -> Vec<u8> {
+        store
+            .log()
+            .reader(1)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .1
+            .to_vec()
+    };
+    let mut us = open_as(dirs[1].path(), "us");
+    set(&mut us, "k", "from-us");
+    us.sync().unwrap();
+    let mut ap = open_as(dirs[2].path(), "ap");
+    set(&mut ap, "k", "from-ap");
+    ap.sync().unwrap();
+    let mut eu = open_as(dirs[0].path(), "eu");
+    set(&mut eu, "k", "from-eu");
+    eu.apply_peer_op(&record(&us), 0).unwrap();
+    eu.sync().unwrap();
+    assert_eq!(eu.journal().retained(), 1);
+    // Concurrent with both values eu holds: two entries for one op.
+    eu.apply_peer_op(&record(&ap), 0).unwrap();
+    eu.flush().unwrap();
+    assert_eq!(eu.journal().retained(), 3);
+    let journal_tail = eu.unsynced_tails()[1].clone();
+    // Only the journal is cut; the op log keeps the op (the OS happened to
+    // write it back).
+    drop(eu);
+    let unsynced = journal_tail.written_bytes - journal_tail.synced_bytes;
+    assert!(unsynced > 0);
+    for kept in 0..=unsynced {
+        let scratch = tempfile::tempdir().unwrap();
+        copy_dir(dirs[0].path(), scratch.path());
+        let tail = meridian_log::UnsyncedTail {
+            path: scratch
+                .path()
+                .join(journal_tail.path.strip_prefix(dirs[0].path()).unwrap()),
+            ..journal_tail.clone()
+        };
+        tail.lose_power(kept).unwrap();
+        let eu = open_as(scratch.path(), "eu");
+        assert_eq!(
+            eu.journal().retained(),
+            3,
+            "kept {kept} of {unsynced} unsynced journal bytes"
+        );
+    }
+}
