@@ -123,14 +123,16 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             "cluster membership from the data directory (it wins over --peer)"
         );
     }
+    // Views and elections count every member, data region or witness.
+    let peer_ids: Vec<meridian_crdt::RegionId> = membership
+        .peers(config.region, &config.peers)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
     let view = meridian_cluster::ClusterView::new(
         meridian_cluster::ViewConfig {
             me: config.region,
-            peers: membership
-                .peers(config.region, &config.peers)
-                .into_iter()
-                .map(|(r, _)| r)
-                .collect(),
+            peers: peer_ids.clone(),
             lease_ms: config.lease_ms,
             thresholds: meridian_cluster::Thresholds {
                 heartbeat_ms: config.heartbeat_ms,
@@ -145,11 +147,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let election = meridian_cluster::Election::new(
         meridian_cluster::ElectionConfig {
             me: config.region,
-            peers: membership
-                .peers(config.region, &config.peers)
-                .into_iter()
-                .map(|(r, _)| r)
-                .collect(),
+            peers: peer_ids,
             witness: config.witness,
             initial_primary: config.policies.initial_primary(),
             lease_ms: config.lease_ms,

@@ -201,8 +201,17 @@ fn tls_clients_need_the_ca_and_the_plain_port_keeps_working() {
     }
 }
 
-#[test]
-fn tls_auth_clients_yes_requires_a_certificate_from_the_ca() {
+/// A region whose TLS port asks for client certificates (`mode`), a client
+/// certificate from its CA (alice) and one from another CA (mallory).
+struct ClientAuthSetup {
+    _dir: tempfile::TempDir,
+    ca: Ca,
+    good: (std::path::PathBuf, std::path::PathBuf),
+    foreign: (std::path::PathBuf, std::path::PathBuf),
+    m: Meridian,
+}
+
+fn client_auth_setup(mode: &str) -> ClientAuthSetup {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "client-ca");
     let other = Ca::new(dir.path(), "other-ca");
@@ -219,8 +228,27 @@ fn tls_auth_clients_yes_requires_a_certificate_from_the_ca() {
         "--tls-ca",
         s(&ca.pem_path),
         "--tls-auth-clients",
-        "yes",
+        mode,
     ]);
+    ClientAuthSetup {
+        _dir: dir,
+        ca,
+        good,
+        foreign,
+        m,
+    }
+}
+
+#[test]
+fn tls_auth_clients_yes_requires_a_certificate_from_the_ca() {
+    // `_dir` stays bound: the certificates live in it.
+    let ClientAuthSetup {
+        _dir: _certificates,
+        ca,
+        good,
+        foreign,
+        m,
+    } = client_auth_setup("yes");
     let tls = m.tls.unwrap();
 
     let mut anonymous = tls_client(tls, &ca.pem_path, None);
@@ -240,24 +268,14 @@ fn tls_auth_clients_yes_requires_a_certificate_from_the_ca() {
 
 #[test]
 fn tls_auth_clients_optional_verifies_only_certificates_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path(), "client-ca");
-    let other = Ca::new(dir.path(), "other-ca");
-    let server = ca.issue(dir.path(), "server", &["localhost"]);
-    let good = ca.issue(dir.path(), "alice", &["alice"]);
-    let foreign = other.issue(dir.path(), "mallory", &["mallory"]);
-    let m = Meridian::start(&[
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        s(&server.0),
-        "--tls-key",
-        s(&server.1),
-        "--tls-ca",
-        s(&ca.pem_path),
-        "--tls-auth-clients",
-        "optional",
-    ]);
+    // `_dir` stays bound: the certificates live in it.
+    let ClientAuthSetup {
+        _dir: _certificates,
+        ca,
+        good,
+        foreign,
+        m,
+    } = client_auth_setup("optional");
     let tls = m.tls.unwrap();
     for identity in [None, Some(&good)] {
         let mut c = tls_client(tls, &ca.pem_path, identity);
