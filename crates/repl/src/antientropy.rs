@@ -457,8 +457,14 @@ impl Acceptor {
                 Ok(())
             }
             Msg::AeEnd { vv, clock } => {
+                let before = host.store.lock().db().version_vector().clone();
                 let merged = self.merge(host, &vv, Hlc(clock))?;
                 let vv = host.store.lock().db().version_vector().clone();
+                if vv != before {
+                    // Ops now in the state but not in the log: links that
+                    // stream this region's log must compare state first.
+                    host.state_merged.send_modify(|n| *n += 1);
+                }
                 let sent = write_msg(wr, &Msg::AeDone { vv })
                     .await
                     .map_err(|e| e.to_string())?;

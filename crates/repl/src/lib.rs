@@ -86,6 +86,9 @@ pub struct Host {
     pub view: Arc<Mutex<meridian_cluster::ClusterView>>,
     /// Which regions make up the cluster; links follow it.
     pub members: Arc<members::Members>,
+    /// Bumped when anti-entropy merged state that raised the version
+    /// vector: what the log lacks must reach the other peers by state too.
+    pub state_merged: Arc<watch::Sender<u64>>,
     /// Set when the region shuts down: senders say goodbye and stop.
     pub closing: Arc<watch::Sender<bool>>,
     /// Goodbyes sent, so shutdown can wait for them.
@@ -117,6 +120,7 @@ impl Host {
             applied: Arc::new(watch::channel(0).0),
             view: Arc::new(Mutex::new(view)),
             members: Arc::new(members),
+            state_merged: Arc::new(watch::channel(0).0),
             closing: Arc::new(watch::channel(false).0),
             goodbyes_sent: Default::default(),
             election: Arc::new(Mutex::new(election)),

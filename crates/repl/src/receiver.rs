@@ -387,6 +387,11 @@ fn apply_batch(
     let synced = match result {
         Ok(_) => host.store.lock().log().synced_lsn(),
         Err(e) => {
+            if matches!(e, StoreError::NotReady(_)) {
+                status
+                    .causal_resets
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             tracing::error!(%peer, error = %e, "applying a batch from a peer failed; resetting the link");
             return Err(e.to_string());
         }

@@ -262,6 +262,8 @@ async fn link(
 
     let mut members_sent = None;
     let mut closing = host.closing.subscribe();
+    let mut merged = host.state_merged.subscribe();
+    let merges_at_start = *merged.borrow_and_update();
     let mut synced = host.synced.subscribe();
     let mut election_changed = host.election_changed.subscribe();
     let mut upto_lsn = from.saturating_sub(1);
@@ -276,7 +278,11 @@ async fn link(
             // Now and then the state is compared in full, even when the log
             // covers the peer: a safety net against any divergence the op
             // stream cannot see.
-            if recheck_after.is_some_and(|every| link_up.elapsed() >= every) {
+            // State merged here from another peer is not in the log this
+            // link streams: ops written after it would reach the peer before
+            // their dependencies. Reconnect and compare state first.
+            let state_merged = *merged.borrow() != merges_at_start;
+            if state_merged || recheck_after.is_some_and(|every| link_up.elapsed() >= every) {
                 // Let the peer close its side first, so the new connection
                 // does not find this one still holding its slot.
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
@@ -348,6 +354,11 @@ async fn link(
                     Err(_) => return Ok(LinkEnd::Closed),
                 },
                 _ = tokio::time::sleep(heartbeat) => true,
+                r = merged.changed() => match r {
+                    // Acted on at the top of the loop.
+                    Ok(()) => false,
+                    Err(_) => return Ok(LinkEnd::Closed),
+                },
                 _ = async { closing.wait_for(|c| *c).await.is_ok() } => {
                     write_msg(&mut wr, &Msg::Goodbye).await?;
                     let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;

@@ -99,6 +99,8 @@ pub struct ReplStatus {
     pub antientropy: Mutex<AntiEntropyStats>,
     /// Held by the one anti-entropy session this region dials at a time.
     pub antientropy_session: tokio::sync::Mutex<()>,
+    /// Links reset because a peer sent an op before its dependencies.
+    pub causal_resets: std::sync::atomic::AtomicU64,
 }
 
 /// One refused handshake, either side of a link.

@@ -545,6 +545,14 @@ pub fn metrics_text(shared: &Shared) -> String {
         ae.keys_sent_total,
     ));
     samples.push(c(
+        "meridian_replication_causal_resets_total",
+        "Inbound links reset because a peer sent an op before its dependencies.",
+        shared
+            .repl
+            .causal_resets
+            .load(std::sync::atomic::Ordering::Relaxed),
+    ));
+    samples.push(c(
         "meridian_antientropy_keys_merged_total",
         "Keys whose state this region merged by anti-entropy.",
         ae.keys_merged_total,

@@ -186,3 +186,87 @@ fn periodic_anti_entropy_compares_regions_in_sync_cheaply() {
     );
     cluster.converge(Duration::from_secs(10));
 }
+
+/// ra repairs rc by anti-entropy while rb, still cut off from rc, streams
+/// from ra. ra's new writes depend on rc's ops, which reached ra as state,
+/// not in its log: ra must compare state with rb before streaming them, or
+/// rb sees ops before their dependencies and resets the link.
+#[test]
+fn state_merged_by_anti_entropy_reaches_other_peers_before_ops_that_depend_on_it() {
+    let cluster = Cluster::start(
+        &["ma", "mb", "mc"],
+        LinkConditions::wan(2),
+        &[
+            "--repl-backlog-ops",
+            "20",
+            "--log-segment-max-bytes",
+            "4096",
+        ],
+        9,
+    );
+    let (a, b, c) = (
+        cluster.index("ma"),
+        cluster.index("mb"),
+        cluster.index("mc"),
+    );
+    cluster.mesh.partition("mc").unwrap();
+    let mut mc = cluster.conn("mc");
+    for i in 0..300 {
+        mc.cmd(&["SET", &format!("c:{i}"), "x"]);
+    }
+    // mc's log no longer reaches back to where its peers stopped.
+    let snap = common::cluster::http_request(
+        std::net::TcpStream::connect(cluster.regions[c].http).unwrap(),
+        "POST",
+        "/v1/snapshot",
+        &[],
+        "",
+    );
+    assert_eq!(snap.code, 200, "{}", snap.body);
+    // Only ma and mc meet again.
+    cluster.mesh.link("mc", "ma").unwrap().heal();
+    cluster.mesh.link("ma", "mc").unwrap().heal();
+    let mut ma = cluster.conn("ma");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ma.cmd(&["EXISTS", "c:299"]) != Frame::Integer(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ma never got mc's state"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        metric(
+            cluster.regions[a].http,
+            "meridian_antientropy_sessions_total"
+        ) > 0,
+        "mc reached ma by anti-entropy"
+    );
+    for i in 0..20 {
+        assert_eq!(
+            ma.cmd(&["SET", &format!("a:{i}"), "after"]),
+            Frame::Simple("OK".into())
+        );
+    }
+    let mut mb = cluster.conn("mb");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while mb.cmd(&["EXISTS", "a:19"]) != Frame::Integer(1)
+        || mb.cmd(&["EXISTS", "c:299"]) != Frame::Integer(1)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mb never got ma's writes and mc's state"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        metric(
+            cluster.regions[b].http,
+            "meridian_replication_causal_resets_total"
+        ),
+        0,
+        "mb saw ops before their dependencies"
+    );
+    cluster.mesh.heal_all();
+    cluster.converge(Duration::from_secs(30));
+}
