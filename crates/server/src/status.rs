@@ -101,7 +101,7 @@ pub fn status_json(shared: &Shared) -> Value {
     let mut regions = vec![json!({
         "id": v.region,
         "self": true,
-        "role": "data",
+        "role": if shared.config.witness { "witness" } else { "data" },
         "state": if ready { "up" } else { "not-ready" },
         "epoch": v.epoch,
         "version_vector": vv_json(&v.vv),

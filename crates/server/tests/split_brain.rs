@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::http_get;
 use common::cluster::Cluster;
+use common::cluster::{http_get, http_json};
 use common::Conn;
 use meridian_netem::LinkConditions;
 use meridian_resp::Frame;
@@ -260,6 +260,13 @@ fn witness_counts_toward_the_majority_and_stores_nothing() {
     assert!(is_ok(&reply), "{reply:?}");
     let refused = error_text(&cluster.conn("rw").cmd(&["SET", "k", "v"]));
     assert!(refused.starts_with("WITNESS"), "{refused}");
+    let w = cluster.index("rw");
+    let own_row = http_json(cluster.regions[w].http, "/v1/status")["regions"][0].clone();
+    assert_eq!(
+        (own_row["self"].clone(), own_row["role"].clone()),
+        (serde_json::json!(true), serde_json::json!("witness")),
+        "the witness's own row names its role"
+    );
     assert!(error_text(&cluster.conn("rw").cmd(&["GET", "acct:1"])).starts_with("WITNESS"));
     // rb is cut off: ra and the witness are still a majority.
     cluster.mesh.partition("rb").unwrap();
