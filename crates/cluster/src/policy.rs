@@ -99,6 +99,27 @@ impl Policies {
         self.rules.iter().any(|(_, p)| *p != Policy::ActiveActive)
     }
 
+    /// The one region the `primary:REGION` rules name (one primary is
+    /// elected for the whole cluster), or why there is not one.
+    pub fn single_primary(&self) -> Result<Option<RegionId>, String> {
+        let named: std::collections::BTreeSet<RegionId> = self
+            .rules
+            .iter()
+            .filter_map(|(_, p)| match p {
+                Policy::Primary(r) => Some(*r),
+                _ => None,
+            })
+            .collect();
+        if named.len() > 1 {
+            let names: Vec<String> = named.iter().map(|r| r.to_string()).collect();
+            return Err(format!(
+                "every primary:REGION rule must name the same region (one primary is elected for the whole cluster), not {}",
+                names.join(" and ")
+            ));
+        }
+        Ok(named.into_iter().next())
+    }
+
     /// The region named by the first `primary:REGION` rule: the primary of
     /// term 0 for every `primary` keyspace.
     pub fn initial_primary(&self) -> Option<RegionId> {

@@ -194,6 +194,25 @@ async fn put_policies(State(slot): State<Slot>, bytes: Bytes) -> Response {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    // The election was set up at start for the primary the flags named;
+    // another one needs a restart with the new rules.
+    match policies.single_primary() {
+        Err(why) => return error(StatusCode::CONFLICT, why),
+        Ok(Some(p)) if Some(p) != shared.config.policies.initial_primary() => {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "primary:{p} differs from the primary this region was started with ({}); primary keyspaces are elected, so change their region in the settings and restart",
+                    shared
+                        .config
+                        .policies
+                        .initial_primary()
+                        .map_or("none".to_string(), |r| r.to_string())
+                ),
+            )
+        }
+        Ok(_) => {}
+    }
     crate::reload::set_policies(shared, policies);
     Json(policies_json(shared)).into_response()
 }

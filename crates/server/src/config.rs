@@ -375,19 +375,8 @@ impl Config {
         if !(10..=60_000).contains(&heartbeat_ms) || lease_ms < 2 * heartbeat_ms {
             bail!("--heartbeat-ms must lie in 10..=60000 and --lease-ms be at least twice it");
         }
-        let primaries: std::collections::BTreeSet<_> = policies
-            .rules()
-            .filter_map(|(_, p)| match p {
-                meridian_cluster::Policy::Primary(r) => Some(*r),
-                _ => None,
-            })
-            .collect();
-        if primaries.len() > 1 {
-            let named: Vec<String> = primaries.iter().map(|r| r.to_string()).collect();
-            bail!(
-                "--policy: every primary:REGION rule must name the same region (one primary is elected for the whole cluster), not {}",
-                named.join(" and ")
-            );
+        if let Err(why) = policies.single_primary() {
+            bail!("--policy: {why}");
         }
         if args.witness && policies.rules().next().is_some() {
             bail!("--policy has no meaning on a witness: it stores no keys");

@@ -34,6 +34,13 @@ pub struct ReloadReport {
 /// environment the process started with) and applies what can change.
 pub fn reload(shared: &Shared) -> Result<ReloadReport, String> {
     let fresh = Config::resolve(shared.config.source.clone()).map_err(|e| format!("{e:#}"))?;
+    let started_with = shared.config.policies.initial_primary();
+    if fresh.policies.single_primary()? != started_with {
+        return Err(format!(
+            "the primary of primary keyspaces changed ({} at start); it is elected from the region the settings name at start, so this change needs a restart",
+            started_with.map_or("none".to_string(), |r| r.to_string())
+        ));
+    }
     // Everything that can fail is checked before anything is applied.
     let acl = match &fresh.aclfile {
         Some(_) => Some(crate::server::load_acl(&fresh).map_err(|e| format!("{e:#}"))?),

@@ -86,9 +86,29 @@ fn admin_api_requires_the_token_but_health_and_metrics_stay_open() {
 
 #[test]
 fn policy_and_log_level_changes_apply_at_once_and_bad_ones_change_nothing() {
-    let m = Meridian::start(&["--admin-token", TOKEN, "--policy", "orders:*=majority"]);
+    let m = Meridian::start(&[
+        "--admin-token",
+        TOKEN,
+        "--policy",
+        "orders:*=majority",
+        "--policy",
+        "cache:*=primary:elsewhere",
+    ]);
     let t = Some(TOKEN);
-    assert_eq!(rules(&m, t), ["orders:*=majority"]);
+    assert_eq!(
+        rules(&m, t),
+        ["orders:*=majority", "cache:*=primary:elsewhere"]
+    );
+    // The primary is elected from the region named at start: another one
+    // needs a restart.
+    let other = call(
+        &m,
+        "PUT",
+        "/v1/policies",
+        t,
+        r#"{"rules":["cache:*=primary:another"]}"#,
+    );
+    assert_eq!(other.code, 409, "{}", other.body);
     let put = call(
         &m,
         "PUT",
@@ -181,7 +201,7 @@ fn reload_applies_a_changed_config_file_and_refuses_a_broken_one() {
 
     // SIGHUP: a new policy, a new user, a new token.
     let token2 = "second-admin-token-abcdef";
-    std::fs::write(&file, settings("orders:*=primary:elsewhere", token2, "")).unwrap();
+    std::fs::write(&file, settings("orders:*=active-active", token2, "")).unwrap();
     std::fs::write(
         &acl,
         "user app on >app-pw ~* +@all\nuser ops on >ops-pw ~* +@read\n",
@@ -195,7 +215,7 @@ fn reload_applies_a_changed_config_file_and_refuses_a_broken_one() {
     wait_for("the SIGHUP reload", || {
         call(&m, "GET", "/v1/policies", Some(token2), "").code == 200
     });
-    assert_eq!(rules(&m, Some(token2)), ["orders:*=primary:elsewhere"]);
+    assert_eq!(rules(&m, Some(token2)), ["orders:*=active-active"]);
     assert_eq!(
         call(&m, "GET", "/v1/status", Some(TOKEN), "").code,
         401,
@@ -217,6 +237,16 @@ fn reload_applies_a_changed_config_file_and_refuses_a_broken_one() {
     let applied = report["applied"].to_string();
     assert!(applied.contains("policy: orders:*=majority"), "{applied}");
     assert!(applied.contains("aclfile: 3 users"), "{applied}");
+
+    // A primary other than the one named at start needs a restart.
+    std::fs::write(&file, settings("orders:*=primary:elsewhere", token2, "")).unwrap();
+    let reply = call(&m, "POST", "/v1/reload", Some(token2), "");
+    assert_eq!(reply.code, 422, "{}", reply.body);
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("needs a restart"));
+    assert_eq!(rules(&m, Some(token2)), ["orders:*=majority"]);
 
     // A file that does not resolve changes nothing.
     std::fs::write(&file, settings("orders:*=never", token2, "")).unwrap();
