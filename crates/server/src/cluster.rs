@@ -66,6 +66,18 @@ pub struct StartOptions {
     pub work_dir: Option<PathBuf>,
 }
 
+/// Links for [`ClusterSpec::links`] from (region, region, one-way delay in
+/// ms): emulated WAN with a tenth of the delay as jitter.
+pub fn wan_links(delays_ms: &[(&str, &str, u64)]) -> Vec<(String, String, LinkConditions)> {
+    delays_ms
+        .iter()
+        .map(|(a, b, ms)| {
+            let conditions = LinkConditions::wan(*ms).with_jitter(ms / 10);
+            (a.to_string(), b.to_string(), conditions)
+        })
+        .collect()
+}
+
 /// A scratch directory removed on drop (except the logs, if asked), or a
 /// directory the caller named, which is kept whole.
 struct WorkDir {

@@ -186,14 +186,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let spec = ClusterSpec {
         regions: REGIONS.iter().map(|r| r.to_string()).collect(),
-        links: LINK_DELAYS_MS
-            .iter()
-            .map(|(a, b, ms)| {
-                // A little jitter: a tenth of the delay.
-                let conditions = LinkConditions::wan(*ms).with_jitter(ms / 10);
-                (a.to_string(), b.to_string(), conditions)
-            })
-            .collect(),
+        links: crate::cluster::wan_links(&LINK_DELAYS_MS),
         default_link: LinkConditions::IDEAL,
         seed,
         serve_args: Vec::new(),

@@ -192,13 +192,7 @@ async fn start_cluster(args: &ChaosArgs, seed: u64) -> anyhow::Result<LocalClust
     regions.push(WITNESS.to_string());
     let spec = ClusterSpec {
         regions,
-        links: LINK_DELAYS_MS
-            .iter()
-            .map(|(a, b, ms)| {
-                let c = LinkConditions::wan(*ms).with_jitter(ms / 10);
-                (a.to_string(), b.to_string(), c)
-            })
-            .collect(),
+        links: crate::cluster::wan_links(&LINK_DELAYS_MS),
         default_link: LinkConditions::IDEAL,
         seed,
         serve_args: serve_args(args),
