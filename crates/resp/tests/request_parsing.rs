@@ -118,6 +118,20 @@ fn inline_quoting_follows_sdssplitargs() {
     );
 }
 
+/// Inside single quotes only `\'` escapes, so a backslash before the closing
+/// quote escapes it and the line never closes (redis-server answers the same).
+#[test]
+fn single_quoted_trailing_backslash_escapes_the_closing_quote() {
+    assert_eq!(
+        parse(b"ECHO 'a\\'\r\n"),
+        (Vec::new(), Err(ProtocolError::UnbalancedQuotes))
+    );
+    assert_eq!(
+        parse(b"ECHO 'a\\' x'\r\n"),
+        (commands(&[&[b"ECHO", b"a' x"]]), Ok(()))
+    );
+}
+
 #[test]
 fn nul_before_line_end_waits_until_the_limit() {
     let limits = Limits {

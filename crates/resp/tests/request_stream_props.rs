@@ -153,10 +153,12 @@ proptest! {
 }
 
 /// Quotes `arg` so that `sdssplitargs` reads it back: double quotes with
-/// escapes, or single quotes when asked and the argument allows it.
+/// escapes, or single quotes when asked and the argument allows it. Inside
+/// single quotes only `\'` is an escape, so an argument ending in a backslash
+/// cannot be single-quoted: `'\'` is an escaped quote with no closing one.
 fn quote(arg: &[u8], single_quote_plain: bool) -> Vec<u8> {
     let plain = arg.iter().all(|&c| (0x20..0x7f).contains(&c));
-    if single_quote_plain && plain {
+    if single_quote_plain && plain && arg.last() != Some(&b'\\') {
         let mut out = vec![b'\''];
         for &c in arg {
             if c == b'\'' {
