@@ -8,8 +8,19 @@
 //! *offsets*; the visible number is `base + Σ (contribution − offset)`, so a
 //! concurrent increment the writer never saw is added on top instead of lost.
 //!
+//! A region's running total lives in an *incarnation* named by the seq of
+//! the op that started it (`Contrib::start`). The origin starts a new one
+//! when its current one is *settled* (a write or delete reset exactly its
+//! total), so a settled incarnation never changes again and can be
+//! collected once every region holds it settled (see
+//! [`Counter::collect_settled`] and the store's tombstone collection). The
+//! origin names the incarnation in the effect; replicas never decide it.
+//!
 //! Merge laws (proved by the property tests in `tests/`):
-//! - contributions and offsets are per-region maxima by seq: a join-semilattice;
+//! - contributions and offsets are per-(region, incarnation) maxima by seq,
+//!   and an incarnation one side lacks although its context covers the
+//!   incarnation's seq was collected there and is dropped (the causal join
+//!   of a dot store, the dot being the incarnation's latest seq);
 //! - the base is a causal last-writer-wins register: a base survives a merge
 //!   unless the other side's context covers its dot and it does not hold it;
 //!   two surviving bases keep the larger [`Tag`];
@@ -23,13 +34,35 @@ use crate::blob::Blob;
 use crate::region::RegionId;
 use crate::vv::{Dot, Tag, VersionVector};
 
-/// The running total of one region's increments, as of that region's op `seq`.
+/// The running total of one region's increments in one incarnation, as of
+/// that region's op `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Contrib {
     pub region: RegionId,
+    /// The seq of the op that started this incarnation.
+    pub start: u64,
     pub seq: u64,
     pub int: i64,
     pub float: f64,
+}
+
+impl Contrib {
+    fn id(&self) -> (RegionId, u64) {
+        (self.region, self.start)
+    }
+
+    /// The op that last changed this total.
+    fn dot(&self) -> Dot {
+        Dot::new(self.region, self.seq)
+    }
+
+    /// `offset` resets exactly this total: nothing of it is visible.
+    fn settled_by(&self, offset: &Contrib) -> bool {
+        offset.id() == self.id()
+            && offset.seq == self.seq
+            && offset.int == self.int
+            && offset.float.to_bits() == self.float.to_bits()
+    }
 }
 
 /// Per-region running totals and the totals already reset by writes.
@@ -56,32 +89,61 @@ pub struct Unobserved {
 }
 
 fn upsert_max(list: &mut SmallVec<[Contrib; 1]>, c: Contrib) {
-    match list.iter_mut().find(|x| x.region == c.region) {
+    match list.iter_mut().find(|x| x.id() == c.id()) {
         Some(slot) => {
             if c.seq > slot.seq {
                 *slot = c;
             }
         }
         None => {
-            let at = list.partition_point(|x| x.region < c.region);
+            let at = list.partition_point(|x| x.id() < c.id());
             list.insert(at, c);
         }
     }
 }
 
 impl Counter {
-    /// Applies one increment made by op `dot`. Several increments of one op
-    /// (a MULTI/EXEC block) share the dot and add up.
-    pub fn add(&mut self, dot: Dot, delta: Delta) {
+    fn offset_of(&self, c: &Contrib) -> Option<&Contrib> {
+        self.offsets.iter().find(|o| o.id() == c.id())
+    }
+
+    fn is_settled(&self, c: &Contrib) -> bool {
+        self.offset_of(c).is_some_and(|o| c.settled_by(o))
+    }
+
+    /// The incarnation an increment by op `dot` goes to, as its origin
+    /// decides: the region's latest one unless a write settled it, or one
+    /// this op already started (a MULTI block incrementing after a reset).
+    pub fn start_for(&self, dot: Dot) -> u64 {
+        let latest = self
+            .contrib
+            .iter()
+            .filter(|c| c.region == dot.region())
+            .max_by_key(|c| c.start);
+        match latest {
+            Some(c) if c.start == dot.seq() || !self.is_settled(c) => c.start,
+            _ => dot.seq(),
+        }
+    }
+
+    /// Applies one increment made by op `dot` to incarnation `start`.
+    /// Several increments of one op (a MULTI/EXEC block) share the dot and
+    /// add up.
+    pub fn add(&mut self, dot: Dot, start: u64, delta: Delta) {
         let region = dot.region();
-        let slot = match self.contrib.iter_mut().position(|x| x.region == region) {
+        let slot = match self
+            .contrib
+            .iter_mut()
+            .position(|x| x.region == region && x.start == start)
+        {
             Some(i) => &mut self.contrib[i],
             None => {
-                let at = self.contrib.partition_point(|x| x.region < region);
+                let at = self.contrib.partition_point(|x| x.id() < (region, start));
                 self.contrib.insert(
                     at,
                     Contrib {
                         region,
+                        start,
                         seq: 0,
                         int: 0,
                         float: 0.0,
@@ -107,10 +169,19 @@ impl Counter {
         }
     }
 
+    /// The totals a write made now resets: every incarnation not settled.
+    pub fn observation(&self) -> SmallVec<[Contrib; 1]> {
+        self.contrib
+            .iter()
+            .filter(|c| !self.is_settled(c))
+            .copied()
+            .collect()
+    }
+
     pub fn unobserved(&self) -> Unobserved {
         let mut u = Unobserved::default();
         for c in &self.contrib {
-            let off = self.offsets.iter().find(|o| o.region == c.region);
+            let off = self.offset_of(c);
             let (seq, int, float) = off.map_or((0, 0, 0.0), |o| (o.seq, o.int, o.float));
             // Same seq, other totals: increments made later in the op (a
             // MULTI block) that reset the counter part-way through.
@@ -123,13 +194,62 @@ impl Counter {
         u
     }
 
-    pub fn join(&mut self, other: &Counter) {
+    /// Causal join: incarnations held on both sides keep their larger
+    /// totals; one held on one side only survives unless the other side's
+    /// context covers its latest seq, which means the other side collected
+    /// it (it held it, settled, and every region had it settled).
+    pub fn join(&mut self, ctx: &VersionVector, other: &Counter, other_ctx: &VersionVector) {
+        let holds =
+            |list: &SmallVec<[Contrib; 1]>, c: &Contrib| list.iter().any(|x| x.id() == c.id());
+        let collected_there: Vec<(RegionId, u64)> = self
+            .contrib
+            .iter()
+            .filter(|c| !holds(&other.contrib, c) && other_ctx.covers(c.dot()))
+            .map(|c| c.id())
+            .collect();
+        let collected_here: Vec<(RegionId, u64)> = other
+            .contrib
+            .iter()
+            .filter(|c| !holds(&self.contrib, c) && ctx.covers(c.dot()))
+            .map(|c| c.id())
+            .collect();
         for &c in &other.contrib {
-            upsert_max(&mut self.contrib, c);
+            if !collected_here.contains(&c.id()) {
+                upsert_max(&mut self.contrib, c);
+            }
         }
-        for &c in &other.offsets {
-            upsert_max(&mut self.offsets, c);
+        for &o in &other.offsets {
+            if !collected_here.contains(&o.id()) {
+                upsert_max(&mut self.offsets, o);
+            }
         }
+        if !collected_there.is_empty() {
+            self.contrib.retain(|c| !collected_there.contains(&c.id()));
+            self.offsets.retain(|o| !collected_there.contains(&o.id()));
+        }
+    }
+
+    /// Drops every settled incarnation with its offset; returns how many.
+    /// Only safe once every region holds them settled and nothing that
+    /// could still change them is in flight (the store decides when).
+    pub fn collect_settled(&mut self) -> usize {
+        let settled: Vec<(RegionId, u64)> = self
+            .contrib
+            .iter()
+            .filter(|c| self.is_settled(c))
+            .map(|c| c.id())
+            .collect();
+        if settled.is_empty() {
+            return 0;
+        }
+        self.contrib.retain(|c| !settled.contains(&c.id()));
+        self.offsets.retain(|o| !settled.contains(&o.id()));
+        settled.len()
+    }
+
+    /// Incarnations that are settled (collectable once stable).
+    pub fn settled_count(&self) -> usize {
+        self.contrib.iter().filter(|c| self.is_settled(c)).count()
     }
 }
 
@@ -267,7 +387,26 @@ impl<V: Clone> NumReg<V> {
     pub fn observation(&self) -> SmallVec<[Contrib; 1]> {
         self.counter
             .as_ref()
-            .map_or_else(SmallVec::new, |c| c.contrib.clone())
+            .map_or_else(SmallVec::new, |c| c.observation())
+    }
+
+    /// The incarnation an increment by op `dot` made here now goes to.
+    pub fn start_for(&self, dot: Dot) -> u64 {
+        self.counter
+            .as_ref()
+            .map_or(dot.seq(), |c| c.start_for(dot))
+    }
+
+    /// Drops settled counter incarnations (see [`Counter::collect_settled`]).
+    pub fn collect_settled(&mut self) -> usize {
+        let n = self.counter.as_mut().map_or(0, |c| c.collect_settled());
+        self.drop_settled_counter();
+        n
+    }
+
+    /// Settled counter incarnations held.
+    pub fn settled_count(&self) -> usize {
+        self.counter.as_ref().map_or(0, |c| c.settled_count())
     }
 
     /// A write of `val`: replaces the bases it observed; concurrent ones stay
@@ -304,10 +443,10 @@ impl<V: Clone> NumReg<V> {
         self.drop_settled_counter();
     }
 
-    pub fn incr(&mut self, dot: Dot, delta: Delta) {
+    pub fn incr(&mut self, dot: Dot, start: u64, delta: Delta) {
         self.counter
             .get_or_insert_with(Default::default)
-            .add(dot, delta);
+            .add(dot, start, delta);
     }
 
     fn reset_counter(&mut self, observed: &[Contrib]) {
@@ -338,7 +477,11 @@ impl<V: Clone> NumReg<V> {
         other_ctx: &VersionVector,
     ) -> Vec<Displaced<V>> {
         if let Some(oc) = &other.counter {
-            self.counter.get_or_insert_with(Default::default).join(oc);
+            self.counter
+                .get_or_insert_with(Default::default)
+                .join(ctx, oc, other_ctx);
+        } else if let Some(c) = &mut self.counter {
+            c.join(ctx, &Counter::default(), other_ctx);
         }
         let displaced = join_siblings(&mut self.base, ctx, &other.base, other_ctx);
         self.drop_settled_counter();
@@ -441,6 +584,62 @@ mod tests {
         assert_eq!(parse_strict_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_strict_i64(b"9223372036854775808"), None);
         assert_eq!(parse_strict_i64(b"-9223372036854775808"), Some(i64::MIN));
+    }
+
+    fn dot(region: &str, seq: u64) -> Dot {
+        Dot::new(RegionId::new(region).unwrap(), seq)
+    }
+
+    #[test]
+    fn increments_after_a_settling_reset_start_a_new_incarnation() {
+        let mut c = Counter::default();
+        c.add(dot("inc-a", 1), 1, Delta::Int(5));
+        assert_eq!(c.start_for(dot("inc-a", 2)), 1, "not settled yet");
+        c.reset(&c.observation());
+        assert!(!c.unobserved().any);
+        assert_eq!(c.start_for(dot("inc-a", 3)), 3, "settled: a new one");
+        // Another region's increments have their own incarnations.
+        assert_eq!(c.start_for(dot("inc-b", 1)), 1);
+        c.add(dot("inc-a", 3), 3, Delta::Int(2));
+        assert_eq!(c.unobserved().int, 2);
+        assert_eq!(
+            c.observation().len(),
+            1,
+            "a settled incarnation is not observed again"
+        );
+        assert_eq!(c.settled_count(), 1);
+        assert_eq!(c.collect_settled(), 1);
+        assert_eq!(c.unobserved().int, 2, "collecting changes nothing visible");
+        assert_eq!(c.contrib.len(), 1);
+        assert!(c.offsets.is_empty());
+    }
+
+    #[test]
+    fn a_collected_incarnation_is_not_brought_back_by_a_merge() {
+        let mut settled = Counter::default();
+        settled.add(dot("inc-a", 1), 1, Delta::Int(5));
+        settled.reset(&settled.observation());
+        let mut vv = VersionVector::new();
+        vv.observe(dot("inc-a", 1));
+        vv.observe(dot("inc-b", 1));
+        // A peer that lost the reset (it had not synced it) still holds the
+        // increment unreset; this region collected it.
+        let mut stale = Counter::default();
+        stale.add(dot("inc-a", 1), 1, Delta::Int(5));
+        let mut stale_vv = VersionVector::new();
+        stale_vv.observe(dot("inc-a", 1));
+        let mut here = settled.clone();
+        here.collect_settled();
+        let mut joined = here.clone();
+        joined.join(&vv, &stale, &stale_vv);
+        assert!(!joined.unobserved().any, "collected here: not resurrected");
+        let mut there = stale.clone();
+        there.join(&stale_vv, &here, &vv);
+        assert!(!there.unobserved().any, "collected there: dropped here too");
+        // Without collection the merge keeps both and they agree.
+        let mut plain = stale.clone();
+        plain.join(&stale_vv, &settled, &vv);
+        assert!(!plain.unobserved().any);
     }
 
     #[test]

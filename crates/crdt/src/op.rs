@@ -108,8 +108,11 @@ pub enum EffectKind {
         keep_ttl: bool,
         obs: KeyObs,
     },
+    /// An increment to the counter incarnation `start` (the origin's choice,
+    /// see [`crate::num`]).
     StrIncr {
         delta: Delta,
+        start: u64,
     },
     HSet {
         fields: Vec<(Blob, Blob)>,
@@ -122,6 +125,7 @@ pub enum EffectKind {
     HIncr {
         field: Blob,
         delta: Delta,
+        start: u64,
     },
     SAdd {
         members: Vec<Blob>,
@@ -136,6 +140,7 @@ pub enum EffectKind {
     ZIncr {
         member: Blob,
         delta: f64,
+        start: u64,
     },
     ZRem {
         members: Vec<Blob>,

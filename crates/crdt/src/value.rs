@@ -446,6 +446,60 @@ impl Value {
         }
     }
 
+    /// Settled counter incarnations held, in every field or member.
+    fn settled_count(&self) -> usize {
+        match self {
+            Value::Str(r) => r.settled_count(),
+            Value::Hash(h) => h
+                .fields
+                .live
+                .values()
+                .chain(h.fields.graves.values())
+                .map(|f| f.settled_count())
+                .sum(),
+            Value::Set(_) => 0,
+            Value::ZSet(z) => z
+                .members
+                .live
+                .values()
+                .chain(z.members.graves.values())
+                .map(|m| m.score.settled_count())
+                .sum(),
+        }
+    }
+
+    /// Drops settled counter incarnations and the removed fields or members
+    /// that held nothing else. Live elements stay where they are (a settled
+    /// incarnation adds nothing to what readers see), so SCAN loses nothing.
+    fn collect_settled(&mut self) -> usize {
+        match self {
+            Value::Str(r) => r.collect_settled(),
+            Value::Hash(h) => {
+                let mut n = 0;
+                for f in h.fields.live.values_mut() {
+                    n += f.collect_settled();
+                }
+                for f in h.fields.graves.values_mut() {
+                    n += f.collect_settled();
+                }
+                h.fields.graves.retain(|_, f| !f.is_empty());
+                n
+            }
+            Value::Set(_) => 0,
+            Value::ZSet(z) => {
+                let mut n = 0;
+                for m in z.members.live.values_mut() {
+                    n += m.score.collect_settled();
+                }
+                for m in z.members.graves.values_mut() {
+                    n += m.score.collect_settled();
+                }
+                z.members.graves.retain(|_, m| !m.is_empty());
+                n
+            }
+        }
+    }
+
     /// Removes every observed element for which `pred` holds.
     fn remove_observed(
         &mut self,
@@ -774,9 +828,9 @@ impl Entry {
                 }
                 Some(Kind::String)
             }
-            EffectKind::StrIncr { delta } => {
+            EffectKind::StrIncr { delta, start } => {
                 if let Value::Str(r) = self.typed_mut(Kind::String) {
-                    r.incr(tag.dot, *delta);
+                    r.incr(tag.dot, *start, *delta);
                 }
                 Some(Kind::String)
             }
@@ -801,9 +855,14 @@ impl Entry {
                 }
                 Some(Kind::Hash)
             }
-            EffectKind::HIncr { field, delta } => {
+            EffectKind::HIncr {
+                field,
+                delta,
+                start,
+            } => {
                 if let Value::Hash(h) = self.typed_mut(Kind::Hash) {
-                    h.fields.update(field, |reg| reg.incr(tag.dot, *delta));
+                    h.fields
+                        .update(field, |reg| reg.incr(tag.dot, *start, *delta));
                 }
                 Some(Kind::Hash)
             }
@@ -837,11 +896,15 @@ impl Entry {
                 }
                 Some(Kind::ZSet)
             }
-            EffectKind::ZIncr { member, delta } => {
+            EffectKind::ZIncr {
+                member,
+                delta,
+                start,
+            } => {
                 if let Value::ZSet(z) = self.typed_mut(Kind::ZSet) {
                     z.update(member, |zm| {
                         zm.adds.add(tag, ctx);
-                        zm.score.incr(tag.dot, Delta::Float(*delta));
+                        zm.score.incr(tag.dot, *start, Delta::Float(*delta));
                     });
                 }
                 Some(Kind::ZSet)
@@ -928,6 +991,59 @@ impl Entry {
         if extra.shadows.is_empty() && extra.ttl.is_empty() {
             self.extra = None;
         }
+    }
+
+    /// The counter incarnation an increment by op `dot` made now goes to,
+    /// for the string (`sub` `None`), a hash field or a sorted-set member.
+    pub fn counter_start(&self, kind: Kind, sub: Option<&[u8]>, dot: crate::vv::Dot) -> u64 {
+        let mut values =
+            std::iter::once(&self.value).chain(self.extra.iter().flat_map(|e| e.shadows.iter()));
+        match (values.find(|v| v.kind() == kind), sub) {
+            (Some(Value::Str(r)), None) => r.start_for(dot),
+            (Some(Value::Hash(h)), Some(sub)) => h
+                .fields
+                .live
+                .get(sub)
+                .or_else(|| h.fields.graves.get(sub))
+                .map_or(dot.seq(), |f| f.start_for(dot)),
+            (Some(Value::ZSet(z)), Some(sub)) => z
+                .members
+                .live
+                .get(sub)
+                .or_else(|| z.members.graves.get(sub))
+                .map_or(dot.seq(), |m| m.score.start_for(dot)),
+            _ => dot.seq(),
+        }
+    }
+
+    /// Settled counter incarnations this key holds: what tombstone
+    /// collection could drop once every region holds them settled.
+    pub fn settled_count(&self) -> usize {
+        std::iter::once(&self.value)
+            .chain(self.extra.iter().flat_map(|e| e.shadows.iter()))
+            .map(|v| v.settled_count())
+            .sum()
+    }
+
+    /// Drops every settled counter incarnation (and fields, members or
+    /// shadowed values left holding nothing); returns how many were dropped.
+    /// The caller removes the key if the entry [`is_empty`](Self::is_empty)
+    /// afterwards. Safe only once causally stable: see the store's
+    /// tombstone collection.
+    pub fn collect_tombstones(&mut self) -> usize {
+        let n: usize = self.values_mut().map(|v| v.collect_settled()).sum();
+        if n > 0 {
+            if self.value.is_empty() && self.value.kind() != Kind::String {
+                self.value = Value::empty(Kind::String);
+            }
+            if let Some(extra) = self.extra.as_mut() {
+                extra.shadows.retain(|v| !v.is_empty());
+                if extra.shadows.is_empty() && extra.ttl.is_empty() {
+                    self.extra = None;
+                }
+            }
+        }
+        n
     }
 
     /// Counter totals under one field or member that a write made now observes.

@@ -86,6 +86,10 @@ impl Replica {
                 totals,
             }]
         };
+        let next = Dot::new(self.region, self.seq + 1);
+        let start = |kind, sub: Option<&[u8]>| {
+            entry.map_or(next.seq(), |e| e.counter_start(kind, sub, next))
+        };
         if matches!(action.verb, 11 | 12) && !entry.is_some_and(|e| e.is_live()) {
             // EXPIRE and expiry only ever target a key that exists here.
             return;
@@ -98,6 +102,7 @@ impl Replica {
             },
             1 => EffectKind::StrIncr {
                 delta: Delta::Int(action.n as i64 - 5),
+                start: start(Kind::String, None),
             },
             2 => EffectKind::Del { obs: keyobs },
             3 => EffectKind::HSet {
@@ -111,6 +116,7 @@ impl Replica {
             5 => EffectKind::HIncr {
                 field: sub.clone(),
                 delta: Delta::Int(action.n as i64),
+                start: start(Kind::Hash, Some(&sub)),
             },
             6 => EffectKind::SAdd {
                 members: vec![sub.clone()],
@@ -125,6 +131,7 @@ impl Replica {
             9 => EffectKind::ZIncr {
                 member: sub.clone(),
                 delta: action.n as f64 / 4.0,
+                start: start(Kind::ZSet, Some(&sub)),
             },
             10 => EffectKind::ZRem {
                 members: vec![sub.clone()],
@@ -143,6 +150,7 @@ impl Replica {
             },
             _ => EffectKind::StrIncr {
                 delta: Delta::Float(action.n as f64 / 8.0),
+                start: start(Kind::String, None),
             },
         };
         self.seq += 1;
@@ -343,6 +351,85 @@ proptest! {
     }
 }
 
+/// Every replica has every op: what tombstone collection waits for.
+fn sync_all(rs: &mut [Replica]) {
+    for _ in 0..2 {
+        for i in 0..rs.len() {
+            for j in 0..rs.len() {
+                let from = rs[j].clone();
+                rs[i].sync_from(&from);
+            }
+        }
+    }
+}
+
+fn collect(keys: &mut BTreeMap<Blob, Entry>) -> usize {
+    let mut n = 0;
+    for e in keys.values_mut() {
+        n += e.collect_tombstones();
+    }
+    keys.retain(|_, e| !e.is_empty());
+    n
+}
+
+/// A state with every settled counter incarnation collected.
+fn collected(keys: &BTreeMap<Blob, Entry>) -> BTreeMap<Blob, Entry> {
+    let mut keys = keys.clone();
+    collect(&mut keys);
+    keys
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Replicas that collect their settled counters once every replica has
+    /// every op (causal stability), each on its own schedule, end where
+    /// replicas that never collect end, by op exchange and by state merge
+    /// alike: collection changes nothing anyone can see, now or later.
+    #[test]
+    fn collecting_settled_counters_at_stability_changes_no_outcome(
+        before in prop::collection::vec(action(), 1..50),
+        after in prop::collection::vec(action(), 0..40),
+        collectors in prop::collection::vec(any::<bool>(), 3),
+    ) {
+        let mut reference = run(&before);
+        sync_all(&mut reference);
+        let mut gc = reference.clone();
+        let mut dropped = 0;
+        for (r, yes) in gc.iter_mut().zip(&collectors) {
+            if *yes {
+                dropped += collect(&mut r.keys);
+            }
+        }
+        for (i, a) in after.iter().enumerate() {
+            for rs in [&mut reference, &mut gc] {
+                match a.sync_from {
+                    Some(j) if j != a.replica => {
+                        let from = rs[j].clone();
+                        rs[a.replica].sync_from(&from);
+                    }
+                    _ => rs[a.replica].write(a, 100_000 + i as u64 / 2),
+                }
+            }
+        }
+        // The ops themselves do not depend on what was collected.
+        for (r, g) in reference.iter().zip(&gc) {
+            prop_assert_eq!(&r.log, &g.log);
+        }
+        // State merge, before the ops are exchanged.
+        let (_, merged_ref) = merged(&[&reference[0], &reference[1], &reference[2]]);
+        let (_, merged_gc) = merged(&[&gc[0], &gc[1], &gc[2]]);
+        prop_assert_eq!(collected(&merged_ref), collected(&merged_gc), "dropped {}", dropped);
+        // Op exchange.
+        sync_all(&mut reference);
+        sync_all(&mut gc);
+        for (r, g) in reference.iter().zip(&gc) {
+            prop_assert_eq!(collected(&r.keys), collected(&g.keys), "dropped {}", dropped);
+        }
+        prop_assert_eq!(collected(&merged_gc), collected(&gc[0].keys));
+    }
+}
+
 /// A MULTI block is one op: a later write in it must replace an earlier one
 /// to the same register (it once kept the first, since both share a tag).
 #[test]
@@ -404,6 +491,7 @@ fn increment_after_a_reset_in_the_same_op_counts() {
         b"c",
         &EffectKind::StrIncr {
             delta: Delta::Int(1),
+            start: 1,
         },
         &op.context(),
         &mut conflicts,
@@ -423,6 +511,7 @@ fn increment_after_a_reset_in_the_same_op_counts() {
         b"c",
         &EffectKind::StrIncr {
             delta: Delta::Int(1),
+            start: 1,
         },
         &op.context(),
         &mut conflicts,

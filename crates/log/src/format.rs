@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 /// Magic bytes at the start of every segment file.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"MRDNLOG\0";
 /// Segment format version written by this code; the only one it reads.
-pub(crate) const SEGMENT_FORMAT_VERSION: u32 = 1;
+/// Version 2: counter increments name their incarnation (the records'
+/// payloads, ops, changed shape).
+pub(crate) const SEGMENT_FORMAT_VERSION: u32 = 2;
 /// Size of the segment header.
 pub const SEGMENT_HEADER_BYTES: u64 = 24;
 /// Size of a record frame before its payload: length, crc, lsn.

@@ -197,6 +197,7 @@ fn repl_frame_seeds(
         Msg::Ack {
             upto_lsn: 9,
             vv: vv.clone(),
+            durable_vv: vv.clone(),
             wall_ms: 1_700_000_000_000,
         },
         Msg::AeBegin,

@@ -35,6 +35,7 @@ pub mod receiver;
 pub mod sender;
 pub mod status;
 pub mod tls;
+pub mod tombstones;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -71,6 +72,9 @@ pub struct ReplConfig {
     /// Every this often a link reconnects and compares full state with its
     /// peer (anti-entropy) even when the log covers it; 0: never.
     pub antientropy_interval_ms: u64,
+    /// Every this often a tombstone collection round starts (it then waits
+    /// for causal stability, however long that takes); 0: never.
+    pub tombstone_interval_ms: u64,
 }
 
 /// What replication shares with the rest of the region.
@@ -217,6 +221,11 @@ pub fn start(config: ReplConfig, host: Host, listener: TcpListener) -> Arc<ReplS
     tokio::spawn(election::save_loop(host.clone()));
     tokio::spawn(receiver::accept_loop(
         listener,
+        config.clone(),
+        host.clone(),
+        status.clone(),
+    ));
+    tokio::spawn(tombstones::run(
         config.clone(),
         host.clone(),
         status.clone(),

@@ -336,12 +336,17 @@ async fn stream_ops(
             }
             other => return Err(format!("unexpected message {other:?}")),
         };
-        let vv = host.store.lock().db().version_vector().clone();
+        let (vv, durable_vv) = {
+            let mut store = host.store.lock();
+            let vv = store.db().version_vector().clone();
+            (vv, store.durable_vv().clone())
+        };
         write_msg(
             wr,
             &Msg::Ack {
                 upto_lsn: upto,
                 vv,
+                durable_vv,
                 wall_ms: wall_ms(),
             },
         )
@@ -481,6 +486,7 @@ mod tests {
             witness: false,
             tls: Some(tls),
             antientropy_interval_ms: 0,
+            tombstone_interval_ms: 0,
         });
         let status = Arc::new(ReplStatus::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -73,6 +73,8 @@ pub async fn run(
             connects: 0,
             acked_lsn: 0,
             peer_vv: VersionVector::new(),
+            peer_durable_vv: VersionVector::new(),
+            peer_witness: None,
             ops_sent: 0,
             bytes_sent: 0,
             clock_offset_ms: 0,
@@ -252,6 +254,7 @@ async fn link(
         o.last_error = None;
         o.connects += 1;
         o.peer_vv = peer_vv;
+        o.peer_witness = Some(peer_is_witness);
         o.acked_lsn = o.acked_lsn.max(from.saturating_sub(1));
     });
 
@@ -438,6 +441,7 @@ async fn read_acks(
                 Msg::Ack {
                     upto_lsn,
                     vv,
+                    durable_vv,
                     wall_ms: their_ms,
                 },
                 _,
@@ -446,6 +450,7 @@ async fn read_acks(
                 update(&status, peer, |o| {
                     o.acked_lsn = o.acked_lsn.max(upto_lsn);
                     o.peer_vv = vv;
+                    o.peer_durable_vv = durable_vv;
                     o.clock_offset_ms = their_ms as i64 - now as i64;
                 });
             }

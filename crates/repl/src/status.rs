@@ -40,6 +40,11 @@ pub struct Outbound {
     pub acked_lsn: u64,
     /// The peer's version vector as of its last acknowledgement.
     pub peer_vv: VersionVector,
+    /// The part of `peer_vv` on the peer's stable storage, as of its last
+    /// acknowledgement (empty until the first).
+    pub peer_durable_vv: VersionVector,
+    /// The peer said it is a witness (`None`: not heard yet).
+    pub peer_witness: Option<bool>,
     pub ops_sent: u64,
     pub bytes_sent: u64,
     /// The peer's clock minus ours, from its acknowledgements.
@@ -97,6 +102,8 @@ pub struct ReplStatus {
     pub last_refusal: Mutex<Option<Refusal>>,
     /// Anti-entropy sessions run here, either side.
     pub antientropy: Mutex<AntiEntropyStats>,
+    /// Tombstone collection rounds.
+    pub tombstones: Mutex<crate::tombstones::TombstoneStats>,
     /// Held by the one anti-entropy session this region dials at a time.
     pub antientropy_session: tokio::sync::Mutex<()>,
     /// Links reset because a peer sent an op before its dependencies.

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const MAGIC: [u8; 4] = *b"MRDN";
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 3: counter increments name their incarnation, and `Ack`
+/// carries the acceptor's durable version vector.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Largest frame accepted (a batch of ops is cut well below this).
 pub const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// A frame's buffer starts at most this large and grows as its bytes arrive.
@@ -60,10 +62,13 @@ pub enum Msg {
         hlc: u64,
         wall_ms: u64,
     },
-    /// Acceptor → dialer: applied up to your `upto_lsn`; my version vector.
+    /// Acceptor → dialer: applied up to your `upto_lsn`; my version vector,
+    /// and the part of it on my stable storage (tombstone collection waits
+    /// for every region to hold a delete durably).
     Ack {
         upto_lsn: u64,
         vv: VersionVector,
+        durable_vv: VersionVector,
         wall_ms: u64,
     },
     /// Dialer → acceptor: my log cannot bring you up to date; send the

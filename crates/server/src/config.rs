@@ -104,6 +104,12 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[arg(long, env = "MERIDIAN_ANTIENTROPY_INTERVAL_MS")]
     pub antientropy_interval_ms: Option<u64>,
+    /// Every this many ms a tombstone collection round starts; it drops
+    /// the hidden state deletes leave behind only once every region holds
+    /// the deletes durably (causal stability). Default 10000; 0: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, env = "MERIDIAN_TOMBSTONE_INTERVAL_MS")]
+    pub tombstone_interval_ms: Option<u64>,
     /// A peer clock further ahead than this is reported. Default 500.
     #[arg(long, env = "MERIDIAN_MAX_CLOCK_OFFSET_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,6 +213,8 @@ pub struct Config {
     pub repl_backlog_ops: u64,
     /// Periodic full comparison with each peer; 0: off.
     pub antientropy_interval_ms: u64,
+    /// Tombstone collection rounds; 0: off.
+    pub tombstone_interval_ms: u64,
     pub log_segment_max_bytes: Option<u64>,
     /// The flags and environment as given, before the file was read: a
     /// reload reads the file again on top of these.
@@ -260,6 +268,7 @@ impl ServeArgs {
             lease_ms,
             repl_backlog_ops,
             antientropy_interval_ms,
+            tombstone_interval_ms,
             max_clock_offset_ms,
             tls_listen,
             tls_cert,
@@ -310,6 +319,7 @@ impl Config {
         a.lease_ms = Some(self.lease_ms);
         a.repl_backlog_ops = Some(self.repl_backlog_ops);
         a.antientropy_interval_ms = Some(self.antientropy_interval_ms);
+        a.tombstone_interval_ms = Some(self.tombstone_interval_ms);
         a.max_clock_offset_ms = Some(self.max_clock_offset_ms);
         a.snapshot_after_ops = Some(self.snapshot_after_ops);
         a.conflict_retention = Some(self.conflict_retention);
@@ -438,6 +448,7 @@ impl Config {
             witness: args.witness,
             repl_backlog_ops: args.repl_backlog_ops.unwrap_or(1_000_000).max(1),
             antientropy_interval_ms: args.antientropy_interval_ms.unwrap_or(600_000),
+            tombstone_interval_ms: args.tombstone_interval_ms.unwrap_or(10_000),
             log_segment_max_bytes: args.log_segment_max_bytes,
             source,
             merged,

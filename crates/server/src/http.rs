@@ -557,6 +557,22 @@ pub fn metrics_text(shared: &Shared) -> String {
         "Keys whose state this region merged by anti-entropy.",
         ae.keys_merged_total,
     ));
+    let tombstones = shared.repl.tombstones.lock().clone();
+    samples.push(c(
+        "meridian_tombstones_collected_total",
+        "Settled counter incarnations (what deletes of counters leave behind) dropped once every region held them.",
+        tombstones.collected_total,
+    ));
+    samples.push(c(
+        "meridian_tombstone_keys_removed_total",
+        "Hidden keys removed by tombstone collection.",
+        tombstones.keys_removed_total,
+    ));
+    samples.push(c(
+        "meridian_tombstone_rounds_total",
+        "Tombstone collection rounds completed.",
+        tombstones.rounds_total,
+    ));
     for (reason, n) in shared.repl.refused.lock().iter() {
         samples.push(c2(
             "meridian_replication_refused_total",

@@ -187,6 +187,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             idle_timeout_ms: (config.lease_ms * 2).max(5_000),
             witness: config.witness,
             antientropy_interval_ms: config.antientropy_interval_ms,
+            tombstone_interval_ms: config.tombstone_interval_ms,
             tls: peer_tls,
         },
         host.clone(),

@@ -147,6 +147,7 @@ pub fn status_json(shared: &Shared) -> Value {
             "retained": v.conflicts_retained,
             "by_type_rule": v.conflict_counts.iter().map(|(k, r, n)| json!({"type": k, "rule": r, "count": n})).collect::<Vec<_>>(),
         },
+        "tombstones": tombstones_json(shared),
         "handshakes_refused": refused,
         "last_refusal": shared.repl.last_refusal.lock().as_ref().map(|r| json!({
             "reason": r.reason,
@@ -158,6 +159,23 @@ pub fn status_json(shared: &Shared) -> Value {
             "clients": shared.config.tls.listen.map(|a| a.to_string()),
             "replication": shared.config.tls.replication,
         },
+    })
+}
+
+/// Tombstone collection: what it did and what a round in progress waits for.
+fn tombstones_json(shared: &Shared) -> Value {
+    let t = shared.repl.tombstones.lock().clone();
+    let backlog = shared.store.lock().db().tombstone_backlog();
+    json!({
+        "interval_ms": shared.config.tombstone_interval_ms,
+        "rounds": t.rounds_total,
+        "rounds_abandoned": t.rounds_abandoned_total,
+        "collected": t.collected_total,
+        "keys_removed": t.keys_removed_total,
+        "pending": t.pending,
+        "waiting_for": t.waiting_for,
+        "candidates_queued": backlog,
+        "last_round_ms": t.last_round_ms,
     })
 }
 

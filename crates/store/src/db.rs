@@ -61,6 +61,46 @@ pub struct Db {
     watched: std::collections::HashMap<Blob, (u32, u64)>,
     /// Keys changed since an anti-entropy session took its digests.
     touched: Option<std::collections::HashSet<Blob>>,
+    /// Keys that may hold settled counter incarnations: a write or delete
+    /// reset a counter there, or state was merged. Tombstone collection
+    /// takes them as candidates.
+    tombstone_keys: std::collections::HashSet<Blob>,
+    /// Every key is a candidate (state loaded from a snapshot).
+    tombstone_scan_all: bool,
+}
+
+/// What one tombstone collection did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    /// Settled counter incarnations dropped.
+    pub incarnations: usize,
+    /// Keys left holding nothing, removed.
+    pub keys_removed: usize,
+    /// Candidates that changed since they were taken: kept for next time.
+    pub changed: usize,
+}
+
+/// A fingerprint of a key's whole state, to tell whether it changed.
+fn fingerprint(entry: &Entry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let bytes = postcard::to_stdvec(&*entry.canonical()).unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// Effects that reset counter totals (and may leave settled incarnations).
+fn resets_counters(kind: &EffectKind) -> bool {
+    match kind {
+        EffectKind::Del { obs }
+        | EffectKind::Expire { obs, .. }
+        | EffectKind::StrSet { obs, .. } => !obs.is_empty(),
+        EffectKind::HSet { obs, .. }
+        | EffectKind::HDel { obs, .. }
+        | EffectKind::ZAdd { obs, .. }
+        | EffectKind::ZRem { obs, .. } => !obs.is_empty(),
+        _ => false,
+    }
 }
 
 impl Db {
@@ -79,7 +119,79 @@ impl Db {
             expired_total: 0,
             watched: Default::default(),
             touched: None,
+            tombstone_keys: Default::default(),
+            tombstone_scan_all: true,
         }
+    }
+
+    // ----- tombstone collection -----
+
+    /// Up to `max` keys holding settled counter incarnations, each with a
+    /// fingerprint of its state now. Collect them with
+    /// [`Db::collect_tombstones`] once every region holds what this region
+    /// holds now (causal stability).
+    pub fn tombstone_candidates(&mut self, max: usize) -> Vec<(Blob, u64)> {
+        if self.tombstone_scan_all {
+            self.tombstone_scan_all = false;
+            let all: Vec<Blob> = self.keys.iter_all().map(|(k, _)| k.clone()).collect();
+            self.tombstone_keys.extend(all);
+        }
+        let mut out = Vec::new();
+        let mut rest = std::collections::HashSet::new();
+        for key in self.tombstone_keys.drain() {
+            if out.len() >= max {
+                rest.insert(key);
+                continue;
+            }
+            if let Some(e) = self.keys.get_any(&key) {
+                if e.settled_count() > 0 {
+                    let f = fingerprint(e);
+                    out.push((key, f));
+                }
+            }
+        }
+        self.tombstone_keys = rest;
+        out
+    }
+
+    /// Makes `keys` candidates again (a collection round was abandoned).
+    pub fn requeue_tombstones(&mut self, keys: impl IntoIterator<Item = Blob>) {
+        self.tombstone_keys.extend(keys);
+    }
+
+    /// Keys waiting to be looked at by tombstone collection.
+    pub fn tombstone_backlog(&self) -> usize {
+        if self.tombstone_scan_all {
+            self.keys.len() + self.keys.hidden_len()
+        } else {
+            self.tombstone_keys.len()
+        }
+    }
+
+    /// Drops the settled counter incarnations of every candidate whose state
+    /// is unchanged since [`Db::tombstone_candidates`] took it. The caller
+    /// guarantees causal stability: every region held, durably, everything
+    /// this region held when the candidates were taken, and this region has
+    /// applied everything those regions held then (so no op that could
+    /// change these incarnations is still in flight anywhere).
+    pub fn collect_tombstones(&mut self, candidates: Vec<(Blob, u64)>) -> Collected {
+        let mut done = Collected::default();
+        for (key, f) in candidates {
+            match self.keys.get_any(&key) {
+                Some(e) if fingerprint(e) == f => {}
+                Some(_) => {
+                    done.changed += 1;
+                    self.tombstone_keys.insert(key);
+                    continue;
+                }
+                None => continue,
+            }
+            // Readers see no change: WATCH versions stay as they are.
+            let (n, removed) = self.keys.collect_tombstones(&key);
+            done.incarnations += n;
+            done.keys_removed += removed as usize;
+        }
+        done
     }
 
     pub fn region(&self) -> RegionId {
@@ -232,6 +344,9 @@ impl Db {
             *version += 1;
         }
         self.touch(key);
+        if resets_counters(&kind) {
+            self.tombstone_keys.insert(Blob::from(key));
+        }
         let op = self.building.as_mut().expect("op under construction");
         let mut found = Vec::new();
         self.keys.apply(key, &kind, &op.context(), &mut found);
@@ -297,6 +412,9 @@ impl Db {
             if let Some(t) = &mut self.touched {
                 t.insert(e.key.clone());
             }
+            if resets_counters(&e.kind) {
+                self.tombstone_keys.insert(e.key.clone());
+            }
             self.keys.apply(&e.key, &e.kind, &ctx, &mut found);
         }
         self.vv.observe(dot);
@@ -345,6 +463,9 @@ impl Db {
         };
         let mut found = Vec::new();
         merged.join(key, &self.vv, theirs, their_vv, &mut found);
+        if merged.settled_count() > 0 {
+            self.tombstone_keys.insert(Blob::from(key));
+        }
         if let Some((_, version)) = self.watched.get_mut(key) {
             *version += 1;
         }
@@ -413,8 +534,25 @@ impl Db {
         );
     }
 
+    /// The dot of the op under construction, or of the next one.
+    fn next_dot(&self) -> Dot {
+        match &self.building {
+            Some(op) => op.tag.dot,
+            None => Dot::new(self.region, self.seq + 1),
+        }
+    }
+
+    /// The counter incarnation this region's next increment goes to.
+    fn counter_start(&self, key: &[u8], kind: Kind, sub: Option<&[u8]>) -> u64 {
+        let dot = self.next_dot();
+        self.keys
+            .get_any(key)
+            .map_or(dot.seq(), |e| e.counter_start(kind, sub, dot))
+    }
+
     pub fn incr(&mut self, key: &[u8], delta: Delta) {
-        self.effect(key, EffectKind::StrIncr { delta });
+        let start = self.counter_start(key, Kind::String, None);
+        self.effect(key, EffectKind::StrIncr { delta, start });
     }
 
     /// EXPIRE family with `Some(deadline)`, PERSIST with `None`.
@@ -450,7 +588,15 @@ impl Db {
     }
 
     pub fn hincr(&mut self, key: &[u8], field: Blob, delta: Delta) {
-        self.effect(key, EffectKind::HIncr { field, delta });
+        let start = self.counter_start(key, Kind::Hash, Some(&field));
+        self.effect(
+            key,
+            EffectKind::HIncr {
+                field,
+                delta,
+                start,
+            },
+        );
     }
 
     pub fn sadd(&mut self, key: &[u8], members: Vec<Blob>) {
@@ -468,7 +614,15 @@ impl Db {
     }
 
     pub fn zincr(&mut self, key: &[u8], member: Blob, delta: f64) {
-        self.effect(key, EffectKind::ZIncr { member, delta });
+        let start = self.counter_start(key, Kind::ZSet, Some(&member));
+        self.effect(
+            key,
+            EffectKind::ZIncr {
+                member,
+                delta,
+                start,
+            },
+        );
     }
 
     pub fn zrem(&mut self, key: &[u8], members: Vec<Blob>) {

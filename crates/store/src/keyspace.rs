@@ -182,6 +182,27 @@ impl Keyspace {
         self.live.reserve(additional);
     }
 
+    /// Collects `key`'s settled counter incarnations in place (readers see
+    /// no change, so the key keeps its place); a key left holding nothing
+    /// is removed. Returns (incarnations dropped, key removed).
+    pub fn collect_tombstones(&mut self, key: &[u8]) -> (usize, bool) {
+        let (n, empty, deadline) = match self.live.get_mut(key).or_else(|| self.hidden.get_mut(key))
+        {
+            Some(e) => {
+                let n = e.collect_tombstones();
+                (n, e.is_empty(), e.deadline_ms())
+            }
+            None => return (0, false),
+        };
+        if !empty {
+            return (n, false);
+        }
+        self.reindex(key, deadline, None);
+        self.live.swap_remove(key);
+        self.hidden.swap_remove(key);
+        (n, true)
+    }
+
     /// Sets `key`'s whole entry (a state merge). A live key that stays live
     /// keeps its place, so a SCAN in progress does not lose it.
     pub fn replace(&mut self, key: &[u8], entry: Entry) {

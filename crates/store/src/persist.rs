@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::Db;
 
-const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Version 2: counter contributions carry their incarnation.
+const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -199,6 +200,11 @@ pub struct Store {
     /// (LSN, version vector) of the last prepared snapshot.
     prepared_vv: Option<(u64, VersionVector)>,
     epoch: u64,
+    /// Covers every op on stable storage: what this region still holds
+    /// after a power loss. Peers collect tombstones by it.
+    durable_vv: VersionVector,
+    /// (flushed LSN, version vector then) not yet known to be synced.
+    unsynced_vvs: std::collections::VecDeque<(u64, VersionVector)>,
 }
 
 impl Store {
@@ -309,7 +315,13 @@ impl Store {
             base_vv,
             prepared_vv: None,
             epoch: 0,
+            durable_vv: VersionVector::new(),
+            unsynced_vvs: Default::default(),
         };
+        let mut store = store;
+        let (lsn, vv) = (store.log.last_lsn(), store.db.version_vector().clone());
+        store.unsynced_vvs.push_back((lsn, vv));
+        store.note_synced();
         Ok((store, report))
     }
 
@@ -401,7 +413,37 @@ impl Store {
     pub fn flush(&mut self) -> Result<u64, StoreError> {
         let lsn = self.log.commit()?;
         self.journal.flush()?;
+        let vv = self.db.version_vector();
+        let known = self
+            .unsynced_vvs
+            .back()
+            .map_or(&self.durable_vv, |(_, v)| v);
+        if known != vv {
+            self.unsynced_vvs.push_back((lsn, vv.clone()));
+        }
+        self.note_synced();
         Ok(lsn)
+    }
+
+    /// Moves what the log has synced into [`Store::durable_vv`].
+    fn note_synced(&mut self) {
+        let synced = self.log.synced_lsn();
+        while self
+            .unsynced_vvs
+            .front()
+            .is_some_and(|(lsn, _)| *lsn <= synced)
+        {
+            if let Some((_, vv)) = self.unsynced_vvs.pop_front() {
+                self.durable_vv = vv;
+            }
+        }
+    }
+
+    /// Covers every op this region holds on stable storage (in the synced
+    /// log or a snapshot): what it would still hold after a power loss.
+    pub fn durable_vv(&mut self) -> &VersionVector {
+        self.note_synced();
+        &self.durable_vv
     }
 
     /// When the record after `lsn` was appended (to within
@@ -605,6 +647,10 @@ impl Store {
         let prepared = self.prepare_snapshot()?;
         let info = prepared.write()?;
         self.snapshot_written(info.lsn)?;
+        // Written under the lock: the snapshot holds the whole state,
+        // merged state included.
+        self.unsynced_vvs.clear();
+        self.durable_vv = self.db.version_vector().clone();
         Ok(info)
     }
 }
