@@ -32,7 +32,7 @@ pub struct SimArgs {
     pub trace: usize,
     /// Deliberately break the merge, the election or the lease to see a
     /// checker fail (`lose-relayed-effects`, `skip-primary-leases`,
-    /// `wall-clock-lease`).
+    /// `wall-clock-lease`), or tombstone collection (`collect-early`).
     #[arg(long, default_value = "none")]
     pub r#break: String,
     /// Print one line per seed.
@@ -114,6 +114,7 @@ struct Totals {
     lost_acked: u64,
     refused: u64,
     conflicts: u64,
+    tombstones: u64,
     elections: u64,
     primary_writes: u64,
     messages: u64,
@@ -131,6 +132,7 @@ impl Totals {
         self.lost_acked += r.ops_lost_acked;
         self.refused += r.writes_refused;
         self.conflicts += r.conflicts_journaled;
+        self.tombstones += r.tombstones_collected;
         self.elections += r.elections_won;
         self.primary_writes += r.primary_writes;
         self.messages += r.messages;
@@ -148,7 +150,7 @@ impl Totals {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
+            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  tombstones collected {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
             self.seeds,
             self.ticks,
             self.ops,
@@ -156,6 +158,7 @@ impl Totals {
             self.lost_acked,
             self.refused,
             self.conflicts,
+            self.tombstones,
             self.elections,
             self.primary_writes,
             self.messages,

@@ -112,6 +112,9 @@ pub enum Breakage {
     /// a clock set back stretches them, and a cut-off region keeps writing
     /// `majority` keys.
     WallClockLease,
+    /// Tombstone collection does not wait for causal stability: a region
+    /// drops settled counter incarnations as soon as it holds them.
+    CollectEarly,
 }
 
 impl Breakage {
@@ -122,8 +125,9 @@ impl Breakage {
             "ship-unsynced" => Ok(Breakage::ShipUnsynced),
             "skip-primary-leases" => Ok(Breakage::SkipPrimaryLeases),
             "wall-clock-lease" => Ok(Breakage::WallClockLease),
+            "collect-early" => Ok(Breakage::CollectEarly),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early)"
             )),
         }
     }

@@ -66,7 +66,7 @@ pub fn driver_write(
     let conflicts_before = store.db().conflicts_total();
     let n = rng.below(3);
     let db = store.db_mut();
-    let write = match rng.below(13) {
+    let write = match rng.below(14) {
         0 => {
             let (key, delta) = (format!("c:{n}"), rng.between(-5, 10));
             db.incr(key.as_bytes(), Delta::Int(delta));
@@ -147,6 +147,21 @@ pub fn driver_write(
                     key,
                     what: "persist",
                 }
+            }
+        }
+        12 => {
+            // Counters that are also deleted: what a delete leaves behind
+            // is collected once stable, and counting must go on right.
+            // Many keys, so a key often stays unchanged for the length of a
+            // collection round.
+            let key = format!("k:{}", rng.below(16));
+            if rng.chance(250) {
+                db.del(key.as_bytes());
+                Write::Del { key }
+            } else {
+                let delta = rng.between(-5, 10);
+                db.incr(key.as_bytes(), Delta::Int(delta));
+                Write::Incr { key, delta }
             }
         }
         11 => {

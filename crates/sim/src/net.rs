@@ -24,6 +24,7 @@ pub enum Msg {
     Ack {
         upto_lsn: u64,
         vv: VersionVector,
+        durable_vv: VersionVector,
     },
     /// The elected primary's protocol, dialer to acceptor like the real
     /// links: at every heartbeat and after each change.
@@ -52,6 +53,9 @@ pub struct Link {
     pub announced_lsn: u64,
     /// What the sender believes the receiver holds (from its acks).
     pub peer_vv: VersionVector,
+    /// What the receiver holds on stable storage (from its acks; kept
+    /// across reconnects, as `meridian_repl::status::Outbound` keeps it).
+    pub peer_durable_vv: VersionVector,
     pub last_send_tick: u64,
     /// When the election state last went out, and which change it carried.
     pub election_tick: u64,
@@ -73,6 +77,7 @@ impl Link {
             upto_lsn: 0,
             announced_lsn: 0,
             peer_vv: VersionVector::new(),
+            peer_durable_vv: VersionVector::new(),
             last_send_tick: 0,
             election_tick: 0,
             election_gen: None,

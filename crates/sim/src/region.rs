@@ -61,6 +61,18 @@ pub struct SimRegion {
     pub pending: Vec<usize>,
     /// The tick at which a crashed region comes back.
     pub restart_at: u64,
+    /// The tombstone collection round in progress (lost in a crash).
+    pub collection: Option<CollectionRound>,
+}
+
+/// A tombstone collection round, as `meridian_repl::tombstones` runs it.
+#[derive(Debug)]
+pub struct CollectionRound {
+    /// This region's version vector when the candidates were taken.
+    pub v0: meridian_crdt::VersionVector,
+    pub candidates: Vec<(meridian_crdt::Blob, u64)>,
+    /// The join of every peer's durable vector, once each covered `v0`.
+    pub reported: Option<meridian_crdt::VersionVector>,
 }
 
 impl SimRegion {
@@ -88,6 +100,7 @@ impl SimRegion {
             clock_offset_ms: 0,
             pending: Vec::new(),
             restart_at: 0,
+            collection: None,
         })
     }
 
@@ -109,6 +122,7 @@ impl SimRegion {
 
     /// `kill -9`: everything not yet handed to the OS is lost.
     pub fn crash(&mut self) {
+        self.collection = None;
         self.faults.fail_writes_after_bytes(0);
         drop(self.store.take());
     }

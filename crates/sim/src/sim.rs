@@ -18,7 +18,7 @@ use crate::config::{Breakage, Fault, SimConfig};
 use crate::driver::{self, Outcome};
 use crate::history::{Fate, History, Write};
 use crate::net::{Cut, InFlight, Link, Msg};
-use crate::region::{SimRegion, HEARTBEAT_MS, LEASE_MS};
+use crate::region::{CollectionRound, SimRegion, HEARTBEAT_MS, LEASE_MS};
 use crate::rng::SimRng;
 use crate::trace::Trace;
 
@@ -53,6 +53,9 @@ pub struct SimReport {
     pub primary_writes: u64,
     /// Conflict-journal entries across regions, all checked exact.
     pub conflicts_journaled: u64,
+    /// Settled counter incarnations collected during the run (before the
+    /// final collection at convergence).
+    pub tombstones_collected: u64,
     pub messages: u64,
     pub duplicates_received: u64,
     pub faults: BTreeMap<&'static str, u64>,
@@ -216,6 +219,18 @@ impl Sim {
             store.flush().map_err(|e| store_err("flush", e))?;
             store.sync().map_err(|e| store_err("sync", e))?;
         }
+        // Everything is stable now: every region collects all it can, and
+        // then whole states, hidden parts included, must be equal.
+        for r in 0..self.regions.len() {
+            let in_progress = self.regions[r].collection.take();
+            let db = self.regions[r].store().db_mut();
+            if let Some(round) = in_progress {
+                db.requeue_tombstones(round.candidates.into_iter().map(|(k, _)| k));
+            }
+            let candidates = db.tombstone_candidates(usize::MAX);
+            db.collect_tombstones(candidates);
+        }
+        check::check_whole_states_equal(&mut self.regions)?;
         self.report.conflicts_journaled = self
             .regions
             .iter_mut()
@@ -282,6 +297,67 @@ impl Sim {
         self.deliver_due()
     }
 
+    /// One step of region `r`'s tombstone collection, as
+    /// `meridian_repl::tombstones::round` does it: take candidates and `V0`,
+    /// wait until every peer's durable vector (from its acks) and this
+    /// region's cover `V0`, then until this region applied their join, then
+    /// collect. `--break collect-early` collects at once.
+    fn collection_step(&mut self, r: usize) {
+        const EVERY_TICKS: u64 = 25;
+        let early = self.cfg.breakage == Breakage::CollectEarly;
+        if self.regions[r].collection.is_none() {
+            if self.tick % EVERY_TICKS != r as u64 % EVERY_TICKS {
+                return;
+            }
+            let store = self.regions[r].store();
+            let v0 = store.db().version_vector().clone();
+            let candidates = store.db_mut().tombstone_candidates(usize::MAX);
+            if candidates.is_empty() {
+                return;
+            }
+            self.regions[r].collection = Some(CollectionRound {
+                v0,
+                candidates,
+                reported: None,
+            });
+        }
+        let Some(round) = self.regions[r].collection.take() else {
+            return;
+        };
+        let mut round = round;
+        if round.reported.is_none() {
+            let own = self.regions[r].store().durable_vv().dominates(&round.v0);
+            let mut reported = VersionVector::new();
+            let mut all = own;
+            for link in self.links.iter().filter(|l| l.from == r) {
+                all &= link.peer_durable_vv.dominates(&round.v0);
+                reported.join(&link.peer_durable_vv);
+            }
+            if all || early {
+                round.reported = Some(reported);
+            }
+        }
+        let ready = round.reported.as_ref().is_some_and(|rep| {
+            early || self.regions[r].store().db().version_vector().dominates(rep)
+        });
+        if !ready {
+            self.regions[r].collection = Some(round);
+            return;
+        }
+        let done = self.regions[r]
+            .store()
+            .db_mut()
+            .collect_tombstones(round.candidates);
+        if done.incarnations > 0 {
+            self.report.tombstones_collected += done.incarnations as u64;
+            let e = format!(
+                "r{r} collected {} settled incarnations, {} keys",
+                done.incarnations, done.keys_removed
+            );
+            self.event(e);
+        }
+    }
+
     fn region_step(&mut self, r: usize, writes: bool) -> Result<(), Anomaly> {
         let now = self.now_ms(r);
         let epoch_before = self.regions[r].view.epoch();
@@ -345,6 +421,7 @@ impl Sim {
                 .sync()
                 .map_err(|e| store_err("sync", e))?;
         }
+        self.collection_step(r);
         Ok(())
     }
 
@@ -765,7 +842,10 @@ impl Sim {
                     }
                 }
                 Msg::Heartbeat { upto_lsn } => self.ack(l, upto_lsn),
-                Msg::Ack { vv, .. } => self.links[l].peer_vv = vv,
+                Msg::Ack { vv, durable_vv, .. } => {
+                    self.links[l].peer_vv = vv;
+                    self.links[l].peer_durable_vv = durable_vv;
+                }
                 Msg::Election(m) => {
                     let sim_ms = self.sim_ms();
                     let vv = self.regions[dst].store().db().version_vector().clone();
@@ -781,8 +861,18 @@ impl Sim {
 
     fn ack(&mut self, l: usize, upto_lsn: u64) {
         let to = self.links[l].to;
-        let vv = self.regions[to].store().db().version_vector().clone();
-        self.push(l, false, Msg::Ack { upto_lsn, vv });
+        let store = self.regions[to].store();
+        let vv = store.db().version_vector().clone();
+        let durable_vv = store.durable_vv().clone();
+        self.push(
+            l,
+            false,
+            Msg::Ack {
+                upto_lsn,
+                vv,
+                durable_vv,
+            },
+        );
     }
 
     /// The receiver side: applies a batch as `meridian_repl::receiver` does.

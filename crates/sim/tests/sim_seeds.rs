@@ -122,6 +122,33 @@ fn shipping_unsynced_records_is_caught_by_a_power_loss() {
     );
 }
 
+#[test]
+fn collecting_tombstones_before_they_are_stable_is_caught_and_reported_with_its_seed() {
+    let mut caught = 0;
+    let mut collected = 0;
+    for seed in 0..10 {
+        let clean = run_seed(SimConfig::new(seed));
+        assert!(clean.anomaly.is_none(), "seed {seed}: {:?}", clean.anomaly);
+        collected += clean.tombstones_collected;
+        let mut cfg = SimConfig::new(seed);
+        cfg.breakage = Breakage::CollectEarly;
+        let r = run_seed(cfg);
+        if let Some(a) = &r.anomaly {
+            assert!(
+                !a.trace.is_empty(),
+                "seed {seed}: the anomaly carries no trace"
+            );
+            eprintln!("seed {seed}: {a}");
+            caught += 1;
+        }
+    }
+    assert!(collected > 0, "no seed collected anything while running");
+    assert!(
+        caught >= 3,
+        "only {caught} of 10 seeds caught early collection"
+    );
+}
+
 /// A run that keeps cutting off whichever region is primary (both ways or
 /// outbound only) while wall clocks jump: elections happen often.
 fn failover_config(seed: u64) -> SimConfig {
@@ -153,7 +180,7 @@ fn primary_failover_elects_new_primaries_and_no_two_write_in_one_term() {
 #[test]
 fn primaries_that_skip_their_leases_are_caught_and_reported_with_their_seed() {
     let mut caught = Vec::new();
-    for seed in 0..10 {
+    for seed in 0..20 {
         let mut cfg = failover_config(seed);
         cfg.breakage = Breakage::SkipPrimaryLeases;
         let r = run_seed(cfg);
