@@ -146,4 +146,29 @@ pub enum EffectKind {
         members: Vec<Blob>,
         obs: Vec<SubObs>,
     },
+    /// A write that creates a key holding only remembered state (a TTL a
+    /// concurrent EXPIRE left after a delete): the TTLs the writer observed
+    /// go first, since a new key has none. Emitted by the store before the
+    /// write itself.
+    DropTtl,
+}
+
+impl EffectKind {
+    /// A write that makes the key exist if it did not, and that does not
+    /// itself drop the TTLs it observed: written to a key that does not
+    /// exist, it must be preceded by [`EffectKind::DropTtl`], since a new
+    /// key has no TTL (not one a delete left behind here, nor one that this
+    /// region collected and another still holds).
+    pub fn needs_ttl_dropped(&self) -> bool {
+        matches!(
+            self,
+            EffectKind::StrSet { keep_ttl: true, .. }
+                | EffectKind::StrIncr { .. }
+                | EffectKind::HSet { .. }
+                | EffectKind::HIncr { .. }
+                | EffectKind::SAdd { .. }
+                | EffectKind::ZAdd { .. }
+                | EffectKind::ZIncr { .. }
+        )
+    }
 }

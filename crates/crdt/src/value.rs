@@ -684,7 +684,8 @@ impl Entry {
     ///
     /// A TTL whose key content was deleted by a writer that had not observed
     /// the TTL is kept too: dropping it on some regions and not others would
-    /// make convergence depend on arrival order. Such an entry is invisible.
+    /// make convergence depend on arrival order. Such an entry is invisible;
+    /// tombstone collection drops it once stable ([`Entry::collect_tombstones`]).
     pub fn is_empty(&self) -> bool {
         self.value.is_empty()
             && self
@@ -799,6 +800,10 @@ impl Entry {
                 for v in self.values_mut() {
                     v.remove_observed(obs, ctx, |t| t.hlc.wall_ms() <= deadline_ms);
                 }
+                self.remove_ttl_observed(ctx);
+                None
+            }
+            EffectKind::DropTtl => {
                 self.remove_ttl_observed(ctx);
                 None
             }
@@ -1016,22 +1021,52 @@ impl Entry {
         }
     }
 
-    /// Settled counter incarnations this key holds: what tombstone
-    /// collection could drop once every region holds them settled.
-    pub fn settled_count(&self) -> usize {
-        std::iter::once(&self.value)
+    /// Holds nothing but TTLs: a delete removed the content while a
+    /// concurrent EXPIRE or PERSIST it had not observed set one.
+    pub fn has_orphan_ttl(&self) -> bool {
+        self.value.is_empty()
+            && self
+                .extra
+                .as_ref()
+                .is_some_and(|e| !e.ttl.is_empty() && e.shadows.iter().all(|s| s.is_empty()))
+    }
+
+    /// What tombstone collection could drop here once stable: settled
+    /// counter incarnations and orphan TTLs.
+    pub fn tombstone_count(&self) -> usize {
+        let settled: usize = std::iter::once(&self.value)
             .chain(self.extra.iter().flat_map(|e| e.shadows.iter()))
             .map(|v| v.settled_count())
-            .sum()
+            .sum();
+        let ttls = if self.has_orphan_ttl() {
+            self.extra.as_ref().map_or(0, |e| e.ttl.len())
+        } else {
+            0
+        };
+        settled + ttls
     }
 
     /// Drops every settled counter incarnation (and fields, members or
-    /// shadowed values left holding nothing); returns how many were dropped.
+    /// shadowed values left holding nothing), then TTLs left on a key with
+    /// nothing else; returns how many were dropped.
     /// The caller removes the key if the entry [`is_empty`](Self::is_empty)
     /// afterwards. Safe only once causally stable: see the store's
     /// tombstone collection.
     pub fn collect_tombstones(&mut self) -> usize {
-        let n: usize = self.values_mut().map(|v| v.collect_settled()).sum();
+        let mut n: usize = self.values_mut().map(|v| v.collect_settled()).sum();
+        if self.value.is_empty() && self.value.kind() != Kind::String {
+            self.value = Value::empty(Kind::String);
+        }
+        if self.has_orphan_ttl() {
+            // Every region holds the content's removal and the TTL, and
+            // every write that creates the key again drops the TTLs it
+            // observed (`EffectKind::DropTtl`): the TTL can no longer
+            // apply to anything.
+            if let Some(extra) = self.extra.as_mut() {
+                n += extra.ttl.len();
+                extra.ttl.clear();
+            }
+        }
         if n > 0 {
             if self.value.is_empty() && self.value.kind() != Kind::String {
                 self.value = Value::empty(Kind::String);

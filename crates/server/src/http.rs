@@ -560,7 +560,7 @@ pub fn metrics_text(shared: &Shared) -> String {
     let tombstones = shared.repl.tombstones.lock().clone();
     samples.push(c(
         "meridian_tombstones_collected_total",
-        "Settled counter incarnations (what deletes of counters leave behind) dropped once every region held them.",
+        "Tombstones (settled counter incarnations, TTLs a delete missed) dropped once every region held them.",
         tombstones.collected_total,
     ));
     samples.push(c(

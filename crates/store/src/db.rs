@@ -89,12 +89,13 @@ fn fingerprint(entry: &Entry) -> u64 {
     h.finish()
 }
 
-/// Effects that reset counter totals (and may leave settled incarnations).
-fn resets_counters(kind: &EffectKind) -> bool {
+/// Effects that may leave tombstones: ones that reset counter totals
+/// (settled incarnations), and deletes and TTL changes (a TTL left on a key
+/// whose content a concurrent delete removed).
+fn may_leave_tombstones(kind: &EffectKind) -> bool {
     match kind {
-        EffectKind::Del { obs }
-        | EffectKind::Expire { obs, .. }
-        | EffectKind::StrSet { obs, .. } => !obs.is_empty(),
+        EffectKind::Del { .. } | EffectKind::Expire { .. } | EffectKind::SetTtl { .. } => true,
+        EffectKind::StrSet { obs, .. } => !obs.is_empty(),
         EffectKind::HSet { obs, .. }
         | EffectKind::HDel { obs, .. }
         | EffectKind::ZAdd { obs, .. }
@@ -144,7 +145,7 @@ impl Db {
                 continue;
             }
             if let Some(e) = self.keys.get_any(&key) {
-                if e.settled_count() > 0 {
+                if e.tombstone_count() > 0 {
                     let f = fingerprint(e);
                     out.push((key, f));
                 }
@@ -328,6 +329,11 @@ impl Db {
 
     /// Adds an effect to the op being built and applies it now.
     pub fn effect(&mut self, key: &[u8], kind: EffectKind) {
+        if kind.needs_ttl_dropped() && self.keys.get_any(key).is_none_or(|e| !e.is_live()) {
+            // A new key has no TTL: drop any a delete left behind, here or
+            // at a region that has not collected it yet.
+            self.effect(key, EffectKind::DropTtl);
+        }
         if self.building.is_none() {
             self.seq += 1;
             let tag = Tag {
@@ -344,7 +350,7 @@ impl Db {
             *version += 1;
         }
         self.touch(key);
-        if resets_counters(&kind) {
+        if may_leave_tombstones(&kind) {
             self.tombstone_keys.insert(Blob::from(key));
         }
         let op = self.building.as_mut().expect("op under construction");
@@ -412,7 +418,7 @@ impl Db {
             if let Some(t) = &mut self.touched {
                 t.insert(e.key.clone());
             }
-            if resets_counters(&e.kind) {
+            if may_leave_tombstones(&e.kind) {
                 self.tombstone_keys.insert(e.key.clone());
             }
             self.keys.apply(&e.key, &e.kind, &ctx, &mut found);
@@ -463,7 +469,7 @@ impl Db {
         };
         let mut found = Vec::new();
         merged.join(key, &self.vv, theirs, their_vv, &mut found);
-        if merged.settled_count() > 0 {
+        if merged.tombstone_count() > 0 {
             self.tombstone_keys.insert(Blob::from(key));
         }
         if let Some((_, version)) = self.watched.get_mut(key) {
