@@ -165,7 +165,13 @@ pub fn status_json(shared: &Shared) -> Value {
 /// Tombstone collection: what it did and what a round in progress waits for.
 fn tombstones_json(shared: &Shared) -> Value {
     let t = shared.repl.tombstones.lock().clone();
-    let backlog = shared.store.lock().db().tombstone_backlog();
+    let (backlog, hidden_keys) = {
+        let store = shared.store.lock();
+        (
+            store.db().tombstone_backlog(),
+            store.db().keyspace().hidden_len(),
+        )
+    };
     json!({
         "interval_ms": shared.config.tombstone_interval_ms,
         "rounds": t.rounds_total,
@@ -175,6 +181,7 @@ fn tombstones_json(shared: &Shared) -> Value {
         "pending": t.pending,
         "waiting_for": t.waiting_for,
         "candidates_queued": backlog,
+        "hidden_keys": hidden_keys,
         "last_round_ms": t.last_round_ms,
     })
 }

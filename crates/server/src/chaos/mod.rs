@@ -87,6 +87,10 @@ pub struct ChaosArgs {
     /// a small value makes restarts recover from snapshots.
     #[arg(long)]
     pub snapshot_after_ops: Option<u64>,
+    /// Passed to every region: how often tombstone collection rounds start.
+    /// Once the regions converged, every hidden key must be collected.
+    #[arg(long, default_value_t = 1000)]
+    pub tombstone_interval_ms: u64,
     /// Client connections per data region.
     #[arg(long, default_value_t = 3)]
     pub clients_per_region: u32,
@@ -184,7 +188,43 @@ fn serve_args(args: &ChaosArgs) -> Vec<String> {
     if let Some(n) = args.snapshot_after_ops {
         out.extend(["--snapshot-after-ops".to_string(), n.to_string()]);
     }
+    out.extend([
+        "--tombstone-interval-ms".to_string(),
+        args.tombstone_interval_ms.to_string(),
+    ]);
     out
+}
+
+/// Once the regions converged and nothing is written, every region holds
+/// every delete, so tombstone collection must leave no hidden key. Returns
+/// the incarnations and TTLs collected (since each region's last start), or
+/// why some remain.
+async fn tombstones_collected(
+    cluster: &LocalCluster,
+    data: usize,
+    timeout: Duration,
+) -> Result<u64, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut collected = 0;
+        let mut hidden = Vec::new();
+        for i in 0..data {
+            let status = cluster.status(i).await.map_err(|e| e.to_string())?;
+            let t = &status["tombstones"];
+            collected += t["collected"].as_u64().unwrap_or(0);
+            let left = t["hidden_keys"].as_u64().unwrap_or(0);
+            if left > 0 {
+                hidden.push(format!("{}: {left} hidden keys, {t}", status["region"]));
+            }
+        }
+        if hidden.is_empty() {
+            return Ok(collected);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(hidden.join("; "));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn start_cluster(args: &ChaosArgs, seed: u64) -> anyhow::Result<LocalCluster> {
@@ -354,6 +394,19 @@ async fn drive(
         failed => failed,
     };
     injector.restart_crashed(cluster, &load).await?;
+    let tombstones = match &converged {
+        Ok(_) => {
+            let every = Duration::from_millis(args.tombstone_interval_ms);
+            tombstones_collected(cluster, data.len(), every * 10 + Duration::from_secs(5)).await
+        }
+        Err(_) => Ok(0),
+    };
+    if let Ok(n) = &tombstones {
+        println!(
+            "[{:7.2}s] no hidden key left: {n} tombstones collected (since each region's last start)",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let finals = Finals {
         regions: final_states(cluster, &data, dir).await?,
         barrier,
@@ -381,6 +434,11 @@ async fn drive(
         extra.push(format!(
             "[convergence] regions differ {} s after the faults stopped: {why}",
             args.converge_timeout_secs
+        ));
+    }
+    if let Err(why) = tombstones {
+        extra.push(format!(
+            "[tombstones] hidden keys left after convergence: {why}"
         ));
     }
     extra.extend(injector.crashes.iter().map(|c| format!("[crash] {c}")));
