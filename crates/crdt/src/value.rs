@@ -22,7 +22,7 @@ use crate::blob::Blob;
 use crate::conflict::Conflict;
 use crate::num::{Contrib, Delta, Displaced, NumReg, Observes};
 use crate::op::{obs_for, EffectKind, KeyObs, OpCtx, SubObs};
-use crate::vv::{Tag, VersionVector};
+use crate::vv::{Dot, Tag, VersionVector};
 
 pub type Hasher = foldhash::fast::RandomState;
 pub type Map<V> = IndexMap<Blob, V, Hasher>;
@@ -1100,6 +1100,59 @@ impl Entry {
         }
     }
 
+    /// True if this state holds a dot (of a write, an add, a TTL or a
+    /// counter total) that `vv` does not cover: a region at `vv` has not
+    /// seen that op, so its state of the key differs from this one. The
+    /// converse does not hold (a delete leaves no dot behind), so this only
+    /// tells what certainly differs.
+    pub fn holds_dot_beyond(&self, vv: &VersionVector) -> bool {
+        self.any_dot(|d| !vv.covers(d))
+    }
+
+    /// True if `pred` holds for a dot this state holds (of a write, an add,
+    /// a TTL or a counter total).
+    pub fn any_dot(&self, pred: impl Fn(Dot) -> bool) -> bool {
+        fn reg<V>(r: &NumReg<V>, pred: &dyn Fn(Dot) -> bool) -> bool {
+            r.base.iter().any(|b| pred(b.tag.dot))
+                || r.counter.as_ref().is_some_and(|c| {
+                    c.contrib
+                        .iter()
+                        .chain(c.offsets.iter())
+                        .any(|t| pred(Dot::new(t.region, t.seq)))
+                })
+        }
+        fn presence(p: &Presence, pred: &dyn Fn(Dot) -> bool) -> bool {
+            p.0.iter().any(|t| pred(t.dot))
+        }
+        fn value(v: &Value, pred: &dyn Fn(Dot) -> bool) -> bool {
+            match v {
+                Value::Str(r) => reg(r, pred),
+                Value::Hash(h) => h
+                    .fields
+                    .live
+                    .values()
+                    .chain(h.fields.graves.values())
+                    .any(|f| reg(f, pred)),
+                Value::Set(s) => s
+                    .members
+                    .live
+                    .values()
+                    .chain(s.members.graves.values())
+                    .any(|p| presence(p, pred)),
+                Value::ZSet(z) => z
+                    .members
+                    .live
+                    .values()
+                    .chain(z.members.graves.values())
+                    .any(|m| presence(&m.adds, pred) || reg(&m.score, pred)),
+            }
+        }
+        value(&self.value, &pred)
+            || self.extra.as_ref().is_some_and(|e| {
+                e.ttl.iter().any(|t| pred(t.tag.dot)) || e.shadows.iter().any(|s| value(s, &pred))
+            })
+    }
+
     /// State merge with causal contexts: `self` reflects every op covered by
     /// `ctx`, `other` every op covered by `other_ctx`.
     pub fn join(
@@ -1155,4 +1208,77 @@ impl Entry {
 /// Counter totals for one field or member that a write observes.
 pub fn sub_observation<V: Clone>(reg: Option<&NumReg<V>>) -> SmallVec<[Contrib; 1]> {
     reg.map_or_else(SmallVec::new, |r| r.observation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::region::RegionId;
+
+    fn apply(e: &mut Entry, region: &str, seq: u64, seen: &VersionVector, kind: EffectKind) {
+        let tag = Tag {
+            hlc: Hlc(seq << 16),
+            dot: Dot::new(RegionId::new(region).unwrap(), seq),
+        };
+        let ctx = OpCtx { tag, vv: seen };
+        e.apply(b"k", &kind, &ctx, &mut Vec::new());
+    }
+
+    fn vv(pairs: &[(&str, u64)]) -> VersionVector {
+        let mut v = VersionVector::new();
+        for (r, s) in pairs {
+            v.set(RegionId::new(r).unwrap(), *s);
+        }
+        v
+    }
+
+    /// Writes, increments and TTLs leave dots a peer that has not seen them
+    /// lacks; a delete leaves none, which is why anti-entropy still
+    /// compares digests after sending what is certainly ahead.
+    #[test]
+    fn dots_beyond_a_vector_are_the_ops_it_has_not_seen() {
+        let mut e = Entry::new(Kind::String);
+        let set = |v: &str| EffectKind::StrSet {
+            value: Blob::from(v),
+            keep_ttl: false,
+            obs: KeyObs::default(),
+        };
+        apply(&mut e, "ra", 5, &vv(&[("ra", 4)]), set("x"));
+        assert!(e.holds_dot_beyond(&vv(&[("ra", 4)])));
+        assert!(!e.holds_dot_beyond(&vv(&[("ra", 5)])));
+
+        apply(
+            &mut e,
+            "rc",
+            3,
+            &vv(&[("ra", 5), ("rc", 2)]),
+            EffectKind::StrIncr {
+                delta: Delta::Int(1),
+                start: 3,
+            },
+        );
+        assert!(e.holds_dot_beyond(&vv(&[("ra", 5), ("rc", 2)])));
+        assert!(!e.holds_dot_beyond(&vv(&[("ra", 5), ("rc", 3)])));
+
+        apply(
+            &mut e,
+            "rb",
+            1,
+            &vv(&[("ra", 5), ("rc", 3)]),
+            EffectKind::SetTtl {
+                deadline_ms: Some(1),
+            },
+        );
+        assert!(e.holds_dot_beyond(&vv(&[("ra", 5), ("rc", 3)])));
+
+        // A delete leaves nothing: a region that still holds "y" sees no
+        // dot here beyond what it has.
+        let mut d = Entry::new(Kind::String);
+        apply(&mut d, "ra", 1, &VersionVector::new(), set("y"));
+        let obs = d.observe();
+        apply(&mut d, "rb", 1, &vv(&[("ra", 1)]), EffectKind::Del { obs });
+        assert!(d.is_empty());
+        assert!(!d.holds_dot_beyond(&vv(&[("ra", 1)])));
+    }
 }

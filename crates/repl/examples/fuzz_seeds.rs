@@ -200,7 +200,8 @@ fn repl_frame_seeds(
             durable_vv: vv.clone(),
             wall_ms: 1_700_000_000_000,
         },
-        Msg::AeBegin,
+        Msg::AeBegin { vv: vv.clone() },
+        Msg::AeAheadEnd { vv: vv.clone() },
         Msg::AeNodes {
             digests: (0u8..32).collect(),
         },
@@ -215,7 +216,8 @@ fn repl_frame_seeds(
             vv: vv.clone(),
             clock,
         },
-        Msg::AeDone { vv },
+        Msg::AeDone { vv, clock },
+        Msg::AeBusy,
     ];
     let mut stream = Vec::new();
     for (i, msg) in msgs.iter().enumerate() {

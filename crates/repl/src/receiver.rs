@@ -102,7 +102,7 @@ async fn serve(
     stream: Transport,
     config: &ReplConfig,
     host: &Host,
-    status: &ReplStatus,
+    status: &Arc<ReplStatus>,
 ) -> Result<(), String> {
     let from = match &stream {
         Transport::Plain(s) => s.peer_addr(),
@@ -264,7 +264,7 @@ async fn stream_ops(
     wr: &mut WriteHalf<Transport>,
     config: &ReplConfig,
     host: &Host,
-    status: &ReplStatus,
+    status: &Arc<ReplStatus>,
     idle: Duration,
 ) -> Result<(), String> {
     let vv = host.store.lock().db().version_vector().clone();
@@ -288,6 +288,10 @@ async fn stream_ops(
             return Err(format!("region {peer} is no longer a member"));
         }
         host.heard(peer);
+        if !crate::antientropy::is_session_msg(&msg) {
+            // The dialer streams again: any session it dialed is over.
+            antientropy.settle();
+        }
         if let Msg::Members(theirs) = &msg {
             host.members.adopt(theirs).map_err(|e| e.to_string())?;
             continue;
@@ -299,7 +303,7 @@ async fn stream_ops(
         }
         if crate::antientropy::is_session_msg(&msg) {
             antientropy
-                .handle(msg, size, wr, config, host, status)
+                .handle(peer, msg, size, wr, config, host, status)
                 .await?;
             continue;
         }

@@ -53,6 +53,9 @@ enum LinkEnd {
     Closed,
     /// Time for the periodic full comparison: reconnect and run one.
     Recheck,
+    /// The peer's own anti-entropy session with this region repaired both
+    /// sides: reconnect and compare version vectors afresh.
+    Retry,
 }
 
 /// Dials `addr` forever with capped, jittered exponential backoff.
@@ -98,6 +101,7 @@ pub async fn run(
                 recheck = true;
                 continue;
             }
+            Ok(LinkEnd::Retry) => continue,
         };
         let was_up = status
             .outbound
@@ -236,9 +240,19 @@ async fn link(
         && !config.witness
         && (recheck || crate::antientropy::needed(host, &peer_vv))
     {
-        crate::antientropy::push(&mut rd, &mut wr, host, status, peer)
-            .await
-            .map_err(LinkError::Protocol)?
+        match crate::antientropy::push(&mut rd, &mut wr, host, status, peer, &peer_vv).await {
+            Ok(vv) => vv,
+            Err(crate::antientropy::PushError::Busy) => {
+                // The peer's session repairs both sides. Close this
+                // connection (the peer frees its slot for us) and wait for
+                // that session to end before comparing vectors again.
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
+                let _ = tokio::time::timeout(GOODBYE_WAIT, read_msg(&mut rd)).await;
+                crate::antientropy::wait_for_accepted(status, peer).await;
+                return Ok(LinkEnd::Retry);
+            }
+            Err(crate::antientropy::PushError::Failed(e)) => return Err(LinkError::Protocol(e)),
+        }
     } else {
         peer_vv
     };

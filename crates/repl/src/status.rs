@@ -106,6 +106,11 @@ pub struct ReplStatus {
     pub tombstones: Mutex<crate::tombstones::TombstoneStats>,
     /// Held by the one anti-entropy session this region dials at a time.
     pub antientropy_session: tokio::sync::Mutex<()>,
+    /// Peers with an anti-entropy session in progress, by this region's
+    /// role in it: one session repairs both sides, so a pair runs one.
+    pub antientropy_peers: Mutex<AntiEntropyPeers>,
+    /// Notified whenever a peer leaves [`ReplStatus::antientropy_peers`].
+    pub antientropy_ended: tokio::sync::Notify,
     /// Links reset because a peer sent an op before its dependencies.
     pub causal_resets: std::sync::atomic::AtomicU64,
 }
@@ -120,6 +125,16 @@ pub struct Refusal {
     /// The whole explanation, as logged.
     pub detail: String,
     pub at_ms: u64,
+}
+
+/// Peers in an anti-entropy session with this region.
+#[derive(Debug, Clone, Default)]
+pub struct AntiEntropyPeers {
+    /// This region dialed the session.
+    pub dialing: std::collections::BTreeSet<RegionId>,
+    /// The peer dialed it; kept until the peer streams again, which it
+    /// does only after merging this region's states.
+    pub accepting: std::collections::BTreeSet<RegionId>,
 }
 
 /// Counters of anti-entropy sessions, as dialer and acceptor.

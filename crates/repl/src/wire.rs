@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const MAGIC: [u8; 4] = *b"MRDN";
-/// Version 3: counter increments name their incarnation, and `Ack`
-/// carries the acceptor's durable version vector.
+/// Version 3: counter increments name their incarnation, `Ack` carries
+/// the acceptor's durable version vector, and anti-entropy sessions repair
+/// both sides.
 pub const PROTOCOL_VERSION: u16 = 3;
 /// Largest frame accepted (a batch of ops is cut well below this).
 pub const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -71,9 +72,15 @@ pub enum Msg {
         durable_vv: VersionVector,
         wall_ms: u64,
     },
-    /// Dialer → acceptor: my log cannot bring you up to date; send the
-    /// digests of your key space's top-level ranges (anti-entropy).
-    AeBegin,
+    /// Dialer → acceptor: my log cannot bring you up to date (or it is time
+    /// to compare state); anti-entropy starts, `vv` being my version vector
+    /// as of my states ahead of you. Answered with the acceptor's states
+    /// ahead of `vv` and `AeAheadEnd` (or `AeBusy`).
+    AeBegin { vv: VersionVector },
+    /// Either side: my states holding ops you lack (`AeState`s since the
+    /// session began) are all sent; they were read at `vv`. From the dialer
+    /// it also asks for the digests of the acceptor's top-level ranges.
+    AeAheadEnd { vv: VersionVector },
     /// Acceptor → dialer: one 8-byte LE digest per range of the current
     /// frontier, in frontier order.
     AeNodes {
@@ -86,19 +93,23 @@ pub enum Msg {
         #[serde(with = "serde_bytes")]
         bitmap: Vec<u8>,
     },
-    /// Dialer → acceptor: the dialer's complete state for these ranges
-    /// (`(prefix, bits)` of the key hash) and for some single keys,
-    /// postcard-encoded `(Blob, Option<Entry>)` pairs.
+    /// Either side: states, postcard-encoded `(Blob, Option<Entry>)` pairs.
+    /// From the dialer after the digests, `ranges` (`(prefix, bits)` of the
+    /// key hash) are the ranges whose every key it sends or lacks.
     AeState {
         ranges: Vec<(u64, u8)>,
         #[serde(with = "serde_bytes")]
         entries: Vec<u8>,
     },
-    /// Dialer → acceptor: the state sent reflects exactly the ops this
-    /// version vector covers; merge it.
+    /// Dialer → acceptor: the states sent since the digests reflect exactly
+    /// the ops this version vector covers; merge them with the earlier ones.
     AeEnd { vv: VersionVector, clock: u64 },
-    /// Acceptor → dialer: merged (and durable); my version vector now.
-    AeDone { vv: VersionVector },
+    /// Acceptor → dialer: merged (and durable); the `AeState`s since
+    /// `AeEnd` are my states the dialer lacks, read at this vector and clock.
+    AeDone { vv: VersionVector, clock: u64 },
+    /// Acceptor → dialer: a session between us runs the other way and will
+    /// repair both; reconnect once it is over.
+    AeBusy,
     /// Dialer → acceptor, at every heartbeat and whenever the dialer's
     /// election state changes: the elected primary's protocol
     /// (`meridian_cluster::election`). Never acknowledged.

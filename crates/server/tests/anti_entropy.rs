@@ -121,6 +121,83 @@ fn region_isolated_past_the_backlog_converges_by_anti_entropy() {
     );
 }
 
+/// Both regions change different keys while cut off from each other and
+/// compact their logs. At the heal both dial, yet one session repairs both
+/// sides: each region counts exactly one session, and it moves each changed
+/// key's state about once (two sessions, or states sent both ways, would
+/// move at least twice the payload).
+#[test]
+fn partition_heal_is_repaired_by_one_session_for_both_sides() {
+    let cluster = Cluster::start(
+        &["ha", "hb"],
+        LinkConditions::wan(5),
+        &[
+            "--repl-backlog-ops",
+            "20",
+            "--log-segment-max-bytes",
+            "4096",
+        ],
+        11,
+    );
+    let mut ha = cluster.conn("ha");
+    let writes: Vec<Vec<String>> = (0..5_000)
+        .map(|i| vec!["SET".into(), format!("key:{i:05}"), "v".repeat(100)])
+        .collect();
+    pipeline(&mut ha, &writes);
+    cluster.converge(Duration::from_secs(60));
+
+    cluster.mesh.partition("hb").unwrap();
+    let mut hb = cluster.conn("hb");
+    let mut payload = 0;
+    // One op per key: far more records than the 20 the logs keep.
+    for i in 0..200 {
+        let (conn, value) = if i % 2 == 0 {
+            (&mut ha, "a".repeat(100))
+        } else {
+            (&mut hb, "b".repeat(100))
+        };
+        let key = format!("key:{:05}", i * 23);
+        payload += key.len() + value.len();
+        assert_eq!(conn.cmd(&["SET", &key, &value]), Frame::Simple("OK".into()));
+    }
+    for conn in [&mut ha, &mut hb] {
+        assert_eq!(conn.cmd(&["SAVE"]), Frame::Simple("OK".into()));
+    }
+    let (a, b) = (cluster.index("ha"), cluster.index("hb"));
+    for r in [a, b] {
+        assert_eq!(
+            metric(
+                cluster.regions[r].http,
+                "meridian_antientropy_sessions_total"
+            ),
+            0
+        );
+    }
+
+    cluster.mesh.heal_all();
+    let state = cluster.converge(Duration::from_secs(60));
+    assert_eq!(state.len(), 5_000);
+    assert_eq!(state["key:00000"], format!("string:{}", "a".repeat(100)));
+    assert_eq!(state["key:00023"], format!("string:{}", "b".repeat(100)));
+    // Let a second session, if one were coming, start and finish.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut bytes = 0;
+    for r in [a, b] {
+        let http = cluster.regions[r].http;
+        assert_eq!(
+            metric(http, "meridian_antientropy_sessions_total"),
+            1,
+            "one session for the pair, counted by both sides"
+        );
+        bytes = metric(http, "meridian_antientropy_bytes_total");
+    }
+    println!("one session moved {bytes} bytes for {payload} B of changed keys and values");
+    assert!(
+        bytes as f64 <= 1.6 * payload as f64,
+        "{bytes} bytes for {payload} B of changed keys and values"
+    );
+}
+
 /// With `--antientropy-interval-ms`, links compare full state now and then
 /// even though the log covers every peer; regions in sync exchange only the
 /// top-level digests, send no key, and reconnect without being refused.

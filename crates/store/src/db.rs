@@ -59,8 +59,12 @@ pub struct Db {
     expired_total: u64,
     /// Keys under WATCH by some client: (watchers, modification count).
     watched: std::collections::HashMap<Blob, (u32, u64)>,
-    /// Keys changed since an anti-entropy session took its digests.
-    touched: Option<std::collections::HashSet<Blob>>,
+    /// Per anti-entropy session (by tracker id), the keys changed since it
+    /// took its digests; several sessions (with different peers, or as
+    /// dialer and acceptor) can run at once.
+    touched: Vec<(u64, std::collections::HashSet<Blob>)>,
+    /// The id the next tracker gets.
+    next_tracker: u64,
     /// Keys that may hold settled counter incarnations: a write or delete
     /// reset a counter there, or state was merged. Tombstone collection
     /// takes them as candidates.
@@ -119,7 +123,8 @@ impl Db {
             conflicts_total: 0,
             expired_total: 0,
             watched: Default::default(),
-            touched: None,
+            touched: Vec::new(),
+            next_tracker: 0,
             tombstone_keys: Default::default(),
             tombstone_scan_all: true,
         }
@@ -415,7 +420,7 @@ impl Db {
             if let Some((_, version)) = self.watched.get_mut(&e.key[..]) {
                 *version += 1;
             }
-            if let Some(t) = &mut self.touched {
+            for (_, t) in &mut self.touched {
                 t.insert(e.key.clone());
             }
             if may_leave_tombstones(&e.kind) {
@@ -433,29 +438,45 @@ impl Db {
     // ----- state merge (anti-entropy) -----
 
     fn touch(&mut self, key: &[u8]) {
-        if let Some(t) = &mut self.touched {
+        for (_, t) in &mut self.touched {
             t.insert(Blob::from(key));
         }
     }
 
-    /// Starts remembering which keys change, until [`Db::take_touched`].
-    pub fn track_touched(&mut self) {
-        self.touched = Some(Default::default());
+    /// Starts remembering which keys change, until [`Db::take_touched`]
+    /// with the id returned.
+    pub fn track_touched(&mut self) -> u64 {
+        let id = self.next_tracker;
+        self.next_tracker += 1;
+        self.touched.push((id, Default::default()));
+        id
     }
 
-    /// The keys changed since [`Db::track_touched`]; stops tracking.
-    pub fn take_touched(&mut self) -> std::collections::HashSet<Blob> {
-        self.touched.take().unwrap_or_default()
+    /// The keys changed since [`Db::track_touched`] returned `id`; stops
+    /// that tracking (others go on).
+    pub fn take_touched(&mut self, id: u64) -> std::collections::HashSet<Blob> {
+        match self.touched.iter().position(|(t, _)| *t == id) {
+            Some(at) => self.touched.swap_remove(at).1,
+            None => Default::default(),
+        }
     }
 
-    /// Joins a peer's state of `key` (`None`: the peer holds nothing for
-    /// it) with this region's, `their_vv` being the peer's version vector
-    /// when it read that state. The version vector is not changed here: a
-    /// caller joins it ([`Db::absorb_context`]) only after merging every key
-    /// whose state may differ, or it would claim ops it never merged.
-    pub fn merge_state(&mut self, key: &[u8], theirs: Option<&Entry>, their_vv: &VersionVector) {
+    /// How many trackers are on (for tests: a failed session stops its own).
+    pub fn trackers(&self) -> usize {
+        self.touched.len()
+    }
+
+    /// The join of this region's state of `key` with a peer's; `None` when
+    /// neither holds anything.
+    fn joined(
+        &self,
+        key: &[u8],
+        theirs: Option<&Entry>,
+        their_vv: &VersionVector,
+        found: &mut Vec<Conflict>,
+    ) -> Option<Entry> {
         let mut merged = match (self.keys.get_any(key), theirs) {
-            (None, None) => return,
+            (None, None) => return None,
             (Some(mine), _) => mine.clone(),
             (None, Some(t)) => Entry::new(t.kind()),
         };
@@ -467,8 +488,32 @@ impl Db {
                 &empty
             }
         };
+        merged.join(key, &self.vv, theirs, their_vv, found);
+        Some(merged)
+    }
+
+    /// What [`Db::merge_state`] would make of `key`, changing nothing:
+    /// `None` when the key would hold nothing. Conflicts are not recorded.
+    pub fn joined_state(
+        &self,
+        key: &[u8],
+        theirs: Option<&Entry>,
+        their_vv: &VersionVector,
+    ) -> Option<Entry> {
+        self.joined(key, theirs, their_vv, &mut Vec::new())
+            .filter(|e| !e.is_empty())
+    }
+
+    /// Joins a peer's state of `key` (`None`: the peer holds nothing for
+    /// it) with this region's, `their_vv` being the peer's version vector
+    /// when it read that state. The version vector is not changed here: a
+    /// caller joins it ([`Db::absorb_context`]) only after merging every key
+    /// whose state may differ, or it would claim ops it never merged.
+    pub fn merge_state(&mut self, key: &[u8], theirs: Option<&Entry>, their_vv: &VersionVector) {
         let mut found = Vec::new();
-        merged.join(key, &self.vv, theirs, their_vv, &mut found);
+        let Some(merged) = self.joined(key, theirs, their_vv, &mut found) else {
+            return;
+        };
         if merged.tombstone_count() > 0 {
             self.tombstone_keys.insert(Blob::from(key));
         }

@@ -19,6 +19,6 @@ pub use journal::{Journal, JournalEntry};
 pub use keyspace::Keyspace;
 pub use meridian_log::FsyncPolicy;
 pub use persist::{
-    OpenReport, PeerApply, PreparedSnapshot, Store, StoreError, StoreOptions, StoreSync,
-    SyncOutcome,
+    OpenReport, PeerApply, PreparedSnapshot, StateBatch, Store, StoreError, StoreOptions,
+    StoreSync, SyncOutcome,
 };

@@ -174,6 +174,11 @@ const APPEND_TIME_GRAIN_MS: u64 = 10;
 /// …and at most this many samples (about 17 minutes of steady writes).
 const APPEND_TIMES_MAX: usize = 100_000;
 
+/// Peer states to merge ([`Store::merge_states`]): `(key, entry)` pairs as
+/// the peer held them (`None`: nothing) and the peer's version vector when
+/// it read them.
+pub type StateBatch<'a> = (Vec<(&'a Blob, Option<&'a Entry>)>, &'a VersionVector);
+
 pub struct Store {
     /// (lsn, wall ms) of the first record appended in each grain, oldest
     /// first: how old the oldest op a peer lacks is.
@@ -547,21 +552,25 @@ impl Store {
         &self.base_vv
     }
 
-    /// Joins a peer's state into this region's: each `(key, entry)` as the
-    /// peer held it (`None`: nothing), then the peer's version vector and
-    /// clock. The caller guarantees `states` holds every key whose state
-    /// may differ from the peer's. Merged state has no op in the log, so it
+    /// Joins a peer's state into this region's: each batch is a list of
+    /// `(key, entry)` as the peer held it (`None`: nothing) together with
+    /// the peer's version vector when it read them, joined in order; then
+    /// the peer's version vector `their_vv` and clock. The caller
+    /// guarantees that after the batches every key reflects every op
+    /// `their_vv` covers. Merged state has no op in the log, so it
     /// is made durable at once by a snapshot written under the lock: until
     /// that snapshot is on disk, no op depending on the merge is logged, and
     /// a crash before it loses the merge together with the vector it raised.
     pub fn merge_states(
         &mut self,
-        states: Vec<(Blob, Option<Entry>)>,
+        batches: &[StateBatch<'_>],
         their_vv: &VersionVector,
         their_clock: Hlc,
     ) -> Result<SnapshotInfo, StoreError> {
-        for (key, entry) in &states {
-            self.db.merge_state(key, entry.as_ref(), their_vv);
+        for (states, read_at) in batches {
+            for (key, entry) in states {
+                self.db.merge_state(key, *entry, read_at);
+            }
         }
         self.db.absorb_context(their_vv, their_clock);
         self.base_vv.join(their_vv);
