@@ -1219,46 +1219,8 @@ mod tests {
             let (mut store, _) = meridian_store::Store::open(opts).unwrap();
             // Keep the whole log, so what follows a session can be streamed.
             store.retain_from(Some(1));
-            let view = meridian_cluster::ClusterView::new(
-                meridian_cluster::ViewConfig {
-                    me,
-                    peers: vec![other],
-                    lease_ms: 3_000,
-                    thresholds: Default::default(),
-                    unsafe_wall_clock: false,
-                },
-                wall_ms(),
-            );
-            let members =
-                crate::members::Members::open(me, &[(other, "127.0.0.1:1".into())], None).unwrap();
-            let election = meridian_cluster::Election::new(
-                meridian_cluster::ElectionConfig {
-                    me,
-                    peers: vec![other],
-                    witness: false,
-                    initial_primary: None,
-                    lease_ms: 3_000,
-                    stagger_ms: 500,
-                    unsafe_skip_leases: false,
-                },
-                None,
-                1,
-                0,
-            );
-            let host = Host::new(Arc::new(Mutex::new(store)), view, members, election, None);
-            let config = ReplConfig {
-                region: me,
-                cluster: "c".into(),
-                secret: b"secret".to_vec(),
-                peers: Vec::new(),
-                max_clock_offset_ms: 500,
-                heartbeat_ms: 250,
-                idle_timeout_ms: 5_000,
-                witness: false,
-                tls: None,
-                antientropy_interval_ms: 0,
-                tombstone_interval_ms: 0,
-            };
+            let host = crate::testing::host(store, me, other);
+            let config = crate::testing::config(me, None);
             Region {
                 name: me,
                 host,

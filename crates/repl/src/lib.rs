@@ -333,3 +333,69 @@ async fn sync_for_shipping(host: Host, status: Arc<ReplStatus>) {
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
+
+/// What the in-process tests of this crate build a region from.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use meridian_crdt::RegionId;
+    use meridian_store::Store;
+
+    use crate::{wall_ms, Host, ReplConfig};
+
+    /// A host over `store` for region `me`, whose one peer is `other`.
+    pub fn host(store: Store, me: RegionId, other: RegionId) -> Host {
+        let view = meridian_cluster::ClusterView::new(
+            meridian_cluster::ViewConfig {
+                me,
+                peers: vec![other],
+                lease_ms: 3_000,
+                thresholds: Default::default(),
+                unsafe_wall_clock: false,
+            },
+            wall_ms(),
+        );
+        let members =
+            crate::members::Members::open(me, &[(other, "127.0.0.1:1".into())], None).unwrap();
+        let election = meridian_cluster::Election::new(
+            meridian_cluster::ElectionConfig {
+                me,
+                peers: vec![other],
+                witness: false,
+                initial_primary: None,
+                lease_ms: 3_000,
+                stagger_ms: 500,
+                unsafe_skip_leases: false,
+            },
+            None,
+            1,
+            0,
+        );
+        Host::new(
+            Arc::new(parking_lot::Mutex::new(store)),
+            view,
+            members,
+            election,
+            None,
+        )
+    }
+
+    /// Replication settings with no periodic work (no periodic
+    /// anti-entropy, no tombstone rounds).
+    pub fn config(me: RegionId, tls: Option<crate::tls::PeerTls>) -> ReplConfig {
+        ReplConfig {
+            region: me,
+            cluster: "c".into(),
+            secret: b"secret".to_vec(),
+            peers: Vec::new(),
+            max_clock_offset_ms: 500,
+            heartbeat_ms: 250,
+            idle_timeout_ms: 5_000,
+            witness: false,
+            tls,
+            antientropy_interval_ms: 0,
+            tombstone_interval_ms: 0,
+        }
+    }
+}

@@ -444,54 +444,9 @@ mod tests {
         let ra = RegionId::new("ra").unwrap();
         let opts = meridian_store::StoreOptions::new(dir.path().join("data"), ra);
         let (store, _) = meridian_store::Store::open(opts).unwrap();
-        let view = meridian_cluster::ClusterView::new(
-            meridian_cluster::ViewConfig {
-                me: ra,
-                peers: vec![RegionId::new("rb").unwrap()],
-                lease_ms: 3_000,
-                thresholds: Default::default(),
-                unsafe_wall_clock: false,
-            },
-            wall_ms(),
-        );
-        let rb = RegionId::new("rb").unwrap();
-        let members =
-            crate::members::Members::open(ra, &[(rb, "127.0.0.1:1".into())], None).unwrap();
-        let election = meridian_cluster::Election::new(
-            meridian_cluster::ElectionConfig {
-                me: ra,
-                peers: vec![rb],
-                witness: false,
-                initial_primary: None,
-                lease_ms: 3_000,
-                stagger_ms: 500,
-                unsafe_skip_leases: false,
-            },
-            None,
-            1,
-            0,
-        );
-        let host = Host::new(
-            Arc::new(parking_lot::Mutex::new(store)),
-            view,
-            members,
-            election,
-            None,
-        );
+        let host = crate::testing::host(store, ra, RegionId::new("rb").unwrap());
         let tls = PeerTls::load(&files(dir.path(), &cluster_ca, "ra", &["ra"]), "ra").unwrap();
-        let config = Arc::new(ReplConfig {
-            region: ra,
-            cluster: "c".into(),
-            secret: b"secret".to_vec(),
-            peers: Vec::new(),
-            max_clock_offset_ms: 500,
-            heartbeat_ms: 250,
-            idle_timeout_ms: 5_000,
-            witness: false,
-            tls: Some(tls),
-            antientropy_interval_ms: 0,
-            tombstone_interval_ms: 0,
-        });
+        let config = Arc::new(crate::testing::config(ra, Some(tls)));
         let status = Arc::new(ReplStatus::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let at = listener.local_addr().unwrap();
