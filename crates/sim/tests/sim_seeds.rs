@@ -15,6 +15,35 @@ fn describe(r: &SimReport) -> String {
     }
 }
 
+/// Runs each seed with `config(seed)` and returns the seeds an anomaly
+/// stopped; each anomaly must carry a trace and, when given, come from the
+/// checker named `check`.
+fn caught_seeds(
+    seeds: std::ops::Range<u64>,
+    check: Option<&str>,
+    config: impl Fn(u64) -> SimConfig,
+) -> Vec<u64> {
+    let mut caught = Vec::new();
+    for seed in seeds {
+        let r = run_seed(config(seed));
+        if let Some(a) = &r.anomaly {
+            if let Some(check) = check {
+                assert_eq!(a.check, check, "{}", describe(&r));
+            }
+            assert!(
+                !a.trace.is_empty(),
+                "seed {seed}: the anomaly carries no trace"
+            );
+            eprintln!(
+                "caught: {}",
+                describe(&r).lines().next().unwrap_or_default()
+            );
+            caught.push(seed);
+        }
+    }
+    caught
+}
+
 #[test]
 fn fixed_seeds_pass_every_checker_under_all_faults() {
     let mut faults = 0;
@@ -101,51 +130,35 @@ fn broken_merge_is_caught_and_reported_with_its_seed() {
 /// an op a peer already holds: the durability check names the op.
 #[test]
 fn shipping_unsynced_records_is_caught_by_a_power_loss() {
-    let mut caught = 0;
-    for seed in 0..10 {
+    let caught = caught_seeds(0..10, None, |seed| {
         let mut cfg = SimConfig::new(seed);
         cfg.faults = vec![Fault::Power];
         cfg.breakage = Breakage::ShipUnsynced;
-        let r = run_seed(cfg);
-        if let Some(a) = &r.anomaly {
-            assert!(
-                !a.trace.is_empty(),
-                "seed {seed}: the anomaly carries no trace"
-            );
-            eprintln!("seed {seed}: {a}");
-            caught += 1;
-        }
-    }
+        cfg
+    });
     assert!(
-        caught >= 3,
-        "only {caught} of 10 seeds caught records shipped before fsync"
+        caught.len() >= 3,
+        "only {caught:?} of 10 seeds caught records shipped before fsync"
     );
 }
 
 #[test]
 fn collecting_tombstones_before_they_are_stable_is_caught_and_reported_with_its_seed() {
-    let mut caught = 0;
     let mut collected = 0;
     for seed in 0..10 {
         let clean = run_seed(SimConfig::new(seed));
-        assert!(clean.anomaly.is_none(), "seed {seed}: {:?}", clean.anomaly);
+        assert!(clean.anomaly.is_none(), "{}", describe(&clean));
         collected += clean.tombstones_collected;
-        let mut cfg = SimConfig::new(seed);
-        cfg.breakage = Breakage::CollectEarly;
-        let r = run_seed(cfg);
-        if let Some(a) = &r.anomaly {
-            assert!(
-                !a.trace.is_empty(),
-                "seed {seed}: the anomaly carries no trace"
-            );
-            eprintln!("seed {seed}: {a}");
-            caught += 1;
-        }
     }
     assert!(collected > 0, "no seed collected anything while running");
+    let caught = caught_seeds(0..10, None, |seed| {
+        let mut cfg = SimConfig::new(seed);
+        cfg.breakage = Breakage::CollectEarly;
+        cfg
+    });
     assert!(
-        caught >= 3,
-        "only {caught} of 10 seeds caught early collection"
+        caught.len() >= 3,
+        "only {caught:?} of 10 seeds caught early collection"
     );
 }
 
@@ -179,21 +192,11 @@ fn primary_failover_elects_new_primaries_and_no_two_write_in_one_term() {
 /// sees writes of an older term after writes of a newer one.
 #[test]
 fn primaries_that_skip_their_leases_are_caught_and_reported_with_their_seed() {
-    let mut caught = Vec::new();
-    for seed in 0..20 {
+    let caught = caught_seeds(0..20, Some("primary"), |seed| {
         let mut cfg = failover_config(seed);
         cfg.breakage = Breakage::SkipPrimaryLeases;
-        let r = run_seed(cfg);
-        if let Some(a) = &r.anomaly {
-            assert_eq!(a.check, "primary", "{}", describe(&r));
-            assert!(!a.trace.is_empty(), "the anomaly carries no trace");
-            eprintln!(
-                "caught: {}",
-                describe(&r).lines().next().unwrap_or_default()
-            );
-            caught.push(r.seed);
-        }
-    }
+        cfg
+    });
     assert!(
         caught.len() >= 2,
         "skipping the primary's leases went unnoticed in all but {caught:?}"
@@ -205,21 +208,12 @@ fn primaries_that_skip_their_leases_are_caught_and_reported_with_their_seed() {
 /// checker, which judges by simulated time, sees it.
 #[test]
 fn leases_on_the_wall_clock_are_caught_and_reported_with_their_seed() {
-    let mut caught = Vec::new();
-    for seed in 0..10 {
+    let caught = caught_seeds(0..10, Some("majority"), |seed| {
         let mut cfg = SimConfig::new(seed);
         cfg.faults = vec![Fault::Partition, Fault::Clock];
         cfg.breakage = Breakage::WallClockLease;
-        let r = run_seed(cfg);
-        if let Some(a) = &r.anomaly {
-            assert_eq!(a.check, "majority", "{}", describe(&r));
-            eprintln!(
-                "caught: {}",
-                describe(&r).lines().next().unwrap_or_default()
-            );
-            caught.push(r.seed);
-        }
-    }
+        cfg
+    });
     assert!(
         caught.len() >= 2,
         "leases on the wall clock went unnoticed in all but {caught:?}"
