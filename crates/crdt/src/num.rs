@@ -235,22 +235,24 @@ impl Counter {
             }
         }
         for &o in &other.offsets {
-            if !collected_here.contains(&o.id()) {
-                upsert_max(&mut self.offsets, o);
-            }
+            upsert_max(&mut self.offsets, o);
         }
-        if !collected_there.is_empty() {
-            self.contrib.retain(|c| !collected_there.contains(&c.id()));
-        }
+        self.contrib.retain(|c| !collected_there.contains(&c.id()));
         // Only the newest incarnation of each region stays (see `add`), and
-        // an offset stays only with its incarnation.
-        let newest = |list: &SmallVec<[Contrib; 1]>, c: &Contrib| {
-            !list
-                .iter()
-                .any(|x| x.region == c.region && x.start > c.start)
-        };
-        let contrib = self.contrib.clone();
-        self.contrib.retain(|c| newest(&contrib, c));
+        // an offset stays only with its incarnation (so the offsets of what
+        // was collected go too).
+        let newest: Vec<(RegionId, u64)> = self
+            .contrib
+            .iter()
+            .filter(|c| {
+                !self
+                    .contrib
+                    .iter()
+                    .any(|x| x.region == c.region && x.start > c.start)
+            })
+            .map(|c| c.id())
+            .collect();
+        self.contrib.retain(|c| newest.contains(&c.id()));
         let contrib = &self.contrib;
         self.offsets
             .retain(|o| contrib.iter().any(|c| c.id() == o.id()));

@@ -939,22 +939,30 @@ impl Entry {
         tag: Tag,
         conflicts: &mut Vec<Conflict>,
     ) {
+        if self.tidy() {
+            self.elect(key, target, tag, conflicts);
+        }
+    }
+
+    /// Drops empty values (and `extra` once it holds nothing); true while
+    /// shadowed values remain, which an election must place.
+    fn tidy(&mut self) -> bool {
         if self.value.is_empty() && self.value.kind() != Kind::String {
             // An emptied value has no type left: one canonical form, so that
             // replicas that emptied it along different paths compare equal.
             self.value = Value::empty(Kind::String);
         }
         let Some(extra) = self.extra.as_mut() else {
-            return;
+            return false;
         };
         extra.shadows.retain(|v| !v.is_empty());
-        if extra.shadows.is_empty() {
-            if extra.ttl.is_empty() {
-                self.extra = None;
-            }
-            return;
+        if !extra.shadows.is_empty() {
+            return true;
         }
-        self.elect(key, target, tag, conflicts);
+        if extra.ttl.is_empty() {
+            self.extra = None;
+        }
+        false
     }
 
     fn elect(&mut self, key: &[u8], target: Option<Kind>, tag: Tag, conflicts: &mut Vec<Conflict>) {
@@ -1054,9 +1062,8 @@ impl Entry {
     /// tombstone collection.
     pub fn collect_tombstones(&mut self) -> usize {
         let mut n: usize = self.values_mut().map(|v| v.collect_settled()).sum();
-        if self.value.is_empty() && self.value.kind() != Kind::String {
-            self.value = Value::empty(Kind::String);
-        }
+        // Collecting changes no value's liveness, so nothing to elect.
+        self.tidy();
         if self.has_orphan_ttl() {
             // Every region holds the content's removal and the TTL, and
             // every write that creates the key again drops the TTLs it
@@ -1067,17 +1074,7 @@ impl Entry {
                 extra.ttl.clear();
             }
         }
-        if n > 0 {
-            if self.value.is_empty() && self.value.kind() != Kind::String {
-                self.value = Value::empty(Kind::String);
-            }
-            if let Some(extra) = self.extra.as_mut() {
-                extra.shadows.retain(|v| !v.is_empty());
-                if extra.shadows.is_empty() && extra.ttl.is_empty() {
-                    self.extra = None;
-                }
-            }
-        }
+        self.tidy();
         n
     }
 
