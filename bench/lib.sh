@@ -30,7 +30,7 @@ for tool in redis-server redis-cli redis-benchmark python3 curl cargo; do
 done
 
 build_release() {
-    [ -n "$PREBUILT" ] || (cd "$ROOT" && cargo build --release --quiet -p meridian-server)
+    [ -n "$PREBUILT" ] || (cd "$ROOT" && cargo build --release --quiet -p meridian)
 }
 
 now() { date +%s.%N; }

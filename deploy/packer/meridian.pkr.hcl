@@ -1,5 +1,5 @@
 # Machine image with the meridian binary, its systemd unit and a default
-# config. Build the binary first (cargo build --release -p meridian-server
+# config. Build the binary first (cargo build --release -p meridian
 # --locked), then for example:
 #   packer init deploy/packer
 #   packer build -only='qemu.debian' deploy/packer

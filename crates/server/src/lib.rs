@@ -1,5 +1,8 @@
-//! The `meridian` binary's library: the RESP server, the HTTP admin port and
-//! the command-line tools.
+//! The Meridian daemon as a library: one region's RESP server, its HTTP
+//! admin port and everything they share. The `meridian` binary
+//! (`crates/meridian`) runs it as `meridian serve`; the tools that spawn and
+//! attack regions live in `meridian-tools`, the operator CLI in
+//! `meridian-ctl`, and neither is linked into the daemon.
 //!
 //! # Layout
 //! - [`config`]: flags, environment and TOML file for `serve`.
@@ -14,37 +17,22 @@
 //! - [`logging`]: structured logs with a filter that changes at run time.
 //! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
 //! - [`dashboard`]: the live page at `/` on the HTTP port.
-//! - [`status_cli`]: `meridian status`, any region's view as a table.
-//! - [`members_cli`]: `meridian members`, list/add/remove regions.
 //! - [`shared`], [`client`], [`metrics`]: state shared by connections, per
 //!   connection, and counters.
-//! - [`demo`], [`bench`]: `meridian demo` and `meridian bench`, which drive a
-//!   [`cluster`] of child-process regions through the WAN emulator with the
-//!   async RESP client [`rclient`].
-//! - [`chaos`]: `meridian chaos`, the same cluster under random faults with
-//!   a recorded history and an offline checker.
 
 pub mod acl;
 pub mod admin;
-pub mod bench;
-pub mod bench_ae;
-pub mod chaos;
 pub mod client;
-pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod dashboard;
-pub mod demo;
 pub mod dispatch;
 pub mod heal;
 pub mod http;
 pub mod logging;
-pub mod members_cli;
 pub mod metrics;
-pub mod rclient;
 pub mod reload;
 pub mod server;
 pub mod shared;
 pub mod status;
-pub mod status_cli;

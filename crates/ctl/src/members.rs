@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::status_cli::http_request;
+use crate::http::Request;
 
 #[derive(Args, Debug)]
 pub struct MembersArgs {
@@ -34,14 +34,19 @@ pub enum MembersAction {
 pub fn run(args: MembersArgs) -> anyhow::Result<()> {
     let token = args.token.as_deref();
     let reply = match args.action.unwrap_or(MembersAction::List) {
-        MembersAction::List => http_request(&args.http, "GET", "/v1/members", token, None)?,
+        MembersAction::List => Request::get("/v1/members").token(token).send(&args.http)?,
         MembersAction::Add { region, addr } => {
             let body = serde_json::json!({"region": region, "addr": addr}).to_string();
-            http_request(&args.http, "POST", "/v1/members", token, Some(&body))?
+            Request::new("POST", "/v1/members")
+                .token(token)
+                .json_body(Some(&body))
+                .send(&args.http)?
         }
         MembersAction::Remove { region } => {
             let path = format!("/v1/members/{region}");
-            http_request(&args.http, "DELETE", &path, token, None)?
+            Request::new("DELETE", &path)
+                .token(token)
+                .send(&args.http)?
         }
     };
     let json: Value = serde_json::from_slice(&reply.body).map_err(|e| {

@@ -2,25 +2,19 @@
 //! reads in a second.
 //!
 //! It reads `/v1/status` and `/v1/conflicts` from a region's HTTP admin port
-//! with a small blocking HTTP/1.1 client (one request per connection,
-//! `Connection: close`), so the tool needs no async runtime and no HTTP
-//! library. Fetching ([`fetch_status`]) is kept apart from rendering
+//! with the blocking client of [`crate::http`], so the tool needs no async
+//! runtime. Fetching ([`fetch_status`]) is kept apart from rendering
 //! ([`render_table`]), which is pure and tested on fixed JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read as _, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::Write;
+use std::time::Duration;
 
 use serde_json::Value;
 
-/// How long a connect, a write or a read may take before the region counts
-/// as unreachable.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-/// A reply larger than this is refused rather than buffered (the conflict
-/// journal at its 10 000-entry limit is a few MiB).
-const HTTP_REPLY_MAX_BYTES: u64 = 64 * 1024 * 1024;
+use crate::http::{host_port, quote_body, wall_ms, FetchError, Request};
+
 /// Journal entries (newest first) read to count the last hour's conflicts:
 /// a small page first, since the region serializes them under its store
 /// lock, and a larger one only while every entry read is within the hour.
@@ -29,10 +23,6 @@ const CONFLICT_PAGES: [usize; 3] = [100, 1_000, 10_000];
 const HOUR_MS: u64 = 3_600_000;
 /// `--watch` never polls faster than this.
 const INTERVAL_MIN_MS: u64 = 100;
-/// Every reply of an HTTP/1.x server starts with this.
-const HTTP_PREFIX: &[u8] = b"HTTP/1.";
-/// Characters of an error quoted from a reply that is not status JSON.
-const QUOTED_BODY_MAX_CHARS: usize = 120;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StatusArgs {
@@ -52,34 +42,6 @@ pub struct StatusArgs {
     /// Milliseconds between refreshes with `--watch`.
     #[arg(long, default_value_t = 1000)]
     pub interval_ms: u64,
-}
-
-/// Why a region's status could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("cannot resolve {addr:?}: {reason}")]
-    BadAddress { addr: String, reason: String },
-    #[error("{url}: region unreachable: {error}")]
-    Unreachable { url: String, error: std::io::Error },
-    #[error("{url}: {reason}")]
-    BadReply { url: String, reason: String },
-    #[error("{url}: HTTP {code}: {body}")]
-    Status {
-        url: String,
-        code: u16,
-        body: String,
-    },
-    #[error("{url}: not Meridian status JSON: {reason}")]
-    NotStatus { url: String, reason: String },
-}
-
-/// One HTTP reply, body already de-chunked.
-#[derive(Debug)]
-pub struct Reply {
-    pub code: u16,
-    /// The server's clock, from the `Date` header, in Unix milliseconds.
-    pub date_ms: Option<u64>,
-    pub body: Vec<u8>,
 }
 
 /// A region's `/v1/status`, checked to be one.
@@ -152,19 +114,12 @@ fn table(addr: &str, token: Option<&str>) -> Result<String, FetchError> {
     Ok(render_table(&status.json, &conflicts))
 }
 
-/// Strips what a person may paste along with the address.
-fn host_port(addr: &str) -> &str {
-    addr.trim()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-}
-
 /// Reads and checks `/v1/status` from `addr`.
 pub fn fetch_status(addr: &str, token: Option<&str>) -> Result<Status, FetchError> {
     let addr = host_port(addr);
     let path = "/v1/status";
     let url = format!("http://{addr}{path}");
-    let reply = http_get(addr, path, token)?;
+    let reply = Request::get(path).token(token).send(addr)?;
     if reply.code != 200 {
         return Err(FetchError::Status {
             url,
@@ -194,7 +149,10 @@ pub fn fetch_conflicts(
     let mut summary = ConflictSummary::default();
     for count in CONFLICT_PAGES {
         let path = format!("/v1/conflicts?count={count}");
-        let reply = http_get(addr, &path, token).map_err(|e| e.to_string())?;
+        let reply = Request::get(&path)
+            .token(token)
+            .send(addr)
+            .map_err(|e| e.to_string())?;
         if reply.code != 200 {
             return Err(format!("{path}: HTTP {}", reply.code));
         }
@@ -447,224 +405,6 @@ fn in_place(text: &str) -> String {
     out
 }
 
-fn quote_body(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "an empty body".into();
-    }
-    let mut quoted: String = text.chars().take(QUOTED_BODY_MAX_CHARS).collect();
-    if text.chars().count() > QUOTED_BODY_MAX_CHARS {
-        quoted.push('…');
-    }
-    format!("{quoted:?}")
-}
-
-/// `GET path` on `addr` over one HTTP/1.1 connection, with the admin token
-/// as a bearer token if there is one.
-pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> Result<Reply, FetchError> {
-    http_request(addr, "GET", path, token, None)
-}
-
-/// One request on `addr` over one HTTP/1.1 connection, with a JSON body
-/// if one is given.
-pub fn http_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    json_body: Option<&str>,
-) -> Result<Reply, FetchError> {
-    let addr = host_port(addr);
-    let url = format!("http://{addr}{path}");
-    let targets: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|e| FetchError::BadAddress {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?
-        .collect();
-    let mut last_error = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-    let mut stream = None;
-    for target in &targets {
-        match TcpStream::connect_timeout(target, HTTP_TIMEOUT) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last_error = e,
-        }
-    }
-    let unreachable = |error| FetchError::Unreachable {
-        url: url.clone(),
-        error,
-    };
-    let mut stream = stream.ok_or_else(|| unreachable(last_error))?;
-    stream
-        .set_read_timeout(Some(HTTP_TIMEOUT))
-        .map_err(unreachable)?;
-    stream
-        .set_write_timeout(Some(HTTP_TIMEOUT))
-        .map_err(unreachable)?;
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let body = json_body.unwrap_or_default();
-    let content = match json_body {
-        Some(b) => format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ),
-        None => String::new(),
-    };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\
-         User-Agent: meridian-status\r\n{auth}{content}Connection: close\r\n\r\n{body}"
-    );
-    stream.write_all(request.as_bytes()).map_err(unreachable)?;
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(unreachable(e)),
-        };
-        raw.extend_from_slice(&chunk[..n]);
-        // Something that is not an HTTP server (a RESP port, say) may never
-        // close the connection: give up as soon as the reply says so.
-        let prefix_len = raw.len().min(HTTP_PREFIX.len());
-        if raw[..prefix_len] != HTTP_PREFIX[..prefix_len] {
-            return Err(FetchError::BadReply {
-                url,
-                reason: format!("not an HTTP reply: {}", quote_body(&raw)),
-            });
-        }
-        if raw.len() as u64 > HTTP_REPLY_MAX_BYTES {
-            return Err(FetchError::BadReply {
-                url,
-                reason: format!("reply larger than {HTTP_REPLY_MAX_BYTES} bytes"),
-            });
-        }
-    }
-    parse_reply(&raw).map_err(|reason| FetchError::BadReply { url, reason })
-}
-
-/// Parses a whole HTTP/1.x reply read until the server closed.
-pub fn parse_reply(raw: &[u8]) -> Result<Reply, String> {
-    if raw.is_empty() {
-        return Err("the connection closed without a reply".into());
-    }
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Err(format!("not an HTTP reply: {}", quote_body(raw)));
-    };
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut words = status_line.split_whitespace();
-    let code = match (words.next(), words.next()) {
-        (Some(v), Some(code)) if v.as_bytes().starts_with(HTTP_PREFIX) => code.parse::<u16>().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| format!("not an HTTP reply: {}", quote_body(status_line.as_bytes())))?;
-    let (mut length, mut chunked, mut date_ms) = (None, false, None);
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => {
-                length = Some(
-                    value
-                        .parse::<usize>()
-                        .map_err(|_| format!("bad Content-Length {value:?}"))?,
-                )
-            }
-            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
-            "date" => date_ms = parse_http_date_ms(value),
-            _ => {}
-        }
-    }
-    let rest = &raw[split + 4..];
-    let body = if chunked {
-        dechunk(rest)?
-    } else if let Some(n) = length {
-        rest.get(..n)
-            .ok_or_else(|| format!("reply cut short: {} of {n} body bytes", rest.len()))?
-            .to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(Reply {
-        code,
-        date_ms,
-        body,
-    })
-}
-
-/// Decodes a `Transfer-Encoding: chunked` body (extensions and trailers
-/// ignored).
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("chunked body cut short")?;
-        let size_text = String::from_utf8_lossy(&rest[..line_end]);
-        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| format!("bad chunk size {size_hex:?}"))?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        let chunk = rest.get(..size).ok_or("chunked body cut short")?;
-        body.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).ok_or("chunked body cut short")?;
-    }
-}
-
-/// Parses an HTTP `Date` (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`),
-/// the only form servers send today, to Unix milliseconds.
-pub fn parse_http_date_ms(value: &str) -> Option<u64> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
-    let day: i64 = day.parse().ok()?;
-    let year: i64 = year.parse().ok()?;
-    let mut hms = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    let seconds = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
-    u64::try_from(seconds).ok().map(|s| s * 1000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn clock_utc(ms: u64) -> String {
     let s = ms / 1000 % 86_400;
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -820,30 +560,5 @@ mod tests {
         ] {
             assert!(check_status_shape(&other).is_err(), "{other}");
         }
-    }
-
-    #[test]
-    fn replies_with_length_or_chunks_parse() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n{}";
-        let reply = parse_reply(plain).unwrap();
-        assert_eq!((reply.code, reply.body.as_slice()), (200, &b"{}"[..]));
-        assert_eq!(reply.date_ms, Some(784_111_777_000));
-        let chunked = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        let reply = parse_reply(chunked).unwrap();
-        assert_eq!((reply.code, reply.body.as_slice()), (503, &b"abcde"[..]));
-        assert!(parse_reply(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}").is_err());
-        assert!(parse_reply(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
-        assert!(parse_reply(b"").is_err());
-    }
-
-    #[test]
-    fn http_dates_parse_to_unix_ms() {
-        assert_eq!(parse_http_date_ms("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            parse_http_date_ms("Tue, 29 Feb 2028 23:59:59 GMT"),
-            Some(1_835_481_599_000)
-        );
-        assert_eq!(parse_http_date_ms("Sunday, 06-Nov-94 08:49:37 GMT"), None);
-        assert_eq!(parse_http_date_ms("Sun, 06 Nov 1994 25:49:37 GMT"), None);
     }
 }

@@ -1,14 +1,12 @@
 //! `meridian`: the multi-region data store that speaks the Redis protocol.
 
-mod sim_cmd;
-
 use std::future::Future;
 
 use clap::{Parser, Subcommand};
-use meridian_server::bench::BenchCommand;
+use meridian_ctl::status::StatusArgs;
 use meridian_server::config::{Config, ServeArgs};
-use meridian_server::demo::DemoArgs;
-use meridian_server::status_cli::StatusArgs;
+use meridian_tools::bench::BenchCommand;
+use meridian_tools::demo::DemoArgs;
 
 #[derive(Parser)]
 #[command(
@@ -35,15 +33,15 @@ enum Command {
     /// keyspaces, conflicts in the last hour, clock offsets.
     Status(StatusArgs),
     /// List, add or remove the cluster's regions through any region.
-    Members(meridian_server::members_cli::MembersArgs),
+    Members(meridian_ctl::members::MembersArgs),
     /// Run the deterministic simulator over seeds: regions, network, crashes
     /// and clocks in one thread, with invariant checkers; exits non-zero at
     /// the first anomaly, printing its seed and trace.
-    Sim(sim_cmd::SimArgs),
+    Sim(meridian_tools::sim::SimArgs),
     /// Run three regions and a witness as real processes under random
     /// partitions, kill -9, restarts and clock skew with a recorded client
     /// load, then check the history offline; exits non-zero on any anomaly.
-    Chaos(meridian_server::chaos::ChaosArgs),
+    Chaos(meridian_tools::chaos::ChaosArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,12 +61,12 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(meridian_server::server::run(config))
         }
-        Command::Demo(args) => run_tool(meridian_server::demo::run(args)),
-        Command::Sim(args) => sim_cmd::run(args),
-        Command::Chaos(args) => run_tool(meridian_server::chaos::run(args)),
-        Command::Bench(command) => run_tool(meridian_server::bench::run(command)),
+        Command::Demo(args) => run_tool(meridian_tools::demo::run(args)),
+        Command::Sim(args) => meridian_tools::sim::run(args),
+        Command::Chaos(args) => run_tool(meridian_tools::chaos::run(args)),
+        Command::Bench(command) => run_tool(meridian_tools::bench::run(command)),
         Command::Members(args) => {
-            if let Err(e) = meridian_server::members_cli::run(args) {
+            if let Err(e) = meridian_ctl::members::run(args) {
                 eprintln!("meridian members: {e:#}");
                 std::process::exit(1);
             }
@@ -76,7 +74,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Status(args) => {
             // An operator's tool: the reason on one line, never a backtrace.
-            if let Err(e) = meridian_server::status_cli::run(args) {
+            if let Err(e) = meridian_ctl::status::run(args) {
                 eprintln!("meridian status: {e:#}");
                 std::process::exit(1);
             }

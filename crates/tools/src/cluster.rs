@@ -19,11 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use meridian_ctl::http::{Reply, Request};
 use meridian_netem::{LinkConditions, Mesh};
 use rand::Rng;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// How long a region may take from spawn to its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,8 +32,6 @@ const LINKS_UP_TIMEOUT: Duration = Duration::from_secs(30);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// An admin action such as a snapshot of millions of keys.
 const ADMIN_ACTION_TIMEOUT: Duration = Duration::from_secs(300);
-/// Largest admin response read (a full conflict journal page fits easily).
-const HTTP_RESPONSE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -469,66 +466,42 @@ async fn spawn_region(
     Ok(region)
 }
 
-/// `GET path` on a region's admin port, parsed as JSON. HTTP/1.0, so the
-/// server closes the connection after an unchunked body.
+/// `GET path` on a region's admin port, parsed as JSON.
 pub async fn http_get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
-    let body = http_get_body(addr, path).await?;
-    serde_json::from_slice(&body)
-        .with_context(|| format!("GET http://{addr}{path}: body is not JSON"))
+    let reply = admin_request(addr, "GET", path, HTTP_TIMEOUT).await?;
+    Ok(reply.ok_json()?)
 }
 
 /// `GET path` on a region's admin port, as text (`/metrics`).
 pub async fn http_get_text(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    Ok(String::from_utf8_lossy(&http_get_body(addr, path).await?).into_owned())
+    let reply = admin_request(addr, "GET", path, HTTP_TIMEOUT).await?;
+    Ok(reply.ok_text()?)
 }
 
 /// `POST path` (no body) on a region's admin port, parsed as JSON. Admin
 /// actions (a snapshot of millions of keys) may take a while.
 pub async fn http_post_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
-    let body = http_body(addr, "POST", path, ADMIN_ACTION_TIMEOUT).await?;
-    serde_json::from_slice(&body)
-        .with_context(|| format!("POST http://{addr}{path}: body is not JSON"))
+    let reply = admin_request(addr, "POST", path, ADMIN_ACTION_TIMEOUT).await?;
+    Ok(reply.ok_json()?)
 }
 
-async fn http_get_body(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
-    http_body(addr, "GET", path, HTTP_TIMEOUT).await
-}
-
-async fn http_body(
+/// One request through the operator CLI's client, on a blocking thread so
+/// the tools' runtime keeps driving the regions' proxies meanwhile.
+async fn admin_request(
     addr: SocketAddr,
-    method: &str,
+    method: &'static str,
     path: &str,
     timeout: Duration,
-) -> anyhow::Result<Vec<u8>> {
-    let fetch = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream
-            .write_all(
-                format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await?;
-        let mut response = Vec::new();
-        stream
-            .take(HTTP_RESPONSE_MAX_BYTES)
-            .read_to_end(&mut response)
-            .await?;
-        Ok::<_, std::io::Error>(response)
-    };
-    let response = tokio::time::timeout(timeout, fetch)
-        .await
-        .map_err(|_| anyhow!("{method} http://{addr}{path}: no answer within {timeout:?}"))?
-        .with_context(|| format!("{method} http://{addr}{path}"))?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("{method} http://{addr}{path}: truncated response"))?;
-    let head = String::from_utf8_lossy(&response[..split]);
-    let status_line = head.lines().next().unwrap_or_default();
-    if status_line.split_whitespace().nth(1) != Some("200") {
-        bail!("{method} http://{addr}{path}: {status_line}");
-    }
-    Ok(response[split + 4..].to_vec())
+) -> anyhow::Result<Reply> {
+    let path = path.to_string();
+    let reply = tokio::task::spawn_blocking(move || {
+        Request::new(method, &path)
+            .timeout(timeout)
+            .send(&addr.to_string())
+    })
+    .await
+    .context("the HTTP request's thread")??;
+    Ok(reply)
 }
 
 /// Percent-encodes a query value (keys in the tools are plain ASCII, but
