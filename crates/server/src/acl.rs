@@ -13,6 +13,7 @@
 //!
 //! This module does no I/O and takes randomness as a parameter.
 
+use anyhow::Context as _;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -622,6 +623,19 @@ fn unhex(text: &[u8]) -> Option<Vec<u8>> {
         out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(out)
+}
+
+/// The ACL users a region starts with: `--aclfile` if given, else only the
+/// `default` user with `--requirepass` (or no password).
+pub fn load(config: &crate::config::Config) -> anyhow::Result<Acl> {
+    let mut rng = rand::thread_rng();
+    let Some(path) = &config.aclfile else {
+        return Ok(Acl::new(config.requirepass.as_deref(), &mut rng));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --aclfile {}", path.display()))?;
+    Acl::from_file(&text, config.requirepass.as_deref(), &mut rng)
+        .map_err(|e| anyhow::anyhow!("--aclfile {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -23,14 +23,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::Slot;
 use crate::shared::Shared;
+use crate::shared::Slot;
 
 /// Request bodies larger than this are refused before parsing.
 const ADMIN_BODY_MAX_BYTES: usize = 64 * 1024;
 
-/// The `/v1` routes that change things (the read routes live in
-/// [`crate::http`]); [`require_admin`] guards them all.
+/// The `/v1` routes that change things (the read routes live with the
+/// health and metrics routes in `http.rs`); [`require_admin`] guards them
+/// all.
 pub fn routes() -> Router<Slot> {
     Router::new()
         .route("/v1/policies", get(get_policies).put(put_policies))
@@ -271,7 +272,7 @@ async fn snapshot(State(slot): State<Slot>, Query(q): Query<HashMap<String, Stri
     if shared.config.witness {
         return error(StatusCode::CONFLICT, "a witness stores no data to snapshot");
     }
-    match crate::server::take_snapshot(&std::sync::Arc::clone(shared)).await {
+    match crate::snapshot::take(&std::sync::Arc::clone(shared)).await {
         Ok(lsn) => Json(json!({ "lsn": lsn })).into_response(),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,

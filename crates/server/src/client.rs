@@ -6,8 +6,19 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use meridian_crdt::Blob;
 use meridian_resp::Protocol;
+use tokio::sync::mpsc;
 
-use crate::shared::PushSender;
+/// A Pub/Sub message on its way to a subscriber.
+#[derive(Debug, Clone)]
+pub struct PushMsg {
+    /// The pattern it matched, for PSUBSCRIBE subscribers.
+    pub pattern: Option<Bytes>,
+    pub channel: Bytes,
+    pub message: Bytes,
+}
+
+/// Messages a subscribed connection can receive.
+pub type PushSender = mpsc::Sender<PushMsg>;
 
 pub struct Client {
     pub id: u64,

@@ -271,45 +271,20 @@ pub fn run_batch(
             store: &mut store,
             client,
             shared,
+            table: crate::cmd::table(),
         };
         for args in batch {
             crate::dispatch::execute(&mut ctx, args, &mut replies);
             protos.resize(replies.len(), ctx.client.proto);
         }
-        if !crate::dispatch::commit(&mut ctx) {
-            for r in replies.iter_mut() {
-                if !r.is_error() {
-                    *r = crate::dispatch::poisoned_error();
-                }
-            }
-        }
     }
-    if store.log().last_lsn() != before {
-        // Under --fsync always the fdatasync runs after the lock is released,
-        // so batches of other connections proceed and their syncs overlap
-        // (group commit); no reply of this batch leaves before it is done.
-        let durable = if store.fsync_policy() == meridian_store::FsyncPolicy::Always {
-            drop(store);
-            // The runtime moves this worker's other connections to another
-            // thread while the disk works.
-            tokio::task::block_in_place(|| shared.host.sync())
-        } else {
-            let flushed = store.flush();
-            drop(store);
-            flushed
-        };
-        if let Err(e) = durable {
-            tracing::error!(error = %e, "making the op log durable failed; writes are refused from now on");
-            *shared.readiness.lock() = crate::shared::Readiness::Poisoned(e.to_string());
-            // Nothing of this batch may be acknowledged as durable.
-            for r in replies.iter_mut() {
-                if !r.is_error() {
-                    *r = crate::dispatch::poisoned_error();
-                }
+    // Everything the batch wrote is one op, durable before any reply leaves.
+    if !crate::commit::finish(shared, store, before) {
+        for r in replies.iter_mut() {
+            if !r.is_error() {
+                *r = crate::commit::poisoned_error();
             }
         }
-    } else {
-        drop(store);
     }
     for (frame, proto) in replies.iter().zip(protos) {
         encode(frame, proto, output);

@@ -5,8 +5,6 @@
 
 use serde_json::{json, Value};
 
-use crate::shared::Shared;
-
 /// A heal is reported once peers are caught up, or after this long.
 const SETTLE_MAX_MS: u64 = 30_000;
 
@@ -61,73 +59,72 @@ impl HealTracker {
     }
 }
 
-fn conflicts_total(shared: &Shared) -> u64 {
-    shared.store.lock().journal().counts().values().sum()
+/// What the tracker reads each tick while the view reports a partition.
+#[derive(Debug, Clone)]
+pub struct HealInputs {
+    pub partition_started_ms: u64,
+    pub partition_ended_ms: Option<u64>,
+    pub epoch: u64,
+    /// Conflicts the journal holds now.
+    pub conflicts_total: u64,
+    /// Ops sent to and applied from peers since start.
+    pub ops_exchanged_total: u64,
+    /// Every peer has every op of this region.
+    pub caught_up: bool,
 }
 
-fn ops_exchanged_total(shared: &Shared) -> (u64, bool) {
-    let store = shared.store.lock();
-    let peers = shared
-        .repl
-        .view(store.log().last_lsn(), crate::shared::wall_ms(), |lsn| {
-            store.appended_ms_after(lsn)
-        });
-    drop(store);
-    let ops = peers.iter().map(|p| p.ops_sent + p.ops_applied).sum();
-    let caught_up = peers.iter().all(|p| p.lag_ops == 0);
-    (ops, caught_up)
-}
-
-/// Follows the partition the cluster view reports; called every tick.
-pub fn observe(shared: &Shared, now_ms: u64) {
-    let (partition, epoch) = {
-        let view = shared.host.view.lock();
-        (view.partition().cloned(), view.epoch())
-    };
-    let Some(p) = partition else { return };
-    let mut tracker = shared.heal.lock();
-    let fresh = tracker
-        .open
-        .as_ref()
-        .is_none_or(|o| o.started_ms != p.started_ms);
-    if fresh
-        && tracker
-            .last
+impl HealTracker {
+    /// Follows the partition the cluster view reports; called every tick
+    /// while there is one.
+    pub fn observe(&mut self, inputs: &HealInputs, now_ms: u64) {
+        let started_ms = inputs.partition_started_ms;
+        let fresh = self
+            .open
             .as_ref()
-            .is_none_or(|l| l.started_ms != p.started_ms)
-    {
-        tracker.open = Some(Open {
-            started_ms: p.started_ms,
-            conflicts_at_start: conflicts_total(shared),
-            healed: None,
-        });
+            .is_none_or(|o| o.started_ms != started_ms);
+        if fresh
+            && self
+                .last
+                .as_ref()
+                .is_none_or(|l| l.started_ms != started_ms)
+        {
+            self.open = Some(Open {
+                started_ms,
+                conflicts_at_start: inputs.conflicts_total,
+                healed: None,
+            });
+        }
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        let Some(healed_ms) = inputs.partition_ended_ms else {
+            return;
+        };
+        let ops = inputs.ops_exchanged_total;
+        let (healed_ms, ops_at_heal) = *open.healed.get_or_insert((healed_ms, ops));
+        if !inputs.caught_up && now_ms.saturating_sub(healed_ms) < SETTLE_MAX_MS {
+            return;
+        }
+        let report = HealReport {
+            started_ms: open.started_ms,
+            healed_ms,
+            caught_up_ms: now_ms,
+            ops_exchanged: ops.saturating_sub(ops_at_heal),
+            conflicts_during: inputs
+                .conflicts_total
+                .saturating_sub(open.conflicts_at_start),
+            epoch: inputs.epoch,
+        };
+        tracing::info!(
+            partition_ms = healed_ms.saturating_sub(report.started_ms),
+            catch_up_ms = now_ms.saturating_sub(healed_ms),
+            ops_exchanged = report.ops_exchanged,
+            conflicts_during = report.conflicts_during,
+            epoch = report.epoch,
+            "partition healed"
+        );
+        self.heals_total += 1;
+        self.last = Some(report);
+        self.open = None;
     }
-    let Some(open) = tracker.open.as_mut() else {
-        return;
-    };
-    let Some(healed_ms) = p.ended_ms else { return };
-    let (ops, caught_up) = ops_exchanged_total(shared);
-    let (healed_ms, ops_at_heal) = *open.healed.get_or_insert((healed_ms, ops));
-    if !caught_up && now_ms.saturating_sub(healed_ms) < SETTLE_MAX_MS {
-        return;
-    }
-    let report = HealReport {
-        started_ms: open.started_ms,
-        healed_ms,
-        caught_up_ms: now_ms,
-        ops_exchanged: ops.saturating_sub(ops_at_heal),
-        conflicts_during: conflicts_total(shared).saturating_sub(open.conflicts_at_start),
-        epoch,
-    };
-    tracing::info!(
-        partition_ms = healed_ms.saturating_sub(report.started_ms),
-        catch_up_ms = now_ms.saturating_sub(healed_ms),
-        ops_exchanged = report.ops_exchanged,
-        conflicts_during = report.conflicts_during,
-        epoch,
-        "partition healed"
-    );
-    tracker.heals_total += 1;
-    tracker.last = Some(report);
-    tracker.open = None;
 }

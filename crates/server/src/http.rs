@@ -2,8 +2,6 @@
 //! Prometheus metrics. It starts before recovery so that a recovering
 //! region answers `/health/ready` with 503 instead of refusing connections.
 
-use std::sync::{Arc, OnceLock};
-
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,10 +11,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::metrics::{render, rss_bytes, Metrics, Sample};
-use crate::shared::{Readiness, Shared};
-
-/// Filled once recovery has finished.
-pub type Slot = Arc<OnceLock<Arc<Shared>>>;
+use crate::shared::{Readiness, Shared, Slot};
 
 pub async fn serve(slot: Slot, listener: TcpListener) {
     let api = Router::new()

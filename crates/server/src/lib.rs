@@ -8,7 +8,10 @@
 //! - [`config`]: flags, environment and TOML file for `serve`.
 //! - [`server`]: startup, recovery, background duties (expiry, fsync, snapshots).
 //! - [`conn`]: one client connection; batches pipelined commands.
-//! - [`dispatch`]: the checks before a handler runs, and committing its op.
+//! - [`dispatch`]: the checks Redis makes before a handler runs, in order;
+//!   [`guard`] the ACL and keyspace-policy checks (run again at EXEC).
+//! - [`commit`]: the one path from a batch's effects to a durable op, and
+//!   poisoning on an op-log failure.
 //! - [`acl`]: ACL users, their passwords (salted hashes), command levels and key patterns.
 //! - [`cmd`]: the command table, one file per command family.
 //! - [`http`]: `/health/live`, `/health/ready`, `/metrics`, `/v1/status`, `/v1/conflicts`.
@@ -24,10 +27,13 @@ pub mod acl;
 pub mod admin;
 pub mod client;
 pub mod cmd;
+pub mod commit;
 pub mod config;
 pub mod conn;
 pub mod dashboard;
 pub mod dispatch;
+pub mod duties;
+pub mod guard;
 pub mod heal;
 pub mod http;
 pub mod logging;
@@ -35,4 +41,5 @@ pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod shared;
+pub mod snapshot;
 pub mod status;

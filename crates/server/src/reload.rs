@@ -43,7 +43,7 @@ pub fn reload(shared: &Shared) -> Result<ReloadReport, String> {
     }
     // Everything that can fail is checked before anything is applied.
     let acl = match &fresh.aclfile {
-        Some(_) => Some(crate::server::load_acl(&fresh).map_err(|e| format!("{e:#}"))?),
+        Some(_) => Some(crate::acl::load(&fresh).map_err(|e| format!("{e:#}"))?),
         None => None,
     };
     let mut report = ReloadReport {

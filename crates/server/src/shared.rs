@@ -10,22 +10,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use meridian_store::Store;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 
+use crate::client::PushSender;
 use crate::config::Config;
 use crate::metrics::Metrics;
-
-/// A Pub/Sub message on its way to a subscriber.
-#[derive(Debug, Clone)]
-pub struct PushMsg {
-    /// The pattern it matched, for PSUBSCRIBE subscribers.
-    pub pattern: Option<Bytes>,
-    pub channel: Bytes,
-    pub message: Bytes,
-}
-
-/// Messages a subscribed connection can receive.
-pub type PushSender = mpsc::Sender<PushMsg>;
 
 /// What `CLIENT LIST` shows and `CLIENT KILL` acts on.
 #[derive(Debug)]
@@ -84,6 +72,10 @@ pub struct Shared {
     pub shutdown: tokio::sync::Notify,
     pub heal: Mutex<crate::heal::HealTracker>,
 }
+
+/// Where the HTTP port finds the region's shared state: empty while the
+/// region recovers (health and readiness answer meanwhile), filled once.
+pub type Slot = Arc<std::sync::OnceLock<Arc<Shared>>>;
 
 impl Shared {
     /// The keyspace policies in force now.

@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use meridian_resp::Frame;
 
-use super::server::{help_reply, pair, subcommand};
-use super::{spec, table, Ctx, Spec, READ};
+use super::spec::{spec, Ctx, Spec, Table, READ};
+use super::util::{help_reply, pair, subcommand};
 use crate::acl::{self, Level, Need};
 
 pub fn specs() -> Vec<Spec> {
@@ -56,7 +56,7 @@ const HELP: &[&str] = &[
 fn acl_cmd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     match subcommand(args, SUBCOMMANDS, "acl") {
         Err(e) => e,
-        Ok("cat") => cat(args),
+        Ok("cat") => cat(ctx.table, args),
         Ok("deluser") => deluser(ctx, args),
         Ok("getuser") => getuser(ctx, args),
         Ok("help") => help_reply(&args[0], HELP),
@@ -167,7 +167,7 @@ fn load(ctx: &mut Ctx<'_>) -> Frame {
     if ctx.shared.config.aclfile.is_none() {
         return Frame::error(NO_ACLFILE);
     }
-    match crate::server::load_acl(&ctx.shared.config) {
+    match crate::acl::load(&ctx.shared.config) {
         Ok(fresh) => {
             *ctx.shared.acl.write() = fresh;
             Frame::ok()
@@ -257,7 +257,7 @@ fn log(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 /// `ACL CAT`: the levels, or the commands a level adds.
-fn cat(args: &[Bytes]) -> Frame {
+fn cat(table: &Table, args: &[Bytes]) -> Frame {
     let Some(category) = args.get(2) else {
         return Frame::Array(vec![
             Frame::bulk("read"),
@@ -279,7 +279,7 @@ fn cat(args: &[Bytes]) -> Frame {
             ))
         }
     };
-    let mut names: Vec<&str> = table()
+    let mut names: Vec<&str> = table
         .values()
         .filter(|s| {
             let (need, _) = acl::need(s.name, &[], s.flags.write, s.flags.no_auth);

@@ -21,11 +21,11 @@ use super::set::{
     check_repeats, parse_random_count, random_member, random_positions, scan_args, scan_reply,
     scan_walk,
 };
+use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{
     arity_error, blob, bulk, eq_ignore_case, parse_float, parse_int, syntax_error, wrongtype,
     ERR_OVERFLOW,
 };
-use super::{spec, Ctx, Spec, READ, WRITE};
 
 /// Hashes Redis keeps as a listpack (at most this many fields, none of whose
 /// names or values is longer than the byte bound) are returned whole by

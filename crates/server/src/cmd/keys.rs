@@ -21,8 +21,8 @@ use meridian_crdt::{Blob, Entry, Value};
 use meridian_resp::Frame;
 use rand::Rng;
 
+use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{eq_ignore_case, glob_match, parse_int, parse_scan};
-use super::{spec, Ctx, Spec, READ, WRITE};
 
 /// Random probes RANDOMKEY makes before walking the keyspace for a key
 /// that has not expired.
@@ -223,7 +223,7 @@ fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 /// MOVE behaves as Redis configured with `databases 1`: the only database
 /// is 0, which is always the source.
 fn move_(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    match super::server::db_index(&args[2]) {
+    match super::util::db_index(&args[2]) {
         Ok(0) => Frame::error("ERR source and destination objects are the same"),
         Ok(_) => Frame::error("ERR DB index is out of range"),
         Err(e) => e,

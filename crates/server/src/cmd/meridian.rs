@@ -22,9 +22,9 @@ use meridian_crdt::{Hlc, Tag, VersionVector};
 use meridian_repl::LinkState;
 use meridian_resp::Frame;
 
-use super::server::{help_reply, pair, subcommand};
+use super::spec::{spec, Ctx, Spec, READ};
 use super::util::{eq_ignore_case, parse_int, syntax_error};
-use super::{spec, Ctx, Spec, READ};
+use super::util::{help_reply, pair, subcommand};
 use crate::shared::{wall_ms, Readiness, Shared};
 
 /// Conflicts `MERIDIAN CONFLICTS` returns when COUNT is not given.
@@ -65,8 +65,8 @@ fn meridian(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok("conflicts") => conflicts(ctx, args),
         Ok("token") => {
             // Writes earlier in this pipeline belong in the token.
-            if !crate::dispatch::commit(ctx) {
-                return crate::dispatch::poisoned_error();
+            if !crate::commit::append(ctx.store, ctx.shared) {
+                return crate::commit::poisoned_error();
             }
             Frame::bulk(token(ctx.db().version_vector()))
         }

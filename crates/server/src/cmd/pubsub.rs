@@ -7,10 +7,11 @@ use bytes::Bytes;
 use meridian_resp::Frame;
 use parking_lot::Mutex;
 
+use super::spec::{spec, Ctx, Flags, Spec, READ};
 use super::util::{eq_ignore_case, glob_match};
-use super::{spec, Ctx, Flags, Spec, READ};
 use crate::client::Client;
-use crate::shared::{PushMsg, PushSender, Shared};
+use crate::client::{PushMsg, PushSender};
+use crate::shared::Shared;
 
 const SUB: Flags = Flags {
     pubsub_ok: true,

@@ -21,8 +21,8 @@ use meridian_resp::Frame;
 use meridian_store::Db;
 use rand::Rng;
 
+use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{blob, bulk, eq_ignore_case, glob_match, parse_int, syntax_error, wrongtype};
-use super::{spec, Ctx, Spec, READ, WRITE};
 
 /// Sets of at most this many integers are intsets in Redis 7.0: SSCAN returns
 /// them whole, in ascending order, whatever the cursor and COUNT.

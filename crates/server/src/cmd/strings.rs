@@ -9,11 +9,11 @@ use bytes::Bytes;
 use meridian_crdt::{Blob, Delta, Kind, Value};
 use meridian_resp::Frame;
 
+use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{
     arity_error, eq_ignore_case, not_integer, parse_int, syntax_error, wrongtype, ERR_NOT_FLOAT,
     ERR_OVERFLOW,
 };
-use super::{spec, Ctx, Spec, READ, WRITE};
 
 /// Largest string value (Redis's default `proto-max-bulk-len`).
 pub const STRING_MAX_BYTES: usize = 512 * 1024 * 1024;

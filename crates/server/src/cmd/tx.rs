@@ -8,7 +8,7 @@ use bytes::Bytes;
 use meridian_crdt::Blob;
 use meridian_resp::Frame;
 
-use super::{lookup, spec, Ctx, Flags, Spec, READ};
+use super::spec::{lookup, spec, Ctx, Flags, Spec, READ};
 
 const CONTROL: Flags = Flags {
     tx_control: true,
@@ -84,19 +84,19 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
     }
     let mut replies = Vec::with_capacity(queue.len());
     for args in queue {
-        let Some(spec) = lookup(&args[0]) else {
-            replies.push(super::unknown_command(&args));
+        let Some(spec) = lookup(ctx.table, &args[0]) else {
+            replies.push(super::spec::unknown_command(&args));
             continue;
         };
-        if let Some(refusal) = crate::dispatch::permission_refusal(ctx, spec, &args) {
+        if let Some(refusal) = crate::guard::permission_refusal(ctx, spec, &args) {
             replies.push(refusal);
             continue;
         }
         if spec.flags.write && ctx.store.is_poisoned() {
-            replies.push(crate::dispatch::poisoned_error());
+            replies.push(crate::commit::poisoned_error());
             continue;
         }
-        if let Some(refusal) = crate::dispatch::policy_refusal(ctx, spec, &args) {
+        if let Some(refusal) = crate::guard::policy_refusal(ctx, spec, &args) {
             replies.push(refusal);
             continue;
         }

@@ -5,6 +5,9 @@ use bytes::Bytes;
 use meridian_crdt::Blob;
 use meridian_resp::{parse_redis_double, parse_redis_int, Frame};
 
+/// The Redis version Meridian's command set and replies follow.
+pub const REDIS_VERSION: &str = "7.0.15";
+
 pub const ERR_NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 pub const ERR_NOT_FLOAT: &str = "ERR value is not a valid float";
 pub const ERR_SYNTAX: &str = "ERR syntax error";
@@ -121,6 +124,69 @@ pub fn normalize_range(start: i64, end: i64, len: usize) -> Option<(usize, usize
         return None;
     }
     Some((s as usize, e as usize))
+}
+
+
+pub fn lossy(arg: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(arg)
+}
+
+/// Finds a container command's subcommand and checks its arity, with
+/// Redis's errors: `unknown subcommand` and `wrong number of arguments for
+/// 'client|kill' command`.
+pub fn subcommand(
+    args: &[Bytes],
+    table: &[(&'static str, i32)],
+    cmd: &str,
+) -> Result<&'static str, Frame> {
+    let sub = &args[1];
+    let Some(&(name, arity)) = table.iter().find(|(n, _)| eq_ignore_case(sub, n)) else {
+        let shown = &sub[..sub.len().min(128)];
+        return Err(Frame::error(format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            lossy(shown),
+            cmd.to_ascii_uppercase()
+        )));
+    };
+    let fits = if arity >= 0 {
+        args.len() == arity as usize
+    } else {
+        args.len() >= arity.unsigned_abs() as usize
+    };
+    if !fits {
+        return Err(arity_error(&format!("{cmd}|{name}")));
+    }
+    Ok(name)
+}
+
+/// A HELP reply in Redis's shape: header, the lines, then HELP itself.
+pub fn help_reply(cmd: &[u8], lines: &[&str]) -> Frame {
+    let mut out = vec![Frame::simple(format!(
+        "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        lossy(cmd).to_ascii_uppercase()
+    ))];
+    out.extend(lines.iter().map(|l| Frame::simple(*l)));
+    out.push(Frame::simple("HELP"));
+    out.push(Frame::simple("    Prints this help."));
+    Frame::Array(out)
+}
+
+/// One key/value of a map reply.
+pub fn pair(key: &str, value: Frame) -> (Frame, Frame) {
+    (Frame::bulk(key.to_string()), value)
+}
+
+/// A database index argument: only 0 exists (one database, as Redis with
+/// `databases 1`).
+pub fn db_index(arg: &[u8]) -> Result<i32, Frame> {
+    let n = parse_redis_int(arg).ok_or_else(not_integer)?;
+    i32::try_from(n).map_err(|_| {
+        Frame::error(format!(
+            "ERR value is out of range, value must between {} and {}",
+            i32::MIN,
+            i32::MAX
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -28,11 +28,11 @@ use meridian_crdt::{Blob, Kind, Value, ZSetVal};
 use meridian_resp::{format_double, Frame, Protocol};
 use rand::Rng;
 
+use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{
     blob, bulk, eq_ignore_case, glob_match, normalize_range, parse_float, parse_int, parse_scan,
     syntax_error, wrongtype,
 };
-use super::{spec, Ctx, Spec, READ, WRITE};
 
 const ERR_NAN: &str = "ERR resulting score is not a number (NaN)";
 const ERR_SCORE_RANGE: &str = "ERR min or max is not a float";

@@ -1,0 +1,339 @@
+//! INFO and TIME: what the server reports about itself, with Redis's
+//! sections and fields plus `meridian_*` ones.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use meridian_resp::Frame;
+
+use super::spec::{command, Ctx, Spec, READ};
+use super::util::{eq_ignore_case, REDIS_VERSION};
+use crate::metrics::Metrics;
+use crate::shared::wall_ms;
+
+/// Largest bulk string a client may send (Redis's `proto-max-bulk-len`).
+pub const PROTO_MAX_BULK_LEN_BYTES: u64 = 512 * 1024 * 1024;
+/// How often the expiry cycle runs, as Redis's `hz` reports it.
+pub const HZ: u64 = 10;
+/// File descriptors Redis keeps for itself when it derives `maxclients`
+/// from the open-file limit.
+const RESERVED_FDS: u64 = 32;
+/// Linux reports CPU time in /proc in ticks of 1/100 s (`USER_HZ`).
+const USER_HZ: f64 = 100.0;
+
+pub fn specs() -> Vec<Spec> {
+    const NONE: (i32, i32, i32) = (0, 0, 0);
+    vec![
+        command("info", -1, READ, NONE, info, &[]),
+        command("time", 1, READ, NONE, time, &["fast"]),
+    ]
+}
+
+/// Sections in the order INFO prints them; all are in the default set.
+const INFO_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "meridian",
+    "keyspace",
+];
+
+fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let wanted: Vec<&str> = if args.len() == 1 {
+        INFO_SECTIONS.to_vec()
+    } else {
+        let mut w = HashSet::new();
+        for a in &args[1..] {
+            if ["all", "everything", "default"]
+                .iter()
+                .any(|s| eq_ignore_case(a, s))
+            {
+                w.extend(INFO_SECTIONS.iter().copied());
+            } else if let Some(s) = INFO_SECTIONS.iter().find(|s| eq_ignore_case(a, s)) {
+                w.insert(*s);
+            }
+        }
+        INFO_SECTIONS
+            .iter()
+            .copied()
+            .filter(|s| w.contains(s))
+            .collect()
+    };
+    let mut text = String::new();
+    for (i, section) in wanted.iter().enumerate() {
+        if i > 0 {
+            text.push_str("\r\n");
+        }
+        let (title, fields) = info_section(ctx, section);
+        text.push_str(&format!("# {title}\r\n"));
+        for (k, v) in fields {
+            text.push_str(&format!("{k}:{v}\r\n"));
+        }
+    }
+    Frame::verbatim_text(text)
+}
+
+/// The port clients connect to: the one this connection arrived on, which
+/// is the bound port even when the configuration asked for port 0.
+pub fn listen_port(ctx: &Ctx<'_>) -> u16 {
+    ctx.shared
+        .clients
+        .lock()
+        .get(&ctx.client.id)
+        .map_or(ctx.shared.config.listen.port(), |e| e.local.port())
+}
+
+/// Redis's `bytesToHuman`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut d = n as f64 / 1024.0;
+    let mut unit = 0;
+    while d >= 1024.0 && unit + 1 < UNITS.len() {
+        d /= 1024.0;
+        unit += 1;
+    }
+    format!("{d:.2}{}", UNITS[unit])
+}
+
+/// User and system CPU seconds of this process, from /proc (Linux).
+fn cpu_seconds() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return (0.0, 0.0);
+    };
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat; 3 is the first after the name.
+    (ticks(11) / USER_HZ, ticks(12) / USER_HZ)
+}
+
+/// Connections this process can hold: its open-file limit less the
+/// descriptors kept for files and listeners, as Redis derives `maxclients`.
+pub fn max_clients() -> u64 {
+    let mut text = String::new();
+    let read =
+        std::fs::File::open("/proc/self/limits").and_then(|mut f| f.read_to_string(&mut text));
+    if read.is_err() {
+        return 0;
+    }
+    text.lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<u64>().ok())
+        .map_or(0, |n| n.saturating_sub(RESERVED_FDS))
+}
+
+/// Unix time in seconds of the newest snapshot, or of the start of this
+/// process if none exists yet.
+pub fn last_save_secs(ctx: &Ctx<'_>) -> u64 {
+    let newest = std::fs::read_dir(ctx.store.dir())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    match newest.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        Some(d) => d.as_secs(),
+        None => (wall_ms() / 1000).saturating_sub(ctx.shared.started.elapsed().as_secs()),
+    }
+}
+
+fn info_section(ctx: &mut Ctx<'_>, section: &str) -> (&'static str, Vec<(&'static str, String)>) {
+    let shared = ctx.shared;
+    let m = &shared.metrics;
+    match section {
+        "server" => {
+            let uptime_s = shared.started.elapsed().as_secs();
+            (
+                "Server",
+                vec![
+                    ("redis_version", REDIS_VERSION.into()),
+                    ("meridian_version", env!("CARGO_PKG_VERSION").into()),
+                    ("redis_mode", "standalone".into()),
+                    (
+                        "os",
+                        format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+                    ),
+                    ("arch_bits", usize::BITS.to_string()),
+                    ("process_id", std::process::id().to_string()),
+                    ("tcp_port", listen_port(ctx).to_string()),
+                    ("server_time_usec", (wall_ms() * 1000).to_string()),
+                    ("uptime_in_seconds", uptime_s.to_string()),
+                    ("uptime_in_days", (uptime_s / 86_400).to_string()),
+                    ("hz", HZ.to_string()),
+                    ("meridian_region", shared.config.region.to_string()),
+                ],
+            )
+        }
+        "clients" => (
+            "Clients",
+            vec![
+                ("connected_clients", shared.clients.lock().len().to_string()),
+                ("maxclients", max_clients().to_string()),
+                ("blocked_clients", "0".into()),
+            ],
+        ),
+        "memory" => {
+            let rss = crate::metrics::rss_bytes();
+            (
+                "Memory",
+                vec![
+                    ("used_memory", rss.to_string()),
+                    ("used_memory_human", human_bytes(rss)),
+                    ("used_memory_rss", rss.to_string()),
+                    ("used_memory_rss_human", human_bytes(rss)),
+                    ("maxmemory", "0".into()),
+                    ("maxmemory_human", "0B".into()),
+                    ("maxmemory_policy", "noeviction".into()),
+                ],
+            )
+        }
+        "persistence" => (
+            "Persistence",
+            vec![
+                ("loading", "0".into()),
+                ("async_loading", "0".into()),
+                (
+                    "rdb_changes_since_last_save",
+                    ctx.store.ops_since_snapshot().to_string(),
+                ),
+                ("rdb_bgsave_in_progress", "0".into()),
+                ("rdb_last_save_time", last_save_secs(ctx).to_string()),
+                ("aof_enabled", "1".into()),
+                ("aof_rewrite_in_progress", "0".into()),
+                ("meridian_fsync", shared.config.fsync.as_str().into()),
+                (
+                    "meridian_log_last_lsn",
+                    ctx.store.log().last_lsn().to_string(),
+                ),
+                (
+                    "meridian_snapshots",
+                    Metrics::get(&m.snapshots_total).to_string(),
+                ),
+            ],
+        ),
+        "stats" => (
+            "Stats",
+            vec![
+                (
+                    "total_connections_received",
+                    Metrics::get(&m.connections_total).to_string(),
+                ),
+                (
+                    "total_commands_processed",
+                    Metrics::get(&m.commands_total).to_string(),
+                ),
+                (
+                    "total_net_input_bytes",
+                    Metrics::get(&m.net_input_bytes).to_string(),
+                ),
+                (
+                    "total_net_output_bytes",
+                    Metrics::get(&m.net_output_bytes).to_string(),
+                ),
+                (
+                    "rejected_connections",
+                    Metrics::get(&m.rejected_connections_total).to_string(),
+                ),
+                ("expired_keys", ctx.db().expired_total().to_string()),
+                ("evicted_keys", "0".into()),
+                ("pubsub_channels", shared.channels.lock().len().to_string()),
+                ("pubsub_patterns", shared.patterns.lock().len().to_string()),
+                (
+                    "total_error_replies",
+                    Metrics::get(&m.command_errors_total).to_string(),
+                ),
+                (
+                    "meridian_ops_committed",
+                    Metrics::get(&m.ops_committed_total).to_string(),
+                ),
+                (
+                    "meridian_protocol_errors",
+                    Metrics::get(&m.protocol_errors_total).to_string(),
+                ),
+            ],
+        ),
+        "replication" => (
+            "Replication",
+            vec![("role", "master".into()), ("connected_slaves", "0".into())],
+        ),
+        "cpu" => {
+            let (user, sys) = cpu_seconds();
+            (
+                "CPU",
+                vec![
+                    ("used_cpu_sys", format!("{sys:.6}")),
+                    ("used_cpu_user", format!("{user:.6}")),
+                ],
+            )
+        }
+        "meridian" => {
+            let epoch = ctx.store.epoch();
+            let conflicts_retained = ctx.store.journal().retained();
+            let db = ctx.db();
+            let clock = db.clock();
+            let fields = vec![
+                ("region", db.region().to_string()),
+                ("epoch", epoch.to_string()),
+                ("seq", db.seq().to_string()),
+                (
+                    "version_vector",
+                    super::meridian::token(db.version_vector()),
+                ),
+                ("hlc", format!("{}.{}", clock.wall_ms(), clock.logical())),
+                ("conflicts_total", db.conflicts_total().to_string()),
+                ("conflicts_retained", conflicts_retained.to_string()),
+                ("peers", shared.config.peers.len().to_string()),
+                ("state", super::meridian::state(shared).into()),
+            ];
+            ("Meridian", fields)
+        }
+        _ => {
+            let c = super::keys::key_counts(ctx);
+            let fields = if c.keys == 0 {
+                Vec::new()
+            } else {
+                vec![(
+                    "db0",
+                    format!(
+                        "keys={},expires={},avg_ttl={}",
+                        c.keys, c.expires, c.avg_ttl_ms
+                    ),
+                )]
+            };
+            ("Keyspace", fields)
+        }
+    }
+}
+
+fn time(_: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    // The same clock as the region's HLC, test-only offset included.
+    let offset = std::time::Duration::from_millis(meridian_repl::clock_offset_ms().unsigned_abs());
+    let now = if meridian_repl::clock_offset_ms() < 0 {
+        now.saturating_sub(offset)
+    } else {
+        now + offset
+    };
+    Frame::Array(vec![
+        Frame::bulk(now.as_secs().to_string()),
+        Frame::bulk(now.subsec_micros().to_string()),
+    ])
+}
