@@ -435,6 +435,13 @@ impl Election {
 
     /// Notes a `primary` write accepted now (wall clock, for status).
     pub fn note_write(&mut self, wall_ms: u64) {
+        // Only a writable primary admits primary writes, and the admission
+        // and this count are one step (`admission::admit`).
+        assert_eq!(
+            self.role,
+            Role::Leader,
+            "a primary write counted by a region that is not the primary"
+        );
         let term = self.durable.term;
         match self.accepted.back_mut() {
             Some(a) if a.term == term => {

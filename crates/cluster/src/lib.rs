@@ -9,12 +9,14 @@
 //! - [`election`]: terms, votes and the lease of the elected primary of
 //!   `primary` keyspaces.
 
+pub mod admission;
 pub mod detector;
 pub mod election;
 pub mod membership;
 pub mod policy;
 pub mod view;
 
+pub use admission::{admit, Refusal};
 pub use detector::{Detector, Liveness, Thresholds};
 pub use election::{
     AcceptedWrites, Durable, Election, ElectionConfig, ElectionEvent, ElectionMsg, Role,

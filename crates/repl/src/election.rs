@@ -66,6 +66,17 @@ pub fn save(dir: &Path, d: &Durable) -> Result<(), ElectionFileError> {
     Ok(())
 }
 
+/// A read-only hold of the election's lock.
+pub struct ElectionRead<'a>(parking_lot::MutexGuard<'a, Election>);
+
+impl std::ops::Deref for ElectionRead<'_> {
+    type Target = Election;
+
+    fn deref(&self) -> &Election {
+        &self.0
+    }
+}
+
 impl Host {
     /// Runs `f` on the election under its lock; what changed is handed to
     /// [`save_loop`] (votes wait for it), and the senders are woken when
@@ -87,6 +98,12 @@ impl Host {
             self.election_changed.send_modify(|n| *n += 1);
         }
         out
+    }
+
+    /// The election under its lock, for reading only: changes go through
+    /// [`Host::election_step`].
+    pub fn election_read(&self) -> ElectionRead<'_> {
+        ElectionRead(self.election.lock())
     }
 
     /// Advances the election (every few tens of ms).

@@ -97,9 +97,10 @@ pub struct Host {
     pub closing: Arc<watch::Sender<bool>>,
     /// Goodbyes sent, so shutdown can wait for them.
     pub goodbyes_sent: Arc<std::sync::atomic::AtomicUsize>,
-    /// The elected primary's protocol; change it only through
-    /// [`Host::election_step`].
-    pub election: Arc<Mutex<meridian_cluster::Election>>,
+    /// The elected primary's protocol. Outside this crate it is read
+    /// through [`Host::election_view`] and changed only through
+    /// [`Host::election_step`], which saves and announces what changed.
+    pub(crate) election: Arc<Mutex<meridian_cluster::Election>>,
     /// Bumped when the election's term, role, primary or vote changed, so
     /// senders tell their peers at once.
     pub election_changed: Arc<watch::Sender<u64>>,
@@ -282,7 +283,7 @@ async fn manage_links(config: Arc<ReplConfig>, host: Host, status: Arc<ReplStatu
             tracing::info!(%peer, "replication link closed: the region is no longer a member");
         }
         let peers: Vec<RegionId> = wanted.iter().map(|(p, _)| *p).collect();
-        host.election.lock().set_peers(&peers);
+        host.election_step(|e| e.set_peers(&peers));
         if let Some(t) = host.view.lock().set_peers(&peers, wall_ms()) {
             tracing::info!(
                 epoch = t.epoch,

@@ -5,8 +5,7 @@
 //! since the user or the cluster may have changed in between.
 
 use bytes::Bytes;
-use meridian_cluster::{Election, Policies, Policy, PrimaryNow, WriteVerdict};
-use meridian_crdt::RegionId;
+use meridian_cluster::{admit, Refusal};
 use meridian_repl::election::mono_ms;
 use meridian_resp::Frame;
 
@@ -105,6 +104,7 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
     // happen under one hold of the election's lock, through the one door
     // that changes the election: a write checked in term T is counted in
     // term T, never in a term that began in between.
+    let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_ref()).collect();
     let admitted = ctx.shared.host.election_step(|election| {
         admit(
             &policies,
@@ -127,73 +127,4 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
             "READONLY You can't write against a read only region. Keys matching '{pattern}' are written at their primary region {primary}"
         ))),
     }
-}
-
-/// Why a write was refused under a keyspace policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    Fenced { pattern: String, why: String },
-    ReadOnly { pattern: String, primary: String },
-}
-
-/// Decides a write to `keys` (no keys: every keyspace, as FLUSHALL) and,
-/// when it is admitted as a primary write, counts it in the election's
-/// current term. Taking the election by `&mut` is what makes the check and
-/// the count one step. `now` is (monotonic ms for the lease, wall ms for
-/// the record).
-pub fn admit(
-    policies: &Policies,
-    keys: &[&Bytes],
-    region: RegionId,
-    lease: Result<(), &str>,
-    election: &mut Election,
-    now: (u64, u64),
-) -> Result<(), Refusal> {
-    let (now_mono_ms, now_wall_ms) = now;
-    let writable = election.may_write(now_mono_ms);
-    let primary = PrimaryNow {
-        region: election.primary(),
-        writable: writable.as_ref().map(|_| ()).map_err(String::as_str),
-    };
-    let verdicts: Vec<(&[u8], bool, WriteVerdict)> = if keys.is_empty() {
-        policies
-            .rules()
-            .map(|(pattern, policy)| {
-                let verdict = policies.verdict(pattern, region, lease, primary);
-                (pattern, matches!(policy, Policy::Primary(_)), verdict)
-            })
-            .collect()
-    } else {
-        keys.iter()
-            .map(|k| {
-                let (pattern, policy) = policies.for_key(k);
-                let verdict = policies.verdict(k, region, lease, primary);
-                (pattern, matches!(policy, Policy::Primary(_)), verdict)
-            })
-            .collect()
-    };
-    let as_primary = verdicts.iter().any(|(_, p, _)| *p);
-    for (pattern, _, verdict) in verdicts {
-        match verdict {
-            WriteVerdict::Allowed => {}
-            WriteVerdict::Fenced(why) => {
-                return Err(Refusal::Fenced {
-                    pattern: String::from_utf8_lossy(pattern).into_owned(),
-                    why: why.to_string(),
-                })
-            }
-            WriteVerdict::ReadOnly { primary, pattern } => {
-                return Err(Refusal::ReadOnly {
-                    pattern: pattern.to_string(),
-                    primary: primary.to_string(),
-                })
-            }
-        }
-    }
-    if as_primary {
-        // Recorded per term, so status can show that no two regions
-        // accepted primary writes in one term.
-        election.note_write(now_wall_ms);
-    }
-    Ok(())
 }

@@ -412,7 +412,7 @@ pub fn metrics_text(shared: &Shared) -> String {
         epoch as f64,
     ));
     let (term, primary_term, leader, elections) = {
-        let e = shared.host.election.lock();
+        let e = shared.host.election_read();
         (
             e.term(),
             e.primary_term(),

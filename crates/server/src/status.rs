@@ -264,7 +264,7 @@ pub fn policy_states(shared: &Shared) -> Vec<PolicyState> {
     let lease = shared.host.view.lock().lease(wall_ms());
     let poisoned = matches!(*shared.readiness.lock(), Readiness::Poisoned(_));
     let (elected, writable, term, primary_term, accepted) = {
-        let e = shared.host.election.lock();
+        let e = shared.host.election_read();
         let accepted = e
             .accepted()
             .next_back()
@@ -373,7 +373,7 @@ pub fn not_ready_reason(shared: &Shared) -> Option<(&'static str, String)> {
 /// The elected primary's protocol as this region sees it, and the
 /// `primary` writes it accepted in each recent term (wall-clock ms).
 pub fn election_json(shared: &Shared) -> Value {
-    let e = shared.host.election.lock();
+    let e = shared.host.election_read();
     let now = meridian_repl::election::mono_ms();
     let accepted: Vec<Value> = e
         .accepted()

@@ -139,7 +139,7 @@ fn regions(ctx: &mut Ctx<'_>) -> Frame {
         pair("version_vector", Frame::bulk(token(db.version_vector()))),
     ];
     {
-        let e = ctx.shared.host.election.lock();
+        let e = ctx.shared.host.election_read();
         if let Some(p) = e.primary() {
             me.push(pair("primary", Frame::bulk(p.as_str())));
             me.push(pair("term", Frame::Integer(e.term() as i64)));

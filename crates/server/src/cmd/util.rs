@@ -126,7 +126,6 @@ pub fn normalize_range(start: i64, end: i64, len: usize) -> Option<(usize, usize
     Some((s as usize, e as usize))
 }
 
-
 pub fn lossy(arg: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(arg)
 }
