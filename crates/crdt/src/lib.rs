@@ -6,6 +6,7 @@
 //! - [`vv`]: dots `(region, seq)`, tags `(hlc, dot)`, version vectors.
 //! - [`blob`]: inline-when-small byte strings for keys and values.
 //! - [`num`]: the counting register shared by strings, hash fields and scores.
+//! - [`elems`]: the collections inside hashes, sets and sorted sets.
 //! - [`value`]: typed values (string, hash, set, sorted set), TTL, and how an
 //!   effect or a state merge changes a key.
 //! - [`op`]: the replicated op and its effects.
@@ -16,6 +17,7 @@
 
 pub mod blob;
 pub mod conflict;
+pub mod elems;
 pub mod hlc;
 pub mod num;
 pub mod op;

@@ -153,33 +153,112 @@ pub fn last_save_secs(ctx: &Ctx<'_>) -> u64 {
     }
 }
 
-fn info_section(ctx: &mut Ctx<'_>, section: &str) -> (&'static str, Vec<(&'static str, String)>) {
+type Section = (&'static str, Vec<(&'static str, String)>);
+
+fn server_section(ctx: &mut Ctx<'_>) -> Section {
+    let shared = ctx.shared;
+    let uptime_s = shared.started.elapsed().as_secs();
+    (
+        "Server",
+        vec![
+            ("redis_version", REDIS_VERSION.into()),
+            ("meridian_version", env!("CARGO_PKG_VERSION").into()),
+            ("redis_mode", "standalone".into()),
+            (
+                "os",
+                format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            ),
+            ("arch_bits", usize::BITS.to_string()),
+            ("process_id", std::process::id().to_string()),
+            ("tcp_port", listen_port(ctx).to_string()),
+            ("server_time_usec", (wall_ms() * 1000).to_string()),
+            ("uptime_in_seconds", uptime_s.to_string()),
+            ("uptime_in_days", (uptime_s / 86_400).to_string()),
+            ("hz", HZ.to_string()),
+            ("meridian_region", shared.config.region.to_string()),
+        ],
+    )
+}
+
+fn persistence_section(ctx: &mut Ctx<'_>) -> Section {
     let shared = ctx.shared;
     let m = &shared.metrics;
-    match section {
-        "server" => {
-            let uptime_s = shared.started.elapsed().as_secs();
+    (
+        "Persistence",
+        vec![
+            ("loading", "0".into()),
+            ("async_loading", "0".into()),
             (
-                "Server",
-                vec![
-                    ("redis_version", REDIS_VERSION.into()),
-                    ("meridian_version", env!("CARGO_PKG_VERSION").into()),
-                    ("redis_mode", "standalone".into()),
-                    (
-                        "os",
-                        format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-                    ),
-                    ("arch_bits", usize::BITS.to_string()),
-                    ("process_id", std::process::id().to_string()),
-                    ("tcp_port", listen_port(ctx).to_string()),
-                    ("server_time_usec", (wall_ms() * 1000).to_string()),
-                    ("uptime_in_seconds", uptime_s.to_string()),
-                    ("uptime_in_days", (uptime_s / 86_400).to_string()),
-                    ("hz", HZ.to_string()),
-                    ("meridian_region", shared.config.region.to_string()),
-                ],
-            )
-        }
+                "rdb_changes_since_last_save",
+                ctx.store.ops_since_snapshot().to_string(),
+            ),
+            ("rdb_bgsave_in_progress", "0".into()),
+            ("rdb_last_save_time", last_save_secs(ctx).to_string()),
+            ("aof_enabled", "1".into()),
+            ("aof_rewrite_in_progress", "0".into()),
+            ("meridian_fsync", shared.config.fsync.as_str().into()),
+            (
+                "meridian_log_last_lsn",
+                ctx.store.log().last_lsn().to_string(),
+            ),
+            (
+                "meridian_snapshots",
+                Metrics::get(&m.snapshots_total).to_string(),
+            ),
+        ],
+    )
+}
+
+fn stats_section(ctx: &mut Ctx<'_>) -> Section {
+    let shared = ctx.shared;
+    let m = &shared.metrics;
+    (
+        "Stats",
+        vec![
+            (
+                "total_connections_received",
+                Metrics::get(&m.connections_total).to_string(),
+            ),
+            (
+                "total_commands_processed",
+                Metrics::get(&m.commands_total).to_string(),
+            ),
+            (
+                "total_net_input_bytes",
+                Metrics::get(&m.net_input_bytes).to_string(),
+            ),
+            (
+                "total_net_output_bytes",
+                Metrics::get(&m.net_output_bytes).to_string(),
+            ),
+            (
+                "rejected_connections",
+                Metrics::get(&m.rejected_connections_total).to_string(),
+            ),
+            ("expired_keys", ctx.db().expired_total().to_string()),
+            ("evicted_keys", "0".into()),
+            ("pubsub_channels", shared.channels.lock().len().to_string()),
+            ("pubsub_patterns", shared.patterns.lock().len().to_string()),
+            (
+                "total_error_replies",
+                Metrics::get(&m.command_errors_total).to_string(),
+            ),
+            (
+                "meridian_ops_committed",
+                Metrics::get(&m.ops_committed_total).to_string(),
+            ),
+            (
+                "meridian_protocol_errors",
+                Metrics::get(&m.protocol_errors_total).to_string(),
+            ),
+        ],
+    )
+}
+
+fn info_section(ctx: &mut Ctx<'_>, section: &str) -> Section {
+    let shared = ctx.shared;
+    match section {
+        "server" => server_section(ctx),
         "clients" => (
             "Clients",
             vec![
@@ -203,71 +282,8 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str) -> (&'static str, Vec<(&'stati
                 ],
             )
         }
-        "persistence" => (
-            "Persistence",
-            vec![
-                ("loading", "0".into()),
-                ("async_loading", "0".into()),
-                (
-                    "rdb_changes_since_last_save",
-                    ctx.store.ops_since_snapshot().to_string(),
-                ),
-                ("rdb_bgsave_in_progress", "0".into()),
-                ("rdb_last_save_time", last_save_secs(ctx).to_string()),
-                ("aof_enabled", "1".into()),
-                ("aof_rewrite_in_progress", "0".into()),
-                ("meridian_fsync", shared.config.fsync.as_str().into()),
-                (
-                    "meridian_log_last_lsn",
-                    ctx.store.log().last_lsn().to_string(),
-                ),
-                (
-                    "meridian_snapshots",
-                    Metrics::get(&m.snapshots_total).to_string(),
-                ),
-            ],
-        ),
-        "stats" => (
-            "Stats",
-            vec![
-                (
-                    "total_connections_received",
-                    Metrics::get(&m.connections_total).to_string(),
-                ),
-                (
-                    "total_commands_processed",
-                    Metrics::get(&m.commands_total).to_string(),
-                ),
-                (
-                    "total_net_input_bytes",
-                    Metrics::get(&m.net_input_bytes).to_string(),
-                ),
-                (
-                    "total_net_output_bytes",
-                    Metrics::get(&m.net_output_bytes).to_string(),
-                ),
-                (
-                    "rejected_connections",
-                    Metrics::get(&m.rejected_connections_total).to_string(),
-                ),
-                ("expired_keys", ctx.db().expired_total().to_string()),
-                ("evicted_keys", "0".into()),
-                ("pubsub_channels", shared.channels.lock().len().to_string()),
-                ("pubsub_patterns", shared.patterns.lock().len().to_string()),
-                (
-                    "total_error_replies",
-                    Metrics::get(&m.command_errors_total).to_string(),
-                ),
-                (
-                    "meridian_ops_committed",
-                    Metrics::get(&m.ops_committed_total).to_string(),
-                ),
-                (
-                    "meridian_protocol_errors",
-                    Metrics::get(&m.protocol_errors_total).to_string(),
-                ),
-            ],
-        ),
+        "persistence" => persistence_section(ctx),
+        "stats" => stats_section(ctx),
         "replication" => (
             "Replication",
             vec![("role", "master".into()), ("connected_slaves", "0".into())],
