@@ -376,7 +376,30 @@ fn a_linked_pair_after_a_healed_partition_exposes_every_recorded_family() {
         .is_some()
     });
 
-    check_against_fixture(&scrape(ma), true);
+    let exposed = scrape(ma);
+    check_against_fixture(&exposed, true);
+    // Dashboards also filter on label values, in this order.
+    let info = format!(
+        "meridian_info{{region=\"ma\",version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let expected = [
+        info.as_str(),
+        "meridian_command_calls_total{cmd=\"set\"} ",
+        "meridian_conflicts_total{type=\"string\",rule=\"lww\"} ",
+        "meridian_replication_refused_total{reason=\"bad secret\"} ",
+        "meridian_replication_apply_lag_seconds{peer=\"mb\",quantile=\"0.5\"} ",
+        "meridian_replication_apply_lag_seconds{peer=\"mb\",quantile=\"0.99\"} ",
+        "meridian_replication_link_up{peer=\"mb\"} 1",
+        "meridian_peer_liveness{peer=\"mb\"} 1",
+    ];
+    for series in expected {
+        assert!(
+            exposed.text.lines().any(|l| l.starts_with(series)),
+            "no {series:?} in\n{}",
+            exposed.text
+        );
+    }
 }
 
 #[test]
