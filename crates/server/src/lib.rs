@@ -42,6 +42,7 @@ pub mod http;
 pub mod logging;
 pub mod members_cli;
 pub mod metrics;
+pub mod metrics_export;
 pub mod rclient;
 pub mod reload;
 pub mod server;
