@@ -21,7 +21,8 @@
 //! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
 //! - [`dashboard`]: the live page at `/` on the HTTP port.
 //! - [`shared`], [`client`], [`metrics`]: state shared by connections, per
-//!   connection, and counters.
+//!   connection, and counters; [`metrics_export`] renders them and the
+//!   region's state as Prometheus text (prometheus-client).
 
 pub mod acl;
 pub mod admin;
@@ -38,6 +39,7 @@ pub mod heal;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod metrics_export;
 pub mod reload;
 pub mod server;
 pub mod shared;

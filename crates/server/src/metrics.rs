@@ -1,6 +1,5 @@
 //! Counters for `/metrics` (Prometheus text format) and `INFO`.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Default)]
@@ -47,42 +46,4 @@ pub fn rss_bytes() -> u64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096
-}
-
-/// One sample in Prometheus text exposition format.
-pub struct Sample<'a> {
-    pub name: &'a str,
-    pub help: &'a str,
-    pub kind: &'a str,
-    pub labels: Vec<(&'a str, String)>,
-    pub value: f64,
-}
-
-pub fn render(samples: &[Sample<'_>]) -> String {
-    let mut out = String::new();
-    let mut last = "";
-    for s in samples {
-        if s.name != last {
-            let _ = writeln!(out, "# HELP {} {}", s.name, s.help);
-            let _ = writeln!(out, "# TYPE {} {}", s.name, s.kind);
-            last = s.name;
-        }
-        out.push_str(s.name);
-        if !s.labels.is_empty() {
-            out.push('{');
-            for (i, (k, v)) in s.labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let escaped = v
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = write!(out, "{k}=\"{escaped}\"");
-            }
-            out.push('}');
-        }
-        let _ = writeln!(out, " {}", s.value);
-    }
-    out
 }
