@@ -210,26 +210,86 @@ pub fn summarize_conflicts(
     Some(summary)
 }
 
+/// The table's columns, and which of them are right-aligned: numbers, so
+/// that their magnitudes line up.
+const COLUMNS: [(&str, bool); 9] = [
+    ("  REGION", false),
+    ("ROLE", false),
+    ("STATE", false),
+    ("LINK", false),
+    ("LAG ms", true),
+    ("LAG ops", true),
+    ("CLOCK ms", true),
+    ("LOST 1h", true),
+    ("LAST ERROR", false),
+];
+
+/// What the table's marks and columns mean, printed under it.
+const LEGEND: &str = "\n* this region · STATE: failure detector · LINK: replication both ways · \
+                      LOST 1h: that region's writes discarded by a concurrent write\n";
+
 /// The table. Pure: everything comes from `status` and `conflicts`.
 pub fn render_table(status: &Value, conflicts: &Result<ConflictSummary, String>) -> String {
+    let mut out = summary_lines(status, conflicts);
+    out.push('\n');
+    let mut rows: Vec<Vec<String>> = vec![COLUMNS.iter().map(|(h, _)| h.to_string()).collect()];
+    let regions = status["regions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    rows.extend(regions.iter().map(|r| region_row(r, conflicts)));
+    out.push_str(&align_columns(&rows));
+    out.push_str(LEGEND);
+    out
+}
+
+/// The lines above the table: the cluster as a whole, seen from this region.
+fn summary_lines(status: &Value, conflicts: &Result<ConflictSummary, String>) -> String {
     let mut out = String::new();
-    let ready = if status["ready"].as_bool() == Some(true) {
+    let _ = writeln!(
+        out,
+        "cluster {} seen from {} · {} · epoch {} · {} keys",
+        status["cluster"].as_str().unwrap_or("?"),
+        status["region"].as_str().unwrap_or("?"),
+        readiness(status),
+        status["epoch"],
+        status["keys"].as_u64().unwrap_or(0),
+    );
+    let _ = writeln!(out, "fenced keyspaces: {}", fenced_keyspaces(status));
+    if let Some(line) = primary_line(&status["election"]) {
+        let _ = writeln!(out, "{line}");
+    }
+    let conflicts_line = match conflicts {
+        Ok(c) if c.at_least => format!("at least {}", c.last_hour),
+        Ok(c) => c.last_hour.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    let _ = writeln!(out, "conflicts in the last hour: {conflicts_line}");
+    let refused: Vec<String> = status["handshakes_refused"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, n)| format!("{k} {n}")).collect())
+        .unwrap_or_default();
+    if !refused.is_empty() {
+        let _ = writeln!(out, "peer handshakes refused: {}", refused.join(", "));
+    }
+    out
+}
+
+/// `ready`, or `NOT READY` with the region's reason when it gives one.
+fn readiness(status: &Value) -> String {
+    if status["ready"].as_bool() == Some(true) {
         "ready".to_string()
     } else {
         match status["not_ready_reason"].as_str() {
             Some(reason) => format!("NOT READY ({reason})"),
             None => "NOT READY".to_string(),
         }
-    };
-    let _ = writeln!(
-        out,
-        "cluster {} seen from {} · {} · epoch {} · {} keys",
-        status["cluster"].as_str().unwrap_or("?"),
-        status["region"].as_str().unwrap_or("?"),
-        ready,
-        status["epoch"],
-        status["keys"].as_u64().unwrap_or(0),
-    );
+    }
+}
+
+/// Every keyspace that is not writable, with its state and reason, or
+/// `none`.
+fn fenced_keyspaces(status: &Value) -> String {
     let policies = status["policies"]
         .as_array()
         .map(Vec::as_slice)
@@ -246,98 +306,71 @@ pub fn render_table(status: &Value, conflicts: &Result<ConflictSummary, String>)
             }
         })
         .collect();
-    let _ = writeln!(
-        out,
-        "fenced keyspaces: {}",
-        if fenced.is_empty() {
-            "none".to_string()
-        } else {
-            fenced.join(", ")
-        }
-    );
-    let election = &status["election"];
-    if let Some(primary) = election["primary"].as_str() {
-        let _ = writeln!(
-            out,
-            "primary of primary keyspaces: {primary} (term {}; this region: {}{})",
-            election["primary_term"],
-            election["role"].as_str().unwrap_or("?"),
-            match election["not_writable_reason"].as_str() {
-                Some(why) if election["role"] == "leader" => format!(", not writable: {why}"),
-                _ => String::new(),
-            }
-        );
+    if fenced.is_empty() {
+        "none".to_string()
+    } else {
+        fenced.join(", ")
     }
-    let conflicts_line = match conflicts {
-        Ok(c) if c.at_least => format!("at least {}", c.last_hour),
-        Ok(c) => c.last_hour.to_string(),
-        Err(e) => format!("unknown ({e})"),
-    };
-    let _ = writeln!(out, "conflicts in the last hour: {conflicts_line}");
-    let refused: Vec<String> = status["handshakes_refused"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, n)| format!("{k} {n}")).collect())
-        .unwrap_or_default();
-    if !refused.is_empty() {
-        let _ = writeln!(out, "peer handshakes refused: {}", refused.join(", "));
-    }
-    out.push('\n');
+}
 
-    let header = [
-        "  REGION",
-        "ROLE",
-        "STATE",
-        "LINK",
-        "LAG ms",
-        "LAG ops",
-        "CLOCK ms",
-        "LOST 1h",
-        "LAST ERROR",
-    ];
-    // Numbers are right-aligned so their magnitudes line up.
-    let right = [false, false, false, false, true, true, true, true, false];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    let regions = status["regions"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    for r in regions {
-        let id = r["id"].as_str().unwrap_or("?");
-        let is_self = r["self"].as_bool() == Some(true);
-        let state = r["state"].as_str().unwrap_or("?");
-        let lost = match conflicts {
-            Ok(c) => c.lost_by_region.get(id).copied().unwrap_or(0).to_string(),
-            Err(_) => "?".into(),
+/// Who holds the primary keyspaces and in which term, when the cluster has
+/// elected a primary.
+fn primary_line(election: &Value) -> Option<String> {
+    let primary = election["primary"].as_str()?;
+    Some(format!(
+        "primary of primary keyspaces: {primary} (term {}; this region: {}{})",
+        election["primary_term"],
+        election["role"].as_str().unwrap_or("?"),
+        match election["not_writable_reason"].as_str() {
+            Some(why) if election["role"] == "leader" => format!(", not writable: {why}"),
+            _ => String::new(),
+        }
+    ))
+}
+
+/// One region's row, in the order of [`COLUMNS`]. This region (`self`) has
+/// no link, clock offset or link error of its own.
+fn region_row(r: &Value, conflicts: &Result<ConflictSummary, String>) -> Vec<String> {
+    let id = r["id"].as_str().unwrap_or("?");
+    let is_self = r["self"].as_bool() == Some(true);
+    let state = r["state"].as_str().unwrap_or("?");
+    let lost = match conflicts {
+        Ok(c) => c.lost_by_region.get(id).copied().unwrap_or(0).to_string(),
+        Err(_) => "?".into(),
+    };
+    let (link, clock, error) = if is_self {
+        ("self".to_string(), "-".to_string(), String::new())
+    } else {
+        let link = link_state(&r["link"]);
+        let clock = match r["clock_offset_ms"].as_i64() {
+            Some(ms) if r["clock_alarm"].as_bool() == Some(true) => format!("{ms:+} ALARM"),
+            Some(ms) => format!("{ms:+}"),
+            None => "-".into(),
         };
-        let (link, clock, error) = if is_self {
-            ("self".to_string(), "-".to_string(), String::new())
+        let error = if link == "up" {
+            String::new()
         } else {
-            let link = link_state(&r["link"]);
-            let clock = match r["clock_offset_ms"].as_i64() {
-                Some(ms) if r["clock_alarm"].as_bool() == Some(true) => format!("{ms:+} ALARM"),
-                Some(ms) => format!("{ms:+}"),
-                None => "-".into(),
-            };
-            let error = if link == "up" {
-                String::new()
-            } else {
-                r["link"]["last_error"].as_str().unwrap_or("").to_string()
-            };
-            (shout_unless(link, "up"), clock, error)
+            r["link"]["last_error"].as_str().unwrap_or("").to_string()
         };
-        rows.push(vec![
-            format!("{} {id}", if is_self { '*' } else { ' ' }),
-            r["role"].as_str().unwrap_or("?").to_string(),
-            shout_unless(state, "up"),
-            link,
-            r["lag_ms"].as_u64().map_or("-".into(), |n| n.to_string()),
-            r["lag_ops"].as_u64().map_or("-".into(), |n| n.to_string()),
-            clock,
-            lost,
-            error,
-        ]);
-    }
-    let widths: Vec<usize> = (0..header.len())
+        (shout_unless(link, "up"), clock, error)
+    };
+    vec![
+        format!("{} {id}", if is_self { '*' } else { ' ' }),
+        r["role"].as_str().unwrap_or("?").to_string(),
+        shout_unless(state, "up"),
+        link,
+        r["lag_ms"].as_u64().map_or("-".into(), |n| n.to_string()),
+        r["lag_ops"].as_u64().map_or("-".into(), |n| n.to_string()),
+        clock,
+        lost,
+        error,
+    ]
+}
+
+/// `rows` (the header first) padded to their columns' widths, two spaces
+/// apart, aligned as [`COLUMNS`] says, without trailing spaces.
+fn align_columns(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..COLUMNS.len())
         .map(|c| {
             rows.iter()
                 .map(|row| row[c].chars().count())
@@ -345,14 +378,15 @@ pub fn render_table(status: &Value, conflicts: &Result<ConflictSummary, String>)
                 .unwrap_or(0)
         })
         .collect();
-    for row in &rows {
+    let mut out = String::new();
+    for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
             let pad = widths[c] - cell.chars().count();
             if c > 0 {
                 line.push_str("  ");
             }
-            if right[c] {
+            if COLUMNS[c].1 {
                 line.push_str(&" ".repeat(pad));
                 line.push_str(cell);
             } else {
@@ -363,10 +397,6 @@ pub fn render_table(status: &Value, conflicts: &Result<ConflictSummary, String>)
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out.push_str(
-        "\n* this region · STATE: failure detector · LINK: replication both ways · \
-         LOST 1h: that region's writes discarded by a concurrent write\n",
-    );
     out
 }
 

@@ -360,7 +360,7 @@ fn accepted_windows(cluster: &Cluster) -> Vec<(u64, String, u64, u64, u64)> {
 #[test]
 fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledged_write() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     let cluster = Cluster::start(
         &["ra", "rb", "rc"],
@@ -377,15 +377,7 @@ fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledg
     assert!(is_ok(&reply), "{reply:?}");
     let stop = Arc::new(AtomicBool::new(false));
     let names: [&'static str; 3] = ["ra", "rb", "rc"];
-    let logs: Vec<Arc<Mutex<Writes>>> = names.iter().map(|_| Arc::default()).collect();
-    let threads: Vec<_> = names
-        .into_iter()
-        .zip(&logs)
-        .map(|(r, log)| {
-            let (c, stop, log) = (cluster.conn(r), stop.clone(), log.clone());
-            std::thread::spawn(move || writer(c, r, stop, log))
-        })
-        .collect();
+    let (logs, threads) = start_writers(&cluster, names, &stop);
     std::thread::sleep(Duration::from_millis(500));
     let acked_before = logs[0].lock().unwrap().acked.len();
     assert!(acked_before > 10, "ra accepted only {acked_before} writes");
@@ -396,32 +388,8 @@ fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledg
 
     let cut_ms = now_ms();
     cluster.mesh.partition("ra").unwrap();
-    // Until rb or rc accepts a write.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (new, first_new_ms) = loop {
-        let found = names[1..].iter().zip(&logs[1..]).find_map(|(r, log)| {
-            log.lock()
-                .unwrap()
-                .acked
-                .first()
-                .map(|(_, _, at)| (r.to_string(), *at))
-        });
-        if let Some(f) = found {
-            break f;
-        }
-        assert!(Instant::now() < deadline, "no region was elected");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (last_old_ms, first_fenced_ms) = {
-        let w = logs[0].lock().unwrap();
-        let last = w.acked.last().map_or(0, |(_, _, at)| *at);
-        let fenced = w
-            .refused
-            .iter()
-            .find(|(e, at)| *at >= cut_ms && e.starts_with("FENCED"))
-            .map(|(_, at)| *at);
-        (last, fenced)
-    };
+    let (new, first_new_ms) = first_write_elsewhere(&names[1..], &logs[1..]);
+    let (last_old_ms, first_fenced_ms) = last_acked_and_first_fenced(&logs[0], cut_ms);
     let first_fenced_ms = first_fenced_ms.expect("ra answered -FENCED after the cut");
     let (code, body) = http_get(cluster.regions[0].http, "/health/ready");
     assert_eq!(code, 503, "the cut-off primary is fenced: {body}");
@@ -449,24 +417,7 @@ fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledg
         "a follower serves reads"
     );
 
-    // No two regions accepted primary writes in one term, and the old
-    // primary's last accepted write came before the new one's first.
-    let windows = accepted_windows(&cluster);
-    for pair in windows.windows(2) {
-        assert_ne!(
-            pair[0].0, pair[1].0,
-            "two regions wrote in one term: {windows:?}"
-        );
-    }
-    let old = windows.iter().find(|w| w.1 == "ra").expect("ra's window");
-    let newer = windows.iter().find(|w| w.1 == new).expect("the new window");
-    assert!(old.0 < newer.0, "{windows:?}");
-    assert!(
-        newer.2 >= old.3,
-        "the new primary accepted at {} before the old one stopped at {}: {windows:?}",
-        newer.2,
-        old.3
-    );
+    assert_one_primary_per_term(&cluster, &new);
     assert!(first_new_ms >= last_old_ms, "client acks overlap");
     let (_, metrics) = http_get(cluster.regions[cluster.index(&new)].http, "/metrics");
     assert!(
@@ -506,19 +457,7 @@ fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledg
         t.join().unwrap();
     }
 
-    // Every acknowledged write, anywhere, is in the converged state.
-    let dump = cluster.converge(Duration::from_secs(30));
-    let mut acked = 0;
-    for log in &logs {
-        for (key, value, _) in &log.lock().unwrap().acked {
-            assert_eq!(
-                dump.get(key).map(String::as_str),
-                Some(format!("string:{value}").as_str()),
-                "acknowledged write {key} lost"
-            );
-            acked += 1;
-        }
-    }
+    let acked = assert_every_acknowledged_write_converged(&cluster, &logs);
     let windows = accepted_windows(&cluster);
     println!(
         "failover: cut at 0; ra's last accepted write +{} ms; ra answered -FENCED from +{} ms; {new} accepted its first write at +{} ms (term {term}); gap {} ms (lease {LEASE_MS} ms); ra followed {new} {} ms after heal; {acked} acknowledged writes all present",
@@ -535,6 +474,106 @@ fn primary_failover_elects_new_primary_with_higher_epoch_and_loses_no_acknowledg
             last as i64 - cut_ms as i64
         );
     }
+}
+
+/// One [`writer`] thread per region in `names`, each with its own log.
+fn start_writers(
+    cluster: &Cluster,
+    names: [&'static str; 3],
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    Vec<std::sync::Arc<std::sync::Mutex<Writes>>>,
+    Vec<std::thread::JoinHandle<()>>,
+) {
+    let logs: Vec<std::sync::Arc<std::sync::Mutex<Writes>>> =
+        names.iter().map(|_| std::sync::Arc::default()).collect();
+    let threads = names
+        .into_iter()
+        .zip(&logs)
+        .map(|(r, log)| {
+            let (c, stop, log) = (cluster.conn(r), stop.clone(), log.clone());
+            std::thread::spawn(move || writer(c, r, stop, log))
+        })
+        .collect();
+    (logs, threads)
+}
+
+/// Waits until one of `names` (whose writers log to `logs`) acknowledges a
+/// write: that region was elected. Returns it and when it acknowledged.
+fn first_write_elsewhere(
+    names: &[&str],
+    logs: &[std::sync::Arc<std::sync::Mutex<Writes>>],
+) -> (String, u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = names.iter().zip(logs).find_map(|(r, log)| {
+            log.lock()
+                .unwrap()
+                .acked
+                .first()
+                .map(|(_, _, at)| (r.to_string(), *at))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no region was elected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// When the old primary acknowledged its last write, and when it first
+/// answered -FENCED after the cut at `cut_ms`.
+fn last_acked_and_first_fenced(log: &std::sync::Mutex<Writes>, cut_ms: u64) -> (u64, Option<u64>) {
+    let w = log.lock().unwrap();
+    let last = w.acked.last().map_or(0, |(_, _, at)| *at);
+    let fenced = w
+        .refused
+        .iter()
+        .find(|(e, at)| *at >= cut_ms && e.starts_with("FENCED"))
+        .map(|(_, at)| *at);
+    (last, fenced)
+}
+
+/// No two regions accepted primary writes in one term, and the old
+/// primary's (ra's) last accepted write came before the first of `new`.
+fn assert_one_primary_per_term(cluster: &Cluster, new: &str) {
+    let windows = accepted_windows(cluster);
+    for pair in windows.windows(2) {
+        assert_ne!(
+            pair[0].0, pair[1].0,
+            "two regions wrote in one term: {windows:?}"
+        );
+    }
+    let old = windows.iter().find(|w| w.1 == "ra").expect("ra's window");
+    let newer = windows.iter().find(|w| w.1 == new).expect("the new window");
+    assert!(old.0 < newer.0, "{windows:?}");
+    assert!(
+        newer.2 >= old.3,
+        "the new primary accepted at {} before the old one stopped at {}: {windows:?}",
+        newer.2,
+        old.3
+    );
+}
+
+/// Every acknowledged write, anywhere, is in the converged state. Returns
+/// how many there were.
+fn assert_every_acknowledged_write_converged(
+    cluster: &Cluster,
+    logs: &[std::sync::Arc<std::sync::Mutex<Writes>>],
+) -> usize {
+    let dump = cluster.converge(Duration::from_secs(30));
+    let mut acked = 0;
+    for log in logs {
+        for (key, value, _) in &log.lock().unwrap().acked {
+            assert_eq!(
+                dump.get(key).map(String::as_str),
+                Some(format!("string:{value}").as_str()),
+                "acknowledged write {key} lost"
+            );
+            acked += 1;
+        }
+    }
+    acked
 }
 
 #[test]

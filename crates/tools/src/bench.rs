@@ -227,9 +227,11 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// Run 1 (unless skipped) measures one region alone, run 2 three regions
+/// through the WAN emulator; the regions then drain and the report compares
+/// the two runs against the targets.
 async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let elapsed = || format!("[{:6.1}s]", started.elapsed().as_secs_f64());
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "meridian bench replication: one-way delay {} ms, offered {} writes/s over {} clients, {} s measured per run (+{} s warm-up), --fsync {}, {cpus} CPUs",
@@ -241,51 +243,109 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
         args.fsync
     );
     let serve_args = vec!["--fsync".to_string(), args.fsync.clone()];
-
     let baseline = if args.skip_baseline {
         None
     } else {
-        println!(
-            "{} run 1: one region, no peers (load average {})",
-            elapsed(),
-            load_average()
-        );
-        let spec = spec(&["solo"], &args, serve_args.clone());
-        let cluster = LocalCluster::start(&spec).await?;
-        let pids: Vec<u32> = cluster.regions.iter().map(|r| r.pid()).collect();
-        let addrs: Vec<SocketAddr> = cluster.regions.iter().map(|r| r.resp).collect();
-        let cpu_before = Arc::new(parking_lot::Mutex::new(CpuSample::default()));
-        let load = {
-            let cpu_before = cpu_before.clone();
-            let pids = pids.clone();
-            run_load(&addrs, &args, move || {
-                *cpu_before.lock() = cpu_sample(&pids)
-            })
-            .await?
-        };
-        let cpu_after = cpu_sample(&pids);
-        println!("{}{}", elapsed(), &load.line("one region")[1..]);
-        println!(
-            "           CPU, % of one core: {}",
-            cpu_line(
-                &["region".to_string(), "bench process".to_string()],
-                &cpu_before.lock(),
-                &cpu_after,
-                load.window_s
-            )
-        );
-        drop(cluster);
-        Some(load)
+        Some(one_region_run(&args, serve_args.clone(), started).await?)
     };
+    let mut cluster = start_three_regions(&args, serve_args, started).await?;
+    let run = three_region_run(&cluster, &args, started).await?;
 
+    // Drain: every region must end with the same state.
+    let drain_start = Instant::now();
+    converge(&mut cluster).await?;
+    println!(
+        "{} regions converged {:.2} s after the load stopped",
+        stamp(started),
+        drain_start.elapsed().as_secs_f64()
+    );
+
+    println!("\n══ Results ═════════════════════════════════════════════════════════════");
+    report_latency(&args, baseline.as_ref(), &run.load);
+    report_lag(&args, &run.probe, &run.status_lags);
+    report_wire(&run);
+    drop(cluster);
+    Ok(())
+}
+
+/// The time since the bench started, as its progress lines show it.
+fn stamp(started: Instant) -> String {
+    format!("[{:6.1}s]", started.elapsed().as_secs_f64())
+}
+
+/// Run 1: the load against one region with no peers, the baseline of the
+/// local write latency.
+async fn one_region_run(
+    args: &ReplicationArgs,
+    serve_args: Vec<String>,
+    started: Instant,
+) -> anyhow::Result<LoadResult> {
+    println!(
+        "{} run 1: one region, no peers (load average {})",
+        stamp(started),
+        load_average()
+    );
+    let spec = spec(&["solo"], args, serve_args);
+    let cluster = LocalCluster::start(&spec).await?;
+    let pids: Vec<u32> = cluster.regions.iter().map(|r| r.pid()).collect();
+    let addrs: Vec<SocketAddr> = cluster.regions.iter().map(|r| r.resp).collect();
+    let cpu_before = Arc::new(parking_lot::Mutex::new(CpuSample::default()));
+    let load = {
+        let cpu_before = cpu_before.clone();
+        let pids = pids.clone();
+        run_load(&addrs, args, move || *cpu_before.lock() = cpu_sample(&pids)).await?
+    };
+    let cpu_after = cpu_sample(&pids);
+    println!("{}{}", stamp(started), &load.line("one region")[1..]);
+    println!(
+        "           CPU, % of one core: {}",
+        cpu_line(
+            &["region".to_string(), "bench process".to_string()],
+            &cpu_before.lock(),
+            &cpu_after,
+            load.window_s
+        )
+    );
+    drop(cluster);
+    Ok(load)
+}
+
+/// Starts run 2's cluster: [`REGIONS`], every link `--delay-ms` one way.
+async fn start_three_regions(
+    args: &ReplicationArgs,
+    serve_args: Vec<String>,
+    started: Instant,
+) -> anyhow::Result<LocalCluster> {
     println!(
         "{} run 2: three regions, every link {} ms one way (load average {})",
-        elapsed(),
+        stamp(started),
         args.delay_ms,
         load_average()
     );
-    let spec = spec(&REGIONS, &args, serve_args);
-    let mut cluster = LocalCluster::start(&spec).await?;
+    let spec = spec(&REGIONS, args, serve_args);
+    LocalCluster::start(&spec).await
+}
+
+/// What run 2 measured.
+struct ThreeRegionRun {
+    load: LoadResult,
+    probe: ProbeLag,
+    status_lags: Vec<StatusLag>,
+    /// The replication counters when the window opened, read by a task
+    /// started then (`None` until it has read them).
+    wire_before: Arc<parking_lot::Mutex<Option<WireTotals>>>,
+    /// The replication counters and the proxies' bytes when the load ended.
+    wire_after: WireTotals,
+    proxy_bytes_after: u64,
+}
+
+/// Run 2: the load against the three regions, with probes and status
+/// sampling alongside; prints the load's line and the CPU used.
+async fn three_region_run(
+    cluster: &LocalCluster,
+    args: &ReplicationArgs,
+    started: Instant,
+) -> anyhow::Result<ThreeRegionRun> {
     let addrs: Vec<SocketAddr> = cluster.regions.iter().map(|r| r.resp).collect();
     let pids: Vec<u32> = cluster.regions.iter().map(|r| r.pid()).collect();
     let https: Vec<SocketAddr> = cluster.regions.iter().map(|r| r.http).collect();
@@ -312,7 +372,7 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
             pids.clone(),
             https.clone(),
         );
-        run_load(&addrs, &args, move || {
+        run_load(&addrs, args, move || {
             *cpu_before.lock() = cpu_sample(&pids);
             // Status is read over HTTP; take it from a task, not here.
             let wire_before = wire_before.clone();
@@ -325,8 +385,8 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     };
     let cpu_after = cpu_sample(&pids);
     let wire_after = wire_totals(&https).await?;
-    let proxy_bytes_after = proxy_bytes(&cluster);
-    println!("{}{}", elapsed(), &load.line("three regions")[1..]);
+    let proxy_bytes_after = proxy_bytes(cluster);
+    println!("{}{}", stamp(started), &load.line("three regions")[1..]);
     let mut names: Vec<String> = REGIONS.iter().map(|r| r.to_string()).collect();
     names.push("bench process (load, probes, proxies)".into());
     println!(
@@ -336,32 +396,32 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
 
     let status_lags = sampler.await.context("status sampler")??;
     let probe = probes.await.context("probe task")??;
+    Ok(ThreeRegionRun {
+        load,
+        probe,
+        status_lags,
+        wire_before,
+        wire_after,
+        proxy_bytes_after,
+    })
+}
 
-    // Drain: every region must end with the same state.
-    let drain_start = Instant::now();
-    converge(&mut cluster).await?;
-    println!(
-        "{} regions converged {:.2} s after the load stopped",
-        elapsed(),
-        drain_start.elapsed().as_secs_f64()
-    );
-
-    // Report.
-    let target_lag_ms = args.delay_ms as f64 + 10.0;
-    println!("\n══ Results ═════════════════════════════════════════════════════════════");
+/// Local write latency of both runs, and whether three regions met the
+/// latency and rate targets.
+fn report_latency(args: &ReplicationArgs, baseline: Option<&LoadResult>, load: &LoadResult) {
     println!("Local write latency (ms; from writing the command to reading its reply)");
     println!(
         "  {:<24} {:>11}  {:>8} {:>8} {:>8} {:>8}",
         "run", "achieved", "p50", "p99", "p99.9", "max"
     );
-    if let Some(b) = &baseline {
+    if let Some(b) = baseline {
         println!("{}", b.line("one region, no peers"));
     }
     println!(
         "{}",
         load.line(&format!("three regions, {} ms", args.delay_ms))
     );
-    if let Some(b) = &baseline {
+    if let Some(b) = baseline {
         let ratio = load.quantile_ms(0.99) / b.quantile_ms(0.99).max(0.001);
         println!(
             "  p99 three regions / one region: {ratio:.2}× (target ≤ 1.2×): {}",
@@ -374,7 +434,12 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
         group(args.rate as i64),
         verdict(load.rate() >= args.rate as f64 * 0.99)
     );
+}
 
+/// Replication lag from the probes, per pair and against the target, and
+/// from the receivers' `/v1/status`, per link.
+fn report_lag(args: &ReplicationArgs, probe: &ProbeLag, status_lags: &[StatusLag]) {
+    let target_lag_ms = args.delay_ms as f64 + 10.0;
     println!("\nReplication lag (ms)");
     let p = &probe.all_ms;
     println!(
@@ -414,7 +479,7 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
         quantile(&p99s, 1.0)
     );
     let mut by_link: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for s in &status_lags {
+    for s in status_lags {
         if let Some(v) = s.p99_ms {
             by_link.entry(s.link.clone()).or_default().push(v);
         }
@@ -427,11 +492,16 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
             quantile(&v, 1.0)
         );
     }
+}
 
+/// Bytes per op shipped in the window, and per replicated copy of a write
+/// over the whole run.
+fn report_wire(run: &ThreeRegionRun) {
     println!("\nWire");
-    let before = wire_before.lock().clone().unwrap_or_default();
-    let ops = wire_after.ops_sent.saturating_sub(before.ops_sent);
-    let bytes = wire_after.bytes_sent.saturating_sub(before.bytes_sent);
+    let before = run.wire_before.lock().clone().unwrap_or_default();
+    let after = &run.wire_after;
+    let ops = after.ops_sent.saturating_sub(before.ops_sent);
+    let bytes = after.bytes_sent.saturating_sub(before.bytes_sent);
     println!(
         "  replication streams in the window: {} ops shipped, {} → {:.1} bytes per op shipped",
         group(ops as i64),
@@ -440,13 +510,11 @@ async fn replication(args: ReplicationArgs) -> anyhow::Result<()> {
     );
     println!(
         "  whole run: {:.2} ops shipped per write (2 peers + relays; {} skipped as duplicates); through the proxies {} both ways = {:.1} bytes per replicated copy of a write",
-        wire_after.ops_sent as f64 / wire_after.local_ops.max(1) as f64,
-        group(wire_after.duplicates as i64),
-        megabytes(proxy_bytes_after),
-        proxy_bytes_after as f64 / (2 * wire_after.local_ops).max(1) as f64
+        after.ops_sent as f64 / after.local_ops.max(1) as f64,
+        group(after.duplicates as i64),
+        megabytes(run.proxy_bytes_after),
+        run.proxy_bytes_after as f64 / (2 * after.local_ops).max(1) as f64
     );
-    drop(cluster);
-    Ok(())
 }
 
 fn verdict(met: bool) -> &'static str {

@@ -165,6 +165,15 @@ struct LinkLag {
     p99_ms: Option<u64>,
 }
 
+/// What happened while [`ISOLATED`] was cut off.
+struct Partition {
+    lasted: Duration,
+    /// Commands the workload ran in [`ISOLATED`] meanwhile.
+    isolated_ops: u64,
+    /// Writes of the same keys on the two sides.
+    conflict_writes: u64,
+}
+
 struct Demo {
     cluster: LocalCluster,
     started: Instant,
@@ -267,7 +276,9 @@ impl Demo {
         }
     }
 
-    /// The whole scenario. `Ok` holds the failed checks (empty: all passed).
+    /// The whole scenario: the workload driven through its phases (steady,
+    /// partition, heal), then the checks once the regions converged. `Ok`
+    /// holds the failed checks (empty: all passed).
     async fn drive_and_check(&mut self, args: &DemoArgs, seed: u64) -> anyhow::Result<Vec<String>> {
         let total = Duration::from_secs(args.seconds);
         let steady = total.mul_f64(0.40);
@@ -285,6 +296,24 @@ impl Demo {
                 .await?,
         )?;
 
+        let load_started = self.start_load(seed);
+        self.wait_visible(isolated, &["SISMEMBER", "team:red", "dave"])
+            .await?;
+        let lags = self.steady_phase(steady).await?;
+        let partition = self
+            .partition_phase(partitioned, &mut rival_client, &mut isolated_client)
+            .await?;
+        self.heal_phase(healed, &partition).await?;
+        let (acked, writes_stopped) = self.stop_load().await?;
+        let load_secs = writes_stopped.duration_since(load_started).as_secs_f64();
+        let digests = self.wait_converged(writes_stopped).await?;
+        self.report_and_check(load_secs, &lags, &acked, &digests)
+            .await
+    }
+
+    /// Starts [`WORKERS_PER_REGION`] workload connections in every region;
+    /// returns when the load started.
+    fn start_load(&mut self, seed: u64) -> Instant {
         let load_started = Instant::now();
         println!(
             "{} writing in every region: strings, counters, hashes, sets, sorted sets ({} cmd/s per region)",
@@ -305,22 +334,36 @@ impl Demo {
                 )));
             }
         }
-        self.wait_visible(isolated, &["SISMEMBER", "team:red", "dave"])
-            .await?;
+        load_started
+    }
+
+    /// Lets the load run for `length` with every link up while probes time
+    /// each link; returns the lag per link.
+    async fn steady_phase(&mut self, length: Duration) -> anyhow::Result<Vec<LinkLag>> {
         let addrs: Vec<SocketAddr> = self.cluster.regions.iter().map(|r| r.resp).collect();
         let probes = tokio::spawn(crate::bench::probe_lag(
             addrs,
             Instant::now(),
-            Instant::now() + steady,
+            Instant::now() + length,
             PROBE_QUIET,
             PROBE_RATE_PER_S,
         ));
-        self.run_phase("steady", steady).await?;
+        self.run_phase("steady", length).await?;
         // Every probe is seen a link delay after the last one, before the cut.
         let probes = probes.await.context("probe task")??;
-        let lags = self.link_lags(&probes).await?;
+        self.link_lags(&probes).await
+    }
 
-        // Partition.
+    /// Cuts [`ISOLATED`] off from both peers for `length` while every region
+    /// keeps writing and [`RIVAL`] and [`ISOLATED`] write the same keys.
+    async fn partition_phase(
+        &mut self,
+        length: Duration,
+        rival_client: &mut Client,
+        isolated_client: &mut Client,
+    ) -> anyhow::Result<Partition> {
+        let rival = self.region(RIVAL)?;
+        let isolated = self.region(ISOLATED)?;
         let ops_before_cut = self.stats.ops[isolated].load(Ordering::Relaxed);
         self.mesh()?.partition(ISOLATED)?;
         let cut_at = Instant::now();
@@ -351,27 +394,35 @@ impl Demo {
                 ))
             })
             .collect();
-        self.run_phase("partition", partitioned).await?;
+        self.run_phase("partition", length).await?;
         conflict_stop.store(true, Ordering::Relaxed);
         let mut conflict_writes = 0;
         for w in writers {
             conflict_writes += w.await.context("conflict writer")??;
         }
-        let cut_for = cut_at.elapsed();
-        let isolated_ops = self.stats.ops[isolated].load(Ordering::Relaxed) - ops_before_cut;
+        Ok(Partition {
+            lasted: cut_at.elapsed(),
+            isolated_ops: self.stats.ops[isolated].load(Ordering::Relaxed) - ops_before_cut,
+            conflict_writes,
+        })
+    }
 
-        // Heal.
+    /// Restores [`ISOLATED`]'s links and lets the load run for `length`.
+    async fn heal_phase(&mut self, length: Duration, partition: &Partition) -> anyhow::Result<()> {
         self.mesh()?.heal_all();
         println!(
             "{} HEAL: links to {ISOLATED} restored after {:.1} s ({} commands ran there meanwhile, {} conflicting writes on the two sides)",
             self.elapsed(),
-            cut_for.as_secs_f64(),
-            group(isolated_ops as i64),
-            group(conflict_writes as i64)
+            partition.lasted.as_secs_f64(),
+            group(partition.isolated_ops as i64),
+            group(partition.conflict_writes as i64)
         );
-        self.run_phase("healed", healed).await?;
+        self.run_phase("healed", length).await
+    }
 
-        // Stop, then converge.
+    /// Stops the workload; returns the increments the regions acknowledged,
+    /// summed over every connection, and when the writes stopped.
+    async fn stop_load(&mut self) -> anyhow::Result<(Acked, Instant)> {
         self.stop.store(true, Ordering::Relaxed);
         let writes_stopped = Instant::now();
         let mut acked = Acked::new();
@@ -380,7 +431,12 @@ impl Demo {
                 *acked.entry(counter).or_insert(0) += n;
             }
         }
-        let load_secs = writes_stopped.duration_since(load_started).as_secs_f64();
+        Ok((acked, writes_stopped))
+    }
+
+    /// Waits for the regions to converge once the writes stopped; returns
+    /// their digests.
+    async fn wait_converged(&mut self, writes_stopped: Instant) -> anyhow::Result<Vec<Value>> {
         println!(
             "{} writes stopped; waiting for the regions to converge",
             self.elapsed()
@@ -392,8 +448,18 @@ impl Demo {
             self.elapsed(),
             converge_secs
         );
+        Ok(digests)
+    }
 
-        // Report and checks.
+    /// The report, with every check made against what the drivers recorded.
+    /// Returns the failed checks.
+    async fn report_and_check(
+        &self,
+        load_secs: f64,
+        lags: &[LinkLag],
+        acked: &Acked,
+        digests: &[Value],
+    ) -> anyhow::Result<Vec<String>> {
         let mut failures = Vec::new();
         let total_ops = self.stats.total_ops();
         let errors = self.stats.errors.load(Ordering::Relaxed);
@@ -411,11 +477,11 @@ impl Demo {
             }
             failures.push(format!("{errors} commands answered with an error"));
         }
-        print_lags(&lags);
+        print_lags(lags);
         self.report_conflicts(&mut failures).await?;
-        self.check_counters(&acked, &mut failures).await?;
+        self.check_counters(acked, &mut failures).await?;
         self.check_add_wins(&mut failures).await?;
-        print_digests(&self.cluster, &digests);
+        print_digests(&self.cluster, digests);
         self.report_wire().await?;
         Ok(failures)
     }

@@ -25,7 +25,7 @@ pub mod workload;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,7 @@ use meridian_netem::LinkConditions;
 use meridian_resp::Frame;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedSender;
 
 use self::check::{Barrier, KeyState, RegionState};
 use self::history::{Header, HistoryWriter};
@@ -258,6 +259,11 @@ async fn start_cluster(args: &ChaosArgs, seed: u64) -> anyhow::Result<LocalClust
 }
 
 /// Load, faults, heal, convergence, check. `Ok` holds the anomaly count.
+///
+/// The drivers (the workload's clients, the fault injector, the epilogue)
+/// only act and record; what the regions must show is checked after they
+/// stopped: convergence, tombstone collection, then the offline checker
+/// over the history and the final states.
 async fn drive(
     args: &ChaosArgs,
     seed: u64,
@@ -271,24 +277,119 @@ async fn drive(
         regions: data.clone(),
     };
     let history_path = dir.join("history.jsonl");
-    let mut writer = HistoryWriter::create(&history_path, &header)?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let recorded = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let writer_thread = {
-        let recorded = recorded.clone();
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            while let Some(op) = rx.blocking_recv() {
-                writer.append(&op)?;
-                recorded.fetch_add(1, Ordering::Relaxed);
-            }
-            writer.finish()
-        })
+    let (recorder, tx) = HistoryRecorder::start(&history_path, &header)?;
+    let (load, clients) = start_load(args, seed, cluster, &data, started, tx);
+    let mut injector = faults::Injector::new(seed, cluster, data.len(), started, dir)?;
+    inject_faults(
+        args,
+        seed,
+        cluster,
+        &load,
+        &mut injector,
+        &recorder,
+        started,
+    )
+    .await?;
+    injector.heal_everything(cluster, &load).await?;
+    stop_load(&load, clients, &recorder, started).await?;
+
+    let converged = wait_converged(args, cluster, data.len(), started).await?;
+    let mut barrier = None;
+    if converged.is_ok() {
+        barrier = Some(barrier_then_epilogue(cluster, &data, &load, seed, started).await?);
+    }
+    load.close_history();
+    recorder.finish()?;
+    // The epilogue wrote after the first convergence: converge again.
+    let converged = match converged {
+        Ok(_) => {
+            converge(
+                cluster,
+                data.len(),
+                Duration::from_secs(args.converge_timeout_secs),
+            )
+            .await?
+        }
+        failed => failed,
     };
+    injector.restart_crashed(cluster, &load).await?;
+    let tombstones =
+        tombstones_after_convergence(args, cluster, data.len(), &converged, started).await;
+    let finals = Finals {
+        regions: final_states(cluster, &data, dir).await?,
+        barrier,
+    };
+    save_finals(&finals, dir, started)?;
+
+    let (_, ops) = history::read_history(&history_path)?;
+    let report = check::check(&check::Input {
+        regions: &data,
+        ops: &ops,
+        finals: &finals.regions,
+        barrier: finals.barrier.as_ref(),
+    });
+    let extra = run_anomalies(args, converged, tombstones, &injector);
+    print_report(&report, &injector.counts, &extra, seed);
+    Ok(report.anomalies.len() + extra.len())
+}
+
+/// The thread that appends every operation the workload records to
+/// `history.jsonl`, and how many it has appended.
+struct HistoryRecorder {
+    recorded: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl HistoryRecorder {
+    /// Creates the history at `path`; returns the recorder and the sender
+    /// the workload records into. The history ends when every sender is gone.
+    fn start(
+        path: &Path,
+        header: &Header,
+    ) -> anyhow::Result<(HistoryRecorder, UnboundedSender<history::Op>)> {
+        let mut writer = HistoryWriter::create(path, header)?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let recorded = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let recorded = recorded.clone();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                while let Some(op) = rx.blocking_recv() {
+                    writer.append(&op)?;
+                    recorded.fetch_add(1, Ordering::Relaxed);
+                }
+                writer.finish()
+            })
+        };
+        Ok((HistoryRecorder { recorded, thread }, tx))
+    }
+
+    fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
+    }
+
+    /// Waits for the history to be written out and closed.
+    fn finish(self) -> anyhow::Result<()> {
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the history writer panicked"))?
+    }
+}
+
+/// Starts `--clients-per-region` workload clients in every data region,
+/// recording into `record`.
+fn start_load(
+    args: &ChaosArgs,
+    seed: u64,
+    cluster: &LocalCluster,
+    data: &[String],
+    started: Instant,
+    record: UnboundedSender<history::Op>,
+) -> (Arc<Workload>, Vec<tokio::task::JoinHandle<()>>) {
     let addrs: Vec<SocketAddr> = cluster.regions[..data.len()]
         .iter()
         .map(|r| r.resp)
         .collect();
-    let load = Workload::new(data.clone(), addrs, started, args.think_ms, tx);
+    let load = Workload::new(data.to_vec(), addrs, started, args.think_ms, record);
     let mut clients = Vec::new();
     for region in 0..data.len() {
         for k in 0..args.clients_per_region {
@@ -307,8 +408,20 @@ async fn drive(
         started.elapsed().as_secs_f64(),
         args.clients_per_region
     );
+    (load, clients)
+}
 
-    let mut injector = faults::Injector::new(seed, cluster, data.len(), started, dir)?;
+/// For `--duration` seconds: a fault every `--fault-interval-ms`, regions
+/// that crashed on their own started again, and progress printed.
+async fn inject_faults(
+    args: &ChaosArgs,
+    seed: u64,
+    cluster: &mut LocalCluster,
+    load: &Workload,
+    injector: &mut faults::Injector,
+    recorder: &HistoryRecorder,
+    started: Instant,
+) -> anyhow::Result<()> {
     let faults_end = Instant::now() + Duration::from_secs(args.duration);
     let (lo, hi) = args.fault_interval_ms;
     let mut interval_rng = rand::rngs::StdRng::seed_from_u64(seed.rotate_left(17));
@@ -320,23 +433,32 @@ async fn drive(
             .min(faults_end)
             .min(Instant::now() + Duration::from_millis(250));
         tokio::time::sleep_until(wake.into()).await;
-        injector.restart_crashed(cluster, &load).await?;
+        injector.restart_crashed(cluster, load).await?;
         if Instant::now() >= next_fault && Instant::now() < faults_end {
             let fault = injector.choose();
-            injector.inject(fault, cluster, &load).await?;
+            injector.inject(fault, cluster, load).await?;
             next_fault = Instant::now() + Duration::from_millis(interval_rng.gen_range(lo..=hi));
         }
         if Instant::now() >= next_progress {
             println!(
                 "[{:7.2}s] progress: {} operations recorded, {} faults",
                 started.elapsed().as_secs_f64(),
-                recorded.load(Ordering::Relaxed),
+                recorder.recorded(),
                 injector.total()
             );
             next_progress += PROGRESS_EVERY;
         }
     }
-    injector.heal_everything(cluster, &load).await?;
+    Ok(())
+}
+
+/// Stops the workload and waits for every client to finish.
+async fn stop_load(
+    load: &Workload,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+    recorder: &HistoryRecorder,
+    started: Instant,
+) -> anyhow::Result<()> {
     load.stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.context("a workload client panicked")?;
@@ -344,13 +466,22 @@ async fn drive(
     println!(
         "[{:7.2}s] load stopped after {} operations; waiting for convergence",
         started.elapsed().as_secs_f64(),
-        recorded.load(Ordering::Relaxed)
+        recorder.recorded()
     );
+    Ok(())
+}
 
+/// [`converge`] once the faults stopped, printing how it went.
+async fn wait_converged(
+    args: &ChaosArgs,
+    cluster: &LocalCluster,
+    data_regions: usize,
+    started: Instant,
+) -> anyhow::Result<Result<String, String>> {
     let converge_started = Instant::now();
     let converged = converge(
         cluster,
-        data.len(),
+        data_regions,
         Duration::from_secs(args.converge_timeout_secs),
     )
     .await?;
@@ -366,38 +497,44 @@ async fn drive(
             args.converge_timeout_secs
         ),
     }
-    let mut barrier = None;
-    if converged.is_ok() {
-        barrier = Some(Barrier {
-            at_us: load.now_us(),
-            vv: version_vector(cluster, &data).await?,
-        });
-        let acked = workload::epilogue(&load, seed.rotate_left(29)).await?;
-        println!(
-            "[{:7.2}s] epilogue: {acked} register and hash-field writes, one at a time",
-            started.elapsed().as_secs_f64()
-        );
-    }
-    load.close_history();
-    writer_thread
-        .join()
-        .map_err(|_| anyhow!("the history writer panicked"))??;
-    let converged = match converged {
-        Ok(_) => {
-            converge(
-                cluster,
-                data.len(),
-                Duration::from_secs(args.converge_timeout_secs),
-            )
-            .await?
-        }
-        failed => failed,
+    Ok(converged)
+}
+
+/// Once the regions converged: the barrier (now, and the converged version
+/// vector), then the epilogue's writes, one at a time.
+async fn barrier_then_epilogue(
+    cluster: &LocalCluster,
+    data: &[String],
+    load: &Workload,
+    seed: u64,
+    started: Instant,
+) -> anyhow::Result<Barrier> {
+    let barrier = Barrier {
+        at_us: load.now_us(),
+        vv: version_vector(cluster, data).await?,
     };
-    injector.restart_crashed(cluster, &load).await?;
-    let tombstones = match &converged {
+    let acked = workload::epilogue(load, seed.rotate_left(29)).await?;
+    println!(
+        "[{:7.2}s] epilogue: {acked} register and hash-field writes, one at a time",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(barrier)
+}
+
+/// [`tombstones_collected`], given ten collection rounds and 5 s, once
+/// the regions converged (`Ok(0)` if they did not: that is reported as
+/// its own anomaly); prints the count when no hidden key is left.
+async fn tombstones_after_convergence(
+    args: &ChaosArgs,
+    cluster: &LocalCluster,
+    data_regions: usize,
+    converged: &Result<String, String>,
+    started: Instant,
+) -> Result<u64, String> {
+    let tombstones = match converged {
         Ok(_) => {
             let every = Duration::from_millis(args.tombstone_interval_ms);
-            tombstones_collected(cluster, data.len(), every * 10 + Duration::from_secs(5)).await
+            tombstones_collected(cluster, data_regions, every * 10 + Duration::from_secs(5)).await
         }
         Err(_) => Ok(0),
     };
@@ -407,10 +544,11 @@ async fn drive(
             started.elapsed().as_secs_f64()
         );
     }
-    let finals = Finals {
-        regions: final_states(cluster, &data, dir).await?,
-        barrier,
-    };
+    tombstones
+}
+
+/// Writes `final.json` for `--check`.
+fn save_finals(finals: &Finals, dir: &Path, started: Instant) -> anyhow::Result<()> {
     let journaled: usize = finals
         .regions
         .iter()
@@ -421,14 +559,18 @@ async fn drive(
         "[{:7.2}s] regions stopped; {journaled} conflict-journal entries of registers and hashes read from their data dirs",
         started.elapsed().as_secs_f64()
     );
-    std::fs::write(dir.join("final.json"), serde_json::to_vec(&finals)?)?;
-    let (_, ops) = history::read_history(&history_path)?;
-    let report = check::check(&check::Input {
-        regions: &data,
-        ops: &ops,
-        finals: &finals.regions,
-        barrier: finals.barrier.as_ref(),
-    });
+    std::fs::write(dir.join("final.json"), serde_json::to_vec(finals)?)?;
+    Ok(())
+}
+
+/// The anomalies of the run itself, on top of the checker's: no
+/// convergence, hidden keys left, regions that crashed.
+fn run_anomalies(
+    args: &ChaosArgs,
+    converged: Result<String, String>,
+    tombstones: Result<u64, String>,
+    injector: &faults::Injector,
+) -> Vec<String> {
     let mut extra = Vec::new();
     if let Err(why) = converged {
         extra.push(format!(
@@ -442,8 +584,7 @@ async fn drive(
         ));
     }
     extra.extend(injector.crashes.iter().map(|c| format!("[crash] {c}")));
-    print_report(&report, &injector.counts, &extra, seed);
-    Ok(report.anomalies.len() + extra.len())
+    extra
 }
 
 /// Waits until every data region reports the same digest and version
