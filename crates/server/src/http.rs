@@ -2,7 +2,6 @@
 //! Prometheus metrics. It starts before recovery so that a recovering
 //! region answers `/health/ready` with 503 instead of refusing connections.
 
-
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
