@@ -526,8 +526,14 @@ impl Db {
     }
 
     /// Takes in the context of a merged state: its version vector and clock.
+    ///
+    /// A peer may hold ops of this region that this region no longer has
+    /// (its data directory was lost); once their effects are merged in, the
+    /// next local op must come after them, or peers would drop it as one
+    /// they already hold.
     pub fn absorb_context(&mut self, vv: &VersionVector, clock: Hlc) {
         self.vv.join(vv);
+        self.seq = self.seq.max(self.vv.get(self.region));
         self.clock.raise_to(clock);
     }
 
@@ -684,9 +690,12 @@ impl Db {
 
     // ----- snapshots -----
 
-    /// Restores the counters a snapshot recorded.
+    /// Restores the counters a snapshot recorded. The caller has checked
+    /// that `seq` is not above the vector's count of this region's ops; a
+    /// lower one (written before merged state raised the count) is raised
+    /// to it, as [`Db::absorb_context`] does.
     pub fn restore_meta(&mut self, seq: u64, vv: VersionVector, clock: Hlc) {
-        self.seq = seq;
+        self.seq = seq.max(vv.get(self.region));
         self.vv = vv;
         self.clock.raise_to(clock);
     }

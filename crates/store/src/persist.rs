@@ -706,6 +706,15 @@ fn load_snapshot(
             "sequence number {seq} of region {r} exceeds the maximum {SEQ_MAX}"
         )));
     }
+    // The region's next op takes the dot after those its vector holds; a
+    // sequence number above them names ops no peer could ever be sent.
+    if header.seq > header.vv.get(region) {
+        return Err(bad(format!(
+            "sequence number {} is above the {} ops of region {region} its version vector holds",
+            header.seq,
+            header.vv.get(region)
+        )));
+    }
     db.reserve(header.keys.min(rest.len() as u64) as usize);
     for _ in 0..header.keys {
         let ((key, entry), next): ((Blob, Entry), &[u8]) =
