@@ -622,6 +622,10 @@ impl Election {
         if primary_term > d.term {
             d.term = primary_term;
             d.voted_for = None;
+            // A candidate stood in the term it leaves behind.
+            if self.role == Role::Candidate {
+                self.role = Role::Follower;
+            }
         }
         d.primary = Some(primary);
         d.primary_term = primary_term;
@@ -871,6 +875,34 @@ mod tests {
         }
         assert_eq!(nodes[0].term(), 0);
         assert_eq!(nodes[2].primary(), Some(r("ea")));
+    }
+
+    /// A peer's `State` can name this region primary of a term above the
+    /// one it stands in (only a peer that lies or is damaged can: a winner
+    /// saved the term it stood in). The candidate used to adopt the term,
+    /// drop its vote and go on standing, a candidate without its own vote
+    /// in a term it never stood in, which a late grant could make primary.
+    #[test]
+    fn a_candidate_told_of_a_later_term_stops_standing() {
+        let mut eb = node("eb", 0);
+        let vv = VersionVector::new();
+        let state = |primary: &str, primary_term: u64| ElectionMsg::State {
+            primary: Some(r(primary)),
+            primary_term,
+            leader: false,
+            hears_primary: false,
+            incarnation: 1,
+            sent_ms: 2_000,
+            echo: None,
+        };
+        eb.receive(r("ec"), state("ea", 0), 2_000, &vv);
+        eb.tick(2_000);
+        assert_eq!((eb.role(), eb.term()), (Role::Candidate, 1));
+        eb.receive(r("ec"), state("eb", 5), 2_100, &vv);
+        assert_eq!(eb.term(), 5);
+        assert_eq!(eb.role(), Role::Follower);
+        eb.receive(r("ec"), ElectionMsg::VoteGrant { term: 5 }, 2_200, &vv);
+        assert_ne!(eb.role(), Role::Leader, "a term it never stood in");
     }
 
     #[test]
