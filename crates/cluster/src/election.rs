@@ -312,7 +312,64 @@ impl Election {
     /// `d` (a state [`Election::take_dirty`] or [`Election::durable`]
     /// returned) is on disk now.
     pub fn mark_saved(&mut self, d: Durable) {
+        assert!(
+            d.term <= self.durable.term,
+            "state of term {} saved, but the election is only in term {}",
+            d.term,
+            self.durable.term
+        );
         self.saved = d;
+    }
+
+    /// The invariants every step keeps, checked against the durable state
+    /// before the step: the term never goes back; a vote, once cast in a
+    /// term, stays; the known primary was elected in a term this region has
+    /// reached; a region leads only in a term it was elected in, and stands
+    /// only having voted for itself.
+    fn assert_step(&self, before: &Durable) {
+        let d = &self.durable;
+        assert!(
+            d.term >= before.term,
+            "the term went back from {} to {}",
+            before.term,
+            d.term
+        );
+        assert!(
+            d.term != before.term || before.voted_for.is_none() || d.voted_for == before.voted_for,
+            "voted for {:?} and then for {:?} in term {}",
+            before.voted_for,
+            d.voted_for,
+            d.term
+        );
+        assert!(
+            d.primary_term <= d.term,
+            "the primary {:?} was elected in term {}, above the current term {}",
+            d.primary,
+            d.primary_term,
+            d.term
+        );
+        assert!(
+            d.primary_term >= before.primary_term,
+            "the known primary went back from term {} to term {}",
+            before.primary_term,
+            d.primary_term
+        );
+        assert!(
+            self.role != Role::Leader
+                || (d.primary == Some(self.config.me) && d.primary_term == d.term),
+            "region {} leads in term {} but the primary known is {:?} of term {}",
+            self.config.me,
+            d.term,
+            d.primary,
+            d.primary_term
+        );
+        assert!(
+            self.role != Role::Candidate || d.voted_for == Some(self.config.me),
+            "region {} stands in term {} having voted for {:?}",
+            self.config.me,
+            d.term,
+            d.voted_for
+        );
     }
 
     pub fn term(&self) -> u64 {
@@ -490,6 +547,13 @@ impl Election {
 
     /// Re-evaluates at `now_ms`: stands, retries, or steps down.
     pub fn tick(&mut self, now_ms: u64) -> Vec<ElectionEvent> {
+        let before = self.durable.clone();
+        let out = self.tick_inner(now_ms);
+        self.assert_step(&before);
+        out
+    }
+
+    fn tick_inner(&mut self, now_ms: u64) -> Vec<ElectionEvent> {
         let mut out = Vec::new();
         let majority = self.majority();
         if self.role == Role::Leader {
@@ -552,6 +616,20 @@ impl Election {
         if self.role != Role::Candidate || self.votes.len() < self.majority() {
             return;
         }
+        assert!(
+            self.durable.voted_for == Some(self.config.me) && self.votes.contains(&self.config.me),
+            "region {} wins term {} without its own vote (voted for {:?})",
+            self.config.me,
+            self.durable.term,
+            self.durable.voted_for
+        );
+        debug_assert!(
+            self.votes
+                .iter()
+                .all(|v| *v == self.config.me || self.config.peers.contains(v)),
+            "votes {:?} counted from regions that are not members",
+            self.votes
+        );
         self.role = Role::Leader;
         self.durable.primary = Some(self.config.me);
         self.durable.primary_term = self.durable.term;
@@ -602,6 +680,12 @@ impl Election {
         let saved_vote = (self.saved.term == d.term)
             .then_some(self.saved.voted_for)
             .flatten();
+        assert!(
+            saved_vote.is_none() || saved_vote == d.voted_for,
+            "the vote saved for term {} is {saved_vote:?}, the vote held is {:?}",
+            d.term,
+            d.voted_for
+        );
         if self.role == Role::Candidate
             && saved_vote == Some(self.config.me)
             && !self.votes.contains(&peer)
@@ -629,6 +713,10 @@ impl Election {
         if primary_term > d.term {
             d.term = primary_term;
             d.voted_for = None;
+            // A candidate stood in the term it leaves behind.
+            if self.role == Role::Candidate {
+                self.role = Role::Follower;
+            }
         }
         d.primary = Some(primary);
         d.primary_term = primary_term;
@@ -652,6 +740,19 @@ impl Election {
 
     /// A message from `peer` arrived; `vv` is this region's version vector.
     pub fn receive(
+        &mut self,
+        peer: RegionId,
+        msg: ElectionMsg,
+        now_ms: u64,
+        vv: &VersionVector,
+    ) -> Vec<ElectionEvent> {
+        let before = self.durable.clone();
+        let out = self.receive_inner(peer, msg, now_ms, vv);
+        self.assert_step(&before);
+        out
+    }
+
+    fn receive_inner(
         &mut self,
         peer: RegionId,
         msg: ElectionMsg,
@@ -878,6 +979,34 @@ mod tests {
         }
         assert_eq!(nodes[0].term(), 0);
         assert_eq!(nodes[2].primary(), Some(r("ea")));
+    }
+
+    /// A peer's `State` can name this region primary of a term above the
+    /// one it stands in (only a peer that lies or is damaged can: a winner
+    /// saved the term it stood in). The candidate used to adopt the term,
+    /// drop its vote and go on standing, a candidate without its own vote
+    /// in a term it never stood in, which a late grant could make primary.
+    #[test]
+    fn a_candidate_told_of_a_later_term_stops_standing() {
+        let mut eb = node("eb", 0);
+        let vv = VersionVector::new();
+        let state = |primary: &str, primary_term: u64| ElectionMsg::State {
+            primary: Some(r(primary)),
+            primary_term,
+            leader: false,
+            hears_primary: false,
+            incarnation: 1,
+            sent_ms: 2_000,
+            echo: None,
+        };
+        eb.receive(r("ec"), state("ea", 0), 2_000, &vv);
+        eb.tick(2_000);
+        assert_eq!((eb.role(), eb.term()), (Role::Candidate, 1));
+        eb.receive(r("ec"), state("eb", 5), 2_100, &vv);
+        assert_eq!(eb.term(), 5);
+        assert_eq!(eb.role(), Role::Follower);
+        eb.receive(r("ec"), ElectionMsg::VoteGrant { term: 5 }, 2_200, &vv);
+        assert_ne!(eb.role(), Role::Leader, "a term it never stood in");
     }
 
     #[test]

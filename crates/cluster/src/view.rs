@@ -130,6 +130,11 @@ impl ClusterView {
     /// Moves view time to wall-clock `now_ms` (never backwards).
     fn advance(&mut self, now_ms: u64) -> u64 {
         let t = self.time_ms(now_ms);
+        assert!(
+            self.config.unsafe_wall_clock || t >= self.clock_ms,
+            "view time went back from {} to {t}",
+            self.clock_ms
+        );
         self.clock_ms = t;
         self.wall_seen_ms = now_ms;
         t
@@ -325,10 +330,27 @@ impl ClusterView {
             (Some(p), false) if p.ended_ms.is_none() => p.ended_ms = Some(now_ms),
             _ => {}
         }
+        if let Some(p) = &self.partition {
+            assert!(
+                self.config.unsafe_wall_clock
+                    || (p.started_ms <= now_ms && p.ended_ms.is_none_or(|e| e >= p.started_ms)),
+                "partition from {} to {:?} at view time {now_ms}",
+                p.started_ms,
+                p.ended_ms
+            );
+        }
         out
     }
 
     fn bump(&mut self, now_ms: u64, change: Change) -> Transition {
+        // Every raise of the epoch is a recorded transition, so the last
+        // one recorded names the epoch in force.
+        let recorded = self.transitions.back().map_or(1, |t| t.epoch);
+        assert!(
+            recorded == self.epoch,
+            "the epoch is {} but the last transition recorded epoch {recorded}",
+            self.epoch
+        );
         self.epoch += 1;
         let t = Transition {
             at_ms: now_ms,

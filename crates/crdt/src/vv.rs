@@ -160,9 +160,14 @@ impl VersionVector {
 
     /// Records that `dot` was applied (keeps the maximum).
     pub fn observe(&mut self, dot: Dot) {
-        if self.get(dot.region()) < dot.seq() {
+        let before = self.get(dot.region());
+        if before < dot.seq() {
             self.set(dot.region(), dot.seq());
         }
+        assert!(
+            self.covers(dot) && self.get(dot.region()) >= before,
+            "observing {dot:?} lowered the counter of its region from {before} or left it uncovered"
+        );
     }
 
     pub fn covers(&self, dot: Dot) -> bool {
@@ -171,11 +176,30 @@ impl VersionVector {
 
     /// Pointwise maximum.
     pub fn join(&mut self, other: &VersionVector) {
+        #[cfg(debug_assertions)]
+        let before = self.clone();
         for &(r, s) in &other.0 {
             if self.get(r) < s {
                 self.set(r, s);
             }
         }
+        #[cfg(debug_assertions)]
+        {
+            assert!(
+                self.dominates(&before) && self.dominates(other),
+                "the join {self:?} does not dominate both {before:?} and {other:?}"
+            );
+            assert!(
+                self.0
+                    .iter()
+                    .all(|&(r, s)| s == before.get(r).max(other.get(r))),
+                "the join {self:?} holds a counter above both {before:?} and {other:?}"
+            );
+        }
+        debug_assert!(
+            self.is_sorted(),
+            "a join left the vector {self:?} unsorted or with a region twice"
+        );
     }
 
     /// True when every entry of `other` is covered by `self`.
@@ -189,6 +213,12 @@ impl VersionVector {
 
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|(_, s)| *s == 0)
+    }
+
+    /// One entry per region, in region order: what lookups and decoding
+    /// rely on.
+    fn is_sorted(&self) -> bool {
+        self.0.windows(2).all(|w| w[0].0 < w[1].0)
     }
 }
 

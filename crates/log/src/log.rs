@@ -312,6 +312,66 @@ impl Log {
             }),
             poisoned: None,
         }
+        .checked()
+    }
+
+    /// Asserts the progress invariants and hands the log back.
+    fn checked(self) -> Log {
+        self.assert_progress();
+        self
+    }
+
+    /// `synced_lsn <= flushed_lsn <= last_lsn`, the published copies equal
+    /// the writer's, and the active segment's records end just before
+    /// `next_lsn` (segment numbering continues across rolls). Cheap: run
+    /// after every change of progress.
+    fn assert_progress(&self) {
+        assert!(
+            self.synced_lsn <= self.flushed_lsn && self.flushed_lsn <= self.last_lsn(),
+            "log progress out of order: synced lsn {} flushed lsn {} last lsn {}",
+            self.synced_lsn,
+            self.flushed_lsn,
+            self.last_lsn()
+        );
+        assert!(
+            self.shared.flushed_lsn.load(Ordering::Relaxed) == self.flushed_lsn
+                && self.shared.synced_lsn.load(Ordering::Relaxed) == self.synced_lsn,
+            "readers were told flushed lsn {} and synced lsn {}, the writer has {} and {}",
+            self.shared.flushed_lsn.load(Ordering::Relaxed),
+            self.shared.synced_lsn.load(Ordering::Relaxed),
+            self.flushed_lsn,
+            self.synced_lsn
+        );
+        let active_first = self.segments.back().copied().unwrap_or(self.next_lsn);
+        assert!(
+            active_first + self.active_records == self.next_lsn,
+            "the active segment starts at lsn {active_first} and holds {} records, \
+             but the next lsn is {}",
+            self.active_records,
+            self.next_lsn
+        );
+        assert!(
+            self.active_synced_bytes <= self.active_written_bytes,
+            "the active segment has {} bytes synced of {} written",
+            self.active_synced_bytes,
+            self.active_written_bytes
+        );
+        debug_assert!(
+            self.segments
+                .iter()
+                .zip(self.segments.iter().skip(1))
+                .all(|(a, b)| a < b),
+            "segments out of order: {:?}",
+            self.segments
+        );
+    }
+
+    /// A poisoned log never writes again: every public entry point refuses
+    /// first, so reaching a write while poisoned is a bug in that check.
+    fn assert_not_poisoned(&self, what: &str) {
+        if let Some(cause) = &self.poisoned {
+            panic!("{what} a log poisoned by: {cause}");
+        }
     }
 
     /// Buffers one record and returns its LSN. The record reaches the OS at the
@@ -330,13 +390,30 @@ impl Log {
         if self.active_records > 0 && active_bytes >= self.opts.segment_max_bytes {
             self.roll()?;
         }
+        self.assert_not_poisoned("appending to");
         let lsn = self.next_lsn;
+        let at = self.buffer.len();
         encode_record(&mut self.buffer, lsn, payload);
+        // The pair of the reader's check: the frame just encoded carries
+        // this lsn and length.
+        debug_assert!(
+            {
+                let frame = crate::format::FrameHeader::decode(
+                    self.buffer[at..at + crate::format::FRAME_HEADER_BYTES]
+                        .try_into()
+                        .expect("a whole frame header"),
+                );
+                frame.lsn == lsn && frame.payload_len as usize == payload.len()
+            },
+            "the record encoded for lsn {lsn} does not read back as lsn {lsn} with {} bytes",
+            payload.len()
+        );
         self.next_lsn += 1;
         self.active_records += 1;
         if self.buffer.len() >= WRITE_BUFFER_FLUSH_BYTES {
             self.flush_buffer()?;
         }
+        self.assert_progress();
         Ok(lsn)
     }
 
@@ -404,6 +481,12 @@ impl Log {
             let err = LogError::io("syncing", &pending.path, e);
             return Err(self.poison(err));
         }
+        assert!(
+            pending.lsn <= self.flushed_lsn,
+            "a sync prepared for lsn {} finished beyond the flushed lsn {}",
+            pending.lsn,
+            self.flushed_lsn
+        );
         // A roll may have synced further meanwhile; never move backwards.
         if pending.path == self.active_path {
             self.active_synced_bytes = self.active_synced_bytes.max(pending.bytes);
@@ -414,6 +497,7 @@ impl Log {
                 .synced_lsn
                 .store(self.synced_lsn, Ordering::Release);
         }
+        self.assert_progress();
         Ok(self.synced_lsn)
     }
 
@@ -430,6 +514,7 @@ impl Log {
     /// can never leave a hole in the middle of the log.
     pub fn truncate_prefix(&mut self, upto_lsn: u64) -> Result<usize, LogError> {
         self.check_poisoned()?;
+        let oldest_before = self.oldest_lsn();
         let mut removed = 0;
         while self.segments.len() > 1 {
             let oldest_first = self.segments[0];
@@ -458,6 +543,17 @@ impl Log {
                 return Err(self.poison(err));
             }
         }
+        assert!(
+            !self.segments.is_empty() && self.oldest_lsn() >= oldest_before,
+            "truncating up to lsn {upto_lsn} left {} segments, oldest lsn {} (was {oldest_before})",
+            self.segments.len(),
+            self.oldest_lsn()
+        );
+        assert!(
+            removed == 0 || self.oldest_lsn() <= upto_lsn.saturating_add(1),
+            "truncating up to lsn {upto_lsn} removed records after it (oldest lsn now {})",
+            self.oldest_lsn()
+        );
         Ok(removed)
     }
 
@@ -566,6 +662,8 @@ impl Log {
         if self.buffer.is_empty() {
             return Ok(());
         }
+        self.assert_not_poisoned("writing to");
+        let flushed_before = self.flushed_lsn;
         if let Err(e) = fileops::write_all(&self.opts.faults, &mut self.active, &self.buffer) {
             let err = LogError::io("writing to", &self.active_path, e);
             return Err(self.poison(err));
@@ -576,10 +674,15 @@ impl Log {
             .flushed_lsn
             .store(self.flushed_lsn, Ordering::Release);
         self.buffer.clear();
-        debug_assert!(self.synced_lsn <= self.flushed_lsn);
+        assert!(
+            self.flushed_lsn > flushed_before,
+            "writing buffered records moved the flushed lsn from {flushed_before} to {}",
+            self.flushed_lsn
+        );
         if self.buffer.capacity() > 2 * WRITE_BUFFER_FLUSH_BYTES {
             self.buffer.shrink_to(WRITE_BUFFER_FLUSH_BYTES);
         }
+        self.assert_progress();
         Ok(())
     }
 
@@ -587,6 +690,12 @@ impl Log {
         if self.synced_lsn == self.flushed_lsn {
             return Ok(());
         }
+        self.assert_not_poisoned("syncing");
+        assert!(
+            self.buffer.is_empty(),
+            "syncing with {} bytes still buffered: they would count as synced",
+            self.buffer.len()
+        );
         if let Err(e) = fileops::sync_data(&self.opts.faults, &self.active) {
             let err = LogError::io("syncing", &self.active_path, e);
             return Err(self.poison(err));
@@ -596,7 +705,7 @@ impl Log {
         self.shared
             .synced_lsn
             .store(self.synced_lsn, Ordering::Release);
-        debug_assert!(self.flushed_lsn <= self.last_lsn());
+        self.assert_progress();
         Ok(())
     }
 
@@ -605,6 +714,13 @@ impl Log {
     fn roll(&mut self) -> Result<(), LogError> {
         self.flush_buffer()?;
         self.sync_active()?;
+        assert!(
+            self.synced_lsn == self.last_lsn(),
+            "sealing a segment synced only up to lsn {} of {}",
+            self.synced_lsn,
+            self.last_lsn()
+        );
+        self.assert_not_poisoned("starting a segment in");
         let first_lsn = self.next_lsn;
         let active = match fileops::create_segment(&self.opts.faults, &self.dir, first_lsn) {
             Ok(file) => file,
@@ -616,6 +732,7 @@ impl Log {
         self.active_written_bytes = SEGMENT_HEADER_BYTES;
         self.active_synced_bytes = SEGMENT_HEADER_BYTES;
         self.segments.push_back(first_lsn);
+        self.assert_progress();
         Ok(())
     }
 }

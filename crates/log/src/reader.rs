@@ -58,6 +58,9 @@ pub struct LogReader {
     pos_lsn: u64,
     segment: OpenSegment,
     failed: bool,
+    /// The LSN of the last record yielded, to check that the next one
+    /// follows it.
+    yielded_lsn: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -109,6 +112,7 @@ impl LogReader {
             pos_lsn: segment_first_lsn,
             segment,
             failed: false,
+            yielded_lsn: None,
         })
     }
 
@@ -264,7 +268,21 @@ impl Iterator for LogReader {
             return None;
         }
         match self.advance() {
-            Ok(Some(record)) => Some(Ok(record)),
+            Ok(Some(record)) => {
+                // The read-back half of the writer's numbering: the frame's
+                // lsn was checked against the position (a mismatch is
+                // corruption, reported above), so what is yielded runs on
+                // from `from_lsn` without a gap and within the bound.
+                let expected = self.yielded_lsn.map_or(self.from_lsn, |l| l + 1);
+                assert!(
+                    record.0 == expected && record.0 <= self.bound_lsn(),
+                    "a log reader yielded lsn {} where lsn {expected} was due (bound {})",
+                    record.0,
+                    self.bound_lsn()
+                );
+                self.yielded_lsn = Some(record.0);
+                Some(Ok(record))
+            }
             Ok(None) => None,
             Err(err) => {
                 self.failed = true;

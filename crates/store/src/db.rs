@@ -340,6 +340,7 @@ impl Db {
             self.effect(key, EffectKind::DropTtl);
         }
         if self.building.is_none() {
+            self.assert_seq_matches_vv();
             self.seq += 1;
             let tag = Tag {
                 hlc: self.clock.now(self.now_ms),
@@ -359,6 +360,12 @@ impl Db {
             self.tombstone_keys.insert(Blob::from(key));
         }
         let op = self.building.as_mut().expect("op under construction");
+        assert!(
+            op.tag.dot == Dot::new(self.region, self.seq),
+            "the op under construction has dot {:?} but this region's last issued seq is {}",
+            op.tag.dot,
+            self.seq
+        );
         let mut found = Vec::new();
         self.keys.apply(key, &kind, &op.context(), &mut found);
         op.effects.push(Effect {
@@ -371,13 +378,61 @@ impl Db {
     /// Finishes the op under construction; `None` if nothing was written.
     pub fn commit(&mut self) -> Option<Op> {
         let op = self.building.take()?;
-        self.vv.observe(op.tag.dot);
+        let dot = op.tag.dot;
+        assert!(
+            !op.effects.is_empty(),
+            "committing op {dot:?} with no effects: an op starts only with its first effect"
+        );
+        assert!(
+            dot.region() == self.region && dot.seq() == self.vv.get(self.region) + 1,
+            "committing op {dot:?}, which is not the next op of region {} (its vector holds {})",
+            self.region,
+            self.vv.get(self.region)
+        );
+        debug_assert!(
+            op.ctx == self.vv,
+            "the version vector moved from {:?} to {:?} while op {dot:?} was built",
+            op.ctx,
+            self.vv
+        );
+        self.vv.observe(dot);
+        self.assert_seq_matches_vv();
         Some(op)
+    }
+
+    /// The next local op takes the dot `vv[me] + 1`: this region's own
+    /// counter and the last seq it issued move together, or a new op would
+    /// reuse a dot peers hold (and they would drop it as a duplicate) or
+    /// skip one (and they would wait for it forever).
+    fn assert_seq_matches_vv(&self) {
+        assert!(
+            self.seq == self.vv.get(self.region),
+            "region {} issued seq {} but its version vector holds {} of its own ops",
+            self.region,
+            self.seq,
+            self.vv.get(self.region)
+        );
+    }
+
+    /// Ops from peers, the log or merged state are applied between
+    /// batches, never into the middle of an op this region is building:
+    /// that op's context was taken when it started.
+    fn assert_no_op_in_progress(&self, what: &str) {
+        if let Some(op) = &self.building {
+            panic!("{what} while op {:?} is being built", op.tag.dot);
+        }
+    }
+
+    /// Whether an op is being built (its effects are applied but it is not
+    /// committed yet).
+    pub fn op_in_progress(&self) -> bool {
+        self.building.is_some()
     }
 
     /// Applies an op read back from this region's own log (recovery).
     /// Returns false for an op already applied.
     pub fn apply_op(&mut self, op: &Op) -> bool {
+        self.assert_no_op_in_progress("replaying a logged op");
         if self.vv.covers(op.dot()) {
             return false;
         }
@@ -398,6 +453,7 @@ impl Db {
     /// `wall_ms`; the op is applied either way (convergence never depends on
     /// clocks) and the offset is reported.
     pub fn apply_remote(&mut self, op: &Op, wall_ms: u64) -> Result<RemoteApply, NotReady> {
+        self.assert_no_op_in_progress("applying a peer's op");
         if self.vv.covers(op.dot()) {
             return Ok(RemoteApply::Duplicate);
         }
@@ -409,6 +465,18 @@ impl Db {
         }
         let clock_ahead = self.clock.observe(op.tag.hlc, wall_ms).err();
         self.apply_effects(op);
+        let dot = op.dot();
+        assert!(
+            self.vv.get(dot.region()) == dot.seq(),
+            "after applying the ready op {dot:?} the vector holds {} of its region's ops",
+            self.vv.get(dot.region())
+        );
+        debug_assert!(
+            self.vv.dominates(&op.ctx),
+            "after applying op {dot:?} the vector {:?} does not cover its context {:?}",
+            self.vv,
+            op.ctx
+        );
         Ok(RemoteApply::Applied { clock_ahead })
     }
 
@@ -432,6 +500,12 @@ impl Db {
         if dot.region() == self.region {
             self.seq = self.seq.max(dot.seq());
         }
+        assert!(
+            self.vv.covers(dot),
+            "applied op {dot:?} but the vector {:?} does not cover it",
+            self.vv
+        );
+        self.assert_seq_matches_vv();
         self.record_conflicts(found);
     }
 
@@ -510,6 +584,7 @@ impl Db {
     /// caller joins it ([`Db::absorb_context`]) only after merging every key
     /// whose state may differ, or it would claim ops it never merged.
     pub fn merge_state(&mut self, key: &[u8], theirs: Option<&Entry>, their_vv: &VersionVector) {
+        self.assert_no_op_in_progress("merging a peer's state");
         let mut found = Vec::new();
         let Some(merged) = self.joined(key, theirs, their_vv, &mut found) else {
             return;
@@ -526,9 +601,17 @@ impl Db {
     }
 
     /// Takes in the context of a merged state: its version vector and clock.
+    ///
+    /// A peer may hold ops of this region that this region no longer has
+    /// (its data directory was lost); once their effects are merged in, the
+    /// next local op must come after them, or peers would drop it as one
+    /// they already hold.
     pub fn absorb_context(&mut self, vv: &VersionVector, clock: Hlc) {
+        self.assert_no_op_in_progress("taking in a merged state's context");
         self.vv.join(vv);
+        self.seq = self.seq.max(self.vv.get(self.region));
         self.clock.raise_to(clock);
+        self.assert_seq_matches_vv();
     }
 
     // ----- WATCH -----
@@ -684,11 +767,16 @@ impl Db {
 
     // ----- snapshots -----
 
-    /// Restores the counters a snapshot recorded.
+    /// Restores the counters a snapshot recorded. The caller has checked
+    /// that `seq` is not above the vector's count of this region's ops; a
+    /// lower one (written before merged state raised the count) is raised
+    /// to it, as [`Db::absorb_context`] does.
     pub fn restore_meta(&mut self, seq: u64, vv: VersionVector, clock: Hlc) {
-        self.seq = seq;
+        self.assert_no_op_in_progress("restoring a snapshot");
+        self.seq = seq.max(vv.get(self.region));
         self.vv = vv;
         self.clock.raise_to(clock);
+        self.assert_seq_matches_vv();
     }
 
     pub fn load_entry(&mut self, key: Blob, entry: Entry) {

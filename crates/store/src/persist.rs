@@ -268,8 +268,14 @@ impl Store {
             .map_or(1, |l| l + 1)
             .max(log.oldest_lsn());
         if from <= log.last_lsn() {
+            let mut replayed_upto = from - 1;
             for record in log.reader(from)? {
                 let (lsn, payload) = record?;
+                assert!(
+                    lsn == replayed_upto + 1,
+                    "recovery read lsn {lsn} right after lsn {replayed_upto}"
+                );
+                replayed_upto = lsn;
                 let op: Op = postcard::from_bytes(&payload).map_err(|e| StoreError::BadRecord {
                     dir: opts.dir.clone(),
                     lsn,
@@ -297,6 +303,13 @@ impl Store {
                 }
                 report.replayed_ops += 1;
             }
+            // The log was opened with everything on disk written, so its
+            // reader reaches the last record.
+            assert!(
+                replayed_upto == log.last_lsn(),
+                "recovery replayed up to lsn {replayed_upto} of a log ending at lsn {}",
+                log.last_lsn()
+            );
         }
         journal.flush()?;
         db.clear_conflicts();
@@ -370,7 +383,12 @@ impl Store {
     }
 
     fn append(&mut self, payload: &[u8]) -> Result<u64, StoreError> {
+        let last_lsn = self.log.last_lsn();
         let lsn = self.log.append(payload)?;
+        assert!(
+            lsn == last_lsn + 1 && self.log.last_lsn() == lsn,
+            "appending after lsn {last_lsn} gave lsn {lsn}; lsns must go up by one"
+        );
         let now_ms = self.db.now_ms();
         if self
             .append_times
@@ -392,6 +410,16 @@ impl Store {
             })?;
         }
         if lsn % CHECKPOINT_EVERY_RECORDS == 0 {
+            if let Some((last, vv)) = self.checkpoints.last() {
+                assert!(
+                    *last < lsn,
+                    "checkpoint at lsn {lsn} after one at lsn {last}"
+                );
+                debug_assert!(
+                    self.db.version_vector().dominates(vv),
+                    "the vector at checkpoint lsn {lsn} does not cover the one at lsn {last}"
+                );
+            }
             self.checkpoints
                 .push((lsn, self.db.version_vector().clone()));
         }
@@ -418,12 +446,27 @@ impl Store {
     pub fn flush(&mut self) -> Result<u64, StoreError> {
         let lsn = self.log.commit()?;
         self.journal.flush()?;
+        assert!(
+            lsn == self.log.last_lsn(),
+            "a flush covered lsns up to {lsn} of a log whose last is {}",
+            self.log.last_lsn()
+        );
         let vv = self.db.version_vector();
         let known = self
             .unsynced_vvs
             .back()
             .map_or(&self.durable_vv, |(_, v)| v);
         if known != vv {
+            if let Some((last, _)) = self.unsynced_vvs.back() {
+                assert!(
+                    *last <= lsn,
+                    "flushed lsn {lsn} is behind lsn {last} flushed before"
+                );
+            }
+            debug_assert!(
+                vv.dominates(known),
+                "the vector {vv:?} at lsn {lsn} does not cover {known:?} flushed before"
+            );
             self.unsynced_vvs.push_back((lsn, vv.clone()));
         }
         self.note_synced();
@@ -439,9 +482,20 @@ impl Store {
             .is_some_and(|(lsn, _)| *lsn <= synced)
         {
             if let Some((_, vv)) = self.unsynced_vvs.pop_front() {
+                debug_assert!(
+                    vv.dominates(&self.durable_vv),
+                    "the durable vector would go back from {:?} to {vv:?}",
+                    self.durable_vv
+                );
                 self.durable_vv = vv;
             }
         }
+        debug_assert!(
+            self.db.version_vector().dominates(&self.durable_vv),
+            "the durable vector {:?} covers ops the region does not hold ({:?})",
+            self.durable_vv,
+            self.db.version_vector()
+        );
     }
 
     /// Covers every op this region holds on stable storage (in the synced
@@ -574,6 +628,11 @@ impl Store {
         }
         self.db.absorb_context(their_vv, their_clock);
         self.base_vv.join(their_vv);
+        debug_assert!(
+            self.db.version_vector().dominates(&self.base_vv),
+            "the log's base vector {:?} covers ops the region does not hold",
+            self.base_vv
+        );
         let lsn = self.log.last_lsn();
         for conflict in self.db.take_fresh_conflicts() {
             self.journal.append(JournalEntry {
@@ -595,6 +654,15 @@ impl Store {
     pub fn prepare_snapshot(&mut self) -> Result<PreparedSnapshot, StoreError> {
         self.sync()?;
         let lsn = self.log.last_lsn();
+        assert!(
+            self.log.synced_lsn() == lsn,
+            "a snapshot at lsn {lsn} would cover records synced only up to lsn {}",
+            self.log.synced_lsn()
+        );
+        assert!(
+            !self.db.op_in_progress(),
+            "a snapshot at lsn {lsn} would hold the effects of an op not yet committed"
+        );
         let keys = self.db.keyspace().iter_all().count() as u64;
         let header = SnapshotHeader {
             version: SNAPSHOT_FORMAT_VERSION,
@@ -648,6 +716,11 @@ impl Store {
             }
         }
         self.checkpoints.retain(|(l, _)| *l + 1 >= oldest);
+        debug_assert!(
+            self.db.version_vector().dominates(&self.base_vv),
+            "the log's base vector {:?} covers ops the region does not hold",
+            self.base_vv
+        );
         Ok(removed)
     }
 
@@ -659,6 +732,11 @@ impl Store {
         // Written under the lock: the snapshot holds the whole state,
         // merged state included.
         self.unsynced_vvs.clear();
+        debug_assert!(
+            self.db.version_vector().dominates(&self.durable_vv),
+            "the durable vector {:?} covers ops the region does not hold",
+            self.durable_vv
+        );
         self.durable_vv = self.db.version_vector().clone();
         Ok(info)
     }
@@ -704,6 +782,15 @@ fn load_snapshot(
     {
         return Err(bad(format!(
             "sequence number {seq} of region {r} exceeds the maximum {SEQ_MAX}"
+        )));
+    }
+    // The region's next op takes the dot after those its vector holds; a
+    // sequence number above them names ops no peer could ever be sent.
+    if header.seq > header.vv.get(region) {
+        return Err(bad(format!(
+            "sequence number {} is above the {} ops of region {region} its version vector holds",
+            header.seq,
+            header.vv.get(region)
         )));
     }
     db.reserve(header.keys.min(rest.len() as u64) as usize);
