@@ -12,8 +12,9 @@
 //!   `primary` policy (written only where the elected primary is; each
 //!   write records its term for the policy checker).
 
-use meridian_cluster::{Policies, PrimaryNow, WriteVerdict};
-use meridian_crdt::{Blob, Delta, Dot, Tag};
+use meridian_cluster::{admit, Policies};
+use meridian_crdt::{Blob, Delta, Dot, RegionId, Tag};
+use meridian_store::Db;
 
 use crate::history::{Fate, History, Recorded, Write};
 use crate::region::SimRegion;
@@ -50,23 +51,84 @@ pub fn driver_write(
     now_ms: u64,
 ) -> Outcome {
     let id = region.id;
-    let lease = region.view.lease(now_ms);
-    let lease = lease.as_ref().map(|_| ()).map_err(String::as_str);
-    // The election runs on simulated time itself (see region.rs).
-    let writable = region.election.may_write(tick * crate::sim::TICK_MS);
-    let primary = PrimaryNow {
-        region: region.election.primary(),
-        writable: writable.as_ref().map(|_| ()).map_err(String::as_str),
-    };
-    let term = region.election.term();
+    let n = rng.below(3);
+    let choice = rng.below(14);
+    // Writes to `m:*` and `p:*` pass the policy check the server runs
+    // (`meridian_cluster::admit`): decided on the lease and the election,
+    // and for a primary write counted in the term it was admitted in. The
+    // election runs on simulated time itself (see region.rs).
     let mut primary_term = None;
+    let policy_key = match choice {
+        11 => Some(format!("m:{n}")),
+        13 => Some(format!("p:{n}")),
+        _ => None,
+    };
+    if let Some(key) = policy_key {
+        let lease = region.view.lease(now_ms);
+        let lease = lease.as_ref().map(|_| ()).map_err(String::as_str);
+        let now = (tick * crate::sim::TICK_MS, now_ms);
+        if admit(
+            policies,
+            &[key.as_bytes()],
+            id,
+            lease,
+            &mut region.election,
+            now,
+        )
+        .is_err()
+        {
+            history.refused += 1;
+            return Outcome::Refused;
+        }
+        if choice == 13 {
+            primary_term = Some(region.election.term());
+        }
+    }
     let store = region.store();
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
-    let n = rng.below(3);
-    let db = store.db_mut();
-    let write = match rng.below(14) {
+    let write = random_write(rng, store.db_mut(), choice, n, id, tick);
+    let committed = match store.commit() {
+        Ok(Some(_lsn)) => true,
+        Ok(None) => false,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    if !committed {
+        return Outcome::Nothing;
+    }
+    let db = store.db();
+    let tag = Tag {
+        hlc: db.clock(),
+        dot: Dot::new(id, db.seq()),
+    };
+    history.ops.push(Recorded {
+        region: r,
+        tick,
+        tag,
+        ctx,
+        write,
+        fate: Fate::Pending,
+        primary_term,
+        reached_in_lease: None,
+    });
+    Outcome::Committed {
+        index: history.ops.len() - 1,
+        journaled: db.conflicts_total() != conflicts_before,
+    }
+}
+
+/// Makes write number `choice` of the mix to key family member `n` in `db`
+/// (the policy check of `m:*` and `p:*` writes has passed).
+fn random_write(
+    rng: &mut SimRng,
+    db: &mut Db,
+    choice: u64,
+    n: u64,
+    id: RegionId,
+    tick: u64,
+) -> Write {
+    match choice {
         0 => {
             let (key, delta) = (format!("c:{n}"), rng.between(-5, 10));
             db.incr(key.as_bytes(), Delta::Int(delta));
@@ -166,10 +228,6 @@ pub fn driver_write(
         }
         11 => {
             let key = format!("m:{n}");
-            if policies.verdict(key.as_bytes(), id, lease, primary) != WriteVerdict::Allowed {
-                history.refused += 1;
-                return Outcome::Refused;
-            }
             let value = format!("{id}-{tick}");
             db.set_string(key.as_bytes(), Blob::from(value.as_bytes()), false);
             Write::Other {
@@ -179,11 +237,6 @@ pub fn driver_write(
         }
         _ => {
             let key = format!("p:{n}");
-            if policies.verdict(key.as_bytes(), id, lease, primary) != WriteVerdict::Allowed {
-                history.refused += 1;
-                return Outcome::Refused;
-            }
-            primary_term = Some(term);
             let value = format!("{id}-{tick}");
             db.set_string(key.as_bytes(), Blob::from(value.as_bytes()), false);
             Write::Other {
@@ -191,32 +244,5 @@ pub fn driver_write(
                 what: "set-primary",
             }
         }
-    };
-    let committed = match store.commit() {
-        Ok(Some(_lsn)) => true,
-        Ok(None) => false,
-        Err(e) => return Outcome::Failed(e.to_string()),
-    };
-    if !committed {
-        return Outcome::Nothing;
-    }
-    let db = store.db();
-    let tag = Tag {
-        hlc: db.clock(),
-        dot: Dot::new(id, db.seq()),
-    };
-    history.ops.push(Recorded {
-        region: r,
-        tick,
-        tag,
-        ctx,
-        write,
-        fate: Fate::Pending,
-        primary_term,
-        reached_in_lease: None,
-    });
-    Outcome::Committed {
-        index: history.ops.len() - 1,
-        journaled: db.conflicts_total() != conflicts_before,
     }
 }
