@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use meridian_cluster::{ElectionEvent, Policies, Role};
 use meridian_crdt::{Op, RegionId, Tag, VersionVector};
 use meridian_log::ReadBound;
+use meridian_repl::tombstones::{PeerDurable, Progress, Round, Step};
 use meridian_store::{db::visible_digest, PeerApply, StoreError};
 
 use crate::check::{self, Anomaly};
@@ -18,7 +19,7 @@ use crate::config::{Breakage, Fault, SimConfig};
 use crate::driver::{self, Outcome};
 use crate::history::{Fate, History, Write};
 use crate::net::{Cut, InFlight, Link, Msg};
-use crate::region::{CollectionRound, SimRegion, HEARTBEAT_MS, LEASE_MS};
+use crate::region::{SimRegion, HEARTBEAT_MS, LEASE_MS};
 use crate::rng::SimRng;
 use crate::trace::Trace;
 
@@ -225,7 +226,7 @@ impl Sim {
             let in_progress = self.regions[r].collection.take();
             let db = self.regions[r].store().db_mut();
             if let Some(round) = in_progress {
-                db.requeue_tombstones(round.candidates.into_iter().map(|(k, _)| k));
+                db.requeue_tombstones(round.into_candidates().into_iter().map(|(k, _)| k));
             }
             let candidates = db.tombstone_candidates(usize::MAX);
             db.collect_tombstones(candidates);
@@ -297,57 +298,62 @@ impl Sim {
         self.deliver_due()
     }
 
-    /// One step of region `r`'s tombstone collection, as
-    /// `meridian_repl::tombstones::round` does it: take candidates and `V0`,
-    /// wait until every peer's durable vector (from its acks) and this
-    /// region's cover `V0`, then until this region applied their join, then
-    /// collect. `--break collect-early` collects at once.
+    /// One step of region `r`'s tombstone collection: the round of
+    /// `meridian_repl::tombstones`, fed this region's vectors and the
+    /// durable vectors its links' acks carried. There is no witness and no
+    /// change of membership here, and every peer has a link from the start
+    /// (its durable vector empty until an ack says more).
+    /// `--break collect-early` collects at once.
     fn collection_step(&mut self, r: usize) {
         const EVERY_TICKS: u64 = 25;
-        let early = self.cfg.breakage == Breakage::CollectEarly;
-        if self.regions[r].collection.is_none() {
-            if self.tick % EVERY_TICKS != r as u64 % EVERY_TICKS {
-                return;
+        let round = match self.regions[r].collection.take() {
+            Some(round) => round,
+            None => {
+                if self.tick % EVERY_TICKS != r as u64 % EVERY_TICKS {
+                    return;
+                }
+                let store = self.regions[r].store();
+                let v0 = store.db().version_vector().clone();
+                let candidates = store.db_mut().tombstone_candidates(usize::MAX);
+                match Round::begin(v0, candidates, 0) {
+                    Some(round) if self.cfg.breakage == Breakage::CollectEarly => {
+                        round.unsafe_skip_stability()
+                    }
+                    Some(round) => round,
+                    None => return,
+                }
             }
-            let store = self.regions[r].store();
-            let v0 = store.db().version_vector().clone();
-            let candidates = store.db_mut().tombstone_candidates(usize::MAX);
-            if candidates.is_empty() {
-                return;
-            }
-            self.regions[r].collection = Some(CollectionRound {
-                v0,
-                candidates,
-                reported: None,
-            });
-        }
-        let Some(round) = self.regions[r].collection.take() else {
-            return;
         };
-        let mut round = round;
-        if round.reported.is_none() {
-            let own = self.regions[r].store().durable_vv().dominates(&round.v0);
-            let mut reported = VersionVector::new();
-            let mut all = own;
-            for link in self.links.iter().filter(|l| l.from == r) {
-                all &= link.peer_durable_vv.dominates(&round.v0);
-                reported.join(&link.peer_durable_vv);
-            }
-            if all || early {
-                round.reported = Some(reported);
-            }
-        }
-        let ready = round.reported.as_ref().is_some_and(|rep| {
-            early || self.regions[r].store().db().version_vector().dominates(rep)
+        let store = self.regions[r].store();
+        let durable_vv = store.durable_vv().clone();
+        let applied_vv = store.db().version_vector().clone();
+        let now = Progress {
+            members_version: 0,
+            durable_vv: &durable_vv,
+            applied_vv: &applied_vv,
+        };
+        let peers = self.links.iter().filter(|l| l.from == r).map(|l| {
+            (
+                self.regions[l.to].id,
+                PeerDurable::Durable(&l.peer_durable_vv),
+            )
         });
-        if !ready {
-            self.regions[r].collection = Some(round);
-            return;
-        }
+        let candidates = match round.step(now, peers) {
+            Step::Wait(round, _) => {
+                self.regions[r].collection = Some(round);
+                return;
+            }
+            Step::Collect(candidates) => candidates,
+            Step::Abandon(candidates) => {
+                let keys = candidates.into_iter().map(|(k, _)| k);
+                self.regions[r].store().db_mut().requeue_tombstones(keys);
+                return;
+            }
+        };
         let done = self.regions[r]
             .store()
             .db_mut()
-            .collect_tombstones(round.candidates);
+            .collect_tombstones(candidates);
         if done.incarnations > 0 {
             self.report.tombstones_collected += done.incarnations as u64;
             let e = format!(
