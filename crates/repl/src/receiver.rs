@@ -280,7 +280,7 @@ async fn stream_ops(
     host.view.lock().reconnected(peer);
     host.heard(peer);
     tracing::info!(%peer, "inbound replication link up");
-    let mut antientropy = crate::antientropy::Acceptor::default();
+    let mut antientropy = crate::antientropy::Acceptor::new(host);
     loop {
         let (msg, size) = read(rd, idle).await?;
         let now = wall_ms();
@@ -304,7 +304,8 @@ async fn stream_ops(
         if crate::antientropy::is_session_msg(&msg) {
             antientropy
                 .handle(peer, msg, size, wr, config, host, status)
-                .await?;
+                .await
+                .map_err(|e| e.to_string())?;
             continue;
         }
         let upto = match msg {

@@ -251,7 +251,7 @@ async fn link(
                 crate::antientropy::wait_for_accepted(status, peer).await;
                 return Ok(LinkEnd::Retry);
             }
-            Err(crate::antientropy::PushError::Failed(e)) => return Err(LinkError::Protocol(e)),
+            Err(e) => return Err(LinkError::Protocol(e.to_string())),
         }
     } else {
         peer_vv
