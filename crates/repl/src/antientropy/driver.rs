@@ -612,6 +612,69 @@ mod tests {
                 .is_none());
         }
 
+        /// The dialer deletes a key after it began (so it sends the key's
+        /// empty state, the key lying in a leaf range); the acceptor adds
+        /// an element to it and deletes it again, so its state equals what
+        /// was sent and it answers nothing for the key; the element reaches
+        /// the dialer by another stream after it sent its states. The
+        /// dialer must join what it sent (the acceptor's state) at the
+        /// acceptor's vector, or that vector, which covers the delete,
+        /// would keep the element for good. Found by the simulator.
+        #[tokio::test]
+        async fn a_key_sent_in_a_leaf_range_and_changed_after_is_joined_with_what_was_sent() {
+            let (ra, rb) = (region("ra", "rb"), region("rb", "ra"));
+            write(&ra, |db| db.sadd(b"k", vec![Blob::from("m1")]));
+            stream(&ra, &rb);
+            let last_record = |r: &Region| {
+                let store = r.host.store.lock();
+                let reader = store
+                    .log()
+                    .reader_bounded(store.log().last_lsn(), ReadBound::Synced)
+                    .unwrap();
+                reader.map(|r| r.unwrap().1).next().unwrap()
+            };
+            session(&rb, &ra, |msg| match msg {
+                Msg::AeBegin { .. } => del(&rb, "k"),
+                Msg::AeEnd { .. } => {
+                    write(&ra, |db| db.sadd(b"k", vec![Blob::from("m2")]));
+                    let added = last_record(&ra);
+                    del(&ra, "k");
+                    let mut store = rb.host.store.lock();
+                    store.apply_peer_op(&added, wall_ms()).unwrap();
+                    store.sync().unwrap();
+                }
+                _ => {}
+            })
+            .await
+            .unwrap();
+            stream(&ra, &rb);
+            stream(&rb, &ra);
+            assert_eq!(state(&ra), state(&rb));
+            assert!(rb.host.store.lock().db().keyspace().get_any(b"k").is_none());
+        }
+
+        /// The acceptor sends a key ahead and removes that element during
+        /// the session; its state then equals what the dialer sent, so it
+        /// answers nothing for the key. The dialer must not keep the
+        /// element from the ahead state while joining a vector that covers
+        /// its removal. Found by the simulator.
+        #[tokio::test]
+        async fn an_element_the_acceptor_sent_ahead_and_then_removed_does_not_come_back() {
+            let (ra, rb) = (region("ra", "rb"), region("rb", "ra"));
+            write(&rb, |db| db.sadd(b"k", vec![Blob::from("m2")]));
+            write(&ra, |db| db.sadd(b"k", vec![Blob::from("m1")]));
+            session(&rb, &ra, |msg| {
+                if let Msg::AeEnd { .. } = msg {
+                    write(&ra, |db| db.srem(b"k", vec![Blob::from("m1")]));
+                }
+            })
+            .await
+            .unwrap();
+            stream(&ra, &rb);
+            stream(&rb, &ra);
+            assert_eq!(state(&ra), state(&rb));
+        }
+
         /// When both ends dial at once, the acceptor whose own session to
         /// the peer runs refuses only if its region id sorts first: exactly
         /// one of the two sessions goes on, and the refused one changes

@@ -233,7 +233,7 @@ pub struct DialerSession {
     vv4: VersionVector,
     answer: StateMap,
     keys_sent: u64,
-    unsafe_skip_one_answered_key: bool,
+    unsafe_skip_one_key: bool,
 }
 
 impl DialerSession {
@@ -259,7 +259,7 @@ impl DialerSession {
             vv4: VersionVector::new(),
             answer: StateMap::new(),
             keys_sent: 0,
-            unsafe_skip_one_answered_key: false,
+            unsafe_skip_one_key: false,
         };
         let out = Out {
             msgs: vec![Msg::AeBegin { vv: vv1 }],
@@ -268,11 +268,12 @@ impl DialerSession {
         (session, out)
     }
 
-    /// Leaves the first key of the acceptor's answer out of the final merge
-    /// and joins the acceptor's vector anyway. Wrong on purpose: the
-    /// simulator's `ae-skip-key` breakage proves that its checkers catch it.
-    pub fn unsafe_skip_one_answered_key(mut self) -> DialerSession {
-        self.unsafe_skip_one_answered_key = true;
+    /// Leaves the first key the acceptor sent (ahead or in its answer) out
+    /// of the final merge and joins the acceptor's vector anyway. Wrong on
+    /// purpose: the simulator's `ae-skip-key` breakage proves that its
+    /// checkers catch it.
+    pub fn unsafe_skip_one_key(mut self) -> DialerSession {
+        self.unsafe_skip_one_key = true;
         self
     }
 
@@ -421,19 +422,42 @@ impl DialerSession {
         let changed = stop(store, &mut self.tracker);
         self.phase = DialPhase::Over;
         let db = store.db();
+        // Unanswered, the peer's state at vA5 is what this region sent (it
+        // answers every key sent to it unless its state is exactly that);
+        // nothing, in a leaf range (`absent` below); and for another key it
+        // sent ahead, that ahead state (it answers every key it changed
+        // since). Each is joined at vA5 like an answer: the peer's vector
+        // may have grown since vA2 without the key changing (by a merge),
+        // and the ahead state at vA2 alone would keep what vA5 removed.
+        let mut again: Vec<(&Blob, Option<&Entry>)> = self
+            .sent
+            .iter()
+            .filter(|(k, _)| !self.answer.contains_key(*k))
+            .map(|(k, e)| (k, e.as_ref()))
+            .collect();
+        again.extend(
+            self.theirs_ahead
+                .iter()
+                .filter(|(k, _)| {
+                    !self.answer.contains_key(*k)
+                        && !self.sent.contains_key(*k)
+                        && !in_ranges(&self.leaves, key_hash(k))
+                })
+                .map(|(k, e)| (k, e.as_ref())),
+        );
         // A key changed here since t4 must be joined with the peer's state
-        // at vA5 too. Unanswered, the peer's state is what this region
-        // sent, its ahead state, nothing (in a leaf range), or this
-        // region's state at t4, which is gone: then only a new dot the
-        // peer had seen could be wrong, and the session is given up.
-        let mut again: Vec<(&Blob, Option<&Entry>)> = Vec::new();
+        // at vA5 too. If it is none of the above, the peer's state is this
+        // region's state at t4, which is gone: then only a new dot the peer
+        // had seen could be wrong, and the session is given up.
         for k in &changed {
-            if self.answer.contains_key(k) || in_ranges(&self.leaves, key_hash(k)) {
+            if self.answer.contains_key(k)
+                || self.sent.contains_key(k)
+                || self.theirs_ahead.contains_key(k)
+                || in_ranges(&self.leaves, key_hash(k))
+            {
                 continue;
             }
-            if let Some(state) = self.sent.get(k).or_else(|| self.theirs_ahead.get(k)) {
-                again.push((k, state.as_ref()));
-            } else if db
+            if db
                 .keyspace()
                 .get_any(k)
                 .is_some_and(|e| e.any_dot(|d| vv5.covers(d) && !self.vv4.covers(d)))
@@ -458,16 +482,20 @@ impl DialerSession {
             .cloned()
             .collect();
         let before = db.version_vector().clone();
+        let skipped = match self.unsafe_skip_one_key {
+            true => self.theirs_ahead.keys().chain(self.answer.keys()).min(),
+            false => None,
+        };
         let first: Vec<(&Blob, Option<&Entry>)> = self
             .theirs_ahead
             .iter()
+            .filter(|(k, _)| Some(*k) != skipped)
             .map(|(k, e)| (k, e.as_ref()))
             .collect();
-        let skip = usize::from(self.unsafe_skip_one_answered_key);
         let mut last: Vec<(&Blob, Option<&Entry>)> = self
             .answer
             .iter()
-            .skip(skip)
+            .filter(|(k, _)| Some(*k) != skipped)
             .map(|(k, e)| (k, e.as_ref()))
             .collect();
         last.extend(absent.iter().map(|k| (k, None)));
@@ -509,12 +537,17 @@ struct AcceptorSession {
     states: StateMap,
     received: Received,
     keys_sent: u64,
+    unsafe_skip_one_key: bool,
 }
 
 impl AcceptorSession {
     /// `t2`: what the dialer (at `peer_vv`) certainly lacks, and changes
     /// from now on.
-    fn begin(store: &mut Store, peer_vv: VersionVector) -> Result<(Self, Out), SessionError> {
+    fn begin(
+        store: &mut Store,
+        peer_vv: VersionVector,
+        unsafe_skip_one_key: bool,
+    ) -> Result<(Self, Out), SessionError> {
         let tracker = Some(store.db_mut().track_touched());
         let ahead = ahead_of(store.db(), &peer_vv);
         let own_vv = store.db().version_vector().clone();
@@ -532,6 +565,7 @@ impl AcceptorSession {
             states: StateMap::new(),
             received: Received::default(),
             keys_sent: ahead.len() as u64,
+            unsafe_skip_one_key,
         };
         let out = Out {
             synced_lsn: store.log().last_lsn(),
@@ -644,11 +678,33 @@ impl AcceptorSession {
             .filter(|k| !self.states.contains_key(*k) && !self.ahead.contains_key(*k))
             .collect();
         let before = db.version_vector().clone();
-        let first: Vec<(&Blob, Option<&Entry>)> =
-            self.ahead.iter().map(|(k, e)| (k, e.as_ref())).collect();
-        let mut last: Vec<(&Blob, Option<&Entry>)> =
-            self.states.iter().map(|(k, e)| (k, e.as_ref())).collect();
+        let skipped = match self.unsafe_skip_one_key {
+            true => self.ahead.keys().chain(self.states.keys()).min(),
+            false => None,
+        };
+        let first: Vec<(&Blob, Option<&Entry>)> = self
+            .ahead
+            .iter()
+            .filter(|(k, _)| Some(*k) != skipped)
+            .map(|(k, e)| (k, e.as_ref()))
+            .collect();
+        let mut last: Vec<(&Blob, Option<&Entry>)> = self
+            .states
+            .iter()
+            .filter(|(k, _)| Some(*k) != skipped)
+            .map(|(k, e)| (k, e.as_ref()))
+            .collect();
         last.extend(absent.iter().map(|k| (*k, None)));
+        // A key the dialer sent ahead and not again at t4 did not change
+        // there: that state is its state at vD4 too, joined at vD4 as well.
+        // The dialer's vector may have grown by a merge that left the key
+        // alone, and the state at vD1 would not carry the removals vD4 does.
+        last.extend(
+            self.ahead
+                .iter()
+                .filter(|(k, _)| !self.states.contains_key(*k) && Some(*k) != skipped)
+                .map(|(k, e)| (k, e.as_ref())),
+        );
         let keys_merged = (first.len() + last.len()) as u64;
         store.merge_states(&[(first, &self.peer_vv), (last, &vv4)], &vv4, clock)?;
         let db = store.db();
@@ -708,9 +764,17 @@ enum Accepting {
 #[derive(Debug, Default)]
 pub struct Acceptor {
     state: Accepting,
+    unsafe_skip_one_key: bool,
 }
 
 impl Acceptor {
+    /// Sessions begun from now on leave the first key the dialer sent out
+    /// of the acceptor's merge and join the dialer's vector anyway. Wrong on
+    /// purpose, as [`DialerSession::unsafe_skip_one_key`].
+    pub fn unsafe_skip_one_key(&mut self) {
+        self.unsafe_skip_one_key = true;
+    }
+
     /// A session from this dialer runs, or was answered and the dialer has
     /// not streamed since.
     pub fn is_accepting(&self) -> bool {
@@ -759,7 +823,7 @@ impl Acceptor {
                     ..Out::default()
                 });
             }
-            let (session, out) = AcceptorSession::begin(store, vv)?;
+            let (session, out) = AcceptorSession::begin(store, vv, self.unsafe_skip_one_key)?;
             self.state = Accepting::Running(Box::new(session));
             return Ok(out);
         }
