@@ -11,6 +11,8 @@
 //! - [`rng`]: the seeded generator.
 //! - [`region`]: a region's store, view and clock; crash and restart.
 //! - [`net`]: links, messages, cuts.
+//! - [`repair`]: anti-entropy sessions (the replication crate's state
+//!   machines) over the links, and log compaction.
 //! - [`driver`]: workload drivers (client commands), recorded in [`history`].
 //! - [`check`]: invariant checkers, kept apart from the drivers.
 //! - [`sim`]: the scheduler that ties them together.
@@ -26,6 +28,7 @@ pub mod driver;
 pub mod history;
 pub mod net;
 pub mod region;
+pub mod repair;
 pub mod rng;
 pub mod sim;
 pub mod trace;

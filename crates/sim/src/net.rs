@@ -6,11 +6,18 @@
 //! skipping records the receiver is known to hold; the receiver applies each
 //! batch, flushes, and acknowledges with its version vector. Messages of one
 //! link keep their order (a TCP stream); links overtake each other.
+//!
+//! When the dialer's log cannot bring the receiver up to date
+//! (`antientropy::needs_state`), or after a state merge raised the dialer's
+//! vector, the link first runs an anti-entropy session: the dialer's
+//! [`DialerSession`] and the receiver's [`Acceptor`] exchange their wire
+//! messages over the link, as `meridian_repl::antientropy` does over TCP.
 
 use std::collections::VecDeque;
 
 use meridian_cluster::ElectionMsg;
 use meridian_crdt::VersionVector;
+use meridian_repl::antientropy::session::{Acceptor, DialerSession};
 
 #[derive(Debug, Clone)]
 pub enum Msg {
@@ -29,6 +36,8 @@ pub enum Msg {
     /// The elected primary's protocol, dialer to acceptor like the real
     /// links: at every heartbeat and after each change.
     Election(ElectionMsg),
+    /// An anti-entropy session's message (`Ae*`), either way.
+    Ae(meridian_repl::wire::Msg),
 }
 
 #[derive(Debug)]
@@ -64,6 +73,19 @@ pub struct Link {
     pub forward: VecDeque<InFlight>,
     /// Acknowledgements, `to` to `from`.
     pub back: VecDeque<InFlight>,
+    /// The highest LSN the receiver acknowledged (kept across reconnects):
+    /// compaction keeps the records after it.
+    pub acked_lsn: u64,
+    /// The dialer's anti-entropy session; while it runs nothing streams.
+    pub dialer: Option<DialerSession>,
+    /// The receiver's side of the sessions this link runs.
+    pub acceptor: Acceptor,
+    /// The next connection compares state first (a merge raised the
+    /// dialer's vector while this link streamed).
+    pub recheck: bool,
+    /// How many merges had raised the dialer's vector when this link began
+    /// to stream.
+    pub merges_seen: u64,
 }
 
 impl Link {
@@ -83,10 +105,21 @@ impl Link {
             election_gen: None,
             forward: VecDeque::new(),
             back: VecDeque::new(),
+            acked_lsn: 0,
+            dialer: None,
+            acceptor: Acceptor::default(),
+            recheck: false,
+            merges_seen: 0,
         }
     }
 
-    /// The connection breaks: whatever was in flight is gone.
+    /// Up, with no session running: log records and heartbeats flow.
+    pub fn streaming(&self) -> bool {
+        self.up && self.dialer.is_none()
+    }
+
+    /// The connection breaks: whatever was in flight is gone. Sessions are
+    /// dropped by the caller, which stops their tracking in the stores.
     pub fn reset(&mut self, reconnect_at: u64) {
         self.up = false;
         self.election_gen = None;

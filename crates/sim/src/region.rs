@@ -64,6 +64,9 @@ pub struct SimRegion {
     pub restart_at: u64,
     /// The tombstone collection round in progress (lost in a crash).
     pub collection: Option<Round>,
+    /// Anti-entropy merges that raised this region's vector (the server's
+    /// `Host::state_merged`): its links compare state before streaming on.
+    pub merges: u64,
 }
 
 impl SimRegion {
@@ -92,6 +95,7 @@ impl SimRegion {
             pending: Vec::new(),
             restart_at: 0,
             collection: None,
+            merges: 0,
         })
     }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use meridian_cluster::{ElectionEvent, Policies, Role};
 use meridian_crdt::{Op, RegionId, Tag, VersionVector};
 use meridian_log::ReadBound;
+use meridian_repl::antientropy::needs_state;
 use meridian_repl::tombstones::{PeerDurable, Progress, Round, Step};
 use meridian_store::{db::visible_digest, PeerApply, StoreError};
 
@@ -57,6 +58,10 @@ pub struct SimReport {
     /// Settled counter incarnations collected during the run (before the
     /// final collection at convergence).
     pub tombstones_collected: u64,
+    /// Anti-entropy sessions that ran to their end (on the dialer).
+    pub ae_sessions: u64,
+    /// Keys whose state those sessions merged, both sides.
+    pub ae_keys_merged: u64,
     pub messages: u64,
     pub duplicates_received: u64,
     pub faults: BTreeMap<&'static str, u64>,
@@ -73,17 +78,17 @@ impl SimReport {
 
 pub struct Sim {
     pub cfg: SimConfig,
-    rng: SimRng,
+    pub(crate) rng: SimRng,
     pub regions: Vec<SimRegion>,
-    links: Vec<Link>,
+    pub(crate) links: Vec<Link>,
     cuts: Vec<Cut>,
     blocked: Vec<Vec<bool>>,
     pub history: History,
     pub trace: Trace,
-    tick: u64,
+    pub(crate) tick: u64,
     next_msg_id: u64,
     policies: Policies,
-    report: SimReport,
+    pub(crate) report: SimReport,
     /// Relayed records received, per region (for [`Breakage`]).
     relayed_seen: Vec<u64>,
     /// `heard_ms[r][p]`: simulated time region `r` last heard region `p`
@@ -92,7 +97,7 @@ pub struct Sim {
     _root: tempfile::TempDir,
 }
 
-fn store_err(what: &str, e: StoreError) -> Anomaly {
+pub(crate) fn store_err(what: &str, e: StoreError) -> Anomaly {
     Anomaly::new("store", format!("{what}: {e}"))
 }
 
@@ -157,15 +162,15 @@ impl Sim {
         })
     }
 
-    fn sim_ms(&self) -> u64 {
+    pub(crate) fn sim_ms(&self) -> u64 {
         self.tick * TICK_MS
     }
 
-    fn now_ms(&self, r: usize) -> u64 {
+    pub(crate) fn now_ms(&self, r: usize) -> u64 {
         self.regions[r].now_ms(self.sim_ms())
     }
 
-    fn event(&mut self, e: String) {
+    pub(crate) fn event(&mut self, e: String) {
         self.trace.record(self.tick, e);
     }
 
@@ -291,7 +296,7 @@ impl Sim {
             }
             self.region_step(r, faulty)?;
         }
-        self.connect_links();
+        self.connect_links()?;
         for l in 0..self.links.len() {
             self.send(l)?;
         }
@@ -365,6 +370,7 @@ impl Sim {
     }
 
     fn region_step(&mut self, r: usize, writes: bool) -> Result<(), Anomaly> {
+        self.retain(r);
         let now = self.now_ms(r);
         let epoch_before = self.regions[r].view.epoch();
         for t in self.regions[r].view.tick(now) {
@@ -452,7 +458,7 @@ impl Sim {
     }
 
     /// Flushes region `r`'s log: its pending commands are acknowledged.
-    fn flush_pending(&mut self, r: usize) -> Result<(), Anomaly> {
+    pub(crate) fn flush_pending(&mut self, r: usize) -> Result<(), Anomaly> {
         if !self.regions[r].is_up() {
             return Ok(());
         }
@@ -483,7 +489,19 @@ impl Sim {
         });
     }
 
-    fn reset_link(&mut self, l: usize, why: &str) {
+    /// The connection of link `l` breaks; its sessions end on both sides,
+    /// as dropping them does in the server.
+    pub(crate) fn reset_link(&mut self, l: usize, why: &str) {
+        let (from, to) = (self.links[l].from, self.links[l].to);
+        if let Some(mut dialer) = self.links[l].dialer.take() {
+            if self.regions[from].is_up() {
+                dialer.stop_tracking(self.regions[from].store());
+            }
+        }
+        let mut acceptor = std::mem::take(&mut self.links[l].acceptor);
+        if self.regions[to].is_up() {
+            acceptor.settle(self.regions[to].store());
+        }
         let backoff = self.tick + 1 + self.rng.below(20);
         let link = &mut self.links[l];
         let was_up = link.up;
@@ -591,6 +609,14 @@ impl Sim {
                 self.regions[r].clock_offset_ms = offset;
                 self.event(format!("clock r{r} offset {offset} ms"));
             }
+            Fault::Compact => {
+                // Every region that is up, as periodic snapshots would.
+                for r in 0..n {
+                    if self.regions[r].is_up() {
+                        self.compact(r)?;
+                    }
+                }
+            }
             Fault::Delay => {}
         }
         self.count_fault(fault);
@@ -652,7 +678,7 @@ impl Sim {
         Ok(())
     }
 
-    fn connect_links(&mut self) {
+    fn connect_links(&mut self) -> Result<(), Anomaly> {
         for l in 0..self.links.len() {
             let (from, to) = (self.links[l].from, self.links[l].to);
             if self.links[l].up
@@ -665,17 +691,12 @@ impl Sim {
                 continue;
             }
             // Handshake: the receiver's Welcome carries its version vector.
-            let mut peer_vv = self.regions[to].store().db().version_vector().clone();
-            let store = self.regions[from].store();
-            let resume = store.resume_lsn(&peer_vv);
-            let oldest = store.log().oldest_lsn();
-            let stale = std::mem::take(&mut self.links[l].stale_resume);
-            let start = if stale {
-                peer_vv = VersionVector::new();
-                oldest + self.rng.below(resume.saturating_sub(oldest) + 1)
-            } else {
-                resume
-            };
+            let peer_vv = self.regions[to].store().db().version_vector().clone();
+            let session = std::mem::take(&mut self.links[l].recheck)
+                || needs_state(self.regions[from].store(), &peer_vv);
+            if session && !self.may_dial_session(l) {
+                continue;
+            }
             let (now_from, now_to) = (self.now_ms(from), self.now_ms(to));
             let (id_from, id_to) = (self.regions[from].id, self.regions[to].id);
             for (r, peer, now) in [(from, id_to, now_from), (to, id_from, now_to)] {
@@ -685,18 +706,43 @@ impl Sim {
             let sim_ms = self.sim_ms();
             self.heard_ms[from][to] = Some(sim_ms);
             self.heard_ms[to][from] = Some(sim_ms);
-            let link = &mut self.links[l];
-            link.up = true;
-            link.peer_vv = peer_vv;
-            link.upto_lsn = start.saturating_sub(1);
-            link.announced_lsn = link.upto_lsn;
-            link.last_send_tick = self.tick;
-            let e = format!(
-                "link r{from}->r{to} up from lsn {start}{}",
-                if stale { " (stale resume)" } else { "" }
-            );
-            self.event(e);
+            self.links[l].up = true;
+            self.links[l].last_send_tick = self.tick;
+            if session {
+                self.begin_session(l, &peer_vv)?;
+            } else {
+                self.start_streaming(l, peer_vv);
+            }
         }
+        Ok(())
+    }
+
+    /// The link streams from the receiver's vector `peer_vv` on.
+    pub(crate) fn start_streaming(&mut self, l: usize, mut peer_vv: VersionVector) {
+        let (from, to) = (self.links[l].from, self.links[l].to);
+        let store = self.regions[from].store();
+        let resume = store.resume_lsn(&peer_vv);
+        let oldest = store.log().oldest_lsn();
+        let stale = std::mem::take(&mut self.links[l].stale_resume);
+        let start = if stale {
+            peer_vv = VersionVector::new();
+            oldest + self.rng.below(resume.saturating_sub(oldest) + 1)
+        } else {
+            resume
+        };
+        let merges = self.regions[from].merges;
+        let link = &mut self.links[l];
+        link.peer_vv = peer_vv;
+        link.upto_lsn = start.saturating_sub(1);
+        link.announced_lsn = link.upto_lsn;
+        link.acked_lsn = link.acked_lsn.max(link.upto_lsn);
+        link.merges_seen = merges;
+        link.last_send_tick = self.tick;
+        let e = format!(
+            "link r{from}->r{to} up from lsn {start}{}",
+            if stale { " (stale resume)" } else { "" }
+        );
+        self.event(e);
     }
 
     fn delay_ticks(&mut self) -> u64 {
@@ -707,7 +753,7 @@ impl Sim {
         }
     }
 
-    fn push(&mut self, l: usize, forward: bool, msg: Msg) {
+    pub(crate) fn push(&mut self, l: usize, forward: bool, msg: Msg) {
         let delay = self.delay_ticks();
         self.next_msg_id += 1;
         self.report.messages += 1;
@@ -728,8 +774,16 @@ impl Sim {
 
     /// The sender side of link `l`, as `meridian_repl::sender::link` does it.
     fn send(&mut self, l: usize) -> Result<(), Anomaly> {
-        let (from, up) = (self.links[l].from, self.links[l].up);
-        if !up || self.links[l].forward.len() >= IN_FLIGHT_MAX {
+        let from = self.links[l].from;
+        if !self.links[l].streaming() || self.links[l].forward.len() >= IN_FLIGHT_MAX {
+            return Ok(());
+        }
+        // State merged here is not in the log this link streams: reconnect
+        // at once and compare state first.
+        if self.regions[from].merges != self.links[l].merges_seen {
+            self.reset_link(l, "state merged");
+            self.links[l].recheck = true;
+            self.links[l].reconnect_at = self.tick;
             return Ok(());
         }
         // The election state: at every heartbeat, and at once after a change.
@@ -841,14 +895,26 @@ impl Sim {
             self.heard_ms[dst][src] = Some(self.sim_ms());
             let src_id = self.regions[src].id;
             self.regions[dst].view.heard(src_id, now);
+            if forward && !matches!(m.msg, Msg::Ae(_)) {
+                // The dialer streams again: any session it dialed is over.
+                let link = &mut self.links[l];
+                link.acceptor.settle(self.regions[dst].store());
+            }
             match m.msg {
+                Msg::Ae(msg) if forward => self.ae_at_acceptor(l, msg)?,
+                Msg::Ae(msg) => self.ae_at_dialer(l, msg)?,
                 Msg::Ops { upto_lsn, records } => {
                     if self.receive(l, &records)? {
                         self.ack(l, upto_lsn);
                     }
                 }
                 Msg::Heartbeat { upto_lsn } => self.ack(l, upto_lsn),
-                Msg::Ack { vv, durable_vv, .. } => {
+                Msg::Ack {
+                    upto_lsn,
+                    vv,
+                    durable_vv,
+                } => {
+                    self.links[l].acked_lsn = self.links[l].acked_lsn.max(upto_lsn);
                     self.links[l].peer_vv = vv;
                     self.links[l].peer_durable_vv = durable_vv;
                 }
