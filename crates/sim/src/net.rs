@@ -3,7 +3,8 @@
 //!
 //! The dialing side streams its op log from the receiver's version vector
 //! (`Store::resume_lsn`), records up to the synced LSN, in log order,
-//! skipping records the receiver is known to hold; the receiver applies each
+//! skipping records the receiver is known to hold, as the replication
+//! crate's [`Stream`] decides for the server; the receiver applies each
 //! batch, flushes, and acknowledges with its version vector. Messages of one
 //! link keep their order (a TCP stream); links overtake each other.
 //!
@@ -18,6 +19,7 @@ use std::collections::VecDeque;
 use meridian_cluster::ElectionMsg;
 use meridian_crdt::VersionVector;
 use meridian_repl::antientropy::session::{Acceptor, DialerSession};
+use meridian_repl::link::Stream;
 
 #[derive(Debug, Clone)]
 pub enum Msg {
@@ -57,11 +59,9 @@ pub struct Link {
     pub reconnect_at: u64,
     /// The next reconnect resumes from an older position than needed.
     pub stale_resume: bool,
-    /// The last log record the sender read on this connection.
-    pub upto_lsn: u64,
-    pub announced_lsn: u64,
-    /// What the sender believes the receiver holds (from its acks).
-    pub peer_vv: VersionVector,
+    /// What this connection streams: position, batches, the receiver's
+    /// vector as its acks report it (`meridian_repl::link`).
+    pub stream: Stream,
     /// What the receiver holds on stable storage (from its acks; kept
     /// across reconnects, as `meridian_repl::status::Outbound` keeps it).
     pub peer_durable_vv: VersionVector,
@@ -96,9 +96,7 @@ impl Link {
             up: false,
             reconnect_at: 0,
             stale_resume: false,
-            upto_lsn: 0,
-            announced_lsn: 0,
-            peer_vv: VersionVector::new(),
+            stream: Stream::from_lsn(1, VersionVector::new()),
             peer_durable_vv: VersionVector::new(),
             last_send_tick: 0,
             election_tick: 0,

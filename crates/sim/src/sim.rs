@@ -9,9 +9,10 @@
 use std::collections::BTreeMap;
 
 use meridian_cluster::{ElectionEvent, Policies, Role};
-use meridian_crdt::{Op, RegionId, Tag, VersionVector};
+use meridian_crdt::{Op, RegionId, VersionVector};
 use meridian_log::ReadBound;
 use meridian_repl::antientropy::needs_state;
+use meridian_repl::link::Stream;
 use meridian_repl::tombstones::{PeerDurable, Progress, Round, Step};
 use meridian_store::{db::visible_digest, PeerApply, StoreError};
 
@@ -732,10 +733,8 @@ impl Sim {
         };
         let merges = self.regions[from].merges;
         let link = &mut self.links[l];
-        link.peer_vv = peer_vv;
-        link.upto_lsn = start.saturating_sub(1);
-        link.announced_lsn = link.upto_lsn;
-        link.acked_lsn = link.acked_lsn.max(link.upto_lsn);
+        link.stream = Stream::from_lsn(start, peer_vv);
+        link.acked_lsn = link.acked_lsn.max(link.stream.upto_lsn());
         link.merges_seen = merges;
         link.last_send_tick = self.tick;
         let e = format!(
@@ -802,8 +801,7 @@ impl Sim {
                 self.push(l, true, Msg::Election(m));
             }
         }
-        let batch_max = 1 + self.rng.below(BATCH_OPS_MAX);
-        let link = &self.links[l];
+        let batch_max = 1 + self.rng.below(BATCH_OPS_MAX) as usize;
         let (bound, shippable) = if self.cfg.breakage == Breakage::ShipUnsynced {
             (
                 ReadBound::Flushed,
@@ -816,45 +814,36 @@ impl Sim {
             )
         };
         let store = self.regions[from].store();
-        let mut upto = link.upto_lsn;
-        let mut records = Vec::new();
-        if upto < shippable {
+        let stream = &mut self.links[l].stream;
+        if stream.upto_lsn() < shippable {
             let reader = store
                 .log()
-                .reader_bounded(upto + 1, bound)
+                .reader_bounded(stream.next_lsn(), bound)
                 .map_err(|e| store_err("log reader", e.into()))?;
             for next in reader {
                 let (lsn, payload) = next.map_err(|e| store_err("log read", e.into()))?;
-                upto = lsn;
-                let tag: Tag = postcard::take_from_bytes::<Tag>(&payload)
-                    .map_err(|e| Anomaly::new("store", format!("undecodable record {lsn}: {e}")))?
-                    .0;
-                if !link.peer_vv.covers(tag.dot) {
-                    records.push(payload);
-                }
-                if records.len() as u64 >= batch_max {
+                stream
+                    .offer(lsn, payload)
+                    .map_err(|e| Anomaly::new("store", e.to_string()))?;
+                if !stream.has_room(batch_max, usize::MAX) {
                     break;
                 }
             }
         }
         let link = &mut self.links[l];
-        link.upto_lsn = upto;
-        if !records.is_empty() {
-            link.announced_lsn = upto;
-            link.last_send_tick = self.tick;
-            self.push(
-                l,
-                true,
-                Msg::Ops {
-                    upto_lsn: upto,
-                    records,
-                },
-            );
-        } else if upto > link.announced_lsn || self.tick - link.last_send_tick >= HEARTBEAT_TICKS {
-            link.announced_lsn = upto;
-            link.last_send_tick = self.tick;
-            self.push(l, true, Msg::Heartbeat { upto_lsn: upto });
-        }
+        let heartbeat_due = self.tick - link.last_send_tick >= HEARTBEAT_TICKS;
+        let msg = match link.stream.take_batch() {
+            Some(batch) => Msg::Ops {
+                upto_lsn: batch.upto_lsn,
+                records: batch.records,
+            },
+            None => match link.stream.announce(heartbeat_due) {
+                Some(upto_lsn) => Msg::Heartbeat { upto_lsn },
+                None => return Ok(()),
+            },
+        };
+        link.last_send_tick = self.tick;
+        self.push(l, true, msg);
         Ok(())
     }
 
@@ -915,7 +904,7 @@ impl Sim {
                     durable_vv,
                 } => {
                     self.links[l].acked_lsn = self.links[l].acked_lsn.max(upto_lsn);
-                    self.links[l].peer_vv = vv;
+                    self.links[l].stream.acked(vv);
                     self.links[l].peer_durable_vv = durable_vv;
                 }
                 Msg::Election(m) => {
