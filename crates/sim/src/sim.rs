@@ -56,6 +56,9 @@ pub struct SimReport {
     pub primary_writes: u64,
     /// Conflict-journal entries across regions, all checked exact.
     pub conflicts_journaled: u64,
+    /// Regions whose journal was checked exact: those whose log still holds
+    /// their whole history (no compaction, no merged state).
+    pub journals_exact: u64,
     /// Settled counter incarnations collected during the run (before the
     /// final collection at convergence).
     pub tombstones_collected: u64,
@@ -242,6 +245,11 @@ impl Sim {
             .regions
             .iter_mut()
             .map(|r| r.store().journal().retained() as u64)
+            .sum();
+        self.report.journals_exact = self
+            .regions
+            .iter_mut()
+            .map(|r| r.store().log_base_vv().is_empty() as u64)
             .sum();
         check::check_all(&mut self.regions, &self.history)
     }

@@ -49,6 +49,7 @@ fn fixed_seeds_pass_every_checker_under_all_faults() {
     let mut faults = 0;
     let mut lost = 0;
     let mut sessions = 0;
+    let mut journals_exact = 0;
     for seed in 0..50 {
         let r = run_seed(SimConfig::new(seed));
         assert!(r.anomaly.is_none(), "{}", describe(&r));
@@ -60,11 +61,17 @@ fn fixed_seeds_pass_every_checker_under_all_faults() {
         faults += r.faults_total();
         lost += r.ops_lost;
         sessions += r.ae_sessions;
+        journals_exact += r.journals_exact;
     }
+    eprintln!("50 seeds: {sessions} anti-entropy sessions, {journals_exact} of 150 journals checked exact");
     assert!(faults > 200, "only {faults} faults injected");
     assert!(
         sessions >= 10,
         "only {sessions} anti-entropy sessions ran in 50 seeds"
+    );
+    assert!(
+        journals_exact >= 50,
+        "only {journals_exact} regions' journals could be checked exact"
     );
     assert!(
         lost > 0,
