@@ -2,9 +2,11 @@
 //!
 //! Several regions run in one thread: each is a real `Store` (op log on
 //! disk, conflict journal, recovery) and a real `ClusterView` (failure
-//! detection, quorum lease, epochs), connected by a simulated network that
-//! carries what the replication sender ships. One seeded RNG decides every
-//! delay, fault and client command, so a seed replays its run exactly.
+//! detection, quorum lease, epochs), connected by a simulated network. The
+//! replication crate's state machines run on it as they run over TCP: the
+//! link's `Stream`, anti-entropy sessions and tombstone collection rounds.
+//! One seeded RNG decides every delay, fault and client command, so a seed
+//! replays its run exactly.
 //!
 //! # Layout
 //! - [`config`]: the faults a run may inject and its length.
