@@ -12,13 +12,11 @@ use tokio::io::{BufReader, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use crate::handshake::{nonce, proof, verify};
+use crate::handshake::{nonce, DialerHandshake, HandshakeError, Identity};
 use crate::link::Stream;
 use crate::status::{LinkState, Outbound, ReplStatus};
 use crate::tls::{tls_failure, TlsFailure, Transport};
-use crate::wire::{
-    read_msg, write_msg, Msg, BATCH_MAX_BYTES, BATCH_MAX_OPS, MAGIC, PROTOCOL_VERSION,
-};
+use crate::wire::{read_msg, write_msg, Msg, BATCH_MAX_BYTES, BATCH_MAX_OPS};
 use crate::{wall_ms, Host, ReplConfig};
 
 /// How long a goodbye waits for the peer to close its side.
@@ -204,9 +202,8 @@ async fn link(
     result
 }
 
-/// The dialer's side of the handshake: proves the cluster secret, checks
-/// the acceptor's proof and region, and returns the acceptor's version
-/// vector and whether it is a witness (its `Welcome`).
+/// The dialer's side of the handshake ([`DialerHandshake`]): returns the
+/// acceptor's version vector and whether it is a witness (its `Welcome`).
 async fn handshake(
     rd: &mut Reader,
     wr: &mut Writer,
@@ -215,19 +212,13 @@ async fn handshake(
     config: &ReplConfig,
     status: &ReplStatus,
 ) -> Result<(VersionVector, bool), LinkError> {
-    let my_nonce = nonce();
-    let me = config.region.as_str();
-    write_msg(
-        wr,
-        &Msg::Hello {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            cluster: config.cluster.clone(),
-            region: me.to_string(),
-            nonce: my_nonce,
-        },
-    )
-    .await?;
+    let me = Identity {
+        cluster: &config.cluster,
+        secret: &config.secret,
+        region: config.region,
+    };
+    let (dialer, hello) = DialerHandshake::hello(me, peer, nonce());
+    write_msg(wr, &hello).await?;
     // Under TLS 1.3 the acceptor checks our certificate after our side of
     // the TLS handshake completed, so its verdict arrives here.
     let challenge = read_msg(rd).await.map_err(|e| match e {
@@ -239,62 +230,32 @@ async fn handshake(
         },
         other => LinkError::Wire(other),
     })?;
-    let (their_nonce, their_region, their_proof) = match challenge.0 {
-        Msg::Challenge {
-            region,
-            nonce,
-            proof: p,
-        } => (nonce, region, p),
-        Msg::Refuse { reason } => return Err(LinkError::Refused(reason)),
-        other => {
-            return Err(LinkError::Protocol(format!(
-                "expected Challenge, got {other:?}"
-            )))
-        }
-    };
-    // Our proof goes first either way, so the acceptor learns (and reports)
-    // a secret mismatch too; it is bound to both nonces and reveals nothing.
-    let p = proof(
-        &config.secret,
-        "dialer",
-        &config.cluster,
-        &their_nonce,
-        &my_nonce,
-        me,
-    );
-    write_msg(wr, &Msg::Proof { proof: p }).await?;
-    let refusal = if !verify(
-        &config.secret,
-        "acceptor",
-        &config.cluster,
-        &my_nonce,
-        &their_nonce,
-        &their_region,
-        &their_proof,
-    ) {
-        let reason = format!("region {their_region} at {addr} could not prove the cluster secret");
-        status.refuse_from("bad secret", peer.as_str(), &reason);
-        Some(reason)
-    } else if their_region != peer.as_str() {
-        Some(format!(
-            "expected region {peer} at {addr}, found {their_region}"
-        ))
-    } else {
-        None
-    };
-    if let Some(reason) = refusal {
-        let refuse = Msg::Refuse {
-            reason: reason.clone(),
-        };
-        let _ = write_msg(wr, &refuse).await;
-        return Err(LinkError::Refused(reason));
+    let challenged = dialer
+        .challenged(me, challenge.0, addr)
+        .map_err(|e| handshake_failed(status, peer, e))?;
+    write_msg(wr, &challenged.proof).await?;
+    if let Some(refusal) = challenged.refusal {
+        let reason = refusal.to_string();
+        let _ = write_msg(wr, &Msg::Refuse { reason }).await;
+        return Err(handshake_failed(status, peer, refusal));
     }
-    match read_msg(rd).await?.0 {
-        Msg::Welcome { vv, witness } => Ok((vv, witness)),
-        Msg::Refuse { reason } => Err(LinkError::Refused(reason)),
-        other => Err(LinkError::Protocol(format!(
-            "expected Welcome, got {other:?}"
-        ))),
+    dialer
+        .welcomed(read_msg(rd).await?.0)
+        .map_err(|e| handshake_failed(status, peer, e))
+}
+
+/// The link error for a failed handshake; a refusal of the peer is
+/// counted when it has a kind.
+fn handshake_failed(status: &ReplStatus, peer: RegionId, e: HandshakeError) -> LinkError {
+    match e {
+        HandshakeError::RefusedByPeer(reason) => LinkError::Refused(reason),
+        HandshakeError::Refuse { kind, reason } => {
+            if let Some(kind) = kind {
+                status.refuse_from(kind, peer.as_str(), &reason);
+            }
+            LinkError::Refused(reason)
+        }
+        e @ HandshakeError::Unexpected { .. } => LinkError::Protocol(e.to_string()),
     }
 }
 
