@@ -13,6 +13,8 @@
 //! - [`rng`]: the seeded generator.
 //! - [`region`]: a region's store, view and clock; crash and restart.
 //! - [`net`]: links, messages, cuts.
+//! - [`connect`]: links coming up through the replication crate's
+//!   handshake, then a session or the stream.
 //! - [`repair`]: anti-entropy sessions (the replication crate's state
 //!   machines) over the links, and log compaction.
 //! - [`driver`]: workload drivers (client commands), recorded in [`history`].
@@ -26,6 +28,7 @@
 
 pub mod check;
 pub mod config;
+pub mod connect;
 pub mod driver;
 pub mod history;
 pub mod net;

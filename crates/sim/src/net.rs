@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use meridian_cluster::ElectionMsg;
 use meridian_crdt::VersionVector;
 use meridian_repl::antientropy::session::{Acceptor, DialerSession};
+use meridian_repl::handshake::{AcceptorHandshake, DialerHandshake};
 use meridian_repl::link::Stream;
 
 #[derive(Debug, Clone)]
@@ -38,8 +39,9 @@ pub enum Msg {
     /// The elected primary's protocol, dialer to acceptor like the real
     /// links: at every heartbeat and after each change.
     Election(ElectionMsg),
-    /// An anti-entropy session's message (`Ae*`), either way.
-    Ae(meridian_repl::wire::Msg),
+    /// A message of the handshake or of an anti-entropy session, either
+    /// way, as it goes over TCP.
+    Wire(meridian_repl::wire::Msg),
 }
 
 #[derive(Debug)]
@@ -76,6 +78,10 @@ pub struct Link {
     /// The highest LSN the receiver acknowledged (kept across reconnects):
     /// compaction keeps the records after it.
     pub acked_lsn: u64,
+    /// The dialer's side of the handshake, until the `Welcome`.
+    pub dialing: Option<DialerHandshake>,
+    /// The receiver's side of the handshake, until the `Proof`.
+    pub accepting: Option<AcceptorHandshake>,
     /// The dialer's anti-entropy session; while it runs nothing streams.
     pub dialer: Option<DialerSession>,
     /// The receiver's side of the sessions this link runs.
@@ -104,6 +110,8 @@ impl Link {
             forward: VecDeque::new(),
             back: VecDeque::new(),
             acked_lsn: 0,
+            dialing: None,
+            accepting: None,
             dialer: None,
             acceptor: Acceptor::default(),
             recheck: false,
@@ -111,15 +119,18 @@ impl Link {
         }
     }
 
-    /// Up, with no session running: log records and heartbeats flow.
+    /// Up, past the handshake, with no session running: log records and
+    /// heartbeats flow.
     pub fn streaming(&self) -> bool {
-        self.up && self.dialer.is_none()
+        self.up && self.dialing.is_none() && self.dialer.is_none()
     }
 
     /// The connection breaks: whatever was in flight is gone. Sessions are
     /// dropped by the caller, which stops their tracking in the stores.
     pub fn reset(&mut self, reconnect_at: u64) {
         self.up = false;
+        self.dialing = None;
+        self.accepting = None;
         self.election_gen = None;
         self.reconnect_at = reconnect_at;
         self.forward.clear();

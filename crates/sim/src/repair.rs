@@ -164,7 +164,7 @@ impl Sim {
                 .map_err(|e| store_err("sync", e))?;
         }
         for msg in out.msgs {
-            self.push(l, forward, Msg::Ae(msg));
+            self.push(l, forward, Msg::Wire(msg));
         }
         Ok(())
     }

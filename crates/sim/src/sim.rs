@@ -9,10 +9,9 @@
 use std::collections::BTreeMap;
 
 use meridian_cluster::{ElectionEvent, Policies, Role};
-use meridian_crdt::{Op, RegionId, VersionVector};
+use meridian_crdt::{Op, RegionId};
 use meridian_log::ReadBound;
-use meridian_repl::antientropy::needs_state;
-use meridian_repl::link::Stream;
+use meridian_repl::antientropy::is_session_msg;
 use meridian_repl::tombstones::{PeerDurable, Progress, Round, Step};
 use meridian_store::{db::visible_digest, PeerApply, StoreError};
 
@@ -86,7 +85,7 @@ pub struct Sim {
     pub regions: Vec<SimRegion>,
     pub(crate) links: Vec<Link>,
     cuts: Vec<Cut>,
-    blocked: Vec<Vec<bool>>,
+    pub(crate) blocked: Vec<Vec<bool>>,
     pub history: History,
     pub trace: Trace,
     pub(crate) tick: u64,
@@ -97,7 +96,7 @@ pub struct Sim {
     relayed_seen: Vec<u64>,
     /// `heard_ms[r][p]`: simulated time region `r` last heard region `p`
     /// (the truth the `majority` checker judges leases by).
-    heard_ms: Vec<Vec<Option<u64>>>,
+    pub(crate) heard_ms: Vec<Vec<Option<u64>>>,
     _root: tempfile::TempDir,
 }
 
@@ -305,7 +304,7 @@ impl Sim {
             }
             self.region_step(r, faulty)?;
         }
-        self.connect_links()?;
+        self.connect_links();
         for l in 0..self.links.len() {
             self.send(l)?;
         }
@@ -687,71 +686,6 @@ impl Sim {
         Ok(())
     }
 
-    fn connect_links(&mut self) -> Result<(), Anomaly> {
-        for l in 0..self.links.len() {
-            let (from, to) = (self.links[l].from, self.links[l].to);
-            if self.links[l].up
-                || self.links[l].reconnect_at > self.tick
-                || !self.regions[from].is_up()
-                || !self.regions[to].is_up()
-                || self.blocked[from][to]
-                || self.blocked[to][from]
-            {
-                continue;
-            }
-            // Handshake: the receiver's Welcome carries its version vector.
-            let peer_vv = self.regions[to].store().db().version_vector().clone();
-            let session = std::mem::take(&mut self.links[l].recheck)
-                || needs_state(self.regions[from].store(), &peer_vv);
-            if session && !self.may_dial_session(l) {
-                continue;
-            }
-            let (now_from, now_to) = (self.now_ms(from), self.now_ms(to));
-            let (id_from, id_to) = (self.regions[from].id, self.regions[to].id);
-            for (r, peer, now) in [(from, id_to, now_from), (to, id_from, now_to)] {
-                self.regions[r].view.reconnected(peer);
-                self.regions[r].view.heard(peer, now);
-            }
-            let sim_ms = self.sim_ms();
-            self.heard_ms[from][to] = Some(sim_ms);
-            self.heard_ms[to][from] = Some(sim_ms);
-            self.links[l].up = true;
-            self.links[l].last_send_tick = self.tick;
-            if session {
-                self.begin_session(l, &peer_vv)?;
-            } else {
-                self.start_streaming(l, peer_vv);
-            }
-        }
-        Ok(())
-    }
-
-    /// The link streams from the receiver's vector `peer_vv` on.
-    pub(crate) fn start_streaming(&mut self, l: usize, mut peer_vv: VersionVector) {
-        let (from, to) = (self.links[l].from, self.links[l].to);
-        let store = self.regions[from].store();
-        let resume = store.resume_lsn(&peer_vv);
-        let oldest = store.log().oldest_lsn();
-        let stale = std::mem::take(&mut self.links[l].stale_resume);
-        let start = if stale {
-            peer_vv = VersionVector::new();
-            oldest + self.rng.below(resume.saturating_sub(oldest) + 1)
-        } else {
-            resume
-        };
-        let merges = self.regions[from].merges;
-        let link = &mut self.links[l];
-        link.stream = Stream::from_lsn(start, peer_vv);
-        link.acked_lsn = link.acked_lsn.max(link.stream.upto_lsn());
-        link.merges_seen = merges;
-        link.last_send_tick = self.tick;
-        let e = format!(
-            "link r{from}->r{to} up from lsn {start}{}",
-            if stale { " (stale resume)" } else { "" }
-        );
-        self.event(e);
-    }
-
     fn delay_ticks(&mut self) -> u64 {
         if self.cfg.has(Fault::Delay) {
             self.rng.between(1, DELAY_TICKS_MAX) as u64
@@ -892,14 +826,18 @@ impl Sim {
             self.heard_ms[dst][src] = Some(self.sim_ms());
             let src_id = self.regions[src].id;
             self.regions[dst].view.heard(src_id, now);
-            if forward && !matches!(m.msg, Msg::Ae(_)) {
+            if forward && !matches!(&m.msg, Msg::Wire(w) if is_session_msg(w)) {
                 // The dialer streams again: any session it dialed is over.
                 let link = &mut self.links[l];
                 link.acceptor.settle(self.regions[dst].store());
             }
             match m.msg {
-                Msg::Ae(msg) if forward => self.ae_at_acceptor(l, msg)?,
-                Msg::Ae(msg) => self.ae_at_dialer(l, msg)?,
+                Msg::Wire(msg) if forward && is_session_msg(&msg) => self.ae_at_acceptor(l, msg)?,
+                Msg::Wire(msg) if forward => self.handshake_at_acceptor(l, msg),
+                Msg::Wire(msg) if self.links[l].dialing.is_some() => {
+                    self.handshake_at_dialer(l, msg)?
+                }
+                Msg::Wire(msg) => self.ae_at_dialer(l, msg)?,
                 Msg::Ops { upto_lsn, records } => {
                     if self.receive(l, &records)? {
                         self.ack(l, upto_lsn);
