@@ -304,7 +304,7 @@ mod tests {
     /// Sessions between two in-process regions over an in-memory pipe.
     mod sessions {
         use super::super::*;
-        use meridian_crdt::{Blob, Entry, Tag};
+        use meridian_crdt::{Blob, Entry, Hlc, Tag};
         use meridian_log::ReadBound;
         use meridian_store::Db;
 
@@ -666,6 +666,32 @@ mod tests {
             session(&rb, &ra, |msg| {
                 if let Msg::AeEnd { .. } = msg {
                     write(&ra, |db| db.srem(b"k", vec![Blob::from("m1")]));
+                }
+            })
+            .await
+            .unwrap();
+            stream(&ra, &rb);
+            stream(&rb, &ra);
+            assert_eq!(state(&ra), state(&rb));
+        }
+
+        /// The dialer's vector grows during the session by a merge that
+        /// leaves a key it sent ahead alone (the key was equal with the
+        /// region it merged from, which had seen an element added and
+        /// removed). The acceptor holds that element: it must join the
+        /// dialer's ahead state at the dialer's final vector, which covers
+        /// the element, not only at the vector it was read at. Found by the
+        /// simulator.
+        #[tokio::test]
+        async fn a_dialer_s_vector_grown_by_a_merge_removes_what_it_covers_at_the_acceptor() {
+            let (ra, rb) = (region("ra", "rb"), region("rb", "ra"));
+            write(&ra, |db| db.sadd(b"k", vec![Blob::from("m1")]));
+            write(&rb, |db| db.sadd(b"k", vec![Blob::from("m2")]));
+            let seen_elsewhere = ra.host.store.lock().db().version_vector().clone();
+            session(&rb, &ra, |msg| {
+                if let Msg::AeAheadEnd { .. } = msg {
+                    let mut store = rb.host.store.lock();
+                    store.merge_states(&[], &seen_elsewhere, Hlc(0)).unwrap();
                 }
             })
             .await
