@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`wire`]: checksummed frames and the message set.
 //! - [`handshake`]: mutual proof of the cluster secret.
+//! - [`link`]: the streaming half of a link as a state machine without I/O
+//!   (resume position, records the peer lacks, batches, heartbeats, acks).
 //! - [`sender`]: one task per peer that dials it and streams this region's
 //!   op log from the peer's version vector, reconnecting forever.
 //! - [`receiver`]: accepts peers, applies their ops (causal order is
@@ -30,6 +32,7 @@
 pub mod antientropy;
 pub mod election;
 pub mod handshake;
+pub mod link;
 pub mod members;
 pub mod receiver;
 pub mod sender;

@@ -9,10 +9,10 @@ use meridian_store::{PeerApply, StoreError};
 use tokio::io::{BufReader, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::handshake::{nonce, proof, verify};
+use crate::handshake::{nonce, AcceptorHandshake, HandshakeError, Identity};
 use crate::status::ReplStatus;
 use crate::tls::{tls_failure, TlsFailure, Transport};
-use crate::wire::{read_msg, write_msg, Msg, MAGIC, PROTOCOL_VERSION};
+use crate::wire::{read_msg, write_msg, Msg};
 use crate::{wall_ms, Host, ReplConfig};
 
 pub async fn accept_loop(
@@ -98,6 +98,23 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
     Err(reason)
 }
 
+/// Ends a handshake that failed: refuses the dialer when this side
+/// refuses it.
+async fn handshake_failed<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    status: &ReplStatus,
+    from: &str,
+    e: HandshakeError,
+) -> Result<(), String> {
+    match e {
+        HandshakeError::Refuse { kind, reason } => {
+            refuse(wr, status, from, kind.unwrap_or("refused"), reason).await
+        }
+        HandshakeError::RefusedByPeer(reason) => Err(format!("dialer refused us: {reason}")),
+        e @ HandshakeError::Unexpected { .. } => Err(e.to_string()),
+    }
+}
+
 async fn serve(
     stream: Transport,
     config: &ReplConfig,
@@ -117,100 +134,34 @@ async fn serve(
     let mut rd = BufReader::new(rd);
     let idle = Duration::from_millis(config.idle_timeout_ms);
 
-    let (cluster, region, their_nonce) = match read(&mut rd, idle).await?.0 {
-        Msg::Hello {
-            magic,
-            version,
-            cluster,
-            region,
-            nonce,
-        } => {
-            if magic != MAGIC {
-                return refuse(
-                    &mut wr,
-                    status,
-                    from,
-                    "bad magic",
-                    "not a Meridian replication peer".into(),
-                )
-                .await;
-            }
-            if version != PROTOCOL_VERSION {
-                let reason = format!("protocol version {version} is not supported (this region speaks {PROTOCOL_VERSION})");
-                return refuse(&mut wr, status, from, "protocol version", reason).await;
-            }
-            (cluster, region, nonce)
-        }
-        other => return Err(format!("expected Hello, got {other:?}")),
+    let me = Identity {
+        cluster: &config.cluster,
+        secret: &config.secret,
+        region: config.region,
     };
-    if cluster != config.cluster {
-        let reason = format!(
-            "peer belongs to cluster {cluster:?}, this region to {:?}",
-            config.cluster
-        );
-        return refuse(&mut wr, status, from, "other cluster", reason).await;
-    }
-    let Ok(peer) = RegionId::new(&region) else {
-        return refuse(
-            &mut wr,
-            status,
-            from,
-            "bad region id",
-            format!("invalid region id {region:?}"),
-        )
-        .await;
+    let hello = read(&mut rd, idle).await?.0;
+    let (handshake, challenge) = match AcceptorHandshake::hello(me, hello, nonce()) {
+        Ok(h) => h,
+        Err(e) => return handshake_failed(&mut wr, status, from, e).await,
     };
-    if peer == config.region {
-        let reason = format!("peer claims this region's own id {region:?}");
-        return refuse(&mut wr, status, from, "duplicate region id", reason).await;
-    }
+    let peer = handshake.peer();
+    let region = peer.as_str();
     if config.tls.is_some()
         && !certificate
             .as_ref()
-            .is_some_and(|c| crate::tls::names_region(c, &region))
+            .is_some_and(|c| crate::tls::names_region(c, region))
     {
         let reason = format!(
             "the certificate of the peer claiming region {region} does not name that region"
         );
         return refuse(&mut wr, status, from, "tls", reason).await;
     }
-    let my_nonce = nonce();
-    let me = config.region.as_str();
-    let p = proof(
-        &config.secret,
-        "acceptor",
-        &config.cluster,
-        &their_nonce,
-        &my_nonce,
-        me,
-    );
-    write_msg(
-        &mut wr,
-        &Msg::Challenge {
-            region: me.to_string(),
-            nonce: my_nonce,
-            proof: p,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    match read(&mut rd, idle).await?.0 {
-        Msg::Proof { proof: p } => {
-            if !verify(
-                &config.secret,
-                "dialer",
-                &config.cluster,
-                &my_nonce,
-                &their_nonce,
-                &region,
-                &p,
-            ) {
-                let reason = format!("region {region} could not prove the cluster secret");
-                return refuse(&mut wr, status, from, "bad secret", reason).await;
-            }
-        }
-        Msg::Refuse { reason } => return Err(format!("dialer refused us: {reason}")),
-        other => return Err(format!("expected Proof, got {other:?}")),
+    write_msg(&mut wr, &challenge)
+        .await
+        .map_err(|e| e.to_string())?;
+    let proof = read(&mut rd, idle).await?.0;
+    if let Err(e) = handshake.proved(me, proof) {
+        return handshake_failed(&mut wr, status, from, e).await;
     }
     // Only a peer that proved the secret learns whether it is a member.
     if host.members.current().was_removed(peer) {
@@ -280,7 +231,7 @@ async fn stream_ops(
     host.view.lock().reconnected(peer);
     host.heard(peer);
     tracing::info!(%peer, "inbound replication link up");
-    let mut antientropy = crate::antientropy::Acceptor::default();
+    let mut antientropy = crate::antientropy::Acceptor::new(host);
     loop {
         let (msg, size) = read(rd, idle).await?;
         let now = wall_ms();
@@ -304,7 +255,8 @@ async fn stream_ops(
         if crate::antientropy::is_session_msg(&msg) {
             antientropy
                 .handle(peer, msg, size, wr, config, host, status)
-                .await?;
+                .await
+                .map_err(|e| e.to_string())?;
             continue;
         }
         let upto = match msg {
@@ -434,6 +386,7 @@ mod tests {
     use super::*;
     use crate::tls::tests::{ca, files};
     use crate::tls::{server_name, PeerTls};
+    use crate::wire::{MAGIC, PROTOCOL_VERSION};
 
     /// A region of the cluster cannot pose as another: the acceptor holds
     /// the dialer to the region its certificate names.

@@ -4,19 +4,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meridian_crdt::{RegionId, Tag, VersionVector};
-use meridian_log::{LogError, ReadBound};
+use meridian_crdt::{RegionId, VersionVector};
+use meridian_log::{LogError, LogReader, ReadBound};
 use meridian_store::StoreError;
 use rand::Rng;
-use tokio::io::{BufReader, ReadHalf};
+use tokio::io::{BufReader, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
-use crate::handshake::{nonce, proof, verify};
+use crate::handshake::{nonce, DialerHandshake, HandshakeError, Identity};
+use crate::link::Stream;
 use crate::status::{LinkState, Outbound, ReplStatus};
 use crate::tls::{tls_failure, TlsFailure, Transport};
-use crate::wire::{
-    read_msg, write_msg, Msg, BATCH_MAX_BYTES, BATCH_MAX_OPS, MAGIC, PROTOCOL_VERSION,
-};
+use crate::wire::{read_msg, write_msg, Msg, BATCH_MAX_BYTES, BATCH_MAX_OPS};
 use crate::{wall_ms, Host, ReplConfig};
 
 /// How long a goodbye waits for the peer to close its side.
@@ -129,6 +129,10 @@ pub async fn run(
     }
 }
 
+type Reader = BufReader<ReadHalf<Transport>>;
+type Writer = WriteHalf<Transport>;
+
+/// One connection: dial, handshake, repair by state when needed, stream.
 async fn link(
     peer: RegionId,
     addr: &str,
@@ -145,122 +149,29 @@ async fn link(
     let stream = secure(stream, peer, addr, config, status).await?;
     let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::new(rd);
-
-    let my_nonce = nonce();
-    let me = config.region.as_str();
-    write_msg(
-        &mut wr,
-        &Msg::Hello {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            cluster: config.cluster.clone(),
-            region: me.to_string(),
-            nonce: my_nonce,
-        },
-    )
-    .await?;
-    // Under TLS 1.3 the acceptor checks our certificate after our side of
-    // the TLS handshake completed, so its verdict arrives here.
-    let challenge = read_msg(&mut rd).await.map_err(|e| match e {
-        crate::wire::WireError::Io(io) => match tls_failure(&io) {
-            Some(TlsFailure::TheyRefused(tls)) => LinkError::Refused(format!(
-                "TLS: {peer} at {addr} refused this region's certificate ({tls})"
-            )),
-            _ => LinkError::Wire(crate::wire::WireError::Io(io)),
-        },
-        other => LinkError::Wire(other),
-    })?;
-    let (their_nonce, their_region, their_proof) = match challenge.0 {
-        Msg::Challenge {
-            region,
-            nonce,
-            proof: p,
-        } => (nonce, region, p),
-        Msg::Refuse { reason } => return Err(LinkError::Refused(reason)),
-        other => {
-            return Err(LinkError::Protocol(format!(
-                "expected Challenge, got {other:?}"
-            )))
-        }
-    };
-    // Our proof goes first either way, so the acceptor learns (and reports)
-    // a secret mismatch too; it is bound to both nonces and reveals nothing.
-    let p = proof(
-        &config.secret,
-        "dialer",
-        &config.cluster,
-        &their_nonce,
-        &my_nonce,
-        me,
-    );
-    write_msg(&mut wr, &Msg::Proof { proof: p }).await?;
-    if !verify(
-        &config.secret,
-        "acceptor",
-        &config.cluster,
-        &my_nonce,
-        &their_nonce,
-        &their_region,
-        &their_proof,
-    ) {
-        let reason = format!("region {their_region} at {addr} could not prove the cluster secret");
-        let _ = write_msg(
-            &mut wr,
-            &Msg::Refuse {
-                reason: reason.clone(),
-            },
-        )
-        .await;
-        status.refuse_from("bad secret", peer.as_str(), &reason);
-        return Err(LinkError::Refused(reason));
-    }
-    if their_region != peer.as_str() {
-        let reason = format!("expected region {peer} at {addr}, found {their_region}");
-        let _ = write_msg(
-            &mut wr,
-            &Msg::Refuse {
-                reason: reason.clone(),
-            },
-        )
-        .await;
-        return Err(LinkError::Refused(reason));
-    }
-    let (peer_vv, peer_is_witness) = match read_msg(&mut rd).await?.0 {
-        Msg::Welcome { vv, witness } => (vv, witness),
-        Msg::Refuse { reason } => return Err(LinkError::Refused(reason)),
-        other => {
-            return Err(LinkError::Protocol(format!(
-                "expected Welcome, got {other:?}"
-            )))
-        }
-    };
-
+    let (peer_vv, peer_is_witness) =
+        handshake(&mut rd, &mut wr, peer, addr, config, status).await?;
     // The log cannot bring this peer up to date: repair by state first.
     let peer_vv = if !peer_is_witness
         && !config.witness
         && (recheck || crate::antientropy::needed(host, &peer_vv))
     {
-        match crate::antientropy::push(&mut rd, &mut wr, host, status, peer, &peer_vv).await {
+        match repair(&mut rd, &mut wr, peer, host, status, &peer_vv).await? {
             Ok(vv) => vv,
-            Err(crate::antientropy::PushError::Busy) => {
-                // The peer's session repairs both sides. Close this
-                // connection (the peer frees its slot for us) and wait for
-                // that session to end before comparing vectors again.
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
-                let _ = tokio::time::timeout(GOODBYE_WAIT, read_msg(&mut rd)).await;
-                crate::antientropy::wait_for_accepted(status, peer).await;
-                return Ok(LinkEnd::Retry);
-            }
-            Err(crate::antientropy::PushError::Failed(e)) => return Err(LinkError::Protocol(e)),
+            Err(end) => return Ok(end),
         }
     } else {
         peer_vv
     };
-    let (from, mut reader) = {
+    let (stream, reader) = {
         let store = host.store.lock();
-        let from = store.resume_lsn(&peer_vv);
-        (from, store.log().reader_bounded(from, ReadBound::Synced)?)
+        let stream = Stream::resume(&store, peer_vv.clone());
+        let reader = store
+            .log()
+            .reader_bounded(stream.next_lsn(), ReadBound::Synced)?;
+        (stream, reader)
     };
+    let from = stream.next_lsn();
     tracing::info!(%peer, %addr, resume_lsn = from, "replication link up");
     update(status, peer, |o| {
         o.state = LinkState::Up;
@@ -271,26 +182,141 @@ async fn link(
         o.peer_witness = Some(peer_is_witness);
         o.acked_lsn = o.acked_lsn.max(from.saturating_sub(1));
     });
-
     // Acknowledgements come back on the same connection.
     host.view.lock().reconnected(peer);
     host.heard(peer);
     let mut acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone()));
+    // A witness stores no data; a witness has none to send.
+    let streams = !peer_is_witness && !config.witness;
+    let streaming = Streaming {
+        peer,
+        config,
+        host,
+        status,
+        stream,
+        reader,
+        streams,
+    };
+    let result = streaming.run(&mut wr, &mut acks).await;
+    acks.abort();
+    result
+}
 
-    let mut members_sent = None;
-    let mut closing = host.closing.subscribe();
-    let mut merged = host.state_merged.subscribe();
-    let merges_at_start = *merged.borrow_and_update();
-    let mut synced = host.synced.subscribe();
-    let mut election_changed = host.election_changed.subscribe();
-    let mut upto_lsn = from.saturating_sub(1);
-    let mut announced_lsn = upto_lsn;
-    let heartbeat = Duration::from_millis(config.heartbeat_ms);
-    let mut election_sent: Option<Instant> = None;
-    let link_up = Instant::now();
-    let recheck_after = (config.antientropy_interval_ms > 0)
-        .then(|| Duration::from_millis(config.antientropy_interval_ms));
-    let result: Result<LinkEnd, LinkError> = async {
+/// The dialer's side of the handshake ([`DialerHandshake`]): returns the
+/// acceptor's version vector and whether it is a witness (its `Welcome`).
+async fn handshake(
+    rd: &mut Reader,
+    wr: &mut Writer,
+    peer: RegionId,
+    addr: &str,
+    config: &ReplConfig,
+    status: &ReplStatus,
+) -> Result<(VersionVector, bool), LinkError> {
+    let me = Identity {
+        cluster: &config.cluster,
+        secret: &config.secret,
+        region: config.region,
+    };
+    let (dialer, hello) = DialerHandshake::hello(me, peer, nonce());
+    write_msg(wr, &hello).await?;
+    // Under TLS 1.3 the acceptor checks our certificate after our side of
+    // the TLS handshake completed, so its verdict arrives here.
+    let challenge = read_msg(rd).await.map_err(|e| match e {
+        crate::wire::WireError::Io(io) => match tls_failure(&io) {
+            Some(TlsFailure::TheyRefused(tls)) => LinkError::Refused(format!(
+                "TLS: {peer} at {addr} refused this region's certificate ({tls})"
+            )),
+            _ => LinkError::Wire(crate::wire::WireError::Io(io)),
+        },
+        other => LinkError::Wire(other),
+    })?;
+    let challenged = dialer
+        .challenged(me, challenge.0, addr)
+        .map_err(|e| handshake_failed(status, peer, e))?;
+    write_msg(wr, &challenged.proof).await?;
+    if let Some(refusal) = challenged.refusal {
+        let reason = refusal.to_string();
+        let _ = write_msg(wr, &Msg::Refuse { reason }).await;
+        return Err(handshake_failed(status, peer, refusal));
+    }
+    dialer
+        .welcomed(read_msg(rd).await?.0)
+        .map_err(|e| handshake_failed(status, peer, e))
+}
+
+/// The link error for a failed handshake; a refusal of the peer is
+/// counted when it has a kind.
+fn handshake_failed(status: &ReplStatus, peer: RegionId, e: HandshakeError) -> LinkError {
+    match e {
+        HandshakeError::RefusedByPeer(reason) => LinkError::Refused(reason),
+        HandshakeError::Refuse { kind, reason } => {
+            if let Some(kind) = kind {
+                status.refuse_from(kind, peer.as_str(), &reason);
+            }
+            LinkError::Refused(reason)
+        }
+        e @ HandshakeError::Unexpected { .. } => LinkError::Protocol(e.to_string()),
+    }
+}
+
+/// Runs an anti-entropy session with the peer at `peer_vv`: `Ok(vv)` with
+/// the peer's vector after it, or how the link ends when the peer runs its
+/// own session with this region.
+async fn repair(
+    rd: &mut Reader,
+    wr: &mut Writer,
+    peer: RegionId,
+    host: &Host,
+    status: &Arc<ReplStatus>,
+    peer_vv: &VersionVector,
+) -> Result<Result<VersionVector, LinkEnd>, LinkError> {
+    match crate::antientropy::push(rd, wr, host, status, peer, peer_vv).await {
+        Ok(vv) => Ok(Ok(vv)),
+        Err(crate::antientropy::PushError::Busy) => {
+            // The peer's session repairs both sides. Close this
+            // connection (the peer frees its slot for us) and wait for
+            // that session to end before comparing vectors again.
+            let _ = tokio::io::AsyncWriteExt::shutdown(wr).await;
+            let _ = tokio::time::timeout(GOODBYE_WAIT, read_msg(rd)).await;
+            crate::antientropy::wait_for_accepted(status, peer).await;
+            Ok(Err(LinkEnd::Retry))
+        }
+        Err(e) => Err(LinkError::Protocol(e.to_string())),
+    }
+}
+
+/// A link that streams: the log from where the peer's vector resumes,
+/// membership and election state, heartbeats, until it fails, the region
+/// closes, or state must be compared again.
+struct Streaming<'a> {
+    peer: RegionId,
+    config: &'a ReplConfig,
+    host: &'a Host,
+    status: &'a Arc<ReplStatus>,
+    stream: Stream,
+    reader: LogReader,
+    /// Whether records flow (not to or from a witness).
+    streams: bool,
+}
+
+impl Streaming<'_> {
+    async fn run(
+        mut self,
+        wr: &mut Writer,
+        acks: &mut JoinHandle<Result<(), LinkError>>,
+    ) -> Result<LinkEnd, LinkError> {
+        let (peer, host) = (self.peer, self.host);
+        let mut members_sent = None;
+        let mut closing = host.closing.subscribe();
+        let mut merged = host.state_merged.subscribe();
+        let merges_at_start = *merged.borrow_and_update();
+        let mut synced = host.synced.subscribe();
+        let mut election_changed = host.election_changed.subscribe();
+        let heartbeat = Duration::from_millis(self.config.heartbeat_ms);
+        let mut election_sent: Option<Instant> = None;
+        let link_up = Instant::now();
+        let recheck_after = (self.config.antientropy_interval_ms > 0)
+            .then(|| Duration::from_millis(self.config.antientropy_interval_ms));
         loop {
             // Now and then the state is compared in full, even when the log
             // covers the peer: a safety net against any divergence the op
@@ -302,8 +328,8 @@ async fn link(
             if state_merged || recheck_after.is_some_and(|every| link_up.elapsed() >= every) {
                 // Let the peer close its side first, so the new connection
                 // does not find this one still holding its slot.
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
-                let _ = tokio::time::timeout(GOODBYE_WAIT, &mut acks).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(wr).await;
+                let _ = tokio::time::timeout(GOODBYE_WAIT, &mut *acks).await;
                 return Ok(LinkEnd::Recheck);
             }
             if acks.is_finished() {
@@ -313,7 +339,7 @@ async fn link(
             // each change, so a region down during a change learns it.
             let version = host.members.version();
             if members_sent != Some(version) {
-                write_msg(&mut wr, &Msg::Members(host.members.current())).await?;
+                write_msg(wr, &Msg::Members(host.members.current())).await?;
                 members_sent = Some(version);
             }
             // The election state goes out at every heartbeat, even while
@@ -322,87 +348,100 @@ async fn link(
             if changed || election_sent.is_none_or(|t| t.elapsed() >= heartbeat) {
                 election_changed.borrow_and_update();
                 for m in host.election_outbox(peer) {
-                    write_msg(&mut wr, &Msg::Election(m)).await?;
+                    write_msg(wr, &Msg::Election(m)).await?;
                 }
                 election_sent = Some(Instant::now());
             }
-            let peer_vv = status
-                .outbound
-                .lock()
-                .get(&peer)
-                .map(|o| o.peer_vv.clone())
-                .unwrap_or_default();
-            let mut records = Vec::new();
-            let mut bytes = 0;
-            // A witness stores no data; a witness has none to send.
-            let streams = !peer_is_witness && !config.witness;
-            while streams && records.len() < BATCH_MAX_OPS && bytes < BATCH_MAX_BYTES {
-                let Some(next) = reader.next() else { break };
-                let (lsn, payload) = next?;
-                upto_lsn = lsn;
-                let tag: Tag = postcard::take_from_bytes::<Tag>(&payload)
-                    .map_err(|e| LinkError::Protocol(format!("undecodable log record {lsn}: {e}")))?
-                    .0;
-                if peer_vv.covers(tag.dot) {
-                    continue;
-                }
-                bytes += payload.len();
-                records.push(payload);
-            }
-            if !records.is_empty() {
-                let n = records.len() as u64;
-                let sent = write_msg(&mut wr, &Msg::Ops { upto_lsn, records }).await?;
-                announced_lsn = upto_lsn;
-                update(status, peer, |o| {
-                    o.ops_sent += n;
-                    o.bytes_sent += sent as u64;
-                });
+            if self.ship(wr).await? {
                 continue;
             }
             // Caught up: wait for new synced records, or heartbeat. Records
             // the peer already had still move its position, so announce it.
             let heartbeat_due = tokio::select! {
                 r = synced.changed() => match r {
-                    Ok(()) => upto_lsn > announced_lsn,
+                    Ok(()) => false,
                     Err(_) => return Ok(LinkEnd::Closed),
                 },
                 r = election_changed.changed() => match r {
-                    Ok(()) => false,
+                    Ok(()) => continue,
                     Err(_) => return Ok(LinkEnd::Closed),
                 },
                 _ = tokio::time::sleep(heartbeat) => true,
                 r = merged.changed() => match r {
                     // Acted on at the top of the loop.
-                    Ok(()) => false,
+                    Ok(()) => continue,
                     Err(_) => return Ok(LinkEnd::Closed),
                 },
                 _ = async { closing.wait_for(|c| *c).await.is_ok() } => {
-                    write_msg(&mut wr, &Msg::Goodbye).await?;
-                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
-                    // Closing with acknowledgements unread would reset the
-                    // connection, and a reset can discard the goodbye before
-                    // the peer reads it: read until the peer closes.
-                    let _ = tokio::time::timeout(GOODBYE_WAIT, &mut acks).await;
-                    host.goodbyes_sent.fetch_add(1, std::sync::atomic::Ordering::Release);
-                    tracing::info!(%peer, "told the peer this region is shutting down");
-                    return Ok(LinkEnd::Closed);
+                    return self.goodbye(wr, acks).await;
                 }
             };
-            if heartbeat_due {
+            if let Some(upto_lsn) = self.stream.announce(heartbeat_due) {
                 let hlc = host.store.lock().db().clock().0;
                 let beat = Msg::Heartbeat {
                     upto_lsn,
                     hlc,
                     wall_ms: wall_ms(),
                 };
-                write_msg(&mut wr, &beat).await?;
-                announced_lsn = upto_lsn;
+                write_msg(wr, &beat).await?;
             }
         }
     }
-    .await;
-    acks.abort();
-    result
+
+    /// Sends the next batch of records the peer lacks; false when there was
+    /// none (caught up).
+    async fn ship(&mut self, wr: &mut Writer) -> Result<bool, LinkError> {
+        let peer_vv = self
+            .status
+            .outbound
+            .lock()
+            .get(&self.peer)
+            .map(|o| o.peer_vv.clone())
+            .unwrap_or_default();
+        self.stream.acked(peer_vv);
+        while self.streams && self.stream.has_room(BATCH_MAX_OPS, BATCH_MAX_BYTES) {
+            let Some(next) = self.reader.next() else {
+                break;
+            };
+            let (lsn, payload) = next?;
+            self.stream
+                .offer(lsn, payload)
+                .map_err(|e| LinkError::Protocol(e.to_string()))?;
+        }
+        let Some(batch) = self.stream.take_batch() else {
+            return Ok(false);
+        };
+        let n = batch.records.len() as u64;
+        let msg = Msg::Ops {
+            upto_lsn: batch.upto_lsn,
+            records: batch.records,
+        };
+        let sent = write_msg(wr, &msg).await?;
+        update(self.status, self.peer, |o| {
+            o.ops_sent += n;
+            o.bytes_sent += sent as u64;
+        });
+        Ok(true)
+    }
+
+    /// The region shuts down: tell the peer and let it close first.
+    async fn goodbye(
+        &self,
+        wr: &mut Writer,
+        acks: &mut JoinHandle<Result<(), LinkError>>,
+    ) -> Result<LinkEnd, LinkError> {
+        write_msg(wr, &Msg::Goodbye).await?;
+        let _ = tokio::io::AsyncWriteExt::shutdown(wr).await;
+        // Closing with acknowledgements unread would reset the connection,
+        // and a reset can discard the goodbye before the peer reads it:
+        // read until the peer closes.
+        let _ = tokio::time::timeout(GOODBYE_WAIT, &mut *acks).await;
+        self.host
+            .goodbyes_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        tracing::info!(peer = %self.peer, "told the peer this region is shutting down");
+        Ok(LinkEnd::Closed)
+    }
 }
 
 /// Runs the TLS handshake when links use TLS: the peer must present a

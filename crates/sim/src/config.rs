@@ -31,10 +31,16 @@ pub enum Fault {
     /// is cut off: both ways, or only its outbound paths (it still hears
     /// the others, so its quorum lease alone would not fence it).
     IsolatePrimary,
+    /// Every region that is up writes a snapshot and compacts its log, keeping only the
+    /// last `sim::BACKLOG_OPS` records of what its peers have not
+    /// acknowledged (`--repl-backlog-ops`): a peer further behind is
+    /// repaired by an anti-entropy session, and so is any peer lacking what
+    /// the snapshot holds after a restart.
+    Compact,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Delay,
         Fault::Dup,
         Fault::Drop,
@@ -44,6 +50,7 @@ impl Fault {
         Fault::Clock,
         Fault::Power,
         Fault::IsolatePrimary,
+        Fault::Compact,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +64,7 @@ impl Fault {
             Fault::Clock => "clock",
             Fault::Power => "power",
             Fault::IsolatePrimary => "isolate-primary",
+            Fault::Compact => "compact",
         }
     }
 
@@ -115,6 +123,11 @@ pub enum Breakage {
     /// Tombstone collection does not wait for causal stability: a region
     /// drops settled counter incarnations as soon as it holds them.
     CollectEarly,
+    /// Each side of an anti-entropy session leaves the first key the other
+    /// sent out of its merge and joins the other's vector anyway
+    /// (`unsafe_skip_one_key`): the vector claims ops whose effects on that
+    /// key the state lacks, and the next session skips it again.
+    AeSkipKey,
 }
 
 impl Breakage {
@@ -126,8 +139,9 @@ impl Breakage {
             "skip-primary-leases" => Ok(Breakage::SkipPrimaryLeases),
             "wall-clock-lease" => Ok(Breakage::WallClockLease),
             "collect-early" => Ok(Breakage::CollectEarly),
+            "ae-skip-key" => Ok(Breakage::AeSkipKey),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key)"
             )),
         }
     }

@@ -25,6 +25,7 @@ use meridian_cluster::{
 };
 use meridian_crdt::RegionId;
 use meridian_log::{FaultInjector, LogOptions, SEGMENT_MAX_BYTES_MIN};
+use meridian_repl::tombstones::Round;
 use meridian_store::{Store, StoreError, StoreOptions};
 
 use crate::config::Breakage;
@@ -62,17 +63,10 @@ pub struct SimRegion {
     /// The tick at which a crashed region comes back.
     pub restart_at: u64,
     /// The tombstone collection round in progress (lost in a crash).
-    pub collection: Option<CollectionRound>,
-}
-
-/// A tombstone collection round, as `meridian_repl::tombstones` runs it.
-#[derive(Debug)]
-pub struct CollectionRound {
-    /// This region's version vector when the candidates were taken.
-    pub v0: meridian_crdt::VersionVector,
-    pub candidates: Vec<(meridian_crdt::Blob, u64)>,
-    /// The join of every peer's durable vector, once each covered `v0`.
-    pub reported: Option<meridian_crdt::VersionVector>,
+    pub collection: Option<Round>,
+    /// Anti-entropy merges that raised this region's vector (the server's
+    /// `Host::state_merged`): its links compare state before streaming on.
+    pub merges: u64,
 }
 
 impl SimRegion {
@@ -101,6 +95,7 @@ impl SimRegion {
             pending: Vec::new(),
             restart_at: 0,
             collection: None,
+            merges: 0,
         })
     }
 

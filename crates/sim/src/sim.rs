@@ -9,8 +9,10 @@
 use std::collections::BTreeMap;
 
 use meridian_cluster::{ElectionEvent, Policies, Role};
-use meridian_crdt::{Op, RegionId, Tag, VersionVector};
+use meridian_crdt::{Op, RegionId};
 use meridian_log::ReadBound;
+use meridian_repl::antientropy::is_session_msg;
+use meridian_repl::tombstones::{PeerDurable, Progress, Round, Step};
 use meridian_store::{db::visible_digest, PeerApply, StoreError};
 
 use crate::check::{self, Anomaly};
@@ -18,7 +20,7 @@ use crate::config::{Breakage, Fault, SimConfig};
 use crate::driver::{self, Outcome};
 use crate::history::{Fate, History, Write};
 use crate::net::{Cut, InFlight, Link, Msg};
-use crate::region::{CollectionRound, SimRegion, HEARTBEAT_MS, LEASE_MS};
+use crate::region::{SimRegion, HEARTBEAT_MS, LEASE_MS};
 use crate::rng::SimRng;
 use crate::trace::Trace;
 
@@ -53,9 +55,16 @@ pub struct SimReport {
     pub primary_writes: u64,
     /// Conflict-journal entries across regions, all checked exact.
     pub conflicts_journaled: u64,
+    /// Regions whose journal was checked exact: those whose log still holds
+    /// their whole history (no compaction, no merged state).
+    pub journals_exact: u64,
     /// Settled counter incarnations collected during the run (before the
     /// final collection at convergence).
     pub tombstones_collected: u64,
+    /// Anti-entropy sessions that ran to their end (on the dialer).
+    pub ae_sessions: u64,
+    /// Keys whose state those sessions merged, both sides.
+    pub ae_keys_merged: u64,
     pub messages: u64,
     pub duplicates_received: u64,
     pub faults: BTreeMap<&'static str, u64>,
@@ -72,26 +81,26 @@ impl SimReport {
 
 pub struct Sim {
     pub cfg: SimConfig,
-    rng: SimRng,
+    pub(crate) rng: SimRng,
     pub regions: Vec<SimRegion>,
-    links: Vec<Link>,
+    pub(crate) links: Vec<Link>,
     cuts: Vec<Cut>,
-    blocked: Vec<Vec<bool>>,
+    pub(crate) blocked: Vec<Vec<bool>>,
     pub history: History,
     pub trace: Trace,
-    tick: u64,
+    pub(crate) tick: u64,
     next_msg_id: u64,
     policies: Policies,
-    report: SimReport,
+    pub(crate) report: SimReport,
     /// Relayed records received, per region (for [`Breakage`]).
     relayed_seen: Vec<u64>,
     /// `heard_ms[r][p]`: simulated time region `r` last heard region `p`
     /// (the truth the `majority` checker judges leases by).
-    heard_ms: Vec<Vec<Option<u64>>>,
+    pub(crate) heard_ms: Vec<Vec<Option<u64>>>,
     _root: tempfile::TempDir,
 }
 
-fn store_err(what: &str, e: StoreError) -> Anomaly {
+pub(crate) fn store_err(what: &str, e: StoreError) -> Anomaly {
     Anomaly::new("store", format!("{what}: {e}"))
 }
 
@@ -156,15 +165,15 @@ impl Sim {
         })
     }
 
-    fn sim_ms(&self) -> u64 {
+    pub(crate) fn sim_ms(&self) -> u64 {
         self.tick * TICK_MS
     }
 
-    fn now_ms(&self, r: usize) -> u64 {
+    pub(crate) fn now_ms(&self, r: usize) -> u64 {
         self.regions[r].now_ms(self.sim_ms())
     }
 
-    fn event(&mut self, e: String) {
+    pub(crate) fn event(&mut self, e: String) {
         self.trace.record(self.tick, e);
     }
 
@@ -225,7 +234,7 @@ impl Sim {
             let in_progress = self.regions[r].collection.take();
             let db = self.regions[r].store().db_mut();
             if let Some(round) = in_progress {
-                db.requeue_tombstones(round.candidates.into_iter().map(|(k, _)| k));
+                db.requeue_tombstones(round.into_candidates().into_iter().map(|(k, _)| k));
             }
             let candidates = db.tombstone_candidates(usize::MAX);
             db.collect_tombstones(candidates);
@@ -235,6 +244,11 @@ impl Sim {
             .regions
             .iter_mut()
             .map(|r| r.store().journal().retained() as u64)
+            .sum();
+        self.report.journals_exact = self
+            .regions
+            .iter_mut()
+            .map(|r| r.store().log_base_vv().is_empty() as u64)
             .sum();
         check::check_all(&mut self.regions, &self.history)
     }
@@ -297,57 +311,62 @@ impl Sim {
         self.deliver_due()
     }
 
-    /// One step of region `r`'s tombstone collection, as
-    /// `meridian_repl::tombstones::round` does it: take candidates and `V0`,
-    /// wait until every peer's durable vector (from its acks) and this
-    /// region's cover `V0`, then until this region applied their join, then
-    /// collect. `--break collect-early` collects at once.
+    /// One step of region `r`'s tombstone collection: the round of
+    /// `meridian_repl::tombstones`, fed this region's vectors and the
+    /// durable vectors its links' acks carried. There is no witness and no
+    /// change of membership here, and every peer has a link from the start
+    /// (its durable vector empty until an ack says more).
+    /// `--break collect-early` collects at once.
     fn collection_step(&mut self, r: usize) {
         const EVERY_TICKS: u64 = 25;
-        let early = self.cfg.breakage == Breakage::CollectEarly;
-        if self.regions[r].collection.is_none() {
-            if self.tick % EVERY_TICKS != r as u64 % EVERY_TICKS {
-                return;
+        let round = match self.regions[r].collection.take() {
+            Some(round) => round,
+            None => {
+                if self.tick % EVERY_TICKS != r as u64 % EVERY_TICKS {
+                    return;
+                }
+                let store = self.regions[r].store();
+                let v0 = store.db().version_vector().clone();
+                let candidates = store.db_mut().tombstone_candidates(usize::MAX);
+                match Round::begin(v0, candidates, 0) {
+                    Some(round) if self.cfg.breakage == Breakage::CollectEarly => {
+                        round.unsafe_skip_stability()
+                    }
+                    Some(round) => round,
+                    None => return,
+                }
             }
-            let store = self.regions[r].store();
-            let v0 = store.db().version_vector().clone();
-            let candidates = store.db_mut().tombstone_candidates(usize::MAX);
-            if candidates.is_empty() {
-                return;
-            }
-            self.regions[r].collection = Some(CollectionRound {
-                v0,
-                candidates,
-                reported: None,
-            });
-        }
-        let Some(round) = self.regions[r].collection.take() else {
-            return;
         };
-        let mut round = round;
-        if round.reported.is_none() {
-            let own = self.regions[r].store().durable_vv().dominates(&round.v0);
-            let mut reported = VersionVector::new();
-            let mut all = own;
-            for link in self.links.iter().filter(|l| l.from == r) {
-                all &= link.peer_durable_vv.dominates(&round.v0);
-                reported.join(&link.peer_durable_vv);
-            }
-            if all || early {
-                round.reported = Some(reported);
-            }
-        }
-        let ready = round.reported.as_ref().is_some_and(|rep| {
-            early || self.regions[r].store().db().version_vector().dominates(rep)
+        let store = self.regions[r].store();
+        let durable_vv = store.durable_vv().clone();
+        let applied_vv = store.db().version_vector().clone();
+        let now = Progress {
+            members_version: 0,
+            durable_vv: &durable_vv,
+            applied_vv: &applied_vv,
+        };
+        let peers = self.links.iter().filter(|l| l.from == r).map(|l| {
+            (
+                self.regions[l.to].id,
+                PeerDurable::Durable(&l.peer_durable_vv),
+            )
         });
-        if !ready {
-            self.regions[r].collection = Some(round);
-            return;
-        }
+        let candidates = match round.step(now, peers) {
+            Step::Wait(round, _) => {
+                self.regions[r].collection = Some(round);
+                return;
+            }
+            Step::Collect(candidates) => candidates,
+            Step::Abandon(candidates) => {
+                let keys = candidates.into_iter().map(|(k, _)| k);
+                self.regions[r].store().db_mut().requeue_tombstones(keys);
+                return;
+            }
+        };
         let done = self.regions[r]
             .store()
             .db_mut()
-            .collect_tombstones(round.candidates);
+            .collect_tombstones(candidates);
         if done.incarnations > 0 {
             self.report.tombstones_collected += done.incarnations as u64;
             let e = format!(
@@ -359,6 +378,7 @@ impl Sim {
     }
 
     fn region_step(&mut self, r: usize, writes: bool) -> Result<(), Anomaly> {
+        self.retain(r);
         let now = self.now_ms(r);
         let epoch_before = self.regions[r].view.epoch();
         for t in self.regions[r].view.tick(now) {
@@ -446,7 +466,7 @@ impl Sim {
     }
 
     /// Flushes region `r`'s log: its pending commands are acknowledged.
-    fn flush_pending(&mut self, r: usize) -> Result<(), Anomaly> {
+    pub(crate) fn flush_pending(&mut self, r: usize) -> Result<(), Anomaly> {
         if !self.regions[r].is_up() {
             return Ok(());
         }
@@ -477,7 +497,19 @@ impl Sim {
         });
     }
 
-    fn reset_link(&mut self, l: usize, why: &str) {
+    /// The connection of link `l` breaks; its sessions end on both sides,
+    /// as dropping them does in the server.
+    pub(crate) fn reset_link(&mut self, l: usize, why: &str) {
+        let (from, to) = (self.links[l].from, self.links[l].to);
+        if let Some(mut dialer) = self.links[l].dialer.take() {
+            if self.regions[from].is_up() {
+                dialer.stop_tracking(self.regions[from].store());
+            }
+        }
+        let mut acceptor = std::mem::take(&mut self.links[l].acceptor);
+        if self.regions[to].is_up() {
+            acceptor.settle(self.regions[to].store());
+        }
         let backoff = self.tick + 1 + self.rng.below(20);
         let link = &mut self.links[l];
         let was_up = link.up;
@@ -585,6 +617,14 @@ impl Sim {
                 self.regions[r].clock_offset_ms = offset;
                 self.event(format!("clock r{r} offset {offset} ms"));
             }
+            Fault::Compact => {
+                // Every region that is up, as periodic snapshots would.
+                for r in 0..n {
+                    if self.regions[r].is_up() {
+                        self.compact(r)?;
+                    }
+                }
+            }
             Fault::Delay => {}
         }
         self.count_fault(fault);
@@ -646,53 +686,6 @@ impl Sim {
         Ok(())
     }
 
-    fn connect_links(&mut self) {
-        for l in 0..self.links.len() {
-            let (from, to) = (self.links[l].from, self.links[l].to);
-            if self.links[l].up
-                || self.links[l].reconnect_at > self.tick
-                || !self.regions[from].is_up()
-                || !self.regions[to].is_up()
-                || self.blocked[from][to]
-                || self.blocked[to][from]
-            {
-                continue;
-            }
-            // Handshake: the receiver's Welcome carries its version vector.
-            let mut peer_vv = self.regions[to].store().db().version_vector().clone();
-            let store = self.regions[from].store();
-            let resume = store.resume_lsn(&peer_vv);
-            let oldest = store.log().oldest_lsn();
-            let stale = std::mem::take(&mut self.links[l].stale_resume);
-            let start = if stale {
-                peer_vv = VersionVector::new();
-                oldest + self.rng.below(resume.saturating_sub(oldest) + 1)
-            } else {
-                resume
-            };
-            let (now_from, now_to) = (self.now_ms(from), self.now_ms(to));
-            let (id_from, id_to) = (self.regions[from].id, self.regions[to].id);
-            for (r, peer, now) in [(from, id_to, now_from), (to, id_from, now_to)] {
-                self.regions[r].view.reconnected(peer);
-                self.regions[r].view.heard(peer, now);
-            }
-            let sim_ms = self.sim_ms();
-            self.heard_ms[from][to] = Some(sim_ms);
-            self.heard_ms[to][from] = Some(sim_ms);
-            let link = &mut self.links[l];
-            link.up = true;
-            link.peer_vv = peer_vv;
-            link.upto_lsn = start.saturating_sub(1);
-            link.announced_lsn = link.upto_lsn;
-            link.last_send_tick = self.tick;
-            let e = format!(
-                "link r{from}->r{to} up from lsn {start}{}",
-                if stale { " (stale resume)" } else { "" }
-            );
-            self.event(e);
-        }
-    }
-
     fn delay_ticks(&mut self) -> u64 {
         if self.cfg.has(Fault::Delay) {
             self.rng.between(1, DELAY_TICKS_MAX) as u64
@@ -701,7 +694,7 @@ impl Sim {
         }
     }
 
-    fn push(&mut self, l: usize, forward: bool, msg: Msg) {
+    pub(crate) fn push(&mut self, l: usize, forward: bool, msg: Msg) {
         let delay = self.delay_ticks();
         self.next_msg_id += 1;
         self.report.messages += 1;
@@ -722,8 +715,16 @@ impl Sim {
 
     /// The sender side of link `l`, as `meridian_repl::sender::link` does it.
     fn send(&mut self, l: usize) -> Result<(), Anomaly> {
-        let (from, up) = (self.links[l].from, self.links[l].up);
-        if !up || self.links[l].forward.len() >= IN_FLIGHT_MAX {
+        let from = self.links[l].from;
+        if !self.links[l].streaming() || self.links[l].forward.len() >= IN_FLIGHT_MAX {
+            return Ok(());
+        }
+        // State merged here is not in the log this link streams: reconnect
+        // at once and compare state first.
+        if self.regions[from].merges != self.links[l].merges_seen {
+            self.reset_link(l, "state merged");
+            self.links[l].recheck = true;
+            self.links[l].reconnect_at = self.tick;
             return Ok(());
         }
         // The election state: at every heartbeat, and at once after a change.
@@ -742,8 +743,7 @@ impl Sim {
                 self.push(l, true, Msg::Election(m));
             }
         }
-        let batch_max = 1 + self.rng.below(BATCH_OPS_MAX);
-        let link = &self.links[l];
+        let batch_max = 1 + self.rng.below(BATCH_OPS_MAX) as usize;
         let (bound, shippable) = if self.cfg.breakage == Breakage::ShipUnsynced {
             (
                 ReadBound::Flushed,
@@ -756,45 +756,36 @@ impl Sim {
             )
         };
         let store = self.regions[from].store();
-        let mut upto = link.upto_lsn;
-        let mut records = Vec::new();
-        if upto < shippable {
+        let stream = &mut self.links[l].stream;
+        if stream.upto_lsn() < shippable {
             let reader = store
                 .log()
-                .reader_bounded(upto + 1, bound)
+                .reader_bounded(stream.next_lsn(), bound)
                 .map_err(|e| store_err("log reader", e.into()))?;
             for next in reader {
                 let (lsn, payload) = next.map_err(|e| store_err("log read", e.into()))?;
-                upto = lsn;
-                let tag: Tag = postcard::take_from_bytes::<Tag>(&payload)
-                    .map_err(|e| Anomaly::new("store", format!("undecodable record {lsn}: {e}")))?
-                    .0;
-                if !link.peer_vv.covers(tag.dot) {
-                    records.push(payload);
-                }
-                if records.len() as u64 >= batch_max {
+                stream
+                    .offer(lsn, payload)
+                    .map_err(|e| Anomaly::new("store", e.to_string()))?;
+                if !stream.has_room(batch_max, usize::MAX) {
                     break;
                 }
             }
         }
         let link = &mut self.links[l];
-        link.upto_lsn = upto;
-        if !records.is_empty() {
-            link.announced_lsn = upto;
-            link.last_send_tick = self.tick;
-            self.push(
-                l,
-                true,
-                Msg::Ops {
-                    upto_lsn: upto,
-                    records,
-                },
-            );
-        } else if upto > link.announced_lsn || self.tick - link.last_send_tick >= HEARTBEAT_TICKS {
-            link.announced_lsn = upto;
-            link.last_send_tick = self.tick;
-            self.push(l, true, Msg::Heartbeat { upto_lsn: upto });
-        }
+        let heartbeat_due = self.tick - link.last_send_tick >= HEARTBEAT_TICKS;
+        let msg = match link.stream.take_batch() {
+            Some(batch) => Msg::Ops {
+                upto_lsn: batch.upto_lsn,
+                records: batch.records,
+            },
+            None => match link.stream.announce(heartbeat_due) {
+                Some(upto_lsn) => Msg::Heartbeat { upto_lsn },
+                None => return Ok(()),
+            },
+        };
+        link.last_send_tick = self.tick;
+        self.push(l, true, msg);
         Ok(())
     }
 
@@ -835,15 +826,31 @@ impl Sim {
             self.heard_ms[dst][src] = Some(self.sim_ms());
             let src_id = self.regions[src].id;
             self.regions[dst].view.heard(src_id, now);
+            if forward && !matches!(&m.msg, Msg::Wire(w) if is_session_msg(w)) {
+                // The dialer streams again: any session it dialed is over.
+                let link = &mut self.links[l];
+                link.acceptor.settle(self.regions[dst].store());
+            }
             match m.msg {
+                Msg::Wire(msg) if forward && is_session_msg(&msg) => self.ae_at_acceptor(l, msg)?,
+                Msg::Wire(msg) if forward => self.handshake_at_acceptor(l, msg),
+                Msg::Wire(msg) if self.links[l].dialing.is_some() => {
+                    self.handshake_at_dialer(l, msg)?
+                }
+                Msg::Wire(msg) => self.ae_at_dialer(l, msg)?,
                 Msg::Ops { upto_lsn, records } => {
                     if self.receive(l, &records)? {
                         self.ack(l, upto_lsn);
                     }
                 }
                 Msg::Heartbeat { upto_lsn } => self.ack(l, upto_lsn),
-                Msg::Ack { vv, durable_vv, .. } => {
-                    self.links[l].peer_vv = vv;
+                Msg::Ack {
+                    upto_lsn,
+                    vv,
+                    durable_vv,
+                } => {
+                    self.links[l].acked_lsn = self.links[l].acked_lsn.max(upto_lsn);
+                    self.links[l].stream.acked(vv);
                     self.links[l].peer_durable_vv = durable_vv;
                 }
                 Msg::Election(m) => {

@@ -18,7 +18,8 @@ pub struct SimArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Faults to inject: a comma-separated list of delay, dup, drop,
-    /// partition, oneway, crash, clock, isolate-primary; or `all`, or `none`.
+    /// partition, oneway, crash, clock, power, isolate-primary, compact; or
+    /// `all`, or `none`.
     #[arg(long, default_value = "all")]
     pub faults: String,
     /// Regions per run.
@@ -32,7 +33,8 @@ pub struct SimArgs {
     pub trace: usize,
     /// Deliberately break the merge, the election or the lease to see a
     /// checker fail (`lose-relayed-effects`, `skip-primary-leases`,
-    /// `wall-clock-lease`), or tombstone collection (`collect-early`).
+    /// `wall-clock-lease`), tombstone collection (`collect-early`), or
+    /// anti-entropy (`ae-skip-key`).
     #[arg(long, default_value = "none")]
     pub r#break: String,
     /// Print one line per seed.
