@@ -152,16 +152,7 @@ pub fn spec(
     } else {
         &["readonly"]
     };
-    Spec {
-        name,
-        arity,
-        flags,
-        keys,
-        handler,
-        info_flags,
-        calls: Default::default(),
-        group: "",
-    }
+    command(name, arity, flags, keys, handler, info_flags)
 }
 
 /// A table entry with the flags `COMMAND INFO` lists given explicitly.
