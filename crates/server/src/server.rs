@@ -94,6 +94,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         readiness: Mutex::new(Readiness::Ready),
         shutdown: tokio::sync::Notify::new(),
         heal: Mutex::new(Default::default()),
+        config_kept: Mutex::new(Default::default()),
     });
     // Tests and scripts read this line to find the ports when binding port 0.
     let _ = slot.set(shared.clone());

@@ -71,6 +71,9 @@ pub struct Shared {
     pub admin_token: parking_lot::RwLock<Option<String>>,
     pub shutdown: tokio::sync::Notify,
     pub heal: Mutex<crate::heal::HealTracker>,
+    /// Redis parameters Meridian has no mechanism for, as `CONFIG SET`
+    /// left them (`cmd/config_params.rs`); not replicated, not persisted.
+    pub config_kept: Mutex<HashMap<&'static str, String>>,
 }
 
 /// Where the HTTP port finds the region's shared state: empty while the

@@ -1,5 +1,7 @@
-//! CONFIG GET, SET, RESETSTAT and REWRITE over the parameters Redis clients
-//! and Redis's own tests read, mapped onto Meridian's settings.
+//! CONFIG GET, SET and RESETSTAT over every Redis 7.0 parameter: the ones
+//! Meridian has report its real values (`requirepass` and `protected-mode`
+//! change at run time, the others only at start), and the ones it has no
+//! mechanism for are checked, kept and reported back (`config_params.rs`).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -7,6 +9,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use meridian_resp::Frame;
 
+use super::config_params::{self, Mode};
 use super::info::{listen_port, max_clients, HZ, PROTO_MAX_BULK_LEN_BYTES};
 use super::spec::{command, Ctx, Spec, READ};
 use super::util::{eq_ignore_case, glob_match, help_reply, lossy, subcommand, syntax_error};
@@ -22,8 +25,8 @@ const CONFIG_SUBCOMMANDS: &[(&str, i32)] =
 const CONFIG_HELP: &[&str] = &[
     "GET <pattern>",
     "    Return parameters matching the glob-like <pattern> and their values.",
-    "SET <directive> <value>",
-    "    Set the configuration <directive> to <value> (only requirepass and protected-mode change at run time).",
+    "SET <directive> <value> [<directive> <value> ...]",
+    "    Set the configuration <directive> to <value>; of Meridian's own settings only requirepass and protected-mode change at run time.",
     "RESETSTAT",
     "    Reset statistics reported by the INFO command.",
 ];
@@ -32,7 +35,9 @@ const CONFIG_HELP: &[&str] = &[
 fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     let c = &ctx.shared.config;
     let dir = std::fs::canonicalize(&c.data_dir).unwrap_or_else(|_| c.data_dir.clone());
+    let aclfile = c.aclfile.as_ref().map(|p| p.display().to_string());
     vec![
+        ("aclfile", aclfile.unwrap_or_default()),
         ("appendfsync", c.fsync.as_str().into()),
         ("appendonly", "yes".into()),
         ("bind", c.listen.ip().to_string()),
@@ -92,7 +97,17 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 /// as typed; glob patterns list settings under their own names. Either
 /// way the match ignores case, as in Redis.
 fn config_get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    let params = config_params(ctx);
+    let mut params = config_params(ctx);
+    {
+        let kept = ctx.shared.config_kept.lock();
+        for p in config_params::PARAMS {
+            let value = kept.get(p.name).map_or(p.default, String::as_str);
+            params.push((p.name, value.to_string()));
+            if let Some(alias) = p.alias {
+                params.push((alias, value.to_string()));
+            }
+        }
+    }
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for pattern in &args[2..] {
@@ -111,30 +126,45 @@ fn config_get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::Map(out)
 }
 
-/// Only `requirepass` and `protected-mode` change at run time; the other
-/// settings Meridian reports are fixed for the life of the process. All
-/// values are checked before any is applied.
+/// Of Meridian's own settings only `requirepass` and `protected-mode`
+/// change at run time; the others may be set only to the value they have.
+/// Parameters Meridian has no mechanism for are kept. All values are
+/// checked before any is applied.
 fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if args.len() % 2 == 1 {
         return syntax_error();
     }
-    let known: Vec<&str> = config_params(ctx).into_iter().map(|(n, _)| n).collect();
+    let own = config_params(ctx);
     let mut password = None;
     let mut protected = None;
+    let mut kept = Vec::new();
     let mut seen = HashSet::new();
     for p in args[2..].chunks(2) {
         let (name, value) = (&p[0], &p[1]);
-        let Some(param) = known.iter().find(|k| eq_ignore_case(name, k)) else {
-            return Frame::error(format!(
-                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-                lossy(name)
-            ));
-        };
         let failed = |why: &str| {
             Frame::error(format!(
                 "ERR CONFIG SET failed (possibly related to argument '{}') - {why}",
                 lossy(name)
             ))
+        };
+        if let Some(param) = config_params::find(name) {
+            if !seen.insert(param.name) {
+                return failed("duplicate parameter");
+            }
+            if param.mode == Mode::Immutable {
+                return failed("can't set immutable config");
+            }
+            match config_params::normalize(param, value) {
+                Ok(v) => kept.push((param.name, v)),
+                Err(why) => return failed(&why),
+            }
+            continue;
+        }
+        let Some((param, current)) = own.iter().find(|(k, _)| eq_ignore_case(name, k)) else {
+            return Frame::error(format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                lossy(name)
+            ));
         };
         if !seen.insert(*param) {
             return failed("duplicate parameter");
@@ -153,6 +183,11 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
                     return failed("argument must be 'yes' or 'no'");
                 })
             }
+            // Setting a value it already has changes nothing, so it is
+            // accepted (clients restore what CONFIG GET gave them).
+            _ if eq_ignore_case(value, current) => {}
+            // Fixed when the region starts (by its flags), as Redis's own
+            // immutable parameters are.
             _ => return failed("can't set immutable config"),
         }
     }
@@ -171,6 +206,9 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             .write()
             .set_default_password(p.as_deref(), &mut rand::thread_rng());
         *ctx.shared.requirepass.lock() = p;
+    }
+    if !kept.is_empty() {
+        ctx.shared.config_kept.lock().extend(kept);
     }
     Frame::ok()
 }

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 pub mod acl;
 pub mod command;
 pub mod config;
+pub mod config_params;
 pub mod connection;
 pub mod hash;
 pub mod info;
