@@ -128,6 +128,13 @@ fn the_daemon_links_neither_the_simulator_nor_the_emulator_nor_the_tools() {
 }
 
 #[test]
+fn the_simulator_runs_the_replication_crate() {
+    let ws = workspace();
+    let closure = normal_closure(&ws, "meridian-sim");
+    assert!(closure.contains("meridian-repl"), "{closure:?}");
+}
+
+#[test]
 fn no_crate_holds_more_than_its_share_and_no_file_is_too_long() {
     let ws = workspace();
     let mut lines_by_crate = BTreeMap::new();
