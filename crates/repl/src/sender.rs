@@ -185,7 +185,10 @@ async fn link(
     // Acknowledgements come back on the same connection.
     host.view.lock().reconnected(peer);
     host.heard(peer);
-    let mut acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone()));
+    // The acknowledgements of this connection, and only those, tell the
+    // stream what the peer holds.
+    let (acked, peer_acked) = tokio::sync::watch::channel(stream.peer_vv().clone());
+    let mut acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone(), acked));
     // A witness stores no data; a witness has none to send.
     let streams = !peer_is_witness && !config.witness;
     let streaming = Streaming {
@@ -194,6 +197,7 @@ async fn link(
         host,
         status,
         stream,
+        peer_acked,
         reader,
         streams,
     };
@@ -294,6 +298,9 @@ struct Streaming<'a> {
     host: &'a Host,
     status: &'a Arc<ReplStatus>,
     stream: Stream,
+    /// The peer's vector from its latest acknowledgement on this
+    /// connection, as [`read_acks`] reads it.
+    peer_acked: tokio::sync::watch::Receiver<VersionVector>,
     reader: LogReader,
     /// Whether records flow (not to or from a witness).
     streams: bool,
@@ -391,14 +398,11 @@ impl Streaming<'_> {
     /// Sends the next batch of records the peer lacks; false when there was
     /// none (caught up).
     async fn ship(&mut self, wr: &mut Writer) -> Result<bool, LinkError> {
-        let peer_vv = self
-            .status
-            .outbound
-            .lock()
-            .get(&self.peer)
-            .map(|o| o.peer_vv.clone())
-            .unwrap_or_default();
-        self.stream.acked(peer_vv);
+        // An ended acknowledgement task is noticed by the caller's loop.
+        if self.peer_acked.has_changed().unwrap_or(false) {
+            let peer_vv = self.peer_acked.borrow_and_update().clone();
+            self.stream.acked(peer_vv);
+        }
         while self.streams && self.stream.has_room(BATCH_MAX_OPS, BATCH_MAX_BYTES) {
             let Some(next) = self.reader.next() else {
                 break;
@@ -478,13 +482,14 @@ async fn secure(
     })
 }
 
-/// Applies the peer's acknowledgements to the link status until the
-/// connection fails.
+/// Hands the peer's acknowledgements to the link's stream (`acked`) and
+/// to the link status until the connection fails.
 async fn read_acks(
     mut rd: BufReader<ReadHalf<Transport>>,
     peer: RegionId,
     status: Arc<ReplStatus>,
     host: Host,
+    acked: tokio::sync::watch::Sender<VersionVector>,
 ) -> Result<(), LinkError> {
     loop {
         let msg = read_msg(&mut rd).await?;
@@ -500,6 +505,7 @@ async fn read_acks(
                 _,
             ) => {
                 let now = wall_ms();
+                acked.send_replace(vv.clone());
                 update(&status, peer, |o| {
                     o.acked_lsn = o.acked_lsn.max(upto_lsn);
                     o.peer_vv = vv;
