@@ -108,7 +108,7 @@ fn check_reencodes(msg: &Msg, size: usize) {
 }
 
 /// What the receiver and the anti-entropy session do with a message's
-/// contents (`receiver::apply_batch`, `antientropy` on `AeState`).
+/// contents (`inbound::Inbound::apply`, `antientropy` on `AeState`).
 fn apply_like_a_receiver(db: &mut Db, msg: &Msg) {
     match msg {
         Msg::Ops { records, .. } => {

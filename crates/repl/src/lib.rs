@@ -7,9 +7,12 @@
 //!   (resume position, records the peer lacks, batches, heartbeats, acks).
 //! - [`sender`]: one task per peer that dials it and streams this region's
 //!   op log from the peer's version vector, reconnecting forever.
-//! - [`receiver`]: accepts peers, applies their ops (causal order is
-//!   guaranteed by each stream being a log in apply order), appends them to
-//!   this region's log, and acknowledges.
+//! - [`inbound`]: the receiving half of a link as a state machine without
+//!   I/O (apply a batch with the causal check, append applied ops to this
+//!   region's log to relay them, the acknowledgement with the durable vector).
+//! - [`receiver`]: accepts peers and drives [`inbound`] over each
+//!   connection (causal order is guaranteed by each stream being a log in
+//!   apply order), flushing each batch before acknowledging it.
 //! - [`status`]: link states and lag for status views and metrics.
 //! - [`tls`]: mutual TLS with the cluster CA on every link (when
 //!   configured), PEM loading, and the plain-or-TLS [`tls::Transport`].
@@ -32,6 +35,7 @@
 pub mod antientropy;
 pub mod election;
 pub mod handshake;
+pub mod inbound;
 pub mod link;
 pub mod members;
 pub mod receiver;

@@ -1,15 +1,16 @@
-//! The accepting side of peer links: handshake, apply each batch of ops
-//! under one store lock, make it durable, acknowledge.
+//! The accepting side of peer links: handshake, then drive the receiving
+//! half ([`crate::inbound`]): apply each batch of ops under one store lock,
+//! flush it, acknowledge.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_crdt::{RegionId, Tag};
-use meridian_store::{PeerApply, StoreError};
+use meridian_crdt::RegionId;
 use tokio::io::{BufReader, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::handshake::{nonce, AcceptorHandshake, HandshakeError, Identity};
+use crate::inbound::{ApplyError, Inbound};
 use crate::status::ReplStatus;
 use crate::tls::{tls_failure, TlsFailure, Transport};
 use crate::wire::{read_msg, write_msg, Msg};
@@ -232,6 +233,7 @@ async fn stream_ops(
     host.heard(peer);
     tracing::info!(%peer, "inbound replication link up");
     let mut antientropy = crate::antientropy::Acceptor::new(host);
+    let mut inbound = Inbound::new(peer);
     loop {
         let (msg, size) = read(rd, idle).await?;
         let now = wall_ms();
@@ -268,7 +270,7 @@ async fn stream_ops(
                 if config.witness {
                     return Err(format!("region {peer} sent ops to a witness"));
                 }
-                apply_batch(peer, &records, size, config, host, status)?;
+                apply_batch(&mut inbound, &records, size, config, host, status)?;
                 upto_lsn
             }
             Msg::Heartbeat {
@@ -292,81 +294,55 @@ async fn stream_ops(
             }
             other => return Err(format!("unexpected message {other:?}")),
         };
-        let (vv, durable_vv) = {
-            let mut store = host.store.lock();
-            let vv = store.db().version_vector().clone();
-            (vv, store.durable_vv().clone())
-        };
-        write_msg(
-            wr,
-            &Msg::Ack {
-                upto_lsn: upto,
-                vv,
-                durable_vv,
-                wall_ms: wall_ms(),
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let ack = inbound.ack(&mut host.store.lock(), upto);
+        write_msg(wr, &ack.into_msg(wall_ms()))
+            .await
+            .map_err(|e| e.to_string())?;
     }
 }
 
+/// Applies one batch through [`Inbound`] under one store lock and flushes
+/// it, then updates the link's counters and wakes what waits on applied
+/// ops. Any failure resets the link.
 fn apply_batch(
-    peer: RegionId,
+    inbound: &mut Inbound,
     records: &[Vec<u8>],
     size: usize,
     config: &ReplConfig,
     host: &Host,
     status: &ReplStatus,
 ) -> Result<(), String> {
-    let mut applied = 0u64;
-    let mut duplicates = 0u64;
-    let mut lags = Vec::with_capacity(records.len());
-    let mut clock_ahead = None;
-    let result: Result<u64, StoreError> = (|| {
+    let peer = inbound.peer();
+    let mut batch = {
         let mut store = host.store.lock();
-        let now = wall_ms();
-        store.db_mut().set_now_ms(now);
-        for record in records {
-            match store.apply_peer_op(record, now)? {
-                PeerApply::Applied {
-                    clock_ahead: ahead, ..
-                } => {
-                    applied += 1;
-                    if let Ok((tag, _)) = postcard::take_from_bytes::<Tag>(record) {
-                        lags.push(now.saturating_sub(tag.hlc.wall_ms()));
-                    }
-                    if ahead.is_some() {
-                        clock_ahead = ahead;
-                    }
-                }
-                PeerApply::Duplicate => duplicates += 1,
+        let mut batch = inbound.apply(&mut store, wall_ms(), records, None);
+        if batch.needs_flush() {
+            if let Err(e) = store.flush() {
+                batch.failed = Some(ApplyError::Store(e));
             }
         }
-        store.flush()
-    })();
-    let synced = match result {
-        Ok(_) => host.store.lock().log().synced_lsn(),
-        Err(e) => {
-            if matches!(e, StoreError::NotReady(_)) {
-                status
-                    .causal_resets
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            tracing::error!(%peer, error = %e, "applying a batch from a peer failed; resetting the link");
-            return Err(e.to_string());
-        }
+        batch
     };
+    if let Some(e) = batch.failed.take() {
+        if matches!(e, ApplyError::MissingDependencies(_)) {
+            status
+                .causal_resets
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::error!(%peer, error = %e, "applying a batch from a peer failed; resetting the link");
+        return Err(e.to_string());
+    }
+    let synced = host.store.lock().log().synced_lsn();
     if let Some(entry) = status.inbound.lock().get_mut(&peer) {
         entry.ops_received += records.len() as u64;
-        entry.ops_applied += applied;
-        entry.duplicates += duplicates;
+        entry.ops_applied += batch.applied;
+        entry.duplicates += batch.duplicates;
         entry.bytes_received += size as u64;
         entry.last_msg_ms = wall_ms();
-        for l in lags {
+        for l in batch.lags_ms {
             entry.record_lag(l);
         }
-        if let Some(ahead) = clock_ahead {
+        if let Some(ahead) = batch.clock_ahead {
             if !entry.clock_alarm {
                 tracing::warn!(%peer, ahead_ms = ahead.ahead_ms, limit_ms = config.max_clock_offset_ms, "op stamped ahead of our clock beyond the limit");
                 entry.clock_alarms_total += 1;
@@ -375,8 +351,8 @@ fn apply_batch(
         }
     }
     host.publish_synced(synced);
-    if applied > 0 {
-        host.applied.send_modify(|n| *n += applied);
+    if batch.applied > 0 {
+        host.applied.send_modify(|n| *n += batch.applied);
     }
     Ok(())
 }

@@ -185,7 +185,10 @@ async fn link(
     // Acknowledgements come back on the same connection.
     host.view.lock().reconnected(peer);
     host.heard(peer);
-    let mut acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone()));
+    // The acknowledgements of this connection, and only those, tell the
+    // stream what the peer holds.
+    let (acked, peer_acked) = tokio::sync::watch::channel(stream.peer_vv().clone());
+    let mut acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone(), acked));
     // A witness stores no data; a witness has none to send.
     let streams = !peer_is_witness && !config.witness;
     let streaming = Streaming {
@@ -194,6 +197,7 @@ async fn link(
         host,
         status,
         stream,
+        peer_acked,
         reader,
         streams,
     };
@@ -294,6 +298,9 @@ struct Streaming<'a> {
     host: &'a Host,
     status: &'a Arc<ReplStatus>,
     stream: Stream,
+    /// The peer's vector from its latest acknowledgement on this
+    /// connection, as [`read_acks`] reads it.
+    peer_acked: tokio::sync::watch::Receiver<VersionVector>,
     reader: LogReader,
     /// Whether records flow (not to or from a witness).
     streams: bool,
@@ -391,14 +398,11 @@ impl Streaming<'_> {
     /// Sends the next batch of records the peer lacks; false when there was
     /// none (caught up).
     async fn ship(&mut self, wr: &mut Writer) -> Result<bool, LinkError> {
-        let peer_vv = self
-            .status
-            .outbound
-            .lock()
-            .get(&self.peer)
-            .map(|o| o.peer_vv.clone())
-            .unwrap_or_default();
-        self.stream.acked(peer_vv);
+        // An ended acknowledgement task is noticed by the caller's loop.
+        if self.peer_acked.has_changed().unwrap_or(false) {
+            let peer_vv = self.peer_acked.borrow_and_update().clone();
+            self.stream.acked(peer_vv);
+        }
         while self.streams && self.stream.has_room(BATCH_MAX_OPS, BATCH_MAX_BYTES) {
             let Some(next) = self.reader.next() else {
                 break;
@@ -478,13 +482,14 @@ async fn secure(
     })
 }
 
-/// Applies the peer's acknowledgements to the link status until the
-/// connection fails.
+/// Hands the peer's acknowledgements to the link's stream (`acked`) and
+/// to the link status until the connection fails.
 async fn read_acks(
     mut rd: BufReader<ReadHalf<Transport>>,
     peer: RegionId,
     status: Arc<ReplStatus>,
     host: Host,
+    acked: tokio::sync::watch::Sender<VersionVector>,
 ) -> Result<(), LinkError> {
     loop {
         let msg = read_msg(&mut rd).await?;
@@ -500,6 +505,7 @@ async fn read_acks(
                 _,
             ) => {
                 let now = wall_ms();
+                acked.send_replace(vv.clone());
                 update(&status, peer, |o| {
                     o.acked_lsn = o.acked_lsn.max(upto_lsn);
                     o.peer_vv = vv;
@@ -510,5 +516,118 @@ async fn read_acks(
             (Msg::Refuse { reason }, _) => return Err(LinkError::Refused(reason)),
             (other, _) => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_crdt::{Blob, Dot, Tag};
+    use meridian_store::{Store, StoreOptions};
+    use tokio::net::TcpListener;
+
+    use crate::handshake::AcceptorHandshake;
+
+    fn region(name: &str) -> RegionId {
+        RegionId::new(name).unwrap()
+    }
+
+    /// Writes `key` in `store` and syncs it; returns its log record.
+    fn write(store: &mut Store, key: &str) -> Vec<u8> {
+        store.db_mut().set_now_ms(wall_ms());
+        store
+            .db_mut()
+            .set_string(key.as_bytes(), Blob::from("v"), false);
+        store.commit().unwrap();
+        store.sync().unwrap();
+        let last = store.log().last_lsn();
+        let mut reader = store.log().reader_bounded(last, ReadBound::Synced).unwrap();
+        reader.next().unwrap().unwrap().1
+    }
+
+    /// The dots of the next `Ops` message, skipping membership, election
+    /// state and heartbeats.
+    async fn next_ops<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) -> (u64, Vec<Dot>) {
+        loop {
+            let read = tokio::time::timeout(Duration::from_secs(5), read_msg(rd));
+            if let Msg::Ops { upto_lsn, records } = read.await.unwrap().unwrap().0 {
+                let dot = |r: &Vec<u8>| postcard::take_from_bytes::<Tag>(r).unwrap().0.dot;
+                return (upto_lsn, records.iter().map(dot).collect());
+            }
+        }
+    }
+
+    /// A peer that acknowledges holding an op (it got it from a third
+    /// region) is not sent that op when this region relays it: the ack
+    /// reaches the connection's stream.
+    #[tokio::test]
+    async fn an_op_the_peer_acknowledged_holding_is_not_shipped_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ra, rb, rc) = (region("ra"), region("rb"), region("rc"));
+        let open = |me: RegionId| {
+            let opts = StoreOptions::new(dir.path().join(me.as_str()), me);
+            Store::open(opts).unwrap().0
+        };
+        let relayed = write(&mut open(rc), "from-c");
+        let host = crate::testing::host(open(ra), ra, rb);
+        write(&mut host.store.lock(), "a1");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let status = Arc::new(ReplStatus::default());
+        let config = Arc::new(crate::testing::config(ra, None));
+        let sender = tokio::spawn(run(rb, addr, config, host.clone(), status.clone()));
+
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (rd, mut wr) = tcp.into_split();
+        let mut rd = BufReader::new(rd);
+        let me = Identity {
+            cluster: "c",
+            secret: b"secret",
+            region: rb,
+        };
+        let hello = read_msg(&mut rd).await.unwrap().0;
+        let (handshake, challenge) = AcceptorHandshake::hello(me, hello, nonce()).unwrap();
+        write_msg(&mut wr, &challenge).await.unwrap();
+        let proof = read_msg(&mut rd).await.unwrap().0;
+        handshake.proved(me, proof).unwrap();
+        let welcome = Msg::Welcome {
+            vv: VersionVector::new(),
+            witness: false,
+        };
+        write_msg(&mut wr, &welcome).await.unwrap();
+        let (upto_lsn, dots) = next_ops(&mut rd).await;
+        assert_eq!(dots, vec![Dot::new(ra, 1)]);
+
+        let mut held = VersionVector::new();
+        held.set(ra, 1);
+        held.set(rc, 1);
+        let ack = Msg::Ack {
+            upto_lsn,
+            vv: held.clone(),
+            durable_vv: held.clone(),
+            wall_ms: wall_ms(),
+        };
+        write_msg(&mut wr, &ack).await.unwrap();
+        // The stream is handed the ack before the status shows it.
+        let acked = || status.outbound.lock().get(&rb).map(|o| o.peer_vv.clone());
+        let wait = async {
+            while acked().as_ref() != Some(&held) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("the ack was read");
+        let synced = {
+            let mut store = host.store.lock();
+            store.apply_peer_op(&relayed, wall_ms()).unwrap();
+            write(&mut store, "a2");
+            store.log().synced_lsn()
+        };
+        host.publish_synced(synced);
+        let (upto_lsn, dots) = next_ops(&mut rd).await;
+        assert_eq!(upto_lsn, 3, "the relayed record was read");
+        assert_eq!(dots, vec![Dot::new(ra, 2)], "and skipped");
+        sender.abort();
     }
 }

@@ -5,7 +5,8 @@
 //! (`Store::resume_lsn`), records up to the synced LSN, in log order,
 //! skipping records the receiver is known to hold, as the replication
 //! crate's [`Stream`] decides for the server; the receiver applies each
-//! batch, flushes, and acknowledges with its version vector. Messages of one
+//! batch through the crate's [`Inbound`], flushes, and acknowledges with
+//! its version vector. Messages of one
 //! link keep their order (a TCP stream); links overtake each other.
 //!
 //! When the dialer's log cannot bring the receiver up to date
@@ -17,9 +18,10 @@
 use std::collections::VecDeque;
 
 use meridian_cluster::ElectionMsg;
-use meridian_crdt::VersionVector;
+use meridian_crdt::{RegionId, VersionVector};
 use meridian_repl::antientropy::session::{Acceptor, DialerSession};
 use meridian_repl::handshake::{AcceptorHandshake, DialerHandshake};
+use meridian_repl::inbound::{Ack, Inbound};
 use meridian_repl::link::Stream;
 
 #[derive(Debug, Clone)]
@@ -31,11 +33,9 @@ pub enum Msg {
     Heartbeat {
         upto_lsn: u64,
     },
-    Ack {
-        upto_lsn: u64,
-        vv: VersionVector,
-        durable_vv: VersionVector,
-    },
+    /// What `meridian_repl::inbound` acknowledges (the wire adds only the
+    /// receiver's wall clock, which nothing here reads).
+    Ack(Ack),
     /// The elected primary's protocol, dialer to acceptor like the real
     /// links: at every heartbeat and after each change.
     Election(ElectionMsg),
@@ -64,6 +64,8 @@ pub struct Link {
     /// What this connection streams: position, batches, the receiver's
     /// vector as its acks report it (`meridian_repl::link`).
     pub stream: Stream,
+    /// The receiving side of the connection (`meridian_repl::inbound`).
+    pub inbound: Inbound,
     /// What the receiver holds on stable storage (from its acks; kept
     /// across reconnects, as `meridian_repl::status::Outbound` keeps it).
     pub peer_durable_vv: VersionVector,
@@ -95,7 +97,8 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(from: usize, to: usize) -> Link {
+    /// The link from region index `from`, whose id is `from_id`, to `to`.
+    pub fn new(from: usize, from_id: RegionId, to: usize) -> Link {
         Link {
             from,
             to,
@@ -103,6 +106,7 @@ impl Link {
             reconnect_at: 0,
             stale_resume: false,
             stream: Stream::from_lsn(1, VersionVector::new()),
+            inbound: Inbound::new(from_id),
             peer_durable_vv: VersionVector::new(),
             last_send_tick: 0,
             election_tick: 0,

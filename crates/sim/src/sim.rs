@@ -12,8 +12,9 @@ use meridian_cluster::{ElectionEvent, Policies, Role};
 use meridian_crdt::{Op, RegionId};
 use meridian_log::ReadBound;
 use meridian_repl::antientropy::is_session_msg;
+use meridian_repl::inbound::{ApplyError, OpHook};
 use meridian_repl::tombstones::{PeerDurable, Progress, Round, Step};
-use meridian_store::{db::visible_digest, PeerApply, StoreError};
+use meridian_store::{db::visible_digest, Store, StoreError};
 
 use crate::check::{self, Anomaly};
 use crate::config::{Breakage, Fault, SimConfig};
@@ -135,10 +136,10 @@ impl Sim {
             );
         }
         let mut links = Vec::new();
-        for from in 0..cfg.regions {
+        for (from, from_id) in ids.iter().enumerate() {
             for to in 0..cfg.regions {
                 if from != to {
-                    links.push(Link::new(from, to));
+                    links.push(Link::new(from, *from_id, to));
                 }
             }
         }
@@ -844,14 +845,11 @@ impl Sim {
                     }
                 }
                 Msg::Heartbeat { upto_lsn } => self.ack(l, upto_lsn),
-                Msg::Ack {
-                    upto_lsn,
-                    vv,
-                    durable_vv,
-                } => {
-                    self.links[l].acked_lsn = self.links[l].acked_lsn.max(upto_lsn);
-                    self.links[l].stream.acked(vv);
-                    self.links[l].peer_durable_vv = durable_vv;
+                Msg::Ack(ack) => {
+                    let link = &mut self.links[l];
+                    link.acked_lsn = link.acked_lsn.max(ack.upto_lsn);
+                    link.stream.acked(ack.vv);
+                    link.peer_durable_vv = ack.durable_vv;
                 }
                 Msg::Election(m) => {
                     let sim_ms = self.sim_ms();
@@ -866,99 +864,72 @@ impl Sim {
         }
     }
 
+    /// The receiver acknowledges the sender's log up to `upto_lsn`.
     fn ack(&mut self, l: usize, upto_lsn: u64) {
         let to = self.links[l].to;
-        let store = self.regions[to].store();
-        let vv = store.db().version_vector().clone();
-        let durable_vv = store.durable_vv().clone();
-        self.push(
-            l,
-            false,
-            Msg::Ack {
-                upto_lsn,
-                vv,
-                durable_vv,
-            },
-        );
+        let ack = self.links[l]
+            .inbound
+            .ack(self.regions[to].store(), upto_lsn);
+        self.push(l, false, Msg::Ack(ack));
     }
 
-    /// The receiver side: applies a batch as `meridian_repl::receiver` does.
-    /// Returns false when the link was reset.
+    /// The receiver side: applies a batch through the link's [`Inbound`],
+    /// as `meridian_repl::receiver` does. Returns false when the link was
+    /// reset.
     fn receive(&mut self, l: usize, records: &[Vec<u8>]) -> Result<bool, Anomaly> {
         let (from, to) = (self.links[l].from, self.links[l].to);
-        let sender = self.regions[from].id;
         let now = self.now_ms(to);
-        let (mut applied, mut dups) = (0u64, 0u64);
-        let mut reset = None;
-        for record in records {
-            let broken;
-            let record = match self.break_record(to, sender, record)? {
-                Some(b) => {
-                    broken = b;
-                    &broken
-                }
-                None => record,
-            };
-            let store = self.regions[to].store();
-            store.db_mut().set_now_ms(now);
-            match store.apply_peer_op(record, now) {
-                Ok(PeerApply::Applied { .. }) => applied += 1,
-                Ok(PeerApply::Duplicate) => dups += 1,
-                Err(StoreError::NotReady(e)) => {
-                    reset = Some(e.to_string());
-                    break;
-                }
-                Err(e) => return Err(store_err("apply", e)),
-            }
-        }
+        let mut breakage = LoseRelayedEffects {
+            seen: &mut self.relayed_seen[to],
+        };
+        let hook: Option<&mut dyn OpHook> = match self.cfg.breakage {
+            Breakage::LoseRelayedEffects => Some(&mut breakage),
+            _ => None,
+        };
+        let store = self.regions[to].store();
+        let batch = self.links[l].inbound.apply(store, now, records, hook);
         // The real receiver skips this flush when a batch fails; flushing
         // here anyway keeps the journal buffer empty for crashes (region.rs)
         // and only hands to the OS what the next flush would have.
-        self.regions[to]
-            .store()
-            .flush()
-            .map_err(|e| store_err("flush", e))?;
-        self.report.duplicates_received += dups;
+        store.flush().map_err(|e| store_err("flush", e))?;
+        self.report.duplicates_received += batch.duplicates;
         self.event(format!(
-            "r{from}->r{to} {} ops: {applied} applied, {dups} duplicate",
-            records.len()
+            "r{from}->r{to} {} ops: {} applied, {} duplicate",
+            records.len(),
+            batch.applied,
+            batch.duplicates
         ));
-        if let Some(why) = reset {
-            self.reset_link(l, &why);
-            return Ok(false);
+        match batch.failed {
+            None => Ok(true),
+            Some(ApplyError::MissingDependencies(e)) => {
+                self.reset_link(l, &e.to_string());
+                Ok(false)
+            }
+            Some(ApplyError::Store(e)) => Err(store_err("apply", e)),
         }
-        Ok(true)
     }
+}
 
-    /// Under [`Breakage::LoseRelayedEffects`], every third relayed record a
-    /// region receives is replaced by the same op without its effects.
-    fn break_record(
-        &mut self,
-        to: usize,
-        sender: RegionId,
-        record: &[u8],
-    ) -> Result<Option<Vec<u8>>, Anomaly> {
-        if self.cfg.breakage != Breakage::LoseRelayedEffects {
-            return Ok(None);
+/// [`Breakage::LoseRelayedEffects`]: every third relayed record a region
+/// receives (one whose op neither the sender made nor the region holds) is
+/// applied as the same op without its effects.
+struct LoseRelayedEffects<'a> {
+    /// Relayed records this region received since the last one broken.
+    seen: &'a mut u64,
+}
+
+impl OpHook for LoseRelayedEffects<'_> {
+    fn before_apply(&mut self, sender: RegionId, store: &Store, op: &mut Op) -> bool {
+        if op.dot().region() == sender || store.db().version_vector().covers(op.dot()) {
+            return false;
         }
-        let mut op: Op = postcard::from_bytes(record)
-            .map_err(|e| Anomaly::new("store", format!("undecodable record: {e}")))?;
-        if op.dot().region() == sender
-            || self.regions[to]
-                .store()
-                .db()
-                .version_vector()
-                .covers(op.dot())
-        {
-            return Ok(None);
+        *self.seen += 1;
+        if *self.seen < 3 {
+            return false;
         }
-        self.relayed_seen[to] += 1;
-        if self.relayed_seen[to] < 3 {
-            return Ok(None);
-        }
-        self.relayed_seen[to] = 0;
+        *self.seen = 0;
         op.effects.clear();
-        Ok(Some(postcard::to_stdvec(&op).expect("an op encodes")))
+        true
     }
 }
 
