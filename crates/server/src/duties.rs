@@ -134,29 +134,38 @@ async fn snapshots(shared: Arc<Shared>) {
     }
 }
 
-/// Feeds the heal tracker what it needs while the view reports a
-/// partition. The inputs are read before the tracker's lock is taken, so
-/// the tracker never holds its lock while the store's is taken.
+/// Feeds the heal tracker what it needs while it follows a partition. The
+/// inputs are read before the tracker's lock is taken, so the tracker never
+/// holds its lock while the store's is taken; once a partition's report is
+/// out, nothing is read at all.
 fn observe_heal(shared: &Shared, now_ms: u64) {
     let (partition, epoch) = {
         let view = shared.host.view.lock();
         (view.partition().cloned(), view.epoch())
     };
     let Some(partition) = partition else { return };
-    let (conflicts_total, peers) = {
+    if !shared.heal.lock().follows(partition.started_ms) {
+        return;
+    }
+    let (conflicts_total, exchange) = {
         let store = shared.store.lock();
-        let peers = shared.repl.view(store.log().last_lsn(), now_ms, |lsn| {
-            store.appended_ms_after(lsn)
+        let exchange = partition.ended_ms.map(|_| {
+            let peers = shared.repl.view(store.log().last_lsn(), now_ms, |lsn| {
+                store.appended_ms_after(lsn)
+            });
+            (
+                peers.iter().map(|p| p.ops_sent + p.ops_applied).sum(),
+                peers.iter().all(|p| p.lag_ops == 0),
+            )
         });
-        (store.journal().counts().values().sum::<u64>(), peers)
+        (store.journal().counts().values().sum::<u64>(), exchange)
     };
     let inputs = HealInputs {
         partition_started_ms: partition.started_ms,
         partition_ended_ms: partition.ended_ms,
         epoch,
         conflicts_total,
-        ops_exchanged_total: peers.iter().map(|p| p.ops_sent + p.ops_applied).sum(),
-        caught_up: peers.iter().all(|p| p.lag_ops == 0),
+        exchange,
     };
     shared.heal.lock().observe(&inputs, now_ms);
 }

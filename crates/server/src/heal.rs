@@ -59,7 +59,7 @@ impl HealTracker {
     }
 }
 
-/// What the tracker reads each tick while the view reports a partition.
+/// What the tracker reads each tick while it follows a partition.
 #[derive(Debug, Clone)]
 pub struct HealInputs {
     pub partition_started_ms: u64,
@@ -67,13 +67,23 @@ pub struct HealInputs {
     pub epoch: u64,
     /// Conflicts the journal holds now.
     pub conflicts_total: u64,
-    /// Ops sent to and applied from peers since start.
-    pub ops_exchanged_total: u64,
-    /// Every peer has every op of this region.
-    pub caught_up: bool,
+    /// Once the partition has ended: ops sent to and applied from peers
+    /// since start, and whether every peer has every op of this region.
+    pub exchange: Option<(u64, bool)>,
 }
 
 impl HealTracker {
+    /// Whether the partition that began at `started_ms` needs readings:
+    /// one is being followed, or this one was not reported yet. False once
+    /// its report is out, so a healed cluster costs the tick nothing.
+    pub fn follows(&self, started_ms: u64) -> bool {
+        self.open.is_some()
+            || self
+                .last
+                .as_ref()
+                .is_none_or(|l| l.started_ms != started_ms)
+    }
+
     /// Follows the partition the cluster view reports; called every tick
     /// while there is one.
     pub fn observe(&mut self, inputs: &HealInputs, now_ms: u64) {
@@ -100,9 +110,11 @@ impl HealTracker {
         let Some(healed_ms) = inputs.partition_ended_ms else {
             return;
         };
-        let ops = inputs.ops_exchanged_total;
+        let Some((ops, caught_up)) = inputs.exchange else {
+            return;
+        };
         let (healed_ms, ops_at_heal) = *open.healed.get_or_insert((healed_ms, ops));
-        if !inputs.caught_up && now_ms.saturating_sub(healed_ms) < SETTLE_MAX_MS {
+        if !caught_up && now_ms.saturating_sub(healed_ms) < SETTLE_MAX_MS {
             return;
         }
         let report = HealReport {
@@ -126,5 +138,35 @@ impl HealTracker {
         self.heals_total += 1;
         self.last = Some(report);
         self.open = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(ended_ms: Option<u64>, exchange: Option<(u64, bool)>) -> HealInputs {
+        HealInputs {
+            partition_started_ms: 1_000,
+            partition_ended_ms: ended_ms,
+            epoch: 3,
+            conflicts_total: 7,
+            exchange,
+        }
+    }
+
+    #[test]
+    fn a_reported_heal_needs_no_more_readings_until_the_next_partition() {
+        let mut tracker = HealTracker::default();
+        assert!(tracker.follows(1_000));
+        tracker.observe(&inputs(None, None), 1_500);
+        assert!(tracker.follows(1_000));
+        tracker.observe(&inputs(Some(2_000), Some((10, false))), 2_000);
+        assert!(tracker.last().is_none(), "not caught up yet");
+        tracker.observe(&inputs(Some(2_000), Some((25, true))), 2_400);
+        let report = tracker.last().expect("reported once caught up");
+        assert_eq!((report.ops_exchanged, report.caught_up_ms), (15, 2_400));
+        assert!(!tracker.follows(1_000));
+        assert!(tracker.follows(9_000));
     }
 }
