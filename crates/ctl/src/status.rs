@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::http::{host_port, quote_body, wall_ms, FetchError, Request};
+use crate::http::{quote_body, wall_ms, FetchError, Request};
 
 /// Journal entries (newest first) read to count the last hour's conflicts:
 /// a small page first, since the region serializes them under its store
@@ -116,10 +116,8 @@ fn table(addr: &str, token: Option<&str>) -> Result<String, FetchError> {
 
 /// Reads and checks `/v1/status` from `addr`.
 pub fn fetch_status(addr: &str, token: Option<&str>) -> Result<Status, FetchError> {
-    let addr = host_port(addr);
-    let path = "/v1/status";
-    let url = format!("http://{addr}{path}");
-    let reply = Request::get(path).token(token).send(addr)?;
+    let reply = Request::get("/v1/status").token(token).send(addr)?;
+    let url = reply.url.clone();
     if reply.code != 200 {
         return Err(FetchError::Status {
             url,
@@ -145,7 +143,6 @@ pub fn fetch_conflicts(
     now_ms: u64,
     token: Option<&str>,
 ) -> Result<ConflictSummary, String> {
-    let addr = host_port(addr);
     let mut summary = ConflictSummary::default();
     for count in CONFLICT_PAGES {
         let path = format!("/v1/conflicts?count={count}");

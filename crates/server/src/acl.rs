@@ -482,7 +482,7 @@ impl Acl {
         user: &str,
         need: Need,
         command: &str,
-        keys: &[&bytes::Bytes],
+        keys: &[&[u8]],
     ) -> Result<(), Denied> {
         let Some(u) = self.users.get(user) else {
             return Err(Denied::NoUser);

@@ -57,7 +57,7 @@ pub fn permission_refusal(ctx: &mut Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Opt
 }
 
 /// The keys a command names, from its table entry (first, last, step).
-pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a Bytes> {
+pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
     let (first, last, step) = spec.keys;
     if first <= 0 || step <= 0 {
         return Vec::new();
@@ -69,7 +69,7 @@ pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a Bytes> {
     };
     (first..=last.min(args.len() as i32 - 1))
         .step_by(step as usize)
-        .filter_map(|i| args.get(i as usize))
+        .filter_map(|i| args.get(i as usize).map(|a| &a[..]))
         .collect()
 }
 
@@ -104,7 +104,6 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
     // happen under one hold of the election's lock, through the one door
     // that changes the election: a write checked in term T is counted in
     // term T, never in a term that began in between.
-    let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_ref()).collect();
     let admitted = ctx.shared.host.election_step(|election| {
         admit(
             &policies,

@@ -92,7 +92,6 @@ const fn int(min: i64, max: i64) -> Kind {
 const BOOL: Kind = Kind::Bool;
 const MEMORY: Kind = Kind::Memory;
 const TEXT: Kind = Kind::Text;
-const SHUTDOWN_FLAGS: Kind = Kind::Text;
 
 /// Every Redis 7.0 parameter Meridian keeps without acting on it.
 pub const PARAMS: &[Param] = &[
@@ -322,8 +321,8 @@ pub const PARAMS: &[Param] = &[
     fixed("server_cpulist", "", TEXT),
     fixed("set-proc-title", "yes", BOOL),
     kept("set-max-intset-entries", "512", int(0, LONG_MAX)),
-    kept("shutdown-on-sigint", "default", SHUTDOWN_FLAGS),
-    kept("shutdown-on-sigterm", "default", SHUTDOWN_FLAGS),
+    kept("shutdown-on-sigint", "default", TEXT),
+    kept("shutdown-on-sigterm", "default", TEXT),
     kept("shutdown-timeout", "10", int(0, INT_MAX)),
     kept("slowlog-log-slower-than", "10000", int(-1, LONG_MAX)),
     kept("slowlog-max-len", "128", int(0, LONG_MAX)),
