@@ -64,6 +64,19 @@ impl Conflict {
         }
     }
 
+    pub(crate) fn list_set(key: &[u8], d: crate::list::SetDisplaced) -> Conflict {
+        Conflict {
+            key: Blob::from(key),
+            sub: None,
+            kind: Kind::List,
+            rule: Rule::LastWriterWins,
+            winner: d.winner.0,
+            loser: d.loser.0,
+            loser_value: d.loser.1,
+            winner_value: d.winner.1,
+        }
+    }
+
     pub(crate) fn score(key: &[u8], member: &[u8], d: Displaced<f64>) -> Conflict {
         Conflict {
             key: Blob::from(key),

@@ -7,6 +7,7 @@
 //! - [`blob`]: inline-when-small byte strings for keys and values.
 //! - [`num`]: the counting register shared by strings, hash fields and scores.
 //! - [`elems`]: the collections inside hashes, sets and sorted sets.
+//! - [`list`]: lists, a sequence CRDT ordered by dense position keys.
 //! - [`value`]: typed values (string, hash, set, sorted set), TTL, and how an
 //!   effect or a state merge changes a key.
 //! - [`op`]: the replicated op and its effects.
@@ -19,6 +20,7 @@ pub mod blob;
 pub mod conflict;
 pub mod elems;
 pub mod hlc;
+pub mod list;
 pub mod num;
 pub mod op;
 pub mod region;
@@ -28,6 +30,7 @@ pub mod vv;
 pub use blob::Blob;
 pub use conflict::{Conflict, Rule};
 pub use hlc::{ClockAhead, Hlc, HlcClock};
+pub use list::{Elem, ElemId, ListVal, Pos};
 pub use num::{Contrib, Counter, Delta, NumReg, Unobserved};
 pub use op::{Effect, EffectKind, KeyObs, Op, OpCtx, SubObs};
 pub use region::{RegionId, RegionIdError};

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::blob::Blob;
+use crate::list::Pos;
 use crate::num::{Contrib, Delta, Observes};
 use crate::vv::{Dot, Tag, VersionVector};
 
@@ -146,6 +147,23 @@ pub enum EffectKind {
         members: Vec<Blob>,
         obs: Vec<SubObs>,
     },
+    /// Inserts list elements, each at its own position key (`LPUSH`,
+    /// `RPUSH`, `LINSERT`, the push half of `LMOVE`). Every key's id is this
+    /// op's tag with an index of its own.
+    LInsert {
+        items: Vec<(Pos, Blob)>,
+    },
+    /// Removes the list elements with keys in each range (inclusive) that
+    /// the writer observed (pops, `LREM`, `LTRIM`): a concurrent insert into
+    /// a range survives.
+    LRemove {
+        ranges: Vec<(Pos, Pos)>,
+    },
+    /// `LSET`: overwrites the element at `pos` if it is still there.
+    LSet {
+        pos: Pos,
+        value: Blob,
+    },
     /// A write that creates a key holding only remembered state (a TTL a
     /// concurrent EXPIRE left after a delete): the TTLs the writer observed
     /// go first, since a new key has none. Emitted by the store before the
@@ -169,6 +187,7 @@ impl EffectKind {
                 | EffectKind::SAdd { .. }
                 | EffectKind::ZAdd { .. }
                 | EffectKind::ZIncr { .. }
+                | EffectKind::LInsert { .. }
         )
     }
 }

@@ -18,6 +18,7 @@ use smallvec::SmallVec;
 
 use crate::blob::Blob;
 use crate::conflict::Conflict;
+use crate::list::{Elem, ListVal, SetDisplaced};
 use crate::num::{Contrib, Delta, Displaced, NumReg, Observes};
 use crate::op::{obs_for, EffectKind, KeyObs, OpCtx, SubObs};
 use crate::vv::{Dot, Tag, VersionVector};
@@ -34,6 +35,7 @@ pub enum Kind {
     Hash,
     Set,
     ZSet,
+    List,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::ZSet => "zset",
+            Kind::List => "list",
         }
     }
 }
@@ -54,6 +57,7 @@ pub enum Value {
     Hash(Box<HashVal>),
     Set(Box<SetVal>),
     ZSet(Box<ZSetVal>),
+    List(Box<ListVal>),
 }
 
 impl Value {
@@ -63,6 +67,7 @@ impl Value {
             Kind::Hash => Value::Hash(Box::default()),
             Kind::Set => Value::Set(Box::default()),
             Kind::ZSet => Value::ZSet(Box::default()),
+            Kind::List => Value::List(Box::default()),
         }
     }
 
@@ -72,6 +77,7 @@ impl Value {
             Value::Hash(_) => Kind::Hash,
             Value::Set(_) => Kind::Set,
             Value::ZSet(_) => Kind::ZSet,
+            Value::List(_) => Kind::List,
         }
     }
 
@@ -81,6 +87,7 @@ impl Value {
             Value::Hash(h) => !h.fields.live.is_empty(),
             Value::Set(s) => !s.members.live.is_empty(),
             Value::ZSet(z) => !z.members.live.is_empty(),
+            Value::List(l) => !l.is_empty(),
         }
     }
 
@@ -90,6 +97,7 @@ impl Value {
             Value::Hash(h) => h.fields.is_empty(),
             Value::Set(s) => s.members.is_empty(),
             Value::ZSet(z) => z.is_empty(),
+            Value::List(l) => l.is_empty(),
         }
     }
 
@@ -100,6 +108,7 @@ impl Value {
             Value::Hash(h) => h.fields.live.values().filter_map(|f| f.stamp()).max(),
             Value::Set(s) => s.members.live.values().filter_map(|p| p.stamp()).max(),
             Value::ZSet(z) => z.stamp(),
+            Value::List(l) => l.stamp(),
         }
     }
 
@@ -118,7 +127,7 @@ impl Value {
                     }
                 }
             }
-            Value::Set(_) => {}
+            Value::Set(_) | Value::List(_) => {}
             Value::ZSet(z) => {
                 for (k, m) in z.members.live.iter().chain(z.members.graves.iter()) {
                     let totals = m.score.observation();
@@ -144,7 +153,7 @@ impl Value {
                 .chain(h.fields.graves.values())
                 .map(|f| f.settled_count())
                 .sum(),
-            Value::Set(_) => 0,
+            Value::Set(_) | Value::List(_) => 0,
             Value::ZSet(z) => z
                 .members
                 .live
@@ -172,7 +181,7 @@ impl Value {
                 h.fields.graves.retain(|_, f| !f.is_empty());
                 n
             }
-            Value::Set(_) => 0,
+            Value::Set(_) | Value::List(_) => 0,
             Value::ZSet(z) => {
                 let mut n = 0;
                 for m in z.members.live.values_mut() {
@@ -215,6 +224,7 @@ impl Value {
                     });
                 }
             }
+            Value::List(l) => l.remove_observed(ctx, pred),
         }
     }
 
@@ -223,6 +233,7 @@ impl Value {
         ctx: &VersionVector,
         other: &Value,
         other_ctx: &VersionVector,
+        list_displaced: &mut Vec<SetDisplaced>,
     ) -> Vec<(Option<Blob>, Displaced<Blob>)> {
         match (self, other) {
             (Value::Str(a), Value::Str(b)) => a
@@ -244,6 +255,10 @@ impl Value {
                 let d = a.members.join(ctx, &b.members, other_ctx);
                 **a = ZSetVal::from(std::mem::take(&mut a.members));
                 d.into_iter().map(|(k, d)| (Some(k), d)).collect()
+            }
+            (Value::List(a), Value::List(b)) => {
+                list_displaced.extend(a.join(ctx, b, other_ctx));
+                Vec::new()
             }
             _ => Vec::new(),
         }
@@ -318,6 +333,8 @@ impl Value {
                     presence(&mut m.adds);
                 }
             }
+            // Always in key order.
+            Value::List(_) => {}
         }
     }
 }
@@ -418,6 +435,13 @@ impl Entry {
 
     fn extra_mut(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The value of `kind`, visible or shadowed, if the key holds one.
+    pub fn typed(&self, kind: Kind) -> Option<&Value> {
+        std::iter::once(&self.value)
+            .chain(self.extra.iter().flat_map(|e| e.shadows.iter()))
+            .find(|v| v.kind() == kind)
     }
 
     /// The value of `kind`, visible or shadowed, created empty if missing.
@@ -600,6 +624,34 @@ impl Entry {
                     });
                 }
                 Some(Kind::ZSet)
+            }
+            EffectKind::LInsert { items } => {
+                if let Value::List(l) = self.typed_mut(Kind::List) {
+                    for (pos, value) in items {
+                        l.insert(Elem {
+                            pos: pos.clone(),
+                            value: value.clone(),
+                            set: None,
+                        });
+                    }
+                }
+                Some(Kind::List)
+            }
+            EffectKind::LRemove { ranges } => {
+                if let Value::List(l) = self.typed_mut(Kind::List) {
+                    for (lo, hi) in ranges {
+                        l.remove_range(lo, hi, ctx);
+                    }
+                }
+                Some(Kind::List)
+            }
+            EffectKind::LSet { pos, value } => {
+                if let Value::List(l) = self.typed_mut(Kind::List) {
+                    if let Some(d) = l.set(pos, value, tag, ctx) {
+                        conflicts.push(Conflict::list_set(key, d));
+                    }
+                }
+                Some(Kind::List)
             }
             EffectKind::ZRem { members, obs } => {
                 if let Value::ZSet(z) = self.typed_mut(Kind::ZSet) {
@@ -829,6 +881,7 @@ impl Entry {
                     .values()
                     .chain(z.members.graves.values())
                     .any(|m| presence(&m.adds, pred) || reg(&m.score, pred)),
+                Value::List(l) => l.any_dot(pred),
             }
         }
         value(&self.value, &pred)
@@ -862,8 +915,15 @@ impl Entry {
                 .find(|v| v.kind() == kind)
                 .copied()
                 .unwrap_or(&empty);
-            for (sub, d) in self.typed_mut(kind).join(ctx, their, other_ctx) {
+            let mut list_displaced = Vec::new();
+            for (sub, d) in self
+                .typed_mut(kind)
+                .join(ctx, their, other_ctx, &mut list_displaced)
+            {
                 conflicts.push(Conflict::register(key, sub.as_deref(), kind, d));
+            }
+            for d in list_displaced {
+                conflicts.push(Conflict::list_set(key, d));
             }
         }
         let their_ttl: SmallVec<[Ttl; 1]> = other

@@ -39,6 +39,16 @@ pub struct Client {
     pub push: PushSender,
     /// Close the connection once the pending replies are written.
     pub close: bool,
+    /// EXEC is running this client's queued commands: blocking commands
+    /// answer at once.
+    pub in_exec: bool,
+    /// The wait a blocking command asked for, kept while it lasts (its
+    /// deadline holds across retries).
+    pub block: Option<crate::blocking::BlockRequest>,
+    /// The command just run asked to block: the batch stops there.
+    pub block_pending: bool,
+    /// Woken when a key this client is blocked on changes.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Client {
@@ -57,6 +67,10 @@ impl Client {
             patterns: BTreeSet::new(),
             push,
             close: false,
+            in_exec: false,
+            block: None,
+            block_pending: false,
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
     }
 

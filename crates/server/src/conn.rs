@@ -89,29 +89,67 @@ where
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut parser = RequestParser::new();
+    let mut blocked: Option<Blocked> = None;
     'conn: loop {
         if input.capacity() - input.len() < READ_CHUNK_BYTES / 2 {
             input.reserve(READ_CHUNK_BYTES);
         }
-        tokio::select! {
-            read = stream.read_buf(&mut input) => match read {
-                Ok(0) | Err(_) => break 'conn,
-                Ok(n) => Metrics::add(&shared.metrics.net_input_bytes, n as u64),
-            },
-            Some(msg) = push_rx.recv() => {
-                encode(&crate::cmd::pubsub::message_frame(&msg), client.proto, &mut output);
-                while let Ok(msg) = push_rx.try_recv() {
-                    encode(&crate::cmd::pubsub::message_frame(&msg), client.proto, &mut output);
+        if let Some(b) = blocked.take() {
+            // Blocked: input is read (and kept) only to notice the client
+            // leaving; commands wait until the blocking one is answered.
+            let deadline = client.block.as_ref().and_then(|r| r.deadline);
+            let wake = client.wake.clone();
+            let expiry = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
                 }
-                if write_out(&mut stream, &mut output, &shared).await.is_err() {
-                    break 'conn;
-                }
+            };
+            let timed_out = tokio::select! {
+                _ = wake.notified() => false,
+                _ = expiry => true,
+                read = stream.read_buf(&mut input) => match read {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(n) => {
+                        Metrics::add(&shared.metrics.net_input_bytes, n as u64);
+                        if input.len() > QUERY_BUFFER_MAX_BYTES {
+                            break 'conn;
+                        }
+                        blocked = Some(b);
+                        continue;
+                    }
+                },
+                _ = kill.notified() => break 'conn,
+            };
+            blocked = retry_blocked(&shared, &mut client, b, timed_out, &mut output);
+            if write_out(&mut stream, &mut output, &shared).await.is_err() {
+                break 'conn;
+            }
+            if blocked.is_some() || input.is_empty() {
                 continue;
             }
-            _ = kill.notified() => break 'conn,
+        } else {
+            tokio::select! {
+                read = stream.read_buf(&mut input) => match read {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(n) => Metrics::add(&shared.metrics.net_input_bytes, n as u64),
+                },
+                Some(msg) = push_rx.recv() => {
+                    encode(&crate::cmd::pubsub::message_frame(&msg), client.proto, &mut output);
+                    while let Ok(msg) = push_rx.try_recv() {
+                        encode(&crate::cmd::pubsub::message_frame(&msg), client.proto, &mut output);
+                    }
+                    if write_out(&mut stream, &mut output, &shared).await.is_err() {
+                        break 'conn;
+                    }
+                    continue;
+                }
+                _ = kill.notified() => break 'conn,
+            }
         }
         match process_input(&shared, &mut client, &mut parser, &mut input, &mut output).await {
             Next::Continue => {}
+            Next::Block(b) => blocked = Some(b),
             Next::Close => {
                 let _ = write_out(&mut stream, &mut output, &shared).await;
                 break 'conn;
@@ -128,6 +166,9 @@ where
             break 'conn;
         }
     }
+    if client.block.take().is_some() {
+        crate::blocking::leave(&shared, &mut shared.store.lock(), id);
+    }
     crate::cmd::pubsub::unsubscribe_all(&shared, &mut client);
     shared.clients.lock().remove(&id);
     shared
@@ -139,7 +180,91 @@ where
 
 enum Next {
     Continue,
+    /// A blocking command is waiting; the commands after it wait too.
+    Block(Blocked),
     Close,
+}
+
+/// A client waiting in a blocking command.
+struct Blocked {
+    /// The command, run again each time a key it waits on changes.
+    args: Vec<Bytes>,
+    /// What it answers if the wait ends without an element.
+    timeout_reply: Frame,
+    /// Commands the client sent after it, run once it is answered.
+    rest: Vec<Vec<Bytes>>,
+}
+
+/// Runs `cmds` as one batch; if one blocks, returns the wait.
+fn run_commands(
+    shared: &Shared,
+    client: &mut Client,
+    cmds: Vec<Vec<Bytes>>,
+    output: &mut BytesMut,
+) -> Option<Blocked> {
+    let mut cmds = cmds;
+    loop {
+        let (args, timeout_reply, rest) = run_batch(shared, client, cmds, output)?;
+        if client.block.is_some() {
+            return Some(Blocked {
+                args,
+                timeout_reply,
+                rest,
+            });
+        }
+        cmds = rest;
+        if cmds.is_empty() {
+            return None;
+        }
+    }
+}
+
+/// A blocked client was woken (or its deadline passed): answers it if the
+/// wait is over, else keeps it waiting.
+fn retry_blocked(
+    shared: &Shared,
+    client: &mut Client,
+    b: Blocked,
+    timed_out: bool,
+    output: &mut BytesMut,
+) -> Option<Blocked> {
+    let unblocked = shared.blocking.lock().unblocked(client.id);
+    let answer = match (unblocked, timed_out) {
+        (Some(crate::blocking::Unblock::Error), _) => Some(Frame::error(
+            "UNBLOCKED client unblocked via CLIENT UNBLOCK",
+        )),
+        (Some(crate::blocking::Unblock::Timeout), _) | (None, true) => {
+            Some(b.timeout_reply.clone())
+        }
+        (None, false) => None,
+    };
+    if let Some(reply) = answer {
+        client.block = None;
+        crate::blocking::leave(shared, &mut shared.store.lock(), client.id);
+        encode(&reply, client.proto, output);
+        return if b.rest.is_empty() {
+            None
+        } else {
+            run_commands(shared, client, b.rest, output)
+        };
+    }
+    match run_batch(shared, client, vec![b.args], output) {
+        // Still nothing to take: it keeps its place and its deadline.
+        Some((args, timeout_reply, _)) if client.block.is_some() => Some(Blocked {
+            args,
+            timeout_reply,
+            rest: b.rest,
+        }),
+        _ => {
+            client.block = None;
+            crate::blocking::leave(shared, &mut shared.store.lock(), client.id);
+            if b.rest.is_empty() {
+                None
+            } else {
+                run_commands(shared, client, b.rest, output)
+            }
+        }
+    }
 }
 
 /// Runs every complete command in `input`. Before AUTH the parser's limits
@@ -186,11 +311,20 @@ async fn process_input(
             }
         }
         if !batch.is_empty() {
-            run_batch(shared, client, batch, output);
+            if let Some(mut b) = run_commands(shared, client, batch, output) {
+                // The commands after the blocking one, the MERIDIAN AFTER
+                // that stopped the parse included, wait with it.
+                if let Some((args, _)) = wait {
+                    b.rest.push(args);
+                }
+                return Next::Block(b);
+            }
         }
         if let Some((args, timeout)) = wait {
             wait_for_token(shared, &args[2], timeout).await;
-            run_batch(shared, client, vec![args], output);
+            if let Some(b) = run_commands(shared, client, vec![args], output) {
+                return Next::Block(b);
+            }
         }
         if let Some(e) = protocol_error {
             Metrics::inc(&shared.metrics.protocol_errors_total);
@@ -248,13 +382,15 @@ async fn write_out<W: AsyncWrite + Unpin>(
 }
 
 /// Executes a batch under one store lock and makes its ops durable before
-/// any reply leaves.
+/// any reply leaves. A command that blocks ends the batch: it is returned
+/// with the reply it gives if its wait ends empty, and the commands after
+/// it, unrun.
 pub fn run_batch(
     shared: &Shared,
     client: &mut Client,
     batch: Vec<Vec<Bytes>>,
     output: &mut BytesMut,
-) {
+) -> Option<(Vec<Bytes>, Frame, Vec<Vec<Bytes>>)> {
     let mut replies: Vec<Frame> = Vec::new();
     // Each reply is encoded in the protocol in force right after its command
     // ran (HELLO 3 answers in RESP3; earlier replies stay RESP2).
@@ -266,6 +402,7 @@ pub fn run_batch(
     let mut store = shared.store.lock();
     store.db_mut().set_now_ms(wall_ms());
     let before = store.log().last_lsn();
+    let mut blocked_on = None;
     {
         let mut ctx = Ctx {
             store: &mut store,
@@ -273,11 +410,19 @@ pub fn run_batch(
             shared,
             table: crate::cmd::table(),
         };
-        for args in batch {
+        let mut cmds = batch.into_iter();
+        while let Some(args) = cmds.next() {
+            let keep = args.clone();
             crate::dispatch::execute(&mut ctx, args, &mut replies);
+            if std::mem::take(&mut ctx.client.block_pending) {
+                let timeout_reply = replies.pop().unwrap_or(Frame::Null);
+                blocked_on = Some((keep, timeout_reply, cmds.collect()));
+                break;
+            }
             protos.resize(replies.len(), ctx.client.proto);
         }
     }
+    crate::blocking::wake_ready(shared, &mut store);
     // Everything the batch wrote is one op, durable before any reply leaves.
     if !crate::commit::finish(shared, store, before) {
         for r in replies.iter_mut() {
@@ -300,4 +445,5 @@ pub fn run_batch(
             meridian_resp::Protocol::Resp3 => 3,
         };
     }
+    blocked_on
 }

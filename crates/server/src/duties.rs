@@ -24,6 +24,32 @@ pub fn start(shared: &Arc<Shared>) {
         tokio::spawn(fsync_every_second(shared.clone()));
     }
     tokio::spawn(snapshots(shared.clone()));
+    tokio::spawn(wake_blocked_by_peers(shared.clone()));
+}
+
+/// Wakes clients blocked on keys that ops from peers (or merged state)
+/// changed: a push made in another region serves a BLPOP here once it is
+/// applied. Local writes wake them at the end of their own batch.
+async fn wake_blocked_by_peers(shared: Arc<Shared>) {
+    let mut applied = shared.host.applied.subscribe();
+    // Merged state does not announce itself on `applied`: a slow tick
+    // covers it while anyone is blocked.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        if shared.blocking.lock().count() > 0 {
+            let mut store = shared.store.lock();
+            crate::blocking::wake_ready(&shared, &mut store);
+        }
+    }
 }
 
 /// Re-evaluates failure detection, the quorum lease and the election every

@@ -26,6 +26,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod blocking;
 pub mod client;
 pub mod cmd;
 pub mod commit;

@@ -95,6 +95,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         shutdown: tokio::sync::Notify::new(),
         heal: Mutex::new(Default::default()),
         config_kept: Mutex::new(Default::default()),
+        blocking: Mutex::new(Default::default()),
     });
     // Tests and scripts read this line to find the ports when binding port 0.
     let _ = slot.set(shared.clone());

@@ -74,6 +74,8 @@ pub struct Shared {
     /// Redis parameters Meridian has no mechanism for, as `CONFIG SET`
     /// left them (`cmd/config_params.rs`); not replicated, not persisted.
     pub config_kept: Mutex<HashMap<&'static str, String>>,
+    /// Clients blocked on keys (BLPOP and friends): a leaf lock.
+    pub blocking: Mutex<crate::blocking::Blocking>,
 }
 
 /// Where the HTTP port finds the region's shared state: empty while the

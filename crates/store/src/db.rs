@@ -17,6 +17,8 @@ use meridian_crdt::{
 use crate::keyspace::Keyspace;
 
 /// Conflicts kept in memory for `MERIDIAN CONFLICTS`.
+mod lists;
+
 pub const CONFLICTS_KEPT_MAX: usize = 10_000;
 
 /// What applying a peer's op did.
@@ -71,6 +73,14 @@ pub struct Db {
     tombstone_keys: std::collections::HashSet<Blob>,
     /// Every key is a candidate (state loaded from a snapshot).
     tombstone_scan_all: bool,
+    /// The index the next list element inserted by the op being built
+    /// takes (an element's id is the op's tag and this index).
+    elem_next: u32,
+    /// Keys some client is blocked on (BLPOP and friends), with how many
+    /// clients; a change to one is recorded in `ready`.
+    blocked_on: std::collections::HashMap<Blob, u32>,
+    /// Keys with blocked clients that changed since [`Db::take_ready`].
+    ready: Vec<Blob>,
 }
 
 /// What one tombstone collection did.
@@ -127,6 +137,9 @@ impl Db {
             next_tracker: 0,
             tombstone_keys: Default::default(),
             tombstone_scan_all: true,
+            elem_next: 0,
+            blocked_on: Default::default(),
+            ready: Vec::new(),
         }
     }
 
@@ -339,23 +352,12 @@ impl Db {
             // at a region that has not collected it yet.
             self.effect(key, EffectKind::DropTtl);
         }
-        if self.building.is_none() {
-            self.assert_seq_matches_vv();
-            self.seq += 1;
-            let tag = Tag {
-                hlc: self.clock.now(self.now_ms),
-                dot: Dot::new(self.region, self.seq),
-            };
-            self.building = Some(Op {
-                tag,
-                ctx: self.vv.clone(),
-                effects: Vec::new(),
-            });
-        }
+        self.op_tag();
         if let Some((_, version)) = self.watched.get_mut(key) {
             *version += 1;
         }
         self.touch(key);
+        self.mark_ready(key);
         if may_leave_tombstones(&kind) {
             self.tombstone_keys.insert(Blob::from(key));
         }
@@ -373,6 +375,27 @@ impl Db {
             kind,
         });
         self.record_conflicts(found);
+    }
+
+    /// The tag of the op under construction, starting one if none is: its
+    /// first effect must follow before [`Db::commit`].
+    fn op_tag(&mut self) -> Tag {
+        if let Some(op) = &self.building {
+            return op.tag;
+        }
+        self.assert_seq_matches_vv();
+        self.seq += 1;
+        let tag = Tag {
+            hlc: self.clock.now(self.now_ms),
+            dot: Dot::new(self.region, self.seq),
+        };
+        self.building = Some(Op {
+            tag,
+            ctx: self.vv.clone(),
+            effects: Vec::new(),
+        });
+        self.elem_next = 0;
+        tag
     }
 
     /// Finishes the op under construction; `None` if nothing was written.
@@ -491,6 +514,7 @@ impl Db {
             for (_, t) in &mut self.touched {
                 t.insert(e.key.clone());
             }
+            self.mark_ready(&e.key);
             if may_leave_tombstones(&e.kind) {
                 self.tombstone_keys.insert(e.key.clone());
             }
@@ -507,6 +531,38 @@ impl Db {
         );
         self.assert_seq_matches_vv();
         self.record_conflicts(found);
+    }
+
+    // ----- blocked clients -----
+
+    /// A client blocks on `key`: changes to it are recorded for
+    /// [`Db::take_ready`] until as many [`Db::unblock_on`] calls.
+    pub fn block_on(&mut self, key: &[u8]) {
+        *self.blocked_on.entry(Blob::from(key)).or_insert(0) += 1;
+    }
+
+    pub fn unblock_on(&mut self, key: &[u8]) {
+        if let Some(n) = self.blocked_on.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.blocked_on.remove(key);
+            }
+        }
+    }
+
+    /// Keys clients are blocked on that changed (by this region's writes,
+    /// peers' ops or merged state) since the last call.
+    pub fn take_ready(&mut self) -> Vec<Blob> {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.sort();
+        ready.dedup();
+        ready
+    }
+
+    fn mark_ready(&mut self, key: &[u8]) {
+        if !self.blocked_on.is_empty() && self.blocked_on.contains_key(key) {
+            self.ready.push(Blob::from(key));
+        }
     }
 
     // ----- state merge (anti-entropy) -----
@@ -596,6 +652,7 @@ impl Db {
             *version += 1;
         }
         self.touch(key);
+        self.mark_ready(key);
         self.keys.replace(key, merged);
         self.record_conflicts(found);
     }
@@ -838,6 +895,11 @@ pub fn visible_digest(db: &Db) -> (u64, usize) {
                 for (score, m) in &z.index {
                     h.bytes(m);
                     h.bytes(&score.0.to_bits().to_le_bytes());
+                }
+            }
+            Value::List(l) => {
+                for e in l.iter() {
+                    h.bytes(&e.value);
                 }
             }
         }

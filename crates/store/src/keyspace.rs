@@ -26,6 +26,9 @@ pub fn kind_of(effect: &EffectKind) -> Kind {
         EffectKind::HSet { .. } | EffectKind::HDel { .. } | EffectKind::HIncr { .. } => Kind::Hash,
         EffectKind::SAdd { .. } | EffectKind::SRem { .. } => Kind::Set,
         EffectKind::ZAdd { .. } | EffectKind::ZIncr { .. } | EffectKind::ZRem { .. } => Kind::ZSet,
+        EffectKind::LInsert { .. } | EffectKind::LRemove { .. } | EffectKind::LSet { .. } => {
+            Kind::List
+        }
         _ => Kind::String,
     }
 }

@@ -264,7 +264,10 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str) -> Section {
             vec![
                 ("connected_clients", shared.clients.lock().len().to_string()),
                 ("maxclients", max_clients().to_string()),
-                ("blocked_clients", "0".into()),
+                (
+                    "blocked_clients",
+                    shared.blocking.lock().count().to_string(),
+                ),
             ],
         ),
         "memory" => {

@@ -147,6 +147,7 @@ enum Plain {
     Hash(Vec<(Blob, Blob)>),
     Set(Vec<Blob>),
     ZSet(Vec<(Blob, f64)>),
+    List(Vec<Blob>),
 }
 
 fn plain(value: &Value) -> Plain {
@@ -167,6 +168,7 @@ fn plain(value: &Value) -> Plain {
                 .map(|(m, zm)| (m.clone(), zm.score()))
                 .collect(),
         ),
+        Value::List(l) => Plain::List(l.iter().map(|e| e.value.clone()).collect()),
     }
 }
 
@@ -177,6 +179,7 @@ fn write_plain(ctx: &mut Ctx<'_>, key: &[u8], value: Plain) {
         Plain::Hash(fields) => db.hset(key, fields),
         Plain::Set(members) => db.sadd(key, members),
         Plain::ZSet(members) => db.zadd(key, members),
+        Plain::List(values) => db.lpush(key, values, false),
     }
 }
 

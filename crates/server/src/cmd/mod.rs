@@ -20,10 +20,12 @@ pub mod hash;
 pub mod info;
 pub mod keys;
 pub mod keyspace;
+pub mod list;
 pub mod meridian;
 pub mod persistence;
 pub mod pubsub;
 pub mod set;
+pub mod sort;
 pub mod spec;
 pub mod strings;
 pub mod tx;
@@ -38,12 +40,14 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 15] = [
+    let families: [(Vec<Spec>, &'static str); 17] = [
         (strings::specs(), "string"),
         (keys::specs(), "generic"),
+        (sort::specs(), "generic"),
         (hash::specs(), "hash"),
         (set::specs(), "set"),
         (zset::specs(), "sorted-set"),
+        (list::specs(), "list"),
         (connection::specs(), "connection"),
         (info::specs(), "server"),
         (config::specs(), "server"),

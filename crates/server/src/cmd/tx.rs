@@ -83,6 +83,7 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
         return Frame::NullArray;
     }
     let mut replies = Vec::with_capacity(queue.len());
+    ctx.client.in_exec = true;
     for args in queue {
         let Some(spec) = lookup(ctx.table, &args[0]) else {
             replies.push(super::spec::unknown_command(&args));
@@ -102,5 +103,6 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
         }
         replies.push((spec.handler)(ctx, &args));
     }
+    ctx.client.in_exec = false;
     Frame::Array(replies)
 }

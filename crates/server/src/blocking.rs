@@ -1,0 +1,211 @@
+//! Clients blocked on keys (BLPOP, BLMOVE, BZPOPMIN and friends).
+//!
+//! A blocking command that finds nothing to take registers its client here
+//! and in the store (`Db::block_on`), under the store lock, so no change to
+//! its keys can slip between its look and its wait. The connection then
+//! waits with the store unlocked. Any change to one of those keys, by a
+//! command here, an op applied from a peer or merged state, is recorded by
+//! the store; whoever released the store lock after it ([`wake_ready`])
+//! wakes the clients queued on those keys, and each retries its command.
+//!
+//! First blocked, first served: a key's queue is ordered, and a blocking
+//! command takes from a key only while no client blocked before it waits
+//! there ([`may_serve`]). A client that is served, times out, is unblocked
+//! or disconnects leaves every queue and wakes the clients behind it, so
+//! what it did not take goes to the next.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meridian_crdt::Blob;
+use meridian_store::Store;
+use tokio::sync::Notify;
+
+use crate::cmd::spec::Ctx;
+use crate::shared::Shared;
+
+/// How a CLIENT UNBLOCK ends a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unblock {
+    /// As if the timeout had passed.
+    Timeout,
+    /// With `-UNBLOCKED client unblocked via CLIENT UNBLOCK`.
+    Error,
+}
+
+/// One blocked client.
+struct Waiter {
+    keys: Vec<Blob>,
+    wake: Arc<Notify>,
+    unblock: Option<Unblock>,
+}
+
+/// The registry: per key, the clients waiting in the order they blocked.
+#[derive(Default)]
+pub struct Blocking {
+    queues: HashMap<Blob, VecDeque<u64>>,
+    waiters: HashMap<u64, Waiter>,
+}
+
+impl Blocking {
+    /// Clients blocked now (INFO `blocked_clients`).
+    pub fn count(&self) -> usize {
+        self.waiters.len()
+    }
+
+    pub fn is_blocked(&self, client: u64) -> bool {
+        self.waiters.contains_key(&client)
+    }
+
+    /// Whether `client` may take from `key` now: nobody waits there, or it
+    /// is the first in line.
+    pub fn may_serve(&self, key: &[u8], client: u64) -> bool {
+        self.queues
+            .get(key)
+            .and_then(|q| q.front())
+            .is_none_or(|&first| first == client)
+    }
+
+    /// How a CLIENT UNBLOCK ended `client`'s wait, if one did.
+    pub fn unblocked(&self, client: u64) -> Option<Unblock> {
+        self.waiters.get(&client).and_then(|w| w.unblock)
+    }
+
+    /// CLIENT UNBLOCK: false if `client` is not blocked.
+    pub fn unblock(&mut self, client: u64, how: Unblock) -> bool {
+        match self.waiters.get_mut(&client) {
+            Some(w) => {
+                w.unblock = Some(how);
+                w.wake.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wakes every client waiting on one of `keys`.
+    pub fn wake(&self, keys: &[Blob]) {
+        for k in keys {
+            for c in self.queues.get(k).into_iter().flatten() {
+                if let Some(w) = self.waiters.get(c) {
+                    w.wake.notify_one();
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, client: u64, keys: Vec<Blob>, wake: Arc<Notify>) {
+        for k in &keys {
+            let q = self.queues.entry(k.clone()).or_default();
+            if !q.contains(&client) {
+                q.push_back(client);
+            }
+        }
+        self.waiters.insert(
+            client,
+            Waiter {
+                keys,
+                wake,
+                unblock: None,
+            },
+        );
+    }
+
+    /// Removes `client` from every queue; returns the keys it waited on.
+    fn dequeue(&mut self, client: u64) -> Vec<Blob> {
+        let Some(w) = self.waiters.remove(&client) else {
+            return Vec::new();
+        };
+        for k in &w.keys {
+            if let Some(q) = self.queues.get_mut(k) {
+                q.retain(|&c| c != client);
+                if q.is_empty() {
+                    self.queues.remove(k);
+                }
+            }
+        }
+        w.keys
+    }
+}
+
+/// What a blocking command asks of its connection: wait on `keys` until
+/// woken or `deadline`, then run the command again.
+#[derive(Debug, Clone)]
+pub struct BlockRequest {
+    pub keys: Vec<Blob>,
+    pub deadline: Option<Instant>,
+}
+
+/// Redis's timeout argument of the blocking commands: seconds, fractions
+/// allowed, 0 for ever.
+pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, meridian_resp::Frame> {
+    let text = std::str::from_utf8(arg).ok();
+    let secs: f64 = match text.and_then(|t| t.trim().parse::<f64>().ok()) {
+        Some(s) if s.is_finite() => s,
+        _ => {
+            return Err(meridian_resp::Frame::error(
+                "ERR timeout is not a float or out of range",
+            ))
+        }
+    };
+    if secs < 0.0 {
+        return Err(meridian_resp::Frame::error("ERR timeout is negative"));
+    }
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(secs)
+        .map(Some)
+        .map_err(|_| meridian_resp::Frame::error("ERR timeout is not a float or out of range"))
+}
+
+/// Whether this client may take from `key` now (see [`Blocking::may_serve`]).
+pub fn may_serve(ctx: &Ctx<'_>, key: &[u8]) -> bool {
+    ctx.shared.blocking.lock().may_serve(key, ctx.client.id)
+}
+
+/// Whether the command must answer at once instead of blocking: inside
+/// MULTI/EXEC, as in Redis, a blocking command never waits.
+pub fn cannot_block(ctx: &Ctx<'_>) -> bool {
+    ctx.client.in_exec
+}
+
+/// Blocks the client on `keys` (called by the command, under the store
+/// lock): queued once, on its first attempt; a retry keeps its place.
+pub fn block(ctx: &mut Ctx<'_>, keys: Vec<Blob>, timeout: Option<Duration>) {
+    let id = ctx.client.id;
+    let deadline = match &ctx.client.block {
+        Some(b) => b.deadline,
+        None => timeout.map(|t| Instant::now() + t),
+    };
+    let mut reg = ctx.shared.blocking.lock();
+    if !reg.is_blocked(id) {
+        for k in &keys {
+            ctx.store.db_mut().block_on(k);
+        }
+        reg.enqueue(id, keys.clone(), ctx.client.wake.clone());
+    }
+    drop(reg);
+    ctx.client.block = Some(BlockRequest { keys, deadline });
+    ctx.client.block_pending = true;
+}
+
+/// The client's wait is over (served, timed out, unblocked, gone): it
+/// leaves every queue and the clients behind it are woken.
+pub fn leave(shared: &Shared, store: &mut Store, client: u64) {
+    let keys = shared.blocking.lock().dequeue(client);
+    for k in &keys {
+        store.db_mut().unblock_on(k);
+    }
+    shared.blocking.lock().wake(&keys);
+}
+
+/// Wakes the clients blocked on keys that changed since the last call;
+/// called with the store locked, after a batch or after peers' ops.
+pub fn wake_ready(shared: &Shared, store: &mut Store) {
+    let ready = store.db_mut().take_ready();
+    if !ready.is_empty() {
+        shared.blocking.lock().wake(&ready);
+    }
+}
