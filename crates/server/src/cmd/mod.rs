@@ -29,6 +29,7 @@ pub mod strings;
 pub mod tx;
 pub mod util;
 pub mod zset;
+pub mod zset_pop;
 
 pub use spec::{Ctx, Flags, Handler, Spec, Table};
 
@@ -38,12 +39,13 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 15] = [
+    let families: [(Vec<Spec>, &'static str); 16] = [
         (strings::specs(), "string"),
         (keys::specs(), "generic"),
         (hash::specs(), "hash"),
         (set::specs(), "set"),
         (zset::specs(), "sorted-set"),
+        (zset_pop::specs(), "sorted-set"),
         (connection::specs(), "connection"),
         (info::specs(), "server"),
         (config::specs(), "server"),
