@@ -29,6 +29,7 @@ pub mod strings;
 pub mod tx;
 pub mod util;
 pub mod zset;
+pub mod zset_algebra;
 pub mod zset_pop;
 
 pub use spec::{Ctx, Flags, Handler, Spec, Table};
@@ -39,12 +40,13 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 16] = [
+    let families: [(Vec<Spec>, &'static str); 17] = [
         (strings::specs(), "string"),
         (keys::specs(), "generic"),
         (hash::specs(), "hash"),
         (set::specs(), "set"),
         (zset::specs(), "sorted-set"),
+        (zset_algebra::specs(), "sorted-set"),
         (zset_pop::specs(), "sorted-set"),
         (connection::specs(), "connection"),
         (info::specs(), "server"),
