@@ -31,6 +31,8 @@ pub mod strings;
 pub mod tx;
 pub mod util;
 pub mod zset;
+pub mod zset_algebra;
+pub mod zset_pop;
 
 pub use spec::{Ctx, Flags, Handler, Spec, Table};
 
@@ -40,13 +42,15 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 17] = [
+    let families: [(Vec<Spec>, &'static str); 19] = [
         (strings::specs(), "string"),
         (keys::specs(), "generic"),
         (sort::specs(), "generic"),
         (hash::specs(), "hash"),
         (set::specs(), "set"),
         (zset::specs(), "sorted-set"),
+        (zset_algebra::specs(), "sorted-set"),
+        (zset_pop::specs(), "sorted-set"),
         (list::specs(), "list"),
         (connection::specs(), "connection"),
         (info::specs(), "server"),

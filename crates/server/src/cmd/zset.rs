@@ -13,6 +13,13 @@
 //! - ZREM, ZPOPMIN/ZPOPMAX and the ZREMRANGEBY* commands write a `zrem` of
 //!   exactly the members they removed, so a member added concurrently in
 //!   another region survives (add wins).
+//! - ZRANGESTORE, like the `*STORE` commands of `zset_algebra.rs`, replaces
+//!   its destination with a delete of what this region observed there and
+//!   a `zadd` of the result, in one op ([`store`]).
+//!
+//! ZMPOP lives in `zset_pop.rs` and the set algebra (ZUNION, ZINTER, ZDIFF,
+//! their `*STORE` forms, ZINTERCARD) in `zset_algebra.rs`; both build on
+//! the helpers here.
 //!
 //! Members are ordered by score, then by member bytes, which is what the
 //! `ZSetVal.index` of `(Score, Blob)` holds. Ranks are found by walking that
@@ -64,6 +71,7 @@ pub fn specs() -> Vec<Spec> {
         spec("zrangebyscore", -4, READ, (1, 1, 1), zrangebyscore),
         spec("zrevrangebyscore", -4, READ, (1, 1, 1), zrevrangebyscore),
         spec("zrangebylex", -4, READ, (1, 1, 1), zrangebylex),
+        spec("zrangestore", -5, WRITE, (1, 2, 1), zrangestore),
         spec("zrevrangebylex", -4, READ, (1, 1, 1), zrevrangebylex),
         spec("zrank", 3, READ, (1, 1, 1), zrank),
         spec("zrevrank", 3, READ, (1, 1, 1), zrevrank),
@@ -79,7 +87,7 @@ pub fn specs() -> Vec<Spec> {
 
 /// The sorted set at `key`: `Ok(None)` if absent, an error frame if the key
 /// holds another type.
-fn read<'a>(ctx: &'a mut Ctx<'_>, key: &[u8]) -> Result<Option<&'a ZSetVal>, Frame> {
+pub(super) fn read<'a>(ctx: &'a mut Ctx<'_>, key: &[u8]) -> Result<Option<&'a ZSetVal>, Frame> {
     match ctx.db().get_typed(key, Kind::ZSet) {
         Err(_) => Err(wrongtype()),
         Ok(None) => Ok(None),
@@ -92,7 +100,7 @@ fn read<'a>(ctx: &'a mut Ctx<'_>, key: &[u8]) -> Result<Option<&'a ZSetVal>, Fra
 
 /// Members, with their scores when asked: flat `[m, s, m, s, …]`, or
 /// `[[m, s], …]` where Redis nests the pairs (RESP3).
-fn members_reply(items: Vec<(Blob, f64)>, withscores: bool, nested: bool) -> Frame {
+pub(super) fn members_reply(items: Vec<(Blob, f64)>, withscores: bool, nested: bool) -> Frame {
     let mut out = Vec::with_capacity(items.len() * if withscores { 2 } else { 1 });
     for (member, score) in items {
         let member = bulk(&member);
@@ -652,26 +660,42 @@ fn select(
     }
 }
 
-/// Redis's `zrangeGenericCommand`: `by` and `rev` are fixed by the older
-/// commands and `None` where ZRANGE reads them from its options.
-fn range_generic(
-    ctx: &mut Ctx<'_>,
-    args: &[Bytes],
+/// A parsed ZRANGE-family request: which members, in which order, and
+/// whether the reply carries scores.
+struct RangeQuery<'a> {
+    interval: Interval<'a>,
+    rev: bool,
+    offset: i64,
+    limit: i64,
+    withscores: bool,
+}
+
+impl RangeQuery<'_> {
+    fn select(&self, z: &ZSetVal) -> Vec<(Blob, f64)> {
+        select(z, &self.interval, self.rev, self.offset, self.limit)
+    }
+}
+
+/// Redis's `zrangeGenericCommand` reading its arguments: `args[src]` is the
+/// source key, then min, max and the options. `by` and `rev` are fixed by
+/// the older commands and `None` where ZRANGE reads them from its options;
+/// `store` (ZRANGESTORE) refuses WITHSCORES as an unknown option.
+fn parse_range<'a>(
+    args: &'a [Bytes],
+    src: usize,
+    store: bool,
     mut by: Option<RangeBy>,
     mut rev: Option<bool>,
-) -> Frame {
+) -> Result<RangeQuery<'a>, Frame> {
     let (mut withscores, mut offset, mut limit) = (false, 0i64, -1i64);
-    let mut j = 4;
+    let mut j = src + 3;
     while j < args.len() {
         let opt = &args[j];
         let left = args.len() - j - 1;
-        if eq_ignore_case(opt, "withscores") {
+        if !store && eq_ignore_case(opt, "withscores") {
             withscores = true;
         } else if eq_ignore_case(opt, "limit") && left >= 2 {
-            match (parse_int(&args[j + 1]), parse_int(&args[j + 2])) {
-                (Ok(o), Ok(l)) => (offset, limit) = (o, l),
-                (Err(e), _) | (_, Err(e)) => return e,
-            }
+            (offset, limit) = (parse_int(&args[j + 1])?, parse_int(&args[j + 2])?);
             j += 2;
         } else if rev.is_none() && eq_ignore_case(opt, "rev") {
             rev = Some(true);
@@ -680,49 +704,91 @@ fn range_generic(
         } else if by.is_none() && eq_ignore_case(opt, "byscore") {
             by = Some(RangeBy::Score);
         } else {
-            return syntax_error();
+            return Err(syntax_error());
         }
         j += 1;
     }
     let by = by.unwrap_or(RangeBy::Rank);
     let rev = rev.unwrap_or(false);
     if limit != -1 && by == RangeBy::Rank {
-        return Frame::error(
+        return Err(Frame::error(
             "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
-        );
+        ));
     }
     if withscores && by == RangeBy::Lex {
-        return Frame::error(
+        return Err(Frame::error(
             "ERR syntax error, WITHSCORES not supported in combination with BYLEX",
-        );
+        ));
     }
     // Score and lex intervals of a reversed range are given as max, min.
     let (lo, hi) = if rev && by != RangeBy::Rank {
-        (&args[3], &args[2])
+        (&args[src + 2], &args[src + 1])
     } else {
-        (&args[2], &args[3])
+        (&args[src + 1], &args[src + 2])
     };
     let interval = match by {
-        RangeBy::Rank => match (parse_int(lo), parse_int(hi)) {
-            (Ok(s), Ok(e)) => Interval::Rank(s, e),
-            (Err(e), _) | (_, Err(e)) => return e,
-        },
-        RangeBy::Score => match ScoreRange::parse(lo, hi) {
-            Ok(r) => Interval::Score(r),
-            Err(e) => return e,
-        },
-        RangeBy::Lex => match LexRange::parse(lo, hi) {
-            Ok(r) => Interval::Lex(r),
-            Err(e) => return e,
-        },
+        RangeBy::Rank => Interval::Rank(parse_int(lo)?, parse_int(hi)?),
+        RangeBy::Score => Interval::Score(ScoreRange::parse(lo, hi)?),
+        RangeBy::Lex => Interval::Lex(LexRange::parse(lo, hi)?),
     };
-    let nested = withscores && ctx.proto() == Protocol::Resp3;
+    Ok(RangeQuery {
+        interval,
+        rev,
+        offset,
+        limit,
+        withscores,
+    })
+}
+
+fn range_generic(
+    ctx: &mut Ctx<'_>,
+    args: &[Bytes],
+    by: Option<RangeBy>,
+    rev: Option<bool>,
+) -> Frame {
+    let query = match parse_range(args, 1, false, by, rev) {
+        Ok(q) => q,
+        Err(e) => return e,
+    };
+    let nested = query.withscores && ctx.proto() == Protocol::Resp3;
     let items = match read(ctx, &args[1]) {
-        Ok(Some(z)) => select(z, &interval, rev, offset, limit),
+        Ok(Some(z)) => query.select(z),
         Ok(None) => Vec::new(),
         Err(e) => return e,
     };
-    members_reply(items, withscores, nested)
+    members_reply(items, query.withscores, nested)
+}
+
+/// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]:
+/// ZRANGE's selection, written over `dst` (a missing source empties it).
+fn zrangestore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let query = match parse_range(args, 2, true, None, None) {
+        Ok(q) => q,
+        Err(e) => return e,
+    };
+    let items = match read(ctx, &args[2]) {
+        Ok(Some(z)) => query.select(z),
+        Ok(None) => Vec::new(),
+        Err(e) => return e,
+    };
+    store(ctx, &args[1], items)
+}
+
+/// Writes `items` over `dest` as the `*STORE` commands do (Redis's
+/// `setKey`, or `dbDelete` for an empty result) and replies their count.
+///
+/// Whatever `dest` held, of any type, is deleted and the result added in
+/// the same op, so a peer applies the replacement whole. The delete is
+/// observed-remove like every other: it drops what this region had seen
+/// at `dest`, and a member another region adds there concurrently
+/// survives next to the stored result (add wins), as with ZADD after DEL.
+pub(super) fn store(ctx: &mut Ctx<'_>, dest: &[u8], items: Vec<(Blob, f64)>) -> Frame {
+    let stored = items.len() as i64;
+    ctx.db().del(dest);
+    if !items.is_empty() {
+        ctx.db().zadd(dest, items);
+    }
+    Frame::Integer(stored)
 }
 
 fn zrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -821,11 +887,26 @@ fn pop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> Frame {
         Some(Ok(n)) if n >= 0 => Some(n),
         Some(_) => return Frame::error(ERR_NOT_POSITIVE),
     };
-    let key = &args[1];
     let nested = count.is_some() && ctx.proto() == Protocol::Resp3;
-    let popped: Vec<(Blob, f64)> = match read(ctx, key) {
-        Ok(Some(z)) => {
-            let n = usize::try_from(count.unwrap_or(1)).unwrap_or(usize::MAX);
+    let n = usize::try_from(count.unwrap_or(1)).unwrap_or(usize::MAX);
+    match pop_ends(ctx, &args[1], max, n) {
+        Ok(popped) => members_reply(popped, true, nested),
+        Err(e) => e,
+    }
+}
+
+/// Removes up to `n` members from the low end of the sorted set at `key`
+/// (`max`: the high end) and returns them in the order popped. The write
+/// is a `zrem` of exactly those members, so a member another region adds
+/// concurrently survives.
+pub(super) fn pop_ends(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    max: bool,
+    n: usize,
+) -> Result<Vec<(Blob, f64)>, Frame> {
+    let popped: Vec<(Blob, f64)> = match read(ctx, key)? {
+        Some(z) => {
             let own = |(s, m): &(Score, Blob)| (m.clone(), s.0);
             if max {
                 z.index.iter().rev().take(n).map(own).collect()
@@ -833,14 +914,13 @@ fn pop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> Frame {
                 z.index.iter().take(n).map(own).collect()
             }
         }
-        Ok(None) => Vec::new(),
-        Err(e) => return e,
+        None => Vec::new(),
     };
     if !popped.is_empty() {
         ctx.db()
             .zrem(key, popped.iter().map(|(m, _)| m.clone()).collect());
     }
-    members_reply(popped, true, nested)
+    Ok(popped)
 }
 
 fn zpopmin(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
