@@ -9,13 +9,19 @@ use bytes::Bytes;
 use meridian_resp::Frame;
 
 use super::spec::{spec, Ctx, Spec, WRITE};
-use super::util::{bulk, eq_ignore_case, parse_int, syntax_error};
+use super::util::{blob, bulk, eq_ignore_case, parse_int, syntax_error};
 use super::zset;
+use crate::blocking;
 
 /// No fixed key positions, as in Redis's `COMMAND INFO`: the keys move with
 /// numkeys.
 pub fn specs() -> Vec<Spec> {
-    vec![spec("zmpop", -4, WRITE, (0, 0, 0), zmpop)]
+    vec![
+        spec("zmpop", -4, WRITE, (0, 0, 0), zmpop),
+        spec("bzpopmin", -3, WRITE, (1, -2, 1), bzpopmin),
+        spec("bzpopmax", -3, WRITE, (1, -2, 1), bzpopmax),
+        spec("bzmpop", -5, WRITE, (0, 0, 0), bzmpop),
+    ]
 }
 
 /// `numkeys key [key ...] MIN|MAX [COUNT count]`.
@@ -93,5 +99,93 @@ fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             Err(e) => e,
         };
     }
+    Frame::NullArray
+}
+
+/// Every key is type-checked before blocking; once blocked, a key that
+/// became another type is passed over (see `list.rs`).
+fn check_zsets(ctx: &mut Ctx<'_>, keys: &[Bytes]) -> Result<(), Frame> {
+    if ctx.client.block.is_some() {
+        return Ok(());
+    }
+    for k in keys {
+        zset::read(ctx, k)?;
+    }
+    Ok(())
+}
+
+/// A non-empty sorted set this client may take from now.
+fn available(ctx: &mut Ctx<'_>, key: &[u8]) -> bool {
+    zset::read(ctx, key)
+        .ok()
+        .flatten()
+        .is_some_and(|z| !z.is_empty())
+        && blocking::may_serve(ctx, key)
+}
+
+/// BZPOPMIN/BZPOPMAX: `[key, member, score]`, blocking while every key is
+/// empty.
+fn bzpop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> Frame {
+    let timeout = match blocking::parse_timeout(&args[args.len() - 1]) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let keys = &args[1..args.len() - 1];
+    if let Err(e) = check_zsets(ctx, keys) {
+        return e;
+    }
+    for key in keys {
+        if !available(ctx, key) {
+            continue;
+        }
+        return match zset::pop_ends(ctx, key, max, 1) {
+            Ok(popped) => match popped.into_iter().next() {
+                Some((m, score)) => Frame::Array(vec![bulk(key), bulk(&m), Frame::Double(score)]),
+                None => continue,
+            },
+            Err(e) => e,
+        };
+    }
+    if blocking::cannot_block(ctx) {
+        return Frame::NullArray;
+    }
+    blocking::block(ctx, keys.iter().map(blob).collect(), timeout);
+    Frame::NullArray
+}
+
+fn bzpopmin(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    bzpop(ctx, args, false)
+}
+
+fn bzpopmax(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    bzpop(ctx, args, true)
+}
+
+fn bzmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let timeout = match blocking::parse_timeout(&args[1]) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let req = match parse_mpop(args, 2) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if let Err(e) = check_zsets(ctx, req.keys) {
+        return e;
+    }
+    for key in req.keys {
+        if !available(ctx, key) {
+            continue;
+        }
+        return match zset::pop_ends(ctx, key, req.max, req.count) {
+            Ok(popped) => Frame::Array(vec![bulk(key), zset::members_reply(popped, true, true)]),
+            Err(e) => e,
+        };
+    }
+    if blocking::cannot_block(ctx) {
+        return Frame::NullArray;
+    }
+    let keys = req.keys.iter().map(blob).collect();
+    blocking::block(ctx, keys, timeout);
     Frame::NullArray
 }
