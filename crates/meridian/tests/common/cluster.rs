@@ -203,6 +203,11 @@ pub fn dump(c: &mut Conn) -> BTreeMap<String, String> {
             "hash" => pairs(&c.cmd(&["HGETALL", &k])),
             "set" => text(&c.cmd(&["SMEMBERS", &k])),
             "zset" => pairs(&c.cmd(&["ZRANGE", &k, "0", "-1", "WITHSCORES"])),
+            // In order: every region must hold one order.
+            "list" => match c.cmd(&["LRANGE", &k, "0", "-1"]) {
+                Frame::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+                other => text(&other),
+            },
             "none" => continue,
             other => panic!("unexpected type {other}"),
         };
