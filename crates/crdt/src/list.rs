@@ -190,7 +190,13 @@ impl PartialEq for ListVal {
 
 impl Serialize for ListVal {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.iter())
+        use serde::ser::SerializeSeq;
+        // Length first: compact formats (the log's, snapshots') need it.
+        let mut seq = s.serialize_seq(Some(self.len))?;
+        for e in self.iter() {
+            seq.serialize_element(e)?;
+        }
+        seq.end()
     }
 }
 
@@ -359,11 +365,14 @@ impl ListVal {
         removed
     }
 
-    /// Removes every observed element for which `pred` holds of the write
-    /// that made its value (DEL, expiry).
+    /// Removes every observed element for which `pred` holds of its insert
+    /// (DEL, expiry). The insert, not a later `LSET`, decides: an element is
+    /// removed whole or not at all, so a removal and a concurrent `LSET`
+    /// give the same list in either order (an `LSET` of an element already
+    /// removed writes nothing).
     pub fn remove_observed(&mut self, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool) {
         for chunk in &mut self.chunks {
-            chunk.retain(|e| !(ctx.observed(e.id().dot()) && pred(&e.written())));
+            chunk.retain(|e| !(ctx.observed(e.id().dot()) && pred(&e.id().tag)));
         }
         self.chunks.retain(|c| !c.is_empty());
         self.len = self.chunks.iter().map(Vec::len).sum();

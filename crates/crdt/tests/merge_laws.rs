@@ -55,6 +55,9 @@ impl Replica {
                 EffectKind::ZAdd { .. } | EffectKind::ZIncr { .. } | EffectKind::ZRem { .. } => {
                     Kind::ZSet
                 }
+                EffectKind::LInsert { .. }
+                | EffectKind::LRemove { .. }
+                | EffectKind::LSet { .. } => Kind::List,
                 _ => Kind::String,
             };
             let entry = self
@@ -94,7 +97,80 @@ impl Replica {
             // EXPIRE and expiry only ever target a key that exists here.
             return;
         }
+        let tag = Tag {
+            hlc: self.clock.now(wall_ms),
+            dot: next,
+        };
+        let list = match entry.and_then(|e| e.typed(Kind::List)) {
+            Some(Value::List(l)) => (**l).clone(),
+            _ => ListVal::default(),
+        };
+        let len = list.len();
+        let pos_at = |i: usize| list.get(i).map(|e| e.pos.clone());
+        let elem = |idx: u32| ElemId { tag, idx };
+        let value = |i: u32| Blob::from(format!("e{}-{}-{i}", action.n, self.seq).as_str());
+        if matches!(action.verb, 16 | 18 | 19) && len == 0 {
+            // Pops, LSET and LREM act only on elements this replica holds.
+            return;
+        }
         let kind = match action.verb {
+            14 | 15 => {
+                // RPUSH (14) or LPUSH (15) of one to three values.
+                let front = action.verb == 15;
+                let mut end = if front {
+                    pos_at(0)
+                } else {
+                    len.checked_sub(1).and_then(pos_at)
+                };
+                let mut items = Vec::new();
+                for i in 0..(action.n as u32 % 3 + 1) {
+                    let p = if front {
+                        Pos::before(end.as_ref(), elem(i))
+                    } else {
+                        Pos::after(end.as_ref(), elem(i))
+                    };
+                    end = Some(p.clone());
+                    items.push((p, value(i)));
+                }
+                EffectKind::LInsert { items }
+            }
+            16 => {
+                // A pop of up to two elements from the front.
+                let n = (action.n as usize % 2 + 1).min(len);
+                EffectKind::LRemove {
+                    ranges: vec![(pos_at(0).unwrap(), pos_at(n - 1).unwrap())],
+                }
+            }
+            17 => {
+                // LINSERT before the element at `sub` (or at the end).
+                let at = (action.sub as usize).min(len);
+                let lo = at.checked_sub(1).and_then(pos_at);
+                let hi = pos_at(at);
+                let p = match (&lo, &hi) {
+                    (_, None) => Pos::after(lo.as_ref(), elem(0)),
+                    (None, Some(_)) => Pos::before(hi.as_ref(), elem(0)),
+                    _ => Pos::between(lo.as_ref(), hi.as_ref(), elem(0)),
+                };
+                EffectKind::LInsert {
+                    items: vec![(p, value(0))],
+                }
+            }
+            18 => EffectKind::LSet {
+                pos: pos_at(action.sub as usize % len).unwrap(),
+                value: value(9),
+            },
+            19 => {
+                // LREM / LTRIM: one element in the middle, or the tail.
+                let a = action.sub as usize % len;
+                let b = if action.n.is_multiple_of(2) {
+                    a
+                } else {
+                    len - 1
+                };
+                EffectKind::LRemove {
+                    ranges: vec![(pos_at(a).unwrap(), pos_at(b).unwrap())],
+                }
+            }
             0 => EffectKind::StrSet {
                 value: Blob::from(format!("v{}", action.n).as_str()),
                 keep_ttl: action.n.is_multiple_of(2),
@@ -154,10 +230,6 @@ impl Replica {
             },
         };
         self.seq += 1;
-        let tag = Tag {
-            hlc: self.clock.now(wall_ms),
-            dot: Dot::new(self.region, self.seq),
-        };
         let mut effects = Vec::new();
         if kind.needs_ttl_dropped() && entry.is_none_or(|e| !e.is_live()) {
             // As the store does: a new key has no TTL.
@@ -197,7 +269,7 @@ fn action() -> impl Strategy<Value = Action> {
     (
         0..3usize,
         prop::option::weighted(0.25, 0..3usize),
-        0..14u8,
+        0..20u8,
         0..3u8,
         0..3u8,
         0..10u8,

@@ -87,7 +87,11 @@ fn pushes_from_every_region_during_a_partition_all_survive_in_one_order() {
             .filter(|v| v.starts_with(&format!("{n}-r")))
             .collect();
         let want: Vec<String> = (0..20).map(|i| format!("{n}-r{i}")).collect();
-        assert_eq!(own, want.iter().collect::<Vec<_>>(), "{n}'s pushes in order");
+        assert_eq!(
+            own,
+            want.iter().collect::<Vec<_>>(),
+            "{n}'s pushes in order"
+        );
         let at = |v: &str| list.iter().position(|x| x == v).unwrap();
         assert!(at(&format!("{n}-l2")) < at(&format!("{n}-l1")));
         assert!(at(&format!("{n}-l1")) < at(&format!("{n}-l0")));
@@ -122,9 +126,12 @@ fn blpop_in_one_region_is_woken_by_a_push_in_another() {
     let mut waiter = cluster.conn("bb");
     waiter.send(&["BLPOP", "jobs", "20"]);
     let mut probe = cluster.conn("bb");
-    let blocked = until(&mut probe, &["INFO", "clients"], Duration::from_secs(5), |f| {
-        matches!(f, Frame::Bulk(b) if String::from_utf8_lossy(b).contains("blocked_clients:1"))
-    });
+    let blocked = until(
+        &mut probe,
+        &["INFO", "clients"],
+        Duration::from_secs(5),
+        |f| matches!(f, Frame::Bulk(b) if String::from_utf8_lossy(b).contains("blocked_clients:1")),
+    );
     assert!(
         matches!(&blocked, Frame::Bulk(b) if String::from_utf8_lossy(b).contains("blocked_clients:1")),
         "{blocked:?}"
