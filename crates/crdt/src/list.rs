@@ -234,6 +234,11 @@ impl ListVal {
         self.chunks.iter().flatten()
     }
 
+    /// The elements' values, in order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &[u8]> + '_ {
+        self.iter().map(|e| e.value.as_bytes())
+    }
+
     pub fn first(&self) -> Option<&Elem> {
         self.chunks.first().and_then(|c| c.first())
     }
