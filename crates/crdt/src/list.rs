@@ -30,11 +30,15 @@
 //! ops, may see them interleaved (each region's own elements keep their order),
 //! which Redis's own single-server semantics never promised across clients.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::blob::Blob;
+use crate::hlc::Hlc;
 use crate::num::Observes;
+use crate::region::RegionId;
 use crate::vv::{Dot, Tag, VersionVector};
 
 /// Elements per chunk: pushes and pops at either end move at most this many
@@ -148,7 +152,7 @@ impl Pos {
     }
 }
 
-/// One element of a list.
+/// One element of a list, owned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Elem {
     pub pos: Pos,
@@ -166,6 +170,40 @@ impl Elem {
     pub fn written(&self) -> Tag {
         self.set.unwrap_or(self.pos.id().tag)
     }
+
+    fn as_ref(&self) -> ElemRef<'_> {
+        ElemRef {
+            pos: Cow::Borrowed(&self.pos),
+            value: self.value.as_bytes(),
+            set: self.set,
+        }
+    }
+}
+
+/// One element of a list as a reader sees it, wherever it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElemRef<'a> {
+    pub pos: Cow<'a, Pos>,
+    pub value: &'a [u8],
+    pub set: Option<Tag>,
+}
+
+impl ElemRef<'_> {
+    pub fn id(&self) -> ElemId {
+        self.pos.id()
+    }
+
+    pub fn written(&self) -> Tag {
+        self.set.unwrap_or(self.pos.id().tag)
+    }
+
+    pub fn to_owned(&self) -> Elem {
+        Elem {
+            pos: self.pos.clone().into_owned(),
+            value: Blob::from(self.value),
+            set: self.set,
+        }
+    }
 }
 
 /// An `LSET` that lost to a concurrent one: (winner, loser) with values.
@@ -174,11 +212,327 @@ pub struct SetDisplaced {
     pub loser: (Tag, Blob),
 }
 
-/// A list's elements in key order, in chunks of at most [`CHUNK_MAX`].
-/// Equality and encoding see only the elements, never the chunking.
+/// Elements encoded back to back, each field relative to the element before
+/// (varints of zigzagged differences), with the value bytes inline: a queue's
+/// element costs its value plus a handful of bytes, where a decoded [`Elem`]
+/// costs about eighty. Interior chunks of a list are packed; the two ends,
+/// where pushes and pops land, stay open.
+#[derive(Debug, Clone)]
+struct Packed {
+    buf: Box<[u8]>,
+    count: usize,
+    first: Pos,
+    last: Pos,
+}
+
+/// What an element's fields are encoded relative to.
+#[derive(Default, Clone, Copy)]
+struct Prev {
+    digit: i64,
+    region: u16,
+    seq: u64,
+    hlc: u64,
+    idx: u32,
+}
+
+const HAS_PREFIX: u8 = 1;
+const HAS_SET: u8 = 2;
+const SAME_REGION: u8 = 4;
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+fn put_var(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Reads a varint the encoder wrote (the buffer is only ever ours).
+fn get_var(buf: &[u8], at: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = buf[*at];
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+fn put_part(buf: &mut Vec<u8>, p: &Part) {
+    put_var(buf, zigzag(p.digit));
+    put_var(buf, u64::from(p.id.tag.dot.region().index()));
+    put_var(buf, p.id.tag.dot.seq());
+    put_var(buf, p.id.tag.hlc.0);
+    put_var(buf, u64::from(p.id.idx));
+}
+
+fn get_part(buf: &[u8], at: &mut usize) -> Part {
+    let digit = unzigzag(get_var(buf, at));
+    let region = RegionId::from_index(get_var(buf, at) as u16);
+    let seq = get_var(buf, at);
+    let hlc = Hlc(get_var(buf, at));
+    let idx = get_var(buf, at) as u32;
+    Part {
+        digit,
+        id: ElemId {
+            tag: Tag {
+                hlc,
+                dot: Dot::new(region, seq),
+            },
+            idx,
+        },
+    }
+}
+
+impl Packed {
+    fn encode(elems: &[Elem]) -> Packed {
+        let mut buf = Vec::with_capacity(elems.len() * 12);
+        let mut prev = Prev::default();
+        for e in elems {
+            let parts = e.pos.parts();
+            let (prefix, own) = parts.split_at(parts.len() - 1);
+            let own = own[0];
+            let region = own.id.tag.dot.region().index();
+            let mut flags = 0;
+            if !prefix.is_empty() {
+                flags |= HAS_PREFIX;
+            }
+            if e.set.is_some() {
+                flags |= HAS_SET;
+            }
+            if region == prev.region {
+                flags |= SAME_REGION;
+            }
+            buf.push(flags);
+            put_var(&mut buf, zigzag(own.digit.wrapping_sub(prev.digit)));
+            if region != prev.region {
+                put_var(&mut buf, u64::from(region));
+            }
+            let seq = own.id.tag.dot.seq();
+            put_var(&mut buf, zigzag(seq.wrapping_sub(prev.seq) as i64));
+            put_var(&mut buf, zigzag(own.id.tag.hlc.0.wrapping_sub(prev.hlc) as i64));
+            put_var(
+                &mut buf,
+                zigzag(i64::from(own.id.idx) - i64::from(prev.idx)),
+            );
+            if !prefix.is_empty() {
+                put_var(&mut buf, prefix.len() as u64);
+                for p in prefix {
+                    put_part(&mut buf, p);
+                }
+            }
+            if let Some(t) = e.set {
+                put_var(&mut buf, t.hlc.0);
+                put_var(&mut buf, u64::from(t.dot.region().index()));
+                put_var(&mut buf, t.dot.seq());
+            }
+            put_var(&mut buf, e.value.len() as u64);
+            buf.extend_from_slice(e.value.as_bytes());
+            prev = Prev {
+                digit: own.digit,
+                region,
+                seq,
+                hlc: own.id.tag.hlc.0,
+                idx: own.id.idx,
+            };
+        }
+        Packed {
+            buf: buf.into_boxed_slice(),
+            count: elems.len(),
+            first: elems.first().expect("a packed chunk is not empty").pos.clone(),
+            last: elems.last().expect("a packed chunk is not empty").pos.clone(),
+        }
+    }
+
+    /// Only the values: the keys are skipped, not decoded (LRANGE, pops).
+    fn values(&self) -> Vec<&[u8]> {
+        fn skip_var(buf: &[u8], at: &mut usize) {
+            while buf[*at] >= 0x80 {
+                *at += 1;
+            }
+            *at += 1;
+        }
+        let buf = &self.buf[..];
+        let mut out = Vec::with_capacity(self.count);
+        let mut at = 0;
+        while at < buf.len() {
+            let flags = buf[at];
+            at += 1;
+            // digit, [region], seq, hlc, idx
+            let fields = if flags & SAME_REGION != 0 { 4 } else { 5 };
+            for _ in 0..fields {
+                skip_var(buf, &mut at);
+            }
+            if flags & HAS_PREFIX != 0 {
+                let n = get_var(buf, &mut at);
+                for _ in 0..n * 5 {
+                    skip_var(buf, &mut at);
+                }
+            }
+            if flags & HAS_SET != 0 {
+                for _ in 0..3 {
+                    skip_var(buf, &mut at);
+                }
+            }
+            let len = get_var(buf, &mut at) as usize;
+            out.push(&buf[at..at + len]);
+            at += len;
+        }
+        out
+    }
+
+    fn refs(&self) -> Vec<ElemRef<'_>> {
+        let buf = &self.buf[..];
+        let mut out = Vec::with_capacity(self.count);
+        let mut at = 0;
+        let mut prev = Prev::default();
+        while at < buf.len() {
+            let flags = buf[at];
+            at += 1;
+            let digit = prev.digit.wrapping_add(unzigzag(get_var(buf, &mut at)));
+            let region = if flags & SAME_REGION != 0 {
+                prev.region
+            } else {
+                get_var(buf, &mut at) as u16
+            };
+            let seq = prev.seq.wrapping_add(unzigzag(get_var(buf, &mut at)) as u64);
+            let hlc = prev.hlc.wrapping_add(unzigzag(get_var(buf, &mut at)) as u64);
+            let idx = (i64::from(prev.idx) + unzigzag(get_var(buf, &mut at))) as u32;
+            let mut parts: SmallVec<[Part; 1]> = SmallVec::new();
+            if flags & HAS_PREFIX != 0 {
+                let n = get_var(buf, &mut at) as usize;
+                for _ in 0..n {
+                    parts.push(get_part(buf, &mut at));
+                }
+            }
+            parts.push(Part {
+                digit,
+                id: ElemId {
+                    tag: Tag {
+                        hlc: Hlc(hlc),
+                        dot: Dot::new(RegionId::from_index(region), seq),
+                    },
+                    idx,
+                },
+            });
+            let set = (flags & HAS_SET != 0).then(|| {
+                let hlc = Hlc(get_var(buf, &mut at));
+                let region = RegionId::from_index(get_var(buf, &mut at) as u16);
+                let seq = get_var(buf, &mut at);
+                Tag {
+                    hlc,
+                    dot: Dot::new(region, seq),
+                }
+            });
+            let len = get_var(buf, &mut at) as usize;
+            let value = &buf[at..at + len];
+            at += len;
+            out.push(ElemRef {
+                pos: Cow::Owned(Pos(parts)),
+                value,
+                set,
+            });
+            prev = Prev {
+                digit,
+                region,
+                seq,
+                hlc,
+                idx,
+            };
+        }
+        debug_assert_eq!(out.len(), self.count);
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Chunk {
+    Open(Vec<Elem>),
+    Packed(Packed),
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Open(v) => v.len(),
+            Chunk::Packed(p) => p.count,
+        }
+    }
+
+    fn first_pos(&self) -> Option<&Pos> {
+        match self {
+            Chunk::Open(v) => v.first().map(|e| &e.pos),
+            Chunk::Packed(p) => Some(&p.first),
+        }
+    }
+
+    fn last_pos(&self) -> Option<&Pos> {
+        match self {
+            Chunk::Open(v) => v.last().map(|e| &e.pos),
+            Chunk::Packed(p) => Some(&p.last),
+        }
+    }
+
+    fn refs(&self) -> Vec<ElemRef<'_>> {
+        match self {
+            Chunk::Open(v) => v.iter().map(Elem::as_ref).collect(),
+            Chunk::Packed(p) => p.refs(),
+        }
+    }
+
+    fn values(&self) -> Vec<&[u8]> {
+        match self {
+            Chunk::Open(v) => v.iter().map(|e| e.value.as_bytes()).collect(),
+            Chunk::Packed(p) => p.values(),
+        }
+    }
+
+    /// The elements, decoded in place if packed.
+    fn open(&mut self) -> &mut Vec<Elem> {
+        if let Chunk::Packed(p) = self {
+            let elems = p.refs().iter().map(ElemRef::to_owned).collect();
+            *self = Chunk::Open(elems);
+        }
+        match self {
+            Chunk::Open(v) => v,
+            Chunk::Packed(_) => unreachable!("opened above"),
+        }
+    }
+
+    fn pack(&mut self) {
+        if let Chunk::Open(v) = self {
+            if !v.is_empty() {
+                *self = Chunk::Packed(Packed::encode(v));
+            }
+        }
+    }
+
+    fn into_elems(self) -> Vec<Elem> {
+        match self {
+            Chunk::Open(v) => v,
+            Chunk::Packed(p) => p.refs().iter().map(ElemRef::to_owned).collect(),
+        }
+    }
+}
+
+/// A list's elements in key order, in chunks of at most [`CHUNK_MAX`]:
+/// the first and last chunk open, the ones between packed. Equality and
+/// encoding see only the elements, never the chunking.
 #[derive(Debug, Clone, Default)]
 pub struct ListVal {
-    chunks: Vec<Vec<Elem>>,
+    chunks: Vec<Chunk>,
     len: usize,
 }
 
@@ -194,7 +548,7 @@ impl Serialize for ListVal {
         // Length first: compact formats (the log's, snapshots') need it.
         let mut seq = s.serialize_seq(Some(self.len))?;
         for e in self.iter() {
-            seq.serialize_element(e)?;
+            seq.serialize_element(&e.to_owned())?;
         }
         seq.end()
     }
@@ -217,9 +571,32 @@ impl ListVal {
         let mut chunks = Vec::with_capacity(len.div_ceil(CHUNK_MAX));
         let mut it = elems.into_iter().peekable();
         while it.peek().is_some() {
-            chunks.push(it.by_ref().take(CHUNK_MAX).collect());
+            chunks.push(Chunk::Open(it.by_ref().take(CHUNK_MAX).collect()));
         }
-        ListVal { chunks, len }
+        let mut l = ListVal { chunks, len };
+        l.tidy(0, usize::MAX);
+        l
+    }
+
+    /// Drops emptied chunks among `from..=to` and packs those of them that
+    /// are not at either end.
+    fn tidy(&mut self, from: usize, to: usize) {
+        let mut c = from;
+        let mut to = to.min(self.chunks.len().saturating_sub(1));
+        while c <= to && c < self.chunks.len() {
+            if self.chunks[c].len() == 0 {
+                self.chunks.remove(c);
+                if to == 0 {
+                    break;
+                }
+                to -= 1;
+                continue;
+            }
+            if c != 0 && c + 1 != self.chunks.len() {
+                self.chunks[c].pack();
+            }
+            c += 1;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -230,21 +607,34 @@ impl ListVal {
         self.len == 0
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Elem> + '_ {
-        self.chunks.iter().flatten()
+    /// The elements in order (a packed chunk is decoded as it is reached).
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = ElemRef<'_>> + '_ {
+        self.chunks.iter().flat_map(|c| c.refs())
     }
 
     /// The elements' values, in order.
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &[u8]> + '_ {
-        self.iter().map(|e| e.value.as_bytes())
+        self.chunks.iter().flat_map(|c| c.values())
     }
 
-    pub fn first(&self) -> Option<&Elem> {
-        self.chunks.first().and_then(|c| c.first())
+    /// The values of elements `start..end` (clamped), in order.
+    pub fn range_values(&self, start: usize, end: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let end = end.min(self.len);
+        let (c, o) = self.at(start).unwrap_or((self.chunks.len(), 0));
+        let n = end.saturating_sub(start);
+        self.chunks[c.min(self.chunks.len())..]
+            .iter()
+            .flat_map(|c| c.values())
+            .skip(o)
+            .take(n)
     }
 
-    pub fn last(&self) -> Option<&Elem> {
-        self.chunks.last().and_then(|c| c.last())
+    pub fn first(&self) -> Option<ElemRef<'_>> {
+        self.get(0)
+    }
+
+    pub fn last(&self) -> Option<ElemRef<'_>> {
+        self.len.checked_sub(1).and_then(|i| self.get(i))
     }
 
     /// The chunk and offset of index `i`.
@@ -272,18 +662,22 @@ impl ListVal {
         None
     }
 
-    pub fn get(&self, i: usize) -> Option<&Elem> {
-        self.at(i).map(|(c, o)| &self.chunks[c][o])
+    pub fn get(&self, i: usize) -> Option<ElemRef<'_>> {
+        let (c, o) = self.at(i)?;
+        match &self.chunks[c] {
+            Chunk::Open(v) => v.get(o).map(Elem::as_ref),
+            Chunk::Packed(p) => p.refs().into_iter().nth(o),
+        }
     }
 
     /// Elements `start..end` (clamped), in order.
-    pub fn range(&self, start: usize, end: usize) -> impl Iterator<Item = &Elem> + '_ {
+    pub fn range(&self, start: usize, end: usize) -> impl Iterator<Item = ElemRef<'_>> + '_ {
         let end = end.min(self.len);
         let (c, o) = self.at(start).unwrap_or((self.chunks.len(), 0));
         let n = end.saturating_sub(start);
         self.chunks[c.min(self.chunks.len())..]
             .iter()
-            .flatten()
+            .flat_map(|c| c.refs())
             .skip(o)
             .take(n)
     }
@@ -297,12 +691,19 @@ impl ListVal {
         // The first chunk whose last key is not below `pos`.
         let c = self
             .chunks
-            .partition_point(|ch| ch.last().is_some_and(|e| e.pos < *pos));
+            .partition_point(|ch| ch.last_pos().is_some_and(|p| p < pos));
         if c == self.chunks.len() {
             let last = self.chunks.len() - 1;
             return Err((last, self.chunks[last].len()));
         }
-        match self.chunks[c].binary_search_by(|e| e.pos.cmp(pos)) {
+        if self.chunks[c].first_pos().is_some_and(|p| pos < p) {
+            return Err((c, 0));
+        }
+        let found = match &self.chunks[c] {
+            Chunk::Open(v) => v.binary_search_by(|e| e.pos.cmp(pos)),
+            Chunk::Packed(p) => p.refs().binary_search_by(|e| (*e.pos).cmp(pos)),
+        };
+        match found {
             Ok(o) => Ok((c, o)),
             Err(o) => Err((c, o)),
         }
@@ -315,15 +716,15 @@ impl ListVal {
             Err(at) => at,
         };
         if self.chunks.is_empty() {
-            self.chunks.push(Vec::with_capacity(4));
+            self.chunks.push(Chunk::Open(Vec::with_capacity(4)));
         }
         let last_chunk = c + 1 == self.chunks.len();
-        let chunk = &mut self.chunks[c];
+        let chunk = self.chunks[c].open();
         chunk.insert(o, elem);
         self.len += 1;
         if chunk.len() > CHUNK_MAX {
             // Split so pushes at either end keep leaving room: a full chunk
-            // at the front gives its front half away, elsewhere the back half.
+            // at the front gives its front part away, elsewhere its back part.
             let at = if c == 0 && o == 0 {
                 CHUNK_MAX / 8
             } else if last_chunk && o + 1 == chunk.len() {
@@ -332,7 +733,10 @@ impl ListVal {
                 chunk.len() / 2
             };
             let tail = chunk.split_off(at);
-            self.chunks.insert(c + 1, tail);
+            self.chunks.insert(c + 1, Chunk::Open(tail));
+            self.tidy(c, c + 1);
+        } else {
+            self.tidy(c, c);
         }
         true
     }
@@ -340,33 +744,38 @@ impl ListVal {
     /// Removes the elements with keys in `lo..=hi` that `ctx` observed;
     /// returns how many.
     pub fn remove_range(&mut self, lo: &Pos, hi: &Pos, ctx: &impl Observes) -> usize {
-        let (mut c, mut o) = match self.locate(lo) {
+        let (first, mut o) = match self.locate(lo) {
             Ok(at) | Err(at) => at,
         };
+        let mut c = first;
         let mut removed = 0;
         while c < self.chunks.len() {
-            let chunk = &mut self.chunks[c];
+            if self.chunks[c].first_pos().is_some_and(|p| p > hi) {
+                break;
+            }
+            let chunk = self.chunks[c].open();
             let before = chunk.len();
             let mut past = false;
-            chunk.retain_mut_from(o, |e| {
-                if past || e.pos > *hi {
-                    past = true;
-                    return true;
-                }
-                !ctx.observed(e.id().dot())
+            let mut i = 0;
+            chunk.retain(|e| {
+                let keep = if i < o || past || e.pos > *hi {
+                    past = past || (i >= o && e.pos > *hi);
+                    true
+                } else {
+                    !ctx.observed(e.id().dot())
+                };
+                i += 1;
+                keep
             });
             removed += before - chunk.len();
-            if chunk.is_empty() {
-                self.chunks.remove(c);
-            } else {
-                c += 1;
-            }
             o = 0;
+            c += 1;
             if past {
                 break;
             }
         }
         self.len -= removed;
+        self.tidy(first, c);
         removed
     }
 
@@ -376,11 +785,20 @@ impl ListVal {
     /// give the same list in either order (an `LSET` of an element already
     /// removed writes nothing).
     pub fn remove_observed(&mut self, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool) {
+        let n = self.chunks.len();
         for chunk in &mut self.chunks {
-            chunk.retain(|e| !(ctx.observed(e.id().dot()) && pred(&e.id().tag)));
+            let doomed = chunk
+                .refs()
+                .iter()
+                .any(|e| ctx.observed(e.id().dot()) && pred(&e.id().tag));
+            if doomed {
+                chunk
+                    .open()
+                    .retain(|e| !(ctx.observed(e.id().dot()) && pred(&e.id().tag)));
+            }
         }
-        self.chunks.retain(|c| !c.is_empty());
-        self.len = self.chunks.iter().map(Vec::len).sum();
+        self.len = self.chunks.iter().map(Chunk::len).sum();
+        self.tidy(0, n);
     }
 
     /// `LSET`: writes the element at `pos`, if it is still here. A write the
@@ -394,14 +812,13 @@ impl ListVal {
         ctx: &impl Observes,
     ) -> Option<SetDisplaced> {
         let (c, o) = self.locate(pos).ok()?;
-        let e = &mut self.chunks[c][o];
+        let e = &mut self.chunks[c].open()[o];
         let old = e.written();
-        if ctx.observed(old.dot) {
+        let out = if ctx.observed(old.dot) {
             e.value = value.clone();
             e.set = Some(tag);
-            return None;
-        }
-        if tag > old {
+            None
+        } else if tag > old {
             let loser = (old, std::mem::replace(&mut e.value, value.clone()));
             e.set = Some(tag);
             Some(SetDisplaced {
@@ -413,12 +830,14 @@ impl ListVal {
                 winner: (old, e.value.clone()),
                 loser: (tag, value.clone()),
             })
-        }
+        };
+        self.tidy(c, c);
+        out
     }
 
     /// The newest write visible here.
     pub fn stamp(&self) -> Option<Tag> {
-        self.iter().map(Elem::written).max()
+        self.iter().map(|e| e.written()).max()
     }
 
     pub fn any_dot(&self, pred: &dyn Fn(Dot) -> bool) -> bool {
@@ -439,7 +858,7 @@ impl ListVal {
         let mut out: Vec<Elem> = Vec::with_capacity(self.len.max(other.len));
         let mut mine = std::mem::take(&mut self.chunks)
             .into_iter()
-            .flatten()
+            .flat_map(Chunk::into_elems)
             .peekable();
         let mut theirs = other.iter().peekable();
         loop {
@@ -459,7 +878,7 @@ impl ListVal {
                 std::cmp::Ordering::Greater => {
                     let b = theirs.next().expect("peeked");
                     if !ctx.covers(b.id().dot()) {
-                        out.push(b.clone());
+                        out.push(b.to_owned());
                     }
                 }
                 std::cmp::Ordering::Equal => {
@@ -470,11 +889,11 @@ impl ListVal {
                         let concurrent = !ctx.covers(tb.dot) && !other_ctx.covers(ta.dot);
                         let (winner, loser) = if tb > ta {
                             let loser = (ta, a.value.clone());
-                            a.value = b.value.clone();
+                            a.value = Blob::from(b.value);
                             a.set = b.set;
-                            ((tb, b.value.clone()), loser)
+                            ((tb, a.value.clone()), loser)
                         } else {
-                            ((ta, a.value.clone()), (tb, b.value.clone()))
+                            ((ta, a.value.clone()), (tb, Blob::from(b.value)))
                         };
                         if concurrent {
                             displaced.push(SetDisplaced { winner, loser });
@@ -488,21 +907,20 @@ impl ListVal {
         *self = ListVal::from_sorted(out);
         displaced
     }
-}
 
-/// `Vec::retain_mut` from an offset on: elements before `from` stay.
-trait RetainFrom<T> {
-    fn retain_mut_from(&mut self, from: usize, f: impl FnMut(&mut T) -> bool);
-}
-
-impl<T> RetainFrom<T> for Vec<T> {
-    fn retain_mut_from(&mut self, from: usize, mut f: impl FnMut(&mut T) -> bool) {
-        let mut i = 0;
-        self.retain_mut(|e| {
-            let keep = i < from || f(e);
-            i += 1;
-            keep
-        });
+    /// Bytes this list holds on the heap (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| match c {
+                Chunk::Open(v) => {
+                    v.capacity() * std::mem::size_of::<Elem>()
+                        + v.iter().map(|e| e.value.heap_bytes()).sum::<usize>()
+                }
+                Chunk::Packed(p) => p.buf.len() + std::mem::size_of::<Packed>(),
+            })
+            .sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Chunk>()
     }
 }
 
@@ -563,7 +981,7 @@ mod tests {
     fn chunks_split_and_index() {
         let mut l = ListVal::default();
         for i in 0..1000u64 {
-            let last = l.last().map(|e| e.pos.clone());
+            let last = l.last().map(|e| e.pos.into_owned());
             let p = Pos::after(last.as_ref(), id("ra", i + 1, 0));
             assert!(l.insert(Elem {
                 pos: p,
@@ -572,7 +990,7 @@ mod tests {
             }));
         }
         for i in 0..500u64 {
-            let first = l.first().map(|e| e.pos.clone());
+            let first = l.first().map(|e| e.pos.into_owned());
             let p = Pos::before(first.as_ref(), id("ra", 2000 + i, 0));
             l.insert(Elem {
                 pos: p,
@@ -581,16 +999,100 @@ mod tests {
             });
         }
         assert_eq!(l.len(), 1500);
-        assert_eq!(l.get(0).unwrap().value.as_bytes(), b"-499");
-        assert_eq!(l.get(500).unwrap().value.as_bytes(), b"0");
-        assert_eq!(l.get(1499).unwrap().value.as_bytes(), b"999");
-        let r: Vec<_> = l.range(498, 502).map(|e| e.value.clone()).collect();
+        assert_eq!(l.get(0).unwrap().value, b"-499");
+        assert_eq!(l.get(500).unwrap().value, b"0");
+        assert_eq!(l.get(1499).unwrap().value, b"999");
+        let r: Vec<_> = l.range(498, 502).map(|e| e.value.to_vec()).collect();
         assert_eq!(r.len(), 4);
-        assert_eq!(r[2].as_bytes(), b"0");
+        assert_eq!(r[2], b"0");
         let all = VersionVector::new();
         // Nothing observed: nothing removed.
-        let lo = l.get(0).unwrap().pos.clone();
-        let hi = l.get(1499).unwrap().pos.clone();
+        let lo = l.get(0).unwrap().pos.into_owned();
+        let hi = l.get(1499).unwrap().pos.into_owned();
         assert_eq!(l.remove_range(&lo, &hi, &all), 0);
+    }
+
+    /// Packed chunks decode to exactly what was encoded: multi-part keys,
+    /// LSET tags, regions changing and digits going down included.
+    #[test]
+    fn packing_round_trips_every_field() {
+        let mut elems = Vec::new();
+        let a = Pos::single(5, id("ra", 1, 0));
+        let b = Pos::single(6, id("rb", 2, 0));
+        elems.push(Elem {
+            pos: a.clone(),
+            value: Blob::from("a"),
+            set: None,
+        });
+        elems.push(Elem {
+            pos: Pos::between(Some(&a), Some(&b), id("rc", 3, 7)),
+            value: Blob::from(""),
+            set: Some(id("ra", 9, 0).tag),
+        });
+        elems.push(Elem {
+            pos: b,
+            value: Blob::from("a value longer than sixteen bytes"),
+            set: None,
+        });
+        elems.push(Elem {
+            pos: Pos::single(i64::MAX, id("ra", u64::from(u32::MAX), u32::MAX)),
+            value: Blob::from("end"),
+            set: None,
+        });
+        let p = Packed::encode(&elems);
+        let back: Vec<Elem> = p.refs().iter().map(ElemRef::to_owned).collect();
+        assert_eq!(back, elems);
+    }
+
+    /// A list big enough to have packed interior chunks reads, splits and
+    /// removes like a plain vector of its elements.
+    #[test]
+    fn packed_lists_behave_like_a_vector() {
+        let mut l = ListVal::default();
+        let mut model: Vec<Vec<u8>> = Vec::new();
+        for i in 0..2000u64 {
+            let last = l.last().map(|e| e.pos.into_owned());
+            let v = format!("v{i}").into_bytes();
+            l.insert(Elem {
+                pos: Pos::after(last.as_ref(), id("ra", i + 1, 0)),
+                value: Blob::from(&v[..]),
+                set: None,
+            });
+            model.push(v);
+        }
+        assert!(l.chunks.iter().any(|c| matches!(c, Chunk::Packed(_))));
+        // Insert in the middle of a packed chunk.
+        let lo = l.get(700).unwrap().pos.into_owned();
+        let hi = l.get(701).unwrap().pos.into_owned();
+        l.insert(Elem {
+            pos: Pos::between(Some(&lo), Some(&hi), id("rb", 5000, 0)),
+            value: Blob::from("mid"),
+            set: None,
+        });
+        model.insert(701, b"mid".to_vec());
+        // Remove a range spanning several chunks.
+        let mut seen = VersionVector::new();
+        seen.set(RegionId::new("ra").unwrap(), 10_000);
+        let lo = l.get(300).unwrap().pos.into_owned();
+        let hi = l.get(1200).unwrap().pos.into_owned();
+        l.remove_range(&lo, &hi, &seen);
+        // The element from "rb" was not observed: it stays.
+        model = model
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| !(300..=1200).contains(i) || v.as_slice() == b"mid")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let values: Vec<Vec<u8>> = l.values().map(<[u8]>::to_vec).collect();
+        assert_eq!(values, model);
+        assert_eq!(l.len(), model.len());
+        for (i, v) in model.iter().enumerate() {
+            assert_eq!(l.get(i).unwrap().value, &v[..], "index {i}");
+        }
+        let some: Vec<&[u8]> = l.range_values(650, 760).collect();
+        let want: Vec<&[u8]> = model[650..760].iter().map(Vec::as_slice).collect();
+        assert_eq!(some, want);
+        let back: Vec<Vec<u8>> = l.values().rev().map(<[u8]>::to_vec).collect();
+        assert_eq!(back, model.iter().rev().cloned().collect::<Vec<_>>());
     }
 }

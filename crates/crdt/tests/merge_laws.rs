@@ -106,7 +106,7 @@ impl Replica {
             _ => ListVal::default(),
         };
         let len = list.len();
-        let pos_at = |i: usize| list.get(i).map(|e| e.pos.clone());
+        let pos_at = |i: usize| list.get(i).map(|e| e.pos.into_owned());
         let elem = |idx: u32| ElemId { tag, idx };
         let value = |i: u32| Blob::from(format!("e{}-{}-{i}", action.n, self.seq).as_str());
         if matches!(action.verb, 16 | 18 | 19) && len == 0 {

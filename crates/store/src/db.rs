@@ -898,8 +898,8 @@ pub fn visible_digest(db: &Db) -> (u64, usize) {
                 }
             }
             Value::List(l) => {
-                for e in l.iter() {
-                    h.bytes(&e.value);
+                for v in l.values() {
+                    h.bytes(v);
                 }
             }
         }

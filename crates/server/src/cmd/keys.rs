@@ -168,7 +168,7 @@ fn plain(value: &Value) -> Plain {
                 .map(|(m, zm)| (m.clone(), zm.score()))
                 .collect(),
         ),
-        Value::List(l) => Plain::List(l.iter().map(|e| e.value.clone()).collect()),
+        Value::List(l) => Plain::List(l.values().map(Blob::from).collect()),
     }
 }
 

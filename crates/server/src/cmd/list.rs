@@ -163,7 +163,7 @@ fn lrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Err(e) => return e,
     };
     match normalize_range(start, stop, list.len()) {
-        Some((s, e)) => Frame::Array(list.range(s, e + 1).map(|el| bulk(&el.value)).collect()),
+        Some((s, e)) => Frame::Array(list.range_values(s, e + 1).map(bulk).collect()),
         None => Frame::Array(Vec::new()),
     }
 }
@@ -182,7 +182,7 @@ fn lindex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     match read(ctx, &args[1]) {
         Ok(Some(l)) => resolve(index, l.len())
             .and_then(|i| l.get(i))
-            .map_or(Frame::Null, |e| bulk(&e.value)),
+            .map_or(Frame::Null, |e| bulk(e.value)),
         Ok(None) => Frame::Null,
         Err(e) => e,
     }
@@ -218,7 +218,7 @@ fn linsert(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let (len, at) = match read(ctx, &args[1]) {
         Ok(Some(l)) => (
             l.len(),
-            l.iter().position(|e| e.value.as_bytes() == &args[3][..]),
+            l.values().position(|v| v == &args[3][..]),
         ),
         Ok(None) => return Frame::Integer(0),
         Err(e) => return e,
@@ -251,7 +251,7 @@ fn lrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let wanted = &args[3][..];
     let mut hits: Vec<usize> = match read(ctx, &args[1]) {
         Ok(Some(l)) => {
-            let matching = |(_, e): &(usize, &meridian_crdt::Elem)| e.value.as_bytes() == wanted;
+            let matching = |(_, v): &(usize, &[u8])| *v == wanted;
             let limit = if count == 0 {
                 usize::MAX
             } else {
@@ -259,7 +259,7 @@ fn lrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             };
             if count < 0 {
                 let n = l.len();
-                l.iter()
+                l.values()
                     .rev()
                     .enumerate()
                     .map(|(i, e)| (n - 1 - i, e))
@@ -268,7 +268,7 @@ fn lrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
                     .map(|(i, _)| i)
                     .collect()
             } else {
-                l.iter()
+                l.values()
                     .enumerate()
                     .filter(matching)
                     .take(limit)
@@ -374,20 +374,20 @@ fn lpos(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     let skip = (rank.unsigned_abs() - 1) as usize;
     let found: Vec<usize> = if rank > 0 {
-        list.iter()
+        list.values()
             .take(limit)
             .enumerate()
-            .filter(|(_, e)| e.value.as_bytes() == wanted)
+            .filter(|(_, v)| *v == wanted)
             .skip(skip)
             .take(want)
             .map(|(i, _)| i)
             .collect()
     } else {
-        list.iter()
+        list.values()
             .rev()
             .take(limit)
             .enumerate()
-            .filter(|(_, e)| e.value.as_bytes() == wanted)
+            .filter(|(_, v)| *v == wanted)
             .skip(skip)
             .take(want)
             .map(|(i, _)| len - 1 - i)

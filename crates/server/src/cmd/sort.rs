@@ -103,7 +103,7 @@ fn elements(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<(Vec<Blob>, bool), Frame> {
         return Ok((Vec::new(), false));
     };
     Ok(match entry.value() {
-        Value::List(l) => (l.iter().map(|e| e.value.clone()).collect(), false),
+        Value::List(l) => (l.values().map(Blob::from).collect(), false),
         Value::Set(s) => (s.members.live.keys().cloned().collect(), false),
         Value::ZSet(z) => (z.index.iter().map(|(_, m)| m.clone()).collect(), true),
         _ => return Err(wrongtype()),

@@ -47,7 +47,7 @@ impl Db {
         }
         let mut end: Option<Pos> = self.list_for_write(key).and_then(|l| {
             let e = if front { l.first() } else { l.last() };
-            e.map(|e| e.pos.clone())
+            e.map(|e| e.pos.into_owned())
         });
         let mut items = Vec::with_capacity(values.len());
         for v in values {
@@ -71,8 +71,8 @@ impl Db {
                 index
                     .checked_sub(1)
                     .and_then(|i| l.get(i))
-                    .map(|e| e.pos.clone()),
-                l.get(index).map(|e| e.pos.clone()),
+                    .map(|e| e.pos.into_owned()),
+                l.get(index).map(|e| e.pos.into_owned()),
             ),
             None => (None, None),
         };
@@ -98,7 +98,7 @@ impl Db {
         };
         let ranges: Vec<(Pos, Pos)> = ranges
             .iter()
-            .filter_map(|&(a, b)| Some((l.get(a)?.pos.clone(), l.get(b)?.pos.clone())))
+            .filter_map(|&(a, b)| Some((l.get(a)?.pos.into_owned(), l.get(b)?.pos.into_owned())))
             .collect();
         if !ranges.is_empty() {
             self.effect(key, EffectKind::LRemove { ranges });
@@ -119,7 +119,7 @@ impl Db {
         } else {
             (l.len() - n, l.len() - 1)
         };
-        let mut popped: Vec<Blob> = l.range(a, b + 1).map(|e| e.value.clone()).collect();
+        let mut popped: Vec<Blob> = l.range_values(a, b + 1).map(Blob::from).collect();
         if !front {
             popped.reverse();
         }
@@ -132,7 +132,7 @@ impl Db {
         let Some(pos) = self
             .list_for_write(key)
             .and_then(|l| l.get(index))
-            .map(|e| e.pos.clone())
+            .map(|e| e.pos.into_owned())
         else {
             return false;
         };
