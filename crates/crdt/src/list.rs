@@ -755,18 +755,20 @@ impl ListVal {
             }
             let chunk = self.chunks[c].open();
             let before = chunk.len();
-            let mut past = false;
-            let mut i = 0;
-            chunk.retain(|e| {
-                let keep = if i < o || past || e.pos > *hi {
-                    past = past || (i >= o && e.pos > *hi);
-                    true
-                } else {
-                    !ctx.observed(e.id().dot())
-                };
-                i += 1;
-                keep
-            });
+            // The chunk's elements from `o` up to the first key above `hi`.
+            let end = o + chunk[o..].partition_point(|e| e.pos <= *hi);
+            let past = end < chunk.len();
+            if chunk[o..end].iter().all(|e| ctx.observed(e.id().dot())) {
+                // The usual case (a pop, a trim): one contiguous cut.
+                chunk.drain(o..end);
+            } else {
+                let mut i = 0;
+                chunk.retain(|e| {
+                    let keep = !(o..end).contains(&i) || !ctx.observed(e.id().dot());
+                    i += 1;
+                    keep
+                });
+            }
             removed += before - chunk.len();
             o = 0;
             c += 1;
