@@ -216,10 +216,7 @@ fn linsert(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return syntax_error();
     };
     let (len, at) = match read(ctx, &args[1]) {
-        Ok(Some(l)) => (
-            l.len(),
-            l.values().position(|v| v == &args[3][..]),
-        ),
+        Ok(Some(l)) => (l.len(), l.values().position(|v| v == &args[3][..])),
         Ok(None) => return Frame::Integer(0),
         Err(e) => return e,
     };

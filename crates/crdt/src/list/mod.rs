@@ -30,127 +30,23 @@
 //! ops, may see them interleaved (each region's own elements keep their order),
 //! which Redis's own single-server semantics never promised across clients.
 
+mod packed;
+mod pos;
+
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
+
+pub use pos::{ElemId, Part, Pos};
 
 use crate::blob::Blob;
-use crate::hlc::Hlc;
 use crate::num::Observes;
-use crate::region::RegionId;
 use crate::vv::{Dot, Tag, VersionVector};
+use packed::Packed;
 
 /// Elements per chunk: pushes and pops at either end move at most this many
 /// elements, and finding an index walks one length per chunk.
 const CHUNK_MAX: usize = 128;
-
-/// An element's identity: the op that inserted it and its index in that op.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ElemId {
-    pub tag: Tag,
-    pub idx: u32,
-}
-
-impl ElemId {
-    pub fn dot(&self) -> Dot {
-        self.tag.dot
-    }
-}
-
-/// One part of a position key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Part {
-    pub digit: i64,
-    pub id: ElemId,
-}
-
-/// A position key: parts compared in order, a shorter key before any key it
-/// is a prefix of. The last part's id is the element's own.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Pos(SmallVec<[Part; 1]>);
-
-impl Pos {
-    pub fn single(digit: i64, id: ElemId) -> Pos {
-        Pos(smallvec::smallvec![Part { digit, id }])
-    }
-
-    /// The element's id (the last part's).
-    pub fn id(&self) -> ElemId {
-        self.0.last().expect("a position key has a part").id
-    }
-
-    pub fn parts(&self) -> &[Part] {
-        &self.0
-    }
-
-    /// A key for a new first element (`LPUSH`), before `first`.
-    pub fn before(first: Option<&Pos>, id: ElemId) -> Pos {
-        match first {
-            None => Pos::single(0, id),
-            Some(f) => match f.0[0].digit.checked_sub(1) {
-                Some(d) => Pos::single(d, id),
-                None => Pos::between(None, Some(f), id),
-            },
-        }
-    }
-
-    /// A key for a new last element (`RPUSH`), after `last`.
-    pub fn after(last: Option<&Pos>, id: ElemId) -> Pos {
-        match last {
-            None => Pos::single(0, id),
-            Some(l) => match l.0[0].digit.checked_add(1) {
-                Some(d) => Pos::single(d, id),
-                None => Pos::between(Some(l), None, id),
-            },
-        }
-    }
-
-    /// A key strictly between `lo` and `hi` (`None`: no bound on that side),
-    /// as short as the neighbours allow. Requires `lo < hi`.
-    pub fn between(lo: Option<&Pos>, hi: Option<&Pos>, id: ElemId) -> Pos {
-        debug_assert!(
-            lo.zip(hi).is_none_or(|(l, h)| l < h),
-            "between {lo:?} and {hi:?}"
-        );
-        let lo = lo.map_or(&[][..], |p| &p.0[..]);
-        let mut hi = hi.map(|p| &p.0[..]);
-        let mut out: SmallVec<[Part; 1]> = SmallVec::new();
-        let mut level = 0;
-        loop {
-            let l = lo.get(level);
-            // Past the end of `hi` only once `hi` is known to be above
-            // whatever extends the parts taken so far.
-            let h = hi.and_then(|h| h.get(level));
-            let digit = match (l, h) {
-                (None, None) => Some(0),
-                (Some(l), None) => l.digit.checked_add(1),
-                (None, Some(h)) => h.digit.checked_sub(1),
-                (Some(l), Some(h)) => {
-                    let gap = (h.digit as i128) - (l.digit as i128);
-                    (gap > 1).then(|| (l.digit as i128 + gap / 2) as i64)
-                }
-            };
-            if let Some(digit) = digit {
-                out.push(Part { digit, id });
-                return Pos(out);
-            }
-            // No digit fits at this level: copy the lower neighbour's part
-            // (or the upper's, when the lower has ended) and go deeper.
-            let take = match (l, h) {
-                (Some(l), _) => *l,
-                // Only below `i64::MIN`, after 2^63 pushes to one end.
-                (None, _) => panic!("list position digits exhausted below {h:?}"),
-            };
-            if h.is_some_and(|h| *h != take) {
-                // Everything that extends `take` sorts below `h`.
-                hi = None;
-            }
-            out.push(take);
-            level += 1;
-        }
-    }
-}
 
 /// One element of a list, owned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,251 +106,6 @@ impl ElemRef<'_> {
 pub struct SetDisplaced {
     pub winner: (Tag, Blob),
     pub loser: (Tag, Blob),
-}
-
-/// Elements encoded back to back, each field relative to the element before
-/// (varints of zigzagged differences), with the value bytes inline: a queue's
-/// element costs its value plus a handful of bytes, where a decoded [`Elem`]
-/// costs about eighty. Interior chunks of a list are packed; the two ends,
-/// where pushes and pops land, stay open.
-#[derive(Debug, Clone)]
-struct Packed {
-    buf: Box<[u8]>,
-    count: usize,
-    first: Pos,
-    last: Pos,
-}
-
-/// What an element's fields are encoded relative to.
-#[derive(Default, Clone, Copy)]
-struct Prev {
-    digit: i64,
-    region: u16,
-    seq: u64,
-    hlc: u64,
-    idx: u32,
-}
-
-const HAS_PREFIX: u8 = 1;
-const HAS_SET: u8 = 2;
-const SAME_REGION: u8 = 4;
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(u: u64) -> i64 {
-    ((u >> 1) as i64) ^ -((u & 1) as i64)
-}
-
-fn put_var(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-/// Reads a varint the encoder wrote (the buffer is only ever ours).
-fn get_var(buf: &[u8], at: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let b = buf[*at];
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
-fn put_part(buf: &mut Vec<u8>, p: &Part) {
-    put_var(buf, zigzag(p.digit));
-    put_var(buf, u64::from(p.id.tag.dot.region().index()));
-    put_var(buf, p.id.tag.dot.seq());
-    put_var(buf, p.id.tag.hlc.0);
-    put_var(buf, u64::from(p.id.idx));
-}
-
-fn get_part(buf: &[u8], at: &mut usize) -> Part {
-    let digit = unzigzag(get_var(buf, at));
-    let region = RegionId::from_index(get_var(buf, at) as u16);
-    let seq = get_var(buf, at);
-    let hlc = Hlc(get_var(buf, at));
-    let idx = get_var(buf, at) as u32;
-    Part {
-        digit,
-        id: ElemId {
-            tag: Tag {
-                hlc,
-                dot: Dot::new(region, seq),
-            },
-            idx,
-        },
-    }
-}
-
-impl Packed {
-    fn encode(elems: &[Elem]) -> Packed {
-        let mut buf = Vec::with_capacity(elems.len() * 12);
-        let mut prev = Prev::default();
-        for e in elems {
-            let parts = e.pos.parts();
-            let (prefix, own) = parts.split_at(parts.len() - 1);
-            let own = own[0];
-            let region = own.id.tag.dot.region().index();
-            let mut flags = 0;
-            if !prefix.is_empty() {
-                flags |= HAS_PREFIX;
-            }
-            if e.set.is_some() {
-                flags |= HAS_SET;
-            }
-            if region == prev.region {
-                flags |= SAME_REGION;
-            }
-            buf.push(flags);
-            put_var(&mut buf, zigzag(own.digit.wrapping_sub(prev.digit)));
-            if region != prev.region {
-                put_var(&mut buf, u64::from(region));
-            }
-            let seq = own.id.tag.dot.seq();
-            put_var(&mut buf, zigzag(seq.wrapping_sub(prev.seq) as i64));
-            put_var(&mut buf, zigzag(own.id.tag.hlc.0.wrapping_sub(prev.hlc) as i64));
-            put_var(
-                &mut buf,
-                zigzag(i64::from(own.id.idx) - i64::from(prev.idx)),
-            );
-            if !prefix.is_empty() {
-                put_var(&mut buf, prefix.len() as u64);
-                for p in prefix {
-                    put_part(&mut buf, p);
-                }
-            }
-            if let Some(t) = e.set {
-                put_var(&mut buf, t.hlc.0);
-                put_var(&mut buf, u64::from(t.dot.region().index()));
-                put_var(&mut buf, t.dot.seq());
-            }
-            put_var(&mut buf, e.value.len() as u64);
-            buf.extend_from_slice(e.value.as_bytes());
-            prev = Prev {
-                digit: own.digit,
-                region,
-                seq,
-                hlc: own.id.tag.hlc.0,
-                idx: own.id.idx,
-            };
-        }
-        Packed {
-            buf: buf.into_boxed_slice(),
-            count: elems.len(),
-            first: elems.first().expect("a packed chunk is not empty").pos.clone(),
-            last: elems.last().expect("a packed chunk is not empty").pos.clone(),
-        }
-    }
-
-    /// Only the values: the keys are skipped, not decoded (LRANGE, pops).
-    fn values(&self) -> Vec<&[u8]> {
-        fn skip_var(buf: &[u8], at: &mut usize) {
-            while buf[*at] >= 0x80 {
-                *at += 1;
-            }
-            *at += 1;
-        }
-        let buf = &self.buf[..];
-        let mut out = Vec::with_capacity(self.count);
-        let mut at = 0;
-        while at < buf.len() {
-            let flags = buf[at];
-            at += 1;
-            // digit, [region], seq, hlc, idx
-            let fields = if flags & SAME_REGION != 0 { 4 } else { 5 };
-            for _ in 0..fields {
-                skip_var(buf, &mut at);
-            }
-            if flags & HAS_PREFIX != 0 {
-                let n = get_var(buf, &mut at);
-                for _ in 0..n * 5 {
-                    skip_var(buf, &mut at);
-                }
-            }
-            if flags & HAS_SET != 0 {
-                for _ in 0..3 {
-                    skip_var(buf, &mut at);
-                }
-            }
-            let len = get_var(buf, &mut at) as usize;
-            out.push(&buf[at..at + len]);
-            at += len;
-        }
-        out
-    }
-
-    fn refs(&self) -> Vec<ElemRef<'_>> {
-        let buf = &self.buf[..];
-        let mut out = Vec::with_capacity(self.count);
-        let mut at = 0;
-        let mut prev = Prev::default();
-        while at < buf.len() {
-            let flags = buf[at];
-            at += 1;
-            let digit = prev.digit.wrapping_add(unzigzag(get_var(buf, &mut at)));
-            let region = if flags & SAME_REGION != 0 {
-                prev.region
-            } else {
-                get_var(buf, &mut at) as u16
-            };
-            let seq = prev.seq.wrapping_add(unzigzag(get_var(buf, &mut at)) as u64);
-            let hlc = prev.hlc.wrapping_add(unzigzag(get_var(buf, &mut at)) as u64);
-            let idx = (i64::from(prev.idx) + unzigzag(get_var(buf, &mut at))) as u32;
-            let mut parts: SmallVec<[Part; 1]> = SmallVec::new();
-            if flags & HAS_PREFIX != 0 {
-                let n = get_var(buf, &mut at) as usize;
-                for _ in 0..n {
-                    parts.push(get_part(buf, &mut at));
-                }
-            }
-            parts.push(Part {
-                digit,
-                id: ElemId {
-                    tag: Tag {
-                        hlc: Hlc(hlc),
-                        dot: Dot::new(RegionId::from_index(region), seq),
-                    },
-                    idx,
-                },
-            });
-            let set = (flags & HAS_SET != 0).then(|| {
-                let hlc = Hlc(get_var(buf, &mut at));
-                let region = RegionId::from_index(get_var(buf, &mut at) as u16);
-                let seq = get_var(buf, &mut at);
-                Tag {
-                    hlc,
-                    dot: Dot::new(region, seq),
-                }
-            });
-            let len = get_var(buf, &mut at) as usize;
-            let value = &buf[at..at + len];
-            at += len;
-            out.push(ElemRef {
-                pos: Cow::Owned(Pos(parts)),
-                value,
-                set,
-            });
-            prev = Prev {
-                digit,
-                region,
-                seq,
-                hlc,
-                idx,
-            };
-        }
-        debug_assert_eq!(out.len(), self.count);
-        out
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -919,7 +570,7 @@ impl ListVal {
                     v.capacity() * std::mem::size_of::<Elem>()
                         + v.iter().map(|e| e.value.heap_bytes()).sum::<usize>()
                 }
-                Chunk::Packed(p) => p.buf.len() + std::mem::size_of::<Packed>(),
+                Chunk::Packed(p) => p.heap_bytes(),
             })
             .sum::<usize>()
             + self.chunks.capacity() * std::mem::size_of::<Chunk>()
@@ -929,55 +580,8 @@ impl ListVal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hlc::Hlc;
+    use crate::list::pos::tests::id;
     use crate::region::RegionId;
-
-    fn id(region: &str, seq: u64, idx: u32) -> ElemId {
-        ElemId {
-            tag: Tag {
-                hlc: Hlc(seq << 16),
-                dot: Dot::new(RegionId::new(region).unwrap(), seq),
-            },
-            idx,
-        }
-    }
-
-    #[test]
-    fn between_is_strictly_between_and_short() {
-        let a = Pos::single(5, id("ra", 1, 0));
-        let b = Pos::single(6, id("ra", 2, 0));
-        let m = Pos::between(Some(&a), Some(&b), id("rb", 3, 0));
-        assert!(a < m && m < b, "{m:?}");
-        assert_eq!(m.parts().len(), 2);
-        // Repeatedly inserting right after `a` stays two parts deep.
-        let mut hi = m.clone();
-        for seq in 4..200 {
-            let n = Pos::between(Some(&a), Some(&hi), id("rb", seq, 0));
-            assert!(a < n && n < hi);
-            assert!(n.parts().len() <= 2, "{n:?}");
-            hi = n;
-        }
-        // And right before `b`.
-        let mut lo = m;
-        for seq in 200..400 {
-            let n = Pos::between(Some(&lo), Some(&b), id("rc", seq, 0));
-            assert!(lo < n && n < b);
-            assert!(n.parts().len() <= 2, "{n:?}");
-            lo = n;
-        }
-        // Equal digits from different regions.
-        let x = Pos::single(7, id("ra", 9, 0));
-        let y = Pos::single(7, id("rb", 9, 0));
-        let z = Pos::between(Some(&x), Some(&y), id("rc", 10, 0));
-        assert!(x < z && z < y, "{z:?}");
-    }
-
-    #[test]
-    fn the_last_digit_overflows_into_a_deeper_key() {
-        let last = Pos::single(i64::MAX, id("ra", 1, 0));
-        let after = Pos::after(Some(&last), id("ra", 2, 0));
-        assert!(after > last);
-    }
 
     #[test]
     fn chunks_split_and_index() {
@@ -1012,38 +616,6 @@ mod tests {
         let lo = l.get(0).unwrap().pos.into_owned();
         let hi = l.get(1499).unwrap().pos.into_owned();
         assert_eq!(l.remove_range(&lo, &hi, &all), 0);
-    }
-
-    /// Packed chunks decode to exactly what was encoded: multi-part keys,
-    /// LSET tags, regions changing and digits going down included.
-    #[test]
-    fn packing_round_trips_every_field() {
-        let mut elems = Vec::new();
-        let a = Pos::single(5, id("ra", 1, 0));
-        let b = Pos::single(6, id("rb", 2, 0));
-        elems.push(Elem {
-            pos: a.clone(),
-            value: Blob::from("a"),
-            set: None,
-        });
-        elems.push(Elem {
-            pos: Pos::between(Some(&a), Some(&b), id("rc", 3, 7)),
-            value: Blob::from(""),
-            set: Some(id("ra", 9, 0).tag),
-        });
-        elems.push(Elem {
-            pos: b,
-            value: Blob::from("a value longer than sixteen bytes"),
-            set: None,
-        });
-        elems.push(Elem {
-            pos: Pos::single(i64::MAX, id("ra", u64::from(u32::MAX), u32::MAX)),
-            value: Blob::from("end"),
-            set: None,
-        });
-        let p = Packed::encode(&elems);
-        let back: Vec<Elem> = p.refs().iter().map(ElemRef::to_owned).collect();
-        assert_eq!(back, elems);
     }
 
     /// A list big enough to have packed interior chunks reads, splits and
