@@ -22,6 +22,7 @@ pub mod keys;
 pub mod keyspace;
 pub mod meridian;
 pub mod persistence;
+pub mod plain;
 pub mod pubsub;
 pub mod set;
 pub mod spec;
