@@ -16,6 +16,7 @@ pub mod command;
 pub mod config;
 pub mod config_params;
 pub mod connection;
+pub mod dump;
 pub mod hash;
 pub mod info;
 pub mod keys;
@@ -39,9 +40,10 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 15] = [
+    let families: [(Vec<Spec>, &'static str); 16] = [
         (strings::specs(), "string"),
         (keys::specs(), "generic"),
+        (dump::specs(), "generic"),
         (hash::specs(), "hash"),
         (set::specs(), "set"),
         (zset::specs(), "sorted-set"),
