@@ -21,6 +21,7 @@ pub mod hash;
 pub mod info;
 pub mod keys;
 pub mod keyspace;
+pub mod lcs;
 pub mod meridian;
 pub mod persistence;
 pub mod plain;
@@ -40,8 +41,9 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 16] = [
+    let families: [(Vec<Spec>, &'static str); 17] = [
         (strings::specs(), "string"),
+        (lcs::specs(), "string"),
         (keys::specs(), "generic"),
         (dump::specs(), "generic"),
         (hash::specs(), "hash"),
