@@ -23,6 +23,7 @@ pub mod keys;
 pub mod keyspace;
 pub mod lcs;
 pub mod meridian;
+pub mod object;
 pub mod persistence;
 pub mod plain;
 pub mod pubsub;
@@ -41,11 +42,12 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 17] = [
+    let families: [(Vec<Spec>, &'static str); 18] = [
         (strings::specs(), "string"),
         (lcs::specs(), "string"),
         (keys::specs(), "generic"),
         (dump::specs(), "generic"),
+        (object::specs(), "generic"),
         (hash::specs(), "hash"),
         (set::specs(), "set"),
         (zset::specs(), "sorted-set"),
