@@ -1,19 +1,43 @@
 //! Running one command: the checks Redis makes before a handler runs, in
 //! Redis's order (the ACL and policy checks themselves live in
 //! [`crate::guard`], which EXEC runs again for each queued command), then
-//! the handler. Committing what a batch built is [`crate::commit`]'s.
+//! the handler and CLIENT REPLY. Committing what a batch built is
+//! [`crate::commit`]'s.
 
 use bytes::Bytes;
 use meridian_resp::Frame;
 
+use crate::client::Client;
 use crate::cmd::spec::Ctx;
 use crate::cmd::{self, util::arity_error};
 use crate::commit::poisoned_error;
 use crate::guard::{permission_refusal, policy_refusal};
 use crate::metrics::Metrics;
 
-/// Executes one command and returns its replies (usually one).
+/// Executes one command and appends its replies (usually one) to `out`,
+/// unless CLIENT REPLY says to drop them.
 pub fn execute(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
+    let first = out.len();
+    run(ctx, args, out);
+    apply_reply_mode(ctx.client, out, first);
+}
+
+/// CLIENT REPLY OFF and SKIP drop a command's replies, as Redis does at
+/// the moment it adds them: Pub/Sub notices still go out (Redis pushes
+/// them whatever the mode), everything else is dropped. Then a SKIP
+/// requested by this command applies to the next one.
+fn apply_reply_mode(client: &mut Client, out: &mut Vec<Frame>, first: usize) {
+    if client.reply_off || client.reply_skip {
+        let kept: Vec<Frame> = out
+            .drain(first..)
+            .filter(|f| matches!(f, Frame::Push(_)))
+            .collect();
+        out.extend(kept);
+    }
+    client.reply_skip = std::mem::take(&mut client.reply_skip_next);
+}
+
+fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
     Metrics::inc(&ctx.shared.metrics.commands_total);
     let Some(spec) = cmd::spec::lookup(ctx.table, &args[0]) else {
         if ctx.client.multi.is_some() {

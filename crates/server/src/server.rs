@@ -89,6 +89,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         next_client_id: AtomicU64::new(1),
         channels: Mutex::new(Default::default()),
         patterns: Mutex::new(Default::default()),
+        shard_channels: Mutex::new(Default::default()),
         metrics: Metrics::default(),
         started: Instant::now(),
         readiness: Mutex::new(Readiness::Ready),
