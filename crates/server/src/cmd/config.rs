@@ -19,7 +19,7 @@ pub fn specs() -> Vec<Spec> {
     vec![command("config", -2, READ, NONE, config, &["admin"])]
 }
 
-const CONFIG_SUBCOMMANDS: &[(&str, i32)] =
+pub const CONFIG_SUBCOMMANDS: &[(&str, i32)] =
     &[("get", -3), ("help", 2), ("resetstat", 2), ("set", -4)];
 
 const CONFIG_HELP: &[&str] = &[

@@ -27,6 +27,7 @@ pub mod object;
 pub mod persistence;
 pub mod plain;
 pub mod pubsub;
+pub mod redis_meta;
 pub mod set;
 pub mod spec;
 pub mod strings;
