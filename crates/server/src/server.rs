@@ -91,6 +91,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         patterns: Mutex::new(Default::default()),
         shard_channels: Mutex::new(Default::default()),
         metrics: Metrics::default(),
+        cmdstats: Mutex::new(Default::default()),
         started: Instant::now(),
         readiness: Mutex::new(Readiness::Ready),
         shutdown: tokio::sync::Notify::new(),

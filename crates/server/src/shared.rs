@@ -56,6 +56,8 @@ pub struct Shared {
     /// so they are channels in a namespace of their own.
     pub shard_channels: Mutex<HashMap<Bytes, HashMap<u64, PushSender>>>,
     pub metrics: Metrics,
+    /// INFO's `commandstats` and `errorstats` (a leaf lock).
+    pub cmdstats: Mutex<crate::cmd::stats::Stats>,
     pub started: Instant,
     pub readiness: Mutex<Readiness>,
     pub requirepass: Mutex<Option<String>>,

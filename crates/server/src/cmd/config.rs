@@ -87,6 +87,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             for spec in ctx.table.values() {
                 spec.calls.store(0, Ordering::Relaxed);
             }
+            ctx.shared.cmdstats.lock().reset();
             Frame::ok()
         }
         Ok(_) => help_reply(&args[0], CONFIG_HELP),

@@ -30,6 +30,7 @@ pub mod pubsub;
 pub mod redis_meta;
 pub mod set;
 pub mod spec;
+pub mod stats;
 pub mod strings;
 pub mod tx;
 pub mod util;
