@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 pub struct PushMsg {
     /// The pattern it matched, for PSUBSCRIBE subscribers.
     pub pattern: Option<Bytes>,
+    /// Published with SPUBLISH to a shard channel (`smessage`).
+    pub shard: bool,
     pub channel: Bytes,
     pub message: Bytes,
 }
@@ -36,6 +38,8 @@ pub struct Client {
     pub watched: Vec<(Blob, u64)>,
     pub channels: BTreeSet<Bytes>,
     pub patterns: BTreeSet<Bytes>,
+    /// Shard channels (SSUBSCRIBE), a namespace apart from `channels`.
+    pub shard_channels: BTreeSet<Bytes>,
     pub push: PushSender,
     /// Close the connection once the pending replies are written.
     pub close: bool,
@@ -49,6 +53,13 @@ pub struct Client {
     pub block_pending: bool,
     /// Woken when a key this client is blocked on changes.
     pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// CLIENT REPLY OFF: replies are dropped until CLIENT REPLY ON.
+    pub reply_off: bool,
+    /// The replies of the command running now are dropped (it follows
+    /// CLIENT REPLY SKIP, or is that command itself).
+    pub reply_skip: bool,
+    /// CLIENT REPLY SKIP ran: the next command's replies are dropped.
+    pub reply_skip_next: bool,
 }
 
 impl Client {
@@ -65,21 +76,28 @@ impl Client {
             watched: Vec::new(),
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
+            shard_channels: BTreeSet::new(),
             push,
             close: false,
             in_exec: false,
             block: None,
             block_pending: false,
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            reply_off: false,
+            reply_skip: false,
+            reply_skip_next: false,
         }
     }
 
+    /// Channels and patterns: the count SUBSCRIBE and PSUBSCRIBE report
+    /// (shard channels are counted apart, by SSUBSCRIBE).
     pub fn subscriptions(&self) -> usize {
         self.channels.len() + self.patterns.len()
     }
 
-    /// In RESP2 a subscribed connection may only run Pub/Sub commands.
+    /// In RESP2 a connection subscribed to anything, shard channels
+    /// included, may only run Pub/Sub commands.
     pub fn in_pubsub_context(&self) -> bool {
-        self.proto == Protocol::Resp2 && self.subscriptions() > 0
+        self.proto == Protocol::Resp2 && self.subscriptions() + self.shard_channels.len() > 0
     }
 }

@@ -52,7 +52,12 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     pub channels: Mutex<HashMap<Bytes, HashMap<u64, PushSender>>>,
     pub patterns: Mutex<HashMap<Bytes, HashMap<u64, PushSender>>>,
+    /// Shard channels (SSUBSCRIBE/SPUBLISH): one node holds every shard,
+    /// so they are channels in a namespace of their own.
+    pub shard_channels: Mutex<HashMap<Bytes, HashMap<u64, PushSender>>>,
     pub metrics: Metrics,
+    /// INFO's `commandstats` and `errorstats` (a leaf lock).
+    pub cmdstats: Mutex<crate::cmd::stats::Stats>,
     pub started: Instant,
     pub readiness: Mutex<Readiness>,
     pub requirepass: Mutex<Option<String>>,

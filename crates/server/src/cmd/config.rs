@@ -19,7 +19,7 @@ pub fn specs() -> Vec<Spec> {
     vec![command("config", -2, READ, NONE, config, &["admin"])]
 }
 
-const CONFIG_SUBCOMMANDS: &[(&str, i32)] =
+pub const CONFIG_SUBCOMMANDS: &[(&str, i32)] =
     &[("get", -3), ("help", 2), ("resetstat", 2), ("set", -4)];
 
 const CONFIG_HELP: &[&str] = &[
@@ -87,6 +87,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             for spec in ctx.table.values() {
                 spec.calls.store(0, Ordering::Relaxed);
             }
+            ctx.shared.cmdstats.lock().reset();
             Frame::ok()
         }
         Ok(_) => help_reply(&args[0], CONFIG_HELP),

@@ -186,6 +186,8 @@ fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
     super::pubsub::unsubscribe_all(ctx.shared, ctx.client);
     ctx.client.proto = Protocol::Resp2;
     ctx.client.name = None;
+    ctx.client.reply_off = false;
+    ctx.client.reply_skip_next = false;
     ctx.client.user = crate::acl::DEFAULT_USER.to_string();
     ctx.client.authenticated = ctx.shared.acl.read().default_needs_no_auth();
     Frame::simple("RESET")
@@ -193,7 +195,7 @@ fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
 
 // ----- CLIENT -----
 
-const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
+pub const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
     ("getname", 2),
     ("help", 2),
     ("id", 2),
@@ -201,7 +203,9 @@ const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
     ("kill", -3),
     ("list", -2),
     ("no-evict", 3),
+    ("reply", 3),
     ("setname", 3),
+    ("unblock", -3),
 ];
 
 const CLIENT_HELP: &[&str] = &[
@@ -235,8 +239,12 @@ const CLIENT_HELP: &[&str] = &[
     "      Return clients of specified IDs.",
     "NO-EVICT (ON|OFF)",
     "    Protect current client connection from eviction (Meridian never evicts clients).",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
 ];
 
 fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -255,6 +263,8 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         Ok("list") => client_list(ctx, args),
         Ok("kill") => client_kill(ctx, args),
+        Ok("reply") => client_reply(ctx.client, &args[2]),
+        Ok("unblock") => client_unblock(ctx, args),
         Ok("no-evict") => {
             if eq_ignore_case(&args[2], "on") || eq_ignore_case(&args[2], "off") {
                 Frame::ok()
@@ -264,6 +274,53 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         Ok(_) => help_reply(&args[0], CLIENT_HELP),
     }
+}
+
+/// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: ends another client's blocking
+/// command as if it timed out, or with an `UNBLOCKED` error; 1 if that
+/// client was blocked.
+fn client_unblock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let id = match super::util::parse_int(&args[2]) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let how = match args.get(3) {
+        None => crate::blocking::Unblock::Timeout,
+        Some(a) if eq_ignore_case(a, "timeout") => crate::blocking::Unblock::Timeout,
+        Some(a) if eq_ignore_case(a, "error") => crate::blocking::Unblock::Error,
+        Some(_) => {
+            return Frame::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+        }
+    };
+    if args.len() > 4 {
+        return syntax_error();
+    }
+    let Ok(id) = u64::try_from(id) else {
+        return Frame::Integer(0);
+    };
+    Frame::Integer(i64::from(ctx.shared.blocking.lock().unblock(id, how)))
+}
+
+/// `CLIENT REPLY ON|OFF|SKIP`. OFF and SKIP answer nothing themselves:
+/// dispatch drops the replies of a command while `reply_off` or
+/// `reply_skip` is set, and moves `reply_skip_next` to `reply_skip` after
+/// each command, as Redis does.
+fn client_reply(client: &mut Client, mode: &[u8]) -> Frame {
+    if eq_ignore_case(mode, "on") {
+        client.reply_off = false;
+        client.reply_skip = false;
+        client.reply_skip_next = false;
+    } else if eq_ignore_case(mode, "off") {
+        client.reply_off = true;
+    } else if eq_ignore_case(mode, "skip") {
+        if !client.reply_off {
+            client.reply_skip = true;
+            client.reply_skip_next = true;
+        }
+    } else {
+        return syntax_error();
+    }
+    Frame::ok()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -302,14 +359,16 @@ struct ClientView {
     idle_s: u64,
     sub: usize,
     psub: usize,
+    ssub: usize,
     in_multi: bool,
+    blocked: bool,
     cmd: String,
     resp: u8,
 }
 
 impl ClientView {
     fn kind(&self) -> ClientType {
-        if self.sub + self.psub > 0 {
+        if self.sub + self.psub + self.ssub > 0 {
             ClientType::PubSub
         } else {
             ClientType::Normal
@@ -319,17 +378,20 @@ impl ClientView {
     /// Redis's field names, limited to the ones Meridian can fill in truly.
     fn line(&self) -> String {
         let mut flags = String::new();
-        if self.sub + self.psub > 0 {
+        if self.sub + self.psub + self.ssub > 0 {
             flags.push('P');
         }
         if self.in_multi {
             flags.push('x');
         }
+        if self.blocked {
+            flags.push('b');
+        }
         if flags.is_empty() {
             flags.push('N');
         }
         format!(
-            "id={} addr={} laddr={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 cmd={} user=default redir=-1 resp={}\n",
+            "id={} addr={} laddr={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} cmd={} user=default redir=-1 resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -339,6 +401,7 @@ impl ClientView {
             flags,
             self.sub,
             self.psub,
+            self.ssub,
             self.cmd,
             self.resp
         )
@@ -353,7 +416,7 @@ fn peer_id(addr: std::net::SocketAddr) -> String {
 /// Every connection, in id order. The calling connection is described from
 /// its live state; the others from what their last batch recorded.
 fn client_views(ctx: &Ctx<'_>) -> Vec<ClientView> {
-    let mut subs: HashMap<u64, (usize, usize)> = HashMap::new();
+    let mut subs: HashMap<u64, (usize, usize, usize)> = HashMap::new();
     for ids in ctx.shared.channels.lock().values() {
         for id in ids.keys() {
             subs.entry(*id).or_default().0 += 1;
@@ -364,12 +427,17 @@ fn client_views(ctx: &Ctx<'_>) -> Vec<ClientView> {
             subs.entry(*id).or_default().1 += 1;
         }
     }
+    for ids in ctx.shared.shard_channels.lock().values() {
+        for id in ids.keys() {
+            subs.entry(*id).or_default().2 += 1;
+        }
+    }
     let me = ctx.client.id;
     let clients = ctx.shared.clients.lock();
     let mut views: Vec<ClientView> = clients
         .values()
         .map(|e| {
-            let (sub, psub) = subs.get(&e.id).copied().unwrap_or_default();
+            let (sub, psub, ssub) = subs.get(&e.id).copied().unwrap_or_default();
             ClientView {
                 id: e.id,
                 addr: peer_id(e.addr),
@@ -384,7 +452,9 @@ fn client_views(ctx: &Ctx<'_>) -> Vec<ClientView> {
                 idle_s: e.last_active.elapsed().as_secs(),
                 sub,
                 psub,
+                ssub,
                 in_multi: e.in_multi,
+                blocked: ctx.shared.blocking.lock().is_blocked(e.id),
                 cmd: e.last_cmd.clone(),
                 resp: e.resp,
             }
@@ -402,6 +472,7 @@ fn client_views(ctx: &Ctx<'_>) -> Vec<ClientView> {
         v.idle_s = 0;
         v.sub = c.channels.len();
         v.psub = c.patterns.len();
+        v.ssub = c.shard_channels.len();
         v.in_multi = c.multi.is_some();
         v.cmd = "client".into();
         v.resp = match c.proto {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use meridian_resp::Frame;
 
 use super::spec::{command, Ctx, Spec, READ};
+use super::stats;
 use super::util::{eq_ignore_case, REDIS_VERSION};
 use crate::metrics::Metrics;
 use crate::shared::wall_ms;
@@ -31,52 +32,99 @@ pub fn specs() -> Vec<Spec> {
     ]
 }
 
-/// Sections in the order INFO prints them; all are in the default set.
-const INFO_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "meridian",
-    "keyspace",
+/// Sections in the order INFO prints them, and whether the default set
+/// (INFO with no argument, or `default`) includes each; `all` and
+/// `everything` print every one.
+const INFO_SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("modules", true),
+    ("commandstats", false),
+    ("errorstats", true),
+    ("cluster", true),
+    ("meridian", true),
+    ("keyspace", true),
 ];
 
-fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    let wanted: Vec<&str> = if args.len() == 1 {
-        INFO_SECTIONS.to_vec()
-    } else {
-        let mut w = HashSet::new();
-        for a in &args[1..] {
-            if ["all", "everything", "default"]
-                .iter()
-                .any(|s| eq_ignore_case(a, s))
-            {
-                w.extend(INFO_SECTIONS.iter().copied());
-            } else if let Some(s) = INFO_SECTIONS.iter().find(|s| eq_ignore_case(a, s)) {
-                w.insert(*s);
-            }
+/// The sections `INFO args…` asks for, as Redis 7 reads its arguments:
+/// several names at once, case ignored, `default`, `all` and
+/// `everything`; unknown names add nothing.
+fn wanted_sections(args: &[Bytes]) -> Vec<&'static str> {
+    let mut all = false;
+    let mut wanted = HashSet::new();
+    if args.is_empty() {
+        wanted.extend(INFO_SECTIONS.iter().filter(|s| s.1).map(|s| s.0));
+    }
+    for a in args {
+        if eq_ignore_case(a, "all") || eq_ignore_case(a, "everything") {
+            all = true;
+        } else if eq_ignore_case(a, "default") {
+            wanted.extend(INFO_SECTIONS.iter().filter(|s| s.1).map(|s| s.0));
+        } else if eq_ignore_case(a, "module_list") {
+            wanted.insert("modules");
+        } else if let Some((name, _)) = INFO_SECTIONS.iter().find(|s| eq_ignore_case(a, s.0)) {
+            wanted.insert(*name);
         }
-        INFO_SECTIONS
-            .iter()
-            .copied()
-            .filter(|s| w.contains(s))
-            .collect()
-    };
+    }
+    INFO_SECTIONS
+        .iter()
+        .map(|s| s.0)
+        .filter(|s| all || wanted.contains(s))
+        .collect()
+}
+
+fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let mut text = String::new();
-    for (i, section) in wanted.iter().enumerate() {
+    for (i, section) in wanted_sections(&args[1..]).iter().enumerate() {
         if i > 0 {
             text.push_str("\r\n");
         }
-        let (title, fields) = info_section(ctx, section);
+        let (title, lines) = section_lines(ctx, section);
         text.push_str(&format!("# {title}\r\n"));
-        for (k, v) in fields {
-            text.push_str(&format!("{k}:{v}\r\n"));
+        for line in lines {
+            text.push_str(&line);
+            text.push_str("\r\n");
         }
     }
     Frame::verbatim_text(text)
+}
+
+/// A section's title and its `field:value` lines.
+fn section_lines(ctx: &mut Ctx<'_>, section: &str) -> (&'static str, Vec<String>) {
+    match section {
+        // Commands that ran or were refused, as `cmdstat_<name>` (a
+        // container's subcommands as `cmdstat_client|kill`).
+        "commandstats" => {
+            let stats = ctx.shared.cmdstats.lock();
+            let lines = stats
+                .commands()
+                .into_iter()
+                .map(|(name, s)| format!("cmdstat_{name}:{}", stats::commandstat_line(&s)))
+                .collect();
+            ("Commandstats", lines)
+        }
+        "errorstats" => {
+            let stats = ctx.shared.cmdstats.lock();
+            let lines = stats
+                .errors()
+                .map(|(code, n)| format!("errorstat_{code}:count={n}"))
+                .collect();
+            ("Errorstats", lines)
+        }
+        _ => {
+            let (title, fields) = info_section(ctx, section);
+            let lines = fields
+                .into_iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
+            (title, lines)
+        }
+    }
 }
 
 /// The port clients connect to: the one this connection arrived on, which
@@ -104,10 +152,11 @@ fn human_bytes(n: u64) -> String {
     format!("{d:.2}{}", UNITS[unit])
 }
 
-/// User and system CPU seconds of this process, from /proc (Linux).
-fn cpu_seconds() -> (f64, f64) {
+/// CPU seconds from /proc (Linux): this process's user and system time,
+/// then those of its waited-for children.
+fn cpu_seconds() -> (f64, f64, f64, f64) {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return (0.0, 0.0);
+        return (0.0, 0.0, 0.0, 0.0);
     };
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -117,8 +166,27 @@ fn cpu_seconds() -> (f64, f64) {
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    // utime and stime are fields 14 and 15 of stat; 3 is the first after the name.
-    (ticks(11) / USER_HZ, ticks(12) / USER_HZ)
+    // utime, stime, cutime and cstime are fields 14 to 17 of stat; 3 is
+    // the first after the name.
+    (
+        ticks(11) / USER_HZ,
+        ticks(12) / USER_HZ,
+        ticks(13) / USER_HZ,
+        ticks(14) / USER_HZ,
+    )
+}
+
+/// Physical memory of the machine (`MemTotal`), or 0 where unknown.
+fn total_system_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Connections this process can hold: its open-file limit less the
@@ -240,6 +308,12 @@ fn stats_section(ctx: &mut Ctx<'_>) -> Section {
             ("pubsub_channels", shared.channels.lock().len().to_string()),
             ("pubsub_patterns", shared.patterns.lock().len().to_string()),
             (
+                "pubsubshard_channels",
+                shared.shard_channels.lock().len().to_string(),
+            ),
+            // Meridian has no MIGRATE, so it never caches a connection for it.
+            ("migrate_cached_sockets", "0".into()),
+            (
                 "total_error_replies",
                 Metrics::get(&m.command_errors_total).to_string(),
             ),
@@ -271,7 +345,11 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str) -> Section {
             ],
         ),
         "memory" => {
+            // Meridian has no allocator statistics: what it uses is its
+            // resident set, and its peak the largest one so far.
             let rss = crate::metrics::rss_bytes();
+            let peak = super::object::peak_rss_bytes().max(rss);
+            let system = total_system_memory_bytes();
             (
                 "Memory",
                 vec![
@@ -279,28 +357,48 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str) -> Section {
                     ("used_memory_human", human_bytes(rss)),
                     ("used_memory_rss", rss.to_string()),
                     ("used_memory_rss_human", human_bytes(rss)),
+                    ("used_memory_peak", peak.to_string()),
+                    ("used_memory_peak_human", human_bytes(peak)),
+                    ("total_system_memory", system.to_string()),
+                    ("total_system_memory_human", human_bytes(system)),
                     ("maxmemory", "0".into()),
                     ("maxmemory_human", "0B".into()),
                     ("maxmemory_policy", "noeviction".into()),
+                    // Rust's global allocator here is the C library's malloc.
+                    ("mem_allocator", "libc".into()),
                 ],
             )
         }
         "persistence" => persistence_section(ctx),
         "stats" => stats_section(ctx),
+        // Every region is a master that accepts writes; its peers are not
+        // Redis replicas. The offset is the op log's last LSN: Meridian's
+        // replication stream counts ops, not bytes.
         "replication" => (
             "Replication",
-            vec![("role", "master".into()), ("connected_slaves", "0".into())],
+            vec![
+                ("role", "master".into()),
+                ("connected_slaves", "0".into()),
+                ("master_failover_state", "no-failover".into()),
+                ("master_repl_offset", ctx.store.log().last_lsn().to_string()),
+                ("second_repl_offset", "-1".into()),
+                ("repl_backlog_active", "0".into()),
+            ],
         ),
         "cpu" => {
-            let (user, sys) = cpu_seconds();
+            let (user, sys, child_user, child_sys) = cpu_seconds();
             (
                 "CPU",
                 vec![
                     ("used_cpu_sys", format!("{sys:.6}")),
                     ("used_cpu_user", format!("{user:.6}")),
+                    ("used_cpu_sys_children", format!("{child_sys:.6}")),
+                    ("used_cpu_user_children", format!("{child_user:.6}")),
                 ],
             )
         }
+        "modules" => ("Modules", Vec::new()),
+        "cluster" => ("Cluster", vec![("cluster_enabled", "0".into())]),
         "meridian" => {
             let epoch = ctx.store.epoch();
             let conflicts_retained = ctx.store.journal().retained();

@@ -11,18 +11,19 @@
 //! RENAME has no CRDT of its own: it is a delete of the source plus a fresh
 //! write of the same value (and TTL) under the new name, in one op. A write
 //! that another region makes to the old name concurrently therefore survives
-//! under the old name.
+//! under the old name. COPY is the same write without the delete.
 //!
 //! Reads that list keys (KEYS, SCAN, RANDOMKEY) skip keys whose deadline has
 //! passed without expiring them, so listing never writes.
 
 use bytes::Bytes;
-use meridian_crdt::{Blob, Entry, Value};
+use meridian_crdt::{Blob, Entry};
 use meridian_resp::Frame;
 use rand::Rng;
 
+use super::plain::{plain, write_plain};
 use super::spec::{spec, Ctx, Spec, READ, WRITE};
-use super::util::{eq_ignore_case, glob_match, parse_int, parse_scan};
+use super::util::{db_index, eq_ignore_case, glob_match, parse_int, parse_scan, syntax_error};
 
 /// Random probes RANDOMKEY makes before walking the keyspace for a key
 /// that has not expired.
@@ -41,6 +42,7 @@ pub fn specs() -> Vec<Spec> {
         spec("rename", 3, WRITE, (1, 2, 1), rename),
         spec("renamenx", 3, WRITE, (1, 2, 1), renamenx),
         spec("move", 3, WRITE, (1, 1, 1), move_),
+        spec("copy", -3, WRITE, (1, 2, 1), copy),
         spec("expire", -3, WRITE, (1, 1, 1), expire),
         spec("pexpire", -3, WRITE, (1, 1, 1), pexpire),
         spec("expireat", -3, WRITE, (1, 1, 1), expireat),
@@ -141,48 +143,6 @@ fn randomkey(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
         .map_or(Frame::Null, |(k, _)| bulk_key(k))
 }
 
-/// A value as a reader sees it, detached from its CRDT metadata.
-enum Plain {
-    Str(Blob),
-    Hash(Vec<(Blob, Blob)>),
-    Set(Vec<Blob>),
-    ZSet(Vec<(Blob, f64)>),
-    List(Vec<Blob>),
-}
-
-fn plain(value: &Value) -> Plain {
-    match value {
-        Value::Str(r) => Plain::Str(Blob::from(&r.render()[..])),
-        Value::Hash(h) => Plain::Hash(
-            h.fields
-                .live
-                .iter()
-                .map(|(f, reg)| (f.clone(), Blob::from(&reg.render()[..])))
-                .collect(),
-        ),
-        Value::Set(s) => Plain::Set(s.members.live.keys().cloned().collect()),
-        Value::ZSet(z) => Plain::ZSet(
-            z.members
-                .live
-                .iter()
-                .map(|(m, zm)| (m.clone(), zm.score()))
-                .collect(),
-        ),
-        Value::List(l) => Plain::List(l.values().map(Blob::from).collect()),
-    }
-}
-
-fn write_plain(ctx: &mut Ctx<'_>, key: &[u8], value: Plain) {
-    let db = ctx.db();
-    match value {
-        Plain::Str(v) => db.set_string(key, v, false),
-        Plain::Hash(fields) => db.hset(key, fields),
-        Plain::Set(members) => db.sadd(key, members),
-        Plain::ZSet(members) => db.zadd(key, members),
-        Plain::List(values) => db.lpush(key, values, false),
-    }
-}
-
 /// RENAME and RENAMENX: `Ok(true)` when renamed, `Ok(false)` when RENAMENX
 /// found the destination taken (or source and destination are the same).
 fn rename_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> Result<bool, Frame> {
@@ -201,7 +161,7 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> Result<bool, F
         }
         ctx.db().del(dst);
     }
-    write_plain(ctx, dst, value);
+    write_plain(ctx.db(), dst, value);
     if deadline.is_some() {
         ctx.db().set_ttl(dst, deadline);
     }
@@ -226,11 +186,55 @@ fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 /// MOVE behaves as Redis configured with `databases 1`: the only database
 /// is 0, which is always the source.
 fn move_(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    match super::util::db_index(&args[2]) {
+    match db_index(&args[2]) {
         Ok(0) => Frame::error("ERR source and destination objects are the same"),
         Ok(_) => Frame::error("ERR DB index is out of range"),
         Err(e) => e,
     }
+}
+
+/// `COPY source destination [DB n] [REPLACE]`: a fresh write of the
+/// source's visible value (and deadline) under the new name, through the
+/// same effects a client's writes make, so it replicates like them. There
+/// is one database, so `DB` must name 0, as SELECT requires.
+fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        if eq_ignore_case(&args[i], "replace") {
+            replace = true;
+        } else if eq_ignore_case(&args[i], "db") && i + 1 < args.len() {
+            match db_index(&args[i + 1]) {
+                Ok(0) => {}
+                Ok(_) => return Frame::error("ERR DB index is out of range"),
+                Err(e) => return e,
+            }
+            i += 1;
+        } else {
+            return syntax_error();
+        }
+        i += 1;
+    }
+    let (src, dst) = (&args[1], &args[2]);
+    if src == dst {
+        return Frame::error("ERR source and destination objects are the same");
+    }
+    let Some(entry) = ctx.db().get(src) else {
+        return Frame::Integer(0);
+    };
+    let deadline = entry.deadline_ms();
+    let value = plain(entry.value());
+    if ctx.db().get(dst).is_some() {
+        if !replace {
+            return Frame::Integer(0);
+        }
+        ctx.db().del(dst);
+    }
+    write_plain(ctx.db(), dst, value);
+    if deadline.is_some() {
+        ctx.db().set_ttl(dst, deadline);
+    }
+    Frame::Integer(1)
 }
 
 #[derive(Default)]

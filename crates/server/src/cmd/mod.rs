@@ -16,17 +16,23 @@ pub mod command;
 pub mod config;
 pub mod config_params;
 pub mod connection;
+pub mod dump;
 pub mod hash;
 pub mod info;
 pub mod keys;
 pub mod keyspace;
+pub mod lcs;
 pub mod list;
 pub mod meridian;
+pub mod object;
 pub mod persistence;
+pub mod plain;
 pub mod pubsub;
+pub mod redis_meta;
 pub mod set;
 pub mod sort;
 pub mod spec;
+pub mod stats;
 pub mod strings;
 pub mod tx;
 pub mod util;
@@ -42,10 +48,13 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 19] = [
+    let families: [(Vec<Spec>, &'static str); 22] = [
         (strings::specs(), "string"),
+        (lcs::specs(), "string"),
         (keys::specs(), "generic"),
         (sort::specs(), "generic"),
+        (dump::specs(), "generic"),
+        (object::specs(), "generic"),
         (hash::specs(), "hash"),
         (set::specs(), "set"),
         (zset::specs(), "sorted-set"),

@@ -1,5 +1,11 @@
 //! Pub/Sub within this region: SUBSCRIBE, PSUBSCRIBE, their UNSUBSCRIBEs,
-//! PUBLISH and PUBSUB. Messages are not replicated to other regions.
+//! PUBLISH and PUBSUB, and sharded Pub/Sub (SSUBSCRIBE, SUNSUBSCRIBE,
+//! SPUBLISH). Messages are not replicated to other regions.
+//!
+//! A region is one node holding every shard, so shard channels behave as
+//! channels in a namespace of their own: SPUBLISH reaches only SSUBSCRIBE
+//! subscribers (as `smessage`), never channel or pattern subscribers, and
+//! SSUBSCRIBE counts only shard channels in its replies, as Redis does.
 
 use std::collections::HashMap;
 
@@ -8,7 +14,7 @@ use meridian_resp::Frame;
 use parking_lot::Mutex;
 
 use super::spec::{spec, Ctx, Flags, Spec, READ};
-use super::util::{eq_ignore_case, glob_match};
+use super::util::{glob_match, help_reply, lossy, subcommand};
 use crate::client::Client;
 use crate::client::{PushMsg, PushSender};
 use crate::shared::Shared;
@@ -25,10 +31,38 @@ pub fn specs() -> Vec<Spec> {
         spec("unsubscribe", -1, SUB, (0, 0, 0), unsubscribe),
         spec("psubscribe", -2, SUB, (0, 0, 0), psubscribe),
         spec("punsubscribe", -1, SUB, (0, 0, 0), punsubscribe),
+        // Channels are not keys to Meridian's ACL, which has no channel
+        // permissions: the sharded commands list no key positions.
+        spec("ssubscribe", -2, SUB, (0, 0, 0), ssubscribe),
+        spec("sunsubscribe", -1, SUB, (0, 0, 0), sunsubscribe),
         spec("publish", 3, READ, (0, 0, 0), publish),
+        spec("spublish", 3, READ, (0, 0, 0), spublish),
         spec("pubsub", -2, READ, (0, 0, 0), pubsub),
     ]
 }
+
+pub const PUBSUB_SUBCOMMANDS: &[(&str, i32)] = &[
+    ("channels", -2),
+    ("help", 2),
+    ("numpat", 2),
+    ("numsub", -2),
+    ("shardchannels", -2),
+    ("shardnumsub", -2),
+];
+
+const PUBSUB_HELP: &[&str] = &[
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+];
 
 /// The frame a subscriber receives for a message.
 pub fn message_frame(msg: &PushMsg) -> Frame {
@@ -40,7 +74,7 @@ pub fn message_frame(msg: &PushMsg) -> Frame {
             Frame::Bulk(msg.message.clone()),
         ],
         None => vec![
-            Frame::bulk("message"),
+            Frame::bulk(if msg.shard { "smessage" } else { "message" }),
             Frame::Bulk(msg.channel.clone()),
             Frame::Bulk(msg.message.clone()),
         ],
@@ -144,6 +178,48 @@ fn punsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::Array(out)
 }
 
+fn ssubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let mut out = Vec::new();
+    for ch in &args[1..] {
+        if ctx.client.shard_channels.insert(ch.clone()) {
+            join(&ctx.shared.shard_channels, ch, ctx.client);
+        }
+        out.push(notice(
+            "ssubscribe",
+            Some(ch.clone()),
+            ctx.client.shard_channels.len(),
+        ));
+    }
+    Frame::Array(out)
+}
+
+fn sunsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let names: Vec<Bytes> = if args.len() > 1 {
+        args[1..].to_vec()
+    } else {
+        ctx.client.shard_channels.iter().cloned().collect()
+    };
+    let mut out = Vec::new();
+    for ch in names {
+        if ctx.client.shard_channels.remove(&ch) {
+            leave(&ctx.shared.shard_channels, &ch, ctx.client.id);
+        }
+        out.push(notice(
+            "sunsubscribe",
+            Some(ch),
+            ctx.client.shard_channels.len(),
+        ));
+    }
+    if out.is_empty() {
+        out.push(notice(
+            "sunsubscribe",
+            None,
+            ctx.client.shard_channels.len(),
+        ));
+    }
+    Frame::Array(out)
+}
+
 /// Drops every subscription of a closing connection.
 pub fn unsubscribe_all(shared: &Shared, client: &mut Client) {
     for ch in std::mem::take(&mut client.channels) {
@@ -151,6 +227,9 @@ pub fn unsubscribe_all(shared: &Shared, client: &mut Client) {
     }
     for p in std::mem::take(&mut client.patterns) {
         leave(&shared.patterns, &p, client.id);
+    }
+    for ch in std::mem::take(&mut client.shard_channels) {
+        leave(&shared.shard_channels, &ch, client.id);
     }
 }
 
@@ -171,19 +250,23 @@ fn deliver(shared: &Shared, sender: &PushSender, id: u64, msg: PushMsg) -> bool 
     }
 }
 
+/// The subscribers of `name` in a registry, copied out so delivery runs
+/// without the registry's lock.
+fn subscribers(registry: &Registry, name: &Bytes) -> Vec<(u64, PushSender)> {
+    registry
+        .lock()
+        .get(name)
+        .map(|subs| subs.iter().map(|(id, s)| (*id, s.clone())).collect())
+        .unwrap_or_default()
+}
+
 fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let (channel, message) = (&args[1], &args[2]);
     let mut receivers = 0;
-    let direct: Vec<(u64, PushSender)> = ctx
-        .shared
-        .channels
-        .lock()
-        .get(channel)
-        .map(|subs| subs.iter().map(|(id, s)| (*id, s.clone())).collect())
-        .unwrap_or_default();
-    for (id, s) in direct {
+    for (id, s) in subscribers(&ctx.shared.channels, channel) {
         let msg = PushMsg {
             pattern: None,
+            shard: false,
             channel: channel.clone(),
             message: message.clone(),
         };
@@ -202,6 +285,7 @@ fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     for (p, id, s) in by_pattern {
         let msg = PushMsg {
             pattern: Some(p),
+            shard: false,
             channel: channel.clone(),
             message: message.clone(),
         };
@@ -212,34 +296,62 @@ fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::Integer(receivers)
 }
 
-fn pubsub(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    let sub = &args[1];
-    if eq_ignore_case(sub, "channels") && args.len() <= 3 {
-        let pattern = args.get(2);
-        let mut names: Vec<Frame> = ctx
-            .shared
-            .channels
-            .lock()
-            .keys()
-            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
-            .map(|c| Frame::Bulk(c.clone()))
-            .collect();
-        names.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-        Frame::Array(names)
-    } else if eq_ignore_case(sub, "numsub") {
-        let channels = ctx.shared.channels.lock();
-        let mut out = Vec::new();
-        for c in &args[2..] {
-            out.push(Frame::Bulk(c.clone()));
-            out.push(Frame::Integer(channels.get(c).map_or(0, |s| s.len()) as i64));
+/// SPUBLISH: to the shard channel's subscribers only.
+fn spublish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (channel, message) = (&args[1], &args[2]);
+    let mut receivers = 0;
+    for (id, s) in subscribers(&ctx.shared.shard_channels, channel) {
+        let msg = PushMsg {
+            pattern: None,
+            shard: true,
+            channel: channel.clone(),
+            message: message.clone(),
+        };
+        if deliver(ctx.shared, &s, id, msg) {
+            receivers += 1;
         }
-        Frame::Array(out)
-    } else if eq_ignore_case(sub, "numpat") && args.len() == 2 {
-        Frame::Integer(ctx.shared.patterns.lock().len() as i64)
-    } else {
-        Frame::error(format!(
-            "ERR unknown subcommand '{}'. Try PUBSUB HELP.",
-            String::from_utf8_lossy(sub)
-        ))
+    }
+    Frame::Integer(receivers)
+}
+
+/// Names in a registry matching an optional pattern, sorted.
+fn channel_names(registry: &Registry, pattern: Option<&Bytes>) -> Frame {
+    let mut names: Vec<Bytes> = registry
+        .lock()
+        .keys()
+        .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+        .cloned()
+        .collect();
+    names.sort();
+    Frame::Array(names.into_iter().map(Frame::Bulk).collect())
+}
+
+/// Each channel with its subscriber count, flat as Redis replies.
+fn subscriber_counts(registry: &Registry, channels: &[Bytes]) -> Frame {
+    let map = registry.lock();
+    let mut out = Vec::new();
+    for c in channels {
+        out.push(Frame::Bulk(c.clone()));
+        out.push(Frame::Integer(map.get(c).map_or(0, |s| s.len()) as i64));
+    }
+    Frame::Array(out)
+}
+
+fn pubsub(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let shared = ctx.shared;
+    match subcommand(args, PUBSUB_SUBCOMMANDS, "pubsub") {
+        Err(e) => e,
+        // Redis's table lets these take any count of arguments and their
+        // handler then refuses more than one pattern with this text.
+        Ok("channels" | "shardchannels") if args.len() > 3 => Frame::error(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
+            lossy(&args[1])
+        )),
+        Ok("channels") => channel_names(&shared.channels, args.get(2)),
+        Ok("shardchannels") => channel_names(&shared.shard_channels, args.get(2)),
+        Ok("numsub") => subscriber_counts(&shared.channels, &args[2..]),
+        Ok("shardnumsub") => subscriber_counts(&shared.shard_channels, &args[2..]),
+        Ok("numpat") => Frame::Integer(shared.patterns.lock().len() as i64),
+        Ok(_) => help_reply(&args[0], PUBSUB_HELP),
     }
 }

@@ -1,0 +1,441 @@
+//! DUMP and RESTORE with Meridian's own serialization of a visible value.
+//!
+//! A payload is laid out like Redis's: a type byte, the body, then a footer
+//! of a 2-byte format version and an 8-byte CRC-64 (Jones, Redis's) of
+//! everything before the CRC, both little-endian. The body is Meridian's
+//! own (lengths as LEB128 varints), not RDB, so the version is chosen to be
+//! one no Redis uses: `0x4D01` ("M", format 1). RESTORE refuses any other
+//! version, so a Redis payload is refused with Redis's own error, and a
+//! Redis server refuses a Meridian payload for the same reason (its RDB
+//! version is far below `0x4D01`).
+//!
+//! A payload carries the visible value only: RESTORE writes it through the
+//! same effects as client writes ([`super::plain`]), so the restored key
+//! replicates to every region and merges like any write.
+
+use bytes::Bytes;
+use meridian_crdt::Blob;
+use meridian_resp::Frame;
+
+use super::plain::{plain, write_plain, Plain};
+use super::spec::{spec, Ctx, Spec, READ, WRITE};
+use super::util::{eq_ignore_case, parse_int, syntax_error};
+
+/// The format version in the footer: "M" and format 1.
+pub const DUMP_VERSION: u16 = 0x4D01;
+/// Footer bytes: the version, then the CRC-64.
+const FOOTER_BYTES: usize = 2 + 8;
+
+// Type bytes, numbered like Redis's RDB types of the same values (1, a
+// list, is left for the list type).
+const TYPE_STRING: u8 = 0;
+const TYPE_LIST: u8 = 1;
+const TYPE_SET: u8 = 2;
+const TYPE_ZSET: u8 = 3;
+const TYPE_HASH: u8 = 4;
+
+pub fn specs() -> Vec<Spec> {
+    vec![
+        spec("dump", 2, READ, (1, 1, 1), dump),
+        spec("restore", -4, WRITE, (1, 1, 1), restore),
+    ]
+}
+
+fn dump(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    match ctx.db().get(&args[1]) {
+        Some(entry) => Frame::Bulk(Bytes::from(encode(&plain(entry.value())))),
+        None => Frame::Null,
+    }
+}
+
+/// RESTORE's options, parsed as Redis parses them.
+#[derive(Default)]
+struct RestoreOpts {
+    replace: bool,
+    absttl: bool,
+    idle_s: Option<i64>,
+    freq: Option<i64>,
+}
+
+fn restore_opts(args: &[Bytes]) -> Result<RestoreOpts, Frame> {
+    let mut o = RestoreOpts::default();
+    let mut j = 4;
+    while j < args.len() {
+        let more = args.len() - j - 1;
+        let a = &args[j];
+        if eq_ignore_case(a, "replace") {
+            o.replace = true;
+        } else if eq_ignore_case(a, "absttl") {
+            o.absttl = true;
+        } else if eq_ignore_case(a, "idletime") && more >= 1 && o.freq.is_none() {
+            let idle = parse_int(&args[j + 1])?;
+            if idle < 0 {
+                return Err(Frame::error("ERR Invalid IDLETIME value, must be >= 0"));
+            }
+            o.idle_s = Some(idle);
+            j += 1;
+        } else if eq_ignore_case(a, "freq") && more >= 1 && o.idle_s.is_none() {
+            let freq = parse_int(&args[j + 1])?;
+            if !(0..=255).contains(&freq) {
+                return Err(Frame::error(
+                    "ERR Invalid FREQ value, must be >= 0 and <= 255",
+                ));
+            }
+            o.freq = Some(freq);
+            j += 1;
+        } else {
+            return Err(syntax_error());
+        }
+        j += 1;
+    }
+    Ok(o)
+}
+
+/// `RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]`,
+/// checked in Redis's order: options, an existing key, the TTL, the
+/// footer, the body. IDLETIME and FREQ are validated and then have no
+/// effect: Meridian never evicts, so it keeps no access time or frequency.
+fn restore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let opts = match restore_opts(args) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let key = &args[1];
+    if !opts.replace && ctx.db().get(key).is_some() {
+        return Frame::error("BUSYKEY Target key name already exists.");
+    }
+    let ttl_ms = match parse_int(&args[2]) {
+        Ok(t) if t < 0 => return Frame::error("ERR Invalid TTL value, must be >= 0"),
+        Ok(t) => t as u64,
+        Err(e) => return e,
+    };
+    let value = match decode(&args[3]) {
+        Ok(v) => v,
+        Err(DecodeError::Footer) => {
+            return Frame::error("ERR DUMP payload version or checksum are wrong")
+        }
+        Err(DecodeError::Body) => return Frame::error("ERR Bad data format"),
+    };
+    if opts.replace {
+        ctx.db().del(key);
+    }
+    let now_ms = ctx.db().now_ms();
+    let deadline_ms = match ttl_ms {
+        0 => None,
+        t if opts.absttl => Some(t),
+        t => Some(t.saturating_add(now_ms)),
+    };
+    // A deadline already past leaves no key, as in Redis (which answers OK).
+    if deadline_ms.is_some_and(|d| d <= now_ms) {
+        return Frame::ok();
+    }
+    write_plain(ctx.db(), key, value);
+    if deadline_ms.is_some() {
+        ctx.db().set_ttl(key, deadline_ms);
+    }
+    Frame::ok()
+}
+
+/// Why a payload was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Too short, another format version, or the checksum does not match.
+    Footer,
+    /// The footer is right but the body does not decode to a value.
+    Body,
+}
+
+/// A visible value as a DUMP payload.
+pub fn encode(value: &Plain) -> Vec<u8> {
+    let mut out = Vec::new();
+    match value {
+        Plain::Str(s) => {
+            out.push(TYPE_STRING);
+            put_bytes(&mut out, s);
+        }
+        Plain::Hash(fields) => {
+            out.push(TYPE_HASH);
+            put_len(&mut out, fields.len());
+            for (f, v) in fields {
+                put_bytes(&mut out, f);
+                put_bytes(&mut out, v);
+            }
+        }
+        Plain::Set(members) => {
+            out.push(TYPE_SET);
+            put_len(&mut out, members.len());
+            for m in members {
+                put_bytes(&mut out, m);
+            }
+        }
+        Plain::List(values) => {
+            out.push(TYPE_LIST);
+            put_len(&mut out, values.len());
+            for v in values {
+                put_bytes(&mut out, v);
+            }
+        }
+        Plain::ZSet(members) => {
+            out.push(TYPE_ZSET);
+            put_len(&mut out, members.len());
+            for (m, score) in members {
+                put_bytes(&mut out, m);
+                out.extend_from_slice(&score.to_le_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(&DUMP_VERSION.to_le_bytes());
+    let crc = crc64(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The value a payload holds, after checking its footer. Every length is
+/// checked against the bytes that remain, so a damaged or hostile payload
+/// allocates no more than its own size.
+pub fn decode(payload: &[u8]) -> Result<Plain, DecodeError> {
+    if payload.len() < 1 + FOOTER_BYTES {
+        return Err(DecodeError::Footer);
+    }
+    let (signed, crc) = payload.split_at(payload.len() - 8);
+    let version = u16::from_le_bytes([signed[signed.len() - 2], signed[signed.len() - 1]]);
+    let crc = u64::from_le_bytes(crc.try_into().map_err(|_| DecodeError::Footer)?);
+    if version != DUMP_VERSION || crc64(0, signed) != crc {
+        return Err(DecodeError::Footer);
+    }
+    let mut r = Reader {
+        buf: &signed[..signed.len() - 2],
+    };
+    let value = match r.byte()? {
+        TYPE_STRING => Plain::Str(r.blob()?),
+        TYPE_HASH => {
+            let n = r.count(2)?;
+            let mut fields = Vec::with_capacity(n);
+            let mut seen = std::collections::HashSet::with_capacity(n);
+            for _ in 0..n {
+                let (f, v) = (r.blob()?, r.blob()?);
+                if !seen.insert(f.clone()) {
+                    return Err(DecodeError::Body);
+                }
+                fields.push((f, v));
+            }
+            Plain::Hash(fields)
+        }
+        TYPE_LIST => {
+            let n = r.count(1)?;
+            let mut values = Vec::with_capacity(n);
+            for _ in 0..n {
+                values.push(r.blob()?);
+            }
+            Plain::List(values)
+        }
+        TYPE_SET => {
+            let n = r.count(1)?;
+            let mut members = Vec::with_capacity(n);
+            let mut seen = std::collections::HashSet::with_capacity(n);
+            for _ in 0..n {
+                let m = r.blob()?;
+                if !seen.insert(m.clone()) {
+                    return Err(DecodeError::Body);
+                }
+                members.push(m);
+            }
+            Plain::Set(members)
+        }
+        TYPE_ZSET => {
+            let n = r.count(9)?;
+            let mut members = Vec::with_capacity(n);
+            let mut seen = std::collections::HashSet::with_capacity(n);
+            for _ in 0..n {
+                let m = r.blob()?;
+                let score =
+                    f64::from_le_bytes(r.take(8)?.try_into().map_err(|_| DecodeError::Body)?);
+                if score.is_nan() || !seen.insert(m.clone()) {
+                    return Err(DecodeError::Body);
+                }
+                members.push((m, score));
+            }
+            Plain::ZSet(members)
+        }
+        _ => return Err(DecodeError::Body),
+    };
+    // Trailing bytes or an empty collection (no key holds one) are damage.
+    if !r.buf.is_empty() || value.is_empty() {
+        return Err(DecodeError::Body);
+    }
+    Ok(value)
+}
+
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let low = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let (&b, rest) = self.buf.split_first().ok_or(DecodeError::Body)?;
+        self.buf = rest;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.buf.len() {
+            return Err(DecodeError::Body);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    /// A LEB128 length of at most 64 bits.
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return usize::try_from(n).map_err(|_| DecodeError::Body);
+            }
+        }
+        Err(DecodeError::Body)
+    }
+
+    fn blob(&mut self) -> Result<Blob, DecodeError> {
+        let n = self.len()?;
+        Ok(Blob::from(self.take(n)?))
+    }
+
+    /// An element count, each element needing at least `min_bytes`: a
+    /// count the remaining bytes cannot hold is damage.
+    fn count(&mut self, min_bytes: usize) -> Result<usize, DecodeError> {
+        let n = self.len()?;
+        if n.saturating_mul(min_bytes) > self.buf.len() {
+            return Err(DecodeError::Body);
+        }
+        Ok(n)
+    }
+}
+
+/// CRC-64 with the Jones polynomial, reflected, as Redis's `crc64`
+/// computes it (`crc64(0, "123456789") == 0xe9c6d914c4b8d9ca`).
+pub fn crc64(mut crc: u64, bytes: &[u8]) -> u64 {
+    const TABLE: [u64; 256] = crc64_table();
+    for &b in bytes {
+        crc = TABLE[((crc ^ u64::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+const fn crc64_table() -> [u64; 256] {
+    // The Jones polynomial 0xad93d23594c935a9, bit-reversed.
+    const POLY_REFLECTED: u64 = 0x95ac9329ac4bc9b5;
+    let mut table = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u64;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLY_REFLECTED
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Blob {
+        Blob::from(s.as_bytes())
+    }
+
+    #[test]
+    fn crc64_matches_redis_check_value() {
+        assert_eq!(crc64(0, b"123456789"), 0xe9c6d914c4b8d9ca);
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        let values = [
+            Plain::Str(b("")),
+            Plain::Str(Blob::from(vec![7u8; 300].as_slice())),
+            Plain::Hash(vec![(b("f"), b("v")), (b("g"), b(""))]),
+            Plain::Set(vec![b("a"), b("1"), b("")]),
+            Plain::ZSet(vec![(b("m"), -1.5), (b("n"), f64::INFINITY)]),
+        ];
+        for v in values {
+            assert_eq!(decode(&encode(&v)), Ok(v));
+        }
+    }
+
+    #[test]
+    fn any_flipped_byte_is_refused() {
+        let payload = encode(&Plain::Hash(vec![(b("field"), b("value"))]));
+        for i in 0..payload.len() {
+            for bit in 0..8 {
+                let mut bad = payload.clone();
+                bad[i] ^= 1 << bit;
+                assert_eq!(decode(&bad), Err(DecodeError::Footer), "byte {i} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_redis_payload_is_refused_by_its_version() {
+        // `DUMP` of the string "bar" on Redis 7.0.15: RDB version 10. Its
+        // checksum is the one this module computes, so only the version
+        // refuses it.
+        let redis = b"\x00\x03bar\x0a\x00\xe6\xbe\x49\x60\xee\x66\xfd\x17";
+        let (signed, crc) = redis.split_at(redis.len() - 8);
+        assert_eq!(crc64(0, signed).to_le_bytes(), crc);
+        assert_eq!(decode(redis), Err(DecodeError::Footer));
+    }
+
+    /// A body that lies about its lengths, behind a valid footer.
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        let mut out = body.to_vec();
+        out.extend_from_slice(&DUMP_VERSION.to_le_bytes());
+        let crc = crc64(0, &out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn damaged_bodies_behind_valid_footers_are_bad_data() {
+        for body in [
+            &b"\x09"[..],                                        // unknown type
+            b"\x00\x05ab",                                       // string longer than the body
+            b"\x04\xff\xff\xff\xff\x0f",                         // count the body cannot hold
+            b"\x02\x02\x01a\x01a",                               // duplicate set member
+            b"\x02\x00",                                         // empty set
+            b"\x00\x01ab",                                       // trailing byte
+            b"\x03\x01\x01m\x00\x00\x00\x00\x00\x00\xf8\x7f",    // NaN score
+            b"\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", // length over 64 bits
+        ] {
+            assert_eq!(decode(&sealed(body)), Err(DecodeError::Body), "{body:?}");
+        }
+    }
+}
