@@ -324,11 +324,9 @@ fn lpos(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         };
         if eq_ignore_case(opt, "rank") {
             rank = match parse_int(val) {
-                Ok(r) if r == i64::MIN => {
-                    return Frame::error(
-                        "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-                    )
-                }
+                // Redis 7.0 negates the rank into LONG_MIN again, which then
+                // lets every match count: the first one from the tail.
+                Ok(i64::MIN) => -1,
                 Ok(0) => return Frame::error(
                     "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
                 ),

@@ -12,6 +12,7 @@
 use std::sync::OnceLock;
 
 pub mod acl;
+pub mod bits;
 pub mod command;
 pub mod config;
 pub mod config_params;
@@ -48,9 +49,10 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 22] = [
+    let families: [(Vec<Spec>, &'static str); 23] = [
         (strings::specs(), "string"),
         (lcs::specs(), "string"),
+        (bits::specs(), "bitmap"),
         (keys::specs(), "generic"),
         (sort::specs(), "generic"),
         (dump::specs(), "generic"),

@@ -473,6 +473,10 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         },
     };
     let Some(delta) = meridian_crdt::num::parse_float(&args[2]) else {
+        // Redis reads an infinite increment, then refuses its result.
+        if super::util::is_infinity(&args[2]) {
+            return Frame::error("ERR increment would produce NaN or Infinity");
+        }
         return Frame::error(ERR_NOT_FLOAT);
     };
     if !(base + delta).is_finite() {

@@ -43,6 +43,14 @@ pub fn parse_float(arg: &[u8]) -> Result<f64, Frame> {
     parse_redis_double(arg).ok_or_else(|| Frame::error(ERR_NOT_FLOAT))
 }
 
+/// `inf`, `+inf`, `-inf` or `infinity` in any case: numbers Redis's
+/// `strtold` reads, so its float commands fail on the result rather than
+/// on the argument.
+pub fn is_infinity(arg: &[u8]) -> bool {
+    let t = arg.strip_prefix(b"+").or_else(|| arg.strip_prefix(b"-")).unwrap_or(arg);
+    t.eq_ignore_ascii_case(b"inf") || t.eq_ignore_ascii_case(b"infinity")
+}
+
 pub fn blob(arg: &Bytes) -> Blob {
     Blob::from(&arg[..])
 }
