@@ -121,6 +121,10 @@ where
                 },
                 _ = kill.notified() => break 'conn,
             };
+            // Redis serves blocked clients after the commands that arrived
+            // in the same turn of its event loop; yielding once lets the
+            // other connections woken with this one run first.
+            tokio::task::yield_now().await;
             blocked = retry_blocked(&shared, &mut client, b, timed_out, &mut output);
             if write_out(&mut stream, &mut output, &shared).await.is_err() {
                 break 'conn;

@@ -513,6 +513,9 @@ fn command_getkeys(table: &Table, line: &[Bytes], with_flags: bool) -> Frame {
     let found = match key_specs.map(|ks| keys_by_specs(ks, line)) {
         Some(Ok(k)) => Some(k),
         Some(Err(SpecMiss::Invalid)) => None,
+        Some(Err(SpecMiss::Unknown)) | None if spec.name == "sort" => {
+            Some(super::sort::key_positions(line))
+        }
         Some(Err(SpecMiss::Unknown)) | None => keys_by_range(spec, line),
     };
     let no_mandatory = meta.is_some_and(|m| m.flags().any(|f| f == "no_mandatory_keys"));

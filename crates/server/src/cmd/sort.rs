@@ -72,6 +72,33 @@ fn parse(args: &[Bytes], read_only: bool) -> Result<Options, Frame> {
     Ok(o)
 }
 
+/// SORT's keys as `COMMAND GETKEYS` reports them (Redis's `sortGetKeys`):
+/// the source, read, and the (last) STORE destination, overwritten; the words of
+/// the other options are skipped.
+pub fn key_positions(line: &[Bytes]) -> Vec<(usize, Vec<Frame>)> {
+    let mut keys = vec![(1, vec![Frame::simple("RO"), Frame::simple("access")])];
+    let mut i = 2;
+    while i < line.len() {
+        let a = &line[i];
+        let skip = if eq_ignore_case(a, "limit") {
+            2
+        } else if eq_ignore_case(a, "get") || eq_ignore_case(a, "by") {
+            1
+        } else if eq_ignore_case(a, "store") {
+            // Only the last STORE counts, as for the command itself.
+            if i + 1 < line.len() {
+                keys.truncate(1);
+                keys.push((i + 1, vec![Frame::simple("OW"), Frame::simple("update")]));
+            }
+            1
+        } else {
+            0
+        };
+        i += 1 + skip;
+    }
+    keys
+}
+
 /// What a pattern names for `elem`: `#` is the element itself; otherwise
 /// the first `*` is replaced by it and the key read as a string, or, with
 /// `->field`, as a hash field. Patterns without `*` name nothing.

@@ -47,7 +47,10 @@ pub fn parse_float(arg: &[u8]) -> Result<f64, Frame> {
 /// `strtold` reads, so its float commands fail on the result rather than
 /// on the argument.
 pub fn is_infinity(arg: &[u8]) -> bool {
-    let t = arg.strip_prefix(b"+").or_else(|| arg.strip_prefix(b"-")).unwrap_or(arg);
+    let t = arg
+        .strip_prefix(b"+")
+        .or_else(|| arg.strip_prefix(b"-"))
+        .unwrap_or(arg);
     t.eq_ignore_ascii_case(b"inf") || t.eq_ignore_ascii_case(b"infinity")
 }
 
