@@ -46,6 +46,11 @@ struct Waiter {
 pub struct Blocking {
     queues: HashMap<Blob, VecDeque<u64>>,
     waiters: HashMap<u64, Waiter>,
+    /// Clients woken whose retry has not run yet: the writer that woke
+    /// them answers once they have ([`wait_for_woken`]).
+    woken: std::collections::HashSet<u64>,
+    /// Notified whenever `woken` shrinks.
+    retried: Arc<Notify>,
 }
 
 impl Blocking {
@@ -84,14 +89,25 @@ impl Blocking {
         }
     }
 
-    /// Wakes every client waiting on one of `keys`.
-    pub fn wake(&self, keys: &[Blob]) {
+    /// Wakes every client waiting on one of `keys`; true if any was.
+    pub fn wake(&mut self, keys: &[Blob]) -> bool {
+        let mut any = false;
         for k in keys {
             for c in self.queues.get(k).into_iter().flatten() {
                 if let Some(w) = self.waiters.get(c) {
                     w.wake.notify_one();
+                    self.woken.insert(*c);
+                    any = true;
                 }
             }
+        }
+        any
+    }
+
+    /// `client`'s retry has run (or it left): writers waiting for it go on.
+    fn retried(&mut self, client: u64) {
+        if self.woken.remove(&client) {
+            self.retried.notify_waiters();
         }
     }
 
@@ -114,6 +130,7 @@ impl Blocking {
 
     /// Removes `client` from every queue; returns the keys it waited on.
     fn dequeue(&mut self, client: u64) -> Vec<Blob> {
+        self.retried(client);
         let Some(w) = self.waiters.remove(&client) else {
             return Vec::new();
         };
@@ -202,10 +219,38 @@ pub fn leave(shared: &Shared, store: &mut Store, client: u64) {
 }
 
 /// Wakes the clients blocked on keys that changed since the last call;
-/// called with the store locked, after a batch or after peers' ops.
-pub fn wake_ready(shared: &Shared, store: &mut Store) {
+/// called with the store locked, after a batch or after peers' ops. True if
+/// it woke anyone.
+pub fn wake_ready(shared: &Shared, store: &mut Store) -> bool {
     let ready = store.db_mut().take_ready();
-    if !ready.is_empty() {
-        shared.blocking.lock().wake(&ready);
+    !ready.is_empty() && shared.blocking.lock().wake(&ready)
+}
+
+/// A woken client's retry has run: it no longer holds up the writer that
+/// woke it.
+pub fn retried(shared: &Shared, client: u64) {
+    shared.blocking.lock().retried(client);
+}
+
+/// Longest a writer's replies wait for the clients it woke.
+const WOKEN_WAIT_MAX: Duration = Duration::from_millis(200);
+
+/// Waits, bounded, until every woken client has run its retry (and those
+/// woke theirs), as Redis serves the clients a command unblocked before
+/// that command's reply leaves: once `RPUSH` answers, a `BLPOP` waiting on
+/// the list has its element, and chains of BLMOVEs have moved.
+pub async fn wait_for_woken(shared: &Shared) {
+    let deadline = tokio::time::Instant::now() + WOKEN_WAIT_MAX;
+    loop {
+        let retried = shared.blocking.lock().retried.clone();
+        let notified = retried.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if shared.blocking.lock().woken.is_empty() {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return;
+        }
     }
 }

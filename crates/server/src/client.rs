@@ -53,6 +53,8 @@ pub struct Client {
     pub block_pending: bool,
     /// Woken when a key this client is blocked on changes.
     pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// The last batch woke blocked clients: its replies wait for them.
+    pub woke_others: bool,
     /// CLIENT REPLY OFF: replies are dropped until CLIENT REPLY ON.
     pub reply_off: bool,
     /// The replies of the command running now are dropped (it follows
@@ -83,6 +85,7 @@ impl Client {
             block: None,
             block_pending: false,
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            woke_others: false,
             reply_off: false,
             reply_skip: false,
             reply_skip_next: false,

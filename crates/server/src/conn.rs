@@ -126,6 +126,9 @@ where
             // other connections woken with this one run first.
             tokio::task::yield_now().await;
             blocked = retry_blocked(&shared, &mut client, b, timed_out, &mut output);
+            if std::mem::take(&mut client.woke_others) {
+                crate::blocking::wait_for_woken(&shared).await;
+            }
             if write_out(&mut stream, &mut output, &shared).await.is_err() {
                 break 'conn;
             }
@@ -252,7 +255,9 @@ fn retry_blocked(
             run_commands(shared, client, b.rest, output)
         };
     }
-    match run_batch(shared, client, vec![b.args], output) {
+    let retry = run_batch(shared, client, vec![b.args], output);
+    crate::blocking::retried(shared, client.id);
+    match retry {
         // Still nothing to take: it keeps its place and its deadline.
         Some((args, timeout_reply, _)) if client.block.is_some() => Some(Blocked {
             args,
@@ -315,7 +320,13 @@ async fn process_input(
             }
         }
         if !batch.is_empty() {
-            if let Some(mut b) = run_commands(shared, client, batch, output) {
+            let blocked = run_commands(shared, client, batch, output);
+            if std::mem::take(&mut client.woke_others) {
+                // The clients this batch unblocked are served before its
+                // replies leave, as in Redis.
+                crate::blocking::wait_for_woken(shared).await;
+            }
+            if let Some(mut b) = blocked {
                 // The commands after the blocking one, the MERIDIAN AFTER
                 // that stopped the parse included, wait with it.
                 if let Some((args, _)) = wait {
@@ -426,7 +437,9 @@ pub fn run_batch(
             protos.resize(replies.len(), ctx.client.proto);
         }
     }
-    crate::blocking::wake_ready(shared, &mut store);
+    if crate::blocking::wake_ready(shared, &mut store) {
+        client.woke_others = true;
+    }
     // Everything the batch wrote is one op, durable before any reply leaves.
     if !crate::commit::finish(shared, store, before) {
         for r in replies.iter_mut() {

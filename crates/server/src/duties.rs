@@ -47,7 +47,7 @@ async fn wake_blocked_by_peers(shared: Arc<Shared>) {
         }
         if shared.blocking.lock().count() > 0 {
             let mut store = shared.store.lock();
-            crate::blocking::wake_ready(&shared, &mut store);
+            let _ = crate::blocking::wake_ready(&shared, &mut store);
         }
     }
 }
