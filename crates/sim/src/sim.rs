@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use meridian_cluster::{ElectionEvent, Policies, Role};
 use meridian_crdt::{Op, RegionId};
-use meridian_log::ReadBound;
+use meridian_log::{LogError, ReadBound};
 use meridian_repl::antientropy::is_session_msg;
 use meridian_repl::inbound::{ApplyError, OpHook};
 use meridian_repl::tombstones::{PeerDurable, Progress, Round, Step};
@@ -759,18 +759,36 @@ impl Sim {
         let store = self.regions[from].store();
         let stream = &mut self.links[l].stream;
         if stream.upto_lsn() < shippable {
-            let reader = store
-                .log()
-                .reader_bounded(stream.next_lsn(), bound)
-                .map_err(|e| store_err("log reader", e.into()))?;
-            for next in reader {
-                let (lsn, payload) = next.map_err(|e| store_err("log read", e.into()))?;
-                stream
-                    .offer(lsn, payload)
-                    .map_err(|e| Anomaly::new("store", e.to_string()))?;
-                if !stream.has_room(batch_max, usize::MAX) {
-                    break;
+            // A peer more than the backlog behind loses its records to a
+            // compaction; the sender's read fails and the link goes down,
+            // to come back through a session (`needs_state`).
+            let compacted = match store.log().reader_bounded(stream.next_lsn(), bound) {
+                Ok(reader) => {
+                    let mut compacted = None;
+                    for next in reader {
+                        let (lsn, payload) = match next {
+                            Ok(record) => record,
+                            Err(e @ LogError::Compacted { .. }) => {
+                                compacted = Some(e);
+                                break;
+                            }
+                            Err(e) => return Err(store_err("log read", e.into())),
+                        };
+                        stream
+                            .offer(lsn, payload)
+                            .map_err(|e| Anomaly::new("store", e.to_string()))?;
+                        if !stream.has_room(batch_max, usize::MAX) {
+                            break;
+                        }
+                    }
+                    compacted
                 }
+                Err(e @ LogError::Compacted { .. }) => Some(e),
+                Err(e) => return Err(store_err("log reader", e.into())),
+            };
+            if let Some(e) = compacted {
+                self.reset_link(l, &e.to_string());
+                return Ok(());
             }
         }
         let link = &mut self.links[l];
