@@ -160,6 +160,8 @@ pub struct SimConfig {
     /// Chance per tick, in per mille, that a fault is injected.
     pub fault_per_mille: u64,
     pub breakage: Breakage,
+    /// List writes in the workload (see `driver::Workload::lists`).
+    pub lists: bool,
     /// Events kept for the trace printed with an anomaly.
     pub trace_keep: usize,
 }
@@ -174,6 +176,7 @@ impl SimConfig {
             faults: Fault::ALL.to_vec(),
             fault_per_mille: 40,
             breakage: Breakage::None,
+            lists: true,
             trace_keep: 40,
         }
     }

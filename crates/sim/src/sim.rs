@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use meridian_cluster::{ElectionEvent, Policies, Role};
+use meridian_cluster::{ElectionEvent, Role};
 use meridian_crdt::{Op, RegionId};
 use meridian_log::{LogError, ReadBound};
 use meridian_repl::antientropy::is_session_msg;
@@ -50,6 +50,10 @@ pub struct SimReport {
     /// Acknowledged ops a power loss took before they were synced.
     pub ops_lost_acked: u64,
     pub writes_refused: u64,
+    /// List values given by surviving pushes and inserts, and taken by
+    /// surviving pops, LREMs and LTRIMs: what the list checker accounted for.
+    pub list_values_pushed: u64,
+    pub list_values_removed: u64,
     /// Elections won (new primaries of `primary` keyspaces).
     pub elections_won: u64,
     /// `primary` writes accepted, across terms.
@@ -91,7 +95,7 @@ pub struct Sim {
     pub trace: Trace,
     pub(crate) tick: u64,
     next_msg_id: u64,
-    policies: Policies,
+    workload: driver::Workload,
     pub(crate) report: SimReport,
     /// Relayed records received, per region (for [`Breakage`]).
     relayed_seen: Vec<u64>,
@@ -144,6 +148,7 @@ impl Sim {
             }
         }
         let n = cfg.regions;
+        let workload = driver::Workload::new(cfg.lists);
         Ok(Sim {
             rng: SimRng::new(cfg.seed),
             trace: Trace::new(cfg.trace_keep),
@@ -159,7 +164,7 @@ impl Sim {
             history: History::default(),
             tick: 0,
             next_msg_id: 0,
-            policies: driver::policies(),
+            workload,
             relayed_seen: vec![0; n],
             heard_ms: vec![vec![None; n]; n],
             _root: root,
@@ -195,6 +200,16 @@ impl Sim {
             .iter()
             .filter(|o| o.primary_term.is_some())
             .count() as u64;
+        for op in self.history.durable() {
+            match &op.write {
+                Write::Push { values, .. } => self.report.list_values_pushed += values.len() as u64,
+                Write::Insert { .. } => self.report.list_values_pushed += 1,
+                Write::Remove { values, .. } => {
+                    self.report.list_values_removed += values.len() as u64
+                }
+                _ => {}
+            }
+        }
         self.report.trace_hash = self.trace.hash();
         self.report.events = self.trace.events();
         if let Err(mut a) = result {
@@ -401,7 +416,7 @@ impl Sim {
                     &mut self.rng,
                     region,
                     r,
-                    &self.policies,
+                    &self.workload,
                     &mut self.history,
                     self.tick,
                     now,
