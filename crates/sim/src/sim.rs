@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use meridian_cluster::{ElectionEvent, Role};
-use meridian_crdt::{Op, RegionId};
+use meridian_crdt::{EffectKind, Op, RegionId};
 use meridian_log::{LogError, ReadBound};
 use meridian_repl::antientropy::is_session_msg;
 use meridian_repl::inbound::{ApplyError, OpHook};
@@ -915,8 +915,10 @@ impl Sim {
         let mut breakage = LoseRelayedEffects {
             seen: &mut self.relayed_seen[to],
         };
+        let mut lose_pushes = LoseRelayedPushes;
         let hook: Option<&mut dyn OpHook> = match self.cfg.breakage {
             Breakage::LoseRelayedEffects => Some(&mut breakage),
+            Breakage::LoseRelayedPushes => Some(&mut lose_pushes),
             _ => None,
         };
         let store = self.regions[to].store();
@@ -963,6 +965,22 @@ impl OpHook for LoseRelayedEffects<'_> {
         *self.seen = 0;
         op.effects.clear();
         true
+    }
+}
+
+/// [`Breakage::LoseRelayedPushes`]: a relayed op (one neither the sender
+/// made nor the region holds) is applied without its list inserts.
+struct LoseRelayedPushes;
+
+impl OpHook for LoseRelayedPushes {
+    fn before_apply(&mut self, sender: RegionId, store: &Store, op: &mut Op) -> bool {
+        if op.dot().region() == sender || store.db().version_vector().covers(op.dot()) {
+            return false;
+        }
+        let before = op.effects.len();
+        op.effects
+            .retain(|e| !matches!(e.kind, EffectKind::LInsert { .. }));
+        op.effects.len() != before
     }
 }
 

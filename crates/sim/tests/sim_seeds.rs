@@ -16,20 +16,16 @@ fn describe(r: &SimReport) -> String {
 }
 
 /// Runs each seed with `config(seed)` and returns the seeds an anomaly
-/// stopped; each anomaly must carry a trace and, when given, come from the
-/// checker named `check`.
-fn caught_seeds(
+/// stopped, with the checker that stopped each; each anomaly must carry a
+/// trace.
+fn anomalies(
     seeds: std::ops::Range<u64>,
-    check: Option<&str>,
     config: impl Fn(u64) -> SimConfig,
-) -> Vec<u64> {
+) -> Vec<(u64, &'static str)> {
     let mut caught = Vec::new();
     for seed in seeds {
         let r = run_seed(config(seed));
         if let Some(a) = &r.anomaly {
-            if let Some(check) = check {
-                assert_eq!(a.check, check, "{}", describe(&r));
-            }
             assert!(
                 !a.trace.is_empty(),
                 "seed {seed}: the anomaly carries no trace"
@@ -38,10 +34,30 @@ fn caught_seeds(
                 "caught: {}",
                 describe(&r).lines().next().unwrap_or_default()
             );
-            caught.push(seed);
+            caught.push((seed, a.check));
         }
     }
     caught
+}
+
+/// Runs each seed with `config(seed)` and returns the seeds an anomaly
+/// stopped; each anomaly must carry a trace and, when given, come from the
+/// checker named `check`.
+fn caught_seeds(
+    seeds: std::ops::Range<u64>,
+    check: Option<&str>,
+    config: impl Fn(u64) -> SimConfig,
+) -> Vec<u64> {
+    let caught = anomalies(seeds, config);
+    if let Some(check) = check {
+        for (seed, by) in &caught {
+            assert_eq!(
+                *by, check,
+                "seed {seed} was caught by {by}, not {check}: replay with meridian sim --seed {seed}"
+            );
+        }
+    }
+    caught.into_iter().map(|(seed, _)| seed).collect()
 }
 
 #[test]
@@ -283,4 +299,42 @@ fn seeds_that_caught_anti_entropy_hiding_removals_now_pass() {
         assert!(r.anomaly.is_none(), "{}", describe(&r));
         assert!(r.ae_sessions > 0, "seed {seed}: no session ran");
     }
+}
+
+/// Regions that apply relayed ops without their list inserts lack the
+/// pushed elements while their vectors claim them. Regions that stay apart
+/// fail convergence; but a later removal there whose range spans a missing
+/// element, or a state merge (which drops what the other side's vector
+/// covers and it lacks), takes the element everywhere without anyone having
+/// popped it: the regions agree, and only the list checker sees an
+/// acknowledged push gone.
+#[test]
+fn losing_relayed_list_pushes_is_caught_by_the_list_checker_and_reported_with_its_seed() {
+    let caught = anomalies(0..20, |seed| {
+        let mut cfg = SimConfig::new(seed);
+        cfg.faults = vec![
+            Fault::Partition,
+            Fault::OneWay,
+            Fault::Crash,
+            Fault::Compact,
+        ];
+        cfg.breakage = Breakage::LoseRelayedPushes;
+        cfg
+    });
+    for (seed, check) in &caught {
+        assert!(
+            ["lists", "convergence"].contains(check),
+            "seed {seed}: lost list pushes caught by {check}: replay with meridian sim --seed {seed} --faults partition,oneway,crash,compact --break lose-relayed-pushes"
+        );
+    }
+    let by_lists: Vec<u64> = caught
+        .iter()
+        .filter(|(_, check)| *check == "lists")
+        .map(|(seed, _)| *seed)
+        .collect();
+    eprintln!("lost list pushes: caught by the list checker at seeds {by_lists:?}, {} seeds caught in all", caught.len());
+    assert!(
+        by_lists.len() >= 3,
+        "the list checker caught lost pushes only at seeds {by_lists:?} of 20"
+    );
 }

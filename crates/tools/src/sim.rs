@@ -33,8 +33,9 @@ pub struct SimArgs {
     pub trace: usize,
     /// Deliberately break the merge, the election or the lease to see a
     /// checker fail (`lose-relayed-effects`, `skip-primary-leases`,
-    /// `wall-clock-lease`), tombstone collection (`collect-early`), or
-    /// anti-entropy (`ae-skip-key`).
+    /// `wall-clock-lease`), tombstone collection (`collect-early`),
+    /// anti-entropy (`ae-skip-key`), or list inserts
+    /// (`lose-relayed-pushes`).
     #[arg(long, default_value = "none")]
     pub r#break: String,
     /// Leave list writes out of the workload: a seed then replays the run
