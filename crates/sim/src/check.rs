@@ -3,8 +3,9 @@
 //!
 //! Each models the merge rule it checks independently of the store's code:
 //! counters sum, observed-remove sets, last-writer-wins registers with
-//! siblings, and the conflicts a region must journal given the order its
-//! log applied the writes in.
+//! siblings, lists whose unique values are accounted for one by one, and
+//! the conflicts a region must journal given the order its log applied the
+//! writes in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,7 +14,7 @@ use meridian_crdt::{Dot, EffectKind, Entry, Op, Rule, Tag, Value, VersionVector}
 use meridian_store::db::visible_digest;
 use meridian_store::{Db, PeerApply, Store};
 
-use crate::history::{History, Recorded, Write};
+use crate::history::{Fate, History, Recorded, Write};
 use crate::region::SimRegion;
 
 /// A violated invariant: which checker, what it saw, and the run's last
@@ -58,6 +59,11 @@ pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
         check_deleted_counters(db, history).map_err(|a| tag_region(a, id))?;
         check_sets(db, history).map_err(|a| tag_region(a, id))?;
         check_registers(db, history).map_err(|a| tag_region(a, id))?;
+    }
+    check_lists_converged(regions, history)?;
+    if let Some(r) = regions.first_mut() {
+        let id = r.id;
+        check_lists(r.store().db_mut(), history).map_err(|a| tag_region(a, id))?;
     }
     for r in regions.iter_mut() {
         check_conflict_journal(r)?;
@@ -390,6 +396,231 @@ pub fn check_registers(db: &Db, history: &History) -> Check {
     Ok(())
 }
 
+/// The list keys the history wrote, in order.
+fn list_keys(history: &History) -> BTreeSet<&str> {
+    history
+        .ops
+        .iter()
+        .filter_map(|op| match &op.write {
+            Write::Push { key, .. } | Write::Insert { key, .. } | Write::Remove { key, .. } => {
+                Some(key.as_str())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The values of the list at `key` in order (empty when absent).
+fn list_of(db: &mut Db, key: &str) -> Result<Vec<String>, Anomaly> {
+    match db.list(key.as_bytes()) {
+        Ok(Some(l)) => Ok(l
+            .values()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()),
+        Ok(None) => Ok(Vec::new()),
+        Err(_) => Err(Anomaly::new(
+            "lists",
+            format!("{key} holds another type than a list"),
+        )),
+    }
+}
+
+/// Lists, (a): every region holds the same values in the same order for
+/// every list key. The convergence wait compares digests; this says which
+/// list and where the orders part.
+pub fn check_lists_converged(regions: &mut [SimRegion], history: &History) -> Check {
+    for key in list_keys(history) {
+        let mut first: Option<Vec<String>> = None;
+        for r in regions.iter_mut() {
+            let id = r.id;
+            let got = list_of(r.store().db_mut(), key)?;
+            let Some(want) = &first else {
+                first = Some(got);
+                continue;
+            };
+            if got != *want {
+                let at = want.iter().zip(&got).take_while(|(a, b)| a == b).count();
+                return fail(
+                    "lists",
+                    format!(
+                        "{key}: region {id} holds {} values, the first region {}; they part at index {at}: {:?} against {:?}",
+                        got.len(),
+                        want.len(),
+                        got.get(at..(at + 3).min(got.len())).unwrap_or_default(),
+                        want.get(at..(at + 3).min(want.len())).unwrap_or_default(),
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lists, exactly, from the values they were given (each unique to the
+/// run, so a value names its push):
+/// - (b) a list holds each value at most once, and exactly the values
+///   some surviving push or insert gave it that no surviving removal took:
+///   nothing acknowledged is lost silently, nothing removed or lost in a
+///   crash comes back, nothing appears that nobody pushed;
+/// - (c) a push lands past everything its writer held at that end: an
+///   RPUSH after every value its op had observed (its context covers the
+///   value's push), an LPUSH before each, and the values of one push in
+///   argument order (reversed for LPUSH). So a region's own pushes to one
+///   end keep their order. An insert lands between the neighbours it was
+///   given, those still present.
+///
+/// Why (c) holds for values still present at the end: a value the pusher
+/// had observed was in its list then, unless a removal that observed it
+/// had taken it, and such a removal, surviving, takes it everywhere; a
+/// removal lost in a crash takes the later push with it (a log loses a
+/// suffix). Position keys of earlier elements never change.
+pub fn check_lists(db: &mut Db, history: &History) -> Check {
+    let mut pushed: BTreeMap<&str, &Recorded> = BTreeMap::new();
+    let mut removed: BTreeMap<&str, &Recorded> = BTreeMap::new();
+    for op in &history.ops {
+        match &op.write {
+            Write::Push { values, .. } => {
+                for v in values {
+                    pushed.insert(v, op);
+                }
+            }
+            Write::Insert { value, .. } => {
+                pushed.insert(value, op);
+            }
+            Write::Remove { values, .. } if op.fate == Fate::Durable => {
+                for v in values {
+                    removed.entry(v).or_insert(op);
+                }
+            }
+            _ => {}
+        }
+    }
+    for key in list_keys(history) {
+        let list = list_of(db, key)?;
+        let mut at: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, v) in list.iter().enumerate() {
+            if at.insert(v, i).is_some() {
+                return fail("lists", format!("{key}: holds {v} twice"));
+            }
+            let Some(push) = pushed.get(v.as_str()) else {
+                return fail("lists", format!("{key}: holds {v}, which nobody pushed"));
+            };
+            if push.fate != Fate::Durable {
+                return fail(
+                    "lists",
+                    format!(
+                        "{key}: holds {v}, pushed by {} which a crash lost",
+                        push.dot()
+                    ),
+                );
+            }
+            if let Some(rm) = removed.get(v.as_str()) {
+                return fail(
+                    "lists",
+                    format!(
+                        "{key}: holds {v} at index {i}, which {} ({:?}) removed",
+                        rm.dot(),
+                        rm.write
+                    ),
+                );
+            }
+        }
+        for op in history.durable() {
+            match &op.write {
+                Write::Push {
+                    key: k,
+                    values,
+                    front,
+                } if k == key => {
+                    for v in values {
+                        if !at.contains_key(v.as_str()) && !removed.contains_key(v.as_str()) {
+                            return fail(
+                                "lists",
+                                format!(
+                                    "{key}: {v}, pushed by {} (acknowledged), is gone and no removal took it",
+                                    op.dot()
+                                ),
+                            );
+                        }
+                    }
+                    check_push_order(key, op, values, *front, &at, &pushed)?;
+                }
+                Write::Insert {
+                    key: k,
+                    value,
+                    after,
+                    before,
+                } if k == key => {
+                    let Some(&i) = at.get(value.as_str()) else {
+                        if removed.contains_key(value.as_str()) {
+                            continue;
+                        }
+                        return fail(
+                            "lists",
+                            format!(
+                                "{key}: {value}, inserted by {} (acknowledged), is gone and no removal took it",
+                                op.dot()
+                            ),
+                        );
+                    };
+                    let lo = after.as_deref().and_then(|a| at.get(a));
+                    let hi = before.as_deref().and_then(|b| at.get(b));
+                    if lo.is_some_and(|&lo| lo > i) || hi.is_some_and(|&hi| hi < i) {
+                        return fail(
+                            "lists",
+                            format!(
+                                "{key}: {value} (inserted by {} between {after:?} and {before:?}) is at index {i}, outside them ({lo:?}, {hi:?})",
+                                op.dot()
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (c) for one push: each of its values still present comes after (RPUSH)
+/// or before (LPUSH) every present value its op observed, and the values
+/// it pushed earlier.
+fn check_push_order(
+    key: &str,
+    op: &Recorded,
+    values: &[String],
+    front: bool,
+    at: &BTreeMap<&str, usize>,
+    pushed: &BTreeMap<&str, &Recorded>,
+) -> Check {
+    let end = if front { "LPUSH" } else { "RPUSH" };
+    for (j, v) in values.iter().enumerate() {
+        let Some(&iv) = at.get(v.as_str()) else {
+            continue;
+        };
+        let earlier_here = values[..j].iter().map(String::as_str);
+        let observed = at
+            .keys()
+            .copied()
+            .filter(|a| pushed.get(a).is_some_and(|p| op.observed(p)));
+        for a in earlier_here.chain(observed) {
+            let Some(&ia) = at.get(a) else {
+                continue;
+            };
+            if (front && ia < iv) || (!front && ia > iv) {
+                return fail(
+                    "lists",
+                    format!(
+                        "{key}: {end} {} put {v} at index {iv}, on the wrong side of {a} (index {ia}), which it had observed",
+                        op.dot()
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The conflict journal is exact for `r:*` registers (written only by SET):
 /// replaying the region's own log in order, each SET meets the writes it
 /// had not observed that are still held (siblings), and each such pair is
@@ -576,4 +807,162 @@ pub fn check_whole_states_equal(regions: &mut [SimRegion]) -> Check {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The list checker on hand-made histories over a real `Db`: each
+    //! broken story must be caught, the sound ones must pass.
+    use meridian_crdt::{Blob, Hlc, RegionId};
+
+    use super::*;
+    use crate::history::Fate;
+
+    fn r0() -> RegionId {
+        RegionId::new("r0").expect("valid region id")
+    }
+
+    /// A list `l:0` in a one-region `Db`, built by RPUSHes (`front`
+    /// false) and LPUSHes of one value each, one op per push.
+    fn db_with(pushes: &[(&str, bool)]) -> Db {
+        let mut db = Db::new(r0(), 0);
+        for (v, front) in pushes {
+            db.lpush(b"l:0", vec![Blob::from(v.as_bytes())], *front);
+            db.commit().expect("a push writes");
+        }
+        db
+    }
+
+    /// Op `seq` of r0, having observed r0's ops up to `observed`.
+    fn op(seq: u64, observed: u64, write: Write, fate: Fate) -> Recorded {
+        let mut ctx = VersionVector::new();
+        ctx.set(r0(), observed);
+        Recorded {
+            region: 0,
+            tick: seq,
+            tag: Tag {
+                hlc: Hlc(seq),
+                dot: Dot::new(r0(), seq),
+            },
+            ctx,
+            write,
+            fate,
+            primary_term: None,
+            reached_in_lease: None,
+        }
+    }
+
+    fn push(values: &[&str], front: bool) -> Write {
+        Write::Push {
+            key: "l:0".into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+            front,
+        }
+    }
+
+    fn pop(values: &[&str]) -> Write {
+        Write::Remove {
+            key: "l:0".into(),
+            what: "lpop",
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    fn check(db: &mut Db, ops: Vec<Recorded>) -> Result<(), String> {
+        let history = History {
+            ops,
+            ..History::default()
+        };
+        check_lists(db, &history).map_err(|a| a.detail)
+    }
+
+    #[test]
+    fn an_acknowledged_push_nothing_removed_must_be_present() {
+        let mut db = db_with(&[("a", false)]);
+        let a = op(1, 0, push(&["a"], false), Fate::Durable);
+        let b = op(2, 1, push(&["b"], false), Fate::Durable);
+        let err = check(&mut db, vec![a.clone(), b.clone()]).unwrap_err();
+        assert!(
+            err.contains("b, pushed by") && err.contains("no removal"),
+            "{err}"
+        );
+        // Taken by a pop: accounted for.
+        let popped = op(3, 2, pop(&["b"]), Fate::Durable);
+        assert_eq!(check(&mut db, vec![a.clone(), b.clone(), popped]), Ok(()));
+        // A pop lost in a crash took nothing.
+        let lost = op(3, 2, pop(&["b"]), Fate::Lost);
+        assert!(check(&mut db, vec![a, b, lost]).is_err());
+    }
+
+    #[test]
+    fn a_removed_or_crash_lost_value_must_not_be_present() {
+        let mut db = db_with(&[("a", false)]);
+        let a = op(1, 0, push(&["a"], false), Fate::Durable);
+        let err = check(
+            &mut db,
+            vec![a.clone(), op(2, 1, pop(&["a"]), Fate::Durable)],
+        )
+        .unwrap_err();
+        assert!(err.contains("removed"), "{err}");
+        assert_eq!(
+            check(&mut db, vec![a, op(2, 1, pop(&["a"]), Fate::Lost)]),
+            Ok(())
+        );
+        let err = check(&mut db, vec![op(1, 0, push(&["a"], false), Fate::Lost)]).unwrap_err();
+        assert!(err.contains("lost"), "{err}");
+        let err = check(&mut db, vec![op(1, 0, push(&["x"], false), Fate::Durable)]).unwrap_err();
+        assert!(err.contains("nobody pushed"), "{err}");
+    }
+
+    #[test]
+    fn an_rpush_lands_after_what_it_observed_and_an_lpush_before() {
+        // The list holds b, a.
+        let mut db = db_with(&[("a", false), ("b", true)]);
+        let lpush_b = op(2, 1, push(&["b"], true), Fate::Durable);
+        let rpush_b = op(2, 1, push(&["b"], false), Fate::Durable);
+        let a = op(1, 0, push(&["a"], false), Fate::Durable);
+        assert_eq!(check(&mut db, vec![a.clone(), lpush_b]), Ok(()));
+        let err = check(&mut db, vec![a.clone(), rpush_b]).unwrap_err();
+        assert!(err.contains("wrong side of a"), "{err}");
+        // Concurrent (b had not observed a): either order is fine.
+        let concurrent = op(2, 0, push(&["b"], false), Fate::Durable);
+        assert_eq!(check(&mut db, vec![a, concurrent]), Ok(()));
+    }
+
+    #[test]
+    fn one_push_keeps_its_values_in_argument_order() {
+        // The list holds b, a: RPUSH b a, or LPUSH a b.
+        let mut db = db_with(&[("a", false), ("b", true)]);
+        let both = |values: &[&str], front| op(1, 0, push(values, front), Fate::Durable);
+        assert_eq!(check(&mut db, vec![both(&["b", "a"], false)]), Ok(()));
+        assert_eq!(check(&mut db, vec![both(&["a", "b"], true)]), Ok(()));
+        assert!(check(&mut db, vec![both(&["a", "b"], false)]).is_err());
+        assert!(check(&mut db, vec![both(&["b", "a"], true)]).is_err());
+    }
+
+    #[test]
+    fn an_insert_lands_between_its_neighbours() {
+        // The list holds a, b, c.
+        let mut db = db_with(&[("a", false), ("b", false), ("c", false)]);
+        let pushes = op(1, 0, push(&["a", "c"], false), Fate::Durable);
+        let insert = |after: &str, before: &str| {
+            op(
+                2,
+                1,
+                Write::Insert {
+                    key: "l:0".into(),
+                    value: "b".into(),
+                    after: Some(after.into()),
+                    before: Some(before.into()),
+                },
+                Fate::Durable,
+            )
+        };
+        assert_eq!(
+            check(&mut db, vec![pushes.clone(), insert("a", "c")]),
+            Ok(())
+        );
+        let err = check(&mut db, vec![pushes, insert("c", "a")]).unwrap_err();
+        assert!(err.contains("outside"), "{err}");
+    }
 }

@@ -128,6 +128,14 @@ pub enum Breakage {
     /// (`unsafe_skip_one_key`): the vector claims ops whose effects on that
     /// key the state lacks, and the next session skips it again.
     AeSkipKey,
+    /// A region applies each relayed op (one whose origin is not the
+    /// sending region) without its list inserts: its dot counts as applied
+    /// but the pushed elements are missing there. Where they stay missing
+    /// the regions never converge; a later removal there whose range spans
+    /// one, or a state merge (which drops what the other side's vector
+    /// covers and it lacks), takes it everywhere without anyone having
+    /// popped it, which only the list checker sees.
+    LoseRelayedPushes,
 }
 
 impl Breakage {
@@ -140,8 +148,9 @@ impl Breakage {
             "wall-clock-lease" => Ok(Breakage::WallClockLease),
             "collect-early" => Ok(Breakage::CollectEarly),
             "ae-skip-key" => Ok(Breakage::AeSkipKey),
+            "lose-relayed-pushes" => Ok(Breakage::LoseRelayedPushes),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key, lose-relayed-pushes)"
             )),
         }
     }
@@ -160,6 +169,8 @@ pub struct SimConfig {
     /// Chance per tick, in per mille, that a fault is injected.
     pub fault_per_mille: u64,
     pub breakage: Breakage,
+    /// List writes in the workload (see `driver::Workload::lists`).
+    pub lists: bool,
     /// Events kept for the trace printed with an anomaly.
     pub trace_keep: usize,
 }
@@ -174,6 +185,7 @@ impl SimConfig {
             faults: Fault::ALL.to_vec(),
             fault_per_mille: 40,
             breakage: Breakage::None,
+            lists: true,
             trace_keep: 40,
         }
     }

@@ -10,7 +10,10 @@
 //! - `t:*` strings whose TTL is set and removed (never due), `m:*`
 //!   strings under the `majority` policy, and `p:*` strings under the
 //!   `primary` policy (written only where the elected primary is; each
-//!   write records its term for the policy checker).
+//!   write records its term for the policy checker);
+//! - `l:*` lists: RPUSH and LPUSH of values unique to the run, LPOP and
+//!   RPOP, and now and then LREM, LTRIM and LINSERT, each recorded with the
+//!   values it added or removed as the writer saw them.
 
 use meridian_cluster::{admit, Policies};
 use meridian_crdt::{Blob, Delta, Dot, RegionId, Tag};
@@ -26,6 +29,28 @@ const TTL_DEADLINE_MS: u64 = 1 << 50;
 /// The policies every simulated region runs with.
 pub fn policies() -> Policies {
     Policies::parse(&["m:*=majority", "p:*=primary:r0"]).expect("valid policy")
+}
+
+/// Writes in the mix without lists; with them, [`LIST_CHOICES`] more.
+const CHOICES: u64 = 14;
+const LIST_CHOICES: u64 = 2;
+
+/// What the clients of a run may do.
+pub struct Workload {
+    pub policies: Policies,
+    /// Whether list writes are in the mix. Without them a seed draws
+    /// exactly what it drew before lists existed, so seeds found then
+    /// replay the same run.
+    pub lists: bool,
+}
+
+impl Workload {
+    pub fn new(lists: bool) -> Workload {
+        Workload {
+            policies: policies(),
+            lists,
+        }
+    }
 }
 
 /// What one client command did.
@@ -45,14 +70,18 @@ pub fn driver_write(
     rng: &mut SimRng,
     region: &mut SimRegion,
     r: usize,
-    policies: &Policies,
+    workload: &Workload,
     history: &mut History,
     tick: u64,
     now_ms: u64,
 ) -> Outcome {
     let id = region.id;
     let n = rng.below(3);
-    let choice = rng.below(14);
+    let choice = if workload.lists {
+        rng.below(CHOICES + LIST_CHOICES)
+    } else {
+        rng.below(CHOICES)
+    };
     // Writes to `m:*` and `p:*` pass the policy check the server runs
     // (`meridian_cluster::admit`): decided on the lease and the election,
     // and for a primary write counted in the term it was admitted in. The
@@ -68,7 +97,7 @@ pub fn driver_write(
         let lease = lease.as_ref().map(|_| ()).map_err(String::as_str);
         let now = (tick * crate::sim::TICK_MS, now_ms);
         if admit(
-            policies,
+            &workload.policies,
             &[key.as_bytes()],
             id,
             lease,
@@ -88,7 +117,11 @@ pub fn driver_write(
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
-    let write = random_write(rng, store.db_mut(), choice, n, id, tick);
+    let write = if choice >= CHOICES {
+        list_write(rng, store.db_mut(), n, id, &mut history.list_values)
+    } else {
+        random_write(rng, store.db_mut(), choice, n, id, tick)
+    };
     let committed = match store.commit() {
         Ok(Some(_lsn)) => true,
         Ok(None) => false,
@@ -245,4 +278,97 @@ fn random_write(
             }
         }
     }
+}
+
+/// The values of the list at `key` as this region holds it now.
+fn list_values(db: &mut Db, key: &str) -> Vec<String> {
+    match db.list(key.as_bytes()) {
+        Ok(Some(l)) => l
+            .values()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect(),
+        Ok(None) | Err(_) => Vec::new(),
+    }
+}
+
+/// One list write to `l:n`. Pushed values are `<region>-<k>`, unique to
+/// the run (`next_value` counts them); a removal records what it took from
+/// the list as the writer held it, so the checker can account for every
+/// value that ever left a list.
+fn list_write(rng: &mut SimRng, db: &mut Db, n: u64, id: RegionId, next_value: &mut u64) -> Write {
+    let key = format!("l:{n}");
+    let held = list_values(db, &key);
+    let mut unique = || {
+        *next_value += 1;
+        format!("{id}-{next_value}")
+    };
+    match rng.below(20) {
+        0..=9 => {
+            let front = rng.chance(400);
+            let values: Vec<String> = (0..1 + rng.below(3)).map(|_| unique()).collect();
+            let blobs = values.iter().map(|v| Blob::from(v.as_bytes())).collect();
+            db.lpush(key.as_bytes(), blobs, front);
+            Write::Push { key, values, front }
+        }
+        10..=15 => {
+            let front = rng.chance(600);
+            let count = 1 + rng.below(2) as usize;
+            let popped = db.lpop(key.as_bytes(), front, count);
+            let values = popped
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            let what = if front { "lpop" } else { "rpop" };
+            Write::Remove { key, what, values }
+        }
+        16 => {
+            // LREM of one value: values are unique, so that is one element.
+            if !held.is_empty() {
+                let i = rng.index(held.len());
+                db.lremove(key.as_bytes(), &[(i, i)]);
+            }
+            removed_since(db, key, "lrem", &held)
+        }
+        17 => {
+            // LTRIM start stop, with start and stop near the ends (stop
+            // counted from the end); past each other, the list goes whole.
+            let len = held.len();
+            if len > 0 {
+                let start = (rng.below(3) as usize).min(len);
+                let stop = len - 1 - (rng.below(3) as usize).min(len - 1);
+                let ranges: Vec<(usize, usize)> = if start > stop {
+                    vec![(0, len - 1)]
+                } else {
+                    let mut r = Vec::new();
+                    if start > 0 {
+                        r.push((0, start - 1));
+                    }
+                    if stop + 1 < len {
+                        r.push((stop + 1, len - 1));
+                    }
+                    r
+                };
+                db.lremove(key.as_bytes(), &ranges);
+            }
+            removed_since(db, key, "ltrim", &held)
+        }
+        _ => {
+            let index = rng.index(held.len() + 1);
+            let value = unique();
+            db.linsert(key.as_bytes(), index, Blob::from(value.as_bytes()));
+            Write::Insert {
+                key,
+                value,
+                after: index.checked_sub(1).map(|i| held[i].clone()),
+                before: held.get(index).cloned(),
+            }
+        }
+    }
+}
+
+/// The values `held` had that the list at `key` no longer has.
+fn removed_since(db: &mut Db, key: String, what: &'static str, held: &[String]) -> Write {
+    let now: std::collections::BTreeSet<String> = list_values(db, &key).into_iter().collect();
+    let values = held.iter().filter(|v| !now.contains(*v)).cloned().collect();
+    Write::Remove { key, what, values }
 }

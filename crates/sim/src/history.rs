@@ -52,6 +52,28 @@ pub enum Write {
     Del {
         key: String,
     },
+    /// RPUSH (`front` false) or LPUSH of values unique to the run to a
+    /// list (`l:*`), in argument order.
+    Push {
+        key: String,
+        values: Vec<String>,
+        front: bool,
+    },
+    /// LINSERT of a unique value between the elements the writer held
+    /// around its index (`None`: the list's end on that side).
+    Insert {
+        key: String,
+        value: String,
+        after: Option<String>,
+        before: Option<String>,
+    },
+    /// LPOP/RPOP (the values returned), LREM or LTRIM (the values the
+    /// writer's list lost): what the writer saw it remove.
+    Remove {
+        key: String,
+        what: &'static str,
+        values: Vec<String>,
+    },
     /// Writes only the convergence checker judges (HSET, ZADD, TTLs,
     /// `majority` and `primary` keys).
     Other {
@@ -92,6 +114,10 @@ pub struct History {
     pub ops: Vec<Recorded>,
     /// Writes refused by a keyspace policy (`-FENCED`, `-READONLY`).
     pub refused: u64,
+    /// List values handed out so far: each pushed value is `<region>-<n>`
+    /// with `n` counted across the run, so a value names its push even
+    /// after a crash reused the push's dot.
+    pub list_values: u64,
 }
 
 impl History {

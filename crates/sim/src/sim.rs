@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use meridian_cluster::{ElectionEvent, Policies, Role};
-use meridian_crdt::{Op, RegionId};
-use meridian_log::ReadBound;
+use meridian_cluster::{ElectionEvent, Role};
+use meridian_crdt::{EffectKind, Op, RegionId};
+use meridian_log::{LogError, ReadBound};
 use meridian_repl::antientropy::is_session_msg;
 use meridian_repl::inbound::{ApplyError, OpHook};
 use meridian_repl::tombstones::{PeerDurable, Progress, Round, Step};
@@ -50,6 +50,10 @@ pub struct SimReport {
     /// Acknowledged ops a power loss took before they were synced.
     pub ops_lost_acked: u64,
     pub writes_refused: u64,
+    /// List values given by surviving pushes and inserts, and taken by
+    /// surviving pops, LREMs and LTRIMs: what the list checker accounted for.
+    pub list_values_pushed: u64,
+    pub list_values_removed: u64,
     /// Elections won (new primaries of `primary` keyspaces).
     pub elections_won: u64,
     /// `primary` writes accepted, across terms.
@@ -91,7 +95,7 @@ pub struct Sim {
     pub trace: Trace,
     pub(crate) tick: u64,
     next_msg_id: u64,
-    policies: Policies,
+    workload: driver::Workload,
     pub(crate) report: SimReport,
     /// Relayed records received, per region (for [`Breakage`]).
     relayed_seen: Vec<u64>,
@@ -144,6 +148,7 @@ impl Sim {
             }
         }
         let n = cfg.regions;
+        let workload = driver::Workload::new(cfg.lists);
         Ok(Sim {
             rng: SimRng::new(cfg.seed),
             trace: Trace::new(cfg.trace_keep),
@@ -159,7 +164,7 @@ impl Sim {
             history: History::default(),
             tick: 0,
             next_msg_id: 0,
-            policies: driver::policies(),
+            workload,
             relayed_seen: vec![0; n],
             heard_ms: vec![vec![None; n]; n],
             _root: root,
@@ -195,6 +200,16 @@ impl Sim {
             .iter()
             .filter(|o| o.primary_term.is_some())
             .count() as u64;
+        for op in self.history.durable() {
+            match &op.write {
+                Write::Push { values, .. } => self.report.list_values_pushed += values.len() as u64,
+                Write::Insert { .. } => self.report.list_values_pushed += 1,
+                Write::Remove { values, .. } => {
+                    self.report.list_values_removed += values.len() as u64
+                }
+                _ => {}
+            }
+        }
         self.report.trace_hash = self.trace.hash();
         self.report.events = self.trace.events();
         if let Err(mut a) = result {
@@ -401,7 +416,7 @@ impl Sim {
                     &mut self.rng,
                     region,
                     r,
-                    &self.policies,
+                    &self.workload,
                     &mut self.history,
                     self.tick,
                     now,
@@ -759,18 +774,36 @@ impl Sim {
         let store = self.regions[from].store();
         let stream = &mut self.links[l].stream;
         if stream.upto_lsn() < shippable {
-            let reader = store
-                .log()
-                .reader_bounded(stream.next_lsn(), bound)
-                .map_err(|e| store_err("log reader", e.into()))?;
-            for next in reader {
-                let (lsn, payload) = next.map_err(|e| store_err("log read", e.into()))?;
-                stream
-                    .offer(lsn, payload)
-                    .map_err(|e| Anomaly::new("store", e.to_string()))?;
-                if !stream.has_room(batch_max, usize::MAX) {
-                    break;
+            // A peer more than the backlog behind loses its records to a
+            // compaction; the sender's read fails and the link goes down,
+            // to come back through a session (`needs_state`).
+            let compacted = match store.log().reader_bounded(stream.next_lsn(), bound) {
+                Ok(reader) => {
+                    let mut compacted = None;
+                    for next in reader {
+                        let (lsn, payload) = match next {
+                            Ok(record) => record,
+                            Err(e @ LogError::Compacted { .. }) => {
+                                compacted = Some(e);
+                                break;
+                            }
+                            Err(e) => return Err(store_err("log read", e.into())),
+                        };
+                        stream
+                            .offer(lsn, payload)
+                            .map_err(|e| Anomaly::new("store", e.to_string()))?;
+                        if !stream.has_room(batch_max, usize::MAX) {
+                            break;
+                        }
+                    }
+                    compacted
                 }
+                Err(e @ LogError::Compacted { .. }) => Some(e),
+                Err(e) => return Err(store_err("log reader", e.into())),
+            };
+            if let Some(e) = compacted {
+                self.reset_link(l, &e.to_string());
+                return Ok(());
             }
         }
         let link = &mut self.links[l];
@@ -882,8 +915,10 @@ impl Sim {
         let mut breakage = LoseRelayedEffects {
             seen: &mut self.relayed_seen[to],
         };
+        let mut lose_pushes = LoseRelayedPushes;
         let hook: Option<&mut dyn OpHook> = match self.cfg.breakage {
             Breakage::LoseRelayedEffects => Some(&mut breakage),
+            Breakage::LoseRelayedPushes => Some(&mut lose_pushes),
             _ => None,
         };
         let store = self.regions[to].store();
@@ -930,6 +965,22 @@ impl OpHook for LoseRelayedEffects<'_> {
         *self.seen = 0;
         op.effects.clear();
         true
+    }
+}
+
+/// [`Breakage::LoseRelayedPushes`]: a relayed op (one neither the sender
+/// made nor the region holds) is applied without its list inserts.
+struct LoseRelayedPushes;
+
+impl OpHook for LoseRelayedPushes {
+    fn before_apply(&mut self, sender: RegionId, store: &Store, op: &mut Op) -> bool {
+        if op.dot().region() == sender || store.db().version_vector().covers(op.dot()) {
+            return false;
+        }
+        let before = op.effects.len();
+        op.effects
+            .retain(|e| !matches!(e.kind, EffectKind::LInsert { .. }));
+        op.effects.len() != before
     }
 }
 

@@ -16,20 +16,16 @@ fn describe(r: &SimReport) -> String {
 }
 
 /// Runs each seed with `config(seed)` and returns the seeds an anomaly
-/// stopped; each anomaly must carry a trace and, when given, come from the
-/// checker named `check`.
-fn caught_seeds(
+/// stopped, with the checker that stopped each; each anomaly must carry a
+/// trace.
+fn anomalies(
     seeds: std::ops::Range<u64>,
-    check: Option<&str>,
     config: impl Fn(u64) -> SimConfig,
-) -> Vec<u64> {
+) -> Vec<(u64, &'static str)> {
     let mut caught = Vec::new();
     for seed in seeds {
         let r = run_seed(config(seed));
         if let Some(a) = &r.anomaly {
-            if let Some(check) = check {
-                assert_eq!(a.check, check, "{}", describe(&r));
-            }
             assert!(
                 !a.trace.is_empty(),
                 "seed {seed}: the anomaly carries no trace"
@@ -38,10 +34,30 @@ fn caught_seeds(
                 "caught: {}",
                 describe(&r).lines().next().unwrap_or_default()
             );
-            caught.push(seed);
+            caught.push((seed, a.check));
         }
     }
     caught
+}
+
+/// Runs each seed with `config(seed)` and returns the seeds an anomaly
+/// stopped; each anomaly must carry a trace and, when given, come from the
+/// checker named `check`.
+fn caught_seeds(
+    seeds: std::ops::Range<u64>,
+    check: Option<&str>,
+    config: impl Fn(u64) -> SimConfig,
+) -> Vec<u64> {
+    let caught = anomalies(seeds, config);
+    if let Some(check) = check {
+        for (seed, by) in &caught {
+            assert_eq!(
+                *by, check,
+                "seed {seed} was caught by {by}, not {check}: replay with meridian sim --seed {seed}"
+            );
+        }
+    }
+    caught.into_iter().map(|(seed, _)| seed).collect()
 }
 
 #[test]
@@ -50,6 +66,7 @@ fn fixed_seeds_pass_every_checker_under_all_faults() {
     let mut lost = 0;
     let mut sessions = 0;
     let mut journals_exact = 0;
+    let (mut list_pushed, mut list_removed) = (0, 0);
     for seed in 0..50 {
         let r = run_seed(SimConfig::new(seed));
         assert!(r.anomaly.is_none(), "{}", describe(&r));
@@ -62,8 +79,14 @@ fn fixed_seeds_pass_every_checker_under_all_faults() {
         lost += r.ops_lost;
         sessions += r.ae_sessions;
         journals_exact += r.journals_exact;
+        list_pushed += r.list_values_pushed;
+        list_removed += r.list_values_removed;
     }
-    eprintln!("50 seeds: {sessions} anti-entropy sessions, {journals_exact} of 150 journals checked exact");
+    eprintln!("50 seeds: {sessions} anti-entropy sessions, {journals_exact} of 150 journals checked exact, {list_pushed} list values pushed and {list_removed} removed");
+    assert!(
+        list_removed > 1_000 && list_pushed > list_removed,
+        "only {list_pushed} list values pushed and {list_removed} removed"
+    );
     assert!(faults > 200, "only {faults} faults injected");
     assert!(
         sessions >= 10,
@@ -126,7 +149,13 @@ fn each_fault_alone_passes() {
 fn broken_merge_is_caught_and_reported_with_its_seed() {
     let mut caught = Vec::new();
     for seed in 0..5 {
-        let mut cfg = SimConfig::new(seed);
+        // These seeds relay enough ops for the breakage to strip some in
+        // the workload before lists; with lists, seed 0 never relays a
+        // third op to any region, so nothing is broken there.
+        let mut cfg = SimConfig {
+            lists: false,
+            ..SimConfig::new(seed)
+        };
         // Without compaction no anti-entropy session runs: a session's
         // digest trees would find and repair what this breakage loses,
         // which is what they are for.
@@ -257,12 +286,55 @@ fn anti_entropy_skipping_a_key_is_caught_and_reported_with_its_seed() {
 /// region had removed, under a vector that covers the removal (a key the
 /// dialer sent whose state the acceptor left unanswered, and a vector grown
 /// by a merge that left a key alone): whole states differed, hidden parts
-/// or visible. With the sessions fixed they converge.
+/// or visible. With the sessions fixed they converge. They were found
+/// before lists joined the workload, which they replay without
+/// (`meridian sim --no-lists`).
 #[test]
 fn seeds_that_caught_anti_entropy_hiding_removals_now_pass() {
     for seed in [63, 281, 517, 549, 752, 1059, 1481] {
-        let r = run_seed(SimConfig::new(seed));
+        let r = run_seed(SimConfig {
+            lists: false,
+            ..SimConfig::new(seed)
+        });
         assert!(r.anomaly.is_none(), "{}", describe(&r));
         assert!(r.ae_sessions > 0, "seed {seed}: no session ran");
     }
+}
+
+/// Regions that apply relayed ops without their list inserts lack the
+/// pushed elements while their vectors claim them. Regions that stay apart
+/// fail convergence; but a later removal there whose range spans a missing
+/// element, or a state merge (which drops what the other side's vector
+/// covers and it lacks), takes the element everywhere without anyone having
+/// popped it: the regions agree, and only the list checker sees an
+/// acknowledged push gone.
+#[test]
+fn losing_relayed_list_pushes_is_caught_by_the_list_checker_and_reported_with_its_seed() {
+    let caught = anomalies(0..20, |seed| {
+        let mut cfg = SimConfig::new(seed);
+        cfg.faults = vec![
+            Fault::Partition,
+            Fault::OneWay,
+            Fault::Crash,
+            Fault::Compact,
+        ];
+        cfg.breakage = Breakage::LoseRelayedPushes;
+        cfg
+    });
+    for (seed, check) in &caught {
+        assert!(
+            ["lists", "convergence"].contains(check),
+            "seed {seed}: lost list pushes caught by {check}: replay with meridian sim --seed {seed} --faults partition,oneway,crash,compact --break lose-relayed-pushes"
+        );
+    }
+    let by_lists: Vec<u64> = caught
+        .iter()
+        .filter(|(_, check)| *check == "lists")
+        .map(|(seed, _)| *seed)
+        .collect();
+    eprintln!("lost list pushes: caught by the list checker at seeds {by_lists:?}, {} seeds caught in all", caught.len());
+    assert!(
+        by_lists.len() >= 3,
+        "the list checker caught lost pushes only at seeds {by_lists:?} of 20"
+    );
 }

@@ -33,10 +33,15 @@ pub struct SimArgs {
     pub trace: usize,
     /// Deliberately break the merge, the election or the lease to see a
     /// checker fail (`lose-relayed-effects`, `skip-primary-leases`,
-    /// `wall-clock-lease`), tombstone collection (`collect-early`), or
-    /// anti-entropy (`ae-skip-key`).
+    /// `wall-clock-lease`), tombstone collection (`collect-early`),
+    /// anti-entropy (`ae-skip-key`), or list inserts
+    /// (`lose-relayed-pushes`).
     #[arg(long, default_value = "none")]
     pub r#break: String,
+    /// Leave list writes out of the workload: a seed then replays the run
+    /// it made before lists joined the mix.
+    #[arg(long)]
+    pub no_lists: bool,
     /// Print one line per seed.
     #[arg(long)]
     pub verbose: bool,
@@ -66,6 +71,7 @@ pub fn run(args: SimArgs) -> Result<()> {
             fault_ticks: args.ticks,
             faults: faults.clone(),
             breakage,
+            lists: !args.no_lists,
             trace_keep: args.trace,
             ..SimConfig::new(seed)
         };
@@ -90,9 +96,10 @@ pub fn run(args: SimArgs) -> Result<()> {
                 eprintln!("  {e}");
             }
             eprintln!(
-                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}",
+                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}{}",
                 args.regions,
                 args.ticks,
+                if args.no_lists { " --no-lists" } else { "" },
                 if breakage == Breakage::None {
                     String::new()
                 } else {
@@ -117,6 +124,8 @@ struct Totals {
     refused: u64,
     conflicts: u64,
     tombstones: u64,
+    list_pushed: u64,
+    list_removed: u64,
     elections: u64,
     primary_writes: u64,
     messages: u64,
@@ -135,6 +144,8 @@ impl Totals {
         self.refused += r.writes_refused;
         self.conflicts += r.conflicts_journaled;
         self.tombstones += r.tombstones_collected;
+        self.list_pushed += r.list_values_pushed;
+        self.list_removed += r.list_values_removed;
         self.elections += r.elections_won;
         self.primary_writes += r.primary_writes;
         self.messages += r.messages;
@@ -152,7 +163,7 @@ impl Totals {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  tombstones collected {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
+            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  tombstones collected {}  list values pushed {}  list values removed {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
             self.seeds,
             self.ticks,
             self.ops,
@@ -161,6 +172,8 @@ impl Totals {
             self.refused,
             self.conflicts,
             self.tombstones,
+            self.list_pushed,
+            self.list_removed,
             self.elections,
             self.primary_writes,
             self.messages,

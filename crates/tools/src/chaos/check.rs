@@ -19,6 +19,11 @@
 //! - **the conflict journal** records every pair of concurrent writes to a
 //!   register or field that both stayed unobserved, in every data region,
 //!   and nothing that was causally ordered;
+//! - **lists** hold each pushed value at most once; an acknowledged push is
+//!   present, or a pop returned its value, or a pop whose reply was lost
+//!   may have taken it; a value a pop returned is gone, and no later pop
+//!   returns it again; a push that observed another lands past it at its
+//!   end; and two elements keep one order in every read and in the end;
 //! - **all data regions** hold the same state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -28,6 +33,8 @@ use serde::{Deserialize, Serialize};
 
 use super::history::{Cmd, Op, ReadValue, Vv};
 
+mod lists;
+
 /// A key's final value in one region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,6 +42,8 @@ pub enum KeyState {
     Str(String),
     Set(BTreeSet<String>),
     Hash(BTreeMap<String, String>),
+    /// A list's values in order.
+    List(Vec<String>),
     /// A type the workload never writes (an anomaly in itself).
     Other(String),
 }
@@ -149,6 +158,10 @@ struct Index<'a> {
     incrs: BTreeMap<&'a str, Vec<&'a Op>>,
     /// Register (field `None`) and hash-field writes per cell.
     cells: BTreeMap<(&'a str, Option<&'a str>), Vec<&'a Op>>,
+    /// List pushes, pops and LRANGEs per key.
+    pushes: BTreeMap<&'a str, Vec<&'a Op>>,
+    pops: BTreeMap<&'a str, Vec<&'a Op>>,
+    list_reads: BTreeMap<&'a str, Vec<&'a Op>>,
     reads: Vec<&'a Op>,
     barrier: Option<&'a Barrier>,
 }
@@ -184,8 +197,14 @@ fn index<'a>(ops: &'a [Op], barrier: Option<&'a Barrier>) -> Index<'a> {
             Cmd::Srem { member, .. } => ix.srems.entry((key, member)).or_default().push(op),
             Cmd::Del { .. } => ix.dels.entry(key).or_default().push(op),
             Cmd::Get { .. } | Cmd::Smembers { .. } | Cmd::Hgetall { .. } => ix.reads.push(op),
+            Cmd::Rpush { .. } | Cmd::Lpush { .. } => ix.pushes.entry(key).or_default().push(op),
+            Cmd::Lpop { .. } | Cmd::Rpop { .. } => ix.pops.entry(key).or_default().push(op),
+            Cmd::Lrange { .. } => ix.list_reads.entry(key).or_default().push(op),
         }
-        if op.cmd.is_write() && !matches!(op.cmd, Cmd::Del { .. } | Cmd::Srem { .. }) {
+        if op.cmd.is_write()
+            && !matches!(op.cmd, Cmd::Del { .. } | Cmd::Srem { .. })
+            && !op.cmd.is_pop()
+        {
             ix.writes.entry(key).or_default().push(op);
         }
     }
@@ -218,6 +237,7 @@ pub fn check(input: &Input<'_>) -> Report {
     check_cells(&mut cx, &ix, state);
     check_journal(&mut cx, &ix, input.finals);
     check_reads(&mut cx, &ix);
+    lists::check_lists(&mut cx, &ix, state);
     cx.report
 }
 
@@ -252,6 +272,7 @@ fn check_types(cx: &mut Ctx<'_>, state: &BTreeMap<String, KeyState>) {
             KeyState::Str(_) => key.starts_with("r:") || key.starts_with("c:"),
             KeyState::Set(_) => key.starts_with("s:"),
             KeyState::Hash(_) => key.starts_with("h:"),
+            KeyState::List(_) => key.starts_with("l:"),
             KeyState::Other(_) => false,
         };
         if !fits {
@@ -628,6 +649,8 @@ fn check_reads(cx: &mut Ctx<'_>, ix: &Index<'_>) {
                 .filter(|(f, v)| !sent_before(key, Some(f), v, r.complete_us))
                 .map(|(f, v)| format!("{f}={v}"))
                 .collect(),
+            // Lists are read by LRANGE, which `check_lists` judges.
+            ReadValue::Elements(_) => Vec::new(),
         };
         if !bad.is_empty() {
             cx.anomaly(
@@ -647,17 +670,18 @@ mod tests {
     use super::*;
     use crate::chaos::history::Outcome;
 
-    fn regions() -> Vec<String> {
+    pub(super) fn regions() -> Vec<String> {
         ["a", "b", "c"].map(String::from).to_vec()
     }
 
-    struct H {
-        ops: Vec<Op>,
-        barrier: Option<Barrier>,
+    /// A hand-made history (shared with the list checker's tests).
+    pub(super) struct H {
+        pub(super) ops: Vec<Op>,
+        pub(super) barrier: Option<Barrier>,
     }
 
     impl H {
-        fn new() -> H {
+        pub(super) fn new() -> H {
             H {
                 ops: Vec::new(),
                 barrier: None,
@@ -666,7 +690,7 @@ mod tests {
 
         /// An acknowledged write in `region` between `t0` and `t1` (ms) whose
         /// version vectors were `before` and `after`.
-        fn acked(
+        pub(super) fn acked(
             &mut self,
             region: usize,
             cmd: Cmd,
@@ -678,12 +702,12 @@ mod tests {
             self.push(region, cmd, t0, t1, Outcome::Ok, Some(before), Some(after))
         }
 
-        fn unknown(&mut self, region: usize, cmd: Cmd, t0: u64, t1: u64) -> &mut H {
+        pub(super) fn unknown(&mut self, region: usize, cmd: Cmd, t0: u64, t1: u64) -> &mut H {
             self.push(region, cmd, t0, t1, Outcome::Indeterminate, None, None)
         }
 
         #[allow(clippy::too_many_arguments)]
-        fn push(
+        pub(super) fn push(
             &mut self,
             region: usize,
             cmd: Cmd,
@@ -709,7 +733,7 @@ mod tests {
             self
         }
 
-        fn check(&self, keys: &[(&str, KeyState)]) -> Vec<&'static str> {
+        pub(super) fn check(&self, keys: &[(&str, KeyState)]) -> Vec<&'static str> {
             let state: BTreeMap<String, KeyState> = keys
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
@@ -717,7 +741,7 @@ mod tests {
             self.check_regions(vec![state.clone(), state.clone(), state], BTreeMap::new())
         }
 
-        fn check_regions(
+        pub(super) fn check_regions(
             &self,
             states: Vec<BTreeMap<String, KeyState>>,
             conflicts: BTreeMap<String, Vec<JournalEntry>>,

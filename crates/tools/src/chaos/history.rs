@@ -66,6 +66,28 @@ pub enum Cmd {
     Hgetall {
         key: String,
     },
+    Rpush {
+        key: String,
+        value: String,
+    },
+    Lpush {
+        key: String,
+        value: String,
+    },
+    /// LPOP with a count: the reply lists what it took, front first.
+    Lpop {
+        key: String,
+        count: u32,
+    },
+    /// RPOP with a count: the reply lists what it took, back first.
+    Rpop {
+        key: String,
+        count: u32,
+    },
+    /// LRANGE of the whole list.
+    Lrange {
+        key: String,
+    },
 }
 
 impl Cmd {
@@ -79,7 +101,12 @@ impl Cmd {
             | Cmd::Del { key }
             | Cmd::Get { key }
             | Cmd::Smembers { key }
-            | Cmd::Hgetall { key } => key,
+            | Cmd::Hgetall { key }
+            | Cmd::Rpush { key, .. }
+            | Cmd::Lpush { key, .. }
+            | Cmd::Lpop { key, .. }
+            | Cmd::Rpop { key, .. }
+            | Cmd::Lrange { key } => key,
         }
     }
 
@@ -94,14 +121,25 @@ impl Cmd {
             Cmd::Get { .. } => "GET",
             Cmd::Smembers { .. } => "SMEMBERS",
             Cmd::Hgetall { .. } => "HGETALL",
+            Cmd::Rpush { .. } => "RPUSH",
+            Cmd::Lpush { .. } => "LPUSH",
+            Cmd::Lpop { .. } => "LPOP",
+            Cmd::Rpop { .. } => "RPOP",
+            Cmd::Lrange { .. } => "LRANGE",
         }
     }
 
     pub fn is_write(&self) -> bool {
         !matches!(
             self,
-            Cmd::Get { .. } | Cmd::Smembers { .. } | Cmd::Hgetall { .. }
+            Cmd::Get { .. } | Cmd::Smembers { .. } | Cmd::Hgetall { .. } | Cmd::Lrange { .. }
         )
+    }
+
+    /// A write whose reply says what it removed (a pop), recorded as the
+    /// op's [`Op::read`] when the reply arrived.
+    pub fn is_pop(&self) -> bool {
+        matches!(self, Cmd::Lpop { .. } | Cmd::Rpop { .. })
     }
 
     /// The command as sent.
@@ -112,6 +150,9 @@ impl Cmd {
             Cmd::Incrby { delta, .. } => out.push(delta.to_string()),
             Cmd::Sadd { member, .. } | Cmd::Srem { member, .. } => out.push(member.clone()),
             Cmd::Hset { field, value, .. } => out.extend([field.clone(), value.clone()]),
+            Cmd::Rpush { value, .. } | Cmd::Lpush { value, .. } => out.push(value.clone()),
+            Cmd::Lpop { count, .. } | Cmd::Rpop { count, .. } => out.push(count.to_string()),
+            Cmd::Lrange { .. } => out.extend(["0".to_string(), "-1".to_string()]),
             Cmd::Del { .. } | Cmd::Get { .. } | Cmd::Smembers { .. } | Cmd::Hgetall { .. } => {}
         }
         out
@@ -143,6 +184,9 @@ pub enum ReadValue {
     Text(String),
     Members(Vec<String>),
     Fields(BTreeMap<String, String>),
+    /// A list's elements in order (LRANGE), or what a pop took, in the
+    /// order of its reply.
+    Elements(Vec<String>),
 }
 
 /// One operation.
@@ -165,7 +209,7 @@ pub struct Op {
     pub before: Option<Vv>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Vv>,
-    /// A read's answer.
+    /// A read's answer, or what a pop returned (when its reply arrived).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read: Option<ReadValue>,
     /// An error reply's text.

@@ -667,6 +667,11 @@ async fn final_states(
                 "hash" => KeyState::Hash(workload::fields_of(&texts(
                     &client.cmd(&read("HGETALL")).await?,
                 ))),
+                "list" => {
+                    let mut lrange = read("LRANGE");
+                    lrange.extend(["0".to_string(), "-1".to_string()]);
+                    KeyState::List(texts(&client.cmd(&lrange).await?))
+                }
                 other => KeyState::Other(other.to_string()),
             };
             state.keys.insert(key.clone(), value);

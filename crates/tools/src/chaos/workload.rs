@@ -6,9 +6,11 @@
 //! Keys: `r:N` registers (SET, GET), `c:N` counters (INCRBY; only the
 //! upper ones are ever deleted), `s:N` sets (SADD of unique members, SREM
 //! of members anyone added, SMEMBERS; only the upper ones are deleted), `h:N` hashes (HSET of unique values
-//! into a few fields, HGETALL), and DEL on every type. Values and members
-//! are unique per run (`<client>-<n>`), so the checker can tell which write
-//! produced what it finds.
+//! into a few fields, HGETALL), `l:N` lists (RPUSH and LPUSH of unique
+//! values, LPOP and RPOP of one or two, LRANGE; never deleted), and DEL on
+//! every other type. Values and members are unique per run
+//! (`<client>-<n>`), so the checker can tell which write produced what it
+//! finds.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -35,6 +37,7 @@ pub const SETS: usize = 10;
 pub const SETS_NEVER_DELETED: usize = 5;
 pub const HASHES: usize = 6;
 const HASH_FIELDS: usize = 4;
+pub const LISTS: usize = 4;
 /// Members per set key kept as candidates for SREM.
 const REMOVABLE_MEMBERS_MAX: usize = 32;
 
@@ -51,6 +54,7 @@ pub fn all_keys() -> Vec<String> {
     keys.extend((0..COUNTERS).map(|i| format!("c:{i}")));
     keys.extend((0..SETS).map(|i| format!("s:{i}")));
     keys.extend((0..HASHES).map(|i| format!("h:{i}")));
+    keys.extend((0..LISTS).map(|i| format!("l:{i}")));
     keys
 }
 
@@ -227,6 +231,13 @@ async fn run_one(load: &Workload, conn: &mut Client, region: usize, client: u32,
             false
         }
         Ok(Ok(replies)) => {
+            // What a pop took is known once its own reply is, whatever
+            // the tokens around it answered.
+            if op.cmd.is_pop() {
+                if let Some(reply) = replies.get(1).filter(|r| !r.is_error()) {
+                    op.read = Some(read_value(&op.cmd, reply));
+                }
+            }
             if let Some(err) = replies.iter().find(|r| r.is_error()) {
                 op.outcome = Outcome::Error;
                 op.error = Some(format!("{err:?}"));
@@ -258,10 +269,12 @@ fn read_value(cmd: &Cmd, frame: &Frame) -> ReadValue {
         Frame::Null | Frame::NullArray => ReadValue::Nil,
         Frame::Array(items) | Frame::Set(items) => {
             let texts: Vec<String> = items.iter().filter_map(frame_text).collect();
-            if matches!(cmd, Cmd::Hgetall { .. }) {
-                ReadValue::Fields(fields_of(&texts))
-            } else {
-                ReadValue::Members(texts)
+            match cmd {
+                Cmd::Hgetall { .. } => ReadValue::Fields(fields_of(&texts)),
+                Cmd::Lrange { .. } | Cmd::Lpop { .. } | Cmd::Rpop { .. } => {
+                    ReadValue::Elements(texts)
+                }
+                _ => ReadValue::Members(texts),
             }
         }
         other => frame_text(other).map_or(ReadValue::Nil, ReadValue::Text),
@@ -281,14 +294,14 @@ pub fn fields_of(items: &[String]) -> BTreeMap<String, String> {
 fn next_command(rng: &mut StdRng, load: &Workload, client: u32, n: u64) -> Cmd {
     let unique = format!("{client}-{n}");
     match rng.gen_range(0..100) {
-        0..=19 => Cmd::Set {
+        0..=16 => Cmd::Set {
             key: format!("r:{}", rng.gen_range(0..REGISTERS)),
             value: format!("v{unique}"),
         },
-        20..=27 => Cmd::Get {
+        17..=23 => Cmd::Get {
             key: format!("r:{}", rng.gen_range(0..REGISTERS)),
         },
-        28..=43 => Cmd::Incrby {
+        24..=37 => Cmd::Incrby {
             key: format!("c:{}", rng.gen_range(0..COUNTERS)),
             delta: loop {
                 let d = rng.gen_range(-3..=6);
@@ -297,7 +310,7 @@ fn next_command(rng: &mut StdRng, load: &Workload, client: u32, n: u64) -> Cmd {
                 }
             },
         },
-        44..=61 => {
+        38..=53 => {
             let set = rng.gen_range(0..SETS);
             let member = format!("m{unique}");
             let mut removable = load.removable.lock();
@@ -311,7 +324,7 @@ fn next_command(rng: &mut StdRng, load: &Workload, client: u32, n: u64) -> Cmd {
                 member,
             }
         }
-        62..=71 => {
+        54..=62 => {
             let set = rng.gen_range(0..SETS);
             let removable = load.removable.lock();
             let pool = &removable[set];
@@ -326,16 +339,37 @@ fn next_command(rng: &mut StdRng, load: &Workload, client: u32, n: u64) -> Cmd {
             }
         }
         // Only deleted sets stay small enough to read whole.
-        72..=75 => Cmd::Smembers {
+        63..=65 => Cmd::Smembers {
             key: format!("s:{}", rng.gen_range(SETS_NEVER_DELETED..SETS)),
         },
-        76..=87 => Cmd::Hset {
+        66..=76 => Cmd::Hset {
             key: format!("h:{}", rng.gen_range(0..HASHES)),
             field: format!("f{}", rng.gen_range(0..HASH_FIELDS)),
             value: format!("v{unique}"),
         },
-        88..=90 => Cmd::Hgetall {
+        77..=79 => Cmd::Hgetall {
             key: format!("h:{}", rng.gen_range(0..HASHES)),
+        },
+        80..=87 => {
+            let key = format!("l:{}", rng.gen_range(0..LISTS));
+            let value = format!("e{unique}");
+            if rng.gen_bool(0.5) {
+                Cmd::Rpush { key, value }
+            } else {
+                Cmd::Lpush { key, value }
+            }
+        }
+        88..=92 => {
+            let key = format!("l:{}", rng.gen_range(0..LISTS));
+            let count = rng.gen_range(1..=2);
+            if rng.gen_bool(0.5) {
+                Cmd::Lpop { key, count }
+            } else {
+                Cmd::Rpop { key, count }
+            }
+        }
+        93..=94 => Cmd::Lrange {
+            key: format!("l:{}", rng.gen_range(0..LISTS)),
         },
         _ => {
             let key = match rng.gen_range(0..4) {
