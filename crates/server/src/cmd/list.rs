@@ -19,7 +19,7 @@ use meridian_resp::Frame;
 
 use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{
-    blob, bulk, eq_ignore_case, normalize_range, parse_int, syntax_error, wrongtype,
+    blob, bulk, bulk_array, eq_ignore_case, normalize_range, parse_int, syntax_error, wrongtype,
 };
 use crate::blocking;
 
@@ -163,7 +163,7 @@ fn lrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Err(e) => return e,
     };
     match normalize_range(start, stop, list.len()) {
-        Some((s, e)) => Frame::Array(list.range_values(s, e + 1).map(bulk).collect()),
+        Some((s, e)) => bulk_array(list.range_values(s, e + 1)),
         None => Frame::Array(Vec::new()),
     }
 }

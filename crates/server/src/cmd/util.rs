@@ -62,6 +62,28 @@ pub fn bulk(bytes: &[u8]) -> Frame {
     Frame::Bulk(Bytes::copy_from_slice(bytes))
 }
 
+/// An array of bulk strings copied into one shared buffer: one allocation
+/// for the whole reply instead of one per element (LRANGE and friends).
+pub fn bulk_array<'a>(values: impl Iterator<Item = &'a [u8]>) -> Frame {
+    let mut buf = bytes::BytesMut::new();
+    let mut ends = Vec::new();
+    for v in values {
+        buf.extend_from_slice(v);
+        ends.push(buf.len());
+    }
+    let buf = buf.freeze();
+    let mut start = 0;
+    Frame::Array(
+        ends.into_iter()
+            .map(|end| {
+                let b = buf.slice(start..end);
+                start = end;
+                Frame::Bulk(b)
+            })
+            .collect(),
+    )
+}
+
 pub fn eq_ignore_case(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
