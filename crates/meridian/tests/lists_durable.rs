@@ -33,35 +33,36 @@ fn build(c: &mut Conn) {
     c.cmd(&["RPUSH", "small", "a", "b", "c"]);
 }
 
-#[test]
-fn lists_come_back_whole_after_kill_9_from_the_log() {
-    let mut m = Meridian::start(&["--fsync", "always"]);
-    let mut c = m.conn();
-    build(&mut c);
-    let want = (lrange(&mut c, "q"), lrange(&mut c, "small"));
+/// Reads both lists, `kill -9`s the region, restarts it on its data dir
+/// and checks it reads them back the same; returns it, with a connection.
+fn restart_and_compare(mut m: Meridian, c: &mut Conn) -> (Meridian, Conn) {
+    let want = (lrange(c, "q"), lrange(c, "small"));
     let dir = m.dir.clone();
     m.kill9();
     let mut again = Meridian::start_in(&dir, &["--fsync", "always"]);
     again.adopt_dir(m);
     let mut c = again.conn();
     assert_eq!((lrange(&mut c, "q"), lrange(&mut c, "small")), want);
+    (again, c)
+}
+
+#[test]
+fn lists_come_back_whole_after_kill_9_from_the_log() {
+    let m = Meridian::start(&["--fsync", "always"]);
+    let mut c = m.conn();
+    build(&mut c);
+    let (_region, mut c) = restart_and_compare(m, &mut c);
     assert_eq!(c.cmd(&["LLEN", "q"]), Frame::Integer(882));
 }
 
 #[test]
 fn lists_come_back_whole_after_kill_9_from_a_snapshot_and_the_log() {
-    let mut m = Meridian::start(&["--fsync", "always"]);
+    let m = Meridian::start(&["--fsync", "always"]);
     let mut c = m.conn();
     build(&mut c);
     assert_eq!(c.cmd(&["SAVE"]), Frame::ok());
     // Written after the snapshot: replayed from the log over it.
     c.cmd(&["RPUSH", "q", "after-save"]);
     c.cmd(&["LPOP", "small"]);
-    let want = (lrange(&mut c, "q"), lrange(&mut c, "small"));
-    let dir = m.dir.clone();
-    m.kill9();
-    let mut again = Meridian::start_in(&dir, &["--fsync", "always"]);
-    again.adopt_dir(m);
-    let mut c = again.conn();
-    assert_eq!((lrange(&mut c, "q"), lrange(&mut c, "small")), want);
+    restart_and_compare(m, &mut c);
 }

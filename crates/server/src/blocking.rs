@@ -177,6 +177,32 @@ pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, meridian_resp::Fram
         .map_err(|_| meridian_resp::Frame::error("ERR timeout is not a float or out of range"))
 }
 
+/// The length of a key's value if it has the type a blocking command waits
+/// for, or its WRONGTYPE error.
+pub type LenOf = fn(&mut Ctx<'_>, &[u8]) -> Result<usize, meridian_resp::Frame>;
+
+/// Every key is type-checked before the command blocks, as Redis does.
+/// Once blocked, a key that became another type is passed over instead
+/// (Redis serves a blocked client only from the type it waits for).
+pub fn check_types(
+    ctx: &mut Ctx<'_>,
+    keys: &[bytes::Bytes],
+    len_of: LenOf,
+) -> Result<(), meridian_resp::Frame> {
+    if ctx.client.block.is_some() {
+        return Ok(());
+    }
+    for k in keys {
+        len_of(ctx, k)?;
+    }
+    Ok(())
+}
+
+/// A non-empty value of the awaited type that this client may take from now.
+pub fn available(ctx: &mut Ctx<'_>, key: &[u8], len_of: LenOf) -> bool {
+    len_of(ctx, key).is_ok_and(|n| n > 0) && may_serve(ctx, key)
+}
+
 /// Whether this client may take from `key` now (see [`Blocking::may_serve`]).
 pub fn may_serve(ctx: &Ctx<'_>, key: &[u8]) -> bool {
     ctx.shared.blocking.lock().may_serve(key, ctx.client.id)

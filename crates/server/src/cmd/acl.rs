@@ -14,7 +14,8 @@ pub fn specs() -> Vec<Spec> {
     vec![spec("acl", -2, READ, (0, 0, 0), acl_cmd)]
 }
 
-const SUBCOMMANDS: &[(&str, i32)] = &[
+/// ACL's subcommands and their arities (COMMAND lists them too).
+pub const SUBCOMMANDS: &[(&str, i32)] = &[
     ("cat", -2),
     ("deluser", -3),
     ("getuser", 3),

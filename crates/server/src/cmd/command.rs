@@ -28,27 +28,11 @@ pub const COMMAND_SUBCOMMANDS: &[(&str, i32)] = &[
     ("list", -2),
 ];
 
-/// ACL's subcommands, as `cmd/acl.rs` dispatches on them (its own table is
-/// private to it; the two lists change together).
-const ACL_SUBCOMMANDS: &[(&str, i32)] = &[
-    ("cat", -2),
-    ("deluser", -3),
-    ("getuser", 3),
-    ("help", 2),
-    ("list", 2),
-    ("load", 2),
-    ("log", -2),
-    ("save", 2),
-    ("setuser", -3),
-    ("users", 2),
-    ("whoami", 2),
-];
-
 /// The subcommands Meridian implements of a Redis container command, from
 /// the tables its handler dispatches on; `None` for other commands.
 pub fn supported_subcommands(name: &str) -> Option<&'static [(&'static str, i32)]> {
     match name {
-        "acl" => Some(ACL_SUBCOMMANDS),
+        "acl" => Some(super::acl::SUBCOMMANDS),
         "client" => Some(super::connection::CLIENT_SUBCOMMANDS),
         "command" => Some(COMMAND_SUBCOMMANDS),
         "config" => Some(super::config::CONFIG_SUBCOMMANDS),

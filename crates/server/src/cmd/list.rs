@@ -529,22 +529,12 @@ fn lmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     }
 }
 
-/// Every key is type-checked first, as Redis does before blocking. Once
-/// blocked, a key that became another type is passed over instead (Redis
-/// serves a blocked client only from a key of the type it waits for).
 fn check_lists(ctx: &mut Ctx<'_>, keys: &[Bytes]) -> Result<(), Frame> {
-    if ctx.client.block.is_some() {
-        return Ok(());
-    }
-    for k in keys {
-        read(ctx, k)?;
-    }
-    Ok(())
+    blocking::check_types(ctx, keys, len_of)
 }
 
-/// A non-empty list this client may take from now.
 fn available(ctx: &mut Ctx<'_>, key: &[u8]) -> bool {
-    read(ctx, key).ok().flatten().is_some_and(|l| !l.is_empty()) && blocking::may_serve(ctx, key)
+    blocking::available(ctx, key, len_of)
 }
 
 fn bpop(ctx: &mut Ctx<'_>, args: &[Bytes], front: bool) -> Frame {

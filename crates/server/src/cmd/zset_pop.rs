@@ -102,25 +102,17 @@ fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::NullArray
 }
 
-/// Every key is type-checked before blocking; once blocked, a key that
-/// became another type is passed over (see `list.rs`).
-fn check_zsets(ctx: &mut Ctx<'_>, keys: &[Bytes]) -> Result<(), Frame> {
-    if ctx.client.block.is_some() {
-        return Ok(());
-    }
-    for k in keys {
-        zset::read(ctx, k)?;
-    }
-    Ok(())
+/// A sorted set's length, or WRONGTYPE: what the blocking helpers look at.
+fn zset_len(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<usize, Frame> {
+    Ok(zset::read(ctx, key)?.map_or(0, |z| z.len()))
 }
 
-/// A non-empty sorted set this client may take from now.
+fn check_zsets(ctx: &mut Ctx<'_>, keys: &[Bytes]) -> Result<(), Frame> {
+    blocking::check_types(ctx, keys, zset_len)
+}
+
 fn available(ctx: &mut Ctx<'_>, key: &[u8]) -> bool {
-    zset::read(ctx, key)
-        .ok()
-        .flatten()
-        .is_some_and(|z| !z.is_empty())
-        && blocking::may_serve(ctx, key)
+    blocking::available(ctx, key, zset_len)
 }
 
 /// BZPOPMIN/BZPOPMAX: `[key, member, score]`, blocking while every key is
