@@ -320,6 +320,15 @@ async fn process_input(
             }
         }
         if !batch.is_empty() {
+            if batch.iter().any(|args| is_publish(&args[0])) {
+                // Who receives a message depends on the (UN)SUBSCRIBEs
+                // handled before it. Tokio runs the task woken last first,
+                // so a PUBLISH sent just after another connection's
+                // UNSUBSCRIBE would overtake it; yielding once lets
+                // connections woken before this one run first, as Redis
+                // handles commands in the order they arrive.
+                tokio::task::yield_now().await;
+            }
             let blocked = run_commands(shared, client, batch, output);
             if std::mem::take(&mut client.woke_others) {
                 // The clients this batch unblocked are served before its
@@ -354,6 +363,10 @@ async fn process_input(
             return Next::Continue;
         }
     }
+}
+
+fn is_publish(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"publish") || name.eq_ignore_ascii_case(b"spublish")
 }
 
 /// Waits until this region has applied everything `token` names, or until
