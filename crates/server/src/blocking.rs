@@ -208,15 +208,21 @@ pub fn may_serve(ctx: &Ctx<'_>, key: &[u8]) -> bool {
     ctx.shared.blocking.lock().may_serve(key, ctx.client.id)
 }
 
-/// Whether the command must answer at once instead of blocking: inside
-/// MULTI/EXEC, as in Redis, a blocking command never waits.
-pub fn cannot_block(ctx: &Ctx<'_>) -> bool {
-    ctx.client.in_exec
-}
-
-/// Blocks the client on `keys` (called by the command, under the store
-/// lock): queued once, on its first attempt; a retry keeps its place.
-pub fn block(ctx: &mut Ctx<'_>, keys: Vec<Blob>, timeout: Option<Duration>) {
+/// A blocking command found nothing to take: blocks the client on `keys`
+/// (under the store lock; queued once, on its first attempt, and a retry
+/// keeps its place) and returns `empty`, its reply if the wait ends with
+/// nothing. Inside MULTI/EXEC, as in Redis, it does not wait and `empty` is
+/// the answer now.
+pub fn block(
+    ctx: &mut Ctx<'_>,
+    keys: &[bytes::Bytes],
+    timeout: Option<Duration>,
+    empty: meridian_resp::Frame,
+) -> meridian_resp::Frame {
+    if ctx.client.in_exec {
+        return empty;
+    }
+    let keys: Vec<Blob> = keys.iter().map(|k| Blob::from(&k[..])).collect();
     let id = ctx.client.id;
     let deadline = match &ctx.client.block {
         Some(b) => b.deadline,
@@ -232,16 +238,21 @@ pub fn block(ctx: &mut Ctx<'_>, keys: Vec<Blob>, timeout: Option<Duration>) {
     drop(reg);
     ctx.client.block = Some(BlockRequest { keys, deadline });
     ctx.client.block_pending = true;
+    empty
 }
 
 /// The client's wait is over (served, timed out, unblocked, gone): it
 /// leaves every queue and the clients behind it are woken.
 pub fn leave(shared: &Shared, store: &mut Store, client: u64) {
-    let keys = shared.blocking.lock().dequeue(client);
+    let keys = {
+        let mut reg = shared.blocking.lock();
+        let keys = reg.dequeue(client);
+        reg.wake(&keys);
+        keys
+    };
     for k in &keys {
         store.db_mut().unblock_on(k);
     }
-    shared.blocking.lock().wake(&keys);
 }
 
 /// Wakes the clients blocked on keys that changed since the last call;

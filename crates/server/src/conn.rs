@@ -211,6 +211,9 @@ fn run_commands(
 ) -> Option<Blocked> {
     let mut cmds = cmds;
     loop {
+        if cmds.is_empty() {
+            return None;
+        }
         let (args, timeout_reply, rest) = run_batch(shared, client, cmds, output)?;
         if client.block.is_some() {
             return Some(Blocked {
@@ -220,9 +223,6 @@ fn run_commands(
             });
         }
         cmds = rest;
-        if cmds.is_empty() {
-            return None;
-        }
     }
 }
 
@@ -246,14 +246,8 @@ fn retry_blocked(
         (None, false) => None,
     };
     if let Some(reply) = answer {
-        client.block = None;
-        crate::blocking::leave(shared, &mut shared.store.lock(), client.id);
         encode(&reply, client.proto, output);
-        return if b.rest.is_empty() {
-            None
-        } else {
-            run_commands(shared, client, b.rest, output)
-        };
+        return end_block(shared, client, b.rest, output);
     }
     let retry = run_batch(shared, client, vec![b.args], output);
     crate::blocking::retried(shared, client.id);
@@ -264,16 +258,21 @@ fn retry_blocked(
             timeout_reply,
             rest: b.rest,
         }),
-        _ => {
-            client.block = None;
-            crate::blocking::leave(shared, &mut shared.store.lock(), client.id);
-            if b.rest.is_empty() {
-                None
-            } else {
-                run_commands(shared, client, b.rest, output)
-            }
-        }
+        _ => end_block(shared, client, b.rest, output),
     }
+}
+
+/// The wait is over (answered, timed out, unblocked): the client leaves
+/// every queue, then the commands it sent after the blocking one run.
+fn end_block(
+    shared: &Shared,
+    client: &mut Client,
+    rest: Vec<Vec<Bytes>>,
+    output: &mut BytesMut,
+) -> Option<Blocked> {
+    client.block = None;
+    crate::blocking::leave(shared, &mut shared.store.lock(), client.id);
+    run_commands(shared, client, rest, output)
 }
 
 /// Runs every complete command in `input`. Before AUTH the parser's limits

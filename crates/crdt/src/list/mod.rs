@@ -152,9 +152,9 @@ impl Chunk {
 
     /// The elements, decoded in place if packed.
     fn open(&mut self) -> &mut Vec<Elem> {
-        if let Chunk::Packed(p) = self {
-            let elems = p.refs().iter().map(ElemRef::to_owned).collect();
-            *self = Chunk::Open(elems);
+        if let Chunk::Packed(_) = self {
+            let packed = std::mem::replace(self, Chunk::Open(Vec::new()));
+            *self = Chunk::Open(packed.into_elems());
         }
         match self {
             Chunk::Open(v) => v,
@@ -319,18 +319,6 @@ impl ListVal {
             Chunk::Open(v) => v.get(o).map(Elem::as_ref),
             Chunk::Packed(p) => p.refs().into_iter().nth(o),
         }
-    }
-
-    /// Elements `start..end` (clamped), in order.
-    pub fn range(&self, start: usize, end: usize) -> impl Iterator<Item = ElemRef<'_>> + '_ {
-        let end = end.min(self.len);
-        let (c, o) = self.at(start).unwrap_or((self.chunks.len(), 0));
-        let n = end.saturating_sub(start);
-        self.chunks[c.min(self.chunks.len())..]
-            .iter()
-            .flat_map(|c| c.refs())
-            .skip(o)
-            .take(n)
     }
 
     /// Where `pos` is, or where it would go: `Ok` found, `Err` insertion
@@ -608,7 +596,7 @@ mod tests {
         assert_eq!(l.get(0).unwrap().value, b"-499");
         assert_eq!(l.get(500).unwrap().value, b"0");
         assert_eq!(l.get(1499).unwrap().value, b"999");
-        let r: Vec<_> = l.range(498, 502).map(|e| e.value.to_vec()).collect();
+        let r: Vec<_> = l.range_values(498, 502).map(<[u8]>::to_vec).collect();
         assert_eq!(r.len(), 4);
         assert_eq!(r[2], b"0");
         let all = VersionVector::new();

@@ -554,11 +554,7 @@ fn bpop(ctx: &mut Ctx<'_>, args: &[Bytes], front: bool) -> Frame {
             }
         }
     }
-    if blocking::cannot_block(ctx) {
-        return Frame::NullArray;
-    }
-    blocking::block(ctx, keys.iter().map(blob).collect(), timeout);
-    Frame::NullArray
+    blocking::block(ctx, keys, timeout, Frame::NullArray)
 }
 
 fn blpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -591,11 +587,7 @@ fn bmove(
             Err(e) => return e,
         }
     }
-    if blocking::cannot_block(ctx) {
-        return Frame::Null;
-    }
-    blocking::block(ctx, vec![blob(src)], timeout);
-    Frame::Null
+    blocking::block(ctx, std::slice::from_ref(src), timeout, Frame::Null)
 }
 
 fn blmove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -626,11 +618,7 @@ fn blmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(None) => {}
         Err(e) => return e,
     }
-    if blocking::cannot_block(ctx) {
-        return Frame::NullArray;
-    }
-    blocking::block(ctx, p.keys.iter().map(blob).collect(), timeout);
-    Frame::NullArray
+    blocking::block(ctx, &p.keys, timeout, Frame::NullArray)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use meridian_resp::Frame;
 
 use super::spec::{spec, Ctx, Spec, WRITE};
-use super::util::{blob, bulk, eq_ignore_case, parse_int, syntax_error};
+use super::util::{bulk, eq_ignore_case, parse_int, syntax_error};
 use super::zset;
 use crate::blocking;
 
@@ -138,11 +138,7 @@ fn bzpop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> Frame {
             Err(e) => e,
         };
     }
-    if blocking::cannot_block(ctx) {
-        return Frame::NullArray;
-    }
-    blocking::block(ctx, keys.iter().map(blob).collect(), timeout);
-    Frame::NullArray
+    blocking::block(ctx, keys, timeout, Frame::NullArray)
 }
 
 fn bzpopmin(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -174,10 +170,5 @@ fn bzmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             Err(e) => e,
         };
     }
-    if blocking::cannot_block(ctx) {
-        return Frame::NullArray;
-    }
-    let keys = req.keys.iter().map(blob).collect();
-    blocking::block(ctx, keys, timeout);
-    Frame::NullArray
+    blocking::block(ctx, req.keys, timeout, Frame::NullArray)
 }
