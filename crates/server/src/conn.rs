@@ -452,6 +452,7 @@ pub fn run_batch(
     if crate::blocking::wake_ready(shared, &mut store) {
         client.woke_others = true;
     }
+    crate::events::drain(shared, &mut store, Some(client.id));
     // Everything the batch wrote is one op, durable before any reply leaves.
     if !crate::commit::finish(shared, store, before) {
         for r in replies.iter_mut() {

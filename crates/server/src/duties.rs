@@ -29,7 +29,8 @@ pub fn start(shared: &Arc<Shared>) {
 
 /// Wakes clients blocked on keys that ops from peers (or merged state)
 /// changed: a push made in another region serves a BLPOP here once it is
-/// applied. Local writes wake them at the end of their own batch.
+/// applied. Local writes wake them at the end of their own batch. The
+/// changes peers made go to notifications and tracking here too.
 async fn wake_blocked_by_peers(shared: Arc<Shared>) {
     let mut applied = shared.host.applied.subscribe();
     // Merged state does not announce itself on `applied`: a slow tick
@@ -45,10 +46,15 @@ async fn wake_blocked_by_peers(shared: Arc<Shared>) {
             }
             _ = tick.tick() => {}
         }
-        if shared.blocking.lock().count() > 0 {
-            let mut store = shared.store.lock();
+        let blocked = shared.blocking.lock().count() > 0;
+        if !blocked && !crate::events::wanted(&shared) {
+            continue;
+        }
+        let mut store = shared.store.lock();
+        if blocked {
             let _ = crate::blocking::wake_ready(&shared, &mut store);
         }
+        crate::events::drain(&shared, &mut store, None);
     }
 }
 
@@ -115,6 +121,7 @@ async fn active_expiry(shared: Arc<Shared>) {
             store.db_mut().set_now_ms(wall_ms());
             let before = store.log().last_lsn();
             let n = store.db_mut().expire_due(EXPIRE_KEYS_PER_PASS_MAX);
+            crate::events::drain(&shared, &mut store, None);
             if !crate::commit::finish(&shared, store, before) {
                 break;
             }

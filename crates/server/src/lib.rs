@@ -17,6 +17,8 @@
 //! - [`http`]: `/health/live`, `/health/ready`, `/metrics`, `/v1/status`, `/v1/conflicts`.
 //! - [`admin`]: the token-protected admin API under `/v1` (policies,
 //!   reload, log level); [`reload`] applies a changed config file (SIGHUP).
+//! - [`events`]: the store's change feed, drained for keyspace
+//!   notifications ([`notify`]) and client tracking ([`tracking`]).
 //! - [`logging`]: structured logs with a filter that changes at run time.
 //! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
 //! - [`dashboard`]: the live page at `/` on the HTTP port.
@@ -35,14 +37,17 @@ pub mod conn;
 pub mod dashboard;
 pub mod dispatch;
 pub mod duties;
+pub mod events;
 pub mod guard;
 pub mod heal;
 pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_export;
+pub mod notify;
 pub mod reload;
 pub mod server;
 pub mod shared;
 pub mod snapshot;
 pub mod status;
+pub mod tracking;

@@ -16,9 +16,12 @@ use meridian_crdt::{
 
 use crate::keyspace::Keyspace;
 
-/// Conflicts kept in memory for `MERIDIAN CONFLICTS`.
+pub mod changes;
 mod lists;
 
+pub use changes::{Change, Event, Origin};
+
+/// Conflicts kept in memory for `MERIDIAN CONFLICTS`.
 pub const CONFLICTS_KEPT_MAX: usize = 10_000;
 
 /// What applying a peer's op did.
@@ -81,6 +84,8 @@ pub struct Db {
     blocked_on: std::collections::HashMap<Blob, u32>,
     /// Keys with blocked clients that changed since [`Db::take_ready`].
     ready: Vec<Blob>,
+    /// The change feed ([`changes`]), `None` while nobody reads it.
+    changes: Option<Vec<Change>>,
 }
 
 /// What one tombstone collection did.
@@ -140,6 +145,7 @@ impl Db {
             elem_next: 0,
             blocked_on: Default::default(),
             ready: Vec::new(),
+            changes: None,
         }
     }
 
@@ -358,6 +364,14 @@ impl Db {
         }
         self.touch(key);
         self.mark_ready(key);
+        match kind {
+            // Bookkeeping that precedes the write itself.
+            EffectKind::DropTtl => {}
+            EffectKind::Expire { .. } if self.keys.get(key).is_some() => {
+                self.record_change(key, Origin::Expired)
+            }
+            _ => self.record_change(key, Origin::Local),
+        }
         if may_leave_tombstones(&kind) {
             self.tombstone_keys.insert(Blob::from(key));
         }
@@ -518,6 +532,12 @@ impl Db {
             if may_leave_tombstones(&e.kind) {
                 self.tombstone_keys.insert(e.key.clone());
             }
+            if self.changes.is_some() {
+                let was_live = self.keys.get(&e.key).is_some();
+                if let Some(event) = changes::event_of(&e.kind, was_live) {
+                    self.record_change(&e.key, Origin::Peer(event));
+                }
+            }
             self.keys.apply(&e.key, &e.kind, &ctx, &mut found);
         }
         self.vv.observe(dot);
@@ -653,6 +673,7 @@ impl Db {
         }
         self.touch(key);
         self.mark_ready(key);
+        self.record_change(key, Origin::Merged);
         self.keys.replace(key, merged);
         self.record_conflicts(found);
     }

@@ -14,7 +14,7 @@ pub mod journal;
 pub mod keyspace;
 pub mod persist;
 
-pub use db::{Collected, Db, NotReady, RemoteApply, WrongType};
+pub use db::{Change, Collected, Db, Event, NotReady, Origin, RemoteApply, WrongType};
 pub use journal::{Journal, JournalEntry};
 pub use keyspace::Keyspace;
 pub use meridian_log::FsyncPolicy;
