@@ -41,7 +41,9 @@ pub mod members;
 pub mod receiver;
 pub mod sender;
 pub mod status;
+mod store_lock;
 pub mod tls;
+pub use store_lock::StoreLock;
 pub mod tombstones;
 pub mod wire;
 
@@ -52,7 +54,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_crdt::RegionId;
-use meridian_store::Store;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -87,7 +88,7 @@ pub struct ReplConfig {
 /// What replication shares with the rest of the region.
 #[derive(Clone)]
 pub struct Host {
-    pub store: Arc<Mutex<Store>>,
+    pub store: Arc<crate::StoreLock>,
     /// The op-log LSN on stable storage; senders ship records up to it.
     pub synced: Arc<watch::Sender<u64>>,
     /// Bumped after ops from peers are applied (for `MERIDIAN AFTER`).
@@ -119,7 +120,7 @@ pub struct Host {
 
 impl Host {
     pub fn new(
-        store: Arc<Mutex<Store>>,
+        store: Arc<crate::StoreLock>,
         view: meridian_cluster::ClusterView,
         members: members::Members,
         election: meridian_cluster::Election,
@@ -381,7 +382,7 @@ pub(crate) mod testing {
             0,
         );
         Host::new(
-            Arc::new(parking_lot::Mutex::new(store)),
+            Arc::new(crate::StoreLock::new(store)),
             view,
             members,
             election,

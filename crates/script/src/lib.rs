@@ -1,4 +1,11 @@
-//! Lua 5.1 scripting as Redis embeds it: the libraries scripts expect
-//! (`cjson`, `cmsgpack`, `bit`, `struct`).
+//! Lua 5.1 scripting as Redis embeds it: a sandboxed interpreter with the
+//! libraries scripts expect (`cjson`, `cmsgpack`, `bit`, `struct`), the
+//! `redis` API over a [`Host`] that runs commands, and Redis's conversions
+//! between replies and Lua values.
 
+pub mod convert;
+pub mod engine;
 pub mod libs;
+
+pub use engine::{sha1hex, Engine, Host, Mode, Watch, KILLED, REDIS_VERSION};
+pub use mlua::Function;

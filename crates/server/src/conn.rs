@@ -426,7 +426,16 @@ pub fn run_batch(
         .last()
         .map(|a| String::from_utf8_lossy(&a[0]).to_ascii_lowercase())
         .unwrap_or_default();
-    let mut store = shared.store.lock();
+    let mut store = match crate::scripting::lock_store_or_busy(shared) {
+        Ok(store) => store,
+        Err(running) => {
+            for args in &batch {
+                let reply = crate::scripting::while_busy(shared, &running, args);
+                encode(&reply, client.proto, output);
+            }
+            return None;
+        }
+    };
     store.db_mut().set_now_ms(wall_ms());
     let before = store.log().last_lsn();
     let mut blocked_on = None;

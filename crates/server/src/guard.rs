@@ -56,8 +56,41 @@ pub fn permission_refusal(ctx: &mut Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Opt
     Some(reply)
 }
 
+/// Whether the connection's ACL user may run this command on its keys;
+/// nothing is logged (`redis.acl_check_cmd` asks without acting).
+pub fn permitted(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> bool {
+    let (need, name) = acl::need(spec.name, args, spec.flags.write, spec.flags.no_auth);
+    if need == acl::Need::Nothing {
+        return true;
+    }
+    let keys = command_keys(spec, args);
+    ctx.shared
+        .acl
+        .read()
+        .check(&ctx.client.user, need, &name, &keys)
+        .is_ok()
+}
+
+/// Commands whose keys follow a count at `args[2]` (scripts and functions
+/// declare the keys they touch that way).
+const NUMKEYS_AT_2: &[&str] = &[
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "fcall",
+    "fcall_ro",
+];
+
 /// The keys a command names, from its table entry (first, last, step).
 pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
+    if NUMKEYS_AT_2.contains(&spec.name) {
+        let n = std::str::from_utf8(args.get(2).map_or(&b""[..], |a| &a[..]))
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(0);
+        return args.iter().skip(3).take(n).map(|a| &a[..]).collect();
+    }
     let (first, last, step) = spec.keys;
     if first <= 0 || step <= 0 {
         return Vec::new();
@@ -93,13 +126,19 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
     if !spec.flags.write {
         return None;
     }
+    write_refusal(ctx, &command_keys(spec, args))
+}
+
+/// Why this region may not write `keys` now under its keyspace policies,
+/// if it may not (a script checks the keys it declares before it runs).
+pub fn write_refusal(ctx: &Ctx<'_>, keys: &[&[u8]]) -> Option<Frame> {
+    let config = &ctx.shared.config;
     let policies = ctx.shared.policies();
     if !policies.needs_lease() {
         return None;
     }
     let lease = ctx.shared.host.view.lock().lease(wall_ms());
     let lease = lease.as_ref().map(|_| ()).map_err(String::as_str);
-    let keys = command_keys(spec, args);
     // The election's verdict and the count of an admitted primary write
     // happen under one hold of the election's lock, through the one door
     // that changes the election: a write checked in term T is counted in
@@ -107,7 +146,7 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
     let admitted = ctx.shared.host.election_step(|election| {
         admit(
             &policies,
-            &keys,
+            keys,
             config.region,
             lease,
             election,

@@ -12,6 +12,8 @@
 //!   [`guard`] the ACL and keyspace-policy checks (run again at EXEC).
 //! - [`commit`]: the one path from a batch's effects to a durable op, and
 //!   poisoning on an op-log failure.
+//! - [`scripting`]: Lua scripts (`meridian-script`) run with every check a
+//!   client's command passes; the script cache and the running script.
 //! - [`acl`]: ACL users, their passwords (salted hashes), command levels and key patterns.
 //! - [`cmd`]: the command table, one file per command family.
 //! - [`http`]: `/health/live`, `/health/ready`, `/metrics`, `/v1/status`, `/v1/conflicts`.
@@ -46,6 +48,7 @@ pub mod metrics;
 pub mod metrics_export;
 pub mod notify;
 pub mod reload;
+pub mod scripting;
 pub mod server;
 pub mod shared;
 pub mod snapshot;

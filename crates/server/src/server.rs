@@ -63,7 +63,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let peer_tls = config.tls.peer_tls(config.region)?;
     let slot: crate::shared::Slot = Default::default();
     let listeners = bind(&mut config, &slot).await?;
-    let store = Arc::new(Mutex::new(recover(&config).await?));
+    let store = Arc::new(meridian_repl::StoreLock::new(recover(&config).await?));
     let host = join_cluster(&config, store.clone())?;
     let Listeners {
         resp,
@@ -98,6 +98,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         heal: Mutex::new(Default::default()),
         config_kept: Mutex::new(Default::default()),
         blocking: Mutex::new(Default::default()),
+        scripting: Mutex::new(Default::default()),
+        running_script: Mutex::new(None),
     });
     // Tests and scripts read this line to find the ports when binding port 0.
     let _ = slot.set(shared.clone());
@@ -208,7 +210,10 @@ async fn recover(config: &Config) -> anyhow::Result<Store> {
 /// This region's view of the cluster: its members, failure detection and
 /// quorum lease, and the election of `primary` keyspaces, shared with
 /// replication through the [`meridian_repl::Host`].
-fn join_cluster(config: &Config, store: Arc<Mutex<Store>>) -> anyhow::Result<meridian_repl::Host> {
+fn join_cluster(
+    config: &Config,
+    store: Arc<meridian_repl::StoreLock>,
+) -> anyhow::Result<meridian_repl::Host> {
     let members = meridian_repl::members::Members::open(
         config.region,
         &config.peers,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use meridian_store::Store;
 use parking_lot::Mutex;
 
 use crate::client::PushSender;
@@ -44,7 +43,7 @@ pub enum Readiness {
 
 pub struct Shared {
     pub config: Config,
-    pub store: Arc<Mutex<Store>>,
+    pub store: Arc<meridian_repl::StoreLock>,
     /// What replication shares with client connections.
     pub host: meridian_repl::Host,
     pub repl: Arc<meridian_repl::ReplStatus>,
@@ -81,6 +80,12 @@ pub struct Shared {
     pub config_kept: Mutex<HashMap<&'static str, String>>,
     /// Clients blocked on keys (BLPOP and friends): a leaf lock.
     pub blocking: Mutex<crate::blocking::Blocking>,
+    /// The EVAL scripting state and its script cache; taken under the
+    /// store lock, for the length of a script.
+    pub scripting: Mutex<crate::scripting::Scripting>,
+    /// The script running now, if one is (a leaf lock): other connections
+    /// read it to answer BUSY or to kill it without the store lock.
+    pub running_script: Mutex<Option<Arc<crate::scripting::Running>>>,
 }
 
 /// Where the HTTP port finds the region's shared state: empty while the

@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian_crdt::{RegionId, VersionVector};
-use meridian_store::Store;
-use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::session::{refuses, Acceptor as AcceptorMachine, DialerSession, Out, SessionError};
@@ -136,7 +134,7 @@ async fn carry_out<W: AsyncWrite + Unpin>(
 /// A dialer's session that stops tracking changed keys when dropped
 /// unfinished. Never dropped while the store lock is held.
 struct Dialing {
-    store: Arc<Mutex<Store>>,
+    store: Arc<crate::StoreLock>,
     session: DialerSession,
 }
 
@@ -204,7 +202,7 @@ where
 /// until the dialer streams again. Stops tracking changed keys when dropped
 /// unfinished; never dropped while the store lock is held.
 pub struct Acceptor {
-    store: Arc<Mutex<Store>>,
+    store: Arc<crate::StoreLock>,
     machine: AcceptorMachine,
     pair: Option<PeerSession>,
     bytes: u64,

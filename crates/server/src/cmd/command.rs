@@ -39,6 +39,7 @@ pub fn supported_subcommands(name: &str) -> Option<&'static [(&'static str, i32)
         "memory" => Some(super::object::MEMORY_SUBCOMMANDS),
         "object" => Some(super::object::OBJECT_SUBCOMMANDS),
         "pubsub" => Some(super::pubsub::PUBSUB_SUBCOMMANDS),
+        "script" => Some(super::scripting::SCRIPT_SUBCOMMANDS),
         _ => None,
     }
 }

@@ -30,6 +30,7 @@ pub mod persistence;
 pub mod plain;
 pub mod pubsub;
 pub mod redis_meta;
+pub mod scripting;
 pub mod set;
 pub mod sort;
 pub mod spec;
@@ -49,7 +50,7 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 23] = [
+    let families: [(Vec<Spec>, &'static str); 24] = [
         (strings::specs(), "string"),
         (lcs::specs(), "string"),
         (bits::specs(), "bitmap"),
@@ -73,6 +74,7 @@ fn all_specs() -> Vec<Spec> {
         (pubsub::specs(), "pubsub"),
         (meridian::specs(), "meridian"),
         (acl::specs(), "server"),
+        (scripting::specs(), "scripting"),
     ];
     let mut all = Vec::new();
     for (specs, group) in families {

@@ -1,0 +1,625 @@
+//! One scripting state: a Lua 5.1 interpreter set up as Redis sets up its
+//! own (libraries, the `redis` table, a sandbox of read-only globals), and
+//! how a compiled script is invoked against a [`Host`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use meridian_resp::Frame;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+use crate::convert;
+
+/// The version scripts read in `redis.REDIS_VERSION`: the Redis release
+/// whose behaviour Meridian reproduces.
+pub const REDIS_VERSION: &str = "7.0.15";
+const REDIS_VERSION_NUM: u32 = 0x0007_000f;
+
+/// Where the raise marker (see the prelude) is kept in the registry.
+const RAISE_KEY: &str = "meridian.raise";
+
+/// How often (in Lua instructions) a running script checks its watch.
+const HOOK_EVERY_INSTRUCTIONS: u32 = 1000;
+
+/// What a script does to the region it runs in. The server implements it
+/// over its command table; every check a client's command passes applies.
+pub trait Host: Send {
+    /// Runs one command for `redis.call`/`redis.pcall` and returns its
+    /// reply, an error reply included (a refusal before the command ran
+    /// too: unknown command, wrong arity, not allowed from scripts, ACL,
+    /// writes from a read-only script, keyspace policy).
+    fn call(&mut self, args: Vec<Bytes>, resp3: bool) -> Frame;
+    /// Whether the calling user may run this command on these keys;
+    /// `None` for an unknown command.
+    fn acl_check(&mut self, args: &[Bytes]) -> Option<bool>;
+    /// `redis.log`: level 0 (debug) to 3 (warning).
+    fn log(&mut self, level: u8, message: &[u8]);
+}
+
+/// How long a script may run before other clients are told BUSY, and the
+/// means to stop it: shared between the running script and the rest of
+/// the server.
+#[derive(Debug)]
+pub struct Watch {
+    started: Instant,
+    busy_after: Duration,
+    busy: AtomicBool,
+    kill: AtomicBool,
+    /// Milliseconds the script had run when it was last checked.
+    ran_ms: AtomicU64,
+}
+
+impl Watch {
+    /// A watch for a script starting now; `busy_after` zero never turns busy.
+    pub fn new(busy_after: Duration) -> Watch {
+        Watch {
+            started: Instant::now(),
+            busy_after,
+            busy: AtomicBool::new(false),
+            kill: AtomicBool::new(false),
+            ran_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The script has run past the busy threshold: other clients get BUSY.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// SCRIPT KILL / FUNCTION KILL: the script stops at its next check.
+    pub fn kill(&self) {
+        self.kill.store(true, Ordering::Release);
+    }
+
+    pub fn killed(&self) -> bool {
+        self.kill.load(Ordering::Acquire)
+    }
+
+    pub fn ran_ms(&self) -> u64 {
+        self.ran_ms.load(Ordering::Relaxed)
+    }
+
+    /// Called from the interpreter's hook: false once the script must stop.
+    fn check(&self) -> bool {
+        let ran = self.started.elapsed();
+        self.ran_ms.store(ran.as_millis() as u64, Ordering::Relaxed);
+        if !self.busy_after.is_zero() && ran >= self.busy_after {
+            self.busy.store(true, Ordering::Release);
+        }
+        !self.killed()
+    }
+}
+
+/// Which scripts a state runs: EVAL scripts see KEYS and ARGV as globals,
+/// function libraries get them as arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Eval,
+    Function,
+}
+
+/// What the prelude hands back, kept for each invocation.
+struct Parts {
+    raise: Table,
+    impl_: Table,
+    env: Table,
+    run: Function,
+}
+
+pub struct Engine {
+    lua: Lua,
+    parts: Parts,
+    mode: Mode,
+    rng: Arc<Mutex<Lrand48>>,
+}
+
+/// The error a script reports when SCRIPT KILL stopped it.
+pub const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
+
+impl Engine {
+    pub fn new(mode: Mode) -> mlua::Result<Engine> {
+        // The debug library is opened for the prelude's error handler,
+        // which keeps a private reference; scripts never see it.
+        let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG;
+        // SAFETY: `debug` is removed from the globals by the prelude before
+        // any script runs; only the prelude's error handler keeps it.
+        let lua = unsafe { Lua::unsafe_new_with(libs, LuaOptions::new()) };
+        crate::libs::install(&lua)?;
+        let rng = Arc::new(Mutex::new(Lrand48::new(seed_from_clock())));
+        install_math(&lua, &rng)?;
+        let prelude: Table = lua
+            .load(include_str!("prelude.lua"))
+            .set_name("=prelude")
+            .eval()?;
+        let parts = Parts {
+            raise: prelude.get("raise")?,
+            impl_: prelude.get("impl")?,
+            env: prelude.get("env")?,
+            run: prelude.get("run")?,
+        };
+        lua.set_named_registry_value(RAISE_KEY, parts.raise.clone())?;
+        let wrap: Function = prelude.get("wrap")?;
+        let math: Table = lua.globals().raw_get("math")?;
+        for name in ["random", "randomseed"] {
+            let f: Function = math.raw_get(name)?;
+            math.raw_set(name, wrap.call::<Function>(f)?)?;
+        }
+        let redis: Table = prelude.get("redis")?;
+        redis.set("REDIS_VERSION", REDIS_VERSION)?;
+        redis.set("REDIS_VERSION_NUM", REDIS_VERSION_NUM)?;
+        redis.set(
+            "sha1hex",
+            lua.create_function(|lua, args: MultiValue| {
+                if args.len() != 1 {
+                    return raise_error(lua, "wrong number of arguments");
+                }
+                let text = match &args[0] {
+                    Value::String(s) => s.as_bytes().to_vec(),
+                    Value::Number(n) => format_lua_number(*n).into_bytes(),
+                    Value::Integer(n) => n.to_string().into_bytes(),
+                    _ => Vec::new(),
+                };
+                Ok(MultiValue::from_iter([Value::String(
+                    lua.create_string(sha1hex(&text))?,
+                )]))
+            })?,
+        )?;
+        // sha1hex speaks the raise protocol too.
+        let wrap_raise: Function = lua
+            .load("local raise = ... return function(f) return function(...) local a, b = f(...) if a == raise then error(b, 0) end return a end end")
+            .set_name("=prelude")
+            .call(parts.raise.clone())?;
+        let sha: Function = redis.get("sha1hex")?;
+        redis.set("sha1hex", wrap_raise.call::<Function>(sha)?)?;
+        let wrap_table: Function = prelude.get("wrap_table")?;
+        let readonly: Function = prelude.get("readonly")?;
+        let globals = lua.globals();
+        for name in ["cjson", "cmsgpack", "bit", "struct"] {
+            if let Value::Table(t) = globals.raw_get::<Value>(name)? {
+                wrap_table.call::<Table>(t.clone())?;
+                globals.raw_set(name, readonly.call::<Table>(t)?)?;
+            }
+        }
+        for name in ["redis", "string", "math", "table", "coroutine"] {
+            if let Value::Table(t) = globals.raw_get::<Value>(name)? {
+                globals.raw_set(name, readonly.call::<Table>(t)?)?;
+            }
+        }
+        Ok(Engine {
+            lua,
+            parts,
+            mode,
+            rng,
+        })
+    }
+
+    pub fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    /// Memory the interpreter holds (INFO's `used_memory_lua`).
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    /// Compiles a script body into a function that runs in the sandbox;
+    /// the error is the compiler's message (`user_script:1: ...`).
+    pub fn compile(&self, chunk_name: &str, body: &[u8]) -> Result<Function, String> {
+        if body.first() == Some(&27) {
+            return Err("attempt to load a binary chunk".into());
+        }
+        let f = self
+            .lua
+            .load(body)
+            .set_name(format!("@{chunk_name}"))
+            .set_environment(self.parts.env.clone())
+            .into_function()
+            .map_err(|e| compile_message(&e))?;
+        Ok(f)
+    }
+
+    /// Runs `f` with `keys` and `args` and converts what it returns (or the
+    /// error it raised) into a reply. `name` is what error replies say ran
+    /// (`f_<sha>` for EVAL, the function's name for FCALL).
+    pub fn invoke(
+        &self,
+        f: &Function,
+        keys: &[Bytes],
+        args: &[Bytes],
+        name: &str,
+        host: &mut dyn Host,
+        watch: &Arc<Watch>,
+    ) -> Frame {
+        match self.invoke_inner(f, keys, args, name, host, watch) {
+            Ok(frame) if watch.killed() => {
+                drop(frame);
+                Frame::error(KILLED)
+            }
+            Ok(frame) => frame,
+            Err(e) => Frame::error(format!("ERR Error running script {name}, {e}")),
+        }
+    }
+
+    fn invoke_inner(
+        &self,
+        f: &Function,
+        keys: &[Bytes],
+        args: &[Bytes],
+        name: &str,
+        host: &mut dyn Host,
+        watch: &Arc<Watch>,
+    ) -> mlua::Result<Frame> {
+        let lua = &self.lua;
+        let keys_t = string_array(lua, keys)?;
+        let args_t = string_array(lua, args)?;
+        let host = Mutex::new(host);
+        let resp3 = AtomicBool::new(false);
+        let hook_watch = watch.clone();
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY_INSTRUCTIONS),
+            move |_, _| {
+                if hook_watch.check() {
+                    Ok(VmState::Continue)
+                } else {
+                    Err(mlua::Error::RuntimeError(
+                        KILLED["ERR ".len()..].to_string(),
+                    ))
+                }
+            },
+        )?;
+        let result = lua.scope(|scope| {
+            let raise = self.parts.raise.clone();
+            let call = |protected: bool| {
+                let raise = raise.clone();
+                let host = &host;
+                let resp3 = &resp3;
+                scope.create_function(move |lua, args: MultiValue| {
+                    let argv = match command_args(&args) {
+                        Ok(argv) => argv,
+                        Err(text) => {
+                            let t = convert::error_table(lua, text)?;
+                            return raise_or_return(lua, &raise, t, !protected);
+                        }
+                    };
+                    let reply = host
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .call(argv, resp3.load(Ordering::Relaxed));
+                    let is_error = reply.is_error();
+                    let value = convert::frame_to_lua(lua, &reply, resp3.load(Ordering::Relaxed))?;
+                    if is_error && !protected {
+                        return raise_or_return(lua, &raise, value, true);
+                    }
+                    Ok(MultiValue::from_iter([value]))
+                })
+            };
+            self.parts.impl_.raw_set("call", call(false)?)?;
+            self.parts.impl_.raw_set("pcall", call(true)?)?;
+            let raise2 = raise.clone();
+            let resp3_ref = &resp3;
+            self.parts.impl_.raw_set(
+                "setresp",
+                scope.create_function(move |lua, args: MultiValue| {
+                    if args.len() != 1 {
+                        let t = convert::error_table(lua, "redis.setresp() requires one argument.")?;
+                        return raise_or_return(lua, &raise2, Value::Table(t), true);
+                    }
+                    match lua_number(&args[0]).map(|n| n as i64) {
+                        Some(2) => resp3_ref.store(false, Ordering::Relaxed),
+                        Some(3) => resp3_ref.store(true, Ordering::Relaxed),
+                        _ => {
+                            let t = convert::error_table(lua, "RESP version must be 2 or 3.")?;
+                            return raise_or_return(lua, &raise2, Value::Table(t), true);
+                        }
+                    }
+                    Ok(MultiValue::new())
+                })?,
+            )?;
+            let raise3 = raise.clone();
+            self.parts.impl_.raw_set(
+                "set_repl",
+                scope.create_function(move |lua, args: MultiValue| {
+                    if args.len() != 1 {
+                        let t = convert::error_table(lua, "redis.set_repl() requires two arguments.")?;
+                        return raise_or_return(lua, &raise3, Value::Table(t), true);
+                    }
+                    // Replication is always by the script's effects, as one
+                    // op; the flags are checked as Redis checks them.
+                    let flags = lua_number(&args[0]).unwrap_or(0.0) as i64;
+                    if flags & !3 != 0 {
+                        let t = convert::error_table(
+                            lua,
+                            "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                        )?;
+                        return raise_or_return(lua, &raise3, Value::Table(t), true);
+                    }
+                    Ok(MultiValue::new())
+                })?,
+            )?;
+            let raise4 = raise.clone();
+            let host4 = &host;
+            self.parts.impl_.raw_set(
+                "acl_check_cmd",
+                scope.create_function(move |lua, args: MultiValue| {
+                    let argv = match command_args(&args) {
+                        Ok(argv) => argv,
+                        Err(text) => {
+                            let t = convert::error_table(lua, text)?;
+                            return raise_or_return(lua, &raise4, Value::Table(t), true);
+                        }
+                    };
+                    match host4.lock().unwrap_or_else(|p| p.into_inner()).acl_check(&argv) {
+                        Some(ok) => Ok(MultiValue::from_iter([Value::Boolean(ok)])),
+                        None => {
+                            let t = convert::error_table(
+                                lua,
+                                "Invalid command passed to redis.acl_check_cmd()",
+                            )?;
+                            raise_or_return(lua, &raise4, Value::Table(t), true)
+                        }
+                    }
+                })?,
+            )?;
+            let raise5 = raise.clone();
+            let host5 = &host;
+            self.parts.impl_.raw_set(
+                "log",
+                scope.create_function(move |lua, args: MultiValue| {
+                    log_call(lua, &raise5, &args, |level, text| {
+                        host5
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .log(level, text)
+                    })
+                })?,
+            )?;
+            let eval_mode = self.mode == Mode::Eval;
+            let out: MultiValue = self
+                .parts
+                .run
+                .call((f.clone(), keys_t, args_t, eval_mode))?;
+            let mut values = out.into_iter();
+            let ok = matches!(values.next(), Some(Value::Boolean(true)));
+            let value = values.next().unwrap_or(Value::Nil);
+            if ok {
+                Ok(convert::lua_to_frame(&value, resp3.load(Ordering::Relaxed)))
+            } else {
+                Ok(convert::script_error(&value, name))
+            }
+        });
+        lua.remove_hook();
+        for key in [
+            "call",
+            "pcall",
+            "setresp",
+            "set_repl",
+            "acl_check_cmd",
+            "log",
+        ] {
+            self.parts.impl_.raw_set(key, Value::Nil)?;
+        }
+        result
+    }
+
+    /// Seeds the scripts' random generator (Redis's `math.randomseed`).
+    pub fn reseed(&self, seed: i64) {
+        self.rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .seed(seed as i32);
+    }
+}
+
+/// The arguments of `redis.call`: strings, or numbers written as Redis
+/// writes them (`%.17g`).
+fn command_args(args: &MultiValue) -> Result<Vec<Bytes>, &'static str> {
+    if args.is_empty() {
+        return Err("Please specify at least one argument for this redis lib call");
+    }
+    args.iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Number(n) => Ok(Bytes::from(format_g17(*n))),
+            Value::Integer(n) => Ok(Bytes::from(n.to_string())),
+            _ => Err("Lua redis lib command arguments must be strings or integers"),
+        })
+        .collect()
+}
+
+fn lua_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => Some(*n),
+        Value::Integer(n) => Some(*n as f64),
+        Value::String(s) => s.to_str().ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn log_call(
+    lua: &Lua,
+    raise: &Table,
+    args: &MultiValue,
+    mut log: impl FnMut(u8, &[u8]),
+) -> mlua::Result<MultiValue> {
+    if args.len() < 2 {
+        let t = convert::error_table(lua, "redis.log() requires two arguments or more.")?;
+        return raise_or_return(lua, raise, Value::Table(t), true);
+    }
+    let Some(level) = lua_number(&args[0]) else {
+        let t = convert::error_table(lua, "First argument must be a number (log level).")?;
+        return raise_or_return(lua, raise, Value::Table(t), true);
+    };
+    let level = level as i64;
+    if !(0..=3).contains(&level) {
+        let t = convert::error_table(lua, "Invalid debug level.")?;
+        return raise_or_return(lua, raise, Value::Table(t), true);
+    }
+    let mut text = Vec::new();
+    for (i, v) in args.iter().skip(1).enumerate() {
+        let piece = match v {
+            Value::String(s) => s.as_bytes().to_vec(),
+            Value::Number(n) => format_lua_number(*n).into_bytes(),
+            Value::Integer(n) => n.to_string().into_bytes(),
+            _ => continue,
+        };
+        if i > 0 {
+            text.push(b' ');
+        }
+        text.extend_from_slice(&piece);
+    }
+    log(level as u8, &text);
+    Ok(MultiValue::new())
+}
+
+/// Hands `value` back to the Lua side to be raised as the error
+/// (`raise`), or returned as a value.
+fn raise_or_return(
+    _lua: &Lua,
+    raise_marker: &Table,
+    value: impl mlua::IntoLua,
+    raise: bool,
+) -> mlua::Result<MultiValue> {
+    let value = value.into_lua(_lua)?;
+    if raise {
+        Ok(MultiValue::from_iter([
+            Value::Table(raise_marker.clone()),
+            value,
+        ]))
+    } else {
+        Ok(MultiValue::from_iter([value]))
+    }
+}
+
+fn raise_error(lua: &Lua, text: &str) -> mlua::Result<MultiValue> {
+    let raise: Table = lua.named_registry_value(RAISE_KEY)?;
+    let t = convert::error_table(lua, text)?;
+    raise_or_return(lua, &raise, Value::Table(t), true)
+}
+
+fn string_array(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, item) in items.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(item)?)?;
+    }
+    Ok(t)
+}
+
+/// The compiler's message without mlua's decoration.
+fn compile_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// SHA-1 of `data` in lower-case hex: a script's name in the cache.
+pub fn sha1hex(data: &[u8]) -> String {
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::digest(data);
+    let mut out = String::with_capacity(40);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// A number as C's `%.17g` writes it (the text Redis gives commands).
+pub fn format_g17(n: f64) -> String {
+    convert::format_g(n, 17)
+}
+
+/// A number as Lua 5.1's `tostring` writes it (`%.14g`).
+pub fn format_lua_number(n: f64) -> String {
+    convert::format_g(n, 14)
+}
+
+fn seed_from_clock() -> i32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (nanos as u32 ^ std::process::id()) as i32
+}
+
+/// POSIX `lrand48`, which Redis uses for `math.random` so that a seed gives
+/// the same sequence on every platform.
+#[derive(Debug, Clone)]
+pub struct Lrand48 {
+    x: u64,
+}
+
+impl Lrand48 {
+    const A: u64 = 0x5_DEEC_E66D;
+    const C: u64 = 0xB;
+    const MASK: u64 = (1 << 48) - 1;
+    /// Redis's `REDIS_LRAND48_MAX`.
+    pub const MAX: u32 = i32::MAX as u32;
+
+    pub fn new(seed: i32) -> Lrand48 {
+        let mut r = Lrand48 { x: 0 };
+        r.seed(seed);
+        r
+    }
+
+    pub fn seed(&mut self, seed: i32) {
+        self.x = (((seed as u32 as u64) << 16) | 0x330E) & Self::MASK;
+    }
+
+    pub fn next(&mut self) -> u32 {
+        self.x = (Self::A.wrapping_mul(self.x).wrapping_add(Self::C)) & Self::MASK;
+        (self.x >> 17) as u32
+    }
+}
+
+/// `math.random` and `math.randomseed` on [`Lrand48`], as Redis replaces them.
+fn install_math(lua: &Lua, rng: &Arc<Mutex<Lrand48>>) -> mlua::Result<()> {
+    let math: Table = lua.globals().get("math")?;
+    let r = rng.clone();
+    math.set(
+        "random",
+        lua.create_function(move |_, args: MultiValue| {
+            let draw = r.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let x = (draw % Lrand48::MAX) as f64 / Lrand48::MAX as f64;
+            let int = |v: &Value| lua_number(v).map(|n| n as i32);
+            match args.len() {
+                0 => Ok(x),
+                1 => {
+                    let u = int(&args[0]).ok_or_else(|| bad_arg(1, "number expected"))?;
+                    if u < 1 {
+                        return Err(bad_arg(1, "interval is empty"));
+                    }
+                    Ok((x * u as f64).floor() + 1.0)
+                }
+                2 => {
+                    let l = int(&args[0]).ok_or_else(|| bad_arg(1, "number expected"))?;
+                    let u = int(&args[1]).ok_or_else(|| bad_arg(2, "number expected"))?;
+                    if l > u {
+                        return Err(bad_arg(2, "interval is empty"));
+                    }
+                    Ok((x * (u as f64 - l as f64 + 1.0)).floor() + l as f64)
+                }
+                _ => Err(mlua::Error::RuntimeError(
+                    "wrong number of arguments".into(),
+                )),
+            }
+        })?,
+    )?;
+    let r = rng.clone();
+    math.set(
+        "randomseed",
+        lua.create_function(move |_, seed: Value| {
+            let seed = lua_number(&seed).ok_or_else(|| bad_arg(1, "number expected"))?;
+            r.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .seed(seed as i32);
+            Ok(())
+        })?,
+    )?;
+    Ok(())
+}
+
+fn bad_arg(n: usize, what: &str) -> mlua::Error {
+    mlua::Error::RuntimeError(format!("bad argument #{n} to 'random' ({what})"))
+}

@@ -1,0 +1,275 @@
+-- Meridian's scripting sandbox, run once in every new scripting state with
+-- the full standard library still reachable. It keeps private references to
+-- what the sandbox needs, removes what scripts may not touch, and returns the
+-- pieces the engine drives from Rust.
+local real = _G
+local dbg = debug
+local rawget, rawset, type, tostring, error = rawget, rawset, type, tostring, error
+local raw_setmetatable, raw_pcall, xpcall = setmetatable, pcall, xpcall
+local raw_loadstring, raw_load = loadstring, load
+local raw_getfenv = getfenv
+
+-- A value returned first by a Rust function to say: raise the second value
+-- as the Lua error (a Redis error table or message), unchanged.
+local RAISE = {}
+
+-- Tables scripts may read but not change, by their visible proxy.
+local protected = raw_setmetatable({}, { __mode = 'k' })
+
+local function refuse()
+    error('Attempt to modify a readonly table', 2)
+end
+
+local function readonly(t)
+    local proxy = {}
+    local shown = {}
+    local mt = { __index = t, __newindex = refuse, __metatable = shown }
+    raw_setmetatable(shown, { __index = mt, __newindex = refuse, __metatable = false })
+    protected[proxy] = true
+    protected[shown] = true
+    return raw_setmetatable(proxy, mt)
+end
+
+-- Errors raised by library functions written in Rust arrive as userdata
+-- carrying a message with a prefix and a traceback; scripts see the bare
+-- message, as with Redis's C libraries.
+local function clean(e)
+    if type(e) == 'userdata' then
+        local s = tostring(e)
+        s = s:gsub('^runtime error: ', '', 1)
+        local cut = s:find('\nstack traceback:', 1, true)
+        if cut then s = s:sub(1, cut - 1) end
+        return s
+    end
+    return e
+end
+
+local function finish(ok, ...)
+    if ok then
+        if (...) == RAISE then
+            error(select(2, ...), 0)
+        end
+        return ...
+    end
+    error(clean((...)), 0)
+end
+
+-- Wraps a Rust function so that its errors read like Redis's.
+local function wrap(f)
+    return function(...)
+        return finish(raw_pcall(f, ...))
+    end
+end
+
+local function wrap_table(t)
+    for k, v in pairs(t) do
+        if type(v) == 'function' then
+            t[k] = wrap(v)
+        end
+    end
+    return t
+end
+
+-- What a script sees as its globals: reading a missing name is an error,
+-- and nothing may be added or replaced.
+local env = {}
+local env_mt = {
+    __index = function(_, k)
+        local v = rawget(real, k)
+        if v == nil then
+            error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
+        end
+        return v
+    end,
+    __newindex = refuse,
+}
+env_mt.__metatable = readonly(env_mt)
+raw_setmetatable(env, env_mt)
+protected[env] = true
+
+-- Redis's pcall hands a script the message of an error table, as versions
+-- before 7 did.
+local function pcall_result(ok, ...)
+    if ok then return ok, ... end
+    local e = clean((...))
+    if type(e) == 'table' and type(rawget(e, 'err')) == 'string' then
+        e = rawget(e, 'err')
+    end
+    return false, e
+end
+
+local function sandboxed_pcall(f, ...)
+    return pcall_result(raw_pcall(f, ...))
+end
+
+local function sandboxed_setmetatable(t, mt)
+    if protected[t] then error('Attempt to modify a readonly table', 2) end
+    return raw_setmetatable(t, mt)
+end
+
+local function sandboxed_rawset(t, k, v)
+    if protected[t] then error('Attempt to modify a readonly table', 2) end
+    return rawset(t, k, v)
+end
+
+-- Precompiled chunks are refused: their bytecode is not verified.
+local function text_only(chunk)
+    return type(chunk) ~= 'string' or chunk:byte(1) ~= 27
+end
+
+local function sandboxed_loadstring(s, name)
+    if not text_only(s) then return nil, 'binary chunks are not allowed' end
+    return raw_loadstring(s, name)
+end
+
+local function sandboxed_load(f, name)
+    local parts = {}
+    while true do
+        local piece = f()
+        if piece == nil or piece == '' then break end
+        parts[#parts + 1] = piece
+    end
+    return sandboxed_loadstring(table.concat(parts), name)
+end
+
+-- The thread's environment is the real globals table; scripts get the
+-- guarded view of it instead.
+local function sandboxed_getfenv(f)
+    local e = raw_getfenv(f == nil and 1 or (type(f) == 'number' and f > 0 and f + 1 or f))
+    if e == real then return env end
+    return e
+end
+
+-- Adds where the error happened, as Redis's error handler does.
+-- Frames of C functions and of this prelude are skipped: the place
+-- reported is the script's line that called them.
+local function handler(err)
+    local level, i = 2, nil
+    while true do
+        local f = dbg.getinfo(level, 'nSl')
+        if f == nil then break end
+        if f.what ~= 'C' and f.what ~= 'tail' and f.source ~= '=prelude' then
+            i = f
+            break
+        end
+        level = level + 1
+    end
+    err = clean(err)
+    if type(err) ~= 'table' then
+        err = { err = 'ERR ' .. tostring(err) }
+    end
+    if i then
+        err['source'] = i.source
+        err['line'] = i.currentline
+    end
+    return err
+end
+
+local function run(f, keys, args, eval_mode)
+    if eval_mode then
+        rawset(real, 'KEYS', keys)
+        rawset(real, 'ARGV', args)
+        return xpcall(f, handler)
+    end
+    return xpcall(function() return f(keys, args) end, handler)
+end
+
+-- Raises what a Rust function asked to raise (see RAISE).
+local function raise_if(first, ...)
+    if first == RAISE then
+        error((select(1, ...)), 0)
+    end
+    return first, ...
+end
+
+-- The functions that act on the running script's region; the engine sets
+-- `impl` for the length of each invocation only.
+local impl = {}
+local function bound(name, what)
+    return function(...)
+        local f = impl[name]
+        if f == nil then
+            error({ err = 'ERR ' .. what .. ' can only be called inside a script invocation' }, 0)
+        end
+        return raise_if(f(...))
+    end
+end
+
+-- Redis's error table for a message: `-CODE text` keeps its code, a bare
+-- text gets ERR.
+local function error_table(text)
+    local code, msg
+    if text:sub(1, 1) == '-' then
+        local space = text:find(' ', 1, true)
+        if space then
+            code, msg = text:sub(2, space - 1), text:sub(space + 1)
+        else
+            code, msg = 'ERR', text:sub(2)
+        end
+    else
+        code, msg = 'ERR', text
+    end
+    msg = msg:gsub('[\r\n]+$', '')
+    return { err = code .. ' ' .. msg }
+end
+
+local redis = {
+    call = bound('call', 'redis.call/pcall'),
+    pcall = bound('pcall', 'redis.call/pcall'),
+    setresp = bound('setresp', 'redis.setresp'),
+    set_repl = bound('set_repl', 'redis.set_repl'),
+    acl_check_cmd = bound('acl_check_cmd', 'redis.acl_check_cmd'),
+    log = bound('log', 'redis.log'),
+    LOG_DEBUG = 0,
+    LOG_VERBOSE = 1,
+    LOG_NOTICE = 2,
+    LOG_WARNING = 3,
+    REPL_NONE = 0,
+    REPL_AOF = 1,
+    REPL_SLAVE = 2,
+    REPL_REPLICA = 2,
+    REPL_ALL = 3,
+}
+
+function redis.error_reply(...)
+    local text = ...
+    if select('#', ...) ~= 1 or type(text) ~= 'string' then
+        return error_table('wrong number or type of arguments')
+    end
+    if text:sub(1, 1) ~= '-' then text = '-' .. text end
+    return error_table(text)
+end
+
+function redis.status_reply(...)
+    local text = ...
+    if select('#', ...) ~= 1 or type(text) ~= 'string' then
+        return error_table('wrong number or type of arguments')
+    end
+    return { ok = text }
+end
+
+rawset(real, 'redis', redis)
+
+for _, name in ipairs({ 'os', 'io', 'package', 'require', 'module', 'loadfile', 'dofile', 'print', 'debug' }) do
+    rawset(real, name, nil)
+end
+rawset(real, 'pcall', sandboxed_pcall)
+rawset(real, 'setmetatable', sandboxed_setmetatable)
+rawset(real, 'rawset', sandboxed_rawset)
+rawset(real, 'loadstring', sandboxed_loadstring)
+rawset(real, 'load', sandboxed_load)
+rawset(real, 'getfenv', sandboxed_getfenv)
+rawset(real, '_G', env)
+
+return {
+    raise = RAISE,
+    impl = impl,
+    redis = redis,
+    error_table = error_table,
+    env = env,
+    real = real,
+    run = run,
+    readonly = readonly,
+    wrap = wrap,
+    wrap_table = wrap_table,
+}

@@ -1,0 +1,174 @@
+//! The engine against a small in-memory host: conversions, errors, the
+//! sandbox and stopping a busy script.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use meridian_resp::Frame;
+use meridian_script::{Engine, Host, Mode, Watch};
+
+/// GET, SET and INCR over a map; anything else is unknown.
+#[derive(Default)]
+struct MapHost {
+    data: HashMap<Bytes, Bytes>,
+    calls: usize,
+}
+
+impl Host for MapHost {
+    fn call(&mut self, args: Vec<Bytes>, _resp3: bool) -> Frame {
+        self.calls += 1;
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        match (name.as_str(), args.len()) {
+            ("get", 2) => self
+                .data
+                .get(&args[1])
+                .map_or(Frame::Null, |v| Frame::Bulk(v.clone())),
+            ("set", 3) => {
+                self.data.insert(args[1].clone(), args[2].clone());
+                Frame::ok()
+            }
+            ("incr", 2) => {
+                let n: i64 = self
+                    .data
+                    .get(&args[1])
+                    .map_or(Some(0), |v| std::str::from_utf8(v).ok()?.parse().ok())
+                    .unwrap_or(0)
+                    + 1;
+                self.data
+                    .insert(args[1].clone(), Bytes::from(n.to_string()));
+                Frame::Integer(n)
+            }
+            ("ping", 1) => Frame::simple("PONG"),
+            _ => Frame::error("ERR Unknown Redis command called from script"),
+        }
+    }
+
+    fn acl_check(&mut self, _args: &[Bytes]) -> Option<bool> {
+        Some(true)
+    }
+
+    fn log(&mut self, _level: u8, _message: &[u8]) {}
+}
+
+fn eval(engine: &Engine, host: &mut MapHost, body: &str, keys: &[&str], args: &[&str]) -> Frame {
+    let f = engine
+        .compile("user_script", body.as_bytes())
+        .expect("compiles");
+    let keys: Vec<Bytes> = keys.iter().map(|k| Bytes::from(k.to_string())).collect();
+    let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+    let watch = Arc::new(Watch::new(Duration::ZERO));
+    engine.invoke(&f, &keys, &args, "f_test", host, &watch)
+}
+
+#[test]
+fn replies_convert_as_redis_converts_them() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    assert_eq!(
+        eval(&engine, &mut host, "return 100.5", &[], &[]),
+        Frame::Integer(100)
+    );
+    assert_eq!(
+        eval(&engine, &mut host, "return true", &[], &[]),
+        Frame::Integer(1)
+    );
+    assert_eq!(
+        eval(&engine, &mut host, "return false", &[], &[]),
+        Frame::Null
+    );
+    assert_eq!(
+        eval(&engine, &mut host, "return {ok='fine'}", &[], &[]),
+        Frame::simple("fine")
+    );
+    assert_eq!(
+        eval(&engine, &mut host, "return {1,'a',{2}}", &[], &[]),
+        Frame::Array(vec![
+            Frame::Integer(1),
+            Frame::bulk("a"),
+            Frame::Array(vec![Frame::Integer(2)])
+        ])
+    );
+    assert_eq!(
+        eval(
+            &engine,
+            &mut host,
+            "return {KEYS[1], ARGV[1]}",
+            &["k"],
+            &["v"]
+        ),
+        Frame::Array(vec![Frame::bulk("k"), Frame::bulk("v")])
+    );
+}
+
+#[test]
+fn redis_call_runs_commands_and_raises_their_errors() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    let body = "redis.call('set', KEYS[1], 'x'); return redis.call('get', KEYS[1])";
+    assert_eq!(
+        eval(&engine, &mut host, body, &["k"], &[]),
+        Frame::bulk("x")
+    );
+    let Frame::Error(e) = eval(&engine, &mut host, "redis.call('nosuch')", &[], &[]) else {
+        panic!("an error");
+    };
+    assert!(
+        e.starts_with(
+            "ERR Unknown Redis command called from script script: f_test, on @user_script:1."
+        ),
+        "{e}"
+    );
+    let pcall = "local r = redis.pcall('nosuch'); return type(r) .. ':' .. r.err";
+    assert_eq!(
+        eval(&engine, &mut host, pcall, &[], &[]),
+        Frame::bulk("table:ERR Unknown Redis command called from script")
+    );
+}
+
+#[test]
+fn globals_are_protected() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    for (body, want) in [
+        (
+            "return a",
+            "Script attempted to access nonexistent global variable 'a'",
+        ),
+        ("a = 1", "Attempt to modify a readonly table"),
+        ("setmetatable(_G, {})", "Attempt to modify a readonly table"),
+        ("redis.call = 1", "Attempt to modify a readonly table"),
+        ("print('x')", "nonexistent global variable 'print'"),
+        ("os.exit()", "nonexistent global variable 'os'"),
+        (
+            "return loadstring(string.dump(function() return 1 end))()",
+            "attempt to call a nil value",
+        ),
+    ] {
+        let Frame::Error(e) = eval(&engine, &mut host, body, &[], &[]) else {
+            panic!("{body} must fail");
+        };
+        assert!(e.contains(want), "{body}: {e}");
+    }
+}
+
+#[test]
+fn a_busy_script_turns_busy_and_stops_when_killed() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    let f = engine.compile("user_script", b"while true do end").unwrap();
+    let watch = Arc::new(Watch::new(Duration::from_millis(10)));
+    let killer = {
+        let watch = watch.clone();
+        std::thread::spawn(move || {
+            while !watch.is_busy() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            watch.kill();
+        })
+    };
+    let reply = engine.invoke(&f, &[], &[], "f_test", &mut host, &watch);
+    killer.join().unwrap();
+    assert_eq!(reply, Frame::error(meridian_script::KILLED));
+}

@@ -1,0 +1,338 @@
+//! Scripts in a region: the Lua state EVAL scripts run in with its cache
+//! of compiled scripts (per region, as Redis's script cache is per server),
+//! the script running now (for BUSY, SCRIPT KILL and FUNCTION KILL), and
+//! the [`Host`] through which a script's `redis.call` runs commands with
+//! every check a client's command passes.
+//!
+//! A script runs inside its client's batch, under the store lock, so it is
+//! atomic in its region and everything it writes is part of the batch's one
+//! op: a peer applies all of a script's writes or none.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use meridian_resp::{Frame, Protocol};
+use meridian_script::{Engine, Function, Host, Mode, Watch};
+
+use crate::cmd::spec::{lookup, Ctx};
+use crate::shared::Shared;
+
+/// A script in the cache: what SCRIPT LOAD or EVAL compiled.
+pub struct Cached {
+    pub func: Function,
+    pub flags: ScriptFlags,
+}
+
+/// The flags a script declares on its shebang line (`#!lua flags=...`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptFlags {
+    /// The script has a shebang line: Redis 7 semantics.
+    pub declared: bool,
+    pub no_writes: bool,
+    pub allow_oom: bool,
+    pub allow_stale: bool,
+    pub no_cluster: bool,
+    pub allow_cross_slot_keys: bool,
+}
+
+/// Flags newer Redis versions added that mean nothing for a single
+/// region's keyspace here; scripts that declare them still run.
+const NO_OP_FLAGS: &[&str] = &["allow-key-locking"];
+
+impl ScriptFlags {
+    /// Sets one flag by its shebang name; false for an unknown name.
+    pub fn set(&mut self, name: &str) -> bool {
+        match name {
+            "no-writes" => self.no_writes = true,
+            "allow-oom" => self.allow_oom = true,
+            "allow-stale" => self.allow_stale = true,
+            "no-cluster" => self.no_cluster = true,
+            "allow-cross-slot-keys" => self.allow_cross_slot_keys = true,
+            other if NO_OP_FLAGS.contains(&other) => {}
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// The EVAL scripting state of a region.
+pub struct Scripting {
+    pub engine: Engine,
+    pub cache: HashMap<String, Cached>,
+}
+
+impl Scripting {
+    pub fn new() -> Scripting {
+        Scripting {
+            engine: Engine::new(Mode::Eval).expect("the scripting state starts"),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// SCRIPT FLUSH: a new interpreter, an empty cache.
+    pub fn flush(&mut self) {
+        *self = Scripting::new();
+    }
+}
+
+impl Default for Scripting {
+    fn default() -> Self {
+        Scripting::new()
+    }
+}
+
+/// The script running now, seen by other connections.
+pub struct Running {
+    pub watch: Arc<Watch>,
+    /// Run by FCALL (FUNCTION KILL stops it) rather than EVAL (SCRIPT KILL).
+    pub function: bool,
+    /// It has called a write command: killing it would leave half its
+    /// writes, so only SHUTDOWN NOSAVE stops it.
+    pub wrote: AtomicBool,
+}
+
+/// Splits a body's shebang line from its code: `#!lua flags=a,b`. Returns
+/// the flags and how many bytes the line takes (the line break stays in
+/// the code, so line numbers match what the user wrote).
+pub fn shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String> {
+    if !body.starts_with(b"#!") {
+        return Ok((ScriptFlags::default(), 0));
+    }
+    let end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    let line = String::from_utf8_lossy(&body[..end]);
+    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    let engine = parts.next().unwrap_or("");
+    if engine != "#!lua" {
+        return Err(format!(
+            "ERR Unexpected engine in script shebang: {}",
+            &engine[2.min(engine.len())..]
+        ));
+    }
+    let mut flags = ScriptFlags {
+        declared: true,
+        ..ScriptFlags::default()
+    };
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {part}"));
+        };
+        for name in list.split(',').filter(|f| !f.is_empty()) {
+            if !flags.set(name) {
+                return Err(format!("ERR Unexpected flag in script shebang: {name}"));
+            }
+        }
+    }
+    Ok((flags, end))
+}
+
+/// How long a script runs before other clients get BUSY
+/// (`busy-reply-threshold`, alias `lua-time-limit`; 0 = never).
+pub fn busy_threshold(shared: &Shared) -> Duration {
+    let ms = shared
+        .config_kept
+        .lock()
+        .get("busy-reply-threshold")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(5000);
+    Duration::from_millis(ms)
+}
+
+/// The reply other clients get while a script is busy.
+pub fn busy_error(function: bool) -> Frame {
+    if function {
+        Frame::error("BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.")
+    } else {
+        Frame::error(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+        )
+    }
+}
+
+/// Runs a compiled script with every check its commands pass, registered
+/// as the running script for the length of the run.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    ctx: &mut Ctx<'_>,
+    engine: &Engine,
+    func: &Function,
+    keys: &[Bytes],
+    args: &[Bytes],
+    name: &str,
+    read_only: bool,
+    function: bool,
+) -> Frame {
+    let shared = ctx.shared;
+    let watch = Arc::new(Watch::new(busy_threshold(shared)));
+    let running = Arc::new(Running {
+        watch: watch.clone(),
+        function,
+        wrote: AtomicBool::new(false),
+    });
+    *shared.running_script.lock() = Some(running.clone());
+    let saved_proto = ctx.client.proto;
+    let saved_exec = ctx.client.in_exec;
+    ctx.client.in_exec = true;
+    let reply = {
+        let mut host = ScriptHost {
+            ctx: &mut *ctx,
+            read_only,
+            running: &running,
+            caller_proto: saved_proto,
+        };
+        off_the_runtime(|| engine.invoke(func, keys, args, name, &mut host, &watch))
+    };
+    ctx.client.proto = saved_proto;
+    ctx.client.in_exec = saved_exec;
+    *shared.running_script.lock() = None;
+    reply
+}
+
+/// Runs a script on a thread the runtime does without: a script may run
+/// for seconds, and the runtime's workers must meanwhile answer other
+/// clients with BUSY and take SCRIPT KILL. Outside a multi-threaded
+/// runtime (some tests) the script runs in place.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// Commands Redis refuses inside scripts (`noscript`), beyond what its
+/// command description lists for commands Meridian has.
+fn not_from_scripts(name: &str) -> bool {
+    crate::cmd::redis_meta::get(name).is_some_and(|m| m.flags().any(|f| f == "noscript"))
+}
+
+struct ScriptHost<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    read_only: bool,
+    running: &'c Running,
+    caller_proto: Protocol,
+}
+
+// SAFETY-free: every field is Send (the context holds references to the
+// store, the client and shared state, all Send).
+impl Host for ScriptHost<'_, '_> {
+    fn call(&mut self, args: Vec<Bytes>, resp3: bool) -> Frame {
+        let ctx = &mut *self.ctx;
+        let Some(spec) = lookup(ctx.table, &args[0]) else {
+            return Frame::error("ERR Unknown Redis command called from script");
+        };
+        if !crate::cmd::spec::arity_ok(spec, args.len()) {
+            return Frame::error("ERR Wrong number of args calling Redis command from script");
+        }
+        if not_from_scripts(spec.name) {
+            return Frame::error("ERR This Redis command is not allowed from script");
+        }
+        if let Some(refusal) = crate::guard::permission_refusal(ctx, spec, &args) {
+            let why = match &refusal {
+                Frame::Error(t) if t.contains("keys") => {
+                    "no permissions to access one of the keys used as arguments"
+                }
+                Frame::Error(t) if t.contains("channels") => {
+                    "no permissions to access one of the channels used as arguments"
+                }
+                _ => "can't run this command or subcommand",
+            };
+            return Frame::error(format!("ERR The user executing the script {why}"));
+        }
+        if spec.flags.write {
+            if self.read_only {
+                return Frame::error("ERR Write commands are not allowed from read-only scripts.");
+            }
+            if ctx.store.is_poisoned() {
+                return crate::commit::poisoned_error();
+            }
+            if let Some(refusal) = crate::guard::policy_refusal(ctx, spec, &args) {
+                return refusal;
+            }
+            self.running.wrote.store(true, Ordering::Release);
+        }
+        ctx.client.proto = if resp3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        };
+        spec.calls.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let reply = (spec.handler)(ctx, &args);
+        let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        ctx.shared
+            .cmdstats
+            .lock()
+            .called(spec.name, usec, reply.is_error());
+        ctx.client.proto = self.caller_proto;
+        reply
+    }
+
+    fn acl_check(&mut self, args: &[Bytes]) -> Option<bool> {
+        let spec = lookup(self.ctx.table, &args[0])?;
+        Some(crate::guard::permitted(self.ctx, spec, args))
+    }
+
+    fn log(&mut self, level: u8, message: &[u8]) {
+        let text = String::from_utf8_lossy(message);
+        match level {
+            0 | 1 => tracing::debug!(target: "meridian::script", "{text}"),
+            2 => tracing::info!(target: "meridian::script", "{text}"),
+            _ => tracing::warn!(target: "meridian::script", "{text}"),
+        }
+    }
+}
+
+/// Takes the store lock for a batch, unless a script holds it past the
+/// busy threshold: then the running script is returned, and the batch is
+/// answered by [`while_busy`] without the store.
+pub fn lock_store_or_busy(
+    shared: &Shared,
+) -> Result<parking_lot::MutexGuard<'_, meridian_store::Store>, Arc<Running>> {
+    loop {
+        if let Some(store) = shared.store.try_lock_for(BUSY_POLL) {
+            return Ok(store);
+        }
+        let running = shared.running_script.lock().clone();
+        if let Some(running) = running {
+            if running.watch.is_busy() {
+                return Err(running);
+            }
+        }
+    }
+}
+
+/// How often a connection waiting for the store checks whether a script
+/// has turned busy.
+const BUSY_POLL: Duration = Duration::from_millis(5);
+
+/// The reply to one command sent while a script is busy: only the commands
+/// that stop it run (SCRIPT KILL for EVAL, FUNCTION KILL for FCALL,
+/// SHUTDOWN NOSAVE for either); everything else gets BUSY.
+pub fn while_busy(shared: &Shared, running: &Running, args: &[Bytes]) -> Frame {
+    let word = |i: usize, w: &str| {
+        args.get(i)
+            .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    let kill_script = word(0, "script") && word(1, "kill") && args.len() == 2;
+    let kill_function = word(0, "function") && word(1, "kill") && args.len() == 2;
+    if (kill_script && !running.function) || (kill_function && running.function) {
+        if running.wrote.load(Ordering::Acquire) {
+            return Frame::error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+        }
+        running.watch.kill();
+        return Frame::ok();
+    }
+    if word(0, "shutdown") && word(1, "nosave") {
+        // The script's writes were never committed: they are lost, as
+        // SHUTDOWN NOSAVE promises; everything acknowledged is in the log.
+        tracing::warn!("SHUTDOWN NOSAVE while a script is busy: exiting without its writes");
+        let _ = shared;
+        std::process::exit(0);
+    }
+    busy_error(running.function)
+}
