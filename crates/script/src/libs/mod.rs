@@ -12,6 +12,7 @@
 //! same message it would get from Redis. See [`Raise`].
 
 mod bit;
+mod cjson;
 
 use std::ffi::c_int;
 
@@ -20,6 +21,7 @@ use mlua::{ffi, FromLua, Function, IntoLua, Lua, MultiValue, Table, Value};
 /// Installs `cjson`, `cmsgpack`, `bit` and `struct` as globals.
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let globals = lua.globals();
+    globals.set("cjson", cjson::module(lua)?)?;
     globals.set("bit", bit::module(lua)?)?;
     Ok(())
 }
@@ -484,7 +486,28 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{error_of, eval};
     use super::*;
+
+    #[test]
+    fn argument_errors_name_the_function_as_lua_finds_it() {
+        assert_eq!(
+            error_of("bit.band(1, {})"),
+            "user_script:1: bad argument #2 to 'band' (number expected, got table)"
+        );
+        assert_eq!(
+            error_of("local f = bit.tobit; f()"),
+            "user_script:1: bad argument #1 to 'f' (number expected, got no value)"
+        );
+        // Through pcall there is no call site to name the function from.
+        let message: String = eval("local ok, err = pcall(cjson.encode) return err");
+        assert_eq!(message, "bad argument #1 to '?' (expected 1 argument)");
+        // A method call does not count the table as an argument.
+        assert_eq!(
+            error_of("cjson:encode_max_depth(0)"),
+            "user_script:1: bad argument #1 to 'encode_max_depth' (found too many arguments)"
+        );
+    }
 
     #[test]
     fn c_conversions_match_x86_64() {
