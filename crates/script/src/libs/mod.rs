@@ -13,6 +13,7 @@
 
 mod bit;
 mod cjson;
+mod cmsgpack;
 
 use std::ffi::c_int;
 
@@ -22,6 +23,7 @@ use mlua::{ffi, FromLua, Function, IntoLua, Lua, MultiValue, Table, Value};
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let globals = lua.globals();
     globals.set("cjson", cjson::module(lua)?)?;
+    globals.set("cmsgpack", cmsgpack::module(lua)?)?;
     globals.set("bit", bit::module(lua)?)?;
     Ok(())
 }
@@ -490,6 +492,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn errors_are_strings_with_the_caller_position() {
+        assert_eq!(
+            error_of("cjson.decode('x')"),
+            "user_script:1: Expected value but found invalid token at character 1"
+        );
+        // A script that does not catch the error fails with the same text.
+        let lua = testing::lua();
+        let err = lua
+            .load("\n\ncmsgpack.unpack('\\145')")
+            .set_name("=user_script")
+            .exec()
+            .expect_err("fails");
+        assert!(
+            err.to_string()
+                .contains("user_script:3: Missing bytes in input."),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn argument_errors_name_the_function_as_lua_finds_it() {
         assert_eq!(
             error_of("bit.band(1, {})"),
@@ -507,6 +529,24 @@ mod tests {
             error_of("cjson:encode_max_depth(0)"),
             "user_script:1: bad argument #1 to 'encode_max_depth' (found too many arguments)"
         );
+    }
+
+    #[test]
+    fn lua_errors_inside_a_library_keep_lua_wording() {
+        assert_eq!(
+            error_of("cmsgpack.unpack('\\129\\192\\1')"),
+            "table index is nil"
+        );
+    }
+
+    #[test]
+    fn thousands_of_results_come_back_in_order() {
+        let (count, first, last): (i64, i64, i64) = eval(
+            "local s = cmsgpack.pack(unpack((function() local t = {} \
+             for i = 1, 3000 do t[i] = i end return t end)())) \
+             local r = {cmsgpack.unpack(s)} return #r, r[1], r[#r]",
+        );
+        assert_eq!((count, first, last), (3000, 1, 3000));
     }
 
     #[test]
