@@ -14,6 +14,7 @@
 mod bit;
 mod cjson;
 mod cmsgpack;
+mod structlib;
 
 use std::ffi::c_int;
 
@@ -25,6 +26,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     globals.set("cjson", cjson::module(lua)?)?;
     globals.set("cmsgpack", cmsgpack::module(lua)?)?;
     globals.set("bit", bit::module(lua)?)?;
+    globals.set("struct", structlib::module(lua)?)?;
     Ok(())
 }
 
@@ -490,6 +492,18 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::{error_of, eval};
     use super::*;
+
+    #[test]
+    fn installs_the_four_libraries_as_globals() {
+        let kinds: Vec<String> = eval(
+            "return {type(cjson), type(cmsgpack), type(bit), type(struct), \
+             type(cjson.encode), type(struct.size), type(bit.tohex), type(cmsgpack.unpack_limit)}",
+        );
+        assert_eq!(
+            kinds,
+            ["table", "table", "table", "table", "function", "function", "function", "function"]
+        );
+    }
 
     #[test]
     fn errors_are_strings_with_the_caller_position() {
