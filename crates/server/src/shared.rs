@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -81,6 +81,9 @@ pub struct Shared {
     pub config_kept: Mutex<HashMap<&'static str, String>>,
     /// Clients blocked on keys (BLPOP and friends): a leaf lock.
     pub blocking: Mutex<crate::blocking::Blocking>,
+    /// `notify-keyspace-events` as flags (`crate::notify`): one atomic, so
+    /// a write whose class is off pays one load.
+    pub notify_flags: AtomicU32,
 }
 
 /// Where the HTTP port finds the region's shared state: empty while the
