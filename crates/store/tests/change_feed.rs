@@ -112,7 +112,10 @@ fn peers_ops_carry_their_event() {
     us.apply_remote(&second, 1_000).unwrap();
     assert_eq!(
         us.take_changes(),
-        vec![created("h", peer(b'h', "hset")), change("h", peer(b'g', "del"))]
+        vec![
+            created("h", peer(b'h', "hset")),
+            change("h", peer(b'g', "del"))
+        ]
     );
     us.set_change_feed(false);
     assert!(!us.change_feed_on());
@@ -172,10 +175,7 @@ fn peers_increments_are_named_by_their_kind() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(
-        names,
-        ["incrby", "incrbyfloat", "hincrby", "hincrbyfloat"]
-    );
+    assert_eq!(names, ["incrby", "incrbyfloat", "hincrby", "hincrbyfloat"]);
 }
 
 /// List inserts and removals are named from where they land in the list

@@ -144,7 +144,7 @@ pub fn list_remove(list: Option<&ListVal>, ranges: &[(Pos, Pos)]) -> &'static st
         return "lrem";
     };
     let holds = |p: &Pos| ranges.iter().any(|(lo, hi)| lo <= p && p <= hi);
-    let (head, tail) = (holds(&*first.pos), holds(&*last.pos));
+    let (head, tail) = (holds(&first.pos), holds(&last.pos));
     match (ranges.len(), head, tail) {
         (1, true, _) => "lpop",
         (1, false, true) => "rpop",
