@@ -126,6 +126,9 @@ fn write_string(
     keep_ttl: bool,
     deadline: Option<u64>,
 ) {
+    // Redis's write looks the key up first, which expires it if its
+    // deadline passed: `expired`, then `new`, then `set`.
+    ctx.db().get(key);
     ctx.db().set_string(key, Blob::from(value), keep_ttl);
     notify::emit(ctx, STRING, "set", key);
     if let Some(d) = deadline {
@@ -183,7 +186,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         None
     };
     // The lookup also expires a key past its deadline, which KEEPTTL must
-    // see happen first; a plain SET replaces whatever is there anyway.
+    // see happen first (`write_string` looks it up in any case).
     let exists = (nx || xx || keep_ttl) && ctx.db().get(key).is_some();
     if (nx && exists) || (xx && !exists) {
         return match old {
