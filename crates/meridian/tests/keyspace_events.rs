@@ -320,3 +320,43 @@ fn a_subscriber_hears_writes_made_in_another_region() {
         keyspace("mine", &["new", "set"])
     );
 }
+
+/// A region cut off for longer than its peer keeps its log is repaired by
+/// anti-entropy: a key the repair brought is announced as `new`, then
+/// `merged` (Meridian's event for a state replaced by a merge).
+#[test]
+fn keys_repaired_by_anti_entropy_are_announced_as_merged() {
+    let cluster = Cluster::start(
+        &["ma", "mb"],
+        LinkConditions::wan(5),
+        &[
+            "--notify-keyspace-events",
+            "KEAn",
+            "--repl-backlog-ops",
+            "10",
+            "--log-segment-max-bytes",
+            "4096",
+        ],
+        43,
+    );
+    let b = &cluster.regions[cluster.index("mb")];
+    let mut sub = Subscriber::start(b, &["__keyspace@0__:m:*"], &[]);
+    cluster.mesh.partition("mb").unwrap();
+    let mut a = cluster.conn("ma");
+    for i in 0..400 {
+        a.cmd(&["SET", &format!("m:{i:03}"), "v"]);
+    }
+    // A snapshot compacts the log past what the backlog keeps for mb.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(a.line("SAVE"), ok());
+    cluster.mesh.heal_all();
+    let mut seen = Vec::new();
+    while !seen.contains(&"__keyspace@0__:m:000 merged".to_string()) {
+        seen.push(sub.next());
+    }
+    let first: Vec<&String> = seen.iter().filter(|m| m.contains("m:000 ")).collect();
+    assert_eq!(
+        first,
+        ["__keyspace@0__:m:000 new", "__keyspace@0__:m:000 merged"]
+    );
+}

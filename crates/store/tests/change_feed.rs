@@ -216,3 +216,19 @@ fn peers_list_writes_are_named_by_where_they_land() {
         created("n", peer(b'l', "rpush"))
     );
 }
+
+/// A merged state is a change only when it changed what this region holds;
+/// one that brought the key here created it.
+#[test]
+fn merges_are_recorded_only_when_they_change_the_key() {
+    let mut eu = db("feed-eu");
+    let mut us = db("feed-us");
+    eu.set_string(b"k", blob("v"), false);
+    eu.commit();
+    us.set_change_feed(true);
+    let theirs = eu.keyspace().get(b"k").cloned();
+    us.merge_state(b"k", theirs.as_ref(), eu.version_vector());
+    assert_eq!(us.take_changes(), vec![created("k", Origin::Merged)]);
+    us.merge_state(b"k", theirs.as_ref(), eu.version_vector());
+    assert_eq!(us.take_changes(), vec![], "the same state again");
+}
