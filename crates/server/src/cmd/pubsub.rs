@@ -1,6 +1,8 @@
 //! Pub/Sub within this region: SUBSCRIBE, PSUBSCRIBE, their UNSUBSCRIBEs,
 //! PUBLISH and PUBSUB, and sharded Pub/Sub (SSUBSCRIBE, SUNSUBSCRIBE,
-//! SPUBLISH). Messages are not replicated to other regions.
+//! SPUBLISH). Messages are not replicated to other regions. Keyspace
+//! notifications (`crate::notify`) are published here too, through
+//! [`publish_message`].
 //!
 //! A region is one node holding every shard, so shard channels behave as
 //! channels in a namespace of their own: SPUBLISH reaches only SSUBSCRIBE
