@@ -8,14 +8,62 @@
 //! - `! CMD…` run on both but do not compare: a difference the README
 //!   documents, with its reason;
 //! - `@resp3` / `@resp2` switch both connections' protocol with HELLO;
+//! - `@events`: from here to the end of the script, the keyspace
+//!   notifications each command sends (every class, `new` included, on
+//!   both kinds of channel) must match too, in order;
 //! - `#` comments, blank lines ignored.
 
 mod common;
 
 use std::path::Path;
 
-use common::{split_args, Meridian, RedisServer};
+use common::{split_args, Conn, Meridian, RedisServer};
 use meridian_resp::Frame;
+
+/// The channel published on after each command while events are compared:
+/// the events that arrive before it are that command's.
+const MARKER: &str = "differential-marker";
+
+/// A connection subscribed to every keyspace notification and the marker,
+/// and one that publishes the marker (the script's own may be in MULTI).
+struct Events {
+    sub: Conn,
+    marker: Conn,
+}
+
+impl Events {
+    fn start(mut marker: Conn, mut sub: Conn) -> Events {
+        marker.cmd(&["CONFIG", "SET", "notify-keyspace-events", "AKEn"]);
+        sub.send(&["PSUBSCRIBE", "__key*__:*", MARKER]);
+        for _ in 0..2 {
+            sub.read().expect("psubscribe reply");
+        }
+        Events { sub, marker }
+    }
+
+    /// The events sent since the last call, as `channel message` lines.
+    fn take(&mut self) -> Vec<String> {
+        self.marker.cmd(&["PUBLISH", MARKER, "-"]);
+        let mut out = Vec::new();
+        loop {
+            let frame = self.sub.read().expect("subscriber closed");
+            let (Frame::Array(parts) | Frame::Push(parts)) = frame else {
+                panic!("not a message: {frame:?}");
+            };
+            let text: Vec<String> = parts
+                .iter()
+                .map(|p| match p {
+                    Frame::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            if text[2] == MARKER {
+                return out;
+            }
+            out.push(format!("{} {}", text[2], text[3]));
+        }
+    }
+}
 
 fn sort_key(f: &Frame) -> String {
     format!("{f:?}")
@@ -53,6 +101,7 @@ fn replies_match_redis_server() {
     let meridian = Meridian::start(&[]);
     let mut compared = 0;
     let mut skipped = 0;
+    let mut events_compared = 0;
     let mut mismatches = Vec::new();
     for script in &scripts {
         let name = script.file_name().unwrap().to_string_lossy().to_string();
@@ -61,9 +110,17 @@ fn replies_match_redis_server() {
         let mut m = meridian.conn();
         r.cmd(&["FLUSHALL"]);
         m.cmd(&["FLUSHALL"]);
+        let mut events: Option<(Events, Events)> = None;
         for (n, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line == "@events" {
+                events = Some((
+                    Events::start(redis.conn(), redis.conn()),
+                    Events::start(meridian.conn(), meridian.conn()),
+                ));
                 continue;
             }
             if line == "@resp3" || line == "@resp2" {
@@ -84,6 +141,18 @@ fn replies_match_redis_server() {
             let args = split_args(command)
                 .unwrap_or_else(|| panic!("{name}:{}: cannot split {command:?}", n + 1));
             let (mut want, mut got) = (r.cmd(&args), m.cmd(&args));
+            if let Some((re, me)) = &mut events {
+                let (want_events, got_events) = (re.take(), me.take());
+                if mode != "skip" {
+                    events_compared += want_events.len();
+                }
+                if mode != "skip" && want_events != got_events {
+                    mismatches.push(format!(
+                        "{name}:{}: {command} (events)\n    redis:    {want_events:?}\n    meridian: {got_events:?}",
+                        n + 1
+                    ));
+                }
+            }
             match mode {
                 "skip" => {
                     skipped += 1;
@@ -107,8 +176,15 @@ fn replies_match_redis_server() {
                 ));
             }
         }
+        if events.is_some() {
+            r.cmd(&["CONFIG", "SET", "notify-keyspace-events", ""]);
+            m.cmd(&["CONFIG", "SET", "notify-keyspace-events", ""]);
+        }
     }
-    println!("{compared} replies compared across {} scripts, {skipped} documented differences not compared", scripts.len());
+    println!(
+        "{compared} replies and {events_compared} keyspace notifications compared across {} scripts, {skipped} documented differences not compared",
+        scripts.len()
+    );
     assert!(
         mismatches.is_empty(),
         "{} of {compared} replies differ from redis-server:\n{}",

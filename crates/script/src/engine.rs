@@ -173,16 +173,20 @@ impl Engine {
             .call(parts.raise.clone())?;
         let sha: Function = redis.get("sha1hex")?;
         redis.set("sha1hex", wrap_raise.call::<Function>(sha)?)?;
-        let wrap_table: Function = prelude.get("wrap_table")?;
         let readonly: Function = prelude.get("readonly")?;
         let globals = lua.globals();
-        for name in ["cjson", "cmsgpack", "bit", "struct"] {
-            if let Value::Table(t) = globals.raw_get::<Value>(name)? {
-                wrap_table.call::<Table>(t.clone())?;
-                globals.raw_set(name, readonly.call::<Table>(t)?)?;
-            }
-        }
-        for name in ["redis", "string", "math", "table", "coroutine"] {
+        // The libraries raise their errors as their C originals do.
+        for name in [
+            "cjson",
+            "cmsgpack",
+            "bit",
+            "struct",
+            "redis",
+            "string",
+            "math",
+            "table",
+            "coroutine",
+        ] {
             if let Value::Table(t) = globals.raw_get::<Value>(name)? {
                 globals.raw_set(name, readonly.call::<Table>(t)?)?;
             }

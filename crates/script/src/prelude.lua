@@ -61,15 +61,6 @@ local function wrap(f)
     end
 end
 
-local function wrap_table(t)
-    for k, v in pairs(t) do
-        if type(v) == 'function' then
-            t[k] = wrap(v)
-        end
-    end
-    return t
-end
-
 -- What a script sees as its globals: reading a missing name is an error,
 -- and nothing may be added or replaced.
 local env = {}
@@ -271,5 +262,4 @@ return {
     run = run,
     readonly = readonly,
     wrap = wrap,
-    wrap_table = wrap_table,
 }

@@ -81,6 +81,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MERIDIAN_PROTECTED_MODE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protected_mode: Option<String>,
+    /// Keyspace notifications, as Redis's `notify-keyspace-events`: event
+    /// classes from `Ag$lshzxeKEtmdn` (e.g. `KEA`). Default "" (off).
+    /// Changes at run time through CONFIG SET, SIGHUP or the admin API.
+    #[arg(long, env = "MERIDIAN_NOTIFY_KEYSPACE_EVENTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_keyspace_events: Option<String>,
     /// Keyspace policy PATTERN=POLICY (active-active, majority, primary:REGION), repeatable.
     #[arg(long = "policy", env = "MERIDIAN_POLICY", value_delimiter = ',')]
     #[serde(default)]
@@ -194,6 +200,8 @@ pub struct Config {
     pub requirepass: Option<String>,
     pub aclfile: Option<PathBuf>,
     pub protected_mode: bool,
+    /// `--notify-keyspace-events` as flags (`crate::notify`).
+    pub notify_keyspace_events: u32,
     pub max_clock_offset_ms: u64,
     pub snapshot_after_ops: u64,
     pub log_json: bool,
@@ -265,6 +273,7 @@ impl ServeArgs {
             requirepass,
             aclfile,
             protected_mode,
+            notify_keyspace_events,
             lease_ms,
             repl_backlog_ops,
             antientropy_interval_ms,
@@ -315,6 +324,7 @@ impl Config {
         a.data_dir = Some(self.data_dir.clone());
         a.fsync = Some(self.fsync.as_str().into());
         a.protected_mode = Some(if self.protected_mode { "yes" } else { "no" }.into());
+        a.notify_keyspace_events = Some(crate::notify::render(self.notify_keyspace_events));
         a.heartbeat_ms = Some(self.heartbeat_ms);
         a.lease_ms = Some(self.lease_ms);
         a.repl_backlog_ops = Some(self.repl_backlog_ops);
@@ -407,6 +417,18 @@ impl Config {
             Some("no") => false,
             Some(other) => bail!("--protected-mode {other:?}: use yes or no"),
         };
+        let notify_keyspace_events = crate::notify::parse(
+            args.notify_keyspace_events
+                .as_deref()
+                .unwrap_or("")
+                .as_bytes(),
+        )
+        .map_err(|why| {
+            anyhow::anyhow!(
+                "--notify-keyspace-events {:?}: {why}",
+                args.notify_keyspace_events.as_deref().unwrap_or("")
+            )
+        })?;
         let log_json = match args.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -432,6 +454,7 @@ impl Config {
             requirepass: args.requirepass.filter(|p| !p.is_empty()),
             aclfile: args.aclfile,
             protected_mode,
+            notify_keyspace_events,
             max_clock_offset_ms: args.max_clock_offset_ms.unwrap_or(500),
             snapshot_after_ops: args.snapshot_after_ops.unwrap_or(1_000_000),
             log_json,

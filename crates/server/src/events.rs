@@ -15,11 +15,14 @@ pub fn drain(shared: &Shared, store: &mut Store, by: Option<u64>) {
     if !store.db().change_feed_on() {
         return;
     }
+    // Notifications announced the first ones already, in the middle of
+    // the commands that made them.
+    let announced = store.db().changes_announced();
     let changes = store.db_mut().take_changes();
     if changes.is_empty() {
         return;
     }
-    crate::notify::on_changes(shared, &changes);
+    crate::notify::on_changes(shared, &changes[announced..]);
     crate::tracking::on_changes(shared, &changes, by);
 }
 

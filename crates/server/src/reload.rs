@@ -1,6 +1,7 @@
 //! Applying a changed config file to a running region (SIGHUP or
 //! `POST /v1/reload`): keyspace policies, ACL users, the default password,
-//! protected mode, the admin token and the log level change at once; any
+//! protected mode, keyspace notifications, the admin token and the log
+//! level change at once; any
 //! other changed setting is reported as needing a restart. A file that does
 //! not resolve changes nothing.
 
@@ -20,6 +21,7 @@ const HOT_SETTINGS: &[&str] = &[
     "requirepass",
     "protected-mode",
     "admin-token",
+    "notify-keyspace-events",
 ];
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -84,6 +86,17 @@ pub fn reload(shared: &Shared) -> Result<ReloadReport, String> {
         report.applied.push(format!(
             "protected-mode: {}",
             if fresh.protected_mode { "yes" } else { "no" }
+        ));
+    }
+    if crate::notify::flags(shared) != fresh.notify_keyspace_events {
+        crate::notify::set_flags(
+            shared,
+            &mut shared.store.lock(),
+            fresh.notify_keyspace_events,
+        );
+        report.applied.push(format!(
+            "notify-keyspace-events: {:?}",
+            crate::notify::render(fresh.notify_keyspace_events)
         ));
     }
     {

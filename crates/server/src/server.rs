@@ -73,6 +73,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         repl_addr,
     } = listeners;
     let repl = start_replication(&config, &host, peer_tls, repl_listener);
+    let notify_flags = config.notify_keyspace_events;
     let shared = Arc::new(Shared {
         requirepass: Mutex::new(config.requirepass.clone()),
         acl: parking_lot::RwLock::new(acl),
@@ -100,7 +101,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         blocking: Mutex::new(Default::default()),
         scripting: Mutex::new(Default::default()),
         running_script: Mutex::new(None),
+        notify_flags: std::sync::atomic::AtomicU32::new(notify_flags),
     });
+    // Recovery replayed the log with the change feed off; it records from
+    // now on if notifications need it.
+    crate::events::refresh_feed(&shared, &mut shared.store.lock());
     // Tests and scripts read this line to find the ports when binding port 0.
     let _ = slot.set(shared.clone());
     let tls_addr = match &tls {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,6 +86,9 @@ pub struct Shared {
     /// The script running now, if one is (a leaf lock): other connections
     /// read it to answer BUSY or to kill it without the store lock.
     pub running_script: Mutex<Option<Arc<crate::scripting::Running>>>,
+    /// `notify-keyspace-events` as flags (`crate::notify`): one atomic, so
+    /// a write whose class is off pays one load.
+    pub notify_flags: AtomicU32,
 }
 
 /// Where the HTTP port finds the region's shared state: empty while the

@@ -85,7 +85,7 @@ pub struct Db {
     /// Keys with blocked clients that changed since [`Db::take_ready`].
     ready: Vec<Blob>,
     /// The change feed ([`changes`]), `None` while nobody reads it.
-    changes: Option<Vec<Change>>,
+    changes: Option<changes::Feed>,
 }
 
 /// What one tombstone collection did.
@@ -353,6 +353,8 @@ impl Db {
 
     /// Adds an effect to the op being built and applies it now.
     pub fn effect(&mut self, key: &[u8], kind: EffectKind) {
+        let created =
+            self.changes.is_some() && changes::creates_key(&kind) && self.keys.get(key).is_none();
         if kind.needs_ttl_dropped() && self.keys.get_any(key).is_none_or(|e| !e.is_live()) {
             // A new key has no TTL: drop any a delete left behind, here or
             // at a region that has not collected it yet.
@@ -368,9 +370,9 @@ impl Db {
             // Bookkeeping that precedes the write itself.
             EffectKind::DropTtl => {}
             EffectKind::Expire { .. } if self.keys.get(key).is_some() => {
-                self.record_change(key, Origin::Expired)
+                self.record_change(key, Origin::Expired, false)
             }
-            _ => self.record_change(key, Origin::Local),
+            _ => self.record_change(key, Origin::Local, created),
         }
         if may_leave_tombstones(&kind) {
             self.tombstone_keys.insert(Blob::from(key));
@@ -532,13 +534,29 @@ impl Db {
             if may_leave_tombstones(&e.kind) {
                 self.tombstone_keys.insert(e.key.clone());
             }
-            if self.changes.is_some() {
-                let was_live = self.keys.get(&e.key).is_some();
-                if let Some(event) = changes::event_of(&e.kind, was_live) {
-                    self.record_change(&e.key, Origin::Peer(event));
-                }
+            if self.changes.is_none() {
+                self.keys.apply(&e.key, &e.kind, &ctx, &mut found);
+                continue;
+            }
+            let before = self.keys.get(&e.key);
+            let was_live = before.is_some();
+            let created = !was_live && changes::creates_key(&e.kind);
+            if let Some(event) = changes::event_of(&e.kind, before) {
+                self.record_change(&e.key, Origin::Peer(event), created);
             }
             self.keys.apply(&e.key, &e.kind, &ctx, &mut found);
+            // A removal that left a collection empty deletes the key, as
+            // the command that made it did where it ran.
+            let removal = matches!(
+                e.kind,
+                EffectKind::HDel { .. }
+                    | EffectKind::SRem { .. }
+                    | EffectKind::ZRem { .. }
+                    | EffectKind::LRemove { .. }
+            );
+            if removal && was_live && self.keys.get(&e.key).is_none() {
+                self.record_change(&e.key, Origin::Peer(changes::DEL), false);
+            }
         }
         self.vv.observe(dot);
         if dot.region() == self.region {
@@ -673,7 +691,14 @@ impl Db {
         }
         self.touch(key);
         self.mark_ready(key);
-        self.record_change(key, Origin::Merged);
+        if self.changes.is_some() {
+            // Only a merge that changed what this region holds is a change.
+            let before = self.keys.get_any(key).map(fingerprint);
+            if before != Some(fingerprint(&merged)) {
+                let created = self.keys.get(key).is_none() && merged.is_live();
+                self.record_change(key, Origin::Merged, created);
+            }
+        }
         self.keys.replace(key, merged);
         self.record_conflicts(found);
     }

@@ -272,7 +272,7 @@ const TAG_ARG: i64 = 4;
 /// Rust traceback.
 pub(crate) fn add_function<F, R>(lua: &Lua, table: &Table, name: &str, f: F) -> mlua::Result<()>
 where
-    F: Fn(&Lua, Args) -> Outcome<R> + 'static,
+    F: Fn(&Lua, Args) -> Outcome<R> + Send + 'static,
     R: Into<Reply>,
 {
     let inner = lua.create_function(move |lua, args: MultiValue| {

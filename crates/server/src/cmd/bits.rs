@@ -14,6 +14,7 @@ use meridian_resp::Frame;
 use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::strings::{read, STRING_MAX_BYTES};
 use super::util::parse_int;
+use crate::notify::{self, STRING};
 
 pub fn specs() -> Vec<Spec> {
     vec![
@@ -47,7 +48,8 @@ fn setbit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Err(e) => return e,
     };
     let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
-    if value.len() <= byte {
+    let grown = value.len() <= byte;
+    if grown {
         value.resize(byte + 1, 0);
     }
     let old = value[byte] & mask != 0;
@@ -58,6 +60,11 @@ fn setbit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     }
     ctx.db()
         .set_string(&args[1], Blob::from(value.as_slice()), true);
+    // Redis announces a SETBIT that created or grew the string or changed
+    // the bit, not one that left it as it was.
+    if grown || old != on {
+        notify::emit(ctx, STRING, "setbit", &args[1]);
+    }
     Frame::Integer(i64::from(old))
 }
 

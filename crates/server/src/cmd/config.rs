@@ -1,6 +1,7 @@
 //! CONFIG GET, SET and RESETSTAT over every Redis 7.0 parameter: the ones
-//! Meridian has report its real values (`requirepass` and `protected-mode`
-//! change at run time, the others only at start), and the ones it has no
+//! Meridian has report its real values (`requirepass`, `protected-mode`
+//! and `notify-keyspace-events` change at run time, the others only at
+//! start), and the ones it has no
 //! mechanism for are checked, kept and reported back (`config_params.rs`).
 
 use std::collections::HashSet;
@@ -26,7 +27,7 @@ const CONFIG_HELP: &[&str] = &[
     "GET <pattern>",
     "    Return parameters matching the glob-like <pattern> and their values.",
     "SET <directive> <value> [<directive> <value> ...]",
-    "    Set the configuration <directive> to <value>; of Meridian's own settings only requirepass and protected-mode change at run time.",
+    "    Set the configuration <directive> to <value>; of Meridian's own settings only requirepass, protected-mode and notify-keyspace-events change at run time.",
     "RESETSTAT",
     "    Reset statistics reported by the INFO command.",
 ];
@@ -47,6 +48,10 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("maxclients", max_clients().to_string()),
         ("maxmemory", "0".into()),
         ("maxmemory-policy", "noeviction".into()),
+        (
+            "notify-keyspace-events",
+            crate::notify::render(crate::notify::flags(ctx.shared)),
+        ),
         ("port", listen_port(ctx).to_string()),
         (
             "protected-mode",
@@ -127,8 +132,8 @@ fn config_get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::Map(out)
 }
 
-/// Of Meridian's own settings only `requirepass` and `protected-mode`
-/// change at run time; the others may be set only to the value they have.
+/// Of Meridian's own settings only `requirepass`, `protected-mode` and
+/// `notify-keyspace-events` change at run time; the others may be set only to the value they have.
 /// Parameters Meridian has no mechanism for are kept. All values are
 /// checked before any is applied.
 fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -138,6 +143,7 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let own = config_params(ctx);
     let mut password = None;
     let mut protected = None;
+    let mut notify = None;
     let mut kept = Vec::new();
     let mut seen = HashSet::new();
     for p in args[2..].chunks(2) {
@@ -175,6 +181,10 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
                 Ok(v) => password = Some(v.to_string()),
                 Err(_) => return failed("argument must be valid UTF-8"),
             },
+            "notify-keyspace-events" => match crate::notify::parse(value) {
+                Ok(flags) => notify = Some(flags),
+                Err(why) => return failed(why),
+            },
             "protected-mode" => {
                 protected = Some(if eq_ignore_case(value, "yes") {
                     true
@@ -199,6 +209,9 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             client = ctx.client.id,
             "protected mode changed by CONFIG SET"
         );
+    }
+    if let Some(flags) = notify {
+        crate::notify::set_flags(ctx.shared, ctx.store, flags);
     }
     if let Some(p) = password {
         let p = (!p.is_empty()).then_some(p);

@@ -23,8 +23,6 @@ pub enum Kind {
     Enum(&'static [&'static str]),
     /// Any text (lists of numbers, class limits, file names).
     Text,
-    /// Characters from the set, as `notify-keyspace-events`.
-    Chars(&'static str),
 }
 
 /// How `CONFIG SET` treats a parameter.
@@ -248,7 +246,6 @@ pub const PARAMS: &[Param] = &[
         int(0, INT_MAX),
     ),
     kept("no-appendfsync-on-rewrite", "no", BOOL),
-    kept("notify-keyspace-events", "", Kind::Chars("KEg$lshzxetmdnA")),
     kept(
         "oom-score-adj",
         "no",
@@ -403,13 +400,6 @@ pub fn normalize(param: &Param, value: &[u8]) -> Result<String, String> {
                 ))
             }
         }
-        Kind::Chars(allowed) => {
-            if text.chars().all(|c| allowed.contains(c)) {
-                Ok(text.to_string())
-            } else {
-                Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into())
-            }
-        }
         Kind::Text => Ok(text.to_string()),
     }
 }
@@ -467,9 +457,6 @@ mod tests {
         assert_eq!(normalize(p, b"99").unwrap(), "99");
         let p = find(b"loglevel").unwrap();
         assert_eq!(normalize(p, b"Warning").unwrap(), "warning");
-        let p = find(b"notify-keyspace-events").unwrap();
-        assert!(normalize(p, b"KEA").is_ok());
-        assert!(normalize(p, b"Q").is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use meridian_resp::Frame;
 use super::plain::{plain, write_plain, Plain};
 use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{eq_ignore_case, parse_int, syntax_error};
+use crate::notify::{self, GENERIC};
 
 /// The format version in the footer: "M" and format 1.
 pub const DUMP_VERSION: u16 = 0x4D01;
@@ -116,9 +117,7 @@ fn restore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         Err(DecodeError::Body) => return Frame::error("ERR Bad data format"),
     };
-    if opts.replace {
-        ctx.db().del(key);
-    }
+    let replaced = opts.replace && ctx.db().del(key);
     let now_ms = ctx.db().now_ms();
     let deadline_ms = match ttl_ms {
         0 => None,
@@ -127,12 +126,16 @@ fn restore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     // A deadline already past leaves no key, as in Redis (which answers OK).
     if deadline_ms.is_some_and(|d| d <= now_ms) {
+        if replaced {
+            notify::emit(ctx, GENERIC, "del", key);
+        }
         return Frame::ok();
     }
     write_plain(ctx.db(), key, value);
     if deadline_ms.is_some() {
         ctx.db().set_ttl(key, deadline_ms);
     }
+    notify::emit(ctx, GENERIC, "restore", key);
     Frame::ok()
 }
 

@@ -26,6 +26,7 @@ use super::util::{
     arity_error, blob, bulk, eq_ignore_case, parse_float, parse_int, syntax_error, wrongtype,
     ERR_OVERFLOW,
 };
+use crate::notify::{self, HASH};
 
 /// Hashes Redis keeps as a listpack (at most this many fields, none of whose
 /// names or values is longer than the byte bound) are returned whole by
@@ -100,6 +101,8 @@ fn write_pairs(ctx: &mut Ctx<'_>, args: &[Bytes], cmd: &str) -> Result<i64, Fram
         .filter(|(f, _)| hash.is_none_or(|h| h.fields.get(f).is_none()))
         .count();
     ctx.db().hset(key, fields);
+    // HSET and HMSET both announce `hset`, as in Redis.
+    notify::emit(ctx, HASH, "hset", key);
     Ok(added as i64)
 }
 
@@ -123,6 +126,7 @@ fn hsetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(h) if h.is_some_and(|h| h.fields.get(&args[2]).is_some()) => Frame::Integer(0),
         Ok(_) => {
             ctx.db().hset(key, vec![(blob(&args[2]), blob(&args[3]))]);
+            notify::emit(ctx, HASH, "hset", key);
             Frame::Integer(1)
         }
         Err(e) => e,
@@ -198,6 +202,8 @@ fn hdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let removed = gone.len() as i64;
     if !gone.is_empty() {
         ctx.db().hdel(key, gone);
+        notify::emit(ctx, HASH, "hdel", key);
+        notify::emit_del_if_emptied(ctx, key);
     }
     Frame::Integer(removed)
 }
@@ -247,6 +253,7 @@ fn hincrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return Frame::error(ERR_OVERFLOW);
     };
     ctx.db().hincr(key, blob(name), Delta::Int(delta));
+    notify::emit(ctx, HASH, "hincrby", key);
     Frame::Integer(next)
 }
 
@@ -276,6 +283,7 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return Frame::error("ERR increment would produce NaN or Infinity");
     }
     ctx.db().hincr(key, blob(name), Delta::Float(delta));
+    notify::emit(ctx, HASH, "hincrbyfloat", key);
     match read(ctx, key) {
         Ok(h) => bulk_or_null(field(h, name)),
         Err(e) => e,

@@ -24,6 +24,7 @@ use rand::Rng;
 use super::plain::{plain, write_plain};
 use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{db_index, eq_ignore_case, glob_match, parse_int, parse_scan, syntax_error};
+use crate::notify::{self, GENERIC};
 
 /// Random probes RANDOMKEY makes before walking the keyspace for a key
 /// that has not expired.
@@ -65,8 +66,14 @@ fn bulk_key(key: &Blob) -> Frame {
 }
 
 fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    let deleted = args[1..].iter().filter(|k| ctx.db().del(k)).count();
-    Frame::Integer(deleted as i64)
+    let mut deleted = 0;
+    for key in &args[1..] {
+        if ctx.db().del(key) {
+            notify::emit(ctx, GENERIC, "del", key);
+            deleted += 1;
+        }
+    }
+    Frame::Integer(deleted)
 }
 
 /// EXISTS and TOUCH: how many of the arguments name a key (repeats count).
@@ -166,6 +173,8 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> Result<bool, F
         ctx.db().set_ttl(dst, deadline);
     }
     ctx.db().del(src);
+    notify::emit(ctx, GENERIC, "rename_from", src);
+    notify::emit(ctx, GENERIC, "rename_to", dst);
     Ok(true)
 }
 
@@ -234,6 +243,7 @@ fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if deadline.is_some() {
         ctx.db().set_ttl(dst, deadline);
     }
+    notify::emit(ctx, GENERIC, "copy_to", dst);
     Frame::Integer(1)
 }
 
@@ -324,8 +334,10 @@ fn expire_generic(
     }
     if when <= now {
         ctx.db().del(key);
+        notify::emit(ctx, GENERIC, "del", key);
     } else {
         ctx.db().set_ttl(key, Some(when as u64));
+        notify::emit(ctx, GENERIC, "expire", key);
     }
     Frame::Integer(1)
 }
@@ -390,6 +402,7 @@ fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let has_deadline = ctx.db().get(key).is_some_and(|e| e.deadline_ms().is_some());
     if has_deadline {
         ctx.db().set_ttl(key, None);
+        notify::emit(ctx, GENERIC, "persist", key);
     }
     Frame::Integer(has_deadline as i64)
 }

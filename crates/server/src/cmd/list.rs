@@ -22,6 +22,7 @@ use super::util::{
     blob, bulk, bulk_array, eq_ignore_case, normalize_range, parse_int, syntax_error, wrongtype,
 };
 use crate::blocking;
+use crate::notify::{self, LIST};
 
 pub fn specs() -> Vec<Spec> {
     vec![
@@ -73,6 +74,7 @@ fn push(ctx: &mut Ctx<'_>, args: &[Bytes], front: bool, only_existing: bool) -> 
         return Frame::Integer(0);
     }
     ctx.db().lpush(key, values(&args[2..]), front);
+    notify::emit(ctx, LIST, push_event(front), key);
     Frame::Integer((len + args.len() - 2) as i64)
 }
 
@@ -90,6 +92,25 @@ fn lpushx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 
 fn rpushx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     push(ctx, args, false, true)
+}
+
+fn push_event(front: bool) -> &'static str {
+    if front {
+        "lpush"
+    } else {
+        "rpush"
+    }
+}
+
+/// Pops up to `count` elements and announces it: `lpop` or `rpop`, then
+/// `del` if the list is left empty.
+fn pop_announced(ctx: &mut Ctx<'_>, key: &[u8], front: bool, count: usize) -> Vec<Blob> {
+    let popped = ctx.db().lpop(key, front, count);
+    if !popped.is_empty() {
+        notify::emit(ctx, LIST, if front { "lpop" } else { "rpop" }, key);
+        notify::emit_del_if_emptied(ctx, key);
+    }
+    popped
 }
 
 /// A count that must be positive (0 allowed), with Redis's error text.
@@ -126,12 +147,12 @@ fn pop(ctx: &mut Ctx<'_>, args: &[Bytes], front: bool) -> Frame {
     }
     match count {
         None => {
-            let v = ctx.db().lpop(key, front, 1);
+            let v = pop_announced(ctx, key, front, 1);
             v.first().map_or(Frame::Null, |v| bulk(v))
         }
         Some(0) => Frame::Array(Vec::new()),
         Some(n) => {
-            let v = ctx.db().lpop(key, front, n);
+            let v = pop_announced(ctx, key, front, n);
             Frame::Array(v.iter().map(|v| bulk(v)).collect())
         }
     }
@@ -201,6 +222,7 @@ fn lset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     match resolve(index, len) {
         Some(i) => {
             ctx.db().lset(&args[1], i, blob(&args[3]));
+            notify::emit(ctx, LIST, "lset", &args[1]);
             Frame::ok()
         }
         None => Frame::error("ERR index out of range"),
@@ -225,6 +247,7 @@ fn linsert(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     let index = if before { at } else { at + 1 };
     ctx.db().linsert(&args[1], index, blob(&args[4]));
+    notify::emit(ctx, LIST, "linsert", &args[1]);
     Frame::Integer(len as i64 + 1)
 }
 
@@ -279,6 +302,8 @@ fn lrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     hits.sort_unstable();
     if !hits.is_empty() {
         ctx.db().lremove(&args[1], &runs(&hits));
+        notify::emit(ctx, LIST, "lrem", &args[1]);
+        notify::emit_del_if_emptied(ctx, &args[1]);
     }
     Frame::Integer(hits.len() as i64)
 }
@@ -309,6 +334,9 @@ fn ltrim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if !ranges.is_empty() {
         ctx.db().lremove(&args[1], &ranges);
     }
+    // Redis announces every LTRIM of a list, even one that removed nothing.
+    notify::emit(ctx, LIST, "ltrim", &args[1]);
+    notify::emit_del_if_emptied(ctx, &args[1]);
     Frame::ok()
 }
 
@@ -414,7 +442,9 @@ fn side(arg: &[u8]) -> Option<bool> {
 
 /// The pop-and-push of LMOVE and friends; `Ok(None)` when the source is
 /// empty. The destination's type is checked only when there is something to
-/// move, as Redis does.
+/// move, as Redis does. Announced as Redis does: the push to the
+/// destination (created if new), then the pop from the source, then `del`
+/// if that emptied it.
 fn move_one(
     ctx: &mut Ctx<'_>,
     src: &[u8],
@@ -431,6 +461,15 @@ fn move_one(
         return Ok(None);
     };
     ctx.db().lpush(dst, vec![v.clone()], to_left);
+    if src == dst {
+        // The list is never empty in Redis's rotation; the pop here left
+        // it empty for a moment when it held one element.
+        notify::emit_replaced(ctx, LIST, push_event(to_left), dst);
+    } else {
+        notify::emit(ctx, LIST, push_event(to_left), dst);
+    }
+    notify::emit(ctx, LIST, if from_left { "lpop" } else { "rpop" }, src);
+    notify::emit_del_if_emptied(ctx, src);
     Ok(Some(v))
 }
 
@@ -508,7 +547,7 @@ fn mpop_from(ctx: &mut Ctx<'_>, p: &MultiPop, queued: bool) -> Result<Option<Fra
         if !ready {
             continue;
         }
-        let v = ctx.db().lpop(key, p.left, p.count);
+        let v = pop_announced(ctx, key, p.left, p.count);
         return Ok(Some(Frame::Array(vec![
             bulk(key),
             Frame::Array(v.iter().map(|v| bulk(v)).collect()),
@@ -548,7 +587,7 @@ fn bpop(ctx: &mut Ctx<'_>, args: &[Bytes], front: bool) -> Frame {
     }
     for key in keys {
         if available(ctx, key) {
-            let v = ctx.db().lpop(key, front, 1);
+            let v = pop_announced(ctx, key, front, 1);
             if let Some(v) = v.first() {
                 return Frame::Array(vec![bulk(key), bulk(v)]);
             }

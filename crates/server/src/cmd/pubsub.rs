@@ -1,6 +1,8 @@
 //! Pub/Sub within this region: SUBSCRIBE, PSUBSCRIBE, their UNSUBSCRIBEs,
 //! PUBLISH and PUBSUB, and sharded Pub/Sub (SSUBSCRIBE, SUNSUBSCRIBE,
-//! SPUBLISH). Messages are not replicated to other regions.
+//! SPUBLISH). Messages are not replicated to other regions. Keyspace
+//! notifications (`crate::notify`) are published here too, through
+//! [`publish_message`].
 //!
 //! A region is one node holding every shard, so shard channels behave as
 //! channels in a namespace of their own: SPUBLISH reaches only SSUBSCRIBE
@@ -261,21 +263,26 @@ fn subscribers(registry: &Registry, name: &Bytes) -> Vec<(u64, PushSender)> {
 }
 
 fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    let (channel, message) = (&args[1], &args[2]);
+    Frame::Integer(publish_message(ctx.shared, &args[1], &args[2]) as i64)
+}
+
+/// Delivers `message` on `channel` to its subscribers and to every pattern
+/// subscriber it matches, as PUBLISH does (keyspace notifications publish
+/// through here too); returns how many received it.
+pub fn publish_message(shared: &Shared, channel: &Bytes, message: &Bytes) -> usize {
     let mut receivers = 0;
-    for (id, s) in subscribers(&ctx.shared.channels, channel) {
+    for (id, s) in subscribers(&shared.channels, channel) {
         let msg = PushMsg {
             pattern: None,
             shard: false,
             channel: channel.clone(),
             message: message.clone(),
         };
-        if deliver(ctx.shared, &s, id, msg) {
+        if deliver(shared, &s, id, msg) {
             receivers += 1;
         }
     }
-    let by_pattern: Vec<(Bytes, u64, PushSender)> = ctx
-        .shared
+    let by_pattern: Vec<(Bytes, u64, PushSender)> = shared
         .patterns
         .lock()
         .iter()
@@ -289,11 +296,11 @@ fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             channel: channel.clone(),
             message: message.clone(),
         };
-        if deliver(ctx.shared, &s, id, msg) {
+        if deliver(shared, &s, id, msg) {
             receivers += 1;
         }
     }
-    Frame::Integer(receivers)
+    receivers
 }
 
 /// SPUBLISH: to the shard channel's subscribers only.

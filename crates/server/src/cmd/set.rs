@@ -23,6 +23,7 @@ use rand::Rng;
 
 use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{blob, bulk, eq_ignore_case, glob_match, parse_int, syntax_error, wrongtype};
+use crate::notify::{self, SET};
 
 /// Sets of at most this many integers are intsets in Redis 7.0: SSCAN returns
 /// them whole, in ascending order, whatever the cursor and COUNT.
@@ -114,6 +115,7 @@ fn sadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let added = new.len() as i64;
     if !new.is_empty() {
         ctx.db().sadd(key, new);
+        notify::emit(ctx, SET, "sadd", key);
     }
     Frame::Integer(added)
 }
@@ -132,6 +134,8 @@ fn srem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let removed = gone.len() as i64;
     if !gone.is_empty() {
         ctx.db().srem(key, gone);
+        notify::emit(ctx, SET, "srem", key);
+        notify::emit_del_if_emptied(ctx, key);
     }
     Frame::Integer(removed)
 }
@@ -214,6 +218,8 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     if !chosen.is_empty() {
         ctx.db().srem(key, chosen);
+        notify::emit(ctx, SET, "spop", key);
+        notify::emit_del_if_emptied(ctx, key);
     }
     reply
 }
@@ -349,16 +355,25 @@ fn combine(ctx: &mut Ctx<'_>, keys: &[Bytes], op: Combine) -> Frame {
     }
 }
 
-fn combine_store(ctx: &mut Ctx<'_>, dest: &[u8], keys: &[Bytes], op: Combine) -> Frame {
+/// SINTERSTORE and friends; `event` is the command's name, as Redis
+/// announces it.
+fn combine_store(
+    ctx: &mut Ctx<'_>,
+    dest: &[u8],
+    keys: &[Bytes],
+    op: Combine,
+    event: &'static str,
+) -> Frame {
     let result: Vec<Blob> = match read_all(ctx.db(), keys) {
         Ok(sets) => op(&sets).into_iter().cloned().collect(),
         Err(e) => return e,
     };
     let len = result.len() as i64;
-    ctx.db().del(dest);
+    let existed = ctx.db().del(dest);
     if !result.is_empty() {
         ctx.db().sadd(dest, result);
     }
+    notify::emit_store(ctx, SET, event, dest, existed, len > 0);
     Frame::Integer(len)
 }
 
@@ -375,15 +390,15 @@ fn sdiff(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 fn sinterstore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    combine_store(ctx, &args[1], &args[2..], intersection)
+    combine_store(ctx, &args[1], &args[2..], intersection, "sinterstore")
 }
 
 fn sunionstore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    combine_store(ctx, &args[1], &args[2..], union)
+    combine_store(ctx, &args[1], &args[2..], union, "sunionstore")
 }
 
 fn sdiffstore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    combine_store(ctx, &args[1], &args[2..], difference)
+    combine_store(ctx, &args[1], &args[2..], difference, "sdiffstore")
 }
 
 fn sintercard(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -434,8 +449,11 @@ fn smove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return Frame::Integer(in_src as i64);
     }
     ctx.db().srem(src, vec![blob(member)]);
+    notify::emit(ctx, SET, "srem", src);
+    notify::emit_del_if_emptied(ctx, src);
     if !in_dst {
         ctx.db().sadd(dst, vec![blob(member)]);
+        notify::emit(ctx, SET, "sadd", dst);
     }
     Frame::Integer(1)
 }

@@ -9,6 +9,7 @@ use meridian_resp::Frame;
 
 use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{bulk, eq_ignore_case, parse_int, syntax_error, wrongtype};
+use crate::notify;
 
 pub fn specs() -> Vec<Spec> {
     vec![
@@ -243,11 +244,12 @@ fn sort_generic(ctx: &mut Ctx<'_>, args: &[Bytes], read_only: bool) -> Frame {
     match o.store {
         Some(dst) => {
             let n = out.len();
-            ctx.db().del(&dst);
+            let existed = ctx.db().del(&dst);
             if n > 0 {
                 let values = out.into_iter().map(Option::unwrap_or_default).collect();
                 ctx.db().lpush(&dst, values, false);
             }
+            notify::emit_store(ctx, notify::LIST, "sortstore", &dst, existed, n > 0);
             Frame::Integer(n as i64)
         }
         None => Frame::Array(

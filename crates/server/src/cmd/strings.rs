@@ -14,6 +14,7 @@ use super::util::{
     arity_error, eq_ignore_case, not_integer, parse_int, syntax_error, wrongtype, ERR_NOT_FLOAT,
     ERR_OVERFLOW,
 };
+use crate::notify::{self, EXPIRED, GENERIC, STRING};
 
 /// Largest string value (Redis's default `proto-max-bulk-len`).
 pub const STRING_MAX_BYTES: usize = 512 * 1024 * 1024;
@@ -116,7 +117,8 @@ fn deadline_ms(now_ms: u64, arg: ExpireArg, cmd: &str) -> Result<u64, Frame> {
 }
 
 /// Writes a string, then its expiry: with a deadline already past the key
-/// is deleted, as Redis does.
+/// is deleted. Redis announces `set` and `expire`, and `expired` once it
+/// reclaims the key; here the key is gone at once, and so is announced.
 fn write_string(
     ctx: &mut Ctx<'_>,
     key: &[u8],
@@ -124,12 +126,19 @@ fn write_string(
     keep_ttl: bool,
     deadline: Option<u64>,
 ) {
+    // Redis's write looks the key up first, which expires it if its
+    // deadline passed: `expired`, then `new`, then `set`.
+    ctx.db().get(key);
     ctx.db().set_string(key, Blob::from(value), keep_ttl);
+    notify::emit(ctx, STRING, "set", key);
     if let Some(d) = deadline {
         if d <= ctx.db().now_ms() {
             ctx.db().del(key);
+            notify::emit(ctx, GENERIC, "expire", key);
+            notify::emit(ctx, EXPIRED, "expired", key);
         } else {
             ctx.db().set_ttl(key, Some(d));
+            notify::emit(ctx, GENERIC, "expire", key);
         }
     }
 }
@@ -177,7 +186,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         None
     };
     // The lookup also expires a key past its deadline, which KEEPTTL must
-    // see happen first; a plain SET replaces whatever is there anyway.
+    // see happen first (`write_string` looks it up in any case).
     let exists = (nx || xx || keep_ttl) && ctx.db().get(key).is_some();
     if (nx && exists) || (xx && !exists) {
         return match old {
@@ -243,6 +252,7 @@ fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     if old.is_some() {
         ctx.db().del(&args[1]);
+        notify::emit(ctx, GENERIC, "del", &args[1]);
     }
     bulk_or_null(old)
 }
@@ -285,11 +295,14 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if let Some(d) = deadline {
         if d <= ctx.db().now_ms() {
             ctx.db().del(key);
+            notify::emit(ctx, GENERIC, "del", key);
         } else {
             ctx.db().set_ttl(key, Some(d));
+            notify::emit(ctx, GENERIC, "expire", key);
         }
     } else if persist && ctx.db().get(key).and_then(|e| e.deadline_ms()).is_some() {
         ctx.db().set_ttl(key, None);
+        notify::emit(ctx, GENERIC, "persist", key);
     }
     Frame::Bulk(Bytes::from(value))
 }
@@ -346,6 +359,7 @@ fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     value.extend_from_slice(&args[2]);
     ctx.db()
         .set_string(&args[1], Blob::from(value.as_slice()), true);
+    notify::emit(ctx, STRING, "append", &args[1]);
     Frame::Integer(value.len() as i64)
 }
 
@@ -414,6 +428,7 @@ fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     value[offset..offset + patch.len()].copy_from_slice(patch);
     ctx.db()
         .set_string(&args[1], Blob::from(value.as_slice()), true);
+    notify::emit(ctx, STRING, "setrange", &args[1]);
     Frame::Integer(value.len() as i64)
 }
 
@@ -433,6 +448,8 @@ fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> Frame {
         return Frame::error(ERR_OVERFLOW);
     };
     ctx.db().incr(key, Delta::Int(delta));
+    // INCR, DECR, INCRBY and DECRBY all announce `incrby`, as in Redis.
+    notify::emit(ctx, STRING, "incrby", key);
     Frame::Integer(next)
 }
 
@@ -483,6 +500,7 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return Frame::error("ERR increment would produce NaN or Infinity");
     }
     ctx.db().incr(key, Delta::Float(delta));
+    notify::emit(ctx, STRING, "incrbyfloat", key);
     match read(ctx, key) {
         Ok(v) => bulk_or_null(v),
         Err(e) => e,

@@ -40,6 +40,7 @@ use super::util::{
     blob, bulk, eq_ignore_case, glob_match, normalize_range, parse_float, parse_int, parse_scan,
     syntax_error, wrongtype,
 };
+use crate::notify::{self, ZSET};
 
 const ERR_NAN: &str = "ERR resulting score is not a number (NaN)";
 const ERR_SCORE_RANGE: &str = "ERR min or max is not a float";
@@ -498,6 +499,7 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: &[Bytes], mut f: AddFlags) -> Frame {
         }
         if slots.get(member).is_some_and(|s| s.now != s.before) {
             ctx.db().zincr(key, Blob::from(member), delta);
+            notify::emit(ctx, ZSET, "zincr", key);
         }
         // The score as stored, which is what later reads show.
         return match read(ctx, key) {
@@ -520,6 +522,7 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: &[Bytes], mut f: AddFlags) -> Frame {
         .collect();
     if !writes.is_empty() {
         ctx.db().zadd(key, writes);
+        notify::emit(ctx, ZSET, "zadd", key);
     }
     Frame::Integer(if f.ch { added + updated } else { added })
 }
@@ -771,23 +774,30 @@ fn zrangestore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(None) => Vec::new(),
         Err(e) => return e,
     };
-    store(ctx, &args[1], items)
+    store(ctx, &args[1], items, "zrangestore")
 }
 
 /// Writes `items` over `dest` as the `*STORE` commands do (Redis's
-/// `setKey`, or `dbDelete` for an empty result) and replies their count.
+/// `setKey`, or `dbDelete` for an empty result) and replies their count;
+/// `event` is the command's name, as Redis announces it.
 ///
 /// Whatever `dest` held, of any type, is deleted and the result added in
 /// the same op, so a peer applies the replacement whole. The delete is
 /// observed-remove like every other: it drops what this region had seen
 /// at `dest`, and a member another region adds there concurrently
 /// survives next to the stored result (add wins), as with ZADD after DEL.
-pub(super) fn store(ctx: &mut Ctx<'_>, dest: &[u8], items: Vec<(Blob, f64)>) -> Frame {
+pub(super) fn store(
+    ctx: &mut Ctx<'_>,
+    dest: &[u8],
+    items: Vec<(Blob, f64)>,
+    event: &'static str,
+) -> Frame {
     let stored = items.len() as i64;
-    ctx.db().del(dest);
+    let existed = ctx.db().del(dest);
     if !items.is_empty() {
         ctx.db().zadd(dest, items);
     }
+    notify::emit_store(ctx, ZSET, event, dest, existed, stored > 0);
     Frame::Integer(stored)
 }
 
@@ -834,12 +844,20 @@ fn zrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let n = removed.len() as i64;
     if n > 0 {
         ctx.db().zrem(key, removed);
+        notify::emit(ctx, ZSET, "zrem", key);
+        notify::emit_del_if_emptied(ctx, key);
     }
     Frame::Integer(n)
 }
 
-/// The ZREMRANGEBY* commands: removes the members `interval` selects.
-fn remove_range(ctx: &mut Ctx<'_>, key: &[u8], interval: Interval<'_>) -> Frame {
+/// The ZREMRANGEBY* commands: removes the members `interval` selects;
+/// `event` is the command's name, as Redis announces it.
+fn remove_range(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    interval: Interval<'_>,
+    event: &'static str,
+) -> Frame {
     let removed: Vec<Blob> = match read(ctx, key) {
         Ok(Some(z)) => select(z, &interval, false, 0, -1)
             .into_iter()
@@ -851,27 +869,29 @@ fn remove_range(ctx: &mut Ctx<'_>, key: &[u8], interval: Interval<'_>) -> Frame 
     let n = removed.len() as i64;
     if n > 0 {
         ctx.db().zrem(key, removed);
+        notify::emit(ctx, ZSET, event, key);
+        notify::emit_del_if_emptied(ctx, key);
     }
     Frame::Integer(n)
 }
 
 fn zremrangebyscore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     match ScoreRange::parse(&args[2], &args[3]) {
-        Ok(r) => remove_range(ctx, &args[1], Interval::Score(r)),
+        Ok(r) => remove_range(ctx, &args[1], Interval::Score(r), "zremrangebyscore"),
         Err(e) => e,
     }
 }
 
 fn zremrangebyrank(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     match (parse_int(&args[2]), parse_int(&args[3])) {
-        (Ok(s), Ok(e)) => remove_range(ctx, &args[1], Interval::Rank(s, e)),
+        (Ok(s), Ok(e)) => remove_range(ctx, &args[1], Interval::Rank(s, e), "zremrangebyrank"),
         (Err(e), _) | (_, Err(e)) => e,
     }
 }
 
 fn zremrangebylex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     match LexRange::parse(&args[2], &args[3]) {
-        Ok(r) => remove_range(ctx, &args[1], Interval::Lex(r)),
+        Ok(r) => remove_range(ctx, &args[1], Interval::Lex(r), "zremrangebylex"),
         Err(e) => e,
     }
 }
@@ -919,6 +939,8 @@ pub(super) fn pop_ends(
     if !popped.is_empty() {
         ctx.db()
             .zrem(key, popped.iter().map(|(m, _)| m.clone()).collect());
+        notify::emit(ctx, ZSET, if max { "zpopmax" } else { "zpopmin" }, key);
+        notify::emit_del_if_emptied(ctx, key);
     }
     Ok(popped)
 }

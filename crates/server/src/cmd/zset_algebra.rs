@@ -357,7 +357,7 @@ fn generic(ctx: &mut Ctx<'_>, args: &[Bytes], form: Form) -> Frame {
         Combine::Diff => ordered(difference(&inputs)),
     };
     if form.store {
-        zset::store(ctx, &args[1], items)
+        zset::store(ctx, &args[1], items, form.name)
     } else {
         zset::members_reply(items, opts.withscores, opts.withscores && nested)
     }

@@ -4,7 +4,7 @@
 //! some consumer has turned it on, so a region that uses neither pays
 //! nothing per write.
 
-use meridian_crdt::{Blob, EffectKind};
+use meridian_crdt::{Blob, Delta, EffectKind, Entry, ListVal, Pos, Value};
 
 use super::Db;
 
@@ -13,6 +13,18 @@ use super::Db;
 pub struct Change {
     pub key: Blob,
     pub origin: Origin,
+    /// The change created the key: it was not visible here before (Redis's
+    /// `new` event, which precedes the change's own).
+    pub created: bool,
+}
+
+/// The feed while it is on: what was recorded since it was last taken,
+/// and how many of those changes were already announced as they happened
+/// ([`Db::announce_changes`]).
+#[derive(Debug, Default)]
+pub(super) struct Feed {
+    changes: Vec<Change>,
+    announced: usize,
 }
 
 /// Who made a change.
@@ -39,18 +51,34 @@ pub struct Event {
 }
 
 impl Event {
-    const fn new(class: u8, name: &'static str) -> Event {
+    pub const fn new(class: u8, name: &'static str) -> Event {
         Event { class, name }
     }
 }
 
+/// The event of a key deleted because a removal left it empty.
+pub const DEL: Event = Event::new(b'g', "del");
+
 /// The event a peer's effect stands for, `None` for the bookkeeping
-/// effects no command is seen to make. `was_live`: whether the key was
-/// visible here before the effect (an expiry of a key already gone here
-/// is no event).
-pub fn event_of(kind: &EffectKind, was_live: bool) -> Option<Event> {
+/// effects no command is seen to make and for removals of a key not
+/// visible here. `before`: the key's visible entry here before the effect.
+///
+/// An effect says what changed, not which command changed it, so some names
+/// are coarser than the command's: every whole-string write (SET, APPEND,
+/// SETRANGE, SETBIT, GETSET…) is `set`, every removal of sorted-set members
+/// (ZREM, ZPOPMIN, ZREMRANGEBYSCORE…) is `zrem`, of set members (SREM,
+/// SPOP, SMOVE's source) `srem`. List inserts and removals are named from
+/// where they land in the list as this region holds it ([`list_insert`],
+/// [`list_remove`]).
+pub fn event_of(kind: &EffectKind, before: Option<&Entry>) -> Option<Event> {
+    let was_live = before.is_some();
+    let list = before.and_then(|e| match e.value() {
+        Value::List(l) => Some(&**l),
+        _ => None,
+    });
     Some(match kind {
-        EffectKind::Del { .. } => Event::new(b'g', "del"),
+        EffectKind::Del { .. } if was_live => Event::new(b'g', "del"),
+        EffectKind::Del { .. } => return None,
         EffectKind::Expire { .. } if was_live => Event::new(b'x', "expired"),
         EffectKind::Expire { .. } => return None,
         EffectKind::SetTtl {
@@ -58,20 +86,87 @@ pub fn event_of(kind: &EffectKind, was_live: bool) -> Option<Event> {
         } => Event::new(b'g', "expire"),
         EffectKind::SetTtl { deadline_ms: None } => Event::new(b'g', "persist"),
         EffectKind::StrSet { .. } => Event::new(b'$', "set"),
-        EffectKind::StrIncr { .. } => Event::new(b'$', "incrby"),
+        EffectKind::StrIncr {
+            delta: Delta::Int(_),
+            ..
+        } => Event::new(b'$', "incrby"),
+        EffectKind::StrIncr {
+            delta: Delta::Float(_),
+            ..
+        } => Event::new(b'$', "incrbyfloat"),
         EffectKind::HSet { .. } => Event::new(b'h', "hset"),
         EffectKind::HDel { .. } => Event::new(b'h', "hdel"),
-        EffectKind::HIncr { .. } => Event::new(b'h', "hincrby"),
+        EffectKind::HIncr {
+            delta: Delta::Int(_),
+            ..
+        } => Event::new(b'h', "hincrby"),
+        EffectKind::HIncr {
+            delta: Delta::Float(_),
+            ..
+        } => Event::new(b'h', "hincrbyfloat"),
         EffectKind::SAdd { .. } => Event::new(b's', "sadd"),
         EffectKind::SRem { .. } => Event::new(b's', "srem"),
         EffectKind::ZAdd { .. } => Event::new(b'z', "zadd"),
         EffectKind::ZIncr { .. } => Event::new(b'z', "zincr"),
         EffectKind::ZRem { .. } => Event::new(b'z', "zrem"),
-        EffectKind::LInsert { .. } => Event::new(b'l', "linsert"),
-        EffectKind::LRemove { .. } => Event::new(b'l', "lrem"),
+        EffectKind::LInsert { items } => Event::new(b'l', list_insert(list, items)),
+        EffectKind::LRemove { ranges } => Event::new(b'l', list_remove(list, ranges)),
         EffectKind::LSet { .. } => Event::new(b'l', "lset"),
         EffectKind::DropTtl => return None,
     })
+}
+
+/// Which command an insert looks like: before the first element `lpush`,
+/// after the last `rpush`, between two `linsert`. Into an empty list,
+/// several values pushed to the front come in descending position order
+/// (`lpush`); a single value cannot be told and counts as `rpush`.
+pub fn list_insert(list: Option<&ListVal>, items: &[(Pos, Blob)]) -> &'static str {
+    let (Some(lo), Some(hi)) = (
+        items.iter().map(|(p, _)| p).min(),
+        items.iter().map(|(p, _)| p).max(),
+    ) else {
+        return "rpush";
+    };
+    match list.and_then(|l| Some((l.first()?, l.last()?))) {
+        Some((first, _)) if *hi < *first.pos => "lpush",
+        Some((_, last)) if *lo > *last.pos => "rpush",
+        Some(_) => "linsert",
+        None if items.len() > 1 && items[0].0 > items[1].0 => "lpush",
+        None => "rpush",
+    }
+}
+
+/// Which command a removal looks like: one range holding the first
+/// element `lpop`, one holding the last `rpop`, two holding both ends
+/// `ltrim`, anything else `lrem`.
+pub fn list_remove(list: Option<&ListVal>, ranges: &[(Pos, Pos)]) -> &'static str {
+    let Some((first, last)) = list.and_then(|l| Some((l.first()?, l.last()?))) else {
+        return "lrem";
+    };
+    let holds = |p: &Pos| ranges.iter().any(|(lo, hi)| lo <= p && p <= hi);
+    let (head, tail) = (holds(&first.pos), holds(&last.pos));
+    match (ranges.len(), head, tail) {
+        (1, true, _) => "lpop",
+        (1, false, true) => "rpop",
+        (2, true, true) => "ltrim",
+        _ => "lrem",
+    }
+}
+
+/// Whether an effect writes content, so that it creates a key not visible
+/// before it.
+pub fn creates_key(kind: &EffectKind) -> bool {
+    matches!(
+        kind,
+        EffectKind::StrSet { .. }
+            | EffectKind::StrIncr { .. }
+            | EffectKind::HSet { .. }
+            | EffectKind::HIncr { .. }
+            | EffectKind::SAdd { .. }
+            | EffectKind::ZAdd { .. }
+            | EffectKind::ZIncr { .. }
+            | EffectKind::LInsert { .. }
+    )
 }
 
 impl Db {
@@ -87,16 +182,41 @@ impl Db {
     /// The changes recorded since the last call, in the order they were made.
     pub fn take_changes(&mut self) -> Vec<Change> {
         match &mut self.changes {
-            Some(changes) => std::mem::take(changes),
+            Some(feed) => {
+                feed.announced = 0;
+                std::mem::take(&mut feed.changes)
+            }
             None => Vec::new(),
         }
     }
 
-    pub(super) fn record_change(&mut self, key: &[u8], origin: Origin) {
-        if let Some(changes) = &mut self.changes {
-            changes.push(Change {
+    /// How many of the changes [`Db::take_changes`] would return now were
+    /// already handed out by [`Db::announce_changes`] (they lead the list).
+    pub fn changes_announced(&self) -> usize {
+        self.changes.as_ref().map_or(0, |f| f.announced)
+    }
+
+    /// The changes recorded since the last call (or take), without taking
+    /// them: for keyspace notifications, which must announce an expiry or
+    /// a key's creation in the middle of a command, before the command's
+    /// own event. [`Db::take_changes`] still returns them.
+    pub fn announce_changes(&mut self) -> &[Change] {
+        match &mut self.changes {
+            Some(feed) => {
+                let from = feed.announced;
+                feed.announced = feed.changes.len();
+                &feed.changes[from..]
+            }
+            None => &[],
+        }
+    }
+
+    pub(super) fn record_change(&mut self, key: &[u8], origin: Origin, created: bool) {
+        if let Some(feed) = &mut self.changes {
+            feed.changes.push(Change {
                 key: Blob::from(key),
                 origin,
+                created,
             });
         }
     }
