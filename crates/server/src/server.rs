@@ -98,6 +98,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         heal: Mutex::new(Default::default()),
         config_kept: Mutex::new(Default::default()),
         blocking: Mutex::new(Default::default()),
+        tracking: Mutex::new(Default::default()),
     });
     // Tests and scripts read this line to find the ports when binding port 0.
     let _ = slot.set(shared.clone());

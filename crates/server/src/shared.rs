@@ -81,6 +81,9 @@ pub struct Shared {
     pub config_kept: Mutex<HashMap<&'static str, String>>,
     /// Clients blocked on keys (BLPOP and friends): a leaf lock.
     pub blocking: Mutex<crate::blocking::Blocking>,
+    /// Client tracking: the keys tracking clients read and every
+    /// connection's invalidation channel (a leaf lock).
+    pub tracking: Mutex<crate::tracking::Tracking>,
 }
 
 /// Where the HTTP port finds the region's shared state: empty while the
