@@ -62,6 +62,9 @@ pub struct Client {
     pub reply_skip: bool,
     /// CLIENT REPLY SKIP ran: the next command's replies are dropped.
     pub reply_skip_next: bool,
+    /// CLIENT TRACKING is on (the rest of its state is in
+    /// `Shared::tracking`): dispatch remembers the keys this client reads.
+    pub tracking: Option<crate::tracking::Own>,
 }
 
 impl Client {
@@ -89,6 +92,7 @@ impl Client {
             reply_off: false,
             reply_skip: false,
             reply_skip_next: false,
+            tracking: None,
         }
     }
 

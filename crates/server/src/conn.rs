@@ -66,6 +66,9 @@ where
     let mut client = Client::new(id, addr, authenticated, push_tx);
     let kill = Arc::new(Notify::new());
     let killed = Arc::new(AtomicBool::new(false));
+    // Client tracking's invalidations for this connection.
+    let (note_tx, mut note_rx) = mpsc::channel(crate::tracking::NOTE_QUEUE_MAX);
+    crate::tracking::connect(&shared, id, note_tx, kill.clone(), killed.clone());
     shared.clients.lock().insert(
         id,
         ClientEntry {
@@ -120,6 +123,14 @@ where
                     }
                 },
                 _ = kill.notified() => break 'conn,
+                Some(note) = note_rx.recv() => {
+                    crate::tracking::encode_pending(&client, Some(note), &mut note_rx, &mut output);
+                    if write_out(&mut stream, &mut output, &shared).await.is_err() {
+                        break 'conn;
+                    }
+                    blocked = Some(b);
+                    continue;
+                }
             };
             // Redis serves blocked clients after the commands that arrived
             // in the same turn of its event loop; yielding once lets the
@@ -151,13 +162,26 @@ where
                     }
                     continue;
                 }
+                Some(note) = note_rx.recv() => {
+                    crate::tracking::encode_pending(&client, Some(note), &mut note_rx, &mut output);
+                    if write_out(&mut stream, &mut output, &shared).await.is_err() {
+                        break 'conn;
+                    }
+                    continue;
+                }
                 _ = kill.notified() => break 'conn,
             }
         }
+        // Invalidations queued before these commands go out before their
+        // replies.
+        crate::tracking::encode_pending(&client, None, &mut note_rx, &mut output);
         match process_input(&shared, &mut client, &mut parser, &mut input, &mut output).await {
             Next::Continue => {}
             Next::Block(b) => blocked = Some(b),
             Next::Close => {
+                // Gone before the last reply is read, as in Redis: a
+                // redirect to this connection is broken from then on.
+                crate::tracking::disconnect(&shared, &mut client);
                 let _ = write_out(&mut stream, &mut output, &shared).await;
                 break 'conn;
             }
@@ -177,6 +201,7 @@ where
         crate::blocking::leave(&shared, &mut shared.store.lock(), id);
     }
     crate::cmd::pubsub::unsubscribe_all(&shared, &mut client);
+    crate::tracking::disconnect(&shared, &mut client);
     shared.clients.lock().remove(&id);
     shared
         .metrics

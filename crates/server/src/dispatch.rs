@@ -21,8 +21,10 @@ use crate::metrics::Metrics;
 /// unless CLIENT REPLY says to drop them.
 pub fn execute(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
     let first = out.len();
+    let client_command = ctx.client.tracking.is_some() && args[0].eq_ignore_ascii_case(b"client");
     run(ctx, args, out);
     apply_reply_mode(ctx.client, out, first);
+    crate::tracking::after_command(ctx.client, client_command);
 }
 
 /// CLIENT REPLY OFF and SKIP drop a command's replies, as Redis does at
@@ -149,6 +151,9 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
     if let (Some(names), Frame::Array(replies)) = (queued, &reply) {
         count_transaction(ctx, &names, replies);
     }
+    // Client tracking remembers what a tracking client read (one branch
+    // for any other client).
+    crate::tracking::track_reads(ctx, spec, &args, &reply);
     push_reply(ctx, reply, spec.flags.multi_reply, out);
 }
 

@@ -1,7 +1,8 @@
 //! The region's background duties, each a task that runs until the process
 //! exits: watching the cluster (failure detection, the quorum lease, the
 //! election, heal reports), active expiry, the fsync timer under
-//! `--fsync everysec`, and scheduled snapshots.
+//! `--fsync everysec`, scheduled snapshots, and the bound on client
+//! tracking's table.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub fn start(shared: &Arc<Shared>) {
     }
     tokio::spawn(snapshots(shared.clone()));
     tokio::spawn(wake_blocked_by_peers(shared.clone()));
+    tokio::spawn(crate::tracking::bound_table(shared.clone()));
 }
 
 /// Wakes clients blocked on keys that ops from peers (or merged state)

@@ -102,6 +102,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         scripting: Mutex::new(Default::default()),
         running_script: Mutex::new(None),
         notify_flags: std::sync::atomic::AtomicU32::new(notify_flags),
+        tracking: Mutex::new(Default::default()),
     });
     // Recovery replayed the log with the change feed off; it records from
     // now on if notifications need it.

@@ -89,6 +89,9 @@ pub struct Shared {
     /// `notify-keyspace-events` as flags (`crate::notify`): one atomic, so
     /// a write whose class is off pays one load.
     pub notify_flags: AtomicU32,
+    /// Client tracking: the keys tracking clients read and every
+    /// connection's invalidation channel (a leaf lock).
+    pub tracking: Mutex<crate::tracking::Tracking>,
 }
 
 /// Where the HTTP port finds the region's shared state: empty while the

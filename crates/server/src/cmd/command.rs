@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use meridian_resp::Frame;
 
-use super::redis_meta::{self, Meta};
+use super::redis_meta::{self, keys_by_specs, KeyPositions, Meta, SpecMiss};
 use super::spec::{arity_ok, command, lookup, Ctx, Spec, Table, READ};
 use super::util::{eq_ignore_case, glob_match, help_reply, pair, subcommand, syntax_error};
 
@@ -298,137 +298,6 @@ fn command_list(table: &Table, args: &[Bytes]) -> Frame {
         _ => return syntax_error(),
     };
     Frame::Array(keep.into_iter().map(Frame::bulk).collect())
-}
-
-/// Where a command's keys are, with Redis's key-spec flags for each.
-type KeyPositions = Vec<(usize, Vec<Frame>)>;
-
-/// A key spec's field `name` (a map inside a map).
-fn field<'a>(map: &'a Frame, name: &str) -> Option<&'a Frame> {
-    match map {
-        Frame::Map(pairs) => pairs
-            .iter()
-            .find(|(k, _)| matches!(k, Frame::Bulk(b) if &b[..] == name.as_bytes()))
-            .map(|(_, v)| v),
-        _ => None,
-    }
-}
-
-fn int_field(map: &Frame, name: &str) -> Option<i64> {
-    match field(map, name) {
-        Some(Frame::Integer(n)) => Some(*n),
-        _ => None,
-    }
-}
-
-fn type_of(part: &Frame) -> &[u8] {
-    match field(part, "type") {
-        Some(Frame::Bulk(t)) => t,
-        _ => b"",
-    }
-}
-
-/// Why key specs found no keys.
-#[derive(Debug, PartialEq)]
-enum SpecMiss {
-    /// A spec of type `unknown`: only the command's own code knows.
-    Unknown,
-    /// The arguments do not fit the specs.
-    Invalid,
-}
-
-/// Evaluates Redis's key specs against a full command line, as Redis's
-/// `getKeysUsingKeySpecs` does.
-fn keys_by_specs(specs: &[Frame], line: &[Bytes]) -> Result<KeyPositions, SpecMiss> {
-    let known = |t: &[u8]| matches!(t, b"index" | b"keyword" | b"range" | b"keynum");
-    let unknown = specs.iter().any(|ks| {
-        [field(ks, "begin_search"), field(ks, "find_keys")]
-            .into_iter()
-            .any(|part| part.is_none_or(|p| !known(type_of(p))))
-    });
-    if unknown {
-        return Err(SpecMiss::Unknown);
-    }
-    keys_by_known_specs(specs, line).ok_or(SpecMiss::Invalid)
-}
-
-fn keys_by_known_specs(specs: &[Frame], line: &[Bytes]) -> Option<KeyPositions> {
-    let argc = line.len() as i64;
-    let mut out = Vec::new();
-    for ks in specs {
-        let flags = match field(ks, "flags") {
-            Some(Frame::Set(f) | Frame::Array(f)) => f.clone(),
-            _ => Vec::new(),
-        };
-        if flags
-            .iter()
-            .any(|f| matches!(f, Frame::Simple(s) if s == "not_key"))
-        {
-            continue;
-        }
-        let (begin, find) = (field(ks, "begin_search")?, field(ks, "find_keys")?);
-        let (bspec, fspec) = (field(begin, "spec")?, field(find, "spec")?);
-        let first = match type_of(begin) {
-            b"index" => int_field(bspec, "index")?,
-            b"keyword" => {
-                let word = match field(bspec, "keyword") {
-                    Some(Frame::Bulk(w)) => w.clone(),
-                    _ => return None,
-                };
-                let from = int_field(bspec, "startfrom")?;
-                // As Redis searches: forward up to the last argument but
-                // one, or backward down to the second (a key must follow).
-                let is_word = |i: &i64| line[*i as usize].eq_ignore_ascii_case(&word);
-                let found = if from > 0 {
-                    (from..argc - 1).find(is_word)
-                } else {
-                    (2..=argc + from).rev().find(is_word)
-                };
-                match found {
-                    Some(i) => i + 1,
-                    None => continue,
-                }
-            }
-            _ => return None,
-        };
-        let (first, last, step) = match type_of(find) {
-            b"range" => {
-                let (lastkey, step) = (int_field(fspec, "lastkey")?, int_field(fspec, "keystep")?);
-                let limit = int_field(fspec, "limit")?;
-                let last = if lastkey >= 0 {
-                    first + lastkey
-                } else if limit == 0 {
-                    argc + lastkey
-                } else {
-                    first + ((argc - first) / limit + lastkey)
-                };
-                (first, last, step)
-            }
-            b"keynum" => {
-                let idx = first + int_field(fspec, "keynumidx")?;
-                let n = line
-                    .get(usize::try_from(idx).ok()?)
-                    .and_then(|a| meridian_resp::parse_redis_int(a))
-                    .filter(|n| *n >= 0)?;
-                let step = int_field(fspec, "keystep")?;
-                let first = first + int_field(fspec, "firstkey")?;
-                (first, first + n - 1, step)
-            }
-            _ => return None,
-        };
-        if step <= 0 {
-            return None;
-        }
-        let mut i = first;
-        while i <= last {
-            if i >= argc || i < 1 {
-                return None;
-            }
-            out.push((i as usize, flags.clone()));
-            i += step;
-        }
-    }
-    Some(out)
 }
 
 /// The keys of a full command line from its table entry's key positions,

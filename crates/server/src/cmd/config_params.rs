@@ -337,6 +337,7 @@ pub const PARAMS: &[Param] = &[
     fixed("syslog-ident", "redis", TEXT),
     kept("tcp-keepalive", "300", int(0, INT_MAX)),
     fixed("tcp-backlog", "511", int(0, INT_MAX)),
+    // Kept here, and read from here by client tracking, which applies it.
     kept("tracking-table-max-keys", "1000000", int(0, LONG_MAX)),
     fixed("unixsocket", "", TEXT),
     fixed("unixsocketperm", "0", int(0, 0o777)),

@@ -178,12 +178,14 @@ fn quit(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
 }
 
 /// Back to a fresh connection's state: out of MULTI, nothing watched or
-/// subscribed, RESP2, no name, and not authenticated if a password is set.
+/// subscribed, tracking off, RESP2, no name, and not authenticated if a
+/// password is set.
 fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
     ctx.client.multi = None;
     ctx.client.multi_failed = false;
     super::tx::unwatch_all(ctx);
     super::pubsub::unsubscribe_all(ctx.shared, ctx.client);
+    crate::tracking::disable(ctx);
     ctx.client.proto = Protocol::Resp2;
     ctx.client.name = None;
     ctx.client.reply_off = false;
@@ -196,7 +198,9 @@ fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
 // ----- CLIENT -----
 
 pub const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
+    ("caching", 3),
     ("getname", 2),
+    ("getredir", 2),
     ("help", 2),
     ("id", 2),
     ("info", 2),
@@ -205,10 +209,16 @@ pub const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
     ("no-evict", 3),
     ("reply", 3),
     ("setname", 3),
+    ("tracking", -3),
+    ("trackinginfo", 2),
     ("unblock", -3),
 ];
 
 const CLIENT_HELP: &[&str] = &[
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR",
+    "    Return the client ID we are redirecting to when tracking is enabled.",
     "GETNAME",
     "    Return the name of the current connection.",
     "ID",
@@ -243,6 +253,11 @@ const CLIENT_HELP: &[&str] = &[
     "    Control the replies sent to the current connection.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "TRACKINGINFO",
+    "    Report tracking status for the current connection.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
     "    Unblock the specified blocked client.",
 ];
@@ -265,6 +280,10 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok("kill") => client_kill(ctx, args),
         Ok("reply") => client_reply(ctx.client, &args[2]),
         Ok("unblock") => client_unblock(ctx, args),
+        Ok("tracking") => crate::tracking::client_tracking(ctx, args),
+        Ok("caching") => crate::tracking::client_caching(ctx, args),
+        Ok("getredir") => crate::tracking::client_getredir(ctx),
+        Ok("trackinginfo") => crate::tracking::client_trackinginfo(ctx),
         Ok("no-evict") => {
             if eq_ignore_case(&args[2], "on") || eq_ignore_case(&args[2], "off") {
                 Frame::ok()
@@ -364,6 +383,8 @@ struct ClientView {
     blocked: bool,
     cmd: String,
     resp: u8,
+    /// Client tracking's flag letters (`t`, `R`, `B`) and redirect.
+    tracking: (String, i64),
 }
 
 impl ClientView {
@@ -387,11 +408,12 @@ impl ClientView {
         if self.blocked {
             flags.push('b');
         }
+        flags.push_str(&self.tracking.0);
         if flags.is_empty() {
             flags.push('N');
         }
         format!(
-            "id={} addr={} laddr={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} cmd={} user=default redir=-1 resp={}\n",
+            "id={} addr={} laddr={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} cmd={} user=default redir={} resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -403,6 +425,7 @@ impl ClientView {
             self.psub,
             self.ssub,
             self.cmd,
+            self.tracking.1,
             self.resp
         )
     }
@@ -457,10 +480,14 @@ fn client_views(ctx: &Ctx<'_>) -> Vec<ClientView> {
                 blocked: ctx.shared.blocking.lock().is_blocked(e.id),
                 cmd: e.last_cmd.clone(),
                 resp: e.resp,
+                tracking: Default::default(),
             }
         })
         .collect();
     drop(clients);
+    for v in &mut views {
+        v.tracking = crate::tracking::list_fields(ctx.shared, v.id);
+    }
     if let Some(v) = views.iter_mut().find(|v| v.id == me) {
         let c = &ctx.client;
         v.name = c

@@ -280,6 +280,7 @@ fn persistence_section(ctx: &mut Ctx<'_>) -> Section {
 fn stats_section(ctx: &mut Ctx<'_>) -> Section {
     let shared = ctx.shared;
     let m = &shared.metrics;
+    let tracking = crate::tracking::totals(shared);
     (
         "Stats",
         vec![
@@ -313,6 +314,9 @@ fn stats_section(ctx: &mut Ctx<'_>) -> Section {
             ),
             // Meridian has no MIGRATE, so it never caches a connection for it.
             ("migrate_cached_sockets", "0".into()),
+            ("tracking_total_keys", tracking.keys.to_string()),
+            ("tracking_total_items", tracking.items.to_string()),
+            ("tracking_total_prefixes", tracking.prefixes.to_string()),
             (
                 "total_error_replies",
                 Metrics::get(&m.command_errors_total).to_string(),
@@ -333,17 +337,21 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str) -> Section {
     let shared = ctx.shared;
     match section {
         "server" => server_section(ctx),
-        "clients" => (
-            "Clients",
-            vec![
-                ("connected_clients", shared.clients.lock().len().to_string()),
-                ("maxclients", max_clients().to_string()),
-                (
-                    "blocked_clients",
-                    shared.blocking.lock().count().to_string(),
-                ),
-            ],
-        ),
+        "clients" => {
+            let tracking_clients = crate::tracking::totals(shared).clients;
+            (
+                "Clients",
+                vec![
+                    ("connected_clients", shared.clients.lock().len().to_string()),
+                    ("maxclients", max_clients().to_string()),
+                    (
+                        "blocked_clients",
+                        shared.blocking.lock().count().to_string(),
+                    ),
+                    ("tracking_clients", tracking_clients.to_string()),
+                ],
+            )
+        }
         "memory" => {
             // Meridian has no allocator statistics: what it uses is its
             // resident set, and its peak the largest one so far.

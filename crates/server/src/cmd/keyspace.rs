@@ -52,6 +52,7 @@ fn dbsize(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
 
 /// FLUSHDB and FLUSHALL: a DEL of every visible key. ASYNC and SYNC are
 /// accepted; the deletes are applied before the reply either way.
+/// Tracking clients are told every key is invalid.
 fn flush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let mode_ok = match args.len() {
         1 => true,
@@ -65,5 +66,6 @@ fn flush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     for key in keys {
         ctx.db().del(&key);
     }
+    crate::tracking::flushed(ctx.shared, ctx.store, ctx.client.id);
     Frame::ok()
 }

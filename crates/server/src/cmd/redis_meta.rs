@@ -9,6 +9,9 @@
 //! `crates/meridian/tests/command_metadata.rs`). Parsing the replies keeps
 //! every RESP3 type (sets, maps) and every order exactly as Redis has them.
 //!
+//! Redis's key specs are evaluated here too ([`keys_by_specs`]), for
+//! `COMMAND GETKEYS` and for the keys client tracking remembers.
+//!
 //! Meridian's own table stays the authority for what it implements: arity
 //! and key positions come from its [`super::Spec`]s, and a test checks that
 //! they and the `write` flag agree with Redis's description.
@@ -16,6 +19,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use bytes::Bytes;
 use meridian_resp::{parse_frame, Frame};
 
 /// redis-server 7.0.15's RESP3 replies to `COMMAND INFO` then `COMMAND DOCS`.
@@ -78,6 +82,137 @@ fn words(f: Option<&Frame>) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Where a command's keys are, with Redis's key-spec flags for each.
+pub type KeyPositions = Vec<(usize, Vec<Frame>)>;
+
+/// A key spec's field `name` (a map inside a map).
+fn field<'a>(map: &'a Frame, name: &str) -> Option<&'a Frame> {
+    match map {
+        Frame::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| matches!(k, Frame::Bulk(b) if &b[..] == name.as_bytes()))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn int_field(map: &Frame, name: &str) -> Option<i64> {
+    match field(map, name) {
+        Some(Frame::Integer(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+fn type_of(part: &Frame) -> &[u8] {
+    match field(part, "type") {
+        Some(Frame::Bulk(t)) => t,
+        _ => b"",
+    }
+}
+
+/// Why key specs found no keys.
+#[derive(Debug, PartialEq)]
+pub enum SpecMiss {
+    /// A spec of type `unknown`: only the command's own code knows.
+    Unknown,
+    /// The arguments do not fit the specs.
+    Invalid,
+}
+
+/// Evaluates Redis's key specs against a full command line, as Redis's
+/// `getKeysUsingKeySpecs` does.
+pub fn keys_by_specs(specs: &[Frame], line: &[Bytes]) -> Result<KeyPositions, SpecMiss> {
+    let known = |t: &[u8]| matches!(t, b"index" | b"keyword" | b"range" | b"keynum");
+    let unknown = specs.iter().any(|ks| {
+        [field(ks, "begin_search"), field(ks, "find_keys")]
+            .into_iter()
+            .any(|part| part.is_none_or(|p| !known(type_of(p))))
+    });
+    if unknown {
+        return Err(SpecMiss::Unknown);
+    }
+    keys_by_known_specs(specs, line).ok_or(SpecMiss::Invalid)
+}
+
+fn keys_by_known_specs(specs: &[Frame], line: &[Bytes]) -> Option<KeyPositions> {
+    let argc = line.len() as i64;
+    let mut out = Vec::new();
+    for ks in specs {
+        let flags = match field(ks, "flags") {
+            Some(Frame::Set(f) | Frame::Array(f)) => f.clone(),
+            _ => Vec::new(),
+        };
+        if flags
+            .iter()
+            .any(|f| matches!(f, Frame::Simple(s) if s == "not_key"))
+        {
+            continue;
+        }
+        let (begin, find) = (field(ks, "begin_search")?, field(ks, "find_keys")?);
+        let (bspec, fspec) = (field(begin, "spec")?, field(find, "spec")?);
+        let first = match type_of(begin) {
+            b"index" => int_field(bspec, "index")?,
+            b"keyword" => {
+                let word = match field(bspec, "keyword") {
+                    Some(Frame::Bulk(w)) => w.clone(),
+                    _ => return None,
+                };
+                let from = int_field(bspec, "startfrom")?;
+                // As Redis searches: forward up to the last argument but
+                // one, or backward down to the second (a key must follow).
+                let is_word = |i: &i64| line[*i as usize].eq_ignore_ascii_case(&word);
+                let found = if from > 0 {
+                    (from..argc - 1).find(is_word)
+                } else {
+                    (2..=argc + from).rev().find(is_word)
+                };
+                match found {
+                    Some(i) => i + 1,
+                    None => continue,
+                }
+            }
+            _ => return None,
+        };
+        let (first, last, step) = match type_of(find) {
+            b"range" => {
+                let (lastkey, step) = (int_field(fspec, "lastkey")?, int_field(fspec, "keystep")?);
+                let limit = int_field(fspec, "limit")?;
+                let last = if lastkey >= 0 {
+                    first + lastkey
+                } else if limit == 0 {
+                    argc + lastkey
+                } else {
+                    first + ((argc - first) / limit + lastkey)
+                };
+                (first, last, step)
+            }
+            b"keynum" => {
+                let idx = first + int_field(fspec, "keynumidx")?;
+                let n = line
+                    .get(usize::try_from(idx).ok()?)
+                    .and_then(|a| meridian_resp::parse_redis_int(a))
+                    .filter(|n| *n >= 0)?;
+                let step = int_field(fspec, "keystep")?;
+                let first = first + int_field(fspec, "firstkey")?;
+                (first, first + n - 1, step)
+            }
+            _ => return None,
+        };
+        if step <= 0 {
+            return None;
+        }
+        let mut i = first;
+        while i <= last {
+            if i >= argc || i < 1 {
+                return None;
+            }
+            out.push((i as usize, flags.clone()));
+            i += step;
+        }
+    }
+    Some(out)
+}
+
 /// Every command and subcommand Redis 7.0 has, by lower-case full name
 /// (`get`, `client|kill`).
 pub fn all() -> &'static HashMap<String, Meta> {
@@ -88,6 +223,18 @@ pub fn all() -> &'static HashMap<String, Meta> {
 /// Redis's description of `name` (`get`, `client|kill`), if Redis has it.
 pub fn get(name: &str) -> Option<&'static Meta> {
     all().get(name)
+}
+
+/// Where the keys of `line` are, by the key specs of `name` (`zunion`,
+/// `object|encoding`); empty if Redis does not describe it or its specs
+/// do not fit the line.
+pub fn key_positions(name: &str, line: &[Bytes]) -> Vec<usize> {
+    let Some(Frame::Set(specs) | Frame::Array(specs)) = get(name).and_then(|m| m.field(8)) else {
+        return Vec::new();
+    };
+    keys_by_specs(specs, line)
+        .map(|keys| keys.into_iter().map(|(i, _)| i).collect())
+        .unwrap_or_default()
 }
 
 /// The subcommands Redis has of a container command, by full name.

@@ -101,7 +101,9 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
             replies.push(refusal);
             continue;
         }
-        replies.push((spec.handler)(ctx, &args));
+        let reply = (spec.handler)(ctx, &args);
+        crate::tracking::track_reads(ctx, spec, &args, &reply);
+        replies.push(reply);
     }
     ctx.client.in_exec = false;
     Frame::Array(replies)
