@@ -120,7 +120,7 @@ fn to_frame(value: &Value, resp3: bool, depth: usize) -> Frame {
         Value::Boolean(true) => Frame::Integer(1),
         Value::Boolean(false) => Frame::Null,
         Value::Number(n) => Frame::Integer(*n as i64),
-        Value::Integer(n) => Frame::Integer(*n as i64),
+        Value::Integer(n) => Frame::Integer(*n),
         Value::Table(t) => table_to_frame(t, resp3, depth),
         _ => Frame::Null,
     }

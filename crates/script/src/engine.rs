@@ -106,7 +106,38 @@ struct Parts {
     impl_: Table,
     env: Table,
     run: Function,
+    set_source: Function,
+    library_api: Table,
 }
+
+/// A function a library registered when it loaded.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub name: String,
+    pub callback: Function,
+    pub description: Option<String>,
+    pub flags: Vec<String>,
+}
+
+/// How long a library's code may run while it loads (Redis's limit).
+pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The flags a function may declare.
+const FUNCTION_FLAGS: &[&str] = &[
+    "no-writes",
+    "allow-oom",
+    "allow-stale",
+    "no-cluster",
+    "allow-cross-slot-keys",
+    "allow-key-locking",
+];
+
+/// Redis's rule for library and function names.
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+pub const BAD_NAME: &str = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long";
 
 pub struct Engine {
     lua: Lua,
@@ -138,6 +169,8 @@ impl Engine {
             impl_: prelude.get("impl")?,
             env: prelude.get("env")?,
             run: prelude.get("run")?,
+            set_source: prelude.get("set_source")?,
+            library_api: prelude.get("library_api")?,
         };
         lua.set_named_registry_value(RAISE_KEY, parts.raise.clone())?;
         let wrap: Function = prelude.get("wrap")?;
@@ -147,8 +180,10 @@ impl Engine {
             math.raw_set(name, wrap.call::<Function>(f)?)?;
         }
         let redis: Table = prelude.get("redis")?;
-        redis.set("REDIS_VERSION", REDIS_VERSION)?;
-        redis.set("REDIS_VERSION_NUM", REDIS_VERSION_NUM)?;
+        for t in [&redis, &parts.library_api] {
+            t.set("REDIS_VERSION", REDIS_VERSION)?;
+            t.set("REDIS_VERSION_NUM", REDIS_VERSION_NUM)?;
+        }
         redis.set(
             "sha1hex",
             lua.create_function(|lua, args: MultiValue| {
@@ -407,6 +442,98 @@ impl Engine {
         result
     }
 
+    /// Runs a function library's code (without its metadata line) so that
+    /// it registers its functions; the error is the reply's text.
+    pub fn load_library(&self, code: &[u8]) -> Result<Vec<Registered>, String> {
+        let f = self
+            .compile("user_function", code)
+            .map_err(|e| format!("ERR Error compiling function: {e}"))?;
+        let lua = &self.lua;
+        let registered = Mutex::new(Vec::<Registered>::new());
+        let started = Instant::now();
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY_INSTRUCTIONS),
+            move |_, _| {
+                if started.elapsed() > LOAD_TIMEOUT {
+                    Err(mlua::Error::RuntimeError("FUNCTION LOAD timeout".into()))
+                } else {
+                    Ok(VmState::Continue)
+                }
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let outcome = lua.scope(|scope| {
+            let raise = self.parts.raise.clone();
+            let registered = &registered;
+            self.parts.impl_.raw_set(
+                "register_function",
+                scope.create_function(move |lua, args: MultiValue| match registration(&args) {
+                    Ok(r) => {
+                        let mut all = registered.lock().unwrap_or_else(|p| p.into_inner());
+                        if all.iter().any(|x| x.name == r.name) {
+                            let t = convert::error_table(
+                                lua,
+                                "Function already exists in the library",
+                            )?;
+                            return raise_or_return(lua, &raise, Value::Table(t), true);
+                        }
+                        all.push(r);
+                        Ok(MultiValue::new())
+                    }
+                    Err(text) => {
+                        let t = convert::error_table(lua, &text)?;
+                        raise_or_return(lua, &raise, Value::Table(t), true)
+                    }
+                })?,
+            )?;
+            self.parts.impl_.raw_set(
+                "load_log",
+                scope.create_function(|lua, args: MultiValue| {
+                    let raise: Table = lua.named_registry_value(RAISE_KEY)?;
+                    log_call(lua, &raise, &args, |level, text| {
+                        let text = String::from_utf8_lossy(text);
+                        match level {
+                            0 | 1 => tracing::debug!(target: "meridian::script", "{text}"),
+                            2 => tracing::info!(target: "meridian::script", "{text}"),
+                            _ => tracing::warn!(target: "meridian::script", "{text}"),
+                        }
+                    })
+                })?,
+            )?;
+            self.parts.set_source.call::<()>(true)?;
+            let out: MultiValue = self.parts.run.call((f, Value::Nil, Value::Nil, true))?;
+            let mut values = out.into_iter();
+            let ok = matches!(values.next(), Some(Value::Boolean(true)));
+            let value = values.next().unwrap_or(Value::Nil);
+            Ok((ok, value))
+        });
+        lua.remove_hook();
+        let _ = self.parts.set_source.call::<()>(false);
+        for key in ["register_function", "load_log"] {
+            let _ = self.parts.impl_.raw_set(key, Value::Nil);
+        }
+        // Eval mode set KEYS and ARGV to nil on the real globals; nothing
+        // reads them in a function state.
+        let (ok, value) = outcome.map_err(|e| format!("ERR Error registering functions: {e}"))?;
+        if !ok {
+            let msg = match &value {
+                Value::Table(t) => t
+                    .raw_get::<Option<mlua::String>>("err")
+                    .ok()
+                    .flatten()
+                    .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned())
+                    .unwrap_or_else(|| "ERR unknown error".into()),
+                other => format!("{other:?}"),
+            };
+            return Err(format!("ERR Error registering functions: {msg}"));
+        }
+        let registered = registered.into_inner().unwrap_or_else(|p| p.into_inner());
+        if registered.is_empty() {
+            return Err("ERR No functions registered".into());
+        }
+        Ok(registered)
+    }
+
     /// Seeds the scripts' random generator (Redis's `math.randomseed`).
     pub fn reseed(&self, seed: i64) {
         self.rng
@@ -414,6 +541,103 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .seed(seed as i32);
     }
+}
+
+/// What one `redis.register_function` call registers, or why it cannot.
+fn registration(args: &MultiValue) -> Result<Registered, String> {
+    match args.len() {
+        1 => {
+            let Value::Table(named) = &args[0] else {
+                return Err("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).".into());
+            };
+            let mut name = None;
+            let mut callback = None;
+            let mut description = None;
+            let mut flags = Vec::new();
+            for pair in named.pairs::<Value, Value>() {
+                let (k, v) = pair.map_err(|e| e.to_string())?;
+                let key =
+                    match &k {
+                        Value::String(s) => s.to_string_lossy(),
+                        _ => return Err(
+                            "named argument key given to redis.register_function is not a string"
+                                .into(),
+                        ),
+                    };
+                match key.as_str() {
+                    "function_name" => match v {
+                        Value::String(s) => name = Some(s.as_bytes().to_vec()),
+                        _ => return Err("function_name argument given to redis.register_function must be a string".into()),
+                    },
+                    "description" => match v {
+                        Value::String(s) => description = Some(s.to_string_lossy()),
+                        _ => return Err("description argument given to redis.register_function must be a string".into()),
+                    },
+                    "callback" => match v {
+                        Value::Function(f) => callback = Some(f),
+                        _ => return Err("callback argument given to redis.register_function must be a function".into()),
+                    },
+                    "flags" => flags = function_flags(&v)?,
+                    _ => return Err("unknown argument given to redis.register_function".into()),
+                }
+            }
+            let name = name.ok_or("redis.register_function must get a function name argument")?;
+            let callback =
+                callback.ok_or("redis.register_function must get a callback argument")?;
+            finish_registration(name, callback, description, flags)
+        }
+        2 => {
+            let Value::String(name) = &args[0] else {
+                return Err("first argument to redis.register_function must be a string".into());
+            };
+            let Value::Function(callback) = &args[1] else {
+                return Err("second argument to redis.register_function must be a function".into());
+            };
+            finish_registration(name.as_bytes().to_vec(), callback.clone(), None, Vec::new())
+        }
+        _ => Err("wrong number of arguments to redis.register_function".into()),
+    }
+}
+
+fn finish_registration(
+    name: Vec<u8>,
+    callback: Function,
+    description: Option<String>,
+    flags: Vec<String>,
+) -> Result<Registered, String> {
+    if !valid_name(&name) {
+        return Err(BAD_NAME.into());
+    }
+    Ok(Registered {
+        name: String::from_utf8_lossy(&name).into_owned(),
+        callback,
+        description,
+        flags,
+    })
+}
+
+fn function_flags(v: &Value) -> Result<Vec<String>, String> {
+    let Value::Table(t) = v else {
+        return Err(
+            "flags argument to redis.register_function must be a table representing function flags"
+                .into(),
+        );
+    };
+    let mut flags = Vec::new();
+    for i in 1.. {
+        match t.raw_get::<Value>(i).map_err(|e| e.to_string())? {
+            Value::Nil => break,
+            Value::String(s) => {
+                let flag = s.to_string_lossy();
+                if !FUNCTION_FLAGS.contains(&flag.as_str()) {
+                    return Err("unknown flag given".into());
+                }
+                flags.push(flag);
+            }
+            _ => return Err("unknown flag given".into()),
+        }
+    }
+    Ok(flags)
 }
 
 /// The arguments of `redis.call`: strings, or numbers written as Redis
@@ -571,7 +795,7 @@ impl Lrand48 {
         self.x = (((seed as u32 as u64) << 16) | 0x330E) & Self::MASK;
     }
 
-    pub fn next(&mut self) -> u32 {
+    pub fn draw(&mut self) -> u32 {
         self.x = (Self::A.wrapping_mul(self.x).wrapping_add(Self::C)) & Self::MASK;
         (self.x >> 17) as u32
     }
@@ -584,7 +808,7 @@ fn install_math(lua: &Lua, rng: &Arc<Mutex<Lrand48>>) -> mlua::Result<()> {
     math.set(
         "random",
         lua.create_function(move |_, args: MultiValue| {
-            let draw = r.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let draw = r.lock().unwrap_or_else(|p| p.into_inner()).draw();
             let x = (draw % Lrand48::MAX) as f64 / Lrand48::MAX as f64;
             let int = |v: &Value| lua_number(v).map(|n| n as i32);
             match args.len() {

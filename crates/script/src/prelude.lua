@@ -64,9 +64,12 @@ end
 -- What a script sees as its globals: reading a missing name is an error,
 -- and nothing may be added or replaced.
 local env = {}
+-- Where names are looked up: the real globals, or while a function library
+-- loads, only the library API (see `set_source`).
+local source = real
 local env_mt = {
     __index = function(_, k)
-        local v = rawget(real, k)
+        local v = rawget(source, k)
         if v == nil then
             error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
         end
@@ -241,6 +244,40 @@ end
 
 rawset(real, 'redis', redis)
 
+-- What a function library sees while it loads: `redis` with only the
+-- library API, every other name missing.
+local function missing(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
+end
+local library_api = {
+    register_function = function(...)
+        local f = impl.register_function
+        if f == nil then
+            error({ err = 'ERR redis.register_function can only be called on FUNCTION LOAD command' }, 0)
+        end
+        return raise_if(f(...))
+    end,
+    log = function(...)
+        local f = impl.load_log
+        if f ~= nil then return raise_if(f(...)) end
+    end,
+    LOG_DEBUG = 0,
+    LOG_VERBOSE = 1,
+    LOG_NOTICE = 2,
+    LOG_WARNING = 3,
+}
+local library_api_view = raw_setmetatable({}, { __index = function(t, k)
+    local v = rawget(library_api, k)
+    if v == nil then missing(t, k) end
+    return v
+end, __newindex = refuse, __metatable = false })
+protected[library_api_view] = true
+local load_globals = raw_setmetatable({ redis = library_api_view }, { __index = missing })
+
+local function set_source(loading)
+    if loading then source = load_globals else source = real end
+end
+
 for _, name in ipairs({ 'os', 'io', 'package', 'require', 'module', 'loadfile', 'dofile', 'print', 'debug' }) do
     rawset(real, name, nil)
 end
@@ -256,6 +293,8 @@ return {
     raise = RAISE,
     impl = impl,
     redis = redis,
+    library_api = library_api,
+    set_source = set_source,
     error_table = error_table,
     env = env,
     real = real,

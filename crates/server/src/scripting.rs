@@ -84,9 +84,157 @@ impl Default for Scripting {
     }
 }
 
+/// A function of a loaded library.
+pub struct LibFunction {
+    pub callback: Function,
+    pub description: Option<String>,
+    pub flags: Vec<String>,
+}
+
+/// A library FUNCTION LOAD loaded: its code and the functions it registered.
+pub struct Library {
+    pub code: Bytes,
+    pub functions: std::collections::BTreeMap<String, LibFunction>,
+}
+
+/// Redis 7 functions in this region: their own Lua state, the libraries
+/// and which library each function belongs to.
+pub struct Functions {
+    pub engine: Engine,
+    pub libraries: std::collections::BTreeMap<String, Library>,
+    /// Library of each function, by the function's lower-case name.
+    pub owner: HashMap<String, String>,
+}
+
+impl Functions {
+    pub fn new() -> Functions {
+        Functions {
+            engine: Engine::new(Mode::Function).expect("the function state starts"),
+            libraries: Default::default(),
+            owner: HashMap::new(),
+        }
+    }
+
+    /// The library a library's code declares, with its functions, ready
+    /// to be added by [`Functions::add`]; `replace` allows an existing
+    /// library of that name to be replaced.
+    pub fn prepare(&self, code: &Bytes, replace: bool) -> Result<(String, Library), String> {
+        let (name, skip) = library_metadata(code)?;
+        if !replace && self.libraries.contains_key(&name) {
+            return Err(format!("ERR Library '{name}' already exists"));
+        }
+        let registered = self.engine.load_library(&code[skip..])?;
+        let mut functions = std::collections::BTreeMap::new();
+        for r in registered {
+            if let Some(lib) = self.owner.get(&r.name.to_ascii_lowercase()) {
+                if *lib != name {
+                    return Err(format!("ERR Function {} already exists", r.name));
+                }
+            }
+            functions.insert(
+                r.name,
+                LibFunction {
+                    callback: r.callback,
+                    description: r.description,
+                    flags: r.flags,
+                },
+            );
+        }
+        Ok((
+            name,
+            Library {
+                code: code.clone(),
+                functions,
+            },
+        ))
+    }
+
+    /// Adds (or replaces) a prepared library.
+    pub fn add(&mut self, name: String, library: Library) {
+        self.delete(&name);
+        for f in library.functions.keys() {
+            self.owner.insert(f.to_ascii_lowercase(), name.clone());
+        }
+        self.libraries.insert(name, library);
+    }
+
+    pub fn delete(&mut self, name: &str) -> bool {
+        let Some(lib) = self.libraries.remove(name) else {
+            return false;
+        };
+        for f in lib.functions.keys() {
+            self.owner.remove(&f.to_ascii_lowercase());
+        }
+        true
+    }
+
+    pub fn flush(&mut self) {
+        *self = Functions::new();
+    }
+
+    /// A function by name, ignoring case as Redis does.
+    pub fn function(&self, name: &str) -> Option<&LibFunction> {
+        let lib = self
+            .libraries
+            .get(self.owner.get(&name.to_ascii_lowercase())?)?;
+        lib.functions
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, f)| f)
+    }
+}
+
+impl Default for Functions {
+    fn default() -> Self {
+        Functions::new()
+    }
+}
+
+/// The library name a library's first line declares (`#!lua name=mylib`)
+/// and where its code starts.
+pub fn library_metadata(code: &[u8]) -> Result<(String, usize), String> {
+    if !code.starts_with(b"#!") {
+        return Err("ERR Missing library metadata".into());
+    }
+    let end = code.iter().position(|&b| b == b'\n').unwrap_or(code.len());
+    let line = String::from_utf8_lossy(&code[2..end]).into_owned();
+    // The engine is what follows `#!` up to the first space; the rest are
+    // arguments, split as Redis splits them (double quotes removed).
+    let (engine, rest) = line.split_once(' ').unwrap_or((&line, ""));
+    if !engine.eq_ignore_ascii_case("lua") {
+        return Err(format!("ERR Engine '{engine}' not found"));
+    }
+    let mut name = None;
+    let parts: Vec<String> = rest
+        .split(' ')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.replace('"', ""))
+        .collect();
+    for part in &parts {
+        let Some(value) = part.strip_prefix("name=") else {
+            return Err(format!("ERR Invalid metadata value given: {part}"));
+        };
+        if name.is_some() {
+            return Err(
+                "ERR Invalid metadata value, name argument was given multiple times".into(),
+            );
+        }
+        name = Some(value.to_string());
+    }
+    let name = name.ok_or("ERR Library name was not given")?;
+    if !meridian_script::engine::valid_name(name.as_bytes()) {
+        return Err(format!("ERR {}", meridian_script::engine::BAD_NAME));
+    }
+    Ok((name, end))
+}
+
 /// The script running now, seen by other connections.
 pub struct Running {
     pub watch: Arc<Watch>,
+    /// The function's name or the script's `f_<sha>` (FUNCTION STATS).
+    pub name: String,
+    /// The command that runs it, for FUNCTION STATS.
+    pub command: Vec<Bytes>,
     /// Run by FCALL (FUNCTION KILL stops it) rather than EVAL (SCRIPT KILL).
     pub function: bool,
     /// It has called a write command: killing it would leave half its
@@ -163,11 +311,14 @@ pub fn run(
     name: &str,
     read_only: bool,
     function: bool,
+    command: &[Bytes],
 ) -> Frame {
     let shared = ctx.shared;
     let watch = Arc::new(Watch::new(busy_threshold(shared)));
     let running = Arc::new(Running {
         watch: watch.clone(),
+        name: name.to_string(),
+        command: command.to_vec(),
         function,
         wrote: AtomicBool::new(false),
     });
@@ -175,15 +326,20 @@ pub fn run(
     let saved_proto = ctx.client.proto;
     let saved_exec = ctx.client.in_exec;
     ctx.client.in_exec = true;
-    let reply = {
+    let (reply, read_called) = {
         let mut host = ScriptHost {
             ctx: &mut *ctx,
             read_only,
             running: &running,
             caller_proto: saved_proto,
+            read_called: false,
         };
-        off_the_runtime(|| engine.invoke(func, keys, args, name, &mut host, &watch))
+        let reply = off_the_runtime(|| engine.invoke(func, keys, args, name, &mut host, &watch));
+        (reply, host.read_called)
     };
+    if read_called {
+        crate::tracking::track_script_keys(ctx, keys);
+    }
     ctx.client.proto = saved_proto;
     ctx.client.in_exec = saved_exec;
     *shared.running_script.lock() = None;
@@ -215,6 +371,9 @@ struct ScriptHost<'c, 'a> {
     read_only: bool,
     running: &'c Running,
     caller_proto: Protocol,
+    /// The script called a command Redis flags `readonly` (client
+    /// tracking then remembers its declared keys).
+    read_called: bool,
 }
 
 // SAFETY-free: every field is Send (the context holds references to the
@@ -223,6 +382,12 @@ impl Host for ScriptHost<'_, '_> {
     fn call(&mut self, args: Vec<Bytes>, resp3: bool) -> Frame {
         let ctx = &mut *self.ctx;
         let Some(spec) = lookup(ctx.table, &args[0]) else {
+            // A command Meridian lacks that Redis never allows in scripts
+            // gets Redis's refusal, not "unknown".
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+            if not_from_scripts(&name) {
+                return Frame::error("ERR This Redis command is not allowed from script");
+            }
             return Frame::error("ERR Unknown Redis command called from script");
         };
         if !crate::cmd::spec::arity_ok(spec, args.len()) {
@@ -254,6 +419,12 @@ impl Host for ScriptHost<'_, '_> {
                 return refusal;
             }
             self.running.wrote.store(true, Ordering::Release);
+        }
+        if !self.read_called
+            && crate::cmd::redis_meta::get(spec.name)
+                .is_some_and(|m| m.flags().any(|f| f == "readonly"))
+        {
+            self.read_called = true;
         }
         ctx.client.proto = if resp3 {
             Protocol::Resp3
@@ -320,6 +491,9 @@ pub fn while_busy(shared: &Shared, running: &Running, args: &[Bytes]) -> Frame {
     };
     let kill_script = word(0, "script") && word(1, "kill") && args.len() == 2;
     let kill_function = word(0, "function") && word(1, "kill") && args.len() == 2;
+    if word(0, "function") && word(1, "stats") && args.len() == 2 {
+        return crate::cmd::function::stats(shared, Some(running));
+    }
     if (kill_script && !running.function) || (kill_function && running.function) {
         if running.wrote.load(Ordering::Acquire) {
             return Frame::error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");

@@ -100,6 +100,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         config_kept: Mutex::new(Default::default()),
         blocking: Mutex::new(Default::default()),
         scripting: Mutex::new(Default::default()),
+        functions: Mutex::new(Default::default()),
         running_script: Mutex::new(None),
         notify_flags: std::sync::atomic::AtomicU32::new(notify_flags),
         tracking: Mutex::new(Default::default()),

@@ -83,6 +83,8 @@ pub struct Shared {
     /// The EVAL scripting state and its script cache; taken under the
     /// store lock, for the length of a script.
     pub scripting: Mutex<crate::scripting::Scripting>,
+    /// FUNCTION libraries and their Lua state (taken like `scripting`).
+    pub functions: Mutex<crate::scripting::Functions>,
     /// The script running now, if one is (a leaf lock): other connections
     /// read it to answer BUSY or to kill it without the store lock.
     pub running_script: Mutex<Option<Arc<crate::scripting::Running>>>,

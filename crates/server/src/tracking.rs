@@ -429,6 +429,22 @@ pub fn track_reads(ctx: &mut Ctx<'_>, spec: &Spec, args: &[Bytes], reply: &Frame
     }
 }
 
+/// A script that called a read-only command read its declared keys, as
+/// Redis 7.0's tracking takes a script's reads: those keys are remembered
+/// for the tracking client that ran it.
+pub fn track_script_keys(ctx: &mut Ctx<'_>, keys: &[Bytes]) {
+    let Some(own) = ctx.client.tracking else {
+        return;
+    };
+    if own.bcast || (own.optin && !own.caching) || (own.optout && own.caching) {
+        return;
+    }
+    let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+    if !keys.is_empty() {
+        remember(ctx, &keys);
+    }
+}
+
 /// The keys a command reads, as Redis's tracking takes them: only a
 /// command Redis flags `readonly` reads keys, found at its key positions
 /// (by Redis's key specs where they move with a `numkeys`). A read-only

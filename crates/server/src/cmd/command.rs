@@ -40,6 +40,7 @@ pub fn supported_subcommands(name: &str) -> Option<&'static [(&'static str, i32)
         "object" => Some(super::object::OBJECT_SUBCOMMANDS),
         "pubsub" => Some(super::pubsub::PUBSUB_SUBCOMMANDS),
         "script" => Some(super::scripting::SCRIPT_SUBCOMMANDS),
+        "function" => Some(super::function::FUNCTION_SUBCOMMANDS),
         _ => None,
     }
 }

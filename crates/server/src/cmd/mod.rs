@@ -18,6 +18,7 @@ pub mod config;
 pub mod config_params;
 pub mod connection;
 pub mod dump;
+pub mod function;
 pub mod hash;
 pub mod info;
 pub mod keys;
@@ -50,7 +51,7 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 24] = [
+    let families: [(Vec<Spec>, &'static str); 25] = [
         (strings::specs(), "string"),
         (lcs::specs(), "string"),
         (bits::specs(), "bitmap"),
@@ -75,6 +76,7 @@ fn all_specs() -> Vec<Spec> {
         (meridian::specs(), "meridian"),
         (acl::specs(), "server"),
         (scripting::specs(), "scripting"),
+        (function::specs(), "scripting"),
     ];
     let mut all = Vec::new();
     for (specs, group) in families {

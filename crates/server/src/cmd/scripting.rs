@@ -59,12 +59,14 @@ fn evalsha_ro(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     run_script(ctx, args, true, true)
 }
 
-/// The key count of EVAL and FCALL (`args[2]`), checked against what follows.
-pub fn numkeys(args: &[Bytes]) -> Result<usize, Frame> {
+/// The key count of EVAL and FCALL (`args[2]`), checked against what
+/// follows; `not_a_number` is the command's error for a count that is not
+/// an integer.
+pub fn numkeys(args: &[Bytes], not_a_number: &str) -> Result<usize, Frame> {
     let n: i64 = std::str::from_utf8(&args[2])
         .ok()
         .and_then(|t| t.parse().ok())
-        .ok_or_else(|| Frame::error("ERR value is not an integer or out of range"))?;
+        .ok_or_else(|| Frame::error(not_a_number))?;
     if n < 0 {
         return Err(Frame::error("ERR Number of keys can't be negative"));
     }
@@ -96,7 +98,7 @@ fn load(scripting: &mut Scripting, body: &[u8]) -> Result<String, Frame> {
 }
 
 fn run_script(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, ro: bool) -> Frame {
-    let n = match numkeys(args) {
+    let n = match numkeys(args, "ERR value is not an integer or out of range") {
         Ok(n) => n,
         Err(e) => return e,
     };
@@ -139,6 +141,7 @@ fn run_script(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, ro: bool) -> Fram
         &name,
         read_only,
         false,
+        args,
     )
 }
 
