@@ -1,5 +1,6 @@
 //! Lua scripts across real regions linked through the fault proxy: a
-//! script's writes are one op, so another region never sees half of them;
+//! script's writes are one op, so another region (even one that hears of
+//! them only as a third region relays them) never sees half of them;
 //! increments made by scripts on both sides of a partition sum exactly;
 //! set writes made by scripts merge as the same plain commands do
 //! (add wins); a script's write in one region reaches keyspace
@@ -109,25 +110,29 @@ fn poll_pairs(mut c: Conn, stop: Arc<AtomicBool>) -> Reads {
     reads
 }
 
-/// A script setting two keys runs 300 times in one region while a reader
-/// in the other polls both keys: every read holds two equal values (or
-/// neither key), never one script's first write without its second, and
-/// the values never go back. Partway through, the writing region is cut
-/// off and healed again, so some scripts reach the reader only after the
-/// heal.
+/// A script setting two keys runs 300 times in region wa while readers in
+/// wb and wc poll both keys: every read holds two equal values (or neither
+/// key), never one script's first write without its second, and the
+/// values never go back. wc never hears wa directly: it gets wa's scripts
+/// as wb relays them. Partway through, wa is cut off from wb too and
+/// healed again, so some scripts reach the readers only after the heal.
 #[test]
 fn a_scripts_writes_are_never_seen_half_applied_in_another_region() {
     let seed = seed("a_scripts_writes_are_never_seen_half_applied_in_another_region");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let cluster = Cluster::start(&["wa", "wb"], LinkConditions::wan(5), &[], seed);
+    let cluster = Cluster::start(&["wa", "wb", "wc"], LinkConditions::wan(5), &[], seed);
+    cluster.mesh.cut("wa", "wc").unwrap();
     let (cut_at, heal_at) = (rng.gen_range(50..150), rng.gen_range(160..260));
-    println!("cut at script {cut_at}, healed at script {heal_at}");
+    println!("wa and wb cut at script {cut_at}, healed at script {heal_at}");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (c, stop) = (cluster.conn("wb"), stop.clone());
-        std::thread::spawn(move || poll_pairs(c, stop))
-    };
+    let readers: Vec<_> = ["wb", "wc"]
+        .into_iter()
+        .map(|n| {
+            let (c, stop) = (cluster.conn(n), stop.clone());
+            (n, std::thread::spawn(move || poll_pairs(c, stop)))
+        })
+        .collect();
     let mut a = cluster.conn("wa");
     let sha = match a.cmd(&["SCRIPT", "LOAD", SET_BOTH]) {
         Frame::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
@@ -136,20 +141,24 @@ fn a_scripts_writes_are_never_seen_half_applied_in_another_region() {
     const RUNS: u64 = 300;
     for i in 1..=RUNS {
         if i == cut_at {
-            cluster.mesh.partition("wa").unwrap();
+            cluster.mesh.cut("wa", "wb").unwrap();
         }
         if i == heal_at {
-            // The cut holds: what wa wrote since is not in wb yet.
+            // The cut holds: what wa wrote since is in neither reader's
+            // region yet.
             std::thread::sleep(Duration::from_millis(200));
-            match cluster.conn("wb").cmd(&["GET", "k2"]) {
-                Frame::Bulk(b) => {
-                    let v: u64 = String::from_utf8_lossy(&b).parse().unwrap();
-                    assert!(v < i - 1, "wb read {v} while cut off");
+            for n in ["wb", "wc"] {
+                match cluster.conn(n).cmd(&["GET", "k2"]) {
+                    Frame::Bulk(b) => {
+                        let v: u64 = String::from_utf8_lossy(&b).parse().unwrap();
+                        assert!(v < i - 1, "{n} read {v} while wa was cut off");
+                    }
+                    Frame::Null => {}
+                    other => panic!("GET replied {other:?}"),
                 }
-                Frame::Null => {}
-                other => panic!("GET replied {other:?}"),
             }
-            cluster.mesh.heal_all();
+            cluster.mesh.link("wa", "wb").unwrap().heal();
+            cluster.mesh.link("wb", "wa").unwrap().heal();
         }
         let v = i.to_string();
         // EVAL and EVALSHA alike.
@@ -164,37 +173,40 @@ fn a_scripts_writes_are_never_seen_half_applied_in_another_region() {
         }
     }
     let last = RUNS.to_string();
-    let seen = until(
-        &mut cluster.conn("wb"),
-        &["MGET", "k1", "k2"],
-        CONVERGE,
-        |f| *f == Frame::Array(vec![bulk(&last), bulk(&last)]),
-    );
+    let want = Frame::Array(vec![bulk(&last), bulk(&last)]);
+    for n in ["wb", "wc"] {
+        let seen = until(&mut cluster.conn(n), &["MGET", "k1", "k2"], CONVERGE, |f| {
+            *f == want
+        });
+        assert_eq!(seen, want, "{n}");
+    }
     stop.store(true, Ordering::Release);
-    let reads = reader.join().unwrap();
-    println!(
-        "{} reads in wb, {} distinct values seen",
-        reads.polls,
-        reads.distinct.len()
-    );
-    assert_eq!(seen, Frame::Array(vec![bulk(&last), bulk(&last)]));
-    assert!(
-        reads.torn.is_empty(),
-        "{} of {} reads saw one script's writes half applied, e.g. {:?}",
-        reads.torn.len(),
-        reads.polls,
-        &reads.torn[..reads.torn.len().min(10)]
-    );
-    assert!(
-        reads.went_back.is_empty(),
-        "values went back: {:?}",
-        reads.went_back
-    );
-    assert!(
-        reads.distinct.len() > 1,
-        "the reader saw {:?} only: it observed nothing in between",
-        reads.distinct
-    );
+    for (n, reader) in readers {
+        let reads = reader.join().unwrap();
+        println!(
+            "{} reads in {n}, {} distinct values seen",
+            reads.polls,
+            reads.distinct.len()
+        );
+        assert!(
+            reads.torn.is_empty(),
+            "{} of {} reads in {n} saw one script's writes half applied, e.g. {:?}",
+            reads.torn.len(),
+            reads.polls,
+            &reads.torn[..reads.torn.len().min(10)]
+        );
+        assert!(
+            reads.went_back.is_empty(),
+            "values went back in {n}: {:?}",
+            reads.went_back
+        );
+        assert!(
+            reads.distinct.len() > 1,
+            "{n}'s reader saw {:?} only: it observed nothing in between",
+            reads.distinct
+        );
+    }
+    cluster.mesh.heal_all();
     cluster.converge(CONVERGE);
 }
 
@@ -399,6 +411,23 @@ fn primary_keyspace_refuses_a_script_outside_the_primary_before_it_writes() {
     let dump = cluster.converge(CONVERGE);
     assert_eq!(dump["p:k"], "string:from-pa");
     assert_eq!(dump["free"], "string:from-pa");
+
+    // A key of the keyspace the script did not declare is refused at its
+    // redis.call, which stops the script; what it wrote before stays, as
+    // Redis keeps a failed script's earlier writes, and reaches every
+    // region.
+    let undeclared = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', 'p:k', ARGV[1])";
+    let reply = cluster
+        .conn("pb")
+        .cmd(&["EVAL", undeclared, "1", "free2", "from-pb"]);
+    println!("undeclared key of the keyspace: {reply:?}");
+    assert!(
+        matches!(&reply, Frame::Error(e) if e.contains("READONLY")),
+        "{reply:?}"
+    );
+    let dump = cluster.converge(CONVERGE);
+    assert_eq!(dump["p:k"], "string:from-pa");
+    assert_eq!(dump["free2"], "string:from-pb");
 }
 
 /// Under `majority`, a script that declares a key of the keyspace runs
