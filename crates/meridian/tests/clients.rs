@@ -83,3 +83,26 @@ fn redis_py_works_unchanged() {
     );
     println!("{stdout}");
 }
+
+/// redis-py's `Lock` (acquire, extend, reacquire, release: Lua scripts run
+/// by EVALSHA) works unchanged.
+#[test]
+fn redis_py_lock_works_unchanged() {
+    let m = Meridian::start(&[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/redis_py_lock.py"
+    );
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(m.resp.port().to_string())
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "redis-py Lock check failed:\n{stdout}\n{stderr}"
+    );
+    println!("{stdout}");
+}
