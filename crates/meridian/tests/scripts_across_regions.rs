@@ -474,7 +474,6 @@ fn majority_keyspace_fences_a_script_in_a_cut_off_region() {
 /// holds acknowledged SADDs to, `set-lost` in docs/chaos.md). By a script
 /// and by the plain command alike.
 #[test]
-#[ignore = "SADD of a member already present writes no effect, so a concurrent SREM removes it: add does not win"]
 fn a_sadd_of_a_present_member_survives_a_concurrent_srem() {
     let cluster = Cluster::start(&["ra", "rb"], LinkConditions::wan(5), &[], 55);
     let mut a = cluster.conn("ra");

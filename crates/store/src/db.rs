@@ -351,6 +351,16 @@ impl Db {
 
     // ----- writing -----
 
+    /// Adds an effect that changes no value a reader sees, only the
+    /// metadata that decides merges (an element re-added with a fresh
+    /// tag): WATCH, blocked clients and the change feed do not hear of it,
+    /// as Redis does not for a write that changed nothing.
+    pub fn effect_unseen(&mut self, key: &[u8], kind: EffectKind) {
+        self.op_tag();
+        self.touch(key);
+        self.apply_built(key, kind);
+    }
+
     /// Adds an effect to the op being built and applies it now.
     pub fn effect(&mut self, key: &[u8], kind: EffectKind) {
         let created =
@@ -374,6 +384,11 @@ impl Db {
             }
             _ => self.record_change(key, Origin::Local, created),
         }
+        self.apply_built(key, kind);
+    }
+
+    /// Applies an effect of the op under construction and records it there.
+    fn apply_built(&mut self, key: &[u8], kind: EffectKind) {
         if may_leave_tombstones(&kind) {
             self.tombstone_keys.insert(Blob::from(key));
         }
@@ -838,6 +853,13 @@ impl Db {
 
     pub fn sadd(&mut self, key: &[u8], members: Vec<Blob>) {
         self.effect(key, EffectKind::SAdd { members });
+    }
+
+    /// SADD of members already in the set: they get this op's tag, so a
+    /// concurrent SREM (which removes only the tags it observed) does not
+    /// remove them — add wins — while readers see no change.
+    pub fn sadd_again(&mut self, key: &[u8], members: Vec<Blob>) {
+        self.effect_unseen(key, EffectKind::SAdd { members });
     }
 
     pub fn srem(&mut self, key: &[u8], members: Vec<Blob>) {

@@ -107,15 +107,20 @@ fn sadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(s) => s,
         Err(e) => return e,
     };
-    let new: Vec<Blob> = distinct(&args[2..])
+    let (present, new): (Vec<_>, Vec<_>) = distinct(&args[2..])
         .into_iter()
-        .filter(|m| !is_member(set, m))
-        .map(blob)
-        .collect();
+        .partition(|m| is_member(set, m));
+    let new: Vec<Blob> = new.into_iter().map(blob).collect();
+    let present: Vec<Blob> = present.into_iter().map(blob).collect();
     let added = new.len() as i64;
     if !new.is_empty() {
         ctx.db().sadd(key, new);
         notify::emit(ctx, SET, "sadd", key);
+    }
+    if !present.is_empty() {
+        // Re-adding refreshes the members' tags: add wins over a
+        // concurrent SREM, as for a member added for the first time.
+        ctx.db().sadd_again(key, present);
     }
     Frame::Integer(added)
 }
