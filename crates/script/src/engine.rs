@@ -314,8 +314,8 @@ impl Engine {
                 let raise = raise.clone();
                 let host = &host;
                 let resp3 = &resp3;
-                scope.create_function(move |lua, args: MultiValue| {
-                    let argv = match command_args(&args) {
+                scope.create_function(move |lua, (packed, n): (Table, usize)| {
+                    let argv = match packed_args(&packed, n) {
                         Ok(argv) => argv,
                         Err(text) => {
                             let t = convert::error_table(lua, text)?;
@@ -381,8 +381,8 @@ impl Engine {
             let host4 = &host;
             self.parts.impl_.raw_set(
                 "acl_check_cmd",
-                scope.create_function(move |lua, args: MultiValue| {
-                    let argv = match command_args(&args) {
+                scope.create_function(move |lua, (packed, n): (Table, usize)| {
+                    let argv = match packed_args(&packed, n) {
                         Ok(argv) => argv,
                         Err(text) => {
                             let t = convert::error_table(lua, text)?;
@@ -640,20 +640,39 @@ fn function_flags(v: &Value) -> Result<Vec<String>, String> {
     Ok(flags)
 }
 
+/// The arguments of `redis.call`, handed over in a table with their count.
+fn packed_args(packed: &Table, n: usize) -> Result<Vec<Bytes>, &'static str> {
+    if n == 0 {
+        return Err("Please specify at least one argument for this redis lib call");
+    }
+    (1..=n)
+        .map(|i| match packed.raw_get::<Value>(i) {
+            Ok(v) => command_arg(&v),
+            Err(_) => Err(NOT_A_STRING),
+        })
+        .collect()
+}
+
+const NOT_A_STRING: &str = "Lua redis lib command arguments must be strings or integers";
+
+/// One argument of a command run from a script: a string, or a number
+/// written as Redis writes it (`%.17g`).
+fn command_arg(v: &Value) -> Result<Bytes, &'static str> {
+    match v {
+        Value::String(s) => Ok(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Number(n) => Ok(Bytes::from(format_g17(*n))),
+        Value::Integer(n) => Ok(Bytes::from(n.to_string())),
+        _ => Err(NOT_A_STRING),
+    }
+}
+
 /// The arguments of `redis.call`: strings, or numbers written as Redis
 /// writes them (`%.17g`).
 fn command_args(args: &MultiValue) -> Result<Vec<Bytes>, &'static str> {
     if args.is_empty() {
         return Err("Please specify at least one argument for this redis lib call");
     }
-    args.iter()
-        .map(|v| match v {
-            Value::String(s) => Ok(Bytes::copy_from_slice(&s.as_bytes())),
-            Value::Number(n) => Ok(Bytes::from(format_g17(*n))),
-            Value::Integer(n) => Ok(Bytes::from(n.to_string())),
-            _ => Err("Lua redis lib command arguments must be strings or integers"),
-        })
-        .collect()
+    args.iter().map(command_arg).collect()
 }
 
 fn lua_number(v: &Value) -> Option<f64> {

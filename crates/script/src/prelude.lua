@@ -207,9 +207,22 @@ local function error_table(text)
     return { err = code .. ' ' .. msg }
 end
 
+-- redis.call and redis.pcall hand their arguments over in one table: a
+-- command may have thousands of them (`unpack` of a big table), more than
+-- a call into Rust may take one by one.
+local function bound_packed(name)
+    return function(...)
+        local f = impl[name]
+        if f == nil then
+            error({ err = 'ERR redis.call/pcall can only be called inside a script invocation' }, 0)
+        end
+        return raise_if(f({ ... }, select('#', ...)))
+    end
+end
+
 local redis = {
-    call = bound('call', 'redis.call/pcall'),
-    pcall = bound('pcall', 'redis.call/pcall'),
+    call = bound_packed('call'),
+    pcall = bound_packed('pcall'),
     setresp = bound('setresp', 'redis.setresp'),
     set_repl = bound('set_repl', 'redis.set_repl'),
     acl_check_cmd = bound('acl_check_cmd', 'redis.acl_check_cmd'),

@@ -172,3 +172,21 @@ fn a_busy_script_turns_busy_and_stops_when_killed() {
     killer.join().unwrap();
     assert_eq!(reply, Frame::error(meridian_script::KILLED));
 }
+
+#[test]
+fn redis_call_takes_thousands_of_arguments() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    // Redis's "Script check unpack with massive arguments": 7,999 values.
+    let body = "local a = {} for i=1,7999 do a[i] = 1 end return redis.pcall('nosuch', unpack(a))";
+    let Frame::Error(e) = eval(&engine, &mut host, body, &[], &[]) else {
+        panic!("the unknown command's error");
+    };
+    assert!(e.starts_with("ERR Unknown Redis command"), "{e}");
+    assert_eq!(host.calls, 1);
+    let bad = "return redis.pcall('get', {})";
+    assert_eq!(
+        eval(&engine, &mut host, bad, &[], &[]),
+        Frame::error("ERR Lua redis lib command arguments must be strings or integers")
+    );
+}
