@@ -666,14 +666,6 @@ fn command_arg(v: &Value) -> Result<Bytes, &'static str> {
     }
 }
 
-/// The arguments of `redis.call`: strings, or numbers written as Redis
-/// writes them (`%.17g`).
-fn command_args(args: &MultiValue) -> Result<Vec<Bytes>, &'static str> {
-    if args.is_empty() {
-        return Err("Please specify at least one argument for this redis lib call");
-    }
-    args.iter().map(command_arg).collect()
-}
 
 fn lua_number(v: &Value) -> Option<f64> {
     match v {

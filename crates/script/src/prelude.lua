@@ -210,22 +210,22 @@ end
 -- redis.call and redis.pcall hand their arguments over in one table: a
 -- command may have thousands of them (`unpack` of a big table), more than
 -- a call into Rust may take one by one.
-local function bound_packed(name)
+local function bound_packed(name, what)
     return function(...)
         local f = impl[name]
         if f == nil then
-            error({ err = 'ERR redis.call/pcall can only be called inside a script invocation' }, 0)
+            error({ err = 'ERR ' .. what .. ' can only be called inside a script invocation' }, 0)
         end
         return raise_if(f({ ... }, select('#', ...)))
     end
 end
 
 local redis = {
-    call = bound_packed('call'),
-    pcall = bound_packed('pcall'),
+    call = bound_packed('call', 'redis.call/pcall'),
+    pcall = bound_packed('pcall', 'redis.call/pcall'),
     setresp = bound('setresp', 'redis.setresp'),
     set_repl = bound('set_repl', 'redis.set_repl'),
-    acl_check_cmd = bound('acl_check_cmd', 'redis.acl_check_cmd'),
+    acl_check_cmd = bound_packed('acl_check_cmd', 'redis.acl_check_cmd'),
     log = bound('log', 'redis.log'),
     LOG_DEBUG = 0,
     LOG_VERBOSE = 1,

@@ -190,3 +190,13 @@ fn redis_call_takes_thousands_of_arguments() {
         Frame::error("ERR Lua redis lib command arguments must be strings or integers")
     );
 }
+
+#[test]
+fn acl_check_cmd_answers_for_the_calling_user() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    assert_eq!(
+        eval(&engine, &mut host, "return redis.acl_check_cmd('set', 'k', 1)", &[], &[]),
+        Frame::Integer(1)
+    );
+}

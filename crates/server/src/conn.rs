@@ -455,7 +455,7 @@ pub fn run_batch(
         Ok(store) => store,
         Err(running) => {
             for args in &batch {
-                let reply = crate::scripting::while_busy(shared, &running, args);
+                let reply = crate::scripting::while_busy(shared, client, &running, args);
                 encode(&reply, client.proto, output);
             }
             return None;

@@ -484,7 +484,12 @@ const BUSY_POLL: Duration = Duration::from_millis(5);
 /// The reply to one command sent while a script is busy: only the commands
 /// that stop it run (SCRIPT KILL for EVAL, FUNCTION KILL for FCALL,
 /// SHUTDOWN NOSAVE for either); everything else gets BUSY.
-pub fn while_busy(shared: &Shared, running: &Running, args: &[Bytes]) -> Frame {
+pub fn while_busy(
+    shared: &Shared,
+    client: &mut crate::client::Client,
+    running: &Running,
+    args: &[Bytes],
+) -> Frame {
     let word = |i: usize, w: &str| {
         args.get(i)
             .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes()))
@@ -508,5 +513,26 @@ pub fn while_busy(shared: &Shared, running: &Running, args: &[Bytes]) -> Frame {
         let _ = shared;
         std::process::exit(0);
     }
-    busy_error(running.function)
+    // MULTI may start a transaction meanwhile, as in Redis; anything else
+    // refused inside one dooms it, and an EXEC refused ends it.
+    if word(0, "multi") && args.len() == 1 {
+        if client.multi.is_some() {
+            return Frame::error("ERR MULTI calls can not be nested");
+        }
+        client.multi = Some(Vec::new());
+        return Frame::ok();
+    }
+    let busy = busy_error(running.function);
+    if client.multi.is_some() {
+        if word(0, "exec") {
+            client.multi = None;
+            client.multi_failed = false;
+            let Frame::Error(why) = busy else {
+                return busy;
+            };
+            return Frame::error(format!("EXECABORT Transaction discarded because of: {why}"));
+        }
+        client.multi_failed = true;
+    }
+    busy
 }

@@ -149,12 +149,12 @@ fn function(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             }
         }
         "flush" => {
-            let ok = match args.get(2) {
-                None => true,
-                Some(m) => {
-                    args.len() == 3 && (eq_ignore_case(m, "async") || eq_ignore_case(m, "sync"))
-                }
-            };
+            if args.len() > 3 {
+                return Frame::error("ERR unknown subcommand or wrong number of arguments for 'flush'. Try FUNCTION HELP.");
+            }
+            let ok = args
+                .get(2)
+                .is_none_or(|m| eq_ignore_case(m, "async") || eq_ignore_case(m, "sync"));
             if !ok {
                 return Frame::error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
             }
