@@ -83,9 +83,14 @@ protected[env] = true
 
 -- Redis's pcall hands a script the message of an error table, as versions
 -- before 7 did.
+-- SCRIPT KILL's error passes through every pcall, or a script that loops
+-- around a pcall could never be stopped.
+local KILLED = 'Script killed by user with SCRIPT KILL...'
+
 local function pcall_result(ok, ...)
     if ok then return ok, ... end
     local e = clean((...))
+    if e == KILLED then error(KILLED, 0) end
     if type(e) == 'table' and type(rawget(e, 'err')) == 'string' then
         e = rawget(e, 'err')
     end
@@ -94,6 +99,18 @@ end
 
 local function sandboxed_pcall(f, ...)
     return pcall_result(raw_pcall(f, ...))
+end
+
+local function xpcall_result(ok, ...)
+    if not ok and clean((...)) == KILLED then error(KILLED, 0) end
+    return ok, ...
+end
+
+local function sandboxed_xpcall(f, h)
+    return xpcall_result(xpcall(f, function(e)
+        if clean(e) == KILLED then return KILLED end
+        return h(e)
+    end))
 end
 
 local function sandboxed_setmetatable(t, mt)
@@ -295,6 +312,7 @@ for _, name in ipairs({ 'os', 'io', 'package', 'require', 'module', 'loadfile', 
     rawset(real, name, nil)
 end
 rawset(real, 'pcall', sandboxed_pcall)
+rawset(real, 'xpcall', sandboxed_xpcall)
 rawset(real, 'setmetatable', sandboxed_setmetatable)
 rawset(real, 'rawset', sandboxed_rawset)
 rawset(real, 'loadstring', sandboxed_loadstring)

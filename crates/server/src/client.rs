@@ -46,6 +46,8 @@ pub struct Client {
     /// EXEC is running this client's queued commands: blocking commands
     /// answer at once.
     pub in_exec: bool,
+    /// A script is running this client's commands (`redis.call`).
+    pub in_script: bool,
     /// The wait a blocking command asked for, kept while it lasts (its
     /// deadline holds across retries).
     pub block: Option<crate::blocking::BlockRequest>,
@@ -85,6 +87,7 @@ impl Client {
             push,
             close: false,
             in_exec: false,
+            in_script: false,
             block: None,
             block_pending: false,
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),

@@ -109,6 +109,12 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
         out.push(reject(ctx, spec, &args, Frame::error(text)));
         return;
     }
+    if ctx.client.multi.is_some() && !spec.flags.tx_control && not_in_multi(spec.name) {
+        ctx.client.multi_failed = true;
+        let refusal = Frame::error("ERR Command not allowed inside a transaction");
+        out.push(reject(ctx, spec, &args, refusal));
+        return;
+    }
     if let Some(queue) = ctx.client.multi.as_mut() {
         if !spec.flags.tx_control {
             queue.push(args);
@@ -155,6 +161,12 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
     // for any other client).
     crate::tracking::track_reads(ctx, spec, &args, &reply);
     push_reply(ctx, reply, spec.flags.multi_reply, out);
+}
+
+/// Commands Redis refuses to queue in a transaction (`no_multi`: SAVE,
+/// SHUTDOWN and the like).
+fn not_in_multi(name: &str) -> bool {
+    cmd::redis_meta::get(name).is_some_and(|m| m.flags().any(|f| f == "no_multi"))
 }
 
 /// The counter names of the commands EXEC is about to run, read before it

@@ -326,6 +326,7 @@ pub fn run(
     let saved_proto = ctx.client.proto;
     let saved_exec = ctx.client.in_exec;
     ctx.client.in_exec = true;
+    ctx.client.in_script = true;
     let (reply, read_called) = {
         let mut host = ScriptHost {
             ctx: &mut *ctx,
@@ -342,6 +343,7 @@ pub fn run(
     }
     ctx.client.proto = saved_proto;
     ctx.client.in_exec = saved_exec;
+    ctx.client.in_script = false;
     *shared.running_script.lock() = None;
     reply
 }
@@ -385,7 +387,10 @@ impl Host for ScriptHost<'_, '_> {
             // A command Meridian lacks that Redis never allows in scripts
             // gets Redis's refusal, not "unknown".
             let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-            if not_from_scripts(&name) {
+            let sub = args
+                .get(1)
+                .map(|s| format!("{name}|{}", String::from_utf8_lossy(s).to_ascii_lowercase()));
+            if not_from_scripts(&name) || sub.is_some_and(|s| not_from_scripts(&s)) {
                 return Frame::error("ERR This Redis command is not allowed from script");
             }
             return Frame::error("ERR Unknown Redis command called from script");

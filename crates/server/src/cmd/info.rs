@@ -353,6 +353,21 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str) -> Section {
             )
         }
         "memory" => {
+            // The Lua states are busy only while a script runs, and INFO
+            // never runs then (a script holds the store).
+            let (lua_eval, cached_scripts) = ctx
+                .shared
+                .scripting
+                .try_lock()
+                .map_or((0, 0), |s| (s.engine.used_memory() as u64, s.cache.len()));
+            let (lua_functions, functions, libraries) =
+                ctx.shared.functions.try_lock().map_or((0, 0, 0), |f| {
+                    (
+                        f.engine.used_memory() as u64,
+                        f.owner.len(),
+                        f.libraries.len(),
+                    )
+                });
             // Meridian has no allocator statistics: what it uses is its
             // resident set, and its peak the largest one so far.
             let rss = crate::metrics::rss_bytes();
@@ -374,6 +389,14 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str) -> Section {
                     ("maxmemory_policy", "noeviction".into()),
                     // Rust's global allocator here is the C library's malloc.
                     ("mem_allocator", "libc".into()),
+                    ("used_memory_lua", lua_eval.to_string()),
+                    ("used_memory_vm_eval", lua_eval.to_string()),
+                    ("used_memory_lua_human", human_bytes(lua_eval)),
+                    ("used_memory_scripts_eval", "0".into()),
+                    ("number_of_cached_scripts", cached_scripts.to_string()),
+                    ("number_of_functions", functions.to_string()),
+                    ("number_of_libraries", libraries.to_string()),
+                    ("used_memory_vm_functions", lua_functions.to_string()),
                 ],
             )
         }

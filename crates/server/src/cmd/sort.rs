@@ -158,9 +158,10 @@ fn sort_generic(ctx: &mut Ctx<'_>, args: &[Bytes], read_only: bool) -> Frame {
         ctx.db().get(&args[1]).map(|e| e.value()),
         Some(Value::Set(_))
     );
-    if o.dont_sort && is_set && o.store.is_some() {
-        // A set has no order of its own: what is stored must not depend on
-        // the hash table, so it is sorted bytewise instead.
+    if o.dont_sort && is_set && (o.store.is_some() || ctx.client.in_script) {
+        // A set has no order of its own: what is stored (or what a script
+        // gets) must not depend on the hash table, so it is sorted bytewise
+        // instead, as Redis does.
         o.dont_sort = false;
         o.alpha = true;
         o.by = None;
