@@ -144,7 +144,13 @@ pub struct Engine {
     parts: Parts,
     mode: Mode,
     rng: Arc<Mutex<Lrand48>>,
+    /// Invocations since the collector last took a step.
+    since_gc: std::sync::atomic::AtomicU32,
 }
+
+/// The collector takes a step every this many invocations, as Redis does,
+/// so garbage never piles up and a full cycle never stalls a script.
+const GC_EVERY_CALLS: u32 = 50;
 
 /// The error a script reports when SCRIPT KILL stopped it.
 pub const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
@@ -226,11 +232,13 @@ impl Engine {
                 globals.raw_set(name, readonly.call::<Table>(t)?)?;
             }
         }
+        lua.gc_collect()?;
         Ok(Engine {
             lua,
             parts,
             mode,
             rng,
+            since_gc: Default::default(),
         })
     }
 
@@ -271,6 +279,10 @@ impl Engine {
         host: &mut dyn Host,
         watch: &Arc<Watch>,
     ) -> Frame {
+        if self.since_gc.fetch_add(1, Ordering::Relaxed) + 1 >= GC_EVERY_CALLS {
+            self.since_gc.store(0, Ordering::Relaxed);
+            let _ = self.lua.gc_step_kbytes(GC_EVERY_CALLS as _);
+        }
         match self.invoke_inner(f, keys, args, name, host, watch) {
             Ok(frame) if watch.killed() => {
                 drop(frame);
