@@ -109,6 +109,10 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
         out.push(reject(ctx, spec, &args, Frame::error(text)));
         return;
     }
+    if let Some(refusal) = crate::monitor::refused(ctx.client, spec) {
+        out.push(reject(ctx, spec, &args, refusal));
+        return;
+    }
     if let Some(queue) = ctx.client.multi.as_mut() {
         if !spec.flags.tx_control {
             queue.push(args);
@@ -139,6 +143,7 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
         return;
     }
     let queued = (spec.name == "exec").then(|| queued_stat_names(ctx));
+    crate::monitor::feed(ctx.shared, ctx.client, spec, &args);
     let started = Instant::now();
     let reply = (spec.handler)(ctx, &args);
     let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
