@@ -143,9 +143,12 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
         return;
     }
     let queued = (spec.name == "exec").then(|| queued_stat_names(ctx));
-    crate::monitor::feed(ctx.shared, ctx.client, spec, &args);
+    let monitor_after = crate::monitor::feed_before(ctx.shared, ctx.client, spec, &args);
     let started = Instant::now();
     let reply = (spec.handler)(ctx, &args);
+    if monitor_after {
+        crate::monitor::feed(ctx.shared, ctx.client, spec, &args);
+    }
     let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     if let Some(name) = stat_name(spec, &args) {
         ctx.shared

@@ -2,10 +2,9 @@
 //! run afterwards, one line each in Redis's format
 //! (`+1700000000.123456 [0 127.0.0.1:12345] "set" "k" "v"`).
 //!
-//! Lines are fed from one place for client commands (`dispatch::run`,
-//! after the checks, just before the handler, so a script's own line comes
-//! before the commands it calls) and one for commands a script calls
-//! (`scripting::ScriptHost::call`, shown as `[0 lua]`). Each monitor has a
+//! Lines are fed where client commands run (`dispatch::run`, once the
+//! checks passed, and EXEC for the commands it runs) and where a script
+//! calls one (`scripting::ScriptHost::call`, shown as `[0 lua]`). Each monitor has a
 //! bounded channel (`Monitors`, a leaf lock); a monitor that falls
 //! [`FEED_QUEUE_MAX`] lines behind is disconnected, as Redis drops a
 //! replica past its output buffer limit. While nobody monitors, feeding
@@ -82,18 +81,35 @@ pub fn monitor_command(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
     Frame::Array(vec![Frame::ok()])
 }
 
-/// Feeds a client's command to the monitors, unless Redis hides it
-/// (administrative commands) or it is a blocked command's retry (shown once).
-pub fn feed(shared: &Shared, client: &Client, spec: &Spec, args: &[Bytes]) {
+/// Before a client's command runs: feeds it now if Redis shows it before
+/// it runs (scripts, so their line comes before the commands they call),
+/// and says whether [`feed`] must show it after it ran (every other
+/// command, as Redis shows it once done: RESET is not shown to the monitor
+/// it ends). A blocked command's retry is not shown again.
+pub fn feed_before(shared: &Shared, client: &Client, spec: &Spec, args: &[Bytes]) -> bool {
     if !shared.monitors.active() || client.block.is_some() {
+        return false;
+    }
+    let script = matches!(
+        spec.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    );
+    if script {
+        feed(shared, client, spec, args);
+    }
+    !script
+}
+
+/// Feeds a client's command to the monitors, unless Redis hides it
+/// (administrative commands).
+pub fn feed(shared: &Shared, client: &Client, spec: &Spec, args: &[Bytes]) {
+    if !shared.monitors.active() {
         return;
     }
     if crate::cmd::redis_meta::get(spec.name).is_some_and(|m| m.flags().any(|f| f == "admin")) {
         return;
     }
-    shared
-        .monitors
-        .send(line(&client.addr.to_string(), args));
+    shared.monitors.send(line(&client.addr.to_string(), args));
 }
 
 /// Feeds a command a script called (`[0 lua]`).
@@ -192,7 +208,10 @@ mod tests {
         assert!(std::str::from_utf8(&l)
             .unwrap()
             .ends_with("[0 lua] \"auth\" \"(redacted)\" \"(redacted)\"\r\n"));
-        let l = line("a", &args(&[b"hello", b"3", b"AUTH", b"u", b"p", b"SETNAME", b"n"]));
+        let l = line(
+            "a",
+            &args(&[b"hello", b"3", b"AUTH", b"u", b"p", b"SETNAME", b"n"]),
+        );
         assert!(std::str::from_utf8(&l).unwrap().ends_with(
             "\"hello\" \"3\" \"AUTH\" \"(redacted)\" \"(redacted)\" \"SETNAME\" \"n\"\r\n"
         ));
