@@ -93,6 +93,8 @@ pub struct Host {
     pub synced: Arc<watch::Sender<u64>>,
     /// Bumped after ops from peers are applied (for `MERIDIAN AFTER`).
     pub applied: Arc<watch::Sender<u64>>,
+    /// Bumped after each acknowledgement a peer sends (`WAIT` waits on it).
+    pub peer_acked: Arc<watch::Sender<u64>>,
     /// Failure detection and the quorum lease; fed with every message a
     /// peer sends on either link.
     pub view: Arc<Mutex<meridian_cluster::ClusterView>>,
@@ -131,6 +133,7 @@ impl Host {
             store,
             synced: Arc::new(watch::channel(synced).0),
             applied: Arc::new(watch::channel(0).0),
+            peer_acked: Arc::new(watch::channel(0).0),
             view: Arc::new(Mutex::new(view)),
             members: Arc::new(members),
             state_merged: Arc::new(watch::channel(0).0),

@@ -512,6 +512,7 @@ async fn read_acks(
                     o.peer_durable_vv = durable_vv;
                     o.clock_offset_ms = their_ms as i64 - now as i64;
                 });
+                host.peer_acked.send_modify(|n| *n = n.wrapping_add(1));
             }
             (Msg::Refuse { reason }, _) => return Err(LinkError::Refused(reason)),
             (other, _) => return Err(LinkError::Protocol(format!("unexpected {other:?}"))),

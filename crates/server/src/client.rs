@@ -67,6 +67,13 @@ pub struct Client {
     /// CLIENT TRACKING is on (the rest of its state is in
     /// `Shared::tracking`): dispatch remembers the keys this client reads.
     pub tracking: Option<crate::tracking::Own>,
+    /// The op this connection's writes last committed: what WAIT and
+    /// WAITAOF count acknowledgements of.
+    pub last_write: Option<crate::cmd::wait::LastWrite>,
+    /// MONITOR ran: the connection receives every command run here.
+    pub monitor: bool,
+    /// The feed MONITOR opened, taken by the connection after the batch.
+    pub monitor_feed: Option<crate::monitor::Feed>,
 }
 
 impl Client {
@@ -96,6 +103,9 @@ impl Client {
             reply_skip: false,
             reply_skip_next: false,
             tracking: None,
+            last_write: None,
+            monitor: false,
+            monitor_feed: None,
         }
     }
 

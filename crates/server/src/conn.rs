@@ -93,11 +93,49 @@ where
     let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut parser = RequestParser::new();
     let mut blocked: Option<Blocked> = None;
+    let mut held: Option<Held> = None;
+    // MONITOR's lines, once the client asked for them.
+    let mut monitor_feed: Option<crate::monitor::Feed> = None;
     'conn: loop {
         if input.capacity() - input.len() < READ_CHUNK_BYTES / 2 {
             input.reserve(READ_CHUNK_BYTES);
         }
-        if let Some(b) = blocked.take() {
+        if let Some(h) = held.take() {
+            // A command that waits (CLIENT PAUSE, WAIT, MERIDIAN AFTER):
+            // input is read and kept only to notice the client leaving.
+            let done = tokio::select! {
+                _ = hold(&shared, &client, &h) => true,
+                read = stream.read_buf(&mut input) => match read {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(n) => {
+                        Metrics::add(&shared.metrics.net_input_bytes, n as u64);
+                        if input.len() > QUERY_BUFFER_MAX_BYTES {
+                            break 'conn;
+                        }
+                        false
+                    }
+                },
+                _ = kill.notified() => break 'conn,
+            };
+            if !done {
+                held = Some(h);
+                continue;
+            }
+            blocked = run_commands(&shared, &mut client, vec![h.args], &mut output);
+            if std::mem::take(&mut client.woke_others) {
+                crate::blocking::wait_for_woken(&shared).await;
+            }
+            monitor_feed = client.monitor_feed.take().or(monitor_feed);
+            if write_out(&mut stream, &mut output, &shared).await.is_err() {
+                break 'conn;
+            }
+            if client.close {
+                break 'conn;
+            }
+            if blocked.is_some() || input.is_empty() {
+                continue;
+            }
+        } else if let Some(b) = blocked.take() {
             // Blocked: input is read (and kept) only to notice the client
             // leaving; commands wait until the blocking one is answered.
             let deadline = client.block.as_ref().and_then(|r| r.deadline);
@@ -169,15 +207,34 @@ where
                     }
                     continue;
                 }
+                line = next_monitor_line(&mut monitor_feed) => {
+                    match line {
+                        Some(line) => output.extend_from_slice(&line),
+                        // Fell too far behind: dropped, as Redis drops it.
+                        None if client.monitor => break 'conn,
+                        // RESET ended it.
+                        None => monitor_feed = None,
+                    }
+                    while let Some(Ok(line)) = monitor_feed.as_mut().map(|f| f.try_recv()) {
+                        output.extend_from_slice(&line);
+                    }
+                    if write_out(&mut stream, &mut output, &shared).await.is_err() {
+                        break 'conn;
+                    }
+                    continue;
+                }
                 _ = kill.notified() => break 'conn,
             }
         }
         // Invalidations queued before these commands go out before their
         // replies.
         crate::tracking::encode_pending(&client, None, &mut note_rx, &mut output);
-        match process_input(&shared, &mut client, &mut parser, &mut input, &mut output).await {
+        let next = process_input(&shared, &mut client, &mut parser, &mut input, &mut output).await;
+        monitor_feed = client.monitor_feed.take().or(monitor_feed);
+        match next {
             Next::Continue => {}
             Next::Block(b) => blocked = Some(b),
+            Next::Hold(h) => held = Some(h),
             Next::Close => {
                 // Gone before the last reply is read, as in Redis: a
                 // redirect to this connection is broken from then on.
@@ -202,6 +259,9 @@ where
     }
     crate::cmd::pubsub::unsubscribe_all(&shared, &mut client);
     crate::tracking::disconnect(&shared, &mut client);
+    if client.monitor {
+        shared.monitors.stop(id);
+    }
     shared.clients.lock().remove(&id);
     shared
         .metrics
@@ -214,7 +274,90 @@ enum Next {
     Continue,
     /// A blocking command is waiting; the commands after it wait too.
     Block(Blocked),
+    /// A command waits before it runs ([`Held`]); the ones after it too.
+    Hold(Held),
     Close,
+}
+
+/// A command that waits, with nothing locked, before it runs: until a
+/// CLIENT PAUSE that covers it ends, then, for `MERIDIAN AFTER`, until this
+/// region applied the token's writes and, for WAIT and WAITAOF, until
+/// enough regions (and this one's disk) hold this connection's last write,
+/// or its timeout passes. It then runs and answers what holds then.
+struct Held {
+    args: Vec<Bytes>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Held {
+    fn new(args: Vec<Bytes>) -> Held {
+        let timeout = match crate::cmd::meridian::after_wait(&args) {
+            Some(t) => Some(t),
+            None => crate::cmd::wait::wanted(&args)
+                .filter(|w| w.timeout_ms > 0)
+                .map(|w| std::time::Duration::from_millis(w.timeout_ms)),
+        };
+        Held {
+            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            args,
+        }
+    }
+
+    /// Whether `args` must wait before running.
+    fn needed(shared: &Shared, client: &Client, args: &[Bytes]) -> bool {
+        shared.pause.holds(client, args, false)
+            || crate::cmd::meridian::after_wait(args).is_some()
+            || crate::cmd::wait::wanted(args).is_some()
+    }
+}
+
+/// Waits out what `h` waits for (see [`Held`]).
+async fn hold(shared: &Shared, client: &Client, h: &Held) {
+    crate::pause::wait_out(shared, client, &h.args).await;
+    let expiry = async {
+        match h.deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let waited = async {
+        if crate::cmd::meridian::after_wait(&h.args).is_some() {
+            wait_for_token(shared, &h.args[2]).await;
+        } else if let Some(wanted) = crate::cmd::wait::wanted(&h.args) {
+            // Inside MULTI it is queued, and answers at EXEC without waiting.
+            if client.multi.is_none() {
+                wait_for_acks(shared, client.last_write, &wanted).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = expiry => {}
+        _ = waited => {}
+    }
+}
+
+/// Waits until `wanted` holds for `last`: woken by every peer's
+/// acknowledgement and every sync of this region's log.
+async fn wait_for_acks(
+    shared: &Shared,
+    last: Option<crate::cmd::wait::LastWrite>,
+    wanted: &crate::cmd::wait::Wanted,
+) {
+    let mut acked = shared.host.peer_acked.subscribe();
+    let mut synced = shared.host.synced.subscribe();
+    while !crate::cmd::wait::satisfied(shared, last, wanted) {
+        tokio::select! {
+            _ = acked.changed() => {}
+            _ = synced.changed() => {}
+        }
+    }
+}
+
+async fn next_monitor_line(feed: &mut Option<crate::monitor::Feed>) -> Option<Bytes> {
+    match feed {
+        Some(f) => f.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A client waiting in a blocking command.
@@ -302,8 +445,8 @@ fn end_block(
 
 /// Runs every complete command in `input`. Before AUTH the parser's limits
 /// are tighter, so parsing stops after each command until the client has
-/// authenticated. `MERIDIAN AFTER` waits here, with the store unlocked, for
-/// this region to apply the token's writes, then runs like any command.
+/// authenticated. A command that waits ([`Held`]) ends the parse: what came
+/// before runs, then the connection waits with the store unlocked.
 async fn process_input(
     shared: &Shared,
     client: &mut Client,
@@ -324,9 +467,9 @@ async fn process_input(
             match parser.next_command(input, &limits) {
                 Ok(Some(args)) if args.is_empty() => continue,
                 Ok(Some(args)) => {
-                    if let Some(timeout) = crate::cmd::meridian::after_wait(&args) {
+                    if Held::needed(shared, client, &args) {
                         // What came before runs first, then the wait.
-                        wait = Some((args, timeout));
+                        wait = Some(args);
                         stopped_early = true;
                         break;
                     }
@@ -362,17 +505,17 @@ async fn process_input(
             if let Some(mut b) = blocked {
                 // The commands after the blocking one, the MERIDIAN AFTER
                 // that stopped the parse included, wait with it.
-                if let Some((args, _)) = wait {
+                if let Some(args) = wait {
                     b.rest.push(args);
                 }
                 return Next::Block(b);
             }
         }
-        if let Some((args, timeout)) = wait {
-            wait_for_token(shared, &args[2], timeout).await;
-            if let Some(b) = run_commands(shared, client, vec![args], output) {
-                return Next::Block(b);
+        if let Some(args) = wait {
+            if client.close {
+                return Next::Close;
             }
+            return Next::Hold(Held::new(args));
         }
         if let Some(e) = protocol_error {
             Metrics::inc(&shared.metrics.protocol_errors_total);
@@ -393,11 +536,10 @@ fn is_publish(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"publish") || name.eq_ignore_ascii_case(b"spublish")
 }
 
-/// Waits until this region has applied everything `token` names, or until
-/// `timeout`; the command itself then reports which.
-async fn wait_for_token(shared: &Shared, token: &[u8], timeout: std::time::Duration) {
+/// Waits until this region has applied everything `token` names (the
+/// caller bounds the wait); the command itself then reports whether it did.
+async fn wait_for_token(shared: &Shared, token: &[u8]) {
     let mut applied = shared.host.applied.subscribe();
-    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let done = {
             let store = shared.store.lock();
@@ -406,9 +548,8 @@ async fn wait_for_token(shared: &Shared, token: &[u8], timeout: std::time::Durat
         if done {
             return;
         }
-        match tokio::time::timeout_at(deadline, applied.changed()).await {
-            Ok(Ok(())) => continue,
-            _ => return,
+        if applied.changed().await.is_err() {
+            return std::future::pending().await;
         }
     }
 }
@@ -463,6 +604,8 @@ pub fn run_batch(
     };
     store.db_mut().set_now_ms(wall_ms());
     let before = store.log().last_lsn();
+    let me = store.db().region();
+    let seq_before = store.db().version_vector().get(me);
     let mut blocked_on = None;
     {
         let mut ctx = Ctx {
@@ -488,7 +631,17 @@ pub fn run_batch(
     }
     crate::events::drain(shared, &mut store, Some(client.id));
     // Everything the batch wrote is one op, durable before any reply leaves.
-    if !crate::commit::finish(shared, store, before) {
+    // The op it committed (here, or earlier by MERIDIAN TOKEN) is what a
+    // later WAIT counts acknowledgements of.
+    let appended = crate::commit::append(&mut store, shared);
+    let seq = store.db().version_vector().get(me);
+    if seq > seq_before {
+        client.last_write = Some(crate::cmd::wait::LastWrite {
+            seq,
+            lsn: store.log().last_lsn(),
+        });
+    }
+    if !(crate::commit::finish(shared, store, before) && appended) {
         for r in replies.iter_mut() {
             if !r.is_error() {
                 *r = crate::commit::poisoned_error();

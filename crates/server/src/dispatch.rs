@@ -109,6 +109,10 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
         out.push(reject(ctx, spec, &args, Frame::error(text)));
         return;
     }
+    if let Some(refusal) = crate::monitor::refused(ctx.client, spec) {
+        out.push(reject(ctx, spec, &args, refusal));
+        return;
+    }
     if ctx.client.multi.is_some() && !spec.flags.tx_control && not_in_multi(spec.name) {
         ctx.client.multi_failed = true;
         let refusal = Frame::error("ERR Command not allowed inside a transaction");
@@ -145,8 +149,12 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
         return;
     }
     let queued = (spec.name == "exec").then(|| queued_stat_names(ctx));
+    let monitor_after = crate::monitor::feed_before(ctx.shared, ctx.client, spec, &args);
     let started = Instant::now();
     let reply = (spec.handler)(ctx, &args);
+    if monitor_after {
+        crate::monitor::feed(ctx.shared, ctx.client, spec, &args);
+    }
     let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     if let Some(name) = stat_name(spec, &args) {
         ctx.shared

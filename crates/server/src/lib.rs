@@ -21,6 +21,7 @@
 //!   reload, log level); [`reload`] applies a changed config file (SIGHUP).
 //! - [`events`]: the store's change feed, drained for keyspace
 //!   notifications ([`notify`]) and client tracking ([`tracking`]).
+//! - [`pause`]: CLIENT PAUSE; [`monitor`]: MONITOR's feeds.
 //! - [`logging`]: structured logs with a filter that changes at run time.
 //! - [`status`]: the region's view of the cluster, for HTTP, metrics and `MERIDIAN`.
 //! - [`dashboard`]: the live page at `/` on the HTTP port.
@@ -46,7 +47,9 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_export;
+pub mod monitor;
 pub mod notify;
+pub mod pause;
 pub mod reload;
 pub mod scripting;
 pub mod server;

@@ -437,6 +437,7 @@ impl Host for ScriptHost<'_, '_> {
             Protocol::Resp2
         };
         spec.calls.fetch_add(1, Ordering::Relaxed);
+        crate::monitor::feed_script(ctx.shared, &args);
         let started = std::time::Instant::now();
         let reply = (spec.handler)(ctx, &args);
         let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

@@ -104,6 +104,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         running_script: Mutex::new(None),
         notify_flags: std::sync::atomic::AtomicU32::new(notify_flags),
         tracking: Mutex::new(Default::default()),
+        pause: Default::default(),
+        monitors: Default::default(),
     });
     // Recovery replayed the log with the change feed off; it records from
     // now on if notifications need it.

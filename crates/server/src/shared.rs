@@ -94,6 +94,10 @@ pub struct Shared {
     /// Client tracking: the keys tracking clients read and every
     /// connection's invalidation channel (a leaf lock).
     pub tracking: Mutex<crate::tracking::Tracking>,
+    /// CLIENT PAUSE (a leaf lock behind an atomic).
+    pub pause: crate::pause::Pause,
+    /// MONITOR connections' feeds (a leaf lock behind an atomic).
+    pub monitors: crate::monitor::Monitors,
 }
 
 /// Where the HTTP port finds the region's shared state: empty while the

@@ -27,6 +27,17 @@ pub fn specs() -> Vec<Spec> {
         command("client", -2, READ, NONE, client, &[]),
         command("quit", -1, ANYTIME, NONE, quit, &["no_auth", "fast"]),
         command("reset", 1, ANYTIME, NONE, reset, &["no_auth", "fast"]),
+        command(
+            "monitor",
+            1,
+            super::spec::Flags {
+                multi_reply: true,
+                ..READ
+            },
+            NONE,
+            crate::monitor::monitor_command,
+            &["admin", "noscript", "loading", "stale"],
+        ),
     ]
 }
 
@@ -186,6 +197,9 @@ fn reset(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
     super::tx::unwatch_all(ctx);
     super::pubsub::unsubscribe_all(ctx.shared, ctx.client);
     crate::tracking::disable(ctx);
+    if std::mem::take(&mut ctx.client.monitor) {
+        ctx.shared.monitors.stop(ctx.client.id);
+    }
     ctx.client.proto = Protocol::Resp2;
     ctx.client.name = None;
     ctx.client.reply_off = false;
@@ -207,11 +221,14 @@ pub const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
     ("kill", -3),
     ("list", -2),
     ("no-evict", 3),
+    ("no-touch", 3),
+    ("pause", -3),
     ("reply", 3),
     ("setname", 3),
     ("tracking", -3),
     ("trackinginfo", 2),
     ("unblock", -3),
+    ("unpause", 2),
 ];
 
 const CLIENT_HELP: &[&str] = &[
@@ -249,6 +266,10 @@ const CLIENT_HELP: &[&str] = &[
     "      Return clients of specified IDs.",
     "NO-EVICT (ON|OFF)",
     "    Protect current client connection from eviction (Meridian never evicts clients).",
+    "NO-TOUCH (ON|OFF)",
+    "    Will not touch LRU/LFU stats when this mode is on (Meridian keeps no such stats).",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
     "REPLY (ON|OFF|SKIP)",
     "    Control the replies sent to the current connection.",
     "SETNAME <name>",
@@ -260,6 +281,8 @@ const CLIENT_HELP: &[&str] = &[
     "    Report tracking status for the current connection.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
     "    Unblock the specified blocked client.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
 ];
 
 fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -284,7 +307,12 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok("caching") => crate::tracking::client_caching(ctx, args),
         Ok("getredir") => crate::tracking::client_getredir(ctx),
         Ok("trackinginfo") => crate::tracking::client_trackinginfo(ctx),
-        Ok("no-evict") => {
+        Ok("pause") => client_pause(ctx, args),
+        Ok("unpause") => {
+            ctx.shared.pause.unpause();
+            Frame::ok()
+        }
+        Ok("no-evict" | "no-touch") => {
             if eq_ignore_case(&args[2], "on") || eq_ignore_case(&args[2], "off") {
                 Frame::ok()
             } else {
@@ -293,6 +321,34 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         Ok(_) => help_reply(&args[0], CLIENT_HELP),
     }
+}
+
+/// `CLIENT PAUSE timeout [WRITE|ALL]`, with Redis's checks in its order
+/// (the mode, then the timeout).
+fn client_pause(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    if args.len() > 4 {
+        return Frame::error(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            lossy(&args[1])
+        ));
+    }
+    let mode = match args.get(3) {
+        None => crate::pause::Mode::All,
+        Some(m) if eq_ignore_case(m, "write") => crate::pause::Mode::Write,
+        Some(m) if eq_ignore_case(m, "all") => crate::pause::Mode::All,
+        Some(_) => return Frame::error("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+    };
+    let ms = match super::util::parse_int(&args[2]) {
+        Ok(ms) => ms,
+        Err(_) => return Frame::error("ERR timeout is not an integer or out of range"),
+    };
+    let Ok(ms) = u64::try_from(ms) else {
+        return Frame::error("ERR timeout is negative");
+    };
+    ctx.shared
+        .pause
+        .pause(mode, std::time::Duration::from_millis(ms));
+    Frame::ok()
 }
 
 /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: ends another client's blocking

@@ -39,6 +39,7 @@ pub mod stats;
 pub mod strings;
 pub mod tx;
 pub mod util;
+pub mod wait;
 pub mod zset;
 pub mod zset_algebra;
 pub mod zset_pop;
@@ -51,7 +52,7 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 25] = [
+    let families: [(Vec<Spec>, &'static str); 26] = [
         (strings::specs(), "string"),
         (lcs::specs(), "string"),
         (bits::specs(), "bitmap"),
@@ -59,6 +60,7 @@ fn all_specs() -> Vec<Spec> {
         (sort::specs(), "generic"),
         (dump::specs(), "generic"),
         (object::specs(), "generic"),
+        (wait::specs(), "generic"),
         (hash::specs(), "hash"),
         (set::specs(), "set"),
         (zset::specs(), "sorted-set"),

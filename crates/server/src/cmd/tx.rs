@@ -102,6 +102,7 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
             continue;
         }
         let reply = (spec.handler)(ctx, &args);
+        crate::monitor::feed(ctx.shared, ctx.client, spec, &args);
         crate::tracking::track_reads(ctx, spec, &args, &reply);
         replies.push(reply);
     }
