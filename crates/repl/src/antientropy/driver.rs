@@ -691,7 +691,9 @@ mod tests {
                     let mut store = rb.host.store.lock();
                     // ra holds no libraries: its state is no key and none.
                     let none = meridian_crdt::Libraries::new();
-                    store.merge_states(&[], &none, &seen_elsewhere, Hlc(0)).unwrap();
+                    store
+                        .merge_states(&[], &none, &seen_elsewhere, Hlc(0))
+                        .unwrap();
                 }
             })
             .await

@@ -224,8 +224,12 @@ fn function(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 /// removes only the version seen here, so a library loaded concurrently
 /// in another region survives.
 fn flush_libraries(ctx: &mut Ctx<'_>) {
-    let names: Vec<meridian_crdt::Blob> =
-        ctx.db().libraries().iter().map(|(n, _)| n.clone()).collect();
+    let names: Vec<meridian_crdt::Blob> = ctx
+        .db()
+        .libraries()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
     for name in names {
         ctx.db().library_del(&name);
     }
