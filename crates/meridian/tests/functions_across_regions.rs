@@ -128,6 +128,16 @@ fn libraries_replicate_restart_and_converge() {
         b.cmd(&["FUNCTION", "LOAD", &lib("same", "fx", "from-b")]),
         bulk("same")
     );
+    // Two libraries under different names registering one function: one
+    // server would refuse the second, two cut-off regions cannot.
+    assert_eq!(
+        a.cmd(&["FUNCTION", "LOAD", &lib("aclash", "dup", "from-aclash")]),
+        bulk("aclash")
+    );
+    assert_eq!(
+        b.cmd(&["FUNCTION", "LOAD", &lib("bclash", "dup", "from-bclash")]),
+        bulk("bclash")
+    );
     assert_eq!(b.cmd(&["FCALL", "fc", "0"]), not_found(), "partitioned");
     cluster.mesh.heal_all();
     cluster.converge(CONVERGE);
@@ -148,6 +158,31 @@ fn libraries_replicate_restart_and_converge() {
         );
     }
     assert_eq!(listing(&mut a), listing(&mut b));
+    // The clash: every region loads the first library by name and lists
+    // the other with why it is not loaded.
+    for c in [&mut a, &mut b] {
+        assert_eq!(c.cmd(&["FCALL", "dup", "0"]), bulk("from-aclash"));
+        let listed = format!(
+            "{:?}",
+            c.cmd(&["FUNCTION", "LIST", "LIBRARYNAME", "bclash"])
+        );
+        assert!(listed.contains("load_error"), "{listed}");
+    }
+    assert_eq!(
+        a.cmd(&["FUNCTION", "DELETE", "aclash"]),
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(
+        until(
+            &mut b,
+            &["FCALL", "dup", "0"],
+            &bulk("from-bclash"),
+            CONVERGE
+        ),
+        bulk("from-bclash"),
+        "once the clash is gone the other library loads"
+    );
+    assert_eq!(a.cmd(&["FCALL", "dup", "0"]), bulk("from-bclash"));
 
     // A restart keeps the libraries.
     cluster.restart("fb");

@@ -252,6 +252,10 @@ fn load(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     // Compiled and registered before anything is written: a library that
     // does not load here is never replicated.
     match functions.prepare(code, replace) {
+        // Held here but not loaded (see `Functions::failed`): it exists.
+        Ok((name, _)) if !replace && ctx.store.db().libraries().get(name.as_bytes()).is_some() => {
+            Frame::error(format!("ERR Library '{name}' already exists"))
+        }
         Ok((name, library)) => {
             ctx.db()
                 .library_set(name.as_bytes(), meridian_crdt::Blob::from(&code[..]));
@@ -473,7 +477,8 @@ fn restore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     for code in &codes {
         match functions.prepare(code, policy != Policy::Append) {
             Ok((name, _)) => {
-                if !names.insert(name.clone()) {
+                let held = ctx.store.db().libraries().get(name.as_bytes()).is_some();
+                if !names.insert(name.clone()) || (policy == Policy::Append && held) {
                     return Frame::error(format!("ERR Library '{name}' already exists"));
                 }
                 staged.push((name, code));
