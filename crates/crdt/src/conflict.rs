@@ -18,6 +18,9 @@ pub enum Rule {
     LongestTtl,
     /// Concurrent writes of different types: the newest write's type is shown.
     TypeChange,
+    /// Concurrent versions of a FUNCTION library (the key is the library's
+    /// name, not a key of the keyspace): the larger tag is loaded.
+    Library,
 }
 
 impl Rule {
@@ -26,6 +29,7 @@ impl Rule {
             Rule::LastWriterWins => "lww",
             Rule::LongestTtl => "ttl-longest",
             Rule::TypeChange => "type-change",
+            Rule::Library => "function-library",
         }
     }
 }

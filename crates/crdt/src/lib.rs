@@ -11,6 +11,7 @@
 //! - [`value`]: typed values (string, hash, set, sorted set), TTL, and how an
 //!   effect or a state merge changes a key.
 //! - [`op`]: the replicated op and its effects.
+//! - [`library`]: FUNCTION libraries, replicated apart from the keyspace.
 //! - [`conflict`]: what a merge discarded, for the conflict journal.
 //!
 //! This crate does no I/O, reads no clock and draws no randomness: a
@@ -20,6 +21,7 @@ pub mod blob;
 pub mod conflict;
 pub mod elems;
 pub mod hlc;
+pub mod library;
 pub mod list;
 pub mod num;
 pub mod op;
@@ -30,6 +32,7 @@ pub mod vv;
 pub use blob::Blob;
 pub use conflict::{Conflict, Rule};
 pub use hlc::{ClockAhead, Hlc, HlcClock};
+pub use library::{LibVersion, Libraries};
 pub use list::{Elem, ElemId, ListVal, Pos};
 pub use num::{Contrib, Counter, Delta, NumReg, Unobserved};
 pub use op::{Effect, EffectKind, KeyObs, Op, OpCtx, SubObs};

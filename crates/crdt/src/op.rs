@@ -169,9 +169,24 @@ pub enum EffectKind {
     /// go first, since a new key has none. Emitted by the store before the
     /// write itself.
     DropTtl,
+    /// `FUNCTION LOAD`/`RESTORE`: the FUNCTION library named by the
+    /// effect's key (not a key of the keyspace: the store keeps libraries
+    /// apart, [`crate::library`]) is `code`, replacing the versions the op
+    /// observed.
+    LibrarySet {
+        code: Blob,
+    },
+    /// `FUNCTION DELETE`/`FLUSH`: removes the versions of the library named
+    /// by the key that the op observed.
+    LibraryDel,
 }
 
 impl EffectKind {
+    /// An effect on a FUNCTION library rather than on the keyspace.
+    pub fn is_library(&self) -> bool {
+        matches!(self, EffectKind::LibrarySet { .. } | EffectKind::LibraryDel)
+    }
+
     /// A write that makes the key exist if it did not, and that does not
     /// itself drop the TTLs it observed: written to a key that does not
     /// exist, it must be preceded by [`EffectKind::DropTtl`], since a new

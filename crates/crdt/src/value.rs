@@ -518,6 +518,8 @@ impl Entry {
                 self.remove_ttl_observed(ctx);
                 None
             }
+            // Applied to the libraries, never to a key (`Libraries`).
+            EffectKind::LibrarySet { .. } | EffectKind::LibraryDel => None,
             EffectKind::SetTtl { deadline_ms } => {
                 let new = Ttl {
                     deadline_ms: *deadline_ms,

@@ -215,8 +215,13 @@ fn repl_frame_seeds(
         Msg::AeEnd {
             vv: vv.clone(),
             clock,
+            libraries: postcard::to_stdvec(&meridian_crdt::Libraries::new()).unwrap(),
         },
-        Msg::AeDone { vv, clock },
+        Msg::AeDone {
+            vv,
+            clock,
+            libraries: postcard::to_stdvec(&meridian_crdt::Libraries::new()).unwrap(),
+        },
         Msg::AeBusy,
     ];
     let mut stream = Vec::new();

@@ -14,7 +14,9 @@ pub const MAGIC: [u8; 4] = *b"MRDN";
 /// Version 3: counter increments name their incarnation, `Ack` carries
 /// the acceptor's durable version vector, and anti-entropy sessions repair
 /// both sides.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 4: ops may carry FUNCTION library effects, and `AeEnd`/`AeDone`
+/// carry the sender's libraries.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Largest frame accepted (a batch of ops is cut well below this).
 pub const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// A frame's buffer starts at most this large and grows as its bytes arrive.
@@ -103,10 +105,23 @@ pub enum Msg {
     },
     /// Dialer → acceptor: the states sent since the digests reflect exactly
     /// the ops this version vector covers; merge them with the earlier ones.
-    AeEnd { vv: VersionVector, clock: u64 },
+    /// `libraries`: all my FUNCTION libraries (postcard `Libraries`) as of
+    /// that vector.
+    AeEnd {
+        vv: VersionVector,
+        clock: u64,
+        #[serde(with = "serde_bytes")]
+        libraries: Vec<u8>,
+    },
     /// Acceptor → dialer: merged (and durable); the `AeState`s since
-    /// `AeEnd` are my states the dialer lacks, read at this vector and clock.
-    AeDone { vv: VersionVector, clock: u64 },
+    /// `AeEnd` are my states the dialer lacks, read at this vector and
+    /// clock, as are `libraries` (all of mine).
+    AeDone {
+        vv: VersionVector,
+        clock: u64,
+        #[serde(with = "serde_bytes")]
+        libraries: Vec<u8>,
+    },
     /// Acceptor → dialer: a session between us runs the other way and will
     /// repair both; reconnect once it is over.
     AeBusy,

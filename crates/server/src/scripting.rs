@@ -98,12 +98,24 @@ pub struct Library {
 }
 
 /// Redis 7 functions in this region: their own Lua state, the libraries
-/// and which library each function belongs to.
+/// compiled in it and which library each function belongs to.
+///
+/// The libraries themselves are replicated state of the store
+/// ([`meridian_store::Db::libraries`]); this is their compiled form, kept
+/// in step by [`Functions::sync`] before every use (FCALL, FUNCTION), so
+/// a library another region loaded, a merge, or a restart is picked up
+/// without a hook of its own.
 pub struct Functions {
     pub engine: Engine,
     pub libraries: std::collections::BTreeMap<String, Library>,
     /// Library of each function, by the function's lower-case name.
     pub owner: HashMap<String, String>,
+    /// The store's libraries generation these were compiled from.
+    synced: Option<u64>,
+    /// Libraries the store holds that could not be loaded here, and why
+    /// (a function name another library holds: the one first by library
+    /// name is loaded, the same one in every region).
+    pub failed: std::collections::BTreeMap<String, String>,
 }
 
 impl Functions {
@@ -112,7 +124,48 @@ impl Functions {
             engine: Engine::new(Mode::Function).expect("the function state starts"),
             libraries: Default::default(),
             owner: HashMap::new(),
+            synced: None,
+            failed: Default::default(),
         }
+    }
+
+    /// Compiles the store's libraries again if they changed since they were
+    /// last compiled: all of them, in a fresh Lua state, in library-name
+    /// order, so every region holding the same libraries loads the same
+    /// ones (on a clash of function names, the first library by name).
+    pub fn sync(&mut self, db: &meridian_store::Db) {
+        let generation = db.libraries_generation();
+        if self.synced == Some(generation) {
+            return;
+        }
+        let mut fresh = Functions::new();
+        fresh.synced = Some(generation);
+        for (name, version) in db.libraries().iter() {
+            let name = String::from_utf8_lossy(name).into_owned();
+            let code = Bytes::copy_from_slice(&version.code);
+            let error = match fresh.prepare(&code, false) {
+                Ok((declared, library)) if declared == name => {
+                    fresh.add(declared, library);
+                    continue;
+                }
+                Ok((declared, _)) => format!("ERR the code declares library '{declared}'"),
+                Err(e) => e,
+            };
+            tracing::warn!(
+                target: "meridian::script",
+                library = %name,
+                error = %error,
+                "a replicated FUNCTION library could not be loaded in this region"
+            );
+            fresh.failed.insert(name, error);
+        }
+        *self = fresh;
+    }
+
+    /// The libraries compiled here match the store's now (a FUNCTION
+    /// command changed both the same way).
+    pub fn mark_synced(&mut self, db: &meridian_store::Db) {
+        self.synced = Some(db.libraries_generation());
     }
 
     /// The library a library's code declares, with its functions, ready
@@ -168,8 +221,11 @@ impl Functions {
         true
     }
 
+    /// Drops every library and the Lua state they were compiled in.
     pub fn flush(&mut self) {
+        let synced = self.synced;
         *self = Functions::new();
+        self.synced = synced;
     }
 
     /// A function by name, ignoring case as Redis does.

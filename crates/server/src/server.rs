@@ -110,6 +110,12 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // Recovery replayed the log with the change feed off; it records from
     // now on if notifications need it.
     crate::events::refresh_feed(&shared, &mut shared.store.lock());
+    // Compile the recovered FUNCTION libraries now, so one that cannot be
+    // loaded is logged at start (FCALL and FUNCTION also catch up alone).
+    {
+        let store = shared.store.lock();
+        shared.functions.lock().sync(store.db());
+    }
     // Tests and scripts read this line to find the ports when binding port 0.
     let _ = slot.set(shared.clone());
     let tls_addr = match &tls {

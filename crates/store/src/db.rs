@@ -10,8 +10,8 @@
 use std::collections::VecDeque;
 
 use meridian_crdt::{
-    Blob, Conflict, Delta, Dot, Effect, EffectKind, Entry, Hlc, HlcClock, Kind, Op, OpCtx,
-    RegionId, SubObs, Tag, VersionVector,
+    Blob, Conflict, Delta, Dot, Effect, EffectKind, Entry, Hlc, HlcClock, Kind, Libraries, Op,
+    OpCtx, RegionId, SubObs, Tag, VersionVector,
 };
 
 use crate::keyspace::Keyspace;
@@ -86,6 +86,13 @@ pub struct Db {
     ready: Vec<Blob>,
     /// The change feed ([`changes`]), `None` while nobody reads it.
     changes: Option<changes::Feed>,
+    /// FUNCTION libraries: replicated like keys, kept apart from them, so
+    /// no key command (KEYS, SCAN, DBSIZE, FLUSHALL…) sees or changes them.
+    libraries: Libraries,
+    /// Raised by every change to `libraries` (a local or peer's effect, a
+    /// merge, a snapshot load): the server reloads its compiled libraries
+    /// when it differs from the one it loaded.
+    libraries_generation: u64,
 }
 
 /// What one tombstone collection did.
@@ -123,6 +130,20 @@ fn may_leave_tombstones(kind: &EffectKind) -> bool {
     }
 }
 
+fn apply_library(
+    libraries: &mut Libraries,
+    name: &[u8],
+    kind: &EffectKind,
+    ctx: &OpCtx<'_>,
+    found: &mut Vec<Conflict>,
+) {
+    match kind {
+        EffectKind::LibrarySet { code } => libraries.set(name, code, ctx.tag, ctx, found),
+        EffectKind::LibraryDel => libraries.del(name, ctx),
+        _ => unreachable!("not a library effect: {kind:?}"),
+    }
+}
+
 impl Db {
     pub fn new(region: RegionId, max_clock_offset_ms: u64) -> Db {
         Db {
@@ -146,6 +167,8 @@ impl Db {
             blocked_on: Default::default(),
             ready: Vec::new(),
             changes: None,
+            libraries: Libraries::new(),
+            libraries_generation: 0,
         }
     }
 
@@ -363,6 +386,9 @@ impl Db {
 
     /// Adds an effect to the op being built and applies it now.
     pub fn effect(&mut self, key: &[u8], kind: EffectKind) {
+        if kind.is_library() {
+            return self.library_effect(key, kind);
+        }
         let created =
             self.changes.is_some() && changes::creates_key(&kind) && self.keys.get(key).is_none();
         if kind.needs_ttl_dropped() && self.keys.get_any(key).is_none_or(|e| !e.is_live()) {
@@ -403,6 +429,28 @@ impl Db {
         self.keys.apply(key, &kind, &op.context(), &mut found);
         op.effects.push(Effect {
             key: Blob::from(key),
+            kind,
+        });
+        self.record_conflicts(found);
+    }
+
+    /// An effect on the library `name`, added to the op being built: it
+    /// touches no key (no WATCH, blocked client, change feed or
+    /// anti-entropy tracker sees it).
+    fn library_effect(&mut self, name: &[u8], kind: EffectKind) {
+        self.op_tag();
+        let op = self.building.as_mut().expect("op under construction");
+        assert!(
+            op.tag.dot == Dot::new(self.region, self.seq),
+            "the op under construction has dot {:?} but this region's last issued seq is {}",
+            op.tag.dot,
+            self.seq
+        );
+        let mut found = Vec::new();
+        apply_library(&mut self.libraries, name, &kind, &op.context(), &mut found);
+        self.libraries_generation += 1;
+        op.effects.push(Effect {
+            key: Blob::from(name),
             kind,
         });
         self.record_conflicts(found);
@@ -539,6 +587,11 @@ impl Db {
         let ctx: OpCtx<'_> = op.context();
         let mut found = Vec::new();
         for e in &op.effects {
+            if e.kind.is_library() {
+                apply_library(&mut self.libraries, &e.key, &e.kind, &ctx, &mut found);
+                self.libraries_generation += 1;
+                continue;
+            }
             if let Some((_, version)) = self.watched.get_mut(&e.key[..]) {
                 *version += 1;
             }
@@ -716,6 +769,44 @@ impl Db {
         }
         self.keys.replace(key, merged);
         self.record_conflicts(found);
+    }
+
+    /// Joins a peer's libraries, read when its vector was `their_vv`, with
+    /// this region's (see [`Db::merge_state`]: the vector is joined later,
+    /// by [`Db::absorb_context`]).
+    pub fn merge_libraries(&mut self, theirs: &Libraries, their_vv: &VersionVector) {
+        self.assert_no_op_in_progress("merging a peer's libraries");
+        let mut found = Vec::new();
+        if self.libraries.join(&self.vv, theirs, their_vv, &mut found) {
+            self.libraries_generation += 1;
+        }
+        self.record_conflicts(found);
+    }
+
+    /// The FUNCTION libraries this region holds.
+    pub fn libraries(&self) -> &Libraries {
+        &self.libraries
+    }
+
+    /// Raised by every change to [`Db::libraries`].
+    pub fn libraries_generation(&self) -> u64 {
+        self.libraries_generation
+    }
+
+    /// `FUNCTION LOAD`: `code` becomes the library `name` (the caller has
+    /// compiled it), replacing the versions this region holds.
+    pub fn library_set(&mut self, name: &[u8], code: Blob) {
+        self.effect(name, EffectKind::LibrarySet { code });
+    }
+
+    /// `FUNCTION DELETE`: removes the versions of `name` this region
+    /// holds; false when it holds none.
+    pub fn library_del(&mut self, name: &[u8]) -> bool {
+        if self.libraries.get(name).is_none() {
+            return false;
+        }
+        self.effect(name, EffectKind::LibraryDel);
+        true
     }
 
     /// Takes in the context of a merged state: its version vector and clock.
@@ -902,6 +993,12 @@ impl Db {
         self.vv = vv;
         self.clock.raise_to(clock);
         self.assert_seq_matches_vv();
+    }
+
+    /// The libraries a snapshot recorded.
+    pub fn load_libraries(&mut self, libraries: Libraries) {
+        self.libraries = libraries;
+        self.libraries_generation += 1;
     }
 
     pub fn load_entry(&mut self, key: Blob, entry: Entry) {

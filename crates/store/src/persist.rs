@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::db::{NotReady, RemoteApply};
 use crate::journal::{Journal, JournalEntry};
 use meridian_crdt::vv::SEQ_MAX;
-use meridian_crdt::{Blob, Entry, Hlc, Op, RegionId, VersionVector};
+use meridian_crdt::{Blob, Entry, Hlc, Libraries, Op, RegionId, VersionVector};
 use meridian_log::{
     load_latest_snapshot, write_snapshot, FsyncPolicy, Log, LogError, LogOptions, PendingSync,
     Recovery, SnapshotInfo,
@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 use crate::db::Db;
 
 /// Version 2: counter contributions carry their incarnation.
-const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Version 3: the FUNCTION libraries follow the last key. Version 2
+/// snapshots still load (with no libraries).
+const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+const SNAPSHOT_FORMAT_VERSION_NO_LIBRARIES: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -609,7 +612,8 @@ impl Store {
     /// Joins a peer's state into this region's: each batch is a list of
     /// `(key, entry)` as the peer held it (`None`: nothing) together with
     /// the peer's version vector when it read them, joined in order; then
-    /// the peer's version vector `their_vv` and clock. The caller
+    /// the peer's libraries and version vector `their_vv` and clock (the
+    /// libraries read at `their_vv`). The caller
     /// guarantees that after the batches every key reflects every op
     /// `their_vv` covers. Merged state has no op in the log, so it
     /// is made durable at once by a snapshot written under the lock: until
@@ -618,6 +622,7 @@ impl Store {
     pub fn merge_states(
         &mut self,
         batches: &[StateBatch<'_>],
+        their_libraries: &Libraries,
         their_vv: &VersionVector,
         their_clock: Hlc,
     ) -> Result<SnapshotInfo, StoreError> {
@@ -626,6 +631,9 @@ impl Store {
                 self.db.merge_state(key, *entry, read_at);
             }
         }
+        // The peer's libraries as of `their_vv`: joined before the vector,
+        // or this region would claim library ops it never took in.
+        self.db.merge_libraries(their_libraries, their_vv);
         self.db.absorb_context(their_vv, their_clock);
         self.base_vv.join(their_vv);
         debug_assert!(
@@ -678,6 +686,8 @@ impl Store {
             content = postcard::to_extend(&(k, e), content)
                 .map_err(|e| StoreError::Encode(e.to_string()))?;
         }
+        content = postcard::to_extend(self.db.libraries(), content)
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
         self.ops_since_snapshot = 0;
         self.prepared_vv = Some((lsn, self.db.version_vector().clone()));
         Ok(PreparedSnapshot {
@@ -761,7 +771,9 @@ fn load_snapshot(
     }
     let (header, mut rest): (SnapshotHeader, &[u8]) =
         postcard::take_from_bytes(content).map_err(|e| bad(e.to_string()))?;
-    if header.version != SNAPSHOT_FORMAT_VERSION {
+    if header.version != SNAPSHOT_FORMAT_VERSION
+        && header.version != SNAPSHOT_FORMAT_VERSION_NO_LIBRARIES
+    {
         return Err(bad(format!("unknown format version {}", header.version)));
     }
     if header.region != region {
@@ -798,6 +810,12 @@ fn load_snapshot(
         let ((key, entry), next): ((Blob, Entry), &[u8]) =
             postcard::take_from_bytes(rest).map_err(|e| bad(e.to_string()))?;
         db.load_entry(key, entry);
+        rest = next;
+    }
+    if header.version >= SNAPSHOT_FORMAT_VERSION {
+        let (libraries, next): (Libraries, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|e| bad(format!("libraries: {e}")))?;
+        db.load_libraries(libraries);
         rest = next;
     }
     if !rest.is_empty() {

@@ -689,7 +689,11 @@ mod tests {
             session(&rb, &ra, |msg| {
                 if let Msg::AeAheadEnd { .. } = msg {
                     let mut store = rb.host.store.lock();
-                    store.merge_states(&[], &seen_elsewhere, Hlc(0)).unwrap();
+                    // ra holds no libraries: its state is no key and none.
+                    let none = meridian_crdt::Libraries::new();
+                    store
+                        .merge_states(&[], &none, &seen_elsewhere, Hlc(0))
+                        .unwrap();
                 }
             })
             .await

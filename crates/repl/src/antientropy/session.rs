@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use meridian_crdt::{Blob, Entry, Hlc, VersionVector};
+use meridian_crdt::{Blob, Entry, Hlc, Libraries, VersionVector};
 use meridian_store::{Store, StoreError};
 
 use super::tree::{
@@ -129,6 +129,16 @@ pub fn state_msgs(
         });
     }
     Ok(msgs)
+}
+
+/// This region's libraries, for `AeEnd`/`AeDone` (read with the vector
+/// they carry).
+fn libraries_msg(store: &Store) -> Result<Vec<u8>, SessionError> {
+    postcard::to_stdvec(store.db().libraries()).map_err(SessionError::Encode)
+}
+
+fn libraries_of(bytes: &[u8]) -> Result<Libraries, SessionError> {
+    postcard::from_bytes(bytes).map_err(SessionError::Undecodable)
 }
 
 /// Equal states, whatever order their elements arrived in.
@@ -314,8 +324,16 @@ impl DialerSession {
                     .take_states(ranges, &entries, &mut self.answer, why)?;
                 Ok(Out::default())
             }
-            (DialPhase::Answer, Msg::AeDone { vv, clock }) => {
-                self.done(store, vv, Hlc(clock), now_ms)
+            (
+                DialPhase::Answer,
+                Msg::AeDone {
+                    vv,
+                    clock,
+                    libraries,
+                },
+            ) => {
+                let libraries = libraries_of(&libraries)?;
+                self.done(store, vv, Hlc(clock), &libraries, now_ms)
             }
             (phase, other) => Err(SessionError::Unexpected {
                 expected: match phase {
@@ -398,6 +416,7 @@ impl DialerSession {
         msgs.push(Msg::AeEnd {
             vv: self.vv4.clone(),
             clock: clock.0,
+            libraries: libraries_msg(store)?,
         });
         self.keys_sent += states.len() as u64;
         self.sent.extend(states);
@@ -416,6 +435,7 @@ impl DialerSession {
         store: &mut Store,
         vv5: VersionVector,
         clock5: Hlc,
+        libraries5: &Libraries,
         now_ms: u64,
     ) -> Result<Out, SessionError> {
         store.db_mut().set_now_ms(now_ms);
@@ -501,7 +521,12 @@ impl DialerSession {
         last.extend(absent.iter().map(|k| (k, None)));
         last.extend(again);
         let keys_merged = (first.len() + last.len()) as u64;
-        store.merge_states(&[(first, &self.vv2), (last, &vv5)], &vv5, clock5)?;
+        store.merge_states(
+            &[(first, &self.vv2), (last, &vv5)],
+            libraries5,
+            &vv5,
+            clock5,
+        )?;
         Ok(Out {
             raised_vv: *store.db().version_vector() != before,
             finished: Some(Finished {
@@ -606,8 +631,16 @@ impl AcceptorSession {
                     .take(ranges, &entries, &mut self.ranges, &mut self.states)?;
                 Ok(Out::default())
             }
-            (AcceptPhase::Tree, Msg::AeEnd { vv, clock }) => {
-                self.end(store, vv, Hlc(clock), now_ms)
+            (
+                AcceptPhase::Tree,
+                Msg::AeEnd {
+                    vv,
+                    clock,
+                    libraries,
+                },
+            ) => {
+                let libraries = libraries_of(&libraries)?;
+                self.end(store, vv, Hlc(clock), &libraries, now_ms)
             }
             (phase, other) => Err(SessionError::Unexpected {
                 expected: match phase {
@@ -637,6 +670,7 @@ impl AcceptorSession {
         store: &mut Store,
         vv4: VersionVector,
         clock: Hlc,
+        libraries4: &Libraries,
         now_ms: u64,
     ) -> Result<Out, SessionError> {
         self.ranges.sort_by_key(|r| r.lo());
@@ -706,7 +740,12 @@ impl AcceptorSession {
                 .map(|(k, e)| (k, e.as_ref())),
         );
         let keys_merged = (first.len() + last.len()) as u64;
-        store.merge_states(&[(first, &self.peer_vv), (last, &vv4)], &vv4, clock)?;
+        store.merge_states(
+            &[(first, &self.peer_vv), (last, &vv4)],
+            libraries4,
+            &vv4,
+            clock,
+        )?;
         let db = store.db();
         let mut candidates: Vec<&Blob> = held.iter().collect();
         candidates.extend(self.ahead.keys());
@@ -730,6 +769,7 @@ impl AcceptorSession {
         msgs.push(Msg::AeDone {
             vv: vv5.clone(),
             clock: db.clock().0,
+            libraries: libraries_msg(store)?,
         });
         self.keys_sent += answer.len() as u64;
         Ok(Out {

@@ -1,6 +1,12 @@
 //! Redis 7 functions: FUNCTION (LOAD, DELETE, FLUSH, LIST, STATS, KILL,
 //! DUMP, RESTORE) and FCALL / FCALL_RO, over the libraries in
 //! [`crate::scripting::Functions`].
+//!
+//! Libraries are replicated: LOAD, DELETE, FLUSH and RESTORE compile and
+//! check first, then write library effects into the batch's op
+//! ([`meridian_store::Db::library_set`], `library_del`), which every region
+//! applies; the compiled libraries follow the store's
+//! ([`Functions::sync`]).
 
 use bytes::Bytes;
 use meridian_resp::Frame;
@@ -9,6 +15,32 @@ use super::spec::{command, Ctx, Spec, READ};
 use super::util::{eq_ignore_case, help_reply, subcommand};
 use crate::scripting::{self, Functions, Running};
 use crate::shared::Shared;
+
+/// The compiled libraries, brought in step with the store's first.
+fn synced<'a>(ctx: &mut Ctx<'a>) -> parking_lot::MutexGuard<'a, Functions> {
+    let shared: &'a Shared = ctx.shared;
+    let mut functions = shared.functions.lock();
+    functions.sync(ctx.store.db());
+    functions
+}
+
+/// Why a FUNCTION command may not change the libraries now: they are
+/// written to the op log like keys.
+fn write_refusal(ctx: &Ctx<'_>) -> Option<Frame> {
+    if ctx.store.is_poisoned() {
+        return Some(crate::commit::poisoned_error());
+    }
+    if ctx
+        .shared
+        .closing
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return Some(Frame::error(
+            "ERR this region is shutting down: writes are refused; send them to another region",
+        ));
+    }
+    None
+}
 
 pub fn specs() -> Vec<Spec> {
     let flags: &'static [&'static str] = &[
@@ -60,8 +92,7 @@ fn call(ctx: &mut Ctx<'_>, args: &[Bytes], ro: bool) -> Frame {
         Err(e) => return e,
     };
     let (keys, argv) = args[3..].split_at(n);
-    let shared = ctx.shared;
-    let functions = shared.functions.lock();
+    let functions = synced(ctx);
     let name = String::from_utf8_lossy(&args[1]).into_owned();
     let Some(f) = functions.function(&name) else {
         return Frame::error("ERR Function not found");
@@ -136,17 +167,28 @@ fn function(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(sub) => sub,
         Err(e) => return e,
     };
-    let shared = ctx.shared;
+    if matches!(sub, "load" | "delete" | "flush" | "restore") {
+        if let Some(refusal) = write_refusal(ctx) {
+            return refusal;
+        }
+    }
     match sub {
         "help" => help_reply(&args[0], FUNCTION_HELP),
-        "load" => load(shared, args),
+        "load" => load(ctx, args),
         "delete" => {
-            let name = String::from_utf8_lossy(&args[2]);
-            if shared.functions.lock().delete(&name) {
-                Frame::ok()
-            } else {
-                Frame::error("ERR Library not found")
+            let mut functions = synced(ctx);
+            let name = String::from_utf8_lossy(&args[2]).into_owned();
+            if !ctx.db().library_del(name.as_bytes()) {
+                return Frame::error("ERR Library not found");
             }
+            if functions.failed.is_empty() {
+                functions.delete(&name);
+                functions.mark_synced(ctx.store.db());
+            } else {
+                // A library that failed to load may load now.
+                functions.sync(ctx.store.db());
+            }
+            Frame::ok()
         }
         "flush" => {
             if args.len() > 3 {
@@ -158,21 +200,42 @@ fn function(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             if !ok {
                 return Frame::error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
             }
-            shared.functions.lock().flush();
+            let mut functions = synced(ctx);
+            flush_libraries(ctx);
+            functions.flush();
+            functions.mark_synced(ctx.store.db());
             Frame::ok()
         }
         "list" => list(ctx, args),
-        "stats" => stats(shared, None),
+        "stats" => {
+            drop(synced(ctx));
+            stats(ctx.shared, None)
+        }
         // A function holds the store while it runs, so a FUNCTION KILL
         // that gets here found none (see `scripting::while_busy`).
         "kill" => Frame::error("NOTBUSY No scripts in execution right now."),
-        "dump" => Frame::Bulk(dump(&shared.functions.lock())),
-        "restore" => restore(shared, args),
+        "dump" => Frame::Bulk(dump(ctx.store.db())),
+        "restore" => restore(ctx, args),
         _ => unreachable!("every FUNCTION subcommand is listed"),
     }
 }
 
-fn load(shared: &Shared, args: &[Bytes]) -> Frame {
+/// Deletes every library this region holds (FUNCTION FLUSH): each delete
+/// removes only the version seen here, so a library loaded concurrently
+/// in another region survives.
+fn flush_libraries(ctx: &mut Ctx<'_>) {
+    let names: Vec<meridian_crdt::Blob> = ctx
+        .db()
+        .libraries()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in names {
+        ctx.db().library_del(&name);
+    }
+}
+
+fn load(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let mut replace = false;
     for opt in &args[2..args.len() - 1] {
         if eq_ignore_case(opt, "replace") {
@@ -185,10 +248,23 @@ fn load(shared: &Shared, args: &[Bytes]) -> Frame {
         }
     }
     let code = &args[args.len() - 1];
-    let mut functions = shared.functions.lock();
+    let mut functions = synced(ctx);
+    // Compiled and registered before anything is written: a library that
+    // does not load here is never replicated.
     match functions.prepare(code, replace) {
+        // Held here but not loaded (see `Functions::failed`): it exists.
+        Ok((name, _)) if !replace && ctx.store.db().libraries().get(name.as_bytes()).is_some() => {
+            Frame::error(format!("ERR Library '{name}' already exists"))
+        }
         Ok((name, library)) => {
-            functions.add(name.clone(), library);
+            ctx.db()
+                .library_set(name.as_bytes(), meridian_crdt::Blob::from(&code[..]));
+            if functions.failed.is_empty() {
+                functions.add(name.clone(), library);
+                functions.mark_synced(ctx.store.db());
+            } else {
+                functions.sync(ctx.store.db());
+            }
             Frame::bulk(name)
         }
         Err(e) => Frame::Error(e),
@@ -222,7 +298,7 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         i += 1;
     }
-    let functions = ctx.shared.functions.lock();
+    let functions = synced(ctx);
     let mut out = Vec::new();
     for (name, lib) in &functions.libraries {
         if let Some(p) = &pattern {
@@ -254,6 +330,32 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         ];
         if with_code {
             entry.push((Frame::bulk("library_code"), Frame::Bulk(lib.code.clone())));
+        }
+        out.push(Frame::Map(entry));
+    }
+    // Replicated libraries that could not be loaded in this region: listed
+    // with no functions and why.
+    for (name, error) in &functions.failed {
+        if let Some(p) = &pattern {
+            if !super::util::glob_match(p, name.as_bytes(), false) {
+                continue;
+            }
+        }
+        let mut entry = vec![
+            (Frame::bulk("library_name"), Frame::bulk(name.clone())),
+            (Frame::bulk("engine"), Frame::bulk("LUA")),
+            (Frame::bulk("functions"), Frame::Array(Vec::new())),
+            (Frame::bulk("load_error"), Frame::bulk(error.clone())),
+        ];
+        if with_code {
+            let code = ctx
+                .store
+                .db()
+                .libraries()
+                .get(name.as_bytes())
+                .map(|v| Bytes::copy_from_slice(&v.code))
+                .unwrap_or_default();
+            entry.push((Frame::bulk("library_code"), Frame::Bulk(code)));
         }
         out.push(Frame::Map(entry));
     }
@@ -311,11 +413,12 @@ pub fn stats(shared: &Shared, running: Option<&Running>) -> Frame {
 /// The payload's first bytes: what it is and its format version.
 const DUMP_MAGIC: &[u8] = b"MFUNC1";
 
-/// FUNCTION DUMP: every library's code, length-prefixed, then a CRC-64 of
-/// all of it (the checksum Redis's payloads carry).
-fn dump(functions: &Functions) -> Bytes {
+/// FUNCTION DUMP: every library's code (as the region holds them, loaded
+/// here or not), length-prefixed, then a CRC-64 of all of it (the checksum
+/// Redis's payloads carry).
+fn dump(db: &meridian_store::Db) -> Bytes {
     let mut out = DUMP_MAGIC.to_vec();
-    for lib in functions.libraries.values() {
+    for (_, lib) in db.libraries().iter() {
         out.extend_from_slice(&(lib.code.len() as u64).to_le_bytes());
         out.extend_from_slice(&lib.code);
     }
@@ -341,7 +444,7 @@ fn undump(payload: &[u8]) -> Option<Vec<Bytes>> {
     Some(codes)
 }
 
-fn restore(shared: &Shared, args: &[Bytes]) -> Frame {
+fn restore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if args.len() > 4 {
         return Frame::error(
             "ERR unknown subcommand or wrong number of arguments for 'restore'. Try FUNCTION HELP.",
@@ -366,25 +469,26 @@ fn restore(shared: &Shared, args: &[Bytes]) -> Frame {
     let Some(codes) = undump(&args[2]) else {
         return Frame::error("ERR payload version or checksum are wrong");
     };
-    let mut functions = shared.functions.lock();
-    // Everything is prepared against a copy of the state first, so a
-    // failure leaves the libraries as they were.
-    let mut staged = Vec::new();
+    let mut functions = synced(ctx);
+    // Everything is checked against a copy of the state first, so a
+    // failure leaves the libraries as they were and writes nothing.
+    let mut staged: Vec<(String, &Bytes)> = Vec::new();
     let mut names = std::collections::HashSet::new();
     for code in &codes {
         match functions.prepare(code, policy != Policy::Append) {
-            Ok((name, lib)) => {
-                if !names.insert(name.clone()) {
+            Ok((name, _)) => {
+                let held = ctx.store.db().libraries().get(name.as_bytes()).is_some();
+                if !names.insert(name.clone()) || (policy == Policy::Append && held) {
                     return Frame::error(format!("ERR Library '{name}' already exists"));
                 }
-                staged.push((name, lib));
+                staged.push((name, code));
             }
             Err(e) if policy == Policy::Flush && e.ends_with("already exists") => {
                 // Under FLUSH the existing libraries go first: load it
                 // against an empty state.
                 let empty = Functions::new();
                 match empty.prepare(code, true) {
-                    Ok(pair) => staged.push(pair),
+                    Ok((name, _)) => staged.push((name, code)),
                     Err(e) => return Frame::Error(e),
                 }
             }
@@ -393,19 +497,20 @@ fn restore(shared: &Shared, args: &[Bytes]) -> Frame {
         }
     }
     if policy == Policy::Flush {
-        functions.flush();
-        // Compiled against the old state, the callbacks belong to its Lua
-        // state: load them again into the new one.
+        // Checked together, as one FLUSH then LOADs would leave them.
+        let mut fresh = Functions::new();
         for code in &codes {
-            match functions.prepare(code, true) {
-                Ok((name, lib)) => functions.add(name, lib),
+            match fresh.prepare(code, true) {
+                Ok((name, lib)) => fresh.add(name, lib),
                 Err(e) => return Frame::Error(e),
             }
         }
-        return Frame::ok();
+        flush_libraries(ctx);
     }
-    for (name, lib) in staged {
-        functions.add(name, lib);
+    for (name, code) in staged {
+        ctx.db()
+            .library_set(name.as_bytes(), meridian_crdt::Blob::from(&code[..]));
     }
+    functions.sync(ctx.store.db());
     Frame::ok()
 }

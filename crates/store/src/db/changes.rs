@@ -113,6 +113,8 @@ pub fn event_of(kind: &EffectKind, before: Option<&Entry>) -> Option<Event> {
         EffectKind::LRemove { ranges } => Event::new(b'l', list_remove(list, ranges)),
         EffectKind::LSet { .. } => Event::new(b'l', "lset"),
         EffectKind::DropTtl => return None,
+        // Libraries are not keys: `Db::libraries_generation` says they changed.
+        EffectKind::LibrarySet { .. } | EffectKind::LibraryDel => return None,
     })
 }
 
