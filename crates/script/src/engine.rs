@@ -678,7 +678,6 @@ fn command_arg(v: &Value) -> Result<Bytes, &'static str> {
     }
 }
 
-
 fn lua_number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => Some(*n),

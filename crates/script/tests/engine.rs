@@ -196,7 +196,13 @@ fn acl_check_cmd_answers_for_the_calling_user() {
     let engine = Engine::new(Mode::Eval).unwrap();
     let mut host = MapHost::default();
     assert_eq!(
-        eval(&engine, &mut host, "return redis.acl_check_cmd('set', 'k', 1)", &[], &[]),
+        eval(
+            &engine,
+            &mut host,
+            "return redis.acl_check_cmd('set', 'k', 1)",
+            &[],
+            &[]
+        ),
         Frame::Integer(1)
     );
 }
@@ -207,7 +213,13 @@ fn many_invocations_do_not_pile_up_garbage() {
     let mut host = MapHost::default();
     let start = engine.used_memory();
     for _ in 0..10_000 {
-        eval(&engine, &mut host, "return redis.call('incr', KEYS[1])", &["x"], &[]);
+        eval(
+            &engine,
+            &mut host,
+            "return redis.call('incr', KEYS[1])",
+            &["x"],
+            &[],
+        );
     }
     // Redis's own check ("EVAL does not leak in the Lua stack") allows
     // 100 kB for the whole state.

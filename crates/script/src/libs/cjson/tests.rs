@@ -39,9 +39,8 @@ fn numbers_print_as_percent_14g() {
 
 #[test]
 fn redis_json_numeric_decoding() {
-    let text: String = eval(
-        "return table.concat(cjson.decode(\"[0.0, -5e3, -1, 0.3e-3, 1023.2, 0e10]\"), \" \")",
-    );
+    let text: String =
+        eval("return table.concat(cjson.decode(\"[0.0, -5e3, -1, 0.3e-3, 1023.2, 0e10]\"), \" \")");
     assert_eq!(text, "0 -5000 -1 0.0003 1023.2 0");
 }
 
@@ -199,8 +198,7 @@ fn sparse_arrays_follow_the_settings() {
         "[Boolean(false), Integer(2), Integer(10)]"
     );
     assert_eq!(converted, "{\"20\":2}");
-    let allowed: String =
-        eval("cjson.encode_sparse_array(false, 0) return cjson.encode({[3]=3})");
+    let allowed: String = eval("cjson.encode_sparse_array(false, 0) return cjson.encode({[3]=3})");
     assert_eq!(allowed, "[null,null,3]");
 }
 
