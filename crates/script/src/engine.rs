@@ -41,7 +41,6 @@ pub trait Host: Send {
 /// How long a script may run before other clients are told BUSY, and the
 /// means to stop it: shared between the running script and the rest of
 /// the server.
-#[derive(Debug)]
 pub struct Watch {
     started: Instant,
     busy_after: Duration,
@@ -49,12 +48,43 @@ pub struct Watch {
     kill: AtomicBool,
     /// Milliseconds the script had run when it was last checked.
     ran_ms: AtomicU64,
+    /// Called once the script has run [`LONG_AFTER`], then every
+    /// [`LONG_AGAIN`]: the host moves a long script off whatever else its
+    /// thread serves.
+    on_long: Option<Box<dyn Fn() + Send + Sync>>,
+    /// When `on_long` is due next, in milliseconds of the script's run.
+    long_due_ms: AtomicU64,
+}
+
+/// A script that runs longer than this is long (see [`Watch::on_long`]).
+pub const LONG_AFTER: Duration = Duration::from_millis(1);
+const LONG_AGAIN: Duration = Duration::from_millis(100);
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("busy_after", &self.busy_after)
+            .field("busy", &self.is_busy())
+            .field("killed", &self.killed())
+            .finish()
+    }
 }
 
 impl Watch {
+    /// A watch for a script that runs long: `on_long` is called once it has
+    /// run 1 ms, then every 100 ms.
+    pub fn with_long_hook(busy_after: Duration, on_long: Box<dyn Fn() + Send + Sync>) -> Watch {
+        Watch {
+            on_long: Some(on_long),
+            ..Watch::new(busy_after)
+        }
+    }
+
     /// A watch for a script starting now; `busy_after` zero never turns busy.
     pub fn new(busy_after: Duration) -> Watch {
         Watch {
+            on_long: None,
+            long_due_ms: AtomicU64::new(LONG_AFTER.as_millis() as u64),
             started: Instant::now(),
             busy_after,
             busy: AtomicBool::new(false),
@@ -84,7 +114,15 @@ impl Watch {
     /// Called from the interpreter's hook: false once the script must stop.
     fn check(&self) -> bool {
         let ran = self.started.elapsed();
-        self.ran_ms.store(ran.as_millis() as u64, Ordering::Relaxed);
+        let ran_ms = ran.as_millis() as u64;
+        self.ran_ms.store(ran_ms, Ordering::Relaxed);
+        if let Some(on_long) = &self.on_long {
+            if ran_ms >= self.long_due_ms.load(Ordering::Relaxed) {
+                self.long_due_ms
+                    .store(ran_ms + LONG_AGAIN.as_millis() as u64, Ordering::Relaxed);
+                on_long();
+            }
+        }
         if !self.busy_after.is_zero() && ran >= self.busy_after {
             self.busy.store(true, Ordering::Release);
         }

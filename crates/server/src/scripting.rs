@@ -370,7 +370,10 @@ pub fn run(
     command: &[Bytes],
 ) -> Frame {
     let shared = ctx.shared;
-    let watch = Arc::new(Watch::new(busy_threshold(shared)));
+    let watch = Arc::new(Watch::with_long_hook(
+        busy_threshold(shared),
+        Box::new(leave_the_runtime),
+    ));
     let running = Arc::new(Running {
         watch: watch.clone(),
         name: name.to_string(),
@@ -391,7 +394,7 @@ pub fn run(
             caller_proto: saved_proto,
             read_called: false,
         };
-        let reply = off_the_runtime(|| engine.invoke(func, keys, args, name, &mut host, &watch));
+        let reply = engine.invoke(func, keys, args, name, &mut host, &watch);
         (reply, host.read_called)
     };
     if read_called {
@@ -404,17 +407,18 @@ pub fn run(
     reply
 }
 
-/// Runs a script on a thread the runtime does without: a script may run
-/// for seconds, and the runtime's workers must meanwhile answer other
-/// clients with BUSY and take SCRIPT KILL. Outside a multi-threaded
-/// runtime (some tests) the script runs in place.
-fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+/// Called from a script that has run past 1 ms (and every 100 ms after):
+/// its thread hands the runtime worker it holds to another thread, so the
+/// runtime keeps serving clients (BUSY, SCRIPT KILL) however long the
+/// script runs. The short sleep lets the new thread take the worker
+/// before this one would take it back; a script that still holds it tries
+/// again 100 ms later. Most scripts end well within 1 ms and never pay
+/// for the hand-off.
+fn leave_the_runtime() {
     let multi = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
+        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1)));
     }
 }
 
