@@ -44,6 +44,15 @@ local function clean(e)
     return e
 end
 
+-- Every argument of a call into Rust takes one of mlua's reference slots,
+-- at most 8000 for the whole state, and mlua panics when they run out; so a
+-- call with more arguments than this is refused first. (Redis takes up to
+-- Lua's own limit of just under 8000.)
+local ARGS_MAX = 7000
+local function too_many(...)
+    return select('#', ...) > ARGS_MAX
+end
+
 local function finish(ok, ...)
     if ok then
         if (...) == RAISE then
@@ -57,6 +66,7 @@ end
 -- Wraps a Rust function so that its errors read like Redis's.
 local function wrap(f)
     return function(...)
+        if too_many(...) then error('too many arguments', 0) end
         return finish(raw_pcall(f, ...))
     end
 end
@@ -94,6 +104,21 @@ end
 
 local function sandboxed_pcall(f, ...)
     return pcall_result(raw_pcall(f, ...))
+end
+
+-- xpcall as pcall, then the handler: scripts have no debug library, so a
+-- handler learns nothing more at the error's point than after it. Lua
+-- 5.1's own xpcall, nested in its handler until the C stack overflows,
+-- writes past the stack (an assertion in a debug build).
+local function xpcall_result(handler, ok, ...)
+    if ok then return ok, ... end
+    local hok, e = raw_pcall(handler, clean((...)))
+    if not hok then return false, 'error in error handling' end
+    return false, e
+end
+
+local function sandboxed_xpcall(f, handler)
+    return xpcall_result(handler, raw_pcall(f))
 end
 
 local function sandboxed_setmetatable(t, mt)
@@ -185,6 +210,11 @@ local function bound(name, what)
         if f == nil then
             error({ err = 'ERR ' .. what .. ' can only be called inside a script invocation' }, 0)
         end
+        if too_many(...) then
+            local e = { err = 'ERR too many arguments to ' .. what }
+            if name == 'pcall' then return e end
+            error(e, 0)
+        end
         return raise_if(f(...))
     end
 end
@@ -255,10 +285,12 @@ local library_api = {
         if f == nil then
             error({ err = 'ERR redis.register_function can only be called on FUNCTION LOAD command' }, 0)
         end
+        if too_many(...) then error({ err = 'ERR too many arguments to redis.register_function' }, 0) end
         return raise_if(f(...))
     end,
     log = function(...)
         local f = impl.load_log
+        if too_many(...) then error({ err = 'ERR too many arguments to redis.log' }, 0) end
         if f ~= nil then return raise_if(f(...)) end
     end,
     LOG_DEBUG = 0,
@@ -278,10 +310,13 @@ local function set_source(loading)
     if loading then source = load_globals else source = real end
 end
 
-for _, name in ipairs({ 'os', 'io', 'package', 'require', 'module', 'loadfile', 'dofile', 'print', 'debug' }) do
+-- `newproxy` is gone too: its userdata take a `__gc` written in Lua, which
+-- Lua 5.1 runs with hooks off, so a loop there could never be killed.
+for _, name in ipairs({ 'os', 'io', 'package', 'require', 'module', 'loadfile', 'dofile', 'print', 'debug', 'newproxy' }) do
     rawset(real, name, nil)
 end
 rawset(real, 'pcall', sandboxed_pcall)
+rawset(real, 'xpcall', sandboxed_xpcall)
 rawset(real, 'setmetatable', sandboxed_setmetatable)
 rawset(real, 'rawset', sandboxed_rawset)
 rawset(real, 'loadstring', sandboxed_loadstring)
@@ -301,4 +336,5 @@ return {
     run = run,
     readonly = readonly,
     wrap = wrap,
+    too_many = too_many,
 }
