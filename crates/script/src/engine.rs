@@ -152,6 +152,7 @@ pub struct Engine {
     parts: Parts,
     mode: Mode,
     rng: Arc<Mutex<Lrand48>>,
+    memory_limit: usize,
 }
 
 /// The error a script reports when SCRIPT KILL stopped it.
@@ -241,7 +242,16 @@ impl Engine {
             parts,
             mode,
             rng,
+            memory_limit: MEMORY_LIMIT,
         })
+    }
+
+    /// Changes the state's memory limit ([`MEMORY_LIMIT`] by default); the
+    /// fuzz target runs with a small one.
+    pub fn set_memory_limit(&mut self, bytes: usize) -> mlua::Result<()> {
+        self.lua.set_memory_limit(bytes)?;
+        self.memory_limit = bytes;
+        Ok(())
     }
 
     pub fn lua(&self) -> &Lua {
@@ -285,7 +295,7 @@ impl Engine {
         // Lua 5.1 collects no garbage when an allocation fails, so a script
         // that ran into the memory limit would leave every later allocation
         // failing, compiling the next script included.
-        if self.lua.used_memory() > MEMORY_LIMIT / 2 {
+        if self.lua.used_memory() > self.memory_limit / 2 {
             let _ = self.lua.gc_collect();
         }
         match outcome {
