@@ -23,6 +23,14 @@ const RAISE_KEY: &str = "meridian.raise";
 /// How often (in Lua instructions) a running script checks its watch.
 const HOOK_EVERY_INSTRUCTIONS: u32 = 1000;
 
+/// The most memory one scripting state may hold (its scripts' values and
+/// the script cache together). Past it an allocation fails with Lua's
+/// `not enough memory` error, which the script sees like any error;
+/// without it one `string.rep('x', 1e9)` takes a gigabyte of the region's
+/// memory. Redis sets no limit; this one is the largest value a client may
+/// send (a 512 MiB bulk string), which no script needs to build.
+pub const MEMORY_LIMIT: usize = 512 << 20;
+
 /// What a script does to the region it runs in. The server implements it
 /// over its command table; every check a client's command passes applies.
 pub trait Host: Send {
@@ -184,6 +192,7 @@ pub struct Engine {
     rng: Arc<Mutex<Lrand48>>,
     /// Invocations since the collector last took a step.
     since_gc: std::sync::atomic::AtomicU32,
+    memory_limit: usize,
 }
 
 /// The collector takes a step every this many invocations, as Redis does,
@@ -201,6 +210,7 @@ impl Engine {
         // SAFETY: `debug` is removed from the globals by the prelude before
         // any script runs; only the prelude's error handler keeps it.
         let lua = unsafe { Lua::unsafe_new_with(libs, LuaOptions::new()) };
+        lua.set_memory_limit(MEMORY_LIMIT)?;
         crate::libs::install(&lua)?;
         let rng = Arc::new(Mutex::new(Lrand48::new(seed_from_clock())));
         install_math(&lua, &rng)?;
@@ -246,10 +256,11 @@ impl Engine {
             })?,
         )?;
         // sha1hex speaks the raise protocol too.
+        let too_many: Function = prelude.get("too_many")?;
         let wrap_raise: Function = lua
-            .load("local raise = ... return function(f) return function(...) local a, b = f(...) if a == raise then error(b, 0) end return a end end")
+            .load("local raise, too_many = ... return function(f) return function(...) if too_many(...) then error('too many arguments', 0) end local a, b = f(...) if a == raise then error(b, 0) end return a end end")
             .set_name("=prelude")
-            .call(parts.raise.clone())?;
+            .call((parts.raise.clone(), too_many))?;
         let sha: Function = redis.get("sha1hex")?;
         redis.set("sha1hex", wrap_raise.call::<Function>(sha)?)?;
         let readonly: Function = prelude.get("readonly")?;
@@ -277,7 +288,16 @@ impl Engine {
             mode,
             rng,
             since_gc: Default::default(),
+            memory_limit: MEMORY_LIMIT,
         })
+    }
+
+    /// Changes the state's memory limit ([`MEMORY_LIMIT`] by default); the
+    /// fuzz target runs with a small one.
+    pub fn set_memory_limit(&mut self, bytes: usize) -> mlua::Result<()> {
+        self.lua.set_memory_limit(bytes)?;
+        self.memory_limit = bytes;
+        Ok(())
     }
 
     pub fn lua(&self) -> &Lua {
@@ -321,11 +341,17 @@ impl Engine {
             self.since_gc.store(0, Ordering::Relaxed);
             let _ = self.lua.gc_step_kbytes(GC_EVERY_CALLS as _);
         }
-        match self.invoke_inner(f, keys, args, name, host, watch) {
-            Ok(frame) if watch.killed() => {
-                drop(frame);
-                Frame::error(KILLED)
-            }
+        let outcome = self.invoke_inner(f, keys, args, name, host, watch);
+        // Lua 5.1 collects no garbage when an allocation fails, so a script
+        // that ran into the memory limit would leave every later allocation
+        // failing, compiling the next script included.
+        if self.lua.used_memory() > self.memory_limit / 2 {
+            let _ = self.lua.gc_collect();
+        }
+        match outcome {
+            // Once killed, even the error handler is stopped: whatever
+            // came back, the reply says the script was killed.
+            _ if watch.killed() => Frame::error(KILLED),
             Ok(frame) => frame,
             Err(e) => Frame::error(format!("ERR Error running script {name}, {e}")),
         }
@@ -346,16 +372,28 @@ impl Engine {
         let host = Mutex::new(host);
         let resp3 = AtomicBool::new(false);
         let hook_watch = watch.clone();
-        lua.set_hook(
+        // A global hook, so that coroutines the script creates are watched
+        // too: mlua's per-thread hook switches itself off in any other
+        // thread, and a loop inside a coroutine could never be killed.
+        lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY_INSTRUCTIONS),
-            move |_, _| {
+            move |lua, _| {
                 if hook_watch.check() {
-                    Ok(VmState::Continue)
-                } else {
+                    return Ok(VmState::Continue);
+                }
+                // From now on every instruction raises, so a script that
+                // catches the error (pcall, xpcall, coroutine.resume) in a
+                // loop is stopped again at the catcher's next instruction,
+                // until nothing is left to catch it.
+                let every = HookTriggers::new().every_nth_instruction(1);
+                let _ = lua.set_global_hook(every, |_, _| {
                     Err(mlua::Error::RuntimeError(
                         KILLED["ERR ".len()..].to_string(),
                     ))
-                }
+                });
+                Err(mlua::Error::RuntimeError(
+                    KILLED["ERR ".len()..].to_string(),
+                ))
             },
         )?;
         let result = lua.scope(|scope| {
@@ -478,6 +516,7 @@ impl Engine {
                 Ok(convert::script_error(&value, name))
             }
         });
+        lua.remove_global_hook();
         lua.remove_hook();
         for key in [
             "call",
@@ -501,7 +540,7 @@ impl Engine {
         let lua = &self.lua;
         let registered = Mutex::new(Vec::<Registered>::new());
         let started = Instant::now();
-        lua.set_hook(
+        lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY_INSTRUCTIONS),
             move |_, _| {
                 if started.elapsed() > LOAD_TIMEOUT {
@@ -557,6 +596,7 @@ impl Engine {
             let value = values.next().unwrap_or(Value::Nil);
             Ok((ok, value))
         });
+        lua.remove_global_hook();
         lua.remove_hook();
         let _ = self.parts.set_source.call::<()>(false);
         for key in ["register_function", "load_log"] {

@@ -44,6 +44,15 @@ local function clean(e)
     return e
 end
 
+-- Every argument of a call into Rust takes one of mlua's reference slots,
+-- at most 8000 for the whole state, and mlua panics when they run out; so a
+-- call with more arguments than this is refused first. (Redis takes up to
+-- Lua's own limit of just under 8000.)
+local ARGS_MAX = 7000
+local function too_many(...)
+    return select('#', ...) > ARGS_MAX
+end
+
 local function finish(ok, ...)
     if ok then
         if (...) == RAISE then
@@ -57,6 +66,7 @@ end
 -- Wraps a Rust function so that its errors read like Redis's.
 local function wrap(f)
     return function(...)
+        if too_many(...) then error('too many arguments', 0) end
         return finish(raw_pcall(f, ...))
     end
 end
@@ -97,20 +107,59 @@ local function pcall_result(ok, ...)
     return false, e
 end
 
+-- Protected calls nest in C, which Lua 5.1 limits to 200 levels; a
+-- script's nested pcalls stop before that with an error of their own.
+local protected_depth = 0
+local PROTECTED_DEPTH_MAX = 150
+
+local function leave_protected(...)
+    protected_depth = protected_depth - 1
+    return ...
+end
+
+-- Lua 5.1's pcall pushes its status after however many values the call
+-- returned, past the room its C frame has once they are about twenty
+-- (memory corruption; an assertion in a debug build). The call's results
+-- travel in one table instead, unpacked by `unpack`, which checks the room.
+local function packed(...)
+    return { n = select('#', ...), ... }
+end
+
+local function call_packed(f, ...)
+    return packed(f(...))
+end
+
+local function unpacked(ok, r)
+    if ok then return true, unpack(r, 1, r.n) end
+    return false, r
+end
+
+local function protected_call(f, ...)
+    if protected_depth >= PROTECTED_DEPTH_MAX then
+        return false, 'stack overflow (too many nested pcall)'
+    end
+    protected_depth = protected_depth + 1
+    return leave_protected(unpacked(raw_pcall(call_packed, f, ...)))
+end
+
 local function sandboxed_pcall(f, ...)
-    return pcall_result(raw_pcall(f, ...))
+    return pcall_result(protected_call(f, ...))
 end
 
-local function xpcall_result(ok, ...)
-    if not ok and clean((...)) == KILLED then error(KILLED, 0) end
-    return ok, ...
+-- xpcall as pcall, then the handler: scripts have no debug library, so a
+-- handler learns nothing more at the error's point than after it. Lua
+-- 5.1's own xpcall, nested in its handler until the C stack overflows,
+-- writes past the stack (an assertion in a debug build).
+local function xpcall_result(handler, ok, ...)
+    if ok then return ok, ... end
+    if clean((...)) == KILLED then error(KILLED, 0) end
+    local hok, e = protected_call(handler, clean((...)))
+    if not hok then return false, 'error in error handling' end
+    return false, e
 end
 
-local function sandboxed_xpcall(f, h)
-    return xpcall_result(xpcall(f, function(e)
-        if clean(e) == KILLED then return KILLED end
-        return h(e)
-    end))
+local function sandboxed_xpcall(f, handler)
+    return xpcall_result(handler, protected_call(f))
 end
 
 local function sandboxed_setmetatable(t, mt)
@@ -177,12 +226,15 @@ local function handler(err)
 end
 
 local function run(f, keys, args, eval_mode)
+    protected_depth = 0
+    -- A reply is the script's first result: only that one crosses the
+    -- xpcall (see `packed` for what many would do).
     if eval_mode then
         rawset(real, 'KEYS', keys)
         rawset(real, 'ARGV', args)
-        return xpcall(f, handler)
+        return xpcall(function() return (f()) end, handler)
     end
-    return xpcall(function() return f(keys, args) end, handler)
+    return xpcall(function() return (f(keys, args)) end, handler)
 end
 
 -- Raises what a Rust function asked to raise (see RAISE).
@@ -201,6 +253,11 @@ local function bound(name, what)
         local f = impl[name]
         if f == nil then
             error({ err = 'ERR ' .. what .. ' can only be called inside a script invocation' }, 0)
+        end
+        if too_many(...) then
+            local e = { err = 'ERR too many arguments to ' .. what }
+            if name == 'pcall' then return e end
+            error(e, 0)
         end
         return raise_if(f(...))
     end
@@ -285,10 +342,12 @@ local library_api = {
         if f == nil then
             error({ err = 'ERR redis.register_function can only be called on FUNCTION LOAD command' }, 0)
         end
+        if too_many(...) then error({ err = 'ERR too many arguments to redis.register_function' }, 0) end
         return raise_if(f(...))
     end,
     log = function(...)
         local f = impl.load_log
+        if too_many(...) then error({ err = 'ERR too many arguments to redis.log' }, 0) end
         if f ~= nil then return raise_if(f(...)) end
     end,
     LOG_DEBUG = 0,
@@ -308,7 +367,9 @@ local function set_source(loading)
     if loading then source = load_globals else source = real end
 end
 
-for _, name in ipairs({ 'os', 'io', 'package', 'require', 'module', 'loadfile', 'dofile', 'print', 'debug' }) do
+-- `newproxy` is gone too: its userdata take a `__gc` written in Lua, which
+-- Lua 5.1 runs with hooks off, so a loop there could never be killed.
+for _, name in ipairs({ 'os', 'io', 'package', 'require', 'module', 'loadfile', 'dofile', 'print', 'debug', 'newproxy' }) do
     rawset(real, name, nil)
 end
 rawset(real, 'pcall', sandboxed_pcall)
@@ -332,4 +393,5 @@ return {
     run = run,
     readonly = readonly,
     wrap = wrap,
+    too_many = too_many,
 }

@@ -229,3 +229,15 @@ fn many_invocations_do_not_pile_up_garbage() {
         engine.used_memory()
     );
 }
+
+#[test]
+fn pcall_hands_back_many_results() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    // Lua 5.1's own pcall overruns its frame past about twenty results.
+    let body = "local t = {} for i = 1, 40 do t[i] = i end \
+                return select('#', pcall(function() return unpack(t) end))";
+    assert_eq!(eval(&engine, &mut host, body, &[], &[]), Frame::Integer(41));
+    let body = "local t = {} for i = 1, 40 do t[i] = i end return unpack(t)";
+    assert_eq!(eval(&engine, &mut host, body, &[], &[]), Frame::Integer(1));
+}

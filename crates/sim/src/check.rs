@@ -59,6 +59,8 @@ pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
         check_deleted_counters(db, history).map_err(|a| tag_region(a, id))?;
         check_sets(db, history).map_err(|a| tag_region(a, id))?;
         check_registers(db, history).map_err(|a| tag_region(a, id))?;
+        check_scripts_whole(db).map_err(|a| tag_region(a, id))?;
+        check_transfers(db, history).map_err(|a| tag_region(a, id))?;
     }
     check_lists_converged(regions, history)?;
     if let Some(r) = regions.first_mut() {
@@ -72,7 +74,7 @@ pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
     check_recovery_replays_same_state(regions)
 }
 
-fn tag_region(mut a: Anomaly, id: meridian_crdt::RegionId) -> Anomaly {
+pub(crate) fn tag_region(mut a: Anomaly, id: meridian_crdt::RegionId) -> Anomaly {
     a.detail = format!("region {id}: {}", a.detail);
     a
 }
@@ -264,6 +266,80 @@ pub fn check_counters(db: &Db, history: &History) -> Check {
             return fail(
                 "counters",
                 format!("{family} {key}: expected the sum of acknowledged increments {sum}, found {got:?}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A script's writes are seen all or none: the transfer counters sum to
+/// zero (every transfer takes from one what it gives another), and both
+/// keys of each pair hold one value (a pair's writes share their op's tag,
+/// so last writer wins picks the same script on both). Run at every check
+/// point, not only at the end: a region applying half a script's op, or
+/// its two halves in different batches, shows here.
+pub fn check_scripts_whole(db: &Db) -> Check {
+    let mut sum = 0i64;
+    let mut seen = Vec::new();
+    for n in 0..crate::driver::TRANSFER_KEYS {
+        let key = format!("x:{n}");
+        let value = str_value(db, &key).map(|v| as_int(&v));
+        match value {
+            None => {}
+            Some(Some(v)) => {
+                sum += v;
+                seen.push(format!("{key}={v}"));
+            }
+            Some(None) => return fail("scripts", format!("{key} holds no integer")),
+        }
+    }
+    if sum != 0 {
+        return fail(
+            "scripts",
+            format!(
+                "transfers do not sum to zero ({sum}: {}): half of a script's op is visible",
+                seen.join(" ")
+            ),
+        );
+    }
+    for n in 0..crate::driver::PAIRS {
+        let (a, b) = (format!("y:{n}:a"), format!("y:{n}:b"));
+        let (va, vb) = (str_value(db, &a), str_value(db, &b));
+        if va != vb {
+            let show = |v: &Option<Vec<u8>>| {
+                v.as_ref()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_else(|| "(none)".into())
+            };
+            return fail(
+                "scripts",
+                format!(
+                    "pair {n}: {a}={} but {b}={}: half of a script's op is visible",
+                    show(&va),
+                    show(&vb)
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// After convergence, each transfer counter holds exactly what the
+/// acknowledged transfers (those that survived) moved in and out of it.
+pub fn check_transfers(db: &Db, history: &History) -> Check {
+    let mut expected: BTreeMap<&str, i64> = BTreeMap::new();
+    for op in history.durable() {
+        if let Write::Transfer { from, to, amount } = &op.write {
+            *expected.entry(from.as_str()).or_default() -= amount;
+            *expected.entry(to.as_str()).or_default() += amount;
+        }
+    }
+    for (key, want) in expected {
+        let got = str_value(db, key).and_then(|v| as_int(&v));
+        if got.unwrap_or(0) != want {
+            return fail(
+                "scripts",
+                format!("{key}: acknowledged transfers leave {want}, found {got:?}"),
             );
         }
     }

@@ -136,6 +136,10 @@ pub enum Breakage {
     /// covers and it lacks), takes it everywhere without anyone having
     /// popped it, which only the list checker sees.
     LoseRelayedPushes,
+    /// A script's writes are committed as two ops, its first write alone
+    /// and then the rest, so a region can apply one without the other: a
+    /// check point then sees half a transfer or half a pair.
+    SplitScripts,
 }
 
 impl Breakage {
@@ -149,8 +153,9 @@ impl Breakage {
             "collect-early" => Ok(Breakage::CollectEarly),
             "ae-skip-key" => Ok(Breakage::AeSkipKey),
             "lose-relayed-pushes" => Ok(Breakage::LoseRelayedPushes),
+            "split-scripts" => Ok(Breakage::SplitScripts),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key, lose-relayed-pushes)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key, lose-relayed-pushes, split-scripts)"
             )),
         }
     }
@@ -171,6 +176,8 @@ pub struct SimConfig {
     pub breakage: Breakage,
     /// List writes in the workload (see `driver::Workload::lists`).
     pub lists: bool,
+    /// Scripted writes in the workload (see `driver::Workload::scripts`).
+    pub scripts: bool,
     /// Events kept for the trace printed with an anomaly.
     pub trace_keep: usize,
 }
@@ -186,6 +193,7 @@ impl SimConfig {
             fault_per_mille: 40,
             breakage: Breakage::None,
             lists: true,
+            scripts: true,
             trace_keep: 40,
         }
     }

@@ -13,11 +13,15 @@
 //!   write records its term for the policy checker);
 //! - `l:*` lists: RPUSH and LPUSH of values unique to the run, LPOP and
 //!   RPOP, and now and then LREM, LTRIM and LINSERT, each recorded with the
-//!   values it added or removed as the writer saw them.
+//!   values it added or removed as the writer saw them;
+//! - scripts, each of whose writes become effects of one op, as the server
+//!   commits a script (`server/src/scripting.rs`): transfers between the
+//!   counters `x:0`..`x:3` (one INCRBY down, one up, so they always sum to
+//!   zero) and pairs `y:*:a`/`y:*:b` set to one value.
 
 use meridian_cluster::{admit, Policies};
 use meridian_crdt::{Blob, Delta, Dot, RegionId, Tag};
-use meridian_store::Db;
+use meridian_store::{Db, Store, StoreError};
 
 use crate::history::{Fate, History, Recorded, Write};
 use crate::region::SimRegion;
@@ -31,9 +35,16 @@ pub fn policies() -> Policies {
     Policies::parse(&["m:*=majority", "p:*=primary:r0"]).expect("valid policy")
 }
 
-/// Writes in the mix without lists; with them, [`LIST_CHOICES`] more.
+/// Writes in the mix without lists; with them, [`LIST_CHOICES`] more, and
+/// with scripts [`SCRIPT_CHOICES`] more after those.
 const CHOICES: u64 = 14;
 const LIST_CHOICES: u64 = 2;
+const SCRIPT_CHOICES: u64 = 2;
+
+/// The counters transfers move amounts between.
+pub const TRANSFER_KEYS: u64 = 4;
+/// The pairs scripts set.
+pub const PAIRS: u64 = 3;
 
 /// What the clients of a run may do.
 pub struct Workload {
@@ -42,13 +53,20 @@ pub struct Workload {
     /// exactly what it drew before lists existed, so seeds found then
     /// replay the same run.
     pub lists: bool,
+    /// Whether scripted writes are in the mix (drawn after every other
+    /// choice, so without them a seed draws what it drew before).
+    pub scripts: bool,
+    /// `--break split-scripts`: a script's first write is committed alone.
+    pub split_scripts: bool,
 }
 
 impl Workload {
-    pub fn new(lists: bool) -> Workload {
+    pub fn new(lists: bool, scripts: bool, split_scripts: bool) -> Workload {
         Workload {
             policies: policies(),
             lists,
+            scripts,
+            split_scripts,
         }
     }
 }
@@ -77,11 +95,9 @@ pub fn driver_write(
 ) -> Outcome {
     let id = region.id;
     let n = rng.below(3);
-    let choice = if workload.lists {
-        rng.below(CHOICES + LIST_CHOICES)
-    } else {
-        rng.below(CHOICES)
-    };
+    let lists = if workload.lists { LIST_CHOICES } else { 0 };
+    let scripts = if workload.scripts { SCRIPT_CHOICES } else { 0 };
+    let choice = rng.below(CHOICES + lists + scripts);
     // Writes to `m:*` and `p:*` pass the policy check the server runs
     // (`meridian_cluster::admit`): decided on the lease and the election,
     // and for a primary write counted in the term it was admitted in. The
@@ -117,7 +133,13 @@ pub fn driver_write(
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
-    let write = if choice >= CHOICES {
+    let write = if choice >= CHOICES + lists {
+        let which = choice - CHOICES - lists;
+        match script_write(rng, store, which, id, tick, workload.split_scripts) {
+            Ok(write) => write,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        }
+    } else if choice >= CHOICES {
         list_write(rng, store.db_mut(), n, id, &mut history.list_values)
     } else {
         random_write(rng, store.db_mut(), choice, n, id, tick)
@@ -371,4 +393,45 @@ fn removed_since(db: &mut Db, key: String, what: &'static str, held: &[String]) 
     let now: std::collections::BTreeSet<String> = list_values(db, &key).into_iter().collect();
     let values = held.iter().filter(|v| !now.contains(*v)).cloned().collect();
     Write::Remove { key, what, values }
+}
+
+/// One script: its writes go into the op being built, committed as one by
+/// the caller, as the server commits a script with its batch. `split`
+/// (`--break split-scripts`) commits the first write alone.
+fn script_write(
+    rng: &mut SimRng,
+    store: &mut Store,
+    which: u64,
+    id: RegionId,
+    tick: u64,
+    split: bool,
+) -> Result<Write, StoreError> {
+    let between = |store: &mut Store| -> Result<(), StoreError> {
+        if split {
+            store.commit()?;
+        }
+        Ok(())
+    };
+    if which == 0 {
+        let a = rng.below(TRANSFER_KEYS);
+        let b = (a + 1 + rng.below(TRANSFER_KEYS - 1)) % TRANSFER_KEYS;
+        let (from, to) = (format!("x:{a}"), format!("x:{b}"));
+        let amount = rng.between(1, 20);
+        store.db_mut().incr(from.as_bytes(), Delta::Int(-amount));
+        between(store)?;
+        store.db_mut().incr(to.as_bytes(), Delta::Int(amount));
+        Ok(Write::Transfer { from, to, amount })
+    } else {
+        let n = rng.below(PAIRS);
+        let keys = [format!("y:{n}:a"), format!("y:{n}:b")];
+        let value = format!("{id}-{tick}-{}", rng.below(1000));
+        store
+            .db_mut()
+            .set_string(keys[0].as_bytes(), Blob::from(value.as_bytes()), false);
+        between(store)?;
+        store
+            .db_mut()
+            .set_string(keys[1].as_bytes(), Blob::from(value.as_bytes()), false);
+        Ok(Write::Pair { keys, value })
+    }
 }

@@ -74,6 +74,19 @@ pub enum Write {
         what: &'static str,
         values: Vec<String>,
     },
+    /// A script moving `amount` from counter `from` to counter `to`
+    /// (`x:*`): two INCRBYs, one op.
+    Transfer {
+        from: String,
+        to: String,
+        amount: i64,
+    },
+    /// A script setting both keys of a pair (`y:*:a`, `y:*:b`) to one
+    /// value: two SETs, one op.
+    Pair {
+        keys: [String; 2],
+        value: String,
+    },
     /// Writes only the convergence checker judges (HSET, ZADD, TTLs,
     /// `majority` and `primary` keys).
     Other {

@@ -54,6 +54,8 @@ pub struct SimReport {
     /// surviving pops, LREMs and LTRIMs: what the list checker accounted for.
     pub list_values_pushed: u64,
     pub list_values_removed: u64,
+    /// Scripted writes (transfers and pairs) that survived.
+    pub script_ops: u64,
     /// Elections won (new primaries of `primary` keyspaces).
     pub elections_won: u64,
     /// `primary` writes accepted, across terms.
@@ -148,7 +150,11 @@ impl Sim {
             }
         }
         let n = cfg.regions;
-        let workload = driver::Workload::new(cfg.lists);
+        let workload = driver::Workload::new(
+            cfg.lists,
+            cfg.scripts,
+            cfg.breakage == Breakage::SplitScripts,
+        );
         Ok(Sim {
             rng: SimRng::new(cfg.seed),
             trace: Trace::new(cfg.trace_keep),
@@ -207,6 +213,7 @@ impl Sim {
                 Write::Remove { values, .. } => {
                     self.report.list_values_removed += values.len() as u64
                 }
+                Write::Transfer { .. } | Write::Pair { .. } => self.report.script_ops += 1,
                 _ => {}
             }
         }
@@ -324,7 +331,26 @@ impl Sim {
         for l in 0..self.links.len() {
             self.send(l)?;
         }
-        self.deliver_due()
+        self.deliver_due()?;
+        self.check_point()
+    }
+
+    /// What every region that is up holds between ticks, as a client would
+    /// read it: each script's writes all or none (transfers sum to zero,
+    /// both keys of a pair alike).
+    fn check_point(&mut self) -> Result<(), Anomaly> {
+        if !self.cfg.scripts {
+            return Ok(());
+        }
+        for r in 0..self.regions.len() {
+            if !self.regions[r].is_up() {
+                continue;
+            }
+            let id = self.regions[r].id;
+            check::check_scripts_whole(self.regions[r].store().db())
+                .map_err(|a| check::tag_region(a, id))?;
+        }
+        Ok(())
     }
 
     /// One step of region `r`'s tombstone collection: the round of

@@ -154,6 +154,7 @@ fn broken_merge_is_caught_and_reported_with_its_seed() {
         // third op to any region, so nothing is broken there.
         let mut cfg = SimConfig {
             lists: false,
+            scripts: false,
             ..SimConfig::new(seed)
         };
         // Without compaction no anti-entropy session runs: a session's
@@ -294,6 +295,7 @@ fn seeds_that_caught_anti_entropy_hiding_removals_now_pass() {
     for seed in [63, 281, 517, 549, 752, 1059, 1481] {
         let r = run_seed(SimConfig {
             lists: false,
+            scripts: false,
             ..SimConfig::new(seed)
         });
         assert!(r.anomaly.is_none(), "{}", describe(&r));
@@ -336,5 +338,37 @@ fn losing_relayed_list_pushes_is_caught_by_the_list_checker_and_reported_with_it
     assert!(
         by_lists.len() >= 3,
         "the list checker caught lost pushes only at seeds {by_lists:?} of 20"
+    );
+}
+
+/// Scripts' writes are one op each (`driver::script_write`): at every check
+/// point of a run under every fault, no region shows half of one, and the
+/// transfers acknowledged are what the counters hold at the end.
+#[test]
+fn scripted_writes_are_seen_whole_everywhere() {
+    let mut scripts = 0;
+    for seed in 0..20 {
+        let r = run_seed(SimConfig::new(seed));
+        assert!(r.anomaly.is_none(), "{}", describe(&r));
+        scripts += r.script_ops;
+    }
+    eprintln!("20 seeds: {scripts} script ops acknowledged");
+    assert!(scripts > 500, "only {scripts} script ops in 20 seeds");
+}
+
+/// A script committed as two ops (its first write alone): a region that
+/// applies one without the other between two ticks is caught by the check
+/// points, with the seed to replay.
+#[test]
+fn scripts_split_into_two_ops_are_caught_and_reported_with_their_seed() {
+    let caught = caught_seeds(0..10, Some("scripts"), |seed| {
+        let mut cfg = SimConfig::new(seed);
+        cfg.breakage = Breakage::SplitScripts;
+        cfg
+    });
+    eprintln!("split scripts caught at seeds {caught:?}");
+    assert!(
+        caught.len() >= 5,
+        "split scripts went unnoticed in all but {caught:?} of 10: replay with meridian sim --seed N --break split-scripts"
     );
 }

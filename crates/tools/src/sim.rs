@@ -35,13 +35,18 @@ pub struct SimArgs {
     /// checker fail (`lose-relayed-effects`, `skip-primary-leases`,
     /// `wall-clock-lease`), tombstone collection (`collect-early`),
     /// anti-entropy (`ae-skip-key`), or list inserts
-    /// (`lose-relayed-pushes`).
+    /// (`lose-relayed-pushes`), or scripts committed in two ops
+    /// (`split-scripts`).
     #[arg(long, default_value = "none")]
     pub r#break: String,
     /// Leave list writes out of the workload: a seed then replays the run
     /// it made before lists joined the mix.
     #[arg(long)]
     pub no_lists: bool,
+    /// Leave scripted writes out of the workload: a seed then replays the
+    /// run it made before scripts joined the mix.
+    #[arg(long)]
+    pub no_scripts: bool,
     /// Print one line per seed.
     #[arg(long)]
     pub verbose: bool,
@@ -72,6 +77,7 @@ pub fn run(args: SimArgs) -> Result<()> {
             faults: faults.clone(),
             breakage,
             lists: !args.no_lists,
+            scripts: !args.no_scripts,
             trace_keep: args.trace,
             ..SimConfig::new(seed)
         };
@@ -96,10 +102,11 @@ pub fn run(args: SimArgs) -> Result<()> {
                 eprintln!("  {e}");
             }
             eprintln!(
-                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}{}",
+                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}{}{}",
                 args.regions,
                 args.ticks,
                 if args.no_lists { " --no-lists" } else { "" },
+                if args.no_scripts { " --no-scripts" } else { "" },
                 if breakage == Breakage::None {
                     String::new()
                 } else {

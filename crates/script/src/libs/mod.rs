@@ -261,6 +261,9 @@ const TAG_ERROR: i64 = 2;
 const TAG_BARE: i64 = 3;
 const TAG_ARG: i64 = 4;
 
+/// The most arguments a library function takes (the prelude's `ARGS_MAX`).
+const ARGS_MAX: c_int = 7000;
+
 /// Adds the library function `f` to `table` under `name`.
 ///
 /// The function Lua sees is a C closure (`c_shim`) around the Rust function,
@@ -333,6 +336,14 @@ unsafe extern "C-unwind" fn c_shim(state: *mut ffi::lua_State) -> c_int {
     // indexes inside the stack that the call below leaves.
     unsafe {
         let nargs = ffi::lua_gettop(state);
+        // Each argument takes one of mlua's reference slots (see
+        // `Parking`); with too many, mlua would panic converting them.
+        if nargs > ARGS_MAX {
+            ffi::luaL_where(state, 1);
+            ffi::lua_pushstring(state, c"too many arguments".as_ptr());
+            ffi::lua_concat(state, 2);
+            ffi::lua_error(state);
+        }
         ffi::lua_pushvalue(state, ffi::lua_upvalueindex(1));
         ffi::lua_insert(state, 1);
         ffi::lua_call(state, nargs, ffi::LUA_MULTRET);
