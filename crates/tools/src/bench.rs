@@ -75,6 +75,10 @@ pub enum BenchCommand {
     /// while the logs are compacted, then heal time and bytes moved against
     /// the diverged payload.
     Antientropy(crate::bench_ae::AntientropyArgs),
+    /// A GET/SET load of many connections on one running server (Meridian
+    /// or redis-server), optionally with RESP3 and client tracking on; prints
+    /// throughput, p50/p99 latency and invalidations received as one CSV line.
+    Clients(crate::bench_clients::ClientsArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -103,6 +107,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Replication(args) => replication(args).await,
         BenchCommand::Antientropy(args) => crate::bench_ae::run(args).await,
+        BenchCommand::Clients(args) => crate::bench_clients::run(args).await,
     }
 }
 

@@ -9,13 +9,16 @@
 //! - [`rclient`]: a small async RESP client for the tools' workloads.
 //! - [`demo`]: `meridian demo`, three regions, a partition and its heal.
 //! - [`bench`], [`bench_ae`]: `meridian bench`, latency, lag and
-//!   anti-entropy benchmarks on such a cluster.
+//!   anti-entropy benchmarks on such a cluster; [`bench_clients`]: a GET/SET
+//!   load of many connections, with client tracking on or off, on any one
+//!   running server.
 //! - [`chaos`]: `meridian chaos`, the cluster under random faults with a
 //!   recorded history and an offline checker.
 //! - [`sim`]: `meridian sim`, the deterministic simulator over many seeds.
 
 pub mod bench;
 pub mod bench_ae;
+pub mod bench_clients;
 pub mod chaos;
 pub mod cluster;
 pub mod demo;
