@@ -199,6 +199,33 @@ fn expired_keys_are_announced_by_lazy_and_active_expiry() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// Class `m`: a read of a key that is not there announces `keymiss` for
+/// each missing key (GET, MGET, EXISTS, inside MULTI too); a read of a
+/// present key and a write announce none.
+#[test]
+fn reads_of_missing_keys_are_announced_as_key_misses() {
+    let m = Meridian::start(&["--notify-keyspace-events", "KEm"]);
+    let mut c = m.conn();
+    let mut sub = Subscriber::start(&m, &["__keyevent@0__:*"], &[]);
+    c.cmd(&["SET", "here", "v"]);
+    c.cmd(&["GET", "here"]);
+    c.cmd(&["GET", "gone"]);
+    c.cmd(&["MGET", "here", "a", "b"]);
+    c.cmd(&["EXISTS", "c"]);
+    c.cmd(&["MULTI"]);
+    c.cmd(&["GET", "d"]);
+    c.cmd(&["EXEC"]);
+    let miss = |k: &str| format!("__keyevent@0__:keymiss {k}");
+    assert_eq!(
+        sub.until_marker(&mut c),
+        vec![miss("gone"), miss("a"), miss("b"), miss("c"), miss("d")]
+    );
+    // Off again: nothing.
+    c.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KE"]);
+    c.cmd(&["GET", "gone"]);
+    assert_eq!(sub.until_marker(&mut c), Vec::<String>::new());
+}
+
 /// The flags as Redis 7.0 takes and shows them, through CONFIG SET, the
 /// `--notify-keyspace-events` flag and a reloaded config file.
 #[test]

@@ -168,6 +168,7 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
     // Client tracking remembers what a tracking client read (one branch
     // for any other client).
     crate::tracking::track_reads(ctx, spec, &args, &reply);
+    crate::notify::key_misses(ctx, spec, &args);
     push_reply(ctx, reply, spec.flags.multi_reply, out);
 }
 

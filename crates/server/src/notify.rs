@@ -161,6 +161,31 @@ pub fn emit(ctx: &mut Ctx<'_>, class: u32, event: &'static str, key: &[u8]) {
     }
 }
 
+/// Announces `keymiss` (class `m`) for each key a read-only command looked
+/// for and did not find, as Redis's lookups do; one atomic load when the
+/// class is off. Run after the command: a read changes nothing, and a key
+/// its lookup expired is a miss, as in Redis.
+pub fn key_misses(ctx: &mut Ctx<'_>, spec: &crate::cmd::Spec, args: &[bytes::Bytes]) {
+    let flags = flags(ctx.shared);
+    if flags & KEY_MISS == 0 || !on(flags) {
+        return;
+    }
+    let reads =
+        crate::cmd::redis_meta::get(spec.name).is_some_and(|m| m.flags().any(|f| f == "readonly"));
+    if !reads {
+        return;
+    }
+    let keys: Vec<Vec<u8>> = crate::guard::command_keys(spec, args)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    for key in keys {
+        if ctx.store.db().peek(&key).is_none() {
+            publish(ctx.shared, flags, "keymiss", &key);
+        }
+    }
+}
+
 /// [`emit`] for a command that replaced the value of `key`, which existed
 /// before it: Redis overwrites such a key in place and announces no `new`
 /// for it, though Meridian deletes it and writes it afresh (SINTERSTORE

@@ -104,6 +104,7 @@ fn exec(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
         let reply = (spec.handler)(ctx, &args);
         crate::monitor::feed(ctx.shared, ctx.client, spec, &args);
         crate::tracking::track_reads(ctx, spec, &args, &reply);
+        crate::notify::key_misses(ctx, spec, &args);
         replies.push(reply);
     }
     ctx.client.in_exec = false;
