@@ -369,6 +369,14 @@ end
 
 -- `newproxy` is gone too: its userdata take a `__gc` written in Lua, which
 -- Lua 5.1 runs with hooks off, so a loop there could never be killed.
+-- Strings share one metatable: a script that changed it would change
+-- every later script's string methods. Scripts see a read-only view of it.
+do
+    local string_mt = getmetatable('')
+    string_mt.__index = readonly(string_mt.__index)
+    string_mt.__metatable = readonly(string_mt)
+end
+
 for _, name in ipairs({ 'os', 'io', 'package', 'require', 'module', 'loadfile', 'dofile', 'print', 'debug', 'newproxy' }) do
     rawset(real, name, nil)
 end

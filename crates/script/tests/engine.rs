@@ -241,3 +241,33 @@ fn pcall_hands_back_many_results() {
     let body = "local t = {} for i = 1, 40 do t[i] = i end return unpack(t)";
     assert_eq!(eval(&engine, &mut host, body, &[], &[]), Frame::Integer(1));
 }
+
+#[test]
+fn the_string_metatable_cannot_be_changed() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    let Frame::Error(e) = eval(
+        &engine,
+        &mut host,
+        "getmetatable('').__index = {upper = function() return 'x' end}",
+        &[],
+        &[],
+    ) else {
+        panic!("the change must fail");
+    };
+    assert!(e.contains("Attempt to modify a readonly table"), "{e}");
+    let Frame::Error(e) = eval(
+        &engine,
+        &mut host,
+        "getmetatable('').__index.upper = function() return 'x' end",
+        &[],
+        &[],
+    ) else {
+        panic!("the change must fail");
+    };
+    assert!(e.contains("Attempt to modify a readonly table"), "{e}");
+    assert_eq!(
+        eval(&engine, &mut host, "return ('a'):upper()", &[], &[]),
+        Frame::bulk("A")
+    );
+}
