@@ -192,6 +192,8 @@ pub struct Engine {
     rng: Arc<Mutex<Lrand48>>,
     /// Invocations since the collector last took a step.
     since_gc: std::sync::atomic::AtomicU32,
+    /// The invocation running now, which the `redis` API acts for.
+    current: Arc<Mutex<Current>>,
     memory_limit: usize,
 }
 
@@ -227,6 +229,8 @@ impl Engine {
             library_api: prelude.get("library_api")?,
         };
         lua.set_named_registry_value(RAISE_KEY, parts.raise.clone())?;
+        let current = Arc::new(Mutex::new(Current::default()));
+        install_api(&lua, &parts, &current)?;
         let wrap: Function = prelude.get("wrap")?;
         let math: Table = lua.globals().raw_get("math")?;
         for name in ["random", "randomseed"] {
@@ -288,6 +292,7 @@ impl Engine {
             mode,
             rng,
             since_gc: Default::default(),
+            current,
             memory_limit: MEMORY_LIMIT,
         })
     }
@@ -369,8 +374,6 @@ impl Engine {
         let lua = &self.lua;
         let keys_t = string_array(lua, keys)?;
         let args_t = string_array(lua, args)?;
-        let host = Mutex::new(host);
-        let resp3 = AtomicBool::new(false);
         let hook_watch = watch.clone();
         // A global hook, so that coroutines the script creates are watched
         // too: mlua's per-thread hook switches itself off in any other
@@ -396,113 +399,9 @@ impl Engine {
                 ))
             },
         )?;
-        let result = lua.scope(|scope| {
-            let raise = self.parts.raise.clone();
-            let call = |protected: bool| {
-                let raise = raise.clone();
-                let host = &host;
-                let resp3 = &resp3;
-                scope.create_function(move |lua, (packed, n): (Table, usize)| {
-                    let argv = match packed_args(&packed, n) {
-                        Ok(argv) => argv,
-                        Err(text) => {
-                            let t = convert::error_table(lua, text)?;
-                            return raise_or_return(lua, &raise, t, !protected);
-                        }
-                    };
-                    let reply = host
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .call(argv, resp3.load(Ordering::Relaxed));
-                    let is_error = reply.is_error();
-                    let value = convert::frame_to_lua(lua, &reply, resp3.load(Ordering::Relaxed))?;
-                    if is_error && !protected {
-                        return raise_or_return(lua, &raise, value, true);
-                    }
-                    Ok(MultiValue::from_iter([value]))
-                })
-            };
-            self.parts.impl_.raw_set("call", call(false)?)?;
-            self.parts.impl_.raw_set("pcall", call(true)?)?;
-            let raise2 = raise.clone();
-            let resp3_ref = &resp3;
-            self.parts.impl_.raw_set(
-                "setresp",
-                scope.create_function(move |lua, args: MultiValue| {
-                    if args.len() != 1 {
-                        let t = convert::error_table(lua, "redis.setresp() requires one argument.")?;
-                        return raise_or_return(lua, &raise2, Value::Table(t), true);
-                    }
-                    match lua_number(&args[0]).map(|n| n as i64) {
-                        Some(2) => resp3_ref.store(false, Ordering::Relaxed),
-                        Some(3) => resp3_ref.store(true, Ordering::Relaxed),
-                        _ => {
-                            let t = convert::error_table(lua, "RESP version must be 2 or 3.")?;
-                            return raise_or_return(lua, &raise2, Value::Table(t), true);
-                        }
-                    }
-                    Ok(MultiValue::new())
-                })?,
-            )?;
-            let raise3 = raise.clone();
-            self.parts.impl_.raw_set(
-                "set_repl",
-                scope.create_function(move |lua, args: MultiValue| {
-                    if args.len() != 1 {
-                        let t = convert::error_table(lua, "redis.set_repl() requires two arguments.")?;
-                        return raise_or_return(lua, &raise3, Value::Table(t), true);
-                    }
-                    // Replication is always by the script's effects, as one
-                    // op; the flags are checked as Redis checks them.
-                    let flags = lua_number(&args[0]).unwrap_or(0.0) as i64;
-                    if flags & !3 != 0 {
-                        let t = convert::error_table(
-                            lua,
-                            "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
-                        )?;
-                        return raise_or_return(lua, &raise3, Value::Table(t), true);
-                    }
-                    Ok(MultiValue::new())
-                })?,
-            )?;
-            let raise4 = raise.clone();
-            let host4 = &host;
-            self.parts.impl_.raw_set(
-                "acl_check_cmd",
-                scope.create_function(move |lua, (packed, n): (Table, usize)| {
-                    let argv = match packed_args(&packed, n) {
-                        Ok(argv) => argv,
-                        Err(text) => {
-                            let t = convert::error_table(lua, text)?;
-                            return raise_or_return(lua, &raise4, Value::Table(t), true);
-                        }
-                    };
-                    match host4.lock().unwrap_or_else(|p| p.into_inner()).acl_check(&argv) {
-                        Some(ok) => Ok(MultiValue::from_iter([Value::Boolean(ok)])),
-                        None => {
-                            let t = convert::error_table(
-                                lua,
-                                "Invalid command passed to redis.acl_check_cmd()",
-                            )?;
-                            raise_or_return(lua, &raise4, Value::Table(t), true)
-                        }
-                    }
-                })?,
-            )?;
-            let raise5 = raise.clone();
-            let host5 = &host;
-            self.parts.impl_.raw_set(
-                "log",
-                scope.create_function(move |lua, args: MultiValue| {
-                    log_call(lua, &raise5, &args, |level, text| {
-                        host5
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .log(level, text)
-                    })
-                })?,
-            )?;
-            let eval_mode = self.mode == Mode::Eval;
+        let _current = Invocation::begin(&self.current, host);
+        let eval_mode = self.mode == Mode::Eval;
+        let result = (|| {
             let out: MultiValue = self
                 .parts
                 .run
@@ -510,24 +409,15 @@ impl Engine {
             let mut values = out.into_iter();
             let ok = matches!(values.next(), Some(Value::Boolean(true)));
             let value = values.next().unwrap_or(Value::Nil);
+            let resp3 = self.current.lock().unwrap_or_else(|p| p.into_inner()).resp3;
             if ok {
-                Ok(convert::lua_to_frame(&value, resp3.load(Ordering::Relaxed)))
+                Ok(convert::lua_to_frame(&value, resp3))
             } else {
                 Ok(convert::script_error(&value, name))
             }
-        });
+        })();
         lua.remove_global_hook();
         lua.remove_hook();
-        for key in [
-            "call",
-            "pcall",
-            "setresp",
-            "set_repl",
-            "acl_check_cmd",
-            "log",
-        ] {
-            self.parts.impl_.raw_set(key, Value::Nil)?;
-        }
         result
     }
 
@@ -631,6 +521,199 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .seed(seed as i32);
     }
+}
+
+/// The host of the invocation running now. The API functions are made
+/// once per state and find their host here: making them per invocation
+/// (scoped closures borrowing the host) cost more than a small script.
+#[derive(Default)]
+struct Current {
+    host: Option<HostPtr>,
+    /// `redis.setresp(3)` was called in this invocation.
+    resp3: bool,
+}
+
+/// The running invocation's host, by address. It is set by
+/// [`Invocation::begin`] from the `&mut dyn Host` that `invoke` holds for
+/// the whole invocation, and cleared when the invocation ends (the guard's
+/// drop), so it is only dereferenced while that borrow is alive; the
+/// interpreter runs one call at a time, so no two references to it exist
+/// at once.
+struct HostPtr(*mut (dyn Host + 'static));
+
+// SAFETY: the pointer is only dereferenced on the thread running the
+// invocation, while `invoke` holds the `&mut dyn Host` it came from (and
+// `Host: Send`).
+unsafe impl Send for HostPtr {}
+
+/// Sets the running invocation's host and clears it when dropped.
+struct Invocation<'a> {
+    current: &'a Mutex<Current>,
+}
+
+impl<'a> Invocation<'a> {
+    fn begin(current: &'a Mutex<Current>, host: &mut dyn Host) -> Invocation<'a> {
+        let ptr: *mut (dyn Host + '_) = host;
+        // SAFETY: only the lifetime is erased; the guard clears the pointer
+        // before `host`'s borrow ends (see `HostPtr`).
+        let ptr: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(ptr) };
+        let mut c = current.lock().unwrap_or_else(|p| p.into_inner());
+        c.host = Some(HostPtr(ptr));
+        c.resp3 = false;
+        Invocation { current }
+    }
+}
+
+impl Drop for Invocation<'_> {
+    fn drop(&mut self) {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).host = None;
+    }
+}
+
+/// Runs `f` with the running invocation's host; `None` outside one.
+fn with_host<R>(current: &Mutex<Current>, f: impl FnOnce(&mut dyn Host) -> R) -> Option<R> {
+    let ptr = current
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .host
+        .as_ref()
+        .map(|h| h.0)?;
+    // SAFETY: see `HostPtr`: set only while `invoke` holds the host, and
+    // the lock is released before the host runs a command.
+    Some(f(unsafe { &mut *ptr }))
+}
+
+fn resp3(current: &Mutex<Current>) -> bool {
+    current.lock().unwrap_or_else(|p| p.into_inner()).resp3
+}
+
+/// The `redis` API functions that act for the running invocation
+/// (`call`, `pcall`, `setresp`, `set_repl`, `acl_check_cmd`, `log`), made
+/// once per state.
+fn install_api(lua: &Lua, parts: &Parts, current: &Arc<Mutex<Current>>) -> mlua::Result<()> {
+    let outside = |lua: &Lua, raise: &Table, what: &str| {
+        let t = convert::error_table(
+            lua,
+            &format!("{what} can only be called inside a script invocation"),
+        )?;
+        raise_or_return(lua, raise, Value::Table(t), true)
+    };
+    for protected in [false, true] {
+        let raise = parts.raise.clone();
+        let current = current.clone();
+        let f = lua.create_function(move |lua, (packed, n): (Table, usize)| {
+            let argv = match packed_args(&packed, n) {
+                Ok(argv) => argv,
+                Err(text) => {
+                    let t = convert::error_table(lua, text)?;
+                    return raise_or_return(lua, &raise, t, !protected);
+                }
+            };
+            let resp3 = resp3(&current);
+            let Some(reply) = with_host(&current, |host| host.call(argv, resp3)) else {
+                return outside(lua, &raise, "redis.call/pcall");
+            };
+            let is_error = reply.is_error();
+            let value = convert::frame_to_lua(lua, &reply, resp3)?;
+            if is_error && !protected {
+                return raise_or_return(lua, &raise, value, true);
+            }
+            Ok(MultiValue::from_iter([value]))
+        })?;
+        parts
+            .impl_
+            .raw_set(if protected { "pcall" } else { "call" }, f)?;
+    }
+    let raise = parts.raise.clone();
+    let cur = current.clone();
+    parts.impl_.raw_set(
+        "setresp",
+        lua.create_function(move |lua, args: MultiValue| {
+            if cur.lock().unwrap_or_else(|p| p.into_inner()).host.is_none() {
+                return outside(lua, &raise, "redis.setresp");
+            }
+            if args.len() != 1 {
+                let t = convert::error_table(lua, "redis.setresp() requires one argument.")?;
+                return raise_or_return(lua, &raise, Value::Table(t), true);
+            }
+            let resp3 = match lua_number(&args[0]).map(|n| n as i64) {
+                Some(2) => false,
+                Some(3) => true,
+                _ => {
+                    let t = convert::error_table(lua, "RESP version must be 2 or 3.")?;
+                    return raise_or_return(lua, &raise, Value::Table(t), true);
+                }
+            };
+            cur.lock().unwrap_or_else(|p| p.into_inner()).resp3 = resp3;
+            Ok(MultiValue::new())
+        })?,
+    )?;
+    let raise = parts.raise.clone();
+    let cur = current.clone();
+    parts.impl_.raw_set(
+        "set_repl",
+        lua.create_function(move |lua, args: MultiValue| {
+            if cur.lock().unwrap_or_else(|p| p.into_inner()).host.is_none() {
+                return outside(lua, &raise, "redis.set_repl");
+            }
+            if args.len() != 1 {
+                let t = convert::error_table(lua, "redis.set_repl() requires two arguments.")?;
+                return raise_or_return(lua, &raise, Value::Table(t), true);
+            }
+            // Replication is always by the script's effects, as one op;
+            // the flags are checked as Redis checks them.
+            let flags = lua_number(&args[0]).unwrap_or(0.0) as i64;
+            if flags & !3 != 0 {
+                let t = convert::error_table(
+                    lua,
+                    "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                )?;
+                return raise_or_return(lua, &raise, Value::Table(t), true);
+            }
+            Ok(MultiValue::new())
+        })?,
+    )?;
+    let raise = parts.raise.clone();
+    let cur = current.clone();
+    parts.impl_.raw_set(
+        "acl_check_cmd",
+        lua.create_function(move |lua, (packed, n): (Table, usize)| {
+            let argv = match packed_args(&packed, n) {
+                Ok(argv) => argv,
+                Err(text) => {
+                    let t = convert::error_table(lua, text)?;
+                    return raise_or_return(lua, &raise, Value::Table(t), true);
+                }
+            };
+            match with_host(&cur, |host| host.acl_check(&argv)) {
+                None => outside(lua, &raise, "redis.acl_check_cmd"),
+                Some(Some(ok)) => Ok(MultiValue::from_iter([Value::Boolean(ok)])),
+                Some(None) => {
+                    let t =
+                        convert::error_table(lua, "Invalid command passed to redis.acl_check_cmd()")?;
+                    raise_or_return(lua, &raise, Value::Table(t), true)
+                }
+            }
+        })?,
+    )?;
+    let raise = parts.raise.clone();
+    let cur = current.clone();
+    parts.impl_.raw_set(
+        "log",
+        lua.create_function(move |lua, args: MultiValue| {
+            let mut logged = None;
+            let out = log_call(lua, &raise, &args, |level, text| {
+                logged = Some((level, text.to_vec()));
+            })?;
+            if let Some((level, text)) = logged {
+                if with_host(&cur, |host| host.log(level, &text)).is_none() {
+                    return outside(lua, &raise, "redis.log");
+                }
+            }
+            Ok(out)
+        })?,
+    )?;
+    Ok(())
 }
 
 /// What one `redis.register_function` call registers, or why it cannot.
