@@ -194,6 +194,9 @@ pub struct Engine {
     since_gc: std::sync::atomic::AtomicU32,
     /// The invocation running now, which the `redis` API acts for.
     current: Arc<Mutex<Current>>,
+    /// The hook raises at every instruction (a script was killed): the
+    /// watching hook goes back in when the invocation ends.
+    kill_hook: Arc<AtomicBool>,
     memory_limit: usize,
 }
 
@@ -231,6 +234,8 @@ impl Engine {
         lua.set_named_registry_value(RAISE_KEY, parts.raise.clone())?;
         let current = Arc::new(Mutex::new(Current::default()));
         install_api(&lua, &parts, &current)?;
+        let kill_hook = Arc::new(AtomicBool::new(false));
+        install_watch_hook(&lua, &current, &kill_hook)?;
         let wrap: Function = prelude.get("wrap")?;
         let math: Table = lua.globals().raw_get("math")?;
         for name in ["random", "randomseed"] {
@@ -293,6 +298,7 @@ impl Engine {
             rng,
             since_gc: Default::default(),
             current,
+            kill_hook,
             memory_limit: MEMORY_LIMIT,
         })
     }
@@ -374,32 +380,7 @@ impl Engine {
         let lua = &self.lua;
         let keys_t = string_array(lua, keys)?;
         let args_t = string_array(lua, args)?;
-        let hook_watch = watch.clone();
-        // A global hook, so that coroutines the script creates are watched
-        // too: mlua's per-thread hook switches itself off in any other
-        // thread, and a loop inside a coroutine could never be killed.
-        lua.set_global_hook(
-            HookTriggers::new().every_nth_instruction(HOOK_EVERY_INSTRUCTIONS),
-            move |lua, _| {
-                if hook_watch.check() {
-                    return Ok(VmState::Continue);
-                }
-                // From now on every instruction raises, so a script that
-                // catches the error (pcall, xpcall, coroutine.resume) in a
-                // loop is stopped again at the catcher's next instruction,
-                // until nothing is left to catch it.
-                let every = HookTriggers::new().every_nth_instruction(1);
-                let _ = lua.set_global_hook(every, |_, _| {
-                    Err(mlua::Error::RuntimeError(
-                        KILLED["ERR ".len()..].to_string(),
-                    ))
-                });
-                Err(mlua::Error::RuntimeError(
-                    KILLED["ERR ".len()..].to_string(),
-                ))
-            },
-        )?;
-        let _current = Invocation::begin(&self.current, host);
+        let _current = Invocation::begin(&self.current, host, watch);
         let eval_mode = self.mode == Mode::Eval;
         let result = (|| {
             let out: MultiValue = self
@@ -416,8 +397,9 @@ impl Engine {
                 Ok(convert::script_error(&value, name))
             }
         })();
-        lua.remove_global_hook();
-        lua.remove_hook();
+        if self.kill_hook.swap(false, Ordering::Relaxed) {
+            install_watch_hook(lua, &self.current, &self.kill_hook)?;
+        }
         result
     }
 
@@ -487,7 +469,7 @@ impl Engine {
             Ok((ok, value))
         });
         lua.remove_global_hook();
-        lua.remove_hook();
+        let _ = install_watch_hook(lua, &self.current, &self.kill_hook);
         let _ = self.parts.set_source.call::<()>(false);
         for key in ["register_function", "load_log"] {
             let _ = self.parts.impl_.raw_set(key, Value::Nil);
@@ -529,6 +511,8 @@ impl Engine {
 #[derive(Default)]
 struct Current {
     host: Option<HostPtr>,
+    /// The running invocation's watch, checked by the hook.
+    watch: Option<Arc<Watch>>,
     /// `redis.setresp(3)` was called in this invocation.
     resp3: bool,
 }
@@ -552,13 +536,18 @@ struct Invocation<'a> {
 }
 
 impl<'a> Invocation<'a> {
-    fn begin(current: &'a Mutex<Current>, host: &mut dyn Host) -> Invocation<'a> {
+    fn begin(
+        current: &'a Mutex<Current>,
+        host: &mut dyn Host,
+        watch: &Arc<Watch>,
+    ) -> Invocation<'a> {
         let ptr: *mut (dyn Host + '_) = host;
         // SAFETY: only the lifetime is erased; the guard clears the pointer
         // before `host`'s borrow ends (see `HostPtr`).
         let ptr: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(ptr) };
         let mut c = current.lock().unwrap_or_else(|p| p.into_inner());
         c.host = Some(HostPtr(ptr));
+        c.watch = Some(watch.clone());
         c.resp3 = false;
         Invocation { current }
     }
@@ -566,7 +555,9 @@ impl<'a> Invocation<'a> {
 
 impl Drop for Invocation<'_> {
     fn drop(&mut self) {
-        self.current.lock().unwrap_or_else(|p| p.into_inner()).host = None;
+        let mut c = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        c.host = None;
+        c.watch = None;
     }
 }
 
@@ -585,6 +576,47 @@ fn with_host<R>(current: &Mutex<Current>, f: impl FnOnce(&mut dyn Host) -> R) ->
 
 fn resp3(current: &Mutex<Current>) -> bool {
     current.lock().unwrap_or_else(|p| p.into_inner()).resp3
+}
+
+/// The hook that watches a running invocation (its [`Watch`]: busy, kill),
+/// installed once per state and again after a kill or a library load. It
+/// is global, so coroutines a script creates are watched too: mlua's
+/// per-thread hook switches itself off in any other thread, and a loop in
+/// a coroutine could never be killed.
+fn install_watch_hook(
+    lua: &Lua,
+    current: &Arc<Mutex<Current>>,
+    kill_hook: &Arc<AtomicBool>,
+) -> mlua::Result<()> {
+    let current = current.clone();
+    let kill_hook = kill_hook.clone();
+    lua.set_global_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_EVERY_INSTRUCTIONS),
+        move |lua, _| {
+            let watch = current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .watch
+                .clone();
+            if watch.is_none_or(|w| w.check()) {
+                return Ok(VmState::Continue);
+            }
+            // From now on every instruction raises, so a script that
+            // catches the error (pcall, xpcall, coroutine.resume) in a loop
+            // is stopped again at the catcher's next instruction, until
+            // nothing is left to catch it.
+            kill_hook.store(true, Ordering::Relaxed);
+            let every = HookTriggers::new().every_nth_instruction(1);
+            let _ = lua.set_global_hook(every, |_, _| {
+                Err(mlua::Error::RuntimeError(
+                    KILLED["ERR ".len()..].to_string(),
+                ))
+            });
+            Err(mlua::Error::RuntimeError(
+                KILLED["ERR ".len()..].to_string(),
+            ))
+        },
+    )
 }
 
 /// The `redis` API functions that act for the running invocation
@@ -689,8 +721,10 @@ fn install_api(lua: &Lua, parts: &Parts, current: &Arc<Mutex<Current>>) -> mlua:
                 None => outside(lua, &raise, "redis.acl_check_cmd"),
                 Some(Some(ok)) => Ok(MultiValue::from_iter([Value::Boolean(ok)])),
                 Some(None) => {
-                    let t =
-                        convert::error_table(lua, "Invalid command passed to redis.acl_check_cmd()")?;
+                    let t = convert::error_table(
+                        lua,
+                        "Invalid command passed to redis.acl_check_cmd()",
+                    )?;
                     raise_or_return(lua, &raise, Value::Table(t), true)
                 }
             }

@@ -404,6 +404,9 @@ mod tests {
         // Channels are not keys to Meridian's ACL (it has no channel
         // permissions), so the sharded Pub/Sub commands list no keys.
         const KEYS_DIFFER: &[&str] = &["ssubscribe", "sunsubscribe", "spublish"];
+        // Subcommands Redis added after 7.0 that applications already send
+        // (CLIENT NO-TOUCH is 7.2's): Redis 7.0's description lacks them.
+        const NEWER_THAN_7_0: &[&str] = &["client|no-touch"];
         let mut mismatches = Vec::new();
         for spec in table().values() {
             let Some(m) = redis_meta::get(spec.name) else {
@@ -439,6 +442,7 @@ mod tests {
                         Some(sm) => {
                             mismatches.push(format!("{full}: arity {arity} vs {}", sm.arity()))
                         }
+                        None if NEWER_THAN_7_0.contains(&full.as_str()) => {}
                         None => mismatches.push(format!("{full}: Redis has no such subcommand")),
                     }
                 }
