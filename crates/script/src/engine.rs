@@ -189,7 +189,6 @@ pub struct Engine {
     lua: Lua,
     parts: Parts,
     mode: Mode,
-    rng: Arc<Mutex<Lrand48>>,
     /// Invocations since the collector last took a step.
     since_gc: std::sync::atomic::AtomicU32,
     /// The invocation running now, which the `redis` API acts for.
@@ -217,8 +216,7 @@ impl Engine {
         let lua = unsafe { Lua::unsafe_new_with(libs, LuaOptions::new()) };
         lua.set_memory_limit(MEMORY_LIMIT)?;
         crate::libs::install(&lua)?;
-        let rng = Arc::new(Mutex::new(Lrand48::new(seed_from_clock())));
-        install_math(&lua, &rng)?;
+        install_math(&lua, &Arc::new(Mutex::new(Lrand48::new(seed_from_clock()))))?;
         let prelude: Table = lua
             .load(include_str!("prelude.lua"))
             .set_name("=prelude")
@@ -264,14 +262,9 @@ impl Engine {
                 )]))
             })?,
         )?;
-        // sha1hex speaks the raise protocol too.
-        let too_many: Function = prelude.get("too_many")?;
-        let wrap_raise: Function = lua
-            .load("local raise, too_many = ... return function(f) return function(...) if too_many(...) then error('too many arguments', 0) end local a, b = f(...) if a == raise then error(b, 0) end return a end end")
-            .set_name("=prelude")
-            .call((parts.raise.clone(), too_many))?;
+        // sha1hex speaks the raise protocol, which `wrap` understands.
         let sha: Function = redis.get("sha1hex")?;
-        redis.set("sha1hex", wrap_raise.call::<Function>(sha)?)?;
+        redis.set("sha1hex", wrap.call::<Function>(sha)?)?;
         let readonly: Function = prelude.get("readonly")?;
         let globals = lua.globals();
         // The libraries raise their errors as their C originals do.
@@ -295,7 +288,6 @@ impl Engine {
             lua,
             parts,
             mode,
-            rng,
             since_gc: Default::default(),
             current,
             kill_hook,
@@ -309,10 +301,6 @@ impl Engine {
         self.lua.set_memory_limit(bytes)?;
         self.memory_limit = bytes;
         Ok(())
-    }
-
-    pub fn lua(&self) -> &Lua {
-        &self.lua
     }
 
     /// Memory the interpreter holds (INFO's `used_memory_lua`).
@@ -432,19 +420,16 @@ impl Engine {
                     Ok(r) => {
                         let mut all = registered.lock().unwrap_or_else(|p| p.into_inner());
                         if all.iter().any(|x| x.name == r.name) {
-                            let t = convert::error_table(
+                            return raise_text(
                                 lua,
+                                &raise,
                                 "Function already exists in the library",
-                            )?;
-                            return raise_or_return(lua, &raise, Value::Table(t), true);
+                            );
                         }
                         all.push(r);
                         Ok(MultiValue::new())
                     }
-                    Err(text) => {
-                        let t = convert::error_table(lua, &text)?;
-                        raise_or_return(lua, &raise, Value::Table(t), true)
-                    }
+                    Err(text) => raise_text(lua, &raise, &text),
                 })?,
             )?;
             self.parts.impl_.raw_set(
@@ -494,14 +479,6 @@ impl Engine {
             return Err("ERR No functions registered".into());
         }
         Ok(registered)
-    }
-
-    /// Seeds the scripts' random generator (Redis's `math.randomseed`).
-    pub fn reseed(&self, seed: i64) {
-        self.rng
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .seed(seed as i32);
     }
 }
 
@@ -624,11 +601,11 @@ fn install_watch_hook(
 /// once per state.
 fn install_api(lua: &Lua, parts: &Parts, current: &Arc<Mutex<Current>>) -> mlua::Result<()> {
     let outside = |lua: &Lua, raise: &Table, what: &str| {
-        let t = convert::error_table(
+        raise_text(
             lua,
+            raise,
             &format!("{what} can only be called inside a script invocation"),
-        )?;
-        raise_or_return(lua, raise, Value::Table(t), true)
+        )
     };
     for protected in [false, true] {
         let raise = parts.raise.clone();
@@ -665,15 +642,13 @@ fn install_api(lua: &Lua, parts: &Parts, current: &Arc<Mutex<Current>>) -> mlua:
                 return outside(lua, &raise, "redis.setresp");
             }
             if args.len() != 1 {
-                let t = convert::error_table(lua, "redis.setresp() requires one argument.")?;
-                return raise_or_return(lua, &raise, Value::Table(t), true);
+                return raise_text(lua, &raise, "redis.setresp() requires one argument.");
             }
             let resp3 = match lua_number(&args[0]).map(|n| n as i64) {
                 Some(2) => false,
                 Some(3) => true,
                 _ => {
-                    let t = convert::error_table(lua, "RESP version must be 2 or 3.")?;
-                    return raise_or_return(lua, &raise, Value::Table(t), true);
+                    return raise_text(lua, &raise, "RESP version must be 2 or 3.");
                 }
             };
             cur.lock().unwrap_or_else(|p| p.into_inner()).resp3 = resp3;
@@ -689,18 +664,17 @@ fn install_api(lua: &Lua, parts: &Parts, current: &Arc<Mutex<Current>>) -> mlua:
                 return outside(lua, &raise, "redis.set_repl");
             }
             if args.len() != 1 {
-                let t = convert::error_table(lua, "redis.set_repl() requires two arguments.")?;
-                return raise_or_return(lua, &raise, Value::Table(t), true);
+                return raise_text(lua, &raise, "redis.set_repl() requires two arguments.");
             }
             // Replication is always by the script's effects, as one op;
             // the flags are checked as Redis checks them.
             let flags = lua_number(&args[0]).unwrap_or(0.0) as i64;
             if flags & !3 != 0 {
-                let t = convert::error_table(
+                return raise_text(
                     lua,
+                    &raise,
                     "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
-                )?;
-                return raise_or_return(lua, &raise, Value::Table(t), true);
+                );
             }
             Ok(MultiValue::new())
         })?,
@@ -713,20 +687,17 @@ fn install_api(lua: &Lua, parts: &Parts, current: &Arc<Mutex<Current>>) -> mlua:
             let argv = match packed_args(&packed, n) {
                 Ok(argv) => argv,
                 Err(text) => {
-                    let t = convert::error_table(lua, text)?;
-                    return raise_or_return(lua, &raise, Value::Table(t), true);
+                    return raise_text(lua, &raise, text);
                 }
             };
             match with_host(&cur, |host| host.acl_check(&argv)) {
                 None => outside(lua, &raise, "redis.acl_check_cmd"),
                 Some(Some(ok)) => Ok(MultiValue::from_iter([Value::Boolean(ok)])),
-                Some(None) => {
-                    let t = convert::error_table(
-                        lua,
-                        "Invalid command passed to redis.acl_check_cmd()",
-                    )?;
-                    raise_or_return(lua, &raise, Value::Table(t), true)
-                }
+                Some(None) => raise_text(
+                    lua,
+                    &raise,
+                    "Invalid command passed to redis.acl_check_cmd()",
+                ),
             }
         })?,
     )?;
@@ -889,17 +860,14 @@ fn log_call(
     mut log: impl FnMut(u8, &[u8]),
 ) -> mlua::Result<MultiValue> {
     if args.len() < 2 {
-        let t = convert::error_table(lua, "redis.log() requires two arguments or more.")?;
-        return raise_or_return(lua, raise, Value::Table(t), true);
+        return raise_text(lua, raise, "redis.log() requires two arguments or more.");
     }
     let Some(level) = lua_number(&args[0]) else {
-        let t = convert::error_table(lua, "First argument must be a number (log level).")?;
-        return raise_or_return(lua, raise, Value::Table(t), true);
+        return raise_text(lua, raise, "First argument must be a number (log level).");
     };
     let level = level as i64;
     if !(0..=3).contains(&level) {
-        let t = convert::error_table(lua, "Invalid debug level.")?;
-        return raise_or_return(lua, raise, Value::Table(t), true);
+        return raise_text(lua, raise, "Invalid debug level.");
     }
     let mut text = Vec::new();
     for (i, v) in args.iter().skip(1).enumerate() {
@@ -937,10 +905,16 @@ fn raise_or_return(
     }
 }
 
+/// Raises Redis's error table for `text` (see [`convert::error_table`]).
+fn raise_text(lua: &Lua, raise: &Table, text: &str) -> mlua::Result<MultiValue> {
+    let t = convert::error_table(lua, text)?;
+    raise_or_return(lua, raise, Value::Table(t), true)
+}
+
+/// [`raise_text`] with the marker taken from the registry.
 fn raise_error(lua: &Lua, text: &str) -> mlua::Result<MultiValue> {
     let raise: Table = lua.named_registry_value(RAISE_KEY)?;
-    let t = convert::error_table(lua, text)?;
-    raise_or_return(lua, &raise, Value::Table(t), true)
+    raise_text(lua, &raise, text)
 }
 
 fn string_array(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {

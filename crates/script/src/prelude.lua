@@ -395,11 +395,8 @@ return {
     redis = redis,
     library_api = library_api,
     set_source = set_source,
-    error_table = error_table,
     env = env,
-    real = real,
     run = run,
     readonly = readonly,
     wrap = wrap,
-    too_many = too_many,
 }
