@@ -43,7 +43,7 @@ pub mod sender;
 pub mod status;
 mod store_lock;
 pub mod tls;
-pub use store_lock::StoreLock;
+pub use store_lock::{in_multi_thread_runtime, StoreLock};
 pub mod tombstones;
 pub mod wire;
 

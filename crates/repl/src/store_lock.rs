@@ -29,9 +29,7 @@ impl StoreLock {
         if let Some(store) = self.0.try_lock_for(WAIT_IN_PLACE) {
             return store;
         }
-        let on_worker = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if on_worker {
+        if in_multi_thread_runtime() {
             tokio::task::block_in_place(|| self.0.lock())
         } else {
             self.0.lock()
@@ -42,4 +40,11 @@ impl StoreLock {
     pub fn try_lock_for(&self, timeout: Duration) -> Option<MutexGuard<'_, Store>> {
         self.0.try_lock_for(timeout)
     }
+}
+
+/// Whether this thread runs in a multi-threaded tokio runtime, where
+/// `block_in_place` may hand its worker away (it panics elsewhere).
+pub fn in_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }

@@ -175,7 +175,7 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
 /// Commands Redis refuses to queue in a transaction (`no_multi`: SAVE,
 /// SHUTDOWN and the like).
 fn not_in_multi(name: &str) -> bool {
-    cmd::redis_meta::get(name).is_some_and(|m| m.flags().any(|f| f == "no_multi"))
+    cmd::redis_meta::has_flag(name, "no_multi")
 }
 
 /// The counter names of the commands EXEC is about to run, read before it

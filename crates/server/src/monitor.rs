@@ -106,7 +106,7 @@ pub fn feed(shared: &Shared, client: &Client, spec: &Spec, args: &[Bytes]) {
     if !shared.monitors.active() {
         return;
     }
-    if crate::cmd::redis_meta::get(spec.name).is_some_and(|m| m.flags().any(|f| f == "admin")) {
+    if crate::cmd::redis_meta::has_flag(spec.name, "admin") {
         return;
     }
     shared.monitors.send(line(&client.addr.to_string(), args));

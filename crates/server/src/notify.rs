@@ -170,8 +170,7 @@ pub fn key_misses(ctx: &mut Ctx<'_>, spec: &crate::cmd::Spec, args: &[bytes::Byt
     if flags & KEY_MISS == 0 || !on(flags) {
         return;
     }
-    let reads =
-        crate::cmd::redis_meta::get(spec.name).is_some_and(|m| m.flags().any(|f| f == "readonly"));
+    let reads = crate::cmd::redis_meta::has_flag(spec.name, "readonly");
     if !reads {
         return;
     }

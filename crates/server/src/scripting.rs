@@ -415,9 +415,7 @@ pub fn run(
 /// again 100 ms later. Most scripts end well within 1 ms and never pay
 /// for the hand-off.
 fn leave_the_runtime() {
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi {
+    if meridian_repl::in_multi_thread_runtime() {
         tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1)));
     }
 }
@@ -425,7 +423,7 @@ fn leave_the_runtime() {
 /// Commands Redis refuses inside scripts (`noscript`), beyond what its
 /// command description lists for commands Meridian has.
 fn not_from_scripts(name: &str) -> bool {
-    crate::cmd::redis_meta::get(name).is_some_and(|m| m.flags().any(|f| f == "noscript"))
+    crate::cmd::redis_meta::has_flag(name, "noscript")
 }
 
 struct ScriptHost<'c, 'a> {
@@ -438,8 +436,6 @@ struct ScriptHost<'c, 'a> {
     read_called: bool,
 }
 
-// SAFETY-free: every field is Send (the context holds references to the
-// store, the client and shared state, all Send).
 impl Host for ScriptHost<'_, '_> {
     fn call(&mut self, args: Vec<Bytes>, resp3: bool) -> Frame {
         let ctx = &mut *self.ctx;
@@ -485,10 +481,7 @@ impl Host for ScriptHost<'_, '_> {
             }
             self.running.wrote.store(true, Ordering::Release);
         }
-        if !self.read_called
-            && crate::cmd::redis_meta::get(spec.name)
-                .is_some_and(|m| m.flags().any(|f| f == "readonly"))
-        {
+        if !self.read_called && crate::cmd::redis_meta::has_flag(spec.name, "readonly") {
             self.read_called = true;
         }
         ctx.client.proto = if resp3 {
@@ -576,7 +569,6 @@ pub fn while_busy(
         // The script's writes were never committed: they are lost, as
         // SHUTDOWN NOSAVE promises; everything acknowledged is in the log.
         tracing::warn!("SHUTDOWN NOSAVE while a script is busy: exiting without its writes");
-        let _ = shared;
         std::process::exit(0);
     }
     // MULTI may start a transaction meanwhile, as in Redis; anything else

@@ -97,6 +97,15 @@ pub struct Own {
     pub caching: bool,
 }
 
+impl Own {
+    /// Whether the next command's reads are remembered: OPTIN tracks only
+    /// after CLIENT CACHING yes, OPTOUT all but after CLIENT CACHING no;
+    /// BCAST does not track reads.
+    fn tracks_reads(&self) -> bool {
+        !(self.bcast || (self.optin && !self.caching) || (self.optout && self.caching))
+    }
+}
+
 /// A tracking client's settings, as other connections' changes need them.
 #[derive(Debug, Default)]
 struct Tracker {
@@ -418,9 +427,7 @@ pub fn track_reads(ctx: &mut Ctx<'_>, spec: &Spec, args: &[Bytes], reply: &Frame
     if spec.flags.write || reply.is_error() {
         return;
     }
-    // OPTIN tracks only after CLIENT CACHING yes, OPTOUT all but after
-    // CLIENT CACHING no; BCAST does not track reads.
-    if own.bcast || (own.optin && !own.caching) || (own.optout && own.caching) {
+    if !own.tracks_reads() {
         return;
     }
     let keys = read_keys(spec, args);
@@ -436,7 +443,7 @@ pub fn track_script_keys(ctx: &mut Ctx<'_>, keys: &[Bytes]) {
     let Some(own) = ctx.client.tracking else {
         return;
     };
-    if own.bcast || (own.optin && !own.caching) || (own.optout && own.caching) {
+    if !own.tracks_reads() {
         return;
     }
     let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
@@ -470,7 +477,7 @@ fn read_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
         Some((None, _)) => return Vec::new(),
         None => (meta, spec.name),
     };
-    if !meta.flags().any(|f| f == "readonly") {
+    if !meta.has_flag("readonly") {
         return Vec::new();
     }
     if spec.keys.0 > 0 {

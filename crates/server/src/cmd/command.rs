@@ -373,7 +373,7 @@ fn command_getkeys(table: &Table, line: &[Bytes], with_flags: bool) -> Frame {
         }
         Some(Err(SpecMiss::Unknown)) | None => keys_by_range(spec, line),
     };
-    let no_mandatory = meta.is_some_and(|m| m.flags().any(|f| f == "no_mandatory_keys"));
+    let no_mandatory = meta.is_some_and(|m| m.has_flag("no_mandatory_keys"));
     let keys = match found {
         Some(k) if !k.is_empty() || no_mandatory => k,
         _ => return Frame::error("ERR Invalid arguments specified for command"),
@@ -420,7 +420,7 @@ mod tests {
                     m.arity()
                 ));
             }
-            let redis_writes = m.flags().any(|f| f == "write");
+            let redis_writes = m.has_flag("write");
             if redis_writes != spec.flags.write {
                 mismatches.push(format!("{}: write {}", spec.name, spec.flags.write));
             }

@@ -43,25 +43,10 @@ fn write_refusal(ctx: &Ctx<'_>) -> Option<Frame> {
 }
 
 pub fn specs() -> Vec<Spec> {
-    let flags: &'static [&'static str] = &[
-        "noscript",
-        "skip_monitor",
-        "may_replicate",
-        "no_mandatory_keys",
-        "stale",
-        "movablekeys",
-    ];
-    let ro_flags: &'static [&'static str] = &[
-        "readonly",
-        "noscript",
-        "skip_monitor",
-        "no_mandatory_keys",
-        "stale",
-        "movablekeys",
-    ];
+    use super::scripting::{RUNS_SCRIPT, RUNS_SCRIPT_RO};
     vec![
-        command("fcall", -3, READ, (0, 0, 0), fcall, flags),
-        command("fcall_ro", -3, READ, (0, 0, 0), fcall_ro, ro_flags),
+        command("fcall", -3, READ, (0, 0, 0), fcall, RUNS_SCRIPT),
+        command("fcall_ro", -3, READ, (0, 0, 0), fcall_ro, RUNS_SCRIPT_RO),
         command("function", -2, READ, (0, 0, 0), function, &["noscript"]),
     ]
 }
@@ -97,17 +82,12 @@ fn call(ctx: &mut Ctx<'_>, args: &[Bytes], ro: bool) -> Frame {
     let Some(f) = functions.function(&name) else {
         return Frame::error("ERR Function not found");
     };
+    // A function always declares its flags: without `no-writes` it writes.
     let no_writes = f.flags.iter().any(|fl| fl == "no-writes");
-    if ro && !no_writes {
-        return Frame::error("ERR Can not execute a script with write flag using *_ro command.");
-    }
-    let read_only = ro || no_writes;
-    if !read_only {
-        let declared: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-        if let Some(refusal) = crate::guard::write_refusal(ctx, &declared) {
-            return refusal;
-        }
-    }
+    let read_only = match super::scripting::may_run(ctx, keys, ro, !no_writes, no_writes) {
+        Ok(read_only) => read_only,
+        Err(refusal) => return refusal,
+    };
     let callback = f.callback.clone();
     scripting::run(
         ctx,

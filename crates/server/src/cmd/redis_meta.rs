@@ -40,6 +40,11 @@ impl Meta {
         words(self.field(2))
     }
 
+    /// Whether Redis gives the command the flag `flag`.
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags().any(|f| f == flag)
+    }
+
     /// The ACL categories (`@read`, `@string`, …).
     pub fn acl_categories(&self) -> impl Iterator<Item = &str> {
         words(self.field(6))
@@ -235,6 +240,12 @@ pub fn key_positions(name: &str, line: &[Bytes]) -> Vec<usize> {
     keys_by_specs(specs, line)
         .map(|keys| keys.into_iter().map(|(i, _)| i).collect())
         .unwrap_or_default()
+}
+
+/// Whether Redis has the command `name` (`get`, `client|kill`) and gives
+/// it the flag `flag` (`readonly`, `noscript`, `no_multi`…).
+pub fn has_flag(name: &str, flag: &str) -> bool {
+    get(name).is_some_and(|m| m.has_flag(flag))
 }
 
 /// The subcommands Redis has of a container command, by full name.

@@ -9,28 +9,38 @@ use super::spec::{command, Ctx, Spec, READ};
 use super::util::{eq_ignore_case, help_reply, subcommand};
 use crate::scripting::{self, shebang, Cached, Scripting};
 
+/// What `COMMAND INFO` lists for commands that run a script (EVAL,
+/// EVALSHA, FCALL) and for their read-only forms.
+pub const RUNS_SCRIPT: &[&str] = &[
+    "noscript",
+    "skip_monitor",
+    "may_replicate",
+    "no_mandatory_keys",
+    "stale",
+    "movablekeys",
+];
+pub const RUNS_SCRIPT_RO: &[&str] = &[
+    "readonly",
+    "noscript",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "stale",
+    "movablekeys",
+];
+
 pub fn specs() -> Vec<Spec> {
-    let flags: &'static [&'static str] = &[
-        "noscript",
-        "skip_monitor",
-        "may_replicate",
-        "no_mandatory_keys",
-        "stale",
-        "movablekeys",
-    ];
-    let ro_flags: &'static [&'static str] = &[
-        "readonly",
-        "noscript",
-        "skip_monitor",
-        "no_mandatory_keys",
-        "stale",
-        "movablekeys",
-    ];
     vec![
-        command("eval", -3, READ, (0, 0, 0), eval, flags),
-        command("evalsha", -3, READ, (0, 0, 0), evalsha, flags),
-        command("eval_ro", -3, READ, (0, 0, 0), eval_ro, ro_flags),
-        command("evalsha_ro", -3, READ, (0, 0, 0), evalsha_ro, ro_flags),
+        command("eval", -3, READ, (0, 0, 0), eval, RUNS_SCRIPT),
+        command("evalsha", -3, READ, (0, 0, 0), evalsha, RUNS_SCRIPT),
+        command("eval_ro", -3, READ, (0, 0, 0), eval_ro, RUNS_SCRIPT_RO),
+        command(
+            "evalsha_ro",
+            -3,
+            READ,
+            (0, 0, 0),
+            evalsha_ro,
+            RUNS_SCRIPT_RO,
+        ),
         command("script", -2, READ, (0, 0, 0), script, &["noscript"]),
     ]
 }
@@ -78,6 +88,32 @@ pub fn numkeys(args: &[Bytes], not_a_number: &str) -> Result<usize, Frame> {
     Ok(n as usize)
 }
 
+/// The checks before a script or function runs: a `*_RO` command refuses
+/// one that declares it writes; one that may write has the keys it
+/// declares checked against the keyspace policies first, so a refusal
+/// comes before it writes anything. Ok: whether it runs read-only.
+pub fn may_run(
+    ctx: &Ctx<'_>,
+    keys: &[Bytes],
+    ro: bool,
+    declares_writes: bool,
+    no_writes: bool,
+) -> Result<bool, Frame> {
+    if ro && declares_writes {
+        return Err(Frame::error(
+            "ERR Can not execute a script with write flag using *_ro command.",
+        ));
+    }
+    let read_only = ro || no_writes;
+    if !read_only {
+        let declared: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        if let Some(refusal) = crate::guard::write_refusal(ctx, &declared) {
+            return Err(refusal);
+        }
+    }
+    Ok(read_only)
+}
+
 fn noscript() -> Frame {
     Frame::error("NOSCRIPT No matching script. Please use EVAL.")
 }
@@ -107,7 +143,7 @@ fn run_script(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, ro: bool) -> Fram
     let mut scripting = shared.scripting.lock();
     let sha = if by_sha {
         let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-        if sha.len() != 40 || !scripting.cache.contains_key(&sha) {
+        if sha.len() != 40 {
             return noscript();
         }
         sha
@@ -121,16 +157,16 @@ fn run_script(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, ro: bool) -> Fram
         return noscript();
     };
     let (func, flags) = (cached.func.clone(), cached.flags);
-    if ro && flags.declared && !flags.no_writes {
-        return Frame::error("ERR Can not execute a script with write flag using *_ro command.");
-    }
-    let read_only = ro || flags.no_writes;
-    if !read_only {
-        let declared: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-        if let Some(refusal) = crate::guard::write_refusal(ctx, &declared) {
-            return refusal;
-        }
-    }
+    let read_only = match may_run(
+        ctx,
+        keys,
+        ro,
+        flags.declared && !flags.no_writes,
+        flags.no_writes,
+    ) {
+        Ok(read_only) => read_only,
+        Err(refusal) => return refusal,
+    };
     let name = format!("f_{sha}");
     scripting::run(
         ctx,
