@@ -94,6 +94,39 @@ impl Conflict {
         }
     }
 
+    /// Concurrent bit patches overlapping on bits `from .. to` with other
+    /// values: `sub` names the bits, each value is its patch's bits, most
+    /// significant first, starting at its own offset.
+    pub(crate) fn bits(
+        key: &[u8],
+        (from, to): (u64, u64),
+        winner: (Tag, &crate::patch::Patch),
+        loser: (Tag, &crate::patch::Patch),
+    ) -> Conflict {
+        let shown = |p: &crate::patch::Patch| match *p {
+            crate::patch::Patch::Bits {
+                offset,
+                width,
+                value,
+            } => format!(
+                "bits {offset}..{}={value:0w$b}",
+                offset + u64::from(width),
+                w = usize::from(width)
+            ),
+            crate::patch::Patch::Register { index, value } => format!("register {index}={value}"),
+        };
+        Conflict {
+            key: Blob::from(key),
+            sub: Some(Blob::from(format!("bits {from}..{to}").as_str())),
+            kind: Kind::String,
+            rule: Rule::LastWriterWins,
+            winner: winner.0,
+            loser: loser.0,
+            loser_value: Blob::from(shown(loser.1).as_str()),
+            winner_value: Blob::from(shown(winner.1).as_str()),
+        }
+    }
+
     pub(crate) fn ttl(key: &[u8], kind: Kind, winner: Ttl, loser: Ttl) -> Conflict {
         let shown = |t: Ttl| {
             t.deadline_ms

@@ -10,6 +10,8 @@
 //! - [`list`]: lists, a sequence CRDT ordered by dense position keys.
 //! - [`value`]: typed values (string, hash, set, sorted set), TTL, and how an
 //!   effect or a state merge changes a key.
+//! - [`patch`]: strings written in part (bits, HyperLogLog registers).
+//! - [`hll`]: HyperLogLog values as Redis encodes them.
 //! - [`op`]: the replicated op and its effects.
 //! - [`library`]: FUNCTION libraries, replicated apart from the keyspace.
 //! - [`conflict`]: what a merge discarded, for the conflict journal.
@@ -21,10 +23,12 @@ pub mod blob;
 pub mod conflict;
 pub mod elems;
 pub mod hlc;
+pub mod hll;
 pub mod library;
 pub mod list;
 pub mod num;
 pub mod op;
+pub mod patch;
 pub mod region;
 pub mod value;
 pub mod vv;
@@ -36,6 +40,7 @@ pub use library::{LibVersion, Libraries};
 pub use list::{Elem, ElemId, ListVal, Pos};
 pub use num::{Contrib, Counter, Delta, NumReg, Unobserved};
 pub use op::{Effect, EffectKind, KeyObs, Op, OpCtx, SubObs};
+pub use patch::{Patch, Patched, StrReg};
 pub use region::{RegionId, RegionIdError};
 pub use value::{Entry, HashVal, Kind, SetVal, Value, ZMember, ZSetVal};
 pub use vv::{Dot, Tag, VersionVector};

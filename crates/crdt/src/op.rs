@@ -18,6 +18,7 @@ use smallvec::SmallVec;
 use crate::blob::Blob;
 use crate::list::Pos;
 use crate::num::{Contrib, Delta, Observes};
+use crate::patch::Patch;
 use crate::vv::{Dot, Tag, VersionVector};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +180,16 @@ pub enum EffectKind {
     /// `FUNCTION DELETE`/`FLUSH`: removes the versions of the library named
     /// by the key that the op observed.
     LibraryDel,
+    /// A partial write of a string (SETBIT, BITFIELD, PFADD, PFMERGE): the
+    /// patches, each dropping the older ones it supersedes that the op
+    /// observed (see [`crate::patch`]). With `fold`, the string is first
+    /// written whole with that value, as a `StrSet` keeping the TTL: the
+    /// store folds a key's patches into its value once they add up.
+    StrPatch {
+        patches: Vec<Patch>,
+        fold: Option<Blob>,
+        obs: KeyObs,
+    },
 }
 
 impl EffectKind {
@@ -203,6 +214,7 @@ impl EffectKind {
                 | EffectKind::ZAdd { .. }
                 | EffectKind::ZIncr { .. }
                 | EffectKind::LInsert { .. }
+                | EffectKind::StrPatch { .. }
         )
     }
 }

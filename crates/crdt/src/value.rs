@@ -21,6 +21,7 @@ use crate::conflict::Conflict;
 use crate::list::{Elem, ListVal, SetDisplaced};
 use crate::num::{Contrib, Delta, Displaced, NumReg, Observes};
 use crate::op::{obs_for, EffectKind, KeyObs, OpCtx, SubObs};
+use crate::patch::StrReg;
 use crate::vv::{Dot, Tag, VersionVector};
 
 pub use crate::elems::{Element, Elems, HashVal, Presence, Score, SetVal, ZMember, ZSetVal};
@@ -53,7 +54,7 @@ impl Kind {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {
-    Str(NumReg<Blob>),
+    Str(StrReg),
     Hash(Box<HashVal>),
     Set(Box<SetVal>),
     ZSet(Box<ZSetVal>),
@@ -63,7 +64,7 @@ pub enum Value {
 impl Value {
     pub fn empty(kind: Kind) -> Value {
         match kind {
-            Kind::String => Value::Str(NumReg::default()),
+            Kind::String => Value::Str(StrReg::default()),
             Kind::Hash => Value::Hash(Box::default()),
             Kind::Set => Value::Set(Box::default()),
             Kind::ZSet => Value::ZSet(Box::default()),
@@ -546,6 +547,20 @@ impl Entry {
                 }
                 Some(Kind::String)
             }
+            EffectKind::StrPatch { patches, fold, obs } => {
+                for v in self.values_mut().filter(|v| v.kind() != Kind::String) {
+                    v.remove_observed(obs, ctx, |_| true);
+                }
+                if let Value::Str(r) = self.typed_mut(Kind::String) {
+                    if let Some(value) = fold {
+                        for d in r.write(value.clone(), tag, &obs.string, ctx) {
+                            conflicts.push(Conflict::register(key, None, Kind::String, d));
+                        }
+                    }
+                    r.patch(key, patches, tag, ctx, conflicts);
+                }
+                Some(Kind::String)
+            }
             EffectKind::StrIncr { delta, start } => {
                 if let Value::Str(r) = self.typed_mut(Kind::String) {
                     r.incr(tag.dot, *start, *delta);
@@ -864,7 +879,7 @@ impl Entry {
         }
         fn value(v: &Value, pred: &dyn Fn(Dot) -> bool) -> bool {
             match v {
-                Value::Str(r) => reg(r, pred),
+                Value::Str(r) => reg(r, pred) || r.any_patch_dot(pred),
                 Value::Hash(h) => h
                     .fields
                     .live
@@ -948,6 +963,65 @@ impl Entry {
             dot: crate::vv::Dot::new(crate::region::RegionId::new("merge").expect("valid"), 0),
         });
         self.settle(key, None, tag, conflicts);
+    }
+}
+
+/// States as snapshot format 3 and earlier encoded them, before strings
+/// carried patches ([`crate::patch`]): read once, written anew.
+pub mod v3 {
+    use serde::Deserialize;
+    use smallvec::SmallVec;
+
+    use super::{Entry, Extra, HashVal, ListVal, SetVal, Ttl, Value, ZSetVal};
+    use crate::blob::Blob;
+    use crate::num::NumReg;
+
+    #[derive(Deserialize)]
+    enum OldValue {
+        Str(NumReg<Blob>),
+        Hash(Box<HashVal>),
+        Set(Box<SetVal>),
+        ZSet(Box<ZSetVal>),
+        List(Box<ListVal>),
+    }
+
+    impl From<OldValue> for Value {
+        fn from(v: OldValue) -> Value {
+            match v {
+                OldValue::Str(r) => Value::Str(r.into()),
+                OldValue::Hash(h) => Value::Hash(h),
+                OldValue::Set(s) => Value::Set(s),
+                OldValue::ZSet(z) => Value::ZSet(z),
+                OldValue::List(l) => Value::List(l),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct OldExtra {
+        ttl: SmallVec<[Ttl; 1]>,
+        shadows: Vec<OldValue>,
+    }
+
+    /// An [`Entry`] as format 3 encoded it.
+    #[derive(Deserialize)]
+    pub struct OldEntry {
+        value: OldValue,
+        extra: Option<Box<OldExtra>>,
+    }
+
+    impl From<OldEntry> for Entry {
+        fn from(e: OldEntry) -> Entry {
+            Entry {
+                value: e.value.into(),
+                extra: e.extra.map(|x| {
+                    Box::new(Extra {
+                        ttl: x.ttl,
+                        shadows: x.shadows.into_iter().map(Value::from).collect(),
+                    })
+                }),
+            }
+        }
     }
 }
 

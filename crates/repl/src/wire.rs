@@ -16,7 +16,9 @@ pub const MAGIC: [u8; 4] = *b"MRDN";
 /// both sides.
 /// Version 4: ops may carry FUNCTION library effects, and `AeEnd`/`AeDone`
 /// carry the sender's libraries.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// Version 5: ops may carry partial string writes (`EffectKind::StrPatch`),
+/// and anti-entropy's key states carry a string's patches.
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Largest frame accepted (a batch of ops is cut well below this).
 pub const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// A frame's buffer starts at most this large and grows as its bytes arrive.

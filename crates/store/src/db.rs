@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use meridian_crdt::{
     Blob, Conflict, Delta, Dot, Effect, EffectKind, Entry, Hlc, HlcClock, Kind, Libraries, Op,
-    OpCtx, RegionId, SubObs, Tag, VersionVector,
+    OpCtx, Patch, RegionId, SubObs, Tag, Value, VersionVector,
 };
 
 use crate::keyspace::Keyspace;
@@ -23,6 +23,14 @@ pub use changes::{Change, Event, Origin};
 
 /// Conflicts kept in memory for `MERIDIAN CONFLICTS`.
 pub const CONFLICTS_KEPT_MAX: usize = 10_000;
+
+/// Patches a string holds before a partial write folds them into its
+/// value ([`Db::patch_string`]).
+pub const MAX_PATCHES: usize = 32;
+
+/// A string this short is written whole by a partial write: the value costs
+/// no more to replicate than the patches.
+pub const FOLD_BYTES: usize = 64;
 
 /// What applying a peer's op did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +129,7 @@ fn fingerprint(entry: &Entry) -> u64 {
 fn may_leave_tombstones(kind: &EffectKind) -> bool {
     match kind {
         EffectKind::Del { .. } | EffectKind::Expire { .. } | EffectKind::SetTtl { .. } => true,
-        EffectKind::StrSet { obs, .. } => !obs.is_empty(),
+        EffectKind::StrSet { obs, .. } | EffectKind::StrPatch { obs, .. } => !obs.is_empty(),
         EffectKind::HSet { obs, .. }
         | EffectKind::HDel { obs, .. }
         | EffectKind::ZAdd { obs, .. }
@@ -877,6 +885,38 @@ impl Db {
         );
     }
 
+    /// A partial write of a string (SETBIT, BITFIELD, PFADD, PFMERGE):
+    /// `patches` as they change the string, `whole` the string as it reads
+    /// after them here. The patches are replicated as such, so concurrent
+    /// partial writes in other regions merge with them; once the key holds
+    /// [`MAX_PATCHES`] or the string is short, the write is `whole` instead,
+    /// which folds the patches this region observed into the value.
+    pub fn patch_string(&mut self, key: &[u8], patches: Vec<Patch>, whole: Blob) {
+        let entry = self.keys.get_any(key);
+        let held = entry
+            .and_then(|e| e.typed(Kind::String))
+            .map_or(0, |v| match v {
+                Value::Str(r) => r.patch_count(),
+                _ => 0,
+            });
+        let obs = entry.map(|e| e.observe()).unwrap_or_default();
+        let fold = whole.len() <= FOLD_BYTES || held + patches.len() > MAX_PATCHES;
+        let kind = if fold {
+            EffectKind::StrPatch {
+                patches: Vec::new(),
+                fold: Some(whole),
+                obs,
+            }
+        } else {
+            EffectKind::StrPatch {
+                patches,
+                fold: None,
+                obs,
+            }
+        };
+        self.effect(key, kind);
+    }
+
     /// The dot of the op under construction, or of the next one.
     fn next_dot(&self) -> Dot {
         match &self.building {
@@ -894,6 +934,14 @@ impl Db {
     }
 
     pub fn incr(&mut self, key: &[u8], delta: Delta) {
+        // An increment adds to the number the base and counter show: bits
+        // patched over it are folded into the base first.
+        if let Some(Value::Str(r)) = self.keys.get_any(key).and_then(|e| e.typed(Kind::String)) {
+            if r.patch_count() > 0 {
+                let whole = Blob::from(&r.render()[..]);
+                self.set_string(key, whole, true);
+            }
+        }
         let start = self.counter_start(key, Kind::String, None);
         self.effect(key, EffectKind::StrIncr { delta, start });
     }

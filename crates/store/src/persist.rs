@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::db::{NotReady, RemoteApply};
 use crate::journal::{Journal, JournalEntry};
+use meridian_crdt::value::v3;
 use meridian_crdt::vv::SEQ_MAX;
 use meridian_crdt::{Blob, Entry, Hlc, Libraries, Op, RegionId, VersionVector};
 use meridian_log::{
@@ -25,7 +26,9 @@ use crate::db::Db;
 /// Version 2: counter contributions carry their incarnation.
 /// Version 3: the FUNCTION libraries follow the last key. Version 2
 /// snapshots still load (with no libraries).
-const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+/// Before strings carried patches (`meridian_crdt::patch`).
+const SNAPSHOT_FORMAT_VERSION_NO_PATCHES: u32 = 3;
 const SNAPSHOT_FORMAT_VERSION_NO_LIBRARIES: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
@@ -771,8 +774,12 @@ fn load_snapshot(
     }
     let (header, mut rest): (SnapshotHeader, &[u8]) =
         postcard::take_from_bytes(content).map_err(|e| bad(e.to_string()))?;
-    if header.version != SNAPSHOT_FORMAT_VERSION
-        && header.version != SNAPSHOT_FORMAT_VERSION_NO_LIBRARIES
+    if ![
+        SNAPSHOT_FORMAT_VERSION,
+        SNAPSHOT_FORMAT_VERSION_NO_PATCHES,
+        SNAPSHOT_FORMAT_VERSION_NO_LIBRARIES,
+    ]
+    .contains(&header.version)
     {
         return Err(bad(format!("unknown format version {}", header.version)));
     }
@@ -807,12 +814,19 @@ fn load_snapshot(
     }
     db.reserve(header.keys.min(rest.len() as u64) as usize);
     for _ in 0..header.keys {
-        let ((key, entry), next): ((Blob, Entry), &[u8]) =
-            postcard::take_from_bytes(rest).map_err(|e| bad(e.to_string()))?;
+        let (key, entry, next) = if header.version == SNAPSHOT_FORMAT_VERSION {
+            let ((key, entry), next): ((Blob, Entry), &[u8]) =
+                postcard::take_from_bytes(rest).map_err(|e| bad(e.to_string()))?;
+            (key, entry, next)
+        } else {
+            let ((key, entry), next): ((Blob, v3::OldEntry), &[u8]) =
+                postcard::take_from_bytes(rest).map_err(|e| bad(e.to_string()))?;
+            (key, Entry::from(entry), next)
+        };
         db.load_entry(key, entry);
         rest = next;
     }
-    if header.version >= SNAPSHOT_FORMAT_VERSION {
+    if header.version >= SNAPSHOT_FORMAT_VERSION_NO_PATCHES {
         let (libraries, next): (Libraries, &[u8]) =
             postcard::take_from_bytes(rest).map_err(|e| bad(format!("libraries: {e}")))?;
         db.load_libraries(libraries);

@@ -2,13 +2,13 @@
 //! bit of the first byte, and a write past the end grows the string with
 //! zero bytes.
 //!
-//! A SETBIT is, for now, a last-writer-wins write of the whole new string,
-//! like SETRANGE and APPEND: two regions setting different bits of one key
-//! at the same time keep one of the two results and journal the other
-//! (`docs/compatibility.md`).
+//! A SETBIT is a partial write ([`meridian_crdt::patch`]): two regions
+//! setting different bits of one key at the same time keep both; two
+//! setting one bit differently keep the later write's and journal the
+//! other.
 
 use bytes::Bytes;
-use meridian_crdt::Blob;
+use meridian_crdt::{Blob, Patch};
 use meridian_resp::Frame;
 
 use super::spec::{spec, Ctx, Spec, READ, WRITE};
@@ -58,8 +58,13 @@ fn setbit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     } else {
         value[byte] &= !mask;
     }
+    let patch = Patch::Bits {
+        offset: bit as u64,
+        width: 1,
+        value: u64::from(on),
+    };
     ctx.db()
-        .set_string(&args[1], Blob::from(value.as_slice()), true);
+        .patch_string(&args[1], vec![patch], Blob::from(value.as_slice()));
     // Redis announces a SETBIT that created or grew the string or changed
     // the bit, not one that left it as it was.
     if grown || old != on {

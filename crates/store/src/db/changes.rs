@@ -112,6 +112,18 @@ pub fn event_of(kind: &EffectKind, before: Option<&Entry>) -> Option<Event> {
         EffectKind::LInsert { items } => Event::new(b'l', list_insert(list, items)),
         EffectKind::LRemove { ranges } => Event::new(b'l', list_remove(list, ranges)),
         EffectKind::LSet { .. } => Event::new(b'l', "lset"),
+        // A partial write is named by what it patches: bits as SETBIT and
+        // BITFIELD announce, registers as PFADD and PFMERGE do.
+        EffectKind::StrPatch { patches, fold, .. } => {
+            let registers = patches
+                .iter()
+                .any(|p| matches!(p, meridian_crdt::Patch::Register { .. }));
+            if registers || fold.as_ref().is_some_and(|v| meridian_crdt::hll::is_hll(v)) {
+                Event::new(b'$', "pfadd")
+            } else {
+                Event::new(b'$', "setbit")
+            }
+        }
         EffectKind::DropTtl => return None,
         // Libraries are not keys: `Db::libraries_generation` says they changed.
         EffectKind::LibrarySet { .. } | EffectKind::LibraryDel => return None,
@@ -162,6 +174,7 @@ pub fn creates_key(kind: &EffectKind) -> bool {
         kind,
         EffectKind::StrSet { .. }
             | EffectKind::StrIncr { .. }
+            | EffectKind::StrPatch { .. }
             | EffectKind::HSet { .. }
             | EffectKind::HIncr { .. }
             | EffectKind::SAdd { .. }
