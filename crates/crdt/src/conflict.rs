@@ -103,18 +103,6 @@ impl Conflict {
         winner: (Tag, &crate::patch::Patch),
         loser: (Tag, &crate::patch::Patch),
     ) -> Conflict {
-        let shown = |p: &crate::patch::Patch| match *p {
-            crate::patch::Patch::Bits {
-                offset,
-                width,
-                value,
-            } => format!(
-                "bits {offset}..{}={value:0w$b}",
-                offset + u64::from(width),
-                w = usize::from(width)
-            ),
-            crate::patch::Patch::Register { index, value } => format!("register {index}={value}"),
-        };
         Conflict {
             key: Blob::from(key),
             sub: Some(Blob::from(format!("bits {from}..{to}").as_str())),
@@ -122,8 +110,26 @@ impl Conflict {
             rule: Rule::LastWriterWins,
             winner: winner.0,
             loser: loser.0,
-            loser_value: Blob::from(shown(loser.1).as_str()),
-            winner_value: Blob::from(shown(winner.1).as_str()),
+            loser_value: Blob::from(shown_patch(loser.1).as_str()),
+            winner_value: Blob::from(shown_patch(winner.1).as_str()),
+        }
+    }
+
+    /// A bit patch hidden by a later whole-string write it had not observed.
+    pub(crate) fn patch_hidden(
+        key: &[u8],
+        loser: (Tag, &crate::patch::Patch),
+        winner: (Tag, &Blob),
+    ) -> Conflict {
+        Conflict {
+            key: Blob::from(key),
+            sub: None,
+            kind: Kind::String,
+            rule: Rule::LastWriterWins,
+            winner: winner.0,
+            loser: loser.0,
+            loser_value: Blob::from(shown_patch(loser.1).as_str()),
+            winner_value: winner.1.clone(),
         }
     }
 
@@ -155,5 +161,22 @@ impl Conflict {
             loser_value: Blob::from(hidden.name()),
             winner_value: Blob::from(shown.name()),
         }
+    }
+}
+
+/// A patch as the journal shows it: `bits FROM..TO=BITS` or
+/// `register INDEX=VALUE`.
+fn shown_patch(p: &crate::patch::Patch) -> String {
+    match *p {
+        crate::patch::Patch::Bits {
+            offset,
+            width,
+            value,
+        } => format!(
+            "bits {offset}..{}={value:0w$b}",
+            offset + u64::from(width),
+            w = usize::from(width)
+        ),
+        crate::patch::Patch::Register { index, value } => format!("register {index}={value}"),
     }
 }

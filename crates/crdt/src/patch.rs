@@ -196,12 +196,21 @@ impl StrReg {
     /// is reported, as are concurrent bit patches the write hides.
     pub fn write(
         &mut self,
+        key: &[u8],
         val: Blob,
         tag: Tag,
         observed: &[Contrib],
         ctx: &impl Observes,
+        conflicts: &mut Vec<Conflict>,
     ) -> Vec<Displaced<Blob>> {
         self.drop_patches_if(|p| ctx.observed(p.tag.dot));
+        let top = self.reg.visible().map(|b| b.tag);
+        for p in self.patches() {
+            // A concurrent bit patch showing until now, hidden by this write.
+            if p.tag < tag && top.is_none_or(|t| p.tag > t) && p.patch.bit_range().is_some() {
+                conflicts.push(Conflict::patch_hidden(key, (p.tag, &p.patch), (tag, &val)));
+            }
+        }
         let displaced = self.reg.write(val, tag, observed, ctx);
         // Two HyperLogLogs written concurrently are merged, not displaced.
         displaced
@@ -233,6 +242,9 @@ impl StrReg {
         ctx: &impl Observes,
         conflicts: &mut Vec<Conflict>,
     ) {
+        if new.is_empty() {
+            return;
+        }
         let list = self.patches.get_or_insert_with(Default::default);
         for p in new {
             list.retain(|old| !(ctx.observed(old.tag.dot) && p.supersedes(&old.patch)));
@@ -245,6 +257,14 @@ impl StrReg {
             }
             let at = list.partition_point(|o| o.tag <= tag);
             list.insert(at, Patched { patch: *p, tag });
+        }
+        // A later whole write this op had not observed hides its bits.
+        if let Some(top) = self.reg.visible() {
+            if top.tag > tag && !ctx.observed(top.tag.dot) {
+                for p in new.iter().filter(|p| p.bit_range().is_some()) {
+                    conflicts.push(Conflict::patch_hidden(key, (tag, p), (top.tag, &top.val)));
+                }
+            }
         }
     }
 

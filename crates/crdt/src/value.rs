@@ -541,7 +541,7 @@ impl Entry {
                     self.remove_ttl_observed(ctx);
                 }
                 if let Value::Str(r) = self.typed_mut(Kind::String) {
-                    for d in r.write(value.clone(), tag, &obs.string, ctx) {
+                    for d in r.write(key, value.clone(), tag, &obs.string, ctx, conflicts) {
                         conflicts.push(Conflict::register(key, None, Kind::String, d));
                     }
                 }
@@ -553,7 +553,7 @@ impl Entry {
                 }
                 if let Value::Str(r) = self.typed_mut(Kind::String) {
                     if let Some(value) = fold {
-                        for d in r.write(value.clone(), tag, &obs.string, ctx) {
+                        for d in r.write(key, value.clone(), tag, &obs.string, ctx, conflicts) {
                             conflicts.push(Conflict::register(key, None, Kind::String, d));
                         }
                     }

@@ -224,6 +224,37 @@ impl Replica {
                 deadline_ms: wall_ms.saturating_sub(action.n as u64),
                 obs: keyobs,
             },
+            20 => EffectKind::StrPatch {
+                // SETBIT or BITFIELD: overlapping bit ranges of one key.
+                patches: vec![Patch::Bits {
+                    offset: u64::from(action.sub) * 3,
+                    width: action.n % 5 + 1,
+                    value: u64::from(action.n) * 7,
+                }],
+                fold: None,
+                obs: keyobs,
+            },
+            21 => EffectKind::StrPatch {
+                // PFADD raising two registers.
+                patches: vec![
+                    Patch::Register {
+                        index: u16::from(action.sub),
+                        value: action.n,
+                    },
+                    Patch::Register {
+                        index: u16::from(action.sub) + 1,
+                        value: action.n / 2,
+                    },
+                ],
+                fold: None,
+                obs: keyobs,
+            },
+            22 => EffectKind::StrPatch {
+                // A partial write folding the patches it observed.
+                patches: Vec::new(),
+                fold: Some(Blob::from(format!("f{}", action.n).as_str())),
+                obs: keyobs,
+            },
             _ => EffectKind::StrIncr {
                 delta: Delta::Float(action.n as f64 / 8.0),
                 start: start(Kind::String, None),
@@ -269,7 +300,7 @@ fn action() -> impl Strategy<Value = Action> {
     (
         0..3usize,
         prop::option::weighted(0.25, 0..3usize),
-        0..20u8,
+        0..23u8,
         0..3u8,
         0..3u8,
         0..10u8,

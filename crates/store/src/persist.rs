@@ -907,6 +907,59 @@ mod tests {
         }
     }
 
+    /// A snapshot written before strings carried patches (format 3) loads:
+    /// its strings read as they were.
+    #[test]
+    fn a_format_3_snapshot_loads() {
+        use meridian_crdt::{NumReg, Tag};
+        use serde::Serialize;
+
+        // Format 3's encoding of a string key: the register alone, no extra.
+        #[derive(Serialize)]
+        enum OldValue {
+            Str(NumReg<Blob>),
+        }
+        #[derive(Serialize)]
+        struct OldEntry {
+            value: OldValue,
+            extra: Option<()>,
+        }
+        let region = RegionId::new("old").unwrap();
+        let mut vv = VersionVector::new();
+        vv.set(region, 1);
+        let mut reg = NumReg::default();
+        reg.base.push(meridian_crdt::num::Reg {
+            val: Blob::from("kept"),
+            tag: Tag {
+                hlc: Hlc::new(5, 0),
+                dot: meridian_crdt::Dot::new(region, 1),
+            },
+        });
+        let header = SnapshotHeader {
+            version: SNAPSHOT_FORMAT_VERSION_NO_PATCHES,
+            region,
+            seq: 1,
+            vv,
+            clock: Hlc::new(5, 0),
+            keys: 1,
+        };
+        let mut content = postcard::to_stdvec(&header).unwrap();
+        let entry = OldEntry {
+            value: OldValue::Str(reg),
+            extra: None,
+        };
+        content = postcard::to_extend(&(Blob::from("k"), entry), content).unwrap();
+        content = postcard::to_extend(&Libraries::default(), content).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_snapshot(dir.path(), 1, |w: &mut dyn Write| w.write_all(&content)).unwrap();
+        let (mut store, _) = open(dir.path(), region).expect("a format 3 snapshot loads");
+        let entry = store.db_mut().get(b"k").expect("the key is there").clone();
+        match entry.value() {
+            meridian_crdt::Value::Str(r) => assert_eq!(&r.render()[..], b"kept"),
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
     /// A snapshot file at `lsn` whose header declares `keys` keys and
     /// which holds none.
     fn write_empty_snapshot(dir: &Path, region: RegionId, lsn: u64, keys: u64) {
