@@ -84,6 +84,9 @@ pub struct Patched {
 pub struct StrReg {
     reg: NumReg<Blob>,
     /// In tag order (an op's own patches in the order it wrote them).
+    /// Boxed so that a string without patches, nearly every one, pays one
+    /// word for them rather than a `Vec`'s three.
+    #[allow(clippy::box_collection)]
     patches: Option<Box<Vec<Patched>>>,
 }
 
