@@ -61,6 +61,7 @@ pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
         check_registers(db, history).map_err(|a| tag_region(a, id))?;
         check_scripts_whole(db).map_err(|a| tag_region(a, id))?;
         check_transfers(db, history).map_err(|a| tag_region(a, id))?;
+        check_bits(db, history).map_err(|a| tag_region(a, id))?;
     }
     check_lists_converged(regions, history)?;
     if let Some(r) = regions.first_mut() {
@@ -437,6 +438,33 @@ pub fn check_sets(db: &Db, history: &History) -> Check {
             return fail(
                 "sets",
                 format!("{key}: resurrected (removed by an op that observed every add) {resurrected:?}, lost (an add no remove observed) {lost:?}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Bitmaps only ever SETBIT to 1 (`b:*`): each is the union of the bits its
+/// acknowledged SETBITs set, every one kept whatever region set it and
+/// however its patches were folded, and no bit a lost op set.
+pub fn check_bits(db: &Db, history: &History) -> Check {
+    let mut expected: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    for op in history.durable() {
+        if let Write::SetBit { key, bit } = &op.write {
+            expected.entry(key).or_default().insert(*bit);
+        }
+    }
+    for (key, bits) in expected {
+        let bytes = str_value(db, key).unwrap_or_default();
+        let got: BTreeSet<u64> = (0..bytes.len() as u64 * 8)
+            .filter(|b| meridian_crdt::patch::read_bit(&bytes, *b))
+            .collect();
+        if got != bits {
+            let lost: Vec<&u64> = bits.difference(&got).collect();
+            let extra: Vec<&u64> = got.difference(&bits).collect();
+            return fail(
+                "bits",
+                format!("{key}: lost acknowledged bits {lost:?}, holds bits no acknowledged SETBIT set {extra:?}"),
             );
         }
     }

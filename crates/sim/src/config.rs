@@ -178,6 +178,8 @@ pub struct SimConfig {
     pub lists: bool,
     /// Scripted writes in the workload (see `driver::Workload::scripts`).
     pub scripts: bool,
+    /// SETBITs in the workload (see `driver::Workload::bits`).
+    pub bits: bool,
     /// Events kept for the trace printed with an anomaly.
     pub trace_keep: usize,
 }
@@ -194,6 +196,7 @@ impl SimConfig {
             breakage: Breakage::None,
             lists: true,
             scripts: true,
+            bits: true,
             trace_keep: 40,
         }
     }

@@ -17,10 +17,13 @@
 //! - scripts, each of whose writes become effects of one op, as the server
 //!   commits a script (`server/src/scripting.rs`): transfers between the
 //!   counters `x:0`..`x:3` (one INCRBY down, one up, so they always sum to
-//!   zero) and pairs `y:*:a`/`y:*:b` set to one value.
+//!   zero) and pairs `y:*:a`/`y:*:b` set to one value;
+//! - `b:*` bitmaps: SETBITs to 1 of bits up to 1023, replicated as bit
+//!   patches (folded into the value as the store decides), so each bitmap
+//!   must end as the union of every acknowledged SETBIT.
 
 use meridian_cluster::{admit, Policies};
-use meridian_crdt::{Blob, Delta, Dot, RegionId, Tag};
+use meridian_crdt::{Blob, Delta, Dot, Patch, RegionId, Tag, Value};
 use meridian_store::{Db, Store, StoreError};
 
 use crate::history::{Fate, History, Recorded, Write};
@@ -40,6 +43,10 @@ pub fn policies() -> Policies {
 const CHOICES: u64 = 14;
 const LIST_CHOICES: u64 = 2;
 const SCRIPT_CHOICES: u64 = 2;
+const BIT_CHOICES: u64 = 1;
+/// Bits a `b:*` SETBIT picks from: past 512, the string is long enough to
+/// replicate patches rather than its whole value.
+pub const BITS: u64 = 1024;
 
 /// The counters transfers move amounts between.
 pub const TRANSFER_KEYS: u64 = 4;
@@ -58,15 +65,18 @@ pub struct Workload {
     pub scripts: bool,
     /// `--break split-scripts`: a script's first write is committed alone.
     pub split_scripts: bool,
+    /// Whether SETBITs are in the mix (drawn after every other choice).
+    pub bits: bool,
 }
 
 impl Workload {
-    pub fn new(lists: bool, scripts: bool, split_scripts: bool) -> Workload {
+    pub fn new(lists: bool, scripts: bool, split_scripts: bool, bits: bool) -> Workload {
         Workload {
             policies: policies(),
             lists,
             scripts,
             split_scripts,
+            bits,
         }
     }
 }
@@ -97,7 +107,8 @@ pub fn driver_write(
     let n = rng.below(3);
     let lists = if workload.lists { LIST_CHOICES } else { 0 };
     let scripts = if workload.scripts { SCRIPT_CHOICES } else { 0 };
-    let choice = rng.below(CHOICES + lists + scripts);
+    let bits = if workload.bits { BIT_CHOICES } else { 0 };
+    let choice = rng.below(CHOICES + lists + scripts + bits);
     // Writes to `m:*` and `p:*` pass the policy check the server runs
     // (`meridian_cluster::admit`): decided on the lease and the election,
     // and for a primary write counted in the term it was admitted in. The
@@ -133,7 +144,9 @@ pub fn driver_write(
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
-    let write = if choice >= CHOICES + lists {
+    let write = if choice >= CHOICES + lists + scripts {
+        bit_write(rng, store.db_mut(), n)
+    } else if choice >= CHOICES + lists {
         let which = choice - CHOICES - lists;
         match script_write(rng, store, which, id, tick, workload.split_scripts) {
             Ok(write) => write,
@@ -300,6 +313,25 @@ fn random_write(
             }
         }
     }
+}
+
+/// SETBIT to 1 of a random bit of `b:n`, as the server's SETBIT writes it:
+/// the bit as a patch, with the whole string as it reads after it.
+fn bit_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
+    let key = format!("b:{n}");
+    let bit = rng.below(BITS);
+    let mut whole = match db.get(key.as_bytes()).map(|e| e.value()) {
+        Some(Value::Str(r)) => r.render().into_owned(),
+        _ => Vec::new(),
+    };
+    meridian_crdt::patch::write_bits(&mut whole, bit, 1, 1);
+    let patch = Patch::Bits {
+        offset: bit,
+        width: 1,
+        value: 1,
+    };
+    db.patch_string(key.as_bytes(), vec![patch], Blob::from(whole.as_slice()));
+    Write::SetBit { key, bit }
 }
 
 /// The values of the list at `key` as this region holds it now.

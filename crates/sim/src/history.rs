@@ -35,6 +35,11 @@ pub enum Write {
         key: String,
         delta: i64,
     },
+    /// SETBIT to 1 of a bitmap only ever written so (`b:*`).
+    SetBit {
+        key: String,
+        bit: u64,
+    },
     /// SET of a register only ever written by SET (`r:*`).
     Set {
         key: String,

@@ -154,6 +154,7 @@ impl Sim {
             cfg.lists,
             cfg.scripts,
             cfg.breakage == Breakage::SplitScripts,
+            cfg.bits,
         );
         Ok(Sim {
             rng: SimRng::new(cfg.seed),

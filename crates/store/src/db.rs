@@ -24,13 +24,13 @@ pub use changes::{Change, Event, Origin};
 /// Conflicts kept in memory for `MERIDIAN CONFLICTS`.
 pub const CONFLICTS_KEPT_MAX: usize = 10_000;
 
-/// Patches a string holds before a partial write folds them into its
-/// value ([`Db::patch_string`]).
-pub const MAX_PATCHES: usize = 32;
+/// Register patches a HyperLogLog holds before a partial write folds them
+/// into its value ([`Db::patch_string`]).
+pub const MAX_REGISTER_PATCHES: usize = 32;
 
-/// A string this short is written whole by a partial write: the value costs
-/// no more to replicate than the patches.
-pub const FOLD_BYTES: usize = 64;
+/// Bit patches a string holds before a partial write folds them into its
+/// value ([`Db::patch_string`]).
+pub const MAX_BIT_PATCHES: usize = 1024;
 
 /// What applying a peer's op did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -888,9 +888,16 @@ impl Db {
     /// A partial write of a string (SETBIT, BITFIELD, PFADD, PFMERGE):
     /// `patches` as they change the string, `whole` the string as it reads
     /// after them here. The patches are replicated as such, so concurrent
-    /// partial writes in other regions merge with them; once the key holds
-    /// [`MAX_PATCHES`] or the string is short, the write is `whole` instead,
+    /// partial writes in other regions merge with them, until the key
+    /// would hold more than its bound; the write is then `whole` instead,
     /// which folds the patches this region observed into the value.
+    ///
+    /// HyperLogLogs fold early ([`MAX_REGISTER_PATCHES`]): concurrent
+    /// HyperLogLog values are merged register by register, so a fold loses
+    /// nothing. A folded bitmap is a whole value, last writer wins against
+    /// a concurrent fold elsewhere (the loser journaled), so bitmaps fold
+    /// only past [`MAX_BIT_PATCHES`], which bounds what a key's patches
+    /// cost.
     pub fn patch_string(&mut self, key: &[u8], patches: Vec<Patch>, whole: Blob) {
         let entry = self.keys.get_any(key);
         let held = entry
@@ -900,8 +907,13 @@ impl Db {
                 _ => 0,
             });
         let obs = entry.map(|e| e.observe()).unwrap_or_default();
-        let fold = whole.len() <= FOLD_BYTES || held + patches.len() > MAX_PATCHES;
-        let kind = if fold {
+        let registers = patches.iter().any(|p| matches!(p, Patch::Register { .. }));
+        let bound = if registers {
+            MAX_REGISTER_PATCHES
+        } else {
+            MAX_BIT_PATCHES
+        };
+        let kind = if held + patches.len() > bound {
             EffectKind::StrPatch {
                 patches: Vec::new(),
                 fold: Some(whole),

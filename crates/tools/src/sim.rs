@@ -47,6 +47,10 @@ pub struct SimArgs {
     /// run it made before scripts joined the mix.
     #[arg(long)]
     pub no_scripts: bool,
+    /// Leave SETBITs out of the workload: a seed then replays the run it
+    /// made before bitmaps joined the mix.
+    #[arg(long)]
+    pub no_bits: bool,
     /// Print one line per seed.
     #[arg(long)]
     pub verbose: bool,
@@ -78,6 +82,7 @@ pub fn run(args: SimArgs) -> Result<()> {
             breakage,
             lists: !args.no_lists,
             scripts: !args.no_scripts,
+            bits: !args.no_bits,
             trace_keep: args.trace,
             ..SimConfig::new(seed)
         };
@@ -102,11 +107,12 @@ pub fn run(args: SimArgs) -> Result<()> {
                 eprintln!("  {e}");
             }
             eprintln!(
-                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}{}{}",
+                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}{}{}{}",
                 args.regions,
                 args.ticks,
                 if args.no_lists { " --no-lists" } else { "" },
                 if args.no_scripts { " --no-scripts" } else { "" },
+                if args.no_bits { " --no-bits" } else { "" },
                 if breakage == Breakage::None {
                     String::new()
                 } else {
