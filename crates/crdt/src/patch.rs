@@ -161,6 +161,33 @@ impl StrReg {
         Cow::Owned(bytes)
     }
 
+    /// Bit `bit` as [`render`](Self::render) shows it, without building
+    /// the whole string: GETBIT on a large bitmap holding patches.
+    pub fn bit(&self, bit: u64) -> bool {
+        let patches = self.patches();
+        let registers = patches
+            .iter()
+            .any(|p| matches!(p.patch, Patch::Register { .. }));
+        if registers || self.has_hll_siblings() {
+            return read_bit(&self.render(), bit);
+        }
+        let top = self.reg.visible().map(|b| b.tag);
+        let newest = patches.iter().rev().find(|p| {
+            top.is_none_or(|t| p.tag > t)
+                && p.patch
+                    .bit_range()
+                    .is_some_and(|(lo, hi)| lo <= bit && bit < hi)
+        });
+        match newest.map(|p| p.patch) {
+            Some(Patch::Bits {
+                offset,
+                width,
+                value,
+            }) => (value >> (offset + u64::from(width) - 1 - bit)) & 1 == 1,
+            _ => read_bit(&self.reg.render(), bit),
+        }
+    }
+
     /// More than one base, and the visible one a HyperLogLog.
     fn has_hll_siblings(&self) -> bool {
         self.reg.base.len() > 1 && self.reg.visible().is_some_and(|b| hll::is_hll(&b.val))
@@ -399,6 +426,41 @@ mod tests {
         assert!(read_bit(&b, 1));
         assert!(!read_bit(&b, 0));
         assert!(!read_bit(&b, 1 << 40));
+    }
+
+    #[test]
+    fn one_bit_reads_as_the_whole_string_shows_it() {
+        use crate::hlc::Hlc;
+        use crate::region::RegionId;
+        use crate::vv::{Dot, VersionVector};
+        let region = RegionId::new("bits").unwrap();
+        let tag = |seq: u64| Tag {
+            hlc: Hlc::new(seq, 0),
+            dot: Dot::new(region, seq),
+        };
+        let mut r = StrReg::default();
+        let mut conflicts = Vec::new();
+        let none = VersionVector::new();
+        r.write(b"k", Blob::from("\x0f"), tag(1), &[], &none, &mut conflicts);
+        let mut seen = VersionVector::new();
+        seen.observe(tag(1).dot);
+        let patches = [
+            Patch::Bits {
+                offset: 2,
+                width: 4,
+                value: 0b1001,
+            },
+            Patch::Bits {
+                offset: 13,
+                width: 1,
+                value: 1,
+            },
+        ];
+        r.patch(b"k", &patches, tag(2), &seen, &mut conflicts);
+        let whole = r.render().into_owned();
+        for bit in 0..24 {
+            assert_eq!(r.bit(bit), read_bit(&whole, bit), "bit {bit}");
+        }
     }
 
     #[test]
