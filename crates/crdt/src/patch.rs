@@ -188,6 +188,28 @@ impl StrReg {
         }
     }
 
+    /// The length of what [`render`](Self::render) shows, without building
+    /// it when only bit patches are held.
+    pub fn len(&self) -> usize {
+        let patches = self.patches();
+        if patches
+            .iter()
+            .any(|p| matches!(p.patch, Patch::Register { .. }))
+            || self.has_hll_siblings()
+        {
+            return self.render().len();
+        }
+        let top = self.reg.visible().map(|b| b.tag);
+        let patched = patches
+            .iter()
+            .filter(|p| top.is_none_or(|t| p.tag > t))
+            .filter_map(|p| p.patch.bit_range())
+            .map(|(_, hi)| hi.div_ceil(8) as usize)
+            .max()
+            .unwrap_or(0);
+        self.reg.render().len().max(patched)
+    }
+
     /// More than one base, and the visible one a HyperLogLog.
     fn has_hll_siblings(&self) -> bool {
         self.reg.base.len() > 1 && self.reg.visible().is_some_and(|b| hll::is_hll(&b.val))
@@ -458,6 +480,7 @@ mod tests {
         ];
         r.patch(b"k", &patches, tag(2), &seen, &mut conflicts);
         let whole = r.render().into_owned();
+        assert_eq!(r.len(), whole.len());
         for bit in 0..24 {
             assert_eq!(r.bit(bit), read_bit(&whole, bit), "bit {bit}");
         }
