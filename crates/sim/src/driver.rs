@@ -330,7 +330,7 @@ fn bit_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
         width: 1,
         value: 1,
     };
-    db.patch_string(key.as_bytes(), vec![patch], Blob::from(whole.as_slice()));
+    db.patch_string(key.as_bytes(), vec![patch], || Blob::from(whole.as_slice()));
     Write::SetBit { key, bit }
 }
 

@@ -64,7 +64,7 @@ fn setbit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         value: u64::from(on),
     };
     ctx.db()
-        .patch_string(&args[1], vec![patch], Blob::from(value.as_slice()));
+        .patch_string(&args[1], vec![patch], || Blob::from(value.as_slice()));
     // Redis announces a SETBIT that created or grew the string or changed
     // the bit, not one that left it as it was.
     if grown || old != on {
