@@ -247,6 +247,8 @@ fn write(ctx: &mut Ctx<'_>, key: &[u8], mut value: Vec<u8>, ops: &[FieldOp]) -> 
     }
     let mut replies = Vec::with_capacity(ops.len());
     let mut patches = Vec::new();
+    // The bit past the farthest field written.
+    let mut written_end = 0;
     let mut changed = false;
     for op in ops {
         let old = get_field(&value, op);
@@ -273,14 +275,14 @@ fn write(ctx: &mut Ctx<'_>, key: &[u8], mut value: Vec<u8>, ops: &[FieldOp]) -> 
             width: op.bits as u8,
             value: bits,
         });
+        written_end = written_end.max(op.end());
         changed |= grown || old != new;
     }
     if changed || grown {
         // The string grew past every field written when the farthest ones
         // failed: a zero bit at its new end carries the growth, as Redis
         // keeps it.
-        let covered = patches.iter().map(patch_end_bytes).max().unwrap_or(0);
-        if grown && covered < value.len() {
+        if grown && written_end.div_ceil(8) < value.len() as u64 {
             patches.push(Patch::Bits {
                 offset: value.len() as u64 * 8 - 1,
                 width: 1,
@@ -293,14 +295,6 @@ fn write(ctx: &mut Ctx<'_>, key: &[u8], mut value: Vec<u8>, ops: &[FieldOp]) -> 
         notify::emit(ctx, STRING, "setbit", key);
     }
     Frame::Array(replies)
-}
-
-/// The length a string needs to hold a bit patch.
-fn patch_end_bytes(p: &Patch) -> usize {
-    match *p {
-        Patch::Bits { offset, width, .. } => (offset + u64::from(width)).div_ceil(8) as usize,
-        Patch::Register { .. } => 0,
-    }
 }
 
 #[cfg(test)]
