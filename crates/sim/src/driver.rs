@@ -23,7 +23,7 @@
 //!   must end as the union of every acknowledged SETBIT.
 
 use meridian_cluster::{admit, Policies};
-use meridian_crdt::{Blob, Delta, Dot, Patch, RegionId, Tag, Value};
+use meridian_crdt::{Blob, Delta, Dot, Patch, RegionId, Tag};
 use meridian_store::{Db, Store, StoreError};
 
 use crate::history::{Fate, History, Recorded, Write};
@@ -320,17 +320,15 @@ fn random_write(
 fn bit_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
     let key = format!("b:{n}");
     let bit = rng.below(BITS);
-    let mut whole = match db.get(key.as_bytes()).map(|e| e.value()) {
-        Some(Value::Str(r)) => r.render().into_owned(),
-        _ => Vec::new(),
-    };
-    meridian_crdt::patch::write_bits(&mut whole, bit, 1, 1);
     let patch = Patch::Bits {
         offset: bit,
         width: 1,
         value: 1,
     };
-    db.patch_string(key.as_bytes(), vec![patch], || Blob::from(whole.as_slice()));
+    db.patch_string(key.as_bytes(), vec![patch], |mut whole| {
+        meridian_crdt::patch::write_bits(&mut whole, bit, 1, 1);
+        Blob::from(whole.as_slice())
+    });
     Write::SetBit { key, bit }
 }
 

@@ -886,8 +886,9 @@ impl Db {
     }
 
     /// A partial write of a string (SETBIT, BITFIELD, PFADD, PFMERGE):
-    /// `patches` as they change the string, `whole` making the string as it
-    /// reads after them here (called only when the write folds). The patches are replicated as such, so concurrent
+    /// `patches` as they change the string; `whole` makes the string as it
+    /// reads after them here from the string as it reads now (called only
+    /// when the write folds). The patches are replicated as such, so concurrent
     /// partial writes in other regions merge with them, until the key
     /// would hold more than its bound; the write is then `whole` instead,
     /// which folds the patches this region observed into the value.
@@ -898,7 +899,12 @@ impl Db {
     /// a concurrent fold elsewhere (the loser journaled), so bitmaps fold
     /// only past [`MAX_BIT_PATCHES`], which bounds what a key's patches
     /// cost.
-    pub fn patch_string(&mut self, key: &[u8], patches: Vec<Patch>, whole: impl FnOnce() -> Blob) {
+    pub fn patch_string(
+        &mut self,
+        key: &[u8],
+        patches: Vec<Patch>,
+        whole: impl FnOnce(Vec<u8>) -> Blob,
+    ) {
         let entry = self.keys.get_any(key);
         let held = entry
             .and_then(|e| e.typed(Kind::String))
@@ -914,9 +920,15 @@ impl Db {
             MAX_BIT_PATCHES
         };
         let kind = if held + patches.len() > bound {
+            let current = entry
+                .and_then(|e| e.typed(Kind::String))
+                .map_or_else(Vec::new, |v| match v {
+                    Value::Str(r) => r.render().into_owned(),
+                    _ => Vec::new(),
+                });
             EffectKind::StrPatch {
                 patches: Vec::new(),
-                fold: Some(whole()),
+                fold: Some(whole(current)),
                 obs,
             }
         } else {

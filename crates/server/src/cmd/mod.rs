@@ -12,6 +12,7 @@
 use std::sync::OnceLock;
 
 pub mod acl;
+pub mod bitfield;
 pub mod bits;
 pub mod command;
 pub mod config;
@@ -52,10 +53,11 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 26] = [
+    let families: [(Vec<Spec>, &'static str); 27] = [
         (strings::specs(), "string"),
         (lcs::specs(), "string"),
         (bits::specs(), "bitmap"),
+        (bitfield::specs(), "bitmap"),
         (keys::specs(), "generic"),
         (sort::specs(), "generic"),
         (dump::specs(), "generic"),
