@@ -200,15 +200,25 @@ impl Hll {
         let mut first = 0;
         let mut prev = None;
         let mut found = None;
+        // The walk decodes lengths inline: it is the hot loop of PFADD and
+        // of every read of a patched sparse value.
         while at < end {
-            let (op, len) = Opcode::read(&self.bytes, at);
-            if index < first + op.run() {
-                found = Some((op, len));
+            let b = self.bytes[at];
+            let (run, len) = if b & 0xc0 == 0x40 {
+                let low = self.bytes.get(at + 1).copied().unwrap_or(0);
+                ((usize::from(b & 0x3f) << 8 | usize::from(low)) + 1, 2)
+            } else if b & 0x80 != 0 {
+                (usize::from(b & 0x03) + 1, 1)
+            } else {
+                (usize::from(b & 0x3f) + 1, 1)
+            };
+            if index < first + run {
+                found = Some(Opcode::read(&self.bytes, at));
                 break;
             }
             prev = Some(at);
             at += len;
-            first += op.run();
+            first += run;
         }
         let Some((op, op_len)) = found else {
             return Err(Corrupt);
@@ -317,9 +327,11 @@ impl Hll {
     pub fn max_into(&self, max: &mut [u8; REGISTERS]) -> Result<(), Corrupt> {
         match self.encoding() {
             Encoding::Dense => {
-                let regs = &self.bytes[HEADER_BYTES..];
-                for (i, m) in max.iter_mut().enumerate() {
-                    *m = (*m).max(dense_read(regs, i));
+                for (m, r) in max
+                    .iter_mut()
+                    .zip(dense_unpack(&self.bytes[HEADER_BYTES..]))
+                {
+                    *m = (*m).max(r);
                 }
                 Ok(())
             }
@@ -339,9 +351,8 @@ impl Hll {
         let mut histogram = [0u64; 64];
         match self.encoding() {
             Encoding::Dense => {
-                let regs = &self.bytes[HEADER_BYTES..];
-                for i in 0..REGISTERS {
-                    histogram[usize::from(dense_read(regs, i))] += 1;
+                for r in dense_unpack(&self.bytes[HEADER_BYTES..]) {
+                    histogram[usize::from(r)] += 1;
                 }
             }
             Encoding::Sparse => {
@@ -713,15 +724,31 @@ fn sparse_histogram(body: &[u8], histogram: &mut [u64; 64]) -> bool {
     let mut covered = 0usize;
     let mut at = 0;
     while at < body.len() {
-        let (op, len) = Opcode::read(body, at);
-        match op {
-            Opcode::Zero(run) | Opcode::XZero(run) => histogram[0] += run as u64,
-            Opcode::Val { value, run } => histogram[usize::from(value)] += run as u64,
+        let b = body[at];
+        if b & 0x80 != 0 {
+            let (value, run) = val_fields(b);
+            histogram[usize::from(value)] += run as u64;
+            covered += run;
+            at += 1;
+        } else {
+            let (run, len) = zeros_at(body, at);
+            histogram[0] += run as u64;
+            covered += run;
+            at += len;
         }
-        covered += op.run();
-        at += len;
     }
     covered == REGISTERS
+}
+
+/// The run and length of the ZERO or XZERO opcode at `at` (a byte past
+/// the end reads as zero).
+fn zeros_at(body: &[u8], at: usize) -> (usize, usize) {
+    let b = body[at];
+    if b & 0x40 == 0 {
+        return (usize::from(b & 0x3f) + 1, 1);
+    }
+    let low = body.get(at + 1).copied().unwrap_or(0);
+    ((usize::from(b & 0x3f) << 8 | usize::from(low)) + 1, 2)
 }
 
 /// Raises `max` to a sparse body's registers, as PFMERGE and the dense
@@ -731,26 +758,41 @@ fn sparse_max_into(body: &[u8], max: &mut [u8; REGISTERS]) -> Result<(), Corrupt
     let mut i = 0usize;
     let mut at = 0;
     while at < body.len() {
-        let (op, len) = Opcode::read(body, at);
-        match op {
-            Opcode::Zero(run) | Opcode::XZero(run) => i += run,
-            Opcode::Val { value, run } => {
-                if i + run > REGISTERS {
-                    break;
-                }
-                for m in &mut max[i..i + run] {
-                    *m = (*m).max(value);
-                }
-                i += run;
+        let b = body[at];
+        if b & 0x80 != 0 {
+            let (value, run) = val_fields(b);
+            if i + run > REGISTERS {
+                break;
             }
+            for m in &mut max[i..i + run] {
+                *m = (*m).max(value);
+            }
+            i += run;
+            at += 1;
+        } else {
+            let (run, len) = zeros_at(body, at);
+            i += run;
+            at += len;
         }
-        at += len;
     }
     if i == REGISTERS {
         Ok(())
     } else {
         Err(Corrupt)
     }
+}
+
+/// Every register of a dense body: four in each three bytes.
+fn dense_unpack(regs: &[u8]) -> [u8; REGISTERS] {
+    let mut out = [0u8; REGISTERS];
+    for (four, three) in out.chunks_exact_mut(4).zip(regs.chunks_exact(3)) {
+        let (b0, b1, b2) = (three[0], three[1], three[2]);
+        four[0] = b0 & REGISTER_MAX;
+        four[1] = (b0 >> 6 | b1 << 2) & REGISTER_MAX;
+        four[2] = (b1 >> 4 | b2 << 4) & REGISTER_MAX;
+        four[3] = b2 >> 2;
+    }
+    out
 }
 
 /// Register `i` of a dense body.
@@ -994,6 +1036,17 @@ mod tests {
         assert_eq!(cut.count(), Ok(0));
         assert_eq!(cut.set(16383, 2, SPARSE_MAX_BYTES_DEFAULT), Ok(true));
         assert_eq!(cut.decode().as_deref(), Some("Z:16127 Z:256"));
+    }
+
+    #[test]
+    fn dense_registers_unpack_as_read_one_by_one() {
+        let mut body = vec![0u8; DENSE_BYTES - HEADER_BYTES];
+        let mut rng = SplitMix64(3);
+        for i in 0..REGISTERS {
+            dense_write(&mut body, i, rng.next() as u8 & REGISTER_MAX);
+        }
+        let all = dense_unpack(&body);
+        assert!((0..REGISTERS).all(|i| all[i] == dense_read(&body, i)));
     }
 
     #[test]
