@@ -199,6 +199,8 @@ pub const PARAMS: &[Param] = &[
         "64",
         int(0, LONG_MAX),
     ),
+    // Kept here, and read from here by PFADD, PFMERGE and PFSELFTEST
+    // (cmd/hll.rs), which apply it.
     kept("hll-sparse-max-bytes", "3000", MEMORY),
     fixed("ignore-warnings", "", TEXT),
     fixed("io-threads", "1", int(1, 128)),

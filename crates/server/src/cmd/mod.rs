@@ -21,6 +21,7 @@ pub mod connection;
 pub mod dump;
 pub mod function;
 pub mod hash;
+pub mod hll;
 pub mod info;
 pub mod keys;
 pub mod keyspace;
@@ -53,11 +54,12 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 27] = [
+    let families: [(Vec<Spec>, &'static str); 28] = [
         (strings::specs(), "string"),
         (lcs::specs(), "string"),
         (bits::specs(), "bitmap"),
         (bitfield::specs(), "bitmap"),
+        (hll::specs(), "hyperloglog"),
         (keys::specs(), "generic"),
         (sort::specs(), "generic"),
         (dump::specs(), "generic"),
