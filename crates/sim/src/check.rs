@@ -62,6 +62,7 @@ pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
         check_scripts_whole(db).map_err(|a| tag_region(a, id))?;
         check_transfers(db, history).map_err(|a| tag_region(a, id))?;
         check_bits(db, history).map_err(|a| tag_region(a, id))?;
+        check_hyperloglogs(db, history).map_err(|a| tag_region(a, id))?;
     }
     check_lists_converged(regions, history)?;
     if let Some(r) = regions.first_mut() {
@@ -466,6 +467,44 @@ pub fn check_bits(db: &Db, history: &History) -> Check {
                 "bits",
                 format!("{key}: lost acknowledged bits {lost:?}, holds bits no acknowledged SETBIT set {extra:?}"),
             );
+        }
+    }
+    Ok(())
+}
+
+/// HyperLogLogs only ever PFADDed to (`u:*`): each holds exactly the
+/// registers the elements of its acknowledged PFADDs raise, the union of
+/// what every region added however it was replicated, folded or merged.
+pub fn check_hyperloglogs(db: &Db, history: &History) -> Check {
+    use meridian_crdt::hll::{self, Hll, REGISTERS};
+    let mut expected: BTreeMap<&str, Box<[u8; REGISTERS]>> = BTreeMap::new();
+    for op in history.durable() {
+        if let Write::PfAdd { key, elements } = &op.write {
+            let regs = expected
+                .entry(key)
+                .or_insert_with(|| Box::new([0; REGISTERS]));
+            for e in elements {
+                let (index, value) = hll::hash(e.as_bytes());
+                let r = &mut regs[usize::from(index)];
+                *r = (*r).max(value);
+            }
+        }
+    }
+    for (key, regs) in expected {
+        let bytes = str_value(db, key).unwrap_or_default();
+        let got = Hll::parse(bytes).ok().and_then(|h| h.registers().ok());
+        match got {
+            Some(got) if got == *regs => {}
+            Some(got) => {
+                let differ = (0..REGISTERS).filter(|&i| got[i] != regs[i]).count();
+                return fail(
+                    "hyperloglogs",
+                    format!(
+                        "{key}: {differ} registers differ from the union of acknowledged PFADDs"
+                    ),
+                );
+            }
+            None => return fail("hyperloglogs", format!("{key}: not a HyperLogLog")),
         }
     }
     Ok(())

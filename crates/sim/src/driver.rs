@@ -20,10 +20,14 @@
 //!   zero) and pairs `y:*:a`/`y:*:b` set to one value;
 //! - `b:*` bitmaps: SETBITs to 1 of bits up to 1023, replicated as bit
 //!   patches (folded into the value as the store decides), so each bitmap
-//!   must end as the union of every acknowledged SETBIT.
+//!   must end as the union of every acknowledged SETBIT;
+//! - `u:*` HyperLogLogs: PFADDs of a few elements, replicated as register
+//!   patches or folded whole values, so each must end holding exactly the
+//!   registers of every acknowledged PFADD's elements.
 
 use meridian_cluster::{admit, Policies};
-use meridian_crdt::{Blob, Delta, Dot, Patch, RegionId, Tag};
+use meridian_crdt::hll::{self, Hll};
+use meridian_crdt::{Blob, Delta, Dot, Patch, RegionId, Tag, Value};
 use meridian_store::{Db, Store, StoreError};
 
 use crate::history::{Fate, History, Recorded, Write};
@@ -43,7 +47,7 @@ pub fn policies() -> Policies {
 const CHOICES: u64 = 14;
 const LIST_CHOICES: u64 = 2;
 const SCRIPT_CHOICES: u64 = 2;
-const BIT_CHOICES: u64 = 1;
+const BIT_CHOICES: u64 = 2;
 /// Bits a `b:*` SETBIT picks from: past 512, the string is long enough to
 /// replicate patches rather than its whole value.
 pub const BITS: u64 = 1024;
@@ -144,7 +148,9 @@ pub fn driver_write(
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
-    let write = if choice >= CHOICES + lists + scripts {
+    let write = if choice >= CHOICES + lists + scripts + 1 {
+        pfadd_write(rng, store.db_mut(), n)
+    } else if choice >= CHOICES + lists + scripts {
         bit_write(rng, store.db_mut(), n)
     } else if choice >= CHOICES + lists {
         let which = choice - CHOICES - lists;
@@ -330,6 +336,40 @@ fn bit_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
         Blob::from(whole.as_slice())
     });
     Write::SetBit { key, bit }
+}
+
+/// PFADD of one to four elements to `u:n`, as the server's PFADD writes
+/// it: the registers it raised as patches, the whole value if it folds.
+fn pfadd_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
+    let key = format!("u:{n}");
+    let elements: Vec<String> = (0..1 + rng.below(4))
+        .map(|_| format!("e{}", rng.below(5000)))
+        .collect();
+    let current = match db.get(key.as_bytes()).map(|e| e.value()) {
+        Some(Value::Str(r)) => r.render().into_owned(),
+        _ => Vec::new(),
+    };
+    let mut hll = if current.is_empty() {
+        Hll::new()
+    } else {
+        Hll::parse(current).expect("u:* keys hold HyperLogLogs")
+    };
+    let mut patches = Vec::new();
+    for e in &elements {
+        let (index, value) = hll::hash(e.as_bytes());
+        if hll
+            .set(usize::from(index), value, hll::SPARSE_MAX_BYTES_DEFAULT)
+            .expect("not corrupt")
+        {
+            patches.push(Patch::Register { index, value });
+        }
+    }
+    if !patches.is_empty() {
+        hll.invalidate_cache();
+        let whole = Blob::from(hll.into_bytes().as_slice());
+        db.patch_string(key.as_bytes(), patches, |_| whole);
+    }
+    Write::PfAdd { key, elements }
 }
 
 /// The values of the list at `key` as this region holds it now.

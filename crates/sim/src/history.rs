@@ -40,6 +40,11 @@ pub enum Write {
         key: String,
         bit: u64,
     },
+    /// PFADD of `elements` to a HyperLogLog only ever written so (`u:*`).
+    PfAdd {
+        key: String,
+        elements: Vec<String>,
+    },
     /// SET of a register only ever written by SET (`r:*`).
     Set {
         key: String,
