@@ -18,8 +18,8 @@
 //! Replies follow Redis 7.0.15 exactly: the order and texts of its errors
 //! (each option is checked as it is read, so which error wins depends on
 //! where it stands), the order results come in (cell by cell, by score
-//! within a cell, unless ASC, DESC or COUNT sorts them, with the same
-//! sorting algorithms as Redis, so equal distances keep Redis's order),
+//! within a cell, unless ASC, DESC or COUNT sorts them, with the sorts
+//! Redis uses, so equal distances come in Redis's order),
 //! distances with four decimals and coordinates in Redis's human
 //! long-double form ([`Frame::HumanDouble`]).
 
@@ -123,14 +123,30 @@ fn member_position(z: &ZSetVal, member: &[u8]) -> Option<(f64, f64)> {
     z.score(member).map(geohash::decode_score)
 }
 
-/// A distance as Redis writes it: four decimals (`%.4f`).
+/// A distance as Redis writes it: with four decimals, rounded as Redis
+/// rounds them, the value times 10^4 to the nearest integer (ties to even),
+/// which is not always the decimal `%.4f` would print. What no `i64` holds
+/// (NaN) becomes `i64::MIN`, as x86-64's conversion gives.
 fn distance_text(d: f64) -> Frame {
-    let text = if d.is_nan() {
-        if d.is_sign_negative() { "-nan" } else { "nan" }.to_owned()
+    const DECIMALS: u64 = 10_000;
+    if d == 0.0 {
+        return Frame::Bulk(Bytes::from_static(b"0.0000"));
+    }
+    let scaled = d * DECIMALS as f64;
+    let units = if scaled.is_nan()
+        || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&scaled)
+    {
+        i64::MIN
     } else {
-        format!("{d:.4}")
+        scaled.round_ties_even() as i64
     };
-    Frame::Bulk(Bytes::from(text))
+    let sign = if units < 0 { "-" } else { "" };
+    let magnitude = units.unsigned_abs();
+    Frame::Bulk(Bytes::from(format!(
+        "{sign}{}.{:04}",
+        magnitude / DECIMALS,
+        magnitude % DECIMALS
+    )))
 }
 
 // ----- GEOADD, GEODIST, GEOHASH, GEOPOS -----
@@ -547,10 +563,11 @@ fn merge_sort<T>(items: &mut Vec<T>, cmp: &impl Fn(&T, &T) -> i32) {
     items.extend(idx.into_iter().filter_map(|i| slots[i].take()));
 }
 
-/// Redis's partial quicksort (`pqsort`, Bentley and McIlroy's qsort that
-/// skips the parts outside positions `keep.0..=keep.1`): those positions
-/// end up holding what a full sort would put there, in the order Redis
-/// leaves equal keys in.
+/// Redis's partial quicksort (`pqsort`, Bentley and McIlroy's qsort, as
+/// Redis 7.0 has it: without the switch to insertion sort after a pass
+/// that swapped nothing, and skipping the parts outside positions
+/// `keep.0..=keep.1`): those positions end up holding what a full sort
+/// would put there, with equal keys in the order Redis leaves them.
 fn partial_sort<T>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32, keep: (usize, usize)) {
     let overlaps = |start: usize, len: usize| !(keep.1 < start || keep.0 > start + len - 1);
     let insertion = |v: &mut [T], lo: usize, n: usize| {
@@ -608,7 +625,6 @@ fn partial_sort<T>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32, keep: (usize, usiz
             v.swap(lo, pm);
             let (mut pa, mut pb) = (lo + 1, lo + 1);
             let (mut pc, mut pd) = (lo + n - 1, lo + n - 1);
-            let mut swapped = false;
             loop {
                 while pb <= pc {
                     let c = cmp(&v[pb], &v[lo]);
@@ -616,7 +632,6 @@ fn partial_sort<T>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32, keep: (usize, usiz
                         break;
                     }
                     if c == 0 {
-                        swapped = true;
                         v.swap(pa, pb);
                         pa += 1;
                     }
@@ -628,7 +643,6 @@ fn partial_sort<T>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32, keep: (usize, usiz
                         break;
                     }
                     if c == 0 {
-                        swapped = true;
                         v.swap(pc, pd);
                         pd -= 1;
                     }
@@ -638,13 +652,8 @@ fn partial_sort<T>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32, keep: (usize, usiz
                     break;
                 }
                 v.swap(pb, pc);
-                swapped = true;
                 pb += 1;
                 pc -= 1;
-            }
-            if !swapped {
-                insertion(v, lo, n);
-                break;
             }
             let end = lo + n;
             let r = (pa - lo).min(pb - pa);
@@ -729,6 +738,8 @@ fn run(z: Option<&ZSetVal>, args: &[Bytes], command: Command) -> Result<Outcome,
         Order::Asc => Some(by_distance),
         Order::Desc => Some(|a, b| -by_distance(a, b)),
     };
+    // All of them with `qsort`, or with COUNT only the first ones, by a
+    // partial quicksort: each leaves equal distances in its own order.
     if let Some(cmp) = cmp {
         if returned == found.len() {
             merge_sort(&mut found, &cmp);
@@ -850,32 +861,39 @@ mod tests {
     }
 
     /// A comparator that is no total order (NaN distances) neither panics
-    /// nor loses elements.
+    /// nor loses elements, and leaves them where glibc's `qsort` does.
     #[test]
     fn sorts_survive_nan() {
-        let cmp = |a: &f64, b: &f64| {
-            if a > b {
+        let cmp = |a: &(f64, usize), b: &(f64, usize)| {
+            if a.0 > b.0 {
                 1
-            } else if a == b {
+            } else if a.0 == b.0 {
                 0
             } else {
                 -1
             }
         };
-        let mut v = vec![3.0, f64::NAN, 1.0, f64::NAN, 2.0, 0.5, 7.0, 1.0, 9.0];
+        let keys = [3.0, f64::NAN, 1.0, f64::NAN, 2.0, 0.5, 7.0, 1.0, 9.0];
+        let mut v: Vec<(f64, usize)> = keys.iter().copied().zip(0..).collect();
         merge_sort(&mut v, &cmp);
-        assert_eq!(v.len(), 9);
-        let mut w: Vec<f64> = (0..60)
+        let order: Vec<usize> = v.iter().map(|(_, i)| *i).collect();
+        assert_eq!(order, [5, 2, 7, 4, 0, 1, 3, 6, 8]);
+        let mut w: Vec<(f64, usize)> = (0..60)
             .map(|i| {
-                if i % 7 == 0 {
-                    f64::NAN
-                } else {
-                    f64::from(i % 13)
-                }
+                (
+                    if i % 7 == 0 {
+                        f64::NAN
+                    } else {
+                        (i % 13) as f64
+                    },
+                    i,
+                )
             })
             .collect();
         partial_sort(&mut w, &cmp, (0, 5));
-        assert_eq!(w.len(), 60);
+        let mut seen: Vec<usize> = w.iter().map(|(_, i)| *i).collect();
+        seen.sort();
+        assert_eq!(seen, (0..60).collect::<Vec<_>>());
     }
 
     #[test]
@@ -886,7 +904,32 @@ mod tests {
             distance_text(166274.15137),
             Frame::Bulk(Bytes::from("166274.1514"))
         );
-        assert_eq!(distance_text(-f64::NAN), Frame::Bulk(Bytes::from("-nan")));
+        assert_eq!(
+            distance_text(f64::NAN),
+            Frame::Bulk(Bytes::from("-922337203685477.5808"))
+        );
+        assert_eq!(distance_text(-1.25), Frame::Bulk(Bytes::from("-1.2500")));
+        // GEODISTs where `%.4f` of the exact value and Redis's rounding of
+        // the scaled value differ; redis-server 7.0.15 prints these.
+        for (a, b, metres, want) in [
+            (
+                1219556624522621.0,
+                18139562072184.0,
+                0.3048,
+                "40884618.6836",
+            ),
+            (
+                1241192073027187.0,
+                1526738883009378.0,
+                0.3048,
+                "16860112.7722",
+            ),
+            (284072579482098.0, 1415129584750823.0, 1.0, "10131076.8058"),
+        ] {
+            let (a, b) = (geohash::decode_score(a), geohash::decode_score(b));
+            let d = geohash::distance(a.0, a.1, b.0, b.1) / metres;
+            assert_eq!(distance_text(d), Frame::Bulk(Bytes::from(want)));
+        }
     }
 
     #[test]

@@ -351,11 +351,14 @@ impl Shape {
                 }
             }
             Extent::Box { width, height } => {
+                // Within half the height north or south of the centre, and
+                // half the width east or west along the point's parallel.
                 let width_m = width * self.metres_per_unit;
                 let height_m = height * self.metres_per_unit;
-                let lon_d = distance(lon, lat, self.lon, lat);
-                let lat_d = distance(lon, lat, lon, self.lat);
-                if lon_d > width_m / 2.0 || lat_d > height_m / 2.0 {
+                if meridian_distance(lat, self.lat) > height_m / 2.0 {
+                    return None;
+                }
+                if distance(lon, lat, self.lon, lat) > width_m / 2.0 {
                     return None;
                 }
                 Some(distance(self.lon, self.lat, lon, lat))
@@ -445,16 +448,27 @@ pub fn search_cells(shape: &Shape) -> [Cell; 9] {
     out
 }
 
+/// The distance in metres between two latitudes on one meridian.
+fn meridian_distance(lat1: f64, lat2: f64) -> f64 {
+    EARTH_RADIUS_M * (deg_rad(lat2) - deg_rad(lat1)).abs()
+}
+
 /// The great-circle distance in metres between two positions (haversine on
-/// a sphere of [`EARTH_RADIUS_M`]).
+/// a sphere of [`EARTH_RADIUS_M`]). On one meridian it is the arc between
+/// the latitudes, which is what the haversine simplifies to there; Redis
+/// takes that shortcut, and the two differ in the last bit.
 pub fn distance(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
-    let lat1r = deg_rad(lat1);
     let lon1r = deg_rad(lon1);
-    let lat2r = deg_rad(lat2);
     let lon2r = deg_rad(lon2);
-    let u = ((lat2r - lat1r) / 2.0).sin();
     let v = ((lon2r - lon1r) / 2.0).sin();
-    2.0 * EARTH_RADIUS_M * (u * u + lat1r.cos() * lat2r.cos() * v * v).sqrt().asin()
+    if v == 0.0 {
+        return meridian_distance(lat1, lat2);
+    }
+    let lat1r = deg_rad(lat1);
+    let lat2r = deg_rad(lat2);
+    let u = ((lat2r - lat1r) / 2.0).sin();
+    let a = u * u + lat1r.cos() * lat2r.cos() * v * v;
+    2.0 * EARTH_RADIUS_M * a.sqrt().asin()
 }
 
 #[cfg(test)]
@@ -567,6 +581,16 @@ mod tests {
         let east = decode_score(10133099161583616.0);
         let d = distance(origin.0, origin.1, east.0, east.1);
         assert_eq!(format!("{:.4}", d), "20020733.6202");
+        // On one meridian: the arc, as Redis computes it (the haversine
+        // gives 6027.1686871833199 km here).
+        let south = decode_score(83281.0);
+        let north = decode_score(299153147364624.0);
+        let d = distance(south.0, south.1, north.0, north.1);
+        assert_eq!(south.0, north.0);
+        assert_eq!(
+            meridian_resp::format_double(d / 1000.0),
+            "6027.168687183319"
+        );
     }
 
     #[test]
