@@ -268,6 +268,35 @@ fn key_patterns_limit_the_keys_a_user_may_touch() {
     assert_eq!(admin.line("EXISTS app:2"), Frame::Integer(0));
 }
 
+/// GEORADIUS's STORE destination follows an option, where only Redis's key
+/// specs find it; it is checked like any key (as redis-server does).
+#[test]
+fn a_geo_store_destination_must_match_the_key_patterns() {
+    let m = Meridian::start(&[]);
+    let mut admin = m.conn();
+    assert_eq!(admin.line("ACL SETUSER app on >pw ~app:* +@all"), ok());
+    assert_eq!(admin.line("GEOADD app:src 1 1 here"), Frame::Integer(1));
+    let mut a = m.conn();
+    assert_eq!(a.line("AUTH app pw"), ok());
+    assert_eq!(
+        a.line("GEORADIUS app:src 1 1 10 km STORE app:near"),
+        Frame::Integer(1)
+    );
+    assert_eq!(
+        a.line("GEORADIUS app:src 1 1 10 km STORE other"),
+        noperm_keys()
+    );
+    assert_eq!(
+        a.line("GEORADIUSBYMEMBER app:src here 10 km STOREDIST other"),
+        noperm_keys()
+    );
+    assert_eq!(
+        a.line("GEORADIUS_RO app:src 1 1 10 km"),
+        Frame::Array(vec![bulk("here")])
+    );
+    assert_eq!(admin.line("EXISTS other"), Frame::Integer(0));
+}
+
 #[test]
 fn acl_list_shows_password_digests_never_passwords() {
     let m = Meridian::start(&[]);

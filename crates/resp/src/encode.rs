@@ -6,7 +6,7 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::frame::Frame;
-use crate::number::{double_text, int_text};
+use crate::number::{double_text, format_long_double, int_text};
 
 /// The protocol version a connection speaks, chosen by `HELLO`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,8 +22,9 @@ pub enum Protocol {
 ///
 /// RESP2 downgrades: `Null` is `$-1`, `NullArray` is `*-1`, a map is a flat
 /// array of keys and values, a set or push is an array, a double is a bulk
-/// string of its `%.17g` text, a boolean is the integer 1 or 0, a big number
-/// is a bulk string, and a verbatim string is a bulk string of its text.
+/// string of its `%.17g` text (a human double of its `%.17Lf` text), a
+/// boolean is the integer 1 or 0, a big number is a bulk string, and a
+/// verbatim string is a bulk string of its text.
 pub fn encode(frame: &Frame, proto: Protocol, out: &mut BytesMut) {
     match frame {
         Frame::Simple(text) => write_line(b'+', text.as_bytes(), out),
@@ -73,6 +74,13 @@ pub fn encode(frame: &Frame, proto: Protocol, out: &mut BytesMut) {
                     out.put_slice(text.as_bytes());
                     out.put_slice(b"\r\n");
                 }
+            }
+        }
+        Frame::HumanDouble(value) => {
+            let text = format_long_double(*value);
+            match proto {
+                Protocol::Resp2 => write_bulk(text.as_bytes(), out),
+                Protocol::Resp3 => write_line(b',', text.as_bytes(), out),
             }
         }
         Frame::Boolean(value) => out.put_slice(match (proto, value) {
@@ -211,6 +219,12 @@ mod tests {
                 b",-inf\r\n",
             ),
             (Frame::Double(f64::NAN), b"$3\r\nnan\r\n", b",nan\r\n"),
+            (
+                Frame::HumanDouble(13.361389338970184),
+                b"$20\r\n13.36138933897018433\r\n",
+                b",13.36138933897018433\r\n",
+            ),
+            (Frame::HumanDouble(180.0), b"$3\r\n180\r\n", b",180\r\n"),
             (Frame::Boolean(true), b":1\r\n", b"#t\r\n"),
             (Frame::Boolean(false), b":0\r\n", b"#f\r\n"),
             (

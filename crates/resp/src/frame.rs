@@ -35,6 +35,11 @@ pub enum Frame {
     Set(Vec<Frame>),
     /// `,value`; a bulk string of the `%.17g` text in RESP2.
     Double(f64),
+    /// `,value` with the value in Redis's human long-double form
+    /// ([`crate::format_long_double`]: 17 decimals, trailing zeros dropped),
+    /// a bulk string of that text in RESP2: how Redis replies coordinates
+    /// (GEOPOS, WITHCOORD). Parsed back, it is a [`Frame::Double`].
+    HumanDouble(f64),
     /// `#t` / `#f`; the integer 1 / 0 in RESP2.
     Boolean(bool),
     /// `(digits`: an integer too large for `i64`; a bulk string in RESP2.

@@ -74,6 +74,15 @@ pub fn frame_to_lua(lua: &Lua, frame: &Frame, resp3: bool) -> mlua::Result<Value
         }
         Frame::Double(d) if resp3 => wrapped(lua, "double", Value::Number(*d))?,
         Frame::Double(d) => Value::String(lua.create_string(format_g(*d, 17))?),
+        // Redis hands Lua the number its reply text reads back as, which
+        // for a coordinate below 1 has fewer digits than the double had.
+        Frame::HumanDouble(d) if resp3 => {
+            let text = meridian_resp::format_long_double(*d);
+            wrapped(lua, "double", Value::Number(text.parse().unwrap_or(*d)))?
+        }
+        Frame::HumanDouble(d) => {
+            Value::String(lua.create_string(meridian_resp::format_long_double(*d))?)
+        }
         Frame::Boolean(b) if resp3 => Value::Boolean(*b),
         Frame::Boolean(b) => Value::Number(*b as u8 as f64),
         Frame::BigNumber(s) if resp3 => {

@@ -82,8 +82,19 @@ const NUMKEYS_AT_2: &[&str] = &[
     "fcall_ro",
 ];
 
+/// Commands with a key after an option (GEORADIUS … STORE key), which
+/// Redis's key specs find: a table entry names only the fixed ones, and
+/// the destination must pass the ACL and the keyspace policies too.
+const KEYS_BY_SPECS: &[&str] = &["georadius", "georadiusbymember"];
+
 /// The keys a command names, from its table entry (first, last, step).
 pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
+    if KEYS_BY_SPECS.contains(&spec.name) {
+        let found = crate::cmd::redis_meta::key_positions(spec.name, args);
+        if !found.is_empty() {
+            return found.into_iter().map(|i| &args[i][..]).collect();
+        }
+    }
     if NUMKEYS_AT_2.contains(&spec.name) {
         let n = std::str::from_utf8(args.get(2).map_or(&b""[..], |a| &a[..]))
             .ok()

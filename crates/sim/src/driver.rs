@@ -148,7 +148,7 @@ pub fn driver_write(
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
-    let write = if choice >= CHOICES + lists + scripts + 1 {
+    let write = if choice > CHOICES + lists + scripts {
         pfadd_write(rng, store.db_mut(), n)
     } else if choice >= CHOICES + lists + scripts {
         bit_write(rng, store.db_mut(), n)

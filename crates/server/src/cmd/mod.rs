@@ -20,6 +20,8 @@ pub mod config_params;
 pub mod connection;
 pub mod dump;
 pub mod function;
+pub mod geo;
+pub mod geohash;
 pub mod hash;
 pub mod hll;
 pub mod info;
@@ -54,7 +56,7 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 28] = [
+    let families: [(Vec<Spec>, &'static str); 29] = [
         (strings::specs(), "string"),
         (lcs::specs(), "string"),
         (bits::specs(), "bitmap"),
@@ -70,6 +72,7 @@ fn all_specs() -> Vec<Spec> {
         (zset::specs(), "sorted-set"),
         (zset_algebra::specs(), "sorted-set"),
         (zset_pop::specs(), "sorted-set"),
+        (geo::specs(), "geo"),
         (list::specs(), "list"),
         (connection::specs(), "connection"),
         (info::specs(), "server"),

@@ -378,7 +378,8 @@ struct Slot {
     now: Option<f64>,
 }
 
-fn zadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+/// ZADD; GEOADD runs it too, with the positions turned into scores.
+pub(super) fn zadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     zadd_generic(ctx, args, AddFlags::default())
 }
 
