@@ -297,6 +297,29 @@ fn a_geo_store_destination_must_match_the_key_patterns() {
     assert_eq!(admin.line("EXISTS other"), Frame::Integer(0));
 }
 
+/// Keys whose place depends on the arguments (a STORE keyword, keys
+/// after a count) are keys for the ACL too: SORT's STORE destination,
+/// ZUNIONSTORE's sources and LMPOP's keys once escaped the key patterns.
+#[test]
+fn keys_placed_by_a_keyword_or_a_count_must_match_the_key_patterns() {
+    let m = Meridian::start(&[]);
+    let mut admin = m.conn();
+    assert_eq!(admin.line("ACL SETUSER app on >pw ~app:* +@all"), ok());
+    for line in ["RPUSH app:l 3 1 2", "RPUSH other 9", "ZADD otherz 1 x"] {
+        assert!(matches!(admin.line(line), Frame::Integer(_)));
+    }
+    let mut a = m.conn();
+    assert_eq!(a.line("AUTH app pw"), ok());
+    assert_eq!(a.line("SORT app:l STORE app:sorted"), Frame::Integer(3));
+    assert_eq!(a.line("SORT app:l STORE other"), noperm_keys());
+    assert_eq!(a.line("ZUNIONSTORE app:u 2 app:z otherz"), noperm_keys());
+    assert_eq!(a.line("ZINTERCARD 2 app:z otherz"), noperm_keys());
+    assert_eq!(a.line("LMPOP 2 app:l other LEFT"), noperm_keys());
+    assert_eq!(a.line("SINTERCARD 1 other"), noperm_keys());
+    assert_eq!(admin.line("LLEN other"), Frame::Integer(1));
+    assert_eq!(admin.line("EXISTS app:u"), Frame::Integer(0));
+}
+
 #[test]
 fn acl_list_shows_password_digests_never_passwords() {
     let m = Meridian::start(&[]);

@@ -83,13 +83,15 @@ const NUMKEYS_AT_2: &[&str] = &[
 ];
 
 /// Commands with a key after an option (GEORADIUS … STORE key), which
-/// Redis's key specs find: a table entry names only the fixed ones, and
-/// the destination must pass the ACL and the keyspace policies too.
-const KEYS_BY_SPECS: &[&str] = &["georadius", "georadiusbymember"];
-
-/// The keys a command names, from its table entry (first, last, step).
+/// The keys a command names: by Redis's key specs for a command whose keys
+/// move with its arguments (a STORE destination, keys after a count), so
+/// every key passes the ACL and the keyspace policies; else from its table
+/// entry (first, last, step).
 pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
-    if KEYS_BY_SPECS.contains(&spec.name) {
+    if matches!(spec.name, "sort" | "sort_ro") {
+        return sort_keys(args);
+    }
+    if spec.movable_keys {
         let found = crate::cmd::redis_meta::key_positions(spec.name, args);
         if !found.is_empty() {
             return found.into_iter().map(|i| &args[i][..]).collect();
@@ -115,6 +117,29 @@ pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
         .step_by(step as usize)
         .filter_map(|i| args.get(i as usize).map(|a| &a[..]))
         .collect()
+}
+
+/// SORT's keys: the source and the STORE destination, found as Redis
+/// finds them (its key specs leave the destination to code): LIMIT takes
+/// two arguments, BY and GET one, the last STORE wins.
+fn sort_keys(args: &[Bytes]) -> Vec<&[u8]> {
+    let mut keys: Vec<&[u8]> = args.get(1).map(|k| &k[..]).into_iter().collect();
+    let mut store = None;
+    let mut i = 2;
+    while i < args.len() {
+        let word = &args[i][..];
+        if word.eq_ignore_ascii_case(b"limit") {
+            i += 2;
+        } else if word.eq_ignore_ascii_case(b"by") || word.eq_ignore_ascii_case(b"get") {
+            i += 1;
+        } else if word.eq_ignore_ascii_case(b"store") && i + 1 < args.len() {
+            store = Some(&args[i + 1][..]);
+            i += 1;
+        }
+        i += 1;
+    }
+    keys.extend(store);
+    keys
 }
 
 /// Commands a witness answers: it stores no data, so everything else is

@@ -95,6 +95,7 @@ fn all_specs() -> Vec<Spec> {
             } else {
                 group
             };
+            s.movable_keys = redis_meta::has_flag(s.name, "movablekeys");
             all.push(s);
         }
     }

@@ -74,6 +74,10 @@ pub struct Spec {
     pub calls: std::sync::atomic::AtomicU64,
     /// The group `COMMAND DOCS` reports, set when the table is built.
     pub group: &'static str,
+    /// Redis flags the command `movablekeys`: where its keys are depends
+    /// on its arguments (a count, a keyword), so `keys` names only the
+    /// fixed ones and the key specs find the rest. Set with the table.
+    pub movable_keys: bool,
 }
 
 /// Commands by lower-case name.
@@ -173,5 +177,6 @@ pub fn command(
         info_flags,
         calls: Default::default(),
         group: "",
+        movable_keys: false,
     }
 }
