@@ -91,18 +91,19 @@ pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
     if matches!(spec.name, "sort" | "sort_ro") {
         return sort_keys(args);
     }
-    if spec.movable_keys {
-        let found = crate::cmd::redis_meta::key_positions(spec.name, args);
-        if !found.is_empty() {
-            return found.into_iter().map(|i| &args[i][..]).collect();
-        }
-    }
+    // Scripts first: the commonest movable keys, found without the specs.
     if NUMKEYS_AT_2.contains(&spec.name) {
         let n = std::str::from_utf8(args.get(2).map_or(&b""[..], |a| &a[..]))
             .ok()
             .and_then(|t| t.parse::<usize>().ok())
             .unwrap_or(0);
         return args.iter().skip(3).take(n).map(|a| &a[..]).collect();
+    }
+    if spec.movable_keys {
+        let found = crate::cmd::redis_meta::key_positions(spec.name, args);
+        if !found.is_empty() {
+            return found.into_iter().map(|i| &args[i][..]).collect();
+        }
     }
     let (first, last, step) = spec.keys;
     if first <= 0 || step <= 0 {
