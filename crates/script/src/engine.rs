@@ -241,6 +241,7 @@ impl Engine {
             math.raw_set(name, wrap.call::<Function>(f)?)?;
         }
         let redis: Table = prelude.get("redis")?;
+        install_call_trampolines(&lua, &redis)?;
         for t in [&redis, &parts.library_api] {
             t.set("REDIS_VERSION", REDIS_VERSION)?;
             t.set("REDIS_VERSION_NUM", REDIS_VERSION_NUM)?;
@@ -594,6 +595,87 @@ fn install_watch_hook(
             ))
         },
     )
+}
+
+/// Where the prelude's `redis.call` and `redis.pcall` are kept in the
+/// registry, for the trampolines that scripts call instead.
+const CALL_KEY: &std::ffi::CStr = c"meridian.redis.call";
+const PCALL_KEY: &std::ffi::CStr = c"meridian.redis.pcall";
+
+/// Makes `redis.call` and `redis.pcall` C functions that pack their
+/// arguments into a table and call the prelude's entries with it. Lua 5.1
+/// runs a tail call to a Lua function in the caller's frame, so a script's
+/// `return redis.call(...)` into a Lua wrapper left no frame of its own
+/// for the error handler to name, and the error lost Redis's `script:
+/// <sha>, on @user_script:<line>.`; a tail call to a C function keeps the
+/// caller's frame, as with Redis's own C `redis.call`. Packing in C also
+/// takes Redis's limit of arguments: a C function holds at most 8,000
+/// stack slots, all of which a call with 8,000 arguments fills.
+fn install_call_trampolines(lua: &Lua, redis: &Table) -> mlua::Result<()> {
+    let pairs: [(&str, &std::ffi::CStr, mlua::lua_CFunction); 2] = [
+        ("call", CALL_KEY, call_trampoline),
+        ("pcall", PCALL_KEY, pcall_trampoline),
+    ];
+    for (name, key, trampoline) in pairs {
+        let entry: Function = redis.raw_get(name)?;
+        let key = key.to_str().expect("ASCII key");
+        lua.set_named_registry_value(key, entry)?;
+        // SAFETY: the trampolines only move values on the Lua stack.
+        let f = unsafe { lua.create_c_function(trampoline)? };
+        redis.raw_set(name, f)?;
+    }
+    Ok(())
+}
+
+/// Where a trampoline keeps its last argument while a call fills every
+/// stack slot a C function may hold.
+const SPILL_KEY: &std::ffi::CStr = c"meridian.redis.spill";
+
+unsafe extern "C-unwind" fn call_trampoline(state: *mut mlua::lua_State) -> std::ffi::c_int {
+    // SAFETY: called by Lua with a valid state.
+    unsafe { forward_packed(state, CALL_KEY) }
+}
+
+unsafe extern "C-unwind" fn pcall_trampoline(state: *mut mlua::lua_State) -> std::ffi::c_int {
+    // SAFETY: called by Lua with a valid state.
+    unsafe { forward_packed(state, PCALL_KEY) }
+}
+
+/// Calls the registry's function `key` with a table of this call's
+/// arguments and their count, and returns what it returns. Holds nothing
+/// that needs dropping: an error raised on the way unwinds through this
+/// frame as through any C one.
+unsafe fn forward_packed(state: *mut mlua::lua_State, key: &std::ffi::CStr) -> std::ffi::c_int {
+    use mlua::ffi;
+    // SAFETY: the state is valid and every push below has its slot: the
+    // table's is made free first when the arguments fill the stack (the
+    // last one waits in the registry, which `setfield` reaches without a
+    // slot), and once the arguments are in the table the stack holds it
+    // alone.
+    unsafe {
+        let n = ffi::lua_gettop(state);
+        let spilled = ffi::lua_checkstack(state, 1) == 0;
+        if spilled {
+            ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, SPILL_KEY.as_ptr());
+        }
+        let held = if spilled { n - 1 } else { n };
+        ffi::lua_createtable(state, n, 0);
+        ffi::lua_insert(state, 1);
+        for i in (1..=held).rev() {
+            ffi::lua_rawseti(state, 1, i as ffi::lua_Integer);
+        }
+        if spilled {
+            ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, SPILL_KEY.as_ptr());
+            ffi::lua_rawseti(state, 1, n as ffi::lua_Integer);
+            ffi::lua_pushnil(state);
+            ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, SPILL_KEY.as_ptr());
+        }
+        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, key.as_ptr());
+        ffi::lua_insert(state, 1);
+        ffi::lua_pushinteger(state, n as ffi::lua_Integer);
+        ffi::lua_call(state, 2, ffi::LUA_MULTRET);
+        ffi::lua_gettop(state)
+    }
 }
 
 /// The `redis` API functions that act for the running invocation

@@ -294,9 +294,22 @@ local function bound_packed(name, what)
     end
 end
 
+-- What redis.call and redis.pcall run once their arguments are packed:
+-- scripts call C trampolines (see the engine's `install_call_trampolines`)
+-- that pack them and call these.
+local function packed_entry(name, what)
+    return function(packed, n)
+        local f = impl[name]
+        if f == nil then
+            error({ err = 'ERR ' .. what .. ' can only be called inside a script invocation' }, 0)
+        end
+        return raise_if(f(packed, n))
+    end
+end
+
 local redis = {
-    call = bound_packed('call', 'redis.call/pcall'),
-    pcall = bound_packed('pcall', 'redis.call/pcall'),
+    call = packed_entry('call', 'redis.call/pcall'),
+    pcall = packed_entry('pcall', 'redis.call/pcall'),
     setresp = bound('setresp', 'redis.setresp'),
     set_repl = bound('set_repl', 'redis.set_repl'),
     acl_check_cmd = bound_packed('acl_check_cmd', 'redis.acl_check_cmd'),

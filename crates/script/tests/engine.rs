@@ -271,3 +271,26 @@ fn the_string_metatable_cannot_be_changed() {
         Frame::bulk("A")
     );
 }
+
+/// A script ending in `return redis.call(...)` (a tail call) once lost the
+/// line its error came from: Lua 5.1 gives a tail call to a Lua function
+/// the caller's frame. The error names the script and the line, as Redis's.
+#[test]
+fn an_error_from_a_tail_called_redis_call_names_the_script_line() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    for body in [
+        "return redis.call('nosuch')",
+        "local x = 1\nreturn redis.call('nosuch')",
+        "redis.call('nosuch')",
+    ] {
+        let Frame::Error(e) = eval(&engine, &mut host, body, &[], &[]) else {
+            panic!("an error");
+        };
+        let line = if body.contains('\n') { 2 } else { 1 };
+        assert!(
+            e.ends_with(&format!("script: f_test, on @user_script:{line}.")),
+            "{body}: {e}"
+        );
+    }
+}

@@ -127,7 +127,7 @@ fn may_write(args: &[Bytes]) -> bool {
     let Some(spec) = crate::cmd::spec::lookup(crate::cmd::table(), &args[0]) else {
         return false;
     };
-    spec.flags.write || crate::cmd::redis_meta::has_flag(spec.name, "may_replicate")
+    spec.flags.write || crate::cmd::redis_meta::may_replicate(spec.name)
 }
 
 /// Waits, with nothing locked, until no pause holds `args`.

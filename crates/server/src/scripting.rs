@@ -469,6 +469,9 @@ impl Host for ScriptHost<'_, '_> {
             };
             return Frame::error(format!("ERR The user executing the script {why}"));
         }
+        if self.read_only && !spec.flags.write && crate::cmd::redis_meta::may_replicate(spec.name) {
+            return Frame::error("ERR Write commands are not allowed from read-only scripts.");
+        }
         if spec.flags.write {
             if self.read_only {
                 return Frame::error("ERR Write commands are not allowed from read-only scripts.");

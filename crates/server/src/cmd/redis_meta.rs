@@ -248,6 +248,15 @@ pub fn has_flag(name: &str, flag: &str) -> bool {
     get(name).is_some_and(|m| m.has_flag(flag))
 }
 
+/// Whether Redis treats `name` as a command that may replicate: its
+/// `may_replicate` flag, and PFCOUNT, which keeps its cached count by
+/// writing and is flagged so inside Redis though its description shows
+/// only `readonly`. Read-only scripts refuse these and a WRITE pause holds
+/// them.
+pub fn may_replicate(name: &str) -> bool {
+    name == "pfcount" || has_flag(name, "may_replicate")
+}
+
 /// The subcommands Redis has of a container command, by full name.
 pub fn subcommand_names(name: &str) -> Vec<&'static str> {
     // Redis sends a container's subcommands as an array, and a plain

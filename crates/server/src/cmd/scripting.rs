@@ -167,14 +167,14 @@ fn run_script(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, ro: bool) -> Fram
         Ok(read_only) => read_only,
         Err(refusal) => return refusal,
     };
-    let name = format!("f_{sha}");
+    // Redis names an EVAL script by its SHA in errors and statistics.
     scripting::run(
         ctx,
         &scripting.engine,
         &func,
         keys,
         argv,
-        &name,
+        &sha,
         read_only,
         false,
         args,
