@@ -155,6 +155,7 @@ fn broken_merge_is_caught_and_reported_with_its_seed() {
         let mut cfg = SimConfig {
             lists: false,
             scripts: false,
+            bits: false,
             ..SimConfig::new(seed)
         };
         // Without compaction no anti-entropy session runs: a session's
@@ -198,8 +199,11 @@ fn collecting_tombstones_before_they_are_stable_is_caught_and_reported_with_its_
         collected += clean.tombstones_collected;
     }
     assert!(collected > 0, "no seed collected anything while running");
+    // The seeds that caught it before bitmaps and HyperLogLogs joined the
+    // workload (fewer of its ops reach the counters it collects).
     let caught = caught_seeds(0..10, None, |seed| {
         let mut cfg = SimConfig::new(seed);
+        cfg.bits = false;
         cfg.breakage = Breakage::CollectEarly;
         cfg
     });
@@ -296,6 +300,7 @@ fn seeds_that_caught_anti_entropy_hiding_removals_now_pass() {
         let r = run_seed(SimConfig {
             lists: false,
             scripts: false,
+            bits: false,
             ..SimConfig::new(seed)
         });
         assert!(r.anomaly.is_none(), "{}", describe(&r));
