@@ -81,6 +81,36 @@ impl Conflict {
         }
     }
 
+    /// Two regions added the same explicit entry ID concurrently: `sub`
+    /// is the ID, each value the entry's fields and values.
+    pub(crate) fn stream_entry(
+        key: &[u8],
+        id: crate::stream::StreamId,
+        winner: &crate::stream::Version,
+        loser: &crate::stream::Version,
+    ) -> Conflict {
+        let shown = |v: &crate::stream::Version| {
+            let mut out = Vec::new();
+            for (i, f) in v.fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(f);
+            }
+            Blob::from(out)
+        };
+        Conflict {
+            key: Blob::from(key),
+            sub: Some(Blob::from(id.to_string().as_str())),
+            kind: Kind::Stream,
+            rule: Rule::LastWriterWins,
+            winner: winner.tag,
+            loser: loser.tag,
+            loser_value: shown(loser),
+            winner_value: shown(winner),
+        }
+    }
+
     pub(crate) fn score(key: &[u8], member: &[u8], d: Displaced<f64>) -> Conflict {
         Conflict {
             key: Blob::from(key),

@@ -12,6 +12,7 @@
 //!   effect or a state merge changes a key.
 //! - [`patch`]: strings written in part (bits, HyperLogLog registers).
 //! - [`hll`]: HyperLogLog values as Redis encodes them.
+//! - [`stream`]: streams: entries, their metadata and consumer groups.
 //! - [`op`]: the replicated op and its effects.
 //! - [`library`]: FUNCTION libraries, replicated apart from the keyspace.
 //! - [`conflict`]: what a merge discarded, for the conflict journal.
@@ -30,6 +31,7 @@ pub mod num;
 pub mod op;
 pub mod patch;
 pub mod region;
+pub mod stream;
 pub mod value;
 pub mod vv;
 
@@ -42,5 +44,6 @@ pub use num::{Contrib, Counter, Delta, NumReg, Unobserved};
 pub use op::{Effect, EffectKind, KeyObs, Op, OpCtx, SubObs};
 pub use patch::{Patch, Patched, StrReg};
 pub use region::{RegionId, RegionIdError};
+pub use stream::{Delivery, Group, NodeLimits, StreamId, StreamVal};
 pub use value::{Entry, HashVal, Kind, SetVal, Value, ZMember, ZSetVal};
 pub use vv::{Dot, Tag, VersionVector};

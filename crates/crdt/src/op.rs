@@ -19,6 +19,7 @@ use crate::blob::Blob;
 use crate::list::Pos;
 use crate::num::{Contrib, Delta, Observes};
 use crate::patch::Patch;
+use crate::stream::{Delivery, StreamId};
 use crate::vv::{Dot, Tag, VersionVector};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,12 +191,94 @@ pub enum EffectKind {
         fold: Option<Blob>,
         obs: KeyObs,
     },
+    /// XADD: the entry `id` with its fields and values (flattened in
+    /// pairs); `added` is the origin's own count of XADDs to the stream,
+    /// this one included (see [`crate::stream`]).
+    XAdd {
+        id: StreamId,
+        fields: Vec<Blob>,
+        added: u64,
+    },
+    /// XDEL: removes the observed entries `ids`; `max_deleted` is the
+    /// stream's largest deleted ID as the origin holds it after.
+    XDel {
+        ids: Vec<StreamId>,
+        max_deleted: StreamId,
+    },
+    /// XTRIM, or XADD's MAXLEN/MINID: removes every observed entry up to
+    /// `upto` (a trim removes a prefix of the stream as the origin held it).
+    XTrim {
+        upto: StreamId,
+    },
+    /// XSETID.
+    XSetId {
+        last: StreamId,
+        added: Option<u64>,
+        max_deleted: Option<StreamId>,
+    },
+    /// XGROUP CREATE: the group (and the stream, if MKSTREAM made it), its
+    /// last delivered ID and `entries_read` (`None`: unknown).
+    XGroupCreate {
+        group: Blob,
+        last: StreamId,
+        read: Option<u64>,
+    },
+    /// XGROUP SETID.
+    XGroupSetId {
+        group: Blob,
+        last: StreamId,
+        read: Option<u64>,
+    },
+    /// XGROUP DESTROY: removes what the op observed of the group.
+    XGroupDestroy {
+        group: Blob,
+    },
+    /// XGROUP CREATECONSUMER.
+    XConsumerCreate {
+        group: Blob,
+        consumer: Blob,
+        now_ms: u64,
+    },
+    /// XGROUP DELCONSUMER: the consumer and its pending entries, as far as
+    /// the op observed them.
+    XConsumerDel {
+        group: Blob,
+        consumer: Blob,
+    },
+    /// XREADGROUP, XCLAIM, XAUTOCLAIM: what they delivered or claimed.
+    XDeliver {
+        group: Blob,
+        delivery: Delivery,
+    },
+    /// XACK: removes the observed deliveries of `ids`.
+    XAck {
+        group: Blob,
+        ids: Vec<StreamId>,
+    },
 }
 
 impl EffectKind {
     /// An effect on a FUNCTION library rather than on the keyspace.
     pub fn is_library(&self) -> bool {
         matches!(self, EffectKind::LibrarySet { .. } | EffectKind::LibraryDel)
+    }
+
+    /// An effect on a stream (it creates a stream where none is).
+    pub fn is_stream(&self) -> bool {
+        matches!(
+            self,
+            EffectKind::XAdd { .. }
+                | EffectKind::XDel { .. }
+                | EffectKind::XTrim { .. }
+                | EffectKind::XSetId { .. }
+                | EffectKind::XGroupCreate { .. }
+                | EffectKind::XGroupSetId { .. }
+                | EffectKind::XGroupDestroy { .. }
+                | EffectKind::XConsumerCreate { .. }
+                | EffectKind::XConsumerDel { .. }
+                | EffectKind::XDeliver { .. }
+                | EffectKind::XAck { .. }
+        )
     }
 
     /// A write that makes the key exist if it did not, and that does not
@@ -215,6 +298,9 @@ impl EffectKind {
                 | EffectKind::ZIncr { .. }
                 | EffectKind::LInsert { .. }
                 | EffectKind::StrPatch { .. }
+                | EffectKind::XAdd { .. }
+                | EffectKind::XSetId { .. }
+                | EffectKind::XGroupCreate { .. }
         )
     }
 }

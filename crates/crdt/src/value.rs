@@ -22,6 +22,7 @@ use crate::list::{Elem, ListVal, SetDisplaced};
 use crate::num::{Contrib, Delta, Displaced, NumReg, Observes};
 use crate::op::{obs_for, EffectKind, KeyObs, OpCtx, SubObs};
 use crate::patch::StrReg;
+use crate::stream::StreamVal;
 use crate::vv::{Dot, Tag, VersionVector};
 
 pub use crate::elems::{Element, Elems, HashVal, Presence, Score, SetVal, ZMember, ZSetVal};
@@ -37,6 +38,7 @@ pub enum Kind {
     Set,
     ZSet,
     List,
+    Stream,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::Set => "set",
             Kind::ZSet => "zset",
             Kind::List => "list",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -59,6 +62,7 @@ pub enum Value {
     Set(Box<SetVal>),
     ZSet(Box<ZSetVal>),
     List(Box<ListVal>),
+    Stream(Box<StreamVal>),
 }
 
 impl Value {
@@ -69,6 +73,7 @@ impl Value {
             Kind::Set => Value::Set(Box::default()),
             Kind::ZSet => Value::ZSet(Box::default()),
             Kind::List => Value::List(Box::default()),
+            Kind::Stream => Value::Stream(Box::default()),
         }
     }
 
@@ -79,6 +84,7 @@ impl Value {
             Value::Set(_) => Kind::Set,
             Value::ZSet(_) => Kind::ZSet,
             Value::List(_) => Kind::List,
+            Value::Stream(_) => Kind::Stream,
         }
     }
 
@@ -89,6 +95,7 @@ impl Value {
             Value::Set(s) => !s.members.live.is_empty(),
             Value::ZSet(z) => !z.members.live.is_empty(),
             Value::List(l) => !l.is_empty(),
+            Value::Stream(x) => x.is_live(),
         }
     }
 
@@ -99,6 +106,7 @@ impl Value {
             Value::Set(s) => s.members.is_empty(),
             Value::ZSet(z) => z.is_empty(),
             Value::List(l) => l.is_empty(),
+            Value::Stream(x) => x.holds_nothing(),
         }
     }
 
@@ -110,6 +118,7 @@ impl Value {
             Value::Set(s) => s.members.live.values().filter_map(|p| p.stamp()).max(),
             Value::ZSet(z) => z.stamp(),
             Value::List(l) => l.stamp(),
+            Value::Stream(x) => x.stamp(),
         }
     }
 
@@ -128,7 +137,7 @@ impl Value {
                     }
                 }
             }
-            Value::Set(_) | Value::List(_) => {}
+            Value::Set(_) | Value::List(_) | Value::Stream(_) => {}
             Value::ZSet(z) => {
                 for (k, m) in z.members.live.iter().chain(z.members.graves.iter()) {
                     let totals = m.score.observation();
@@ -154,7 +163,7 @@ impl Value {
                 .chain(h.fields.graves.values())
                 .map(|f| f.settled_count())
                 .sum(),
-            Value::Set(_) | Value::List(_) => 0,
+            Value::Set(_) | Value::List(_) | Value::Stream(_) => 0,
             Value::ZSet(z) => z
                 .members
                 .live
@@ -182,7 +191,7 @@ impl Value {
                 h.fields.graves.retain(|_, f| !f.is_empty());
                 n
             }
-            Value::Set(_) | Value::List(_) => 0,
+            Value::Set(_) | Value::List(_) | Value::Stream(_) => 0,
             Value::ZSet(z) => {
                 let mut n = 0;
                 for m in z.members.live.values_mut() {
@@ -226,15 +235,18 @@ impl Value {
                 }
             }
             Value::List(l) => l.remove_observed(ctx, pred),
+            Value::Stream(x) => x.remove_observed(ctx, pred),
         }
     }
 
     fn join(
         &mut self,
+        key: &[u8],
         ctx: &VersionVector,
         other: &Value,
         other_ctx: &VersionVector,
         list_displaced: &mut Vec<SetDisplaced>,
+        conflicts: &mut Vec<Conflict>,
     ) -> Vec<(Option<Blob>, Displaced<Blob>)> {
         match (self, other) {
             (Value::Str(a), Value::Str(b)) => a
@@ -259,6 +271,10 @@ impl Value {
             }
             (Value::List(a), Value::List(b)) => {
                 list_displaced.extend(a.join(ctx, b, other_ctx));
+                Vec::new()
+            }
+            (Value::Stream(a), Value::Stream(b)) => {
+                a.join(key, ctx, b, other_ctx, conflicts);
                 Vec::new()
             }
             _ => Vec::new(),
@@ -336,6 +352,8 @@ impl Value {
             }
             // Always in key order.
             Value::List(_) => {}
+            // Always in ID, name and tag order.
+            Value::Stream(_) => {}
         }
     }
 }
@@ -443,6 +461,15 @@ impl Entry {
         std::iter::once(&self.value)
             .chain(self.extra.iter().flat_map(|e| e.shadows.iter()))
             .find(|v| v.kind() == kind)
+    }
+
+    /// The stream this key holds, visible or shadowed, to change what is
+    /// local to this region (its node limits), never its state.
+    pub fn stream_mut(&mut self) -> Option<&mut StreamVal> {
+        self.values_mut().find_map(|v| match v {
+            Value::Stream(s) => Some(&mut **s),
+            _ => None,
+        })
     }
 
     /// The value of `kind`, visible or shadowed, created empty if missing.
@@ -681,6 +708,13 @@ impl Entry {
                 }
                 Some(Kind::ZSet)
             }
+            stream if stream.is_stream() => {
+                if let Value::Stream(x) = self.typed_mut(Kind::Stream) {
+                    apply_stream(x, key, stream, ctx, conflicts);
+                }
+                Some(Kind::Stream)
+            }
+            other => unreachable!("an effect of no value type: {other:?}"),
         };
         self.settle(key, target, tag, conflicts);
     }
@@ -899,6 +933,7 @@ impl Entry {
                     .chain(z.members.graves.values())
                     .any(|m| presence(&m.adds, pred) || reg(&m.score, pred)),
                 Value::List(l) => l.any_dot(pred),
+                Value::Stream(x) => x.any_dot(pred),
             }
         }
         value(&self.value, &pred)
@@ -933,10 +968,14 @@ impl Entry {
                 .copied()
                 .unwrap_or(&empty);
             let mut list_displaced = Vec::new();
-            for (sub, d) in self
-                .typed_mut(kind)
-                .join(ctx, their, other_ctx, &mut list_displaced)
-            {
+            for (sub, d) in self.typed_mut(kind).join(
+                key,
+                ctx,
+                their,
+                other_ctx,
+                &mut list_displaced,
+                conflicts,
+            ) {
                 conflicts.push(Conflict::register(key, sub.as_deref(), kind, d));
             }
             for d in list_displaced {
@@ -963,6 +1002,38 @@ impl Entry {
             dot: crate::vv::Dot::new(crate::region::RegionId::new("merge").expect("valid"), 0),
         });
         self.settle(key, None, tag, conflicts);
+    }
+}
+
+/// Applies a stream effect ([`EffectKind::is_stream`]).
+fn apply_stream(
+    x: &mut StreamVal,
+    key: &[u8],
+    kind: &EffectKind,
+    ctx: &OpCtx<'_>,
+    conflicts: &mut Vec<Conflict>,
+) {
+    match kind {
+        EffectKind::XAdd { id, fields, added } => x.add(key, *id, fields, *added, ctx, conflicts),
+        EffectKind::XDel { ids, max_deleted } => x.delete(ids, *max_deleted, ctx),
+        EffectKind::XTrim { upto } => x.trim(*upto, ctx),
+        EffectKind::XSetId {
+            last,
+            added,
+            max_deleted,
+        } => x.set_id(*last, *added, *max_deleted, ctx),
+        EffectKind::XGroupCreate { group, last, read } => x.create_group(group, *last, *read, ctx),
+        EffectKind::XGroupSetId { group, last, read } => x.set_group_id(group, *last, *read, ctx),
+        EffectKind::XGroupDestroy { group } => x.destroy_group(group, ctx),
+        EffectKind::XConsumerCreate {
+            group,
+            consumer,
+            now_ms,
+        } => x.create_consumer(group, consumer, *now_ms, ctx),
+        EffectKind::XConsumerDel { group, consumer } => x.delete_consumer(group, consumer, ctx),
+        EffectKind::XDeliver { group, delivery } => x.deliver(group, delivery, ctx),
+        EffectKind::XAck { group, ids } => x.ack(group, ids, ctx),
+        other => unreachable!("not a stream effect: {other:?}"),
     }
 }
 

@@ -3,6 +3,12 @@
 //! - a fresh replica replaying all ops in any causal order reaches that state;
 //! - state merge is commutative, associative and idempotent, and agrees with
 //!   op replay.
+//!
+//! The actions cover every value type: strings, counters, hashes, sets,
+//! sorted sets, lists, partial string writes, TTLs and streams (XADD with
+//! IDs unique across regions and with one explicit ID several regions add,
+//! XDEL and trims of observed entries, XSETID, and consumer groups created,
+//! read, acknowledged, claimed, re-pointed and destroyed).
 
 use std::collections::BTreeMap;
 
@@ -58,6 +64,7 @@ impl Replica {
                 EffectKind::LInsert { .. }
                 | EffectKind::LRemove { .. }
                 | EffectKind::LSet { .. } => Kind::List,
+                k if k.is_stream() => Kind::Stream,
                 _ => Kind::String,
             };
             let entry = self
@@ -76,7 +83,13 @@ impl Replica {
 
     /// Makes a local op the way the store does: observations read from state.
     fn write(&mut self, action: &Action, wall_ms: u64) {
-        let key = Blob::from(format!("k{}", action.key).as_str());
+        // Stream writes mostly go to keys of their own, so streams grow
+        // groups and pending entries; one key is shared with every type.
+        let key = if action.verb >= 23 && action.key < 2 {
+            Blob::from(format!("s{}", action.key).as_str())
+        } else {
+            Blob::from(format!("k{}", action.key).as_str())
+        };
         let entry = self.keys.get(&key);
         let keyobs = entry.map(|e| e.observe()).unwrap_or_default();
         let sub = Blob::from(format!("m{}", action.sub).as_str());
@@ -113,152 +126,163 @@ impl Replica {
             // Pops, LSET and LREM act only on elements this replica holds.
             return;
         }
-        let kind = match action.verb {
-            14 | 15 => {
-                // RPUSH (14) or LPUSH (15) of one to three values.
-                let front = action.verb == 15;
-                let mut end = if front {
-                    pos_at(0)
-                } else {
-                    len.checked_sub(1).and_then(pos_at)
-                };
-                let mut items = Vec::new();
-                for i in 0..(action.n as u32 % 3 + 1) {
-                    let p = if front {
-                        Pos::before(end.as_ref(), elem(i))
+        let stream = match entry.and_then(|e| e.typed(Kind::Stream)) {
+            Some(Value::Stream(x)) => (**x).clone(),
+            _ => StreamVal::default(),
+        };
+        let kind = if action.verb >= 23 {
+            match stream_effect(&stream, action, self.region, self.slot(), tag, wall_ms) {
+                Some(k) => k,
+                None => return,
+            }
+        } else {
+            match action.verb {
+                14 | 15 => {
+                    // RPUSH (14) or LPUSH (15) of one to three values.
+                    let front = action.verb == 15;
+                    let mut end = if front {
+                        pos_at(0)
                     } else {
-                        Pos::after(end.as_ref(), elem(i))
+                        len.checked_sub(1).and_then(pos_at)
                     };
-                    end = Some(p.clone());
-                    items.push((p, value(i)));
+                    let mut items = Vec::new();
+                    for i in 0..(action.n as u32 % 3 + 1) {
+                        let p = if front {
+                            Pos::before(end.as_ref(), elem(i))
+                        } else {
+                            Pos::after(end.as_ref(), elem(i))
+                        };
+                        end = Some(p.clone());
+                        items.push((p, value(i)));
+                    }
+                    EffectKind::LInsert { items }
                 }
-                EffectKind::LInsert { items }
-            }
-            16 => {
-                // A pop of up to two elements from the front.
-                let n = (action.n as usize % 2 + 1).min(len);
-                EffectKind::LRemove {
-                    ranges: vec![(pos_at(0).unwrap(), pos_at(n - 1).unwrap())],
+                16 => {
+                    // A pop of up to two elements from the front.
+                    let n = (action.n as usize % 2 + 1).min(len);
+                    EffectKind::LRemove {
+                        ranges: vec![(pos_at(0).unwrap(), pos_at(n - 1).unwrap())],
+                    }
                 }
-            }
-            17 => {
-                // LINSERT before the element at `sub` (or at the end).
-                let at = (action.sub as usize).min(len);
-                let lo = at.checked_sub(1).and_then(pos_at);
-                let hi = pos_at(at);
-                let p = match (&lo, &hi) {
-                    (_, None) => Pos::after(lo.as_ref(), elem(0)),
-                    (None, Some(_)) => Pos::before(hi.as_ref(), elem(0)),
-                    _ => Pos::between(lo.as_ref(), hi.as_ref(), elem(0)),
-                };
-                EffectKind::LInsert {
-                    items: vec![(p, value(0))],
+                17 => {
+                    // LINSERT before the element at `sub` (or at the end).
+                    let at = (action.sub as usize).min(len);
+                    let lo = at.checked_sub(1).and_then(pos_at);
+                    let hi = pos_at(at);
+                    let p = match (&lo, &hi) {
+                        (_, None) => Pos::after(lo.as_ref(), elem(0)),
+                        (None, Some(_)) => Pos::before(hi.as_ref(), elem(0)),
+                        _ => Pos::between(lo.as_ref(), hi.as_ref(), elem(0)),
+                    };
+                    EffectKind::LInsert {
+                        items: vec![(p, value(0))],
+                    }
                 }
-            }
-            18 => EffectKind::LSet {
-                pos: pos_at(action.sub as usize % len).unwrap(),
-                value: value(9),
-            },
-            19 => {
-                // LREM / LTRIM: one element in the middle, or the tail.
-                let a = action.sub as usize % len;
-                let b = if action.n.is_multiple_of(2) {
-                    a
-                } else {
-                    len - 1
-                };
-                EffectKind::LRemove {
-                    ranges: vec![(pos_at(a).unwrap(), pos_at(b).unwrap())],
-                }
-            }
-            0 => EffectKind::StrSet {
-                value: Blob::from(format!("v{}", action.n).as_str()),
-                keep_ttl: action.n.is_multiple_of(2),
-                obs: keyobs,
-            },
-            1 => EffectKind::StrIncr {
-                delta: Delta::Int(action.n as i64 - 5),
-                start: start(Kind::String, None),
-            },
-            2 => EffectKind::Del { obs: keyobs },
-            3 => EffectKind::HSet {
-                fields: vec![(sub.clone(), Blob::from(format!("h{}", action.n).as_str()))],
-                obs: subobs(Kind::Hash),
-            },
-            4 => EffectKind::HDel {
-                fields: vec![sub.clone()],
-                obs: subobs(Kind::Hash),
-            },
-            5 => EffectKind::HIncr {
-                field: sub.clone(),
-                delta: Delta::Int(action.n as i64),
-                start: start(Kind::Hash, Some(&sub)),
-            },
-            6 => EffectKind::SAdd {
-                members: vec![sub.clone()],
-            },
-            7 => EffectKind::SRem {
-                members: vec![sub.clone()],
-            },
-            8 => EffectKind::ZAdd {
-                members: vec![(sub.clone(), action.n as f64)],
-                obs: subobs(Kind::ZSet),
-            },
-            9 => EffectKind::ZIncr {
-                member: sub.clone(),
-                delta: action.n as f64 / 4.0,
-                start: start(Kind::ZSet, Some(&sub)),
-            },
-            10 => EffectKind::ZRem {
-                members: vec![sub.clone()],
-                obs: subobs(Kind::ZSet),
-            },
-            11 => EffectKind::SetTtl {
-                deadline_ms: if action.n.is_multiple_of(3) {
-                    None
-                } else {
-                    Some(wall_ms + action.n as u64)
+                18 => EffectKind::LSet {
+                    pos: pos_at(action.sub as usize % len).unwrap(),
+                    value: value(9),
                 },
-            },
-            12 => EffectKind::Expire {
-                deadline_ms: wall_ms.saturating_sub(action.n as u64),
-                obs: keyobs,
-            },
-            20 => EffectKind::StrPatch {
-                // SETBIT or BITFIELD: overlapping bit ranges of one key.
-                patches: vec![Patch::Bits {
-                    offset: u64::from(action.sub) * 3,
-                    width: action.n % 5 + 1,
-                    value: u64::from(action.n) * 7,
-                }],
-                fold: None,
-                obs: keyobs,
-            },
-            21 => EffectKind::StrPatch {
-                // PFADD raising two registers.
-                patches: vec![
-                    Patch::Register {
-                        index: u16::from(action.sub),
-                        value: action.n,
+                19 => {
+                    // LREM / LTRIM: one element in the middle, or the tail.
+                    let a = action.sub as usize % len;
+                    let b = if action.n.is_multiple_of(2) {
+                        a
+                    } else {
+                        len - 1
+                    };
+                    EffectKind::LRemove {
+                        ranges: vec![(pos_at(a).unwrap(), pos_at(b).unwrap())],
+                    }
+                }
+                0 => EffectKind::StrSet {
+                    value: Blob::from(format!("v{}", action.n).as_str()),
+                    keep_ttl: action.n.is_multiple_of(2),
+                    obs: keyobs,
+                },
+                1 => EffectKind::StrIncr {
+                    delta: Delta::Int(action.n as i64 - 5),
+                    start: start(Kind::String, None),
+                },
+                2 => EffectKind::Del { obs: keyobs },
+                3 => EffectKind::HSet {
+                    fields: vec![(sub.clone(), Blob::from(format!("h{}", action.n).as_str()))],
+                    obs: subobs(Kind::Hash),
+                },
+                4 => EffectKind::HDel {
+                    fields: vec![sub.clone()],
+                    obs: subobs(Kind::Hash),
+                },
+                5 => EffectKind::HIncr {
+                    field: sub.clone(),
+                    delta: Delta::Int(action.n as i64),
+                    start: start(Kind::Hash, Some(&sub)),
+                },
+                6 => EffectKind::SAdd {
+                    members: vec![sub.clone()],
+                },
+                7 => EffectKind::SRem {
+                    members: vec![sub.clone()],
+                },
+                8 => EffectKind::ZAdd {
+                    members: vec![(sub.clone(), action.n as f64)],
+                    obs: subobs(Kind::ZSet),
+                },
+                9 => EffectKind::ZIncr {
+                    member: sub.clone(),
+                    delta: action.n as f64 / 4.0,
+                    start: start(Kind::ZSet, Some(&sub)),
+                },
+                10 => EffectKind::ZRem {
+                    members: vec![sub.clone()],
+                    obs: subobs(Kind::ZSet),
+                },
+                11 => EffectKind::SetTtl {
+                    deadline_ms: if action.n.is_multiple_of(3) {
+                        None
+                    } else {
+                        Some(wall_ms + action.n as u64)
                     },
-                    Patch::Register {
-                        index: u16::from(action.sub) + 1,
-                        value: action.n / 2,
-                    },
-                ],
-                fold: None,
-                obs: keyobs,
-            },
-            22 => EffectKind::StrPatch {
-                // A partial write folding the patches it observed.
-                patches: Vec::new(),
-                fold: Some(Blob::from(format!("f{}", action.n).as_str())),
-                obs: keyobs,
-            },
-            _ => EffectKind::StrIncr {
-                delta: Delta::Float(action.n as f64 / 8.0),
-                start: start(Kind::String, None),
-            },
+                },
+                12 => EffectKind::Expire {
+                    deadline_ms: wall_ms.saturating_sub(action.n as u64),
+                    obs: keyobs,
+                },
+                20 => EffectKind::StrPatch {
+                    // SETBIT or BITFIELD: overlapping bit ranges of one key.
+                    patches: vec![Patch::Bits {
+                        offset: u64::from(action.sub) * 3,
+                        width: action.n % 5 + 1,
+                        value: u64::from(action.n) * 7,
+                    }],
+                    fold: None,
+                    obs: keyobs,
+                },
+                21 => EffectKind::StrPatch {
+                    // PFADD raising two registers.
+                    patches: vec![
+                        Patch::Register {
+                            index: u16::from(action.sub),
+                            value: action.n,
+                        },
+                        Patch::Register {
+                            index: u16::from(action.sub) + 1,
+                            value: action.n / 2,
+                        },
+                    ],
+                    fold: None,
+                    obs: keyobs,
+                },
+                22 => EffectKind::StrPatch {
+                    // A partial write folding the patches it observed.
+                    patches: Vec::new(),
+                    fold: Some(Blob::from(format!("f{}", action.n).as_str())),
+                    obs: keyobs,
+                },
+                _ => EffectKind::StrIncr {
+                    delta: Delta::Float(action.n as f64 / 8.0),
+                    start: start(Kind::String, None),
+                },
+            }
         };
         self.seq += 1;
         let mut effects = Vec::new();
@@ -276,6 +300,14 @@ impl Replica {
             effects,
         };
         assert!(self.apply(&op));
+    }
+
+    /// This replica's slot in auto-generated stream IDs (its index + 1).
+    fn slot(&self) -> u64 {
+        NAMES
+            .iter()
+            .position(|n| *n == self.region.as_str())
+            .map_or(0, |i| i as u64 + 1)
     }
 
     /// Receives everything `from` has applied, in `from`'s order.
@@ -300,7 +332,7 @@ fn action() -> impl Strategy<Value = Action> {
     (
         0..3usize,
         prop::option::weighted(0.25, 0..3usize),
-        0..23u8,
+        0..50u8,
         0..3u8,
         0..3u8,
         0..10u8,
@@ -308,7 +340,15 @@ fn action() -> impl Strategy<Value = Action> {
         .prop_map(|(replica, sync_from, verb, key, sub, n)| Action {
             replica,
             sync_from,
-            verb,
+            // Groups, reads from them, adds and claims come more often than
+            // the other stream writes, so groups hold pending entries.
+            verb: match verb {
+                37..=40 => 30,
+                41..=43 => 29,
+                44..=46 => 23,
+                47..=49 => 33,
+                v => v,
+            },
             key,
             sub,
             n,
@@ -316,6 +356,176 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 const NAMES: [&str; 3] = ["prop-a", "prop-b", "prop-c"];
+
+/// The next auto-generated ID as the store makes it with peers: the
+/// region's slot in the low 10 bits of the sequence, so regions never
+/// collide.
+fn next_stream_id(last: StreamId, now_ms: u64, slot: u64) -> StreamId {
+    if now_ms > last.ms {
+        return StreamId::new(now_ms, slot);
+    }
+    let k = (last.seq.saturating_sub(slot) / 1024) + 1;
+    let seq = if last.seq < slot {
+        slot
+    } else {
+        k * 1024 + slot
+    };
+    StreamId::new(last.ms, seq)
+}
+
+/// A stream write made the way the store makes it, from the stream as the
+/// writing replica holds it; `None` when it would change nothing.
+fn stream_effect(
+    s: &StreamVal,
+    a: &Action,
+    region: RegionId,
+    slot: u64,
+    tag: Tag,
+    wall_ms: u64,
+) -> Option<EffectKind> {
+    let ids: Vec<StreamId> = s
+        .range(StreamId::ZERO, StreamId::MAX)
+        .map(|(id, _)| id)
+        .collect();
+    let group = Blob::from(format!("g{}", a.sub % 2).as_str());
+    let consumer = Blob::from(format!("c{}", a.n % 3).as_str());
+    let nth = |i: usize| ids.get(i % ids.len().max(1)).copied();
+    Some(match a.verb {
+        23 | 24 => EffectKind::XAdd {
+            id: next_stream_id(s.last_id(), wall_ms / 4, slot),
+            fields: vec![Blob::from("f"), Blob::from(format!("v{}", a.n).as_str())],
+            added: s.next_added(region),
+        },
+        25 => {
+            // The same explicit ID from any region: concurrent adds collide.
+            let id = StreamId::new(1, u64::from(a.sub));
+            if id <= s.last_id() {
+                return None;
+            }
+            EffectKind::XAdd {
+                id,
+                fields: vec![Blob::from("x"), Blob::from(region.as_str())],
+                added: s.next_added(region),
+            }
+        }
+        26 => {
+            let id = nth(a.sub as usize)?;
+            EffectKind::XDel {
+                ids: vec![id],
+                max_deleted: s.max_deleted().max(id),
+            }
+        }
+        27 => EffectKind::XTrim {
+            upto: nth(a.n as usize % 2)?,
+        },
+        28 => EffectKind::XSetId {
+            last: StreamId::new(s.last_id().ms + u64::from(a.n), 0).max(s.last_id()),
+            added: a
+                .n
+                .is_multiple_of(2)
+                .then_some(u64::from(a.n) + s.len() as u64),
+            max_deleted: a.n.is_multiple_of(3).then(|| s.first_id()),
+        },
+        29 => EffectKind::XGroupCreate {
+            group,
+            last: if a.n.is_multiple_of(3) {
+                s.last_id()
+            } else {
+                StreamId::ZERO
+            },
+            read: a.n.is_multiple_of(4).then_some(0),
+        },
+        30 | 31 => {
+            // XREADGROUP of up to two new entries.
+            let Some(g) = s.group(&group) else {
+                // No such group here yet: create it, reading from the start.
+                return Some(EffectKind::XGroupCreate {
+                    group,
+                    last: StreamId::ZERO,
+                    read: None,
+                });
+            };
+            let (last, read) = g.last_delivered();
+            let new: Vec<StreamId> = s
+                .range(last.next()?, StreamId::MAX)
+                .take(2)
+                .map(|(id, _)| id)
+                .collect();
+            let top = *new.last()?;
+            EffectKind::XDeliver {
+                group,
+                delivery: Delivery {
+                    consumer: Some(consumer),
+                    now_ms: wall_ms,
+                    last: Some((top, read.map(|r| r + new.len() as u64))),
+                    pel: if a.verb == 31 {
+                        Vec::new()
+                    } else {
+                        new.iter().map(|id| (*id, wall_ms, 1)).collect()
+                    },
+                    dropped: Vec::new(),
+                },
+            }
+        }
+        32 => {
+            let g = s.group(&group)?;
+            let (id, _) = g.pending().nth(a.n as usize % 2)?;
+            EffectKind::XAck {
+                group,
+                ids: vec![id],
+            }
+        }
+        33 => {
+            // XCLAIM of a pending entry: claimed if its entry is there,
+            // dropped if not.
+            let g = s.group(&group)?;
+            let (id, nack) = g.pending().nth(a.n as usize % 2)?;
+            let present = s.get(id).is_some();
+            EffectKind::XDeliver {
+                group,
+                delivery: Delivery {
+                    consumer: present.then_some(consumer),
+                    now_ms: wall_ms,
+                    last: None,
+                    pel: if present {
+                        vec![(id, wall_ms, nack.count + 1)]
+                    } else {
+                        Vec::new()
+                    },
+                    dropped: if present { Vec::new() } else { vec![id] },
+                },
+            }
+        }
+        34 => {
+            s.group(&group)?;
+            EffectKind::XGroupSetId {
+                group,
+                last: nth(a.n as usize).unwrap_or_default(),
+                read: None,
+            }
+        }
+        35 => {
+            s.group(&group)?;
+            EffectKind::XGroupDestroy { group }
+        }
+        _ => {
+            let g = s.group(&group)?;
+            if a.n.is_multiple_of(2) {
+                if !g.has_consumer(&consumer) {
+                    return None;
+                }
+                EffectKind::XConsumerDel { group, consumer }
+            } else {
+                let _ = tag;
+                EffectKind::XConsumerCreate {
+                    group,
+                    consumer,
+                    now_ms: wall_ms,
+                }
+            }
+        }
+    })
+}
 
 fn run(actions: &[Action]) -> Vec<Replica> {
     let mut rs: Vec<Replica> = NAMES.iter().map(|n| Replica::new(n)).collect();

@@ -18,8 +18,10 @@ use crate::keyspace::Keyspace;
 
 pub mod changes;
 mod lists;
+mod streams;
 
 pub use changes::{Change, Event, Origin};
+pub use streams::{auto_id, auto_seq, Trim, TrimTo, SLOTS_MAX, SLOT_BITS};
 
 /// Conflicts kept in memory for `MERIDIAN CONFLICTS`.
 pub const CONFLICTS_KEPT_MAX: usize = 10_000;
@@ -1137,6 +1139,32 @@ pub fn visible_digest(db: &Db) -> (u64, usize) {
             Value::List(l) => {
                 for v in l.values() {
                     h.bytes(v);
+                }
+            }
+            Value::Stream(s) => {
+                for (id, fields) in
+                    s.range(meridian_crdt::StreamId::ZERO, meridian_crdt::StreamId::MAX)
+                {
+                    h.bytes(id.to_string().as_bytes());
+                    for f in fields {
+                        h.bytes(f);
+                    }
+                }
+                let meta = format!("{} {} {}", s.last_id(), s.entries_added(), s.max_deleted());
+                h.bytes(meta.as_bytes());
+                for (name, g) in s.groups() {
+                    h.bytes(name);
+                    let (last, read) = g.last_delivered();
+                    h.bytes(format!("{last} {read:?}").as_bytes());
+                    for (id, n) in g.pending() {
+                        let shown = format!("{id} {} {}", n.delivered_ms, n.count);
+                        h.bytes(shown.as_bytes());
+                        h.bytes(&n.consumer);
+                    }
+                    for (c, seen) in g.consumers() {
+                        h.bytes(c);
+                        h.bytes(&seen.to_le_bytes());
+                    }
                 }
             }
         }

@@ -29,6 +29,7 @@ pub fn kind_of(effect: &EffectKind) -> Kind {
         EffectKind::LInsert { .. } | EffectKind::LRemove { .. } | EffectKind::LSet { .. } => {
             Kind::List
         }
+        k if k.is_stream() => Kind::Stream,
         _ => Kind::String,
     }
 }
@@ -101,6 +102,21 @@ impl Keyspace {
             self.hidden.insert(k, entry);
         } else {
             self.reindex(key, before, None);
+        }
+    }
+
+    /// Runs `f` on the stream `key` holds, if any (to change what is local
+    /// to this region, never the state).
+    pub fn with_stream(&mut self, key: &[u8], f: impl FnOnce(&mut meridian_crdt::StreamVal)) {
+        let entry = match self.live.get_mut(key) {
+            Some(e) => e,
+            None => match self.hidden.get_mut(key) {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        if let Some(s) = entry.stream_mut() {
+            f(s);
         }
     }
 

@@ -14,10 +14,10 @@
 //! replicates to every region and merges like any write.
 
 use bytes::Bytes;
-use meridian_crdt::Blob;
+use meridian_crdt::{Blob, StreamId};
 use meridian_resp::Frame;
 
-use super::plain::{plain, write_plain, Plain};
+use super::plain::{plain, write_plain, Plain, PlainGroup, PlainStream};
 use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{eq_ignore_case, parse_int, syntax_error};
 use crate::notify::{self, GENERIC};
@@ -34,6 +34,9 @@ const TYPE_LIST: u8 = 1;
 const TYPE_SET: u8 = 2;
 const TYPE_ZSET: u8 = 3;
 const TYPE_HASH: u8 = 4;
+/// Redis's RDB type of a stream (`RDB_TYPE_STREAM_LISTPACKS`); the body
+/// here is Meridian's own, like every other type's.
+const TYPE_STREAM: u8 = 15;
 
 pub fn specs() -> Vec<Spec> {
     vec![
@@ -186,6 +189,10 @@ pub fn encode(value: &Plain) -> Vec<u8> {
                 out.extend_from_slice(&score.to_le_bytes());
             }
         }
+        Plain::Stream(s) => {
+            out.push(TYPE_STREAM);
+            put_stream(&mut out, s);
+        }
     }
     out.extend_from_slice(&DUMP_VERSION.to_le_bytes());
     let crc = crc64(0, &out);
@@ -260,6 +267,7 @@ pub fn decode(payload: &[u8]) -> Result<Plain, DecodeError> {
             }
             Plain::ZSet(members)
         }
+        TYPE_STREAM => Plain::Stream(Box::new(r.stream()?)),
         _ => return Err(DecodeError::Body),
     };
     // Trailing bytes or an empty collection (no key holds one) are damage.
@@ -278,6 +286,60 @@ fn put_len(out: &mut Vec<u8>, mut n: usize) {
             return;
         }
         out.push(low | 0x80);
+    }
+}
+
+fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let low = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+fn put_id(out: &mut Vec<u8>, id: StreamId) {
+    put_u64(out, id.ms);
+    put_u64(out, id.seq);
+}
+
+/// A stream: its entries (ID, then the fields and values), the last ID,
+/// entries added and largest deleted ID, then each group (name, last
+/// delivered ID, read counter plus one or 0 for unknown, pending entries
+/// as ID, consumer, delivery time, count, then consumers as name and the
+/// time last seen).
+fn put_stream(out: &mut Vec<u8>, s: &PlainStream) {
+    put_len(out, s.entries.len());
+    for (id, fields) in &s.entries {
+        put_id(out, *id);
+        put_len(out, fields.len());
+        for f in fields {
+            put_bytes(out, f);
+        }
+    }
+    put_id(out, s.last_id);
+    put_u64(out, s.entries_added);
+    put_id(out, s.max_deleted);
+    put_len(out, s.groups.len());
+    for g in &s.groups {
+        put_bytes(out, &g.name);
+        put_id(out, g.last);
+        put_u64(out, g.read.map_or(0, |n| n.saturating_add(1)));
+        put_len(out, g.pending.len());
+        for (id, consumer, delivered_ms, count) in &g.pending {
+            put_id(out, *id);
+            put_bytes(out, consumer);
+            put_u64(out, *delivered_ms);
+            put_u64(out, *count);
+        }
+        put_len(out, g.consumers.len());
+        for (name, seen) in &g.consumers {
+            put_bytes(out, name);
+            put_u64(out, *seen);
+        }
     }
 }
 
@@ -317,6 +379,104 @@ impl<'a> Reader<'a> {
             }
         }
         Err(DecodeError::Body)
+    }
+
+    /// A LEB128 number of at most 64 bits.
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let part = u64::from(b & 0x7f);
+            if shift == 63 && part > 1 {
+                return Err(DecodeError::Body);
+            }
+            n |= part << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(DecodeError::Body)
+    }
+
+    fn id(&mut self) -> Result<StreamId, DecodeError> {
+        Ok(StreamId::new(self.u64()?, self.u64()?))
+    }
+
+    /// A stream as [`put_stream`] lays it out; IDs must rise, fields come
+    /// in pairs, names are unique and every pending entry's consumer is
+    /// one of the group's.
+    fn stream(&mut self) -> Result<PlainStream, DecodeError> {
+        let n = self.count(3)?;
+        let mut entries: Vec<(StreamId, Vec<Blob>)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = self.id()?;
+            if entries.last().is_some_and(|(prev, _)| *prev >= id) {
+                return Err(DecodeError::Body);
+            }
+            let nf = self.count(1)?;
+            if nf == 0 || nf % 2 == 1 {
+                return Err(DecodeError::Body);
+            }
+            let mut fields = Vec::with_capacity(nf);
+            for _ in 0..nf {
+                fields.push(self.blob()?);
+            }
+            entries.push((id, fields));
+        }
+        let last_id = self.id()?;
+        if entries.last().is_some_and(|(top, _)| *top > last_id) {
+            return Err(DecodeError::Body);
+        }
+        let entries_added = self.u64()?;
+        let max_deleted = self.id()?;
+        let ng = self.count(5)?;
+        let mut groups: Vec<PlainGroup> = Vec::with_capacity(ng);
+        for _ in 0..ng {
+            let name = self.blob()?;
+            if groups.last().is_some_and(|g| g.name >= name) {
+                return Err(DecodeError::Body);
+            }
+            let last = self.id()?;
+            let read = self.u64()?.checked_sub(1);
+            let np = self.count(5)?;
+            let mut pending: Vec<(StreamId, Blob, u64, u64)> = Vec::with_capacity(np);
+            for _ in 0..np {
+                let id = self.id()?;
+                if pending.last().is_some_and(|p| p.0 >= id) {
+                    return Err(DecodeError::Body);
+                }
+                pending.push((id, self.blob()?, self.u64()?, self.u64()?));
+            }
+            let nc = self.count(2)?;
+            let mut consumers: Vec<(Blob, u64)> = Vec::with_capacity(nc);
+            for _ in 0..nc {
+                let c = self.blob()?;
+                if consumers.last().is_some_and(|(prev, _)| *prev >= c) {
+                    return Err(DecodeError::Body);
+                }
+                consumers.push((c, self.u64()?));
+            }
+            if pending
+                .iter()
+                .any(|p| !consumers.iter().any(|(c, _)| *c == p.1))
+            {
+                return Err(DecodeError::Body);
+            }
+            groups.push(PlainGroup {
+                name,
+                last,
+                read,
+                pending,
+                consumers,
+            });
+        }
+        Ok(PlainStream {
+            entries,
+            last_id,
+            entries_added,
+            max_deleted,
+            groups,
+        })
     }
 
     fn blob(&mut self) -> Result<Blob, DecodeError> {

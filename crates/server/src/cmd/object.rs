@@ -192,6 +192,7 @@ pub fn encoding(value: &Value, limits: &EncodingLimits) -> &'static str {
         // Redis 7.0 keeps every list in a quicklist (its listpack lists
         // came in 7.2).
         Value::List(_) => "quicklist",
+        Value::Stream(_) => "stream",
         Value::ZSet(z) => {
             let live = &z.members.live;
             let small = live.len() <= limits.zset_entries
@@ -298,6 +299,7 @@ pub fn usage_bytes(key: &[u8], entry: &Entry, samples: usize) -> usize {
         }
         // The list knows its own heap use (packed chunks included).
         Value::List(l) => l.heap_bytes(),
+        Value::Stream(s) => s.heap_bytes(),
         Value::ZSet(z) => {
             let live = &z.members.live;
             let slot = map_slot_bytes(size_of::<Blob>() + size_of::<ZMember>());

@@ -125,9 +125,52 @@ pub fn event_of(kind: &EffectKind, before: Option<&Entry>) -> Option<Event> {
             }
         }
         EffectKind::DropTtl => return None,
+        EffectKind::XAdd { .. } => Event::new(b't', "xadd"),
+        EffectKind::XDel { .. } => Event::new(b't', "xdel"),
+        EffectKind::XTrim { .. } => Event::new(b't', "xtrim"),
+        EffectKind::XSetId { .. } => Event::new(b't', "xsetid"),
+        EffectKind::XGroupCreate { .. } => Event::new(b't', "xgroup-create"),
+        EffectKind::XGroupSetId { .. } => Event::new(b't', "xgroup-setid"),
+        EffectKind::XGroupDestroy { group } if stream_group(before, group).is_some() => {
+            Event::new(b't', "xgroup-destroy")
+        }
+        EffectKind::XConsumerDel { group, consumer }
+            if stream_group(before, group).is_some_and(|g| g.has_consumer(consumer)) =>
+        {
+            Event::new(b't', "xgroup-delconsumer")
+        }
+        // A consumer this region did not know of was created (by
+        // CREATECONSUMER, or by the read or claim that served it).
+        EffectKind::XConsumerCreate {
+            group, consumer, ..
+        }
+        | EffectKind::XDeliver {
+            group,
+            delivery:
+                meridian_crdt::Delivery {
+                    consumer: Some(consumer),
+                    ..
+                },
+        } if !stream_group(before, group).is_some_and(|g| g.has_consumer(consumer)) => {
+            Event::new(b't', "xgroup-createconsumer")
+        }
+        // Reads, claims and acknowledgements change no key Redis announces.
+        EffectKind::XGroupDestroy { .. }
+        | EffectKind::XConsumerDel { .. }
+        | EffectKind::XConsumerCreate { .. }
+        | EffectKind::XDeliver { .. }
+        | EffectKind::XAck { .. } => return None,
         // Libraries are not keys: `Db::libraries_generation` says they changed.
         EffectKind::LibrarySet { .. } | EffectKind::LibraryDel => return None,
     })
+}
+
+/// The group `name` of the stream `before` holds, if it has one.
+fn stream_group<'a>(before: Option<&'a Entry>, name: &[u8]) -> Option<&'a meridian_crdt::Group> {
+    match before?.value() {
+        Value::Stream(s) => s.group(name),
+        _ => None,
+    }
 }
 
 /// Which command an insert looks like: before the first element `lpush`,
@@ -181,6 +224,9 @@ pub fn creates_key(kind: &EffectKind) -> bool {
             | EffectKind::ZAdd { .. }
             | EffectKind::ZIncr { .. }
             | EffectKind::LInsert { .. }
+            | EffectKind::XAdd { .. }
+            | EffectKind::XSetId { .. }
+            | EffectKind::XGroupCreate { .. }
     )
 }
 

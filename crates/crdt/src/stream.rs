@@ -1,0 +1,1496 @@
+//! Streams: Redis streams as a CRDT.
+//!
+//! A stream is an ordered map of entries, `StreamId (ms, seq) → fields`,
+//! plus the metadata Redis 7 keeps (the last ID, the count of entries ever
+//! added, the largest deleted ID) and its consumer groups. Every part is a
+//! set of elements stamped with the [`Tag`] of the op that wrote them, and
+//! every removal is observed-remove: an effect removes an element only if
+//! its op's context covers the element's dot. So the whole value is a
+//! product of *dot sets*, and its merge is theirs:
+//!
+//! - an element held on both sides stays; one held on one side only stays
+//!   unless the other side's context covers its dot (it was removed there);
+//! - hence the join is commutative, associative and idempotent, and agrees
+//!   with replaying the ops in any causal order (`tests/merge_laws.rs`).
+//!
+//! The parts:
+//! - **Entries.** IDs are unique across regions (the writing region chooses
+//!   auto-generated ones so that they cannot collide, see the store), so
+//!   every region holds the same entries in the same ID order. An entry is
+//!   a set of versions: two regions adding the same explicit ID at once
+//!   leave two, readers see the one with the larger tag and the other is
+//!   journaled; a removal (XDEL, a trim, DEL) takes only the versions its
+//!   op observed. Trims are replicated as "every observed entry up to this
+//!   ID" (a trim always removes a prefix), so an entry added concurrently
+//!   survives a trim.
+//! - **Marks** (`last_id`, `max_deleted_entry_id`, a group's last delivered
+//!   ID): multi-value registers of *raises* (XADD, XDEL, XREADGROUP) and
+//!   *sets* (XSETID, XGROUP SETID). A write replaces the marks its op
+//!   observed. The value is the largest ID among the raises and the
+//!   last-writer-wins set, so concurrent XADDs raise the last ID to the
+//!   largest of theirs and concurrent XSETIDs resolve by tag.
+//! - **Entries added**: per region, the number of XADDs that region made
+//!   to the stream (the origin's own count, carried in the effect), summed,
+//!   on top of the last-writer-wins value an XSETID ENTRIESADDED set; a
+//!   write that resets it (DEL, XSETID ENTRIESADDED) drops the counts it
+//!   observed, so concurrent XADDs add up and a new stream counts from 0.
+//! - **Consumer groups**, by name: created (add-wins) and destroyed
+//!   (observed-remove) like set members; every write that adds to a group
+//!   (XREADGROUP, XCLAIM, SETID, CREATECONSUMER) adds to its presence too,
+//!   so a group destroyed concurrently with a read survives with what the
+//!   destroy did not observe. A group holds its last delivered ID (a mark,
+//!   carrying the group's `entries_read`), its pending entries (per ID, the
+//!   versions written by deliveries and claims, the largest tag shown) and
+//!   its consumers (each a set of "seen" stamps, the latest time shown).
+//!
+//! Nothing here is a tombstone: removing an element forgets it, so streams
+//! leave nothing for tombstone collection.
+//!
+//! Redis keeps a stream as a radix tree of listpack *nodes*, and approximate
+//! trimming (`MAXLEN ~`, `LIMIT`) and XINFO report on them. A region keeps
+//! the same node layout beside the entries ([`NodeLimits`], [`StreamVal::
+//! nodes`]), built as Redis would build it from the appends this region
+//! applied. It is local: not part of the state (equality, encoding, merge),
+//! rebuilt from the entries when a stream is loaded, and only ever read to
+//! decide a trim here, which replicates as the IDs it removed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::blob::Blob;
+use crate::conflict::Conflict;
+use crate::num::Observes;
+use crate::op::OpCtx;
+use crate::vv::{Tag, VersionVector};
+
+/// A stream entry ID: milliseconds, then a sequence number.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
+    pub const MAX: StreamId = StreamId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
+
+    pub const fn new(ms: u64, seq: u64) -> StreamId {
+        StreamId { ms, seq }
+    }
+
+    /// The ID right after this one, `None` past the last possible one.
+    pub fn next(self) -> Option<StreamId> {
+        match self.seq.checked_add(1) {
+            Some(seq) => Some(StreamId { ms: self.ms, seq }),
+            None => self.ms.checked_add(1).map(|ms| StreamId { ms, seq: 0 }),
+        }
+    }
+
+    /// The ID right before this one, `None` before `0-0`.
+    pub fn prev(self) -> Option<StreamId> {
+        match self.seq.checked_sub(1) {
+            Some(seq) => Some(StreamId { ms: self.ms, seq }),
+            None => self
+                .ms
+                .checked_sub(1)
+                .map(|ms| StreamId { ms, seq: u64::MAX }),
+        }
+    }
+
+    pub fn is_zero(self) -> bool {
+        self == StreamId::ZERO
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Something written by one op, known by that op's tag.
+trait Tagged {
+    fn tag(&self) -> Tag;
+}
+
+impl Tagged for Tag {
+    fn tag(&self) -> Tag {
+        *self
+    }
+}
+
+/// A set of elements each written by its own op, kept in tag order: the
+/// dot set every part of a stream is made of.
+type Dots<T> = SmallVec<[T; 1]>;
+
+fn sort_dots<T: Tagged>(v: &mut Dots<T>) {
+    v.sort_by_key(|x| x.tag());
+}
+
+/// Adds `x`, first dropping what its op observed (a write replaces what its
+/// writer saw). Adding an element already held changes nothing.
+fn write_dot<T: Tagged>(v: &mut Dots<T>, x: T, ctx: &impl Observes) {
+    let tag = x.tag();
+    if v.iter().any(|y| y.tag() == tag) {
+        return;
+    }
+    v.retain(|y| !ctx.observed(y.tag().dot));
+    v.push(x);
+    sort_dots(v);
+}
+
+/// Drops the elements `ctx` observed for which `pred` holds of their tag.
+fn remove_dots<T: Tagged>(v: &mut Dots<T>, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool) {
+    v.retain(|y| {
+        let t = y.tag();
+        !(ctx.observed(t.dot) && pred(&t))
+    });
+}
+
+/// The causal join of two dot sets: an element on both sides stays, one
+/// on one side only stays unless the other side's context covers it.
+fn join_dots<T: Tagged + Clone>(
+    mine: &mut Dots<T>,
+    ctx: &VersionVector,
+    theirs: &[T],
+    other_ctx: &VersionVector,
+) {
+    mine.retain(|x| {
+        let t = x.tag();
+        theirs.iter().any(|y| y.tag() == t) || !other_ctx.covers(t.dot)
+    });
+    for y in theirs {
+        let t = y.tag();
+        if !mine.iter().any(|x| x.tag() == t) && !ctx.covers(t.dot) {
+            mine.push(y.clone());
+        }
+    }
+    sort_dots(mine);
+}
+
+/// Joins two maps of dot sets key by key, dropping keys left empty.
+fn join_map<K: Ord + Clone, T: Tagged + Clone>(
+    mine: &mut BTreeMap<K, Dots<T>>,
+    ctx: &VersionVector,
+    theirs: &BTreeMap<K, Dots<T>>,
+    other_ctx: &VersionVector,
+) {
+    let empty: Dots<T> = SmallVec::new();
+    let mut keys: Vec<K> = mine.keys().cloned().collect();
+    keys.extend(theirs.keys().cloned());
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let t = theirs.get(&k).unwrap_or(&empty);
+        let slot = mine.entry(k.clone()).or_default();
+        join_dots(slot, ctx, t, other_ctx);
+        if slot.is_empty() {
+            mine.remove(&k);
+        }
+    }
+}
+
+/// One version of an entry: its fields and values, flattened in pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub tag: Tag,
+    pub fields: Box<[Blob]>,
+}
+
+impl Tagged for Version {
+    fn tag(&self) -> Tag {
+        self.tag
+    }
+}
+
+/// A raise or a set of an ID register (see the module docs), with the
+/// group's `entries_read` when it is a group's last delivered ID.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Mark {
+    pub id: StreamId,
+    pub tag: Tag,
+    /// Written by XSETID / XGROUP SETID / XGROUP CREATE (last writer wins
+    /// among concurrent sets) rather than raised.
+    pub set: bool,
+    pub read: Option<u64>,
+}
+
+impl Tagged for Mark {
+    fn tag(&self) -> Tag {
+        self.tag
+    }
+}
+
+/// An ID register: the marks no later write observed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Marks(Dots<Mark>);
+
+impl Marks {
+    /// The mark readers see: the largest ID among the raises and the set
+    /// with the largest tag (the larger tag on equal IDs).
+    pub fn top(&self) -> Option<&Mark> {
+        let set = self.0.iter().filter(|m| m.set).max_by_key(|m| m.tag);
+        self.0
+            .iter()
+            .filter(|m| !m.set)
+            .chain(set)
+            .max_by_key(|m| (m.id, m.tag))
+    }
+
+    pub fn value(&self) -> StreamId {
+        self.top().map_or(StreamId::ZERO, |m| m.id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn write(&mut self, m: Mark, ctx: &impl Observes) {
+        write_dot(&mut self.0, m, ctx);
+    }
+}
+
+/// The count of entries ever added: per region, that region's own count
+/// as of its latest XADD, summed on top of the last-writer-wins value an
+/// XSETID ENTRIESADDED set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Added {
+    base: Dots<(Tag, u64)>,
+    counts: Dots<(Tag, u64)>,
+}
+
+impl Tagged for (Tag, u64) {
+    fn tag(&self) -> Tag {
+        self.0
+    }
+}
+
+impl Added {
+    pub fn value(&self) -> u64 {
+        let base = self.base.iter().max_by_key(|b| b.0).map_or(0, |b| b.1);
+        self.counts
+            .iter()
+            .fold(base, |sum, (_, n)| sum.saturating_add(*n))
+    }
+
+    /// The count `region`'s next XADD carries.
+    pub fn next_for(&self, region: crate::region::RegionId) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(t, _)| t.dot.region() == region)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.base.is_empty() && self.counts.is_empty()
+    }
+
+    fn add(&mut self, tag: Tag, count: u64, ctx: &impl Observes) {
+        // The region's earlier count is in this op's past: replaced.
+        let region = tag.dot.region();
+        self.counts
+            .retain(|(t, _)| !(t.dot.region() == region && ctx.observed(t.dot)));
+        if let Some(same) = self.counts.iter_mut().find(|(t, _)| *t == tag) {
+            same.1 = same.1.max(count);
+            return;
+        }
+        self.counts.push((tag, count));
+        sort_dots(&mut self.counts);
+    }
+
+    fn set(&mut self, tag: Tag, value: u64, ctx: &impl Observes) {
+        remove_dots(&mut self.counts, ctx, |_| true);
+        write_dot(&mut self.base, (tag, value), ctx);
+    }
+}
+
+/// One delivery or claim of a pending entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nack {
+    pub tag: Tag,
+    pub consumer: Blob,
+    pub delivered_ms: u64,
+    pub count: u64,
+}
+
+impl Tagged for Nack {
+    fn tag(&self) -> Tag {
+        self.tag
+    }
+}
+
+/// A consumer was created or seen at `ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    pub tag: Tag,
+    pub ms: u64,
+}
+
+impl Tagged for Seen {
+    fn tag(&self) -> Tag {
+        self.tag
+    }
+}
+
+/// A consumer group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    adds: Dots<Tag>,
+    last: Marks,
+    pel: BTreeMap<StreamId, Dots<Nack>>,
+    consumers: BTreeMap<Blob, Dots<Seen>>,
+}
+
+impl Group {
+    /// Created and not destroyed (by a destroy that observed every create).
+    pub fn exists(&self) -> bool {
+        !self.adds.is_empty()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.adds.is_empty()
+            && self.last.is_empty()
+            && self.pel.is_empty()
+            && self.consumers.is_empty()
+    }
+
+    /// The last delivered ID and the group's `entries_read` (`None`:
+    /// unknown, Redis's -1).
+    pub fn last_delivered(&self) -> (StreamId, Option<u64>) {
+        match self.last.top() {
+            Some(m) => (m.id, m.read),
+            None => (StreamId::ZERO, None),
+        }
+    }
+
+    /// The pending entries in ID order, each with the delivery readers see.
+    pub fn pending(&self) -> impl DoubleEndedIterator<Item = (StreamId, &Nack)> + '_ {
+        self.pel
+            .iter()
+            .filter_map(|(id, v)| v.last().map(|n| (*id, n)))
+    }
+
+    /// The pending entries from `start` on, in ID order.
+    pub fn pending_from(&self, start: StreamId) -> impl Iterator<Item = (StreamId, &Nack)> + '_ {
+        self.pel
+            .range(start..)
+            .filter_map(|(id, v)| v.last().map(|n| (*id, n)))
+    }
+
+    pub fn pending_entry(&self, id: StreamId) -> Option<&Nack> {
+        self.pel.get(&id).and_then(|v| v.last())
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pel.len()
+    }
+
+    /// The consumers in name order, each with when it was last seen.
+    pub fn consumers(&self) -> impl Iterator<Item = (&Blob, u64)> + '_ {
+        self.consumers
+            .iter()
+            .filter_map(|(name, seen)| seen.iter().map(|s| s.ms).max().map(|ms| (name, ms)))
+    }
+
+    pub fn consumer_seen(&self, name: &[u8]) -> Option<u64> {
+        self.consumers
+            .get(name)
+            .and_then(|s| s.iter().map(|s| s.ms).max())
+    }
+
+    pub fn has_consumer(&self, name: &[u8]) -> bool {
+        self.consumers.contains_key(name)
+    }
+
+    /// How many pending entries `consumer` owns.
+    pub fn pending_of(&self, consumer: &[u8]) -> usize {
+        self.pending()
+            .filter(|(_, n)| n.consumer.as_bytes() == consumer)
+            .count()
+    }
+
+    fn touch(&mut self, tag: Tag, ctx: &impl Observes) {
+        write_dot(&mut self.adds, tag, ctx);
+    }
+
+    fn see(&mut self, consumer: &[u8], tag: Tag, ms: u64, ctx: &impl Observes) {
+        let seen = self.consumers.entry(Blob::from(consumer)).or_default();
+        write_dot(seen, Seen { tag, ms }, ctx);
+    }
+
+    fn remove_observed(&mut self, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool + Copy) {
+        remove_dots(&mut self.adds, ctx, pred);
+        remove_dots(&mut self.last.0, ctx, pred);
+        for v in self.pel.values_mut() {
+            remove_dots(v, ctx, pred);
+        }
+        self.pel.retain(|_, v| !v.is_empty());
+        for v in self.consumers.values_mut() {
+            remove_dots(v, ctx, pred);
+        }
+        self.consumers.retain(|_, v| !v.is_empty());
+    }
+
+    fn join(&mut self, ctx: &VersionVector, other: &Group, other_ctx: &VersionVector) {
+        join_dots(&mut self.adds, ctx, &other.adds, other_ctx);
+        join_dots(&mut self.last.0, ctx, &other.last.0, other_ctx);
+        join_map(&mut self.pel, ctx, &other.pel, other_ctx);
+        join_map(&mut self.consumers, ctx, &other.consumers, other_ctx);
+    }
+
+    fn for_each_tag(&self, f: &mut dyn FnMut(Tag)) {
+        self.adds.iter().for_each(|t| f(*t));
+        self.last.0.iter().for_each(|m| f(m.tag));
+        self.pel.values().flatten().for_each(|n| f(n.tag));
+        self.consumers.values().flatten().for_each(|s| f(s.tag));
+    }
+}
+
+/// A group write: what one XREADGROUP, XCLAIM or XAUTOCLAIM did to a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The consumer served (created if new, its seen time raised).
+    pub consumer: Option<Blob>,
+    pub now_ms: u64,
+    /// The group's new last delivered ID and `entries_read`, if raised.
+    pub last: Option<(StreamId, Option<u64>)>,
+    /// Pending entries now owned by `consumer`: (ID, delivery time, count).
+    pub pel: Vec<(StreamId, u64, u64)>,
+    /// Pending entries dropped because their entry no longer exists.
+    pub dropped: Vec<StreamId>,
+}
+
+/// How many entries (live and deleted) and bytes a node holds before
+/// appends go to a new one: `stream-node-max-entries` and
+/// `stream-node-max-bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeLimits {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+impl Default for NodeLimits {
+    fn default() -> NodeLimits {
+        NodeLimits {
+            entries: 100,
+            bytes: 4096,
+        }
+    }
+}
+
+/// Redis's largest listpack (`STREAM_LISTPACK_MAX_SIZE`, 1 GiB).
+const LISTPACK_MAX_BYTES: u64 = 1 << 30;
+
+/// One node as Redis would hold it: a listpack whose master entry is the
+/// first entry appended to it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Live entries.
+    pub live: u64,
+    /// Entries flagged deleted, still taking their place.
+    pub deleted: u64,
+    /// The largest ID appended to it (deleted or not).
+    pub last: StreamId,
+    /// The listpack's bytes but for the live and deleted counts.
+    body_bytes: u64,
+    /// The master entry's field names.
+    fields: Box<[Blob]>,
+}
+
+impl Node {
+    fn bytes(&self) -> u64 {
+        // Header (total bytes, element count), the two counts, end byte.
+        6 + lp_int_bytes(self.live as i64) + lp_int_bytes(self.deleted as i64) + self.body_bytes + 1
+    }
+}
+
+/// The node layout Redis would have (see the module docs).
+#[derive(Debug, Clone, Default)]
+struct Layout {
+    nodes: BTreeMap<StreamId, Node>,
+    limits: NodeLimits,
+}
+
+/// Bytes a listpack element takes whose content is `s`.
+fn lp_str_bytes(s: &[u8]) -> u64 {
+    let enc = match lp_int(s) {
+        Some(v) => lp_int_enc(v),
+        None => {
+            let n = s.len() as u64;
+            if n < 64 {
+                1 + n
+            } else if n < 4096 {
+                2 + n
+            } else {
+                5 + n
+            }
+        }
+    };
+    enc + lp_backlen(enc)
+}
+
+/// Bytes a listpack element holding the integer `v` takes.
+fn lp_int_bytes(v: i64) -> u64 {
+    let enc = lp_int_enc(v);
+    enc + lp_backlen(enc)
+}
+
+fn lp_int_enc(v: i64) -> u64 {
+    match v {
+        0..=127 => 1,
+        -4096..=4095 => 2,
+        -32768..=32767 => 3,
+        -8_388_608..=8_388_607 => 4,
+        -2_147_483_648..=2_147_483_647 => 5,
+        _ => 9,
+    }
+}
+
+fn lp_backlen(len: u64) -> u64 {
+    match len {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2_097_150 => 3,
+        2_097_151..=268_435_454 => 4,
+        _ => 5,
+    }
+}
+
+/// A listpack stores a string that reads as a 64-bit integer as one.
+fn lp_int(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() >= 21 {
+        return None;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    let digits = s.strip_prefix(b"-").unwrap_or(s);
+    if digits.is_empty() || !(b'1'..=b'9').contains(&digits[0]) {
+        return None;
+    }
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse::<i64>().ok()
+}
+
+impl Layout {
+    /// Places a new entry as Redis appends it: into the last node unless
+    /// that is full, else into a new one. An entry below the last node's
+    /// first (one a peer added with an older explicit ID) joins the node
+    /// whose range holds it.
+    fn insert(&mut self, id: StreamId, fields: &[Blob]) {
+        let names: Vec<&[u8]> = fields.iter().step_by(2).map(|f| f.as_bytes()).collect();
+        let total: u64 = fields.iter().map(|f| f.len() as u64).sum();
+        let tail = self.nodes.keys().next_back().copied();
+        let at = self.nodes.range(..=id).next_back().map(|(k, _)| *k);
+        let target = match (at, tail) {
+            (None, _) => None,
+            (Some(k), Some(t)) if k == t => {
+                let node = &self.nodes[&k];
+                let max_bytes = match self.limits.bytes {
+                    0 => LISTPACK_MAX_BYTES,
+                    b => b.min(LISTPACK_MAX_BYTES),
+                };
+                let full = node.bytes() + total >= max_bytes
+                    || (self.limits.entries > 0 && node.live + node.deleted >= self.limits.entries);
+                (!full).then_some(k)
+            }
+            (Some(k), _) => Some(k),
+        };
+        match target {
+            Some(k) => {
+                let node = self.nodes.get_mut(&k).expect("found above");
+                let same = node.fields.len() == names.len()
+                    && node
+                        .fields
+                        .iter()
+                        .zip(&names)
+                        .all(|(a, b)| a.as_bytes() == *b);
+                node.body_bytes += entry_bytes(k, id, fields, same);
+                node.live += 1;
+                node.last = node.last.max(id);
+            }
+            None => {
+                let mut body = lp_int_bytes(names.len() as i64);
+                body += names.iter().map(|n| lp_str_bytes(n)).sum::<u64>();
+                body += lp_int_bytes(0);
+                body += entry_bytes(id, id, fields, true);
+                self.nodes.insert(
+                    id,
+                    Node {
+                        live: 1,
+                        deleted: 0,
+                        last: id,
+                        body_bytes: body,
+                        fields: names.iter().map(|n| Blob::from(*n)).collect(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// An entry was removed: flagged deleted in its node, and the node goes
+    /// once nothing live is left in it.
+    fn remove(&mut self, id: StreamId) {
+        let Some((&k, node)) = self.nodes.range_mut(..=id).next_back() else {
+            return;
+        };
+        node.live = node.live.saturating_sub(1);
+        node.deleted += 1;
+        if node.live == 0 {
+            self.nodes.remove(&k);
+        }
+    }
+
+    fn rebuild<'a>(&mut self, entries: impl Iterator<Item = (StreamId, &'a [Blob])>) {
+        self.nodes.clear();
+        for (id, fields) in entries {
+            self.insert(id, fields);
+        }
+    }
+}
+
+/// Bytes one entry takes in a node whose master ID is `master`.
+fn entry_bytes(master: StreamId, id: StreamId, fields: &[Blob], same_fields: bool) -> u64 {
+    let pairs = fields.len() / 2;
+    let flags = if same_fields { 2 } else { 0 };
+    let mut n = lp_int_bytes(flags);
+    n += lp_int_bytes(id.ms.wrapping_sub(master.ms) as i64);
+    n += lp_int_bytes(id.seq.wrapping_sub(master.seq) as i64);
+    let mut count = pairs as i64 + 3;
+    if same_fields {
+        n += fields
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|v| lp_str_bytes(v))
+            .sum::<u64>();
+    } else {
+        n += lp_int_bytes(pairs as i64);
+        n += fields.iter().map(|f| lp_str_bytes(f)).sum::<u64>();
+        count += pairs as i64 + 1;
+    }
+    n + lp_int_bytes(count)
+}
+
+/// A stream: see the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct StreamVal {
+    entries: BTreeMap<StreamId, Dots<Version>>,
+    last: Marks,
+    deleted: Marks,
+    added: Added,
+    /// Adds of the stream itself, by XGROUP CREATE: a stream whose entries
+    /// and groups are all gone still exists, as in Redis.
+    made: Dots<Tag>,
+    groups: BTreeMap<Blob, Group>,
+    layout: Layout,
+}
+
+impl PartialEq for StreamVal {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+            && self.last == other.last
+            && self.deleted == other.deleted
+            && self.added == other.added
+            && self.made == other.made
+            && self.groups == other.groups
+    }
+}
+
+#[derive(Serialize)]
+struct ReprRef<'a> {
+    entries: &'a BTreeMap<StreamId, Dots<Version>>,
+    last: &'a Marks,
+    deleted: &'a Marks,
+    added: &'a Added,
+    made: &'a Dots<Tag>,
+    groups: &'a BTreeMap<Blob, Group>,
+}
+
+#[derive(Deserialize)]
+struct Repr {
+    entries: BTreeMap<StreamId, Dots<Version>>,
+    last: Marks,
+    deleted: Marks,
+    added: Added,
+    made: Dots<Tag>,
+    groups: BTreeMap<Blob, Group>,
+}
+
+impl Serialize for StreamVal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ReprRef {
+            entries: &self.entries,
+            last: &self.last,
+            deleted: &self.deleted,
+            added: &self.added,
+            made: &self.made,
+            groups: &self.groups,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamVal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = Repr::deserialize(d)?;
+        // Decoded state is untrusted: restore the order and the non-empty
+        // sets the value relies on rather than assume them.
+        let mut s = StreamVal {
+            entries: r.entries,
+            last: r.last,
+            deleted: r.deleted,
+            added: r.added,
+            made: r.made,
+            groups: r.groups,
+            layout: Layout::default(),
+        };
+        s.entries.retain(|_, v| !v.is_empty());
+        for v in s.entries.values_mut() {
+            sort_dots(v);
+            v.dedup_by_key(|x| x.tag);
+        }
+        sort_dots(&mut s.last.0);
+        sort_dots(&mut s.deleted.0);
+        sort_dots(&mut s.added.base);
+        sort_dots(&mut s.added.counts);
+        sort_dots(&mut s.made);
+        for g in s.groups.values_mut() {
+            sort_dots(&mut g.adds);
+            sort_dots(&mut g.last.0);
+            g.pel.retain(|_, v| !v.is_empty());
+            g.pel.values_mut().for_each(sort_dots);
+            g.consumers.retain(|_, v| !v.is_empty());
+            g.consumers.values_mut().for_each(sort_dots);
+        }
+        s.groups.retain(|_, g| !g.is_empty());
+        s.rebuild_layout();
+        Ok(s)
+    }
+}
+
+impl StreamVal {
+    // ----- reading -----
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No entries (the stream may still exist: see [`StreamVal::is_live`]).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Holds nothing at all: the key can go.
+    pub fn holds_nothing(&self) -> bool {
+        self.entries.is_empty()
+            && self.last.is_empty()
+            && self.deleted.is_empty()
+            && self.added.is_empty()
+            && self.made.is_empty()
+            && self.groups.is_empty()
+    }
+
+    /// The stream exists for readers: anything but a group's leftovers
+    /// (which never outlive every add of their group, see [`Group`]).
+    pub fn is_live(&self) -> bool {
+        !self.entries.is_empty()
+            || !self.last.is_empty()
+            || !self.made.is_empty()
+            || self.groups.values().any(Group::exists)
+    }
+
+    /// The last ID: never below the largest entry ID.
+    pub fn last_id(&self) -> StreamId {
+        let top = self.entries.keys().next_back().copied().unwrap_or_default();
+        self.last.value().max(top)
+    }
+
+    /// The largest ID ever deleted by XDEL (or set by XSETID).
+    pub fn max_deleted(&self) -> StreamId {
+        self.deleted.value()
+    }
+
+    /// The count of entries ever added.
+    pub fn entries_added(&self) -> u64 {
+        self.added.value()
+    }
+
+    /// The count `region`'s next XADD carries (its own, plus one).
+    pub fn next_added(&self, region: crate::region::RegionId) -> u64 {
+        self.added.next_for(region)
+    }
+
+    /// The first entry's ID, `0-0` when empty (Redis's recorded first ID).
+    pub fn first_id(&self) -> StreamId {
+        self.entries.keys().next().copied().unwrap_or_default()
+    }
+
+    /// The largest entry ID, if any entry.
+    pub fn last_entry_id(&self) -> Option<StreamId> {
+        self.entries.keys().next_back().copied()
+    }
+
+    /// The fields of the entry `id` as readers see them.
+    pub fn get(&self, id: StreamId) -> Option<&[Blob]> {
+        self.entries
+            .get(&id)
+            .and_then(|v| v.last())
+            .map(|v| &v.fields[..])
+    }
+
+    /// The entries with IDs in `start..=end`, in ID order.
+    pub fn range(
+        &self,
+        start: StreamId,
+        end: StreamId,
+    ) -> impl DoubleEndedIterator<Item = (StreamId, &[Blob])> + '_ {
+        let r = if start <= end {
+            self.entries.range(start..=end)
+        } else {
+            self.entries.range(StreamId::MAX..StreamId::MAX)
+        };
+        r.filter_map(|(id, v)| v.last().map(|v| (*id, &v.fields[..])))
+    }
+
+    /// The visible groups, in name order.
+    pub fn groups(&self) -> impl Iterator<Item = (&Blob, &Group)> + '_ {
+        self.groups.iter().filter(|(_, g)| g.exists())
+    }
+
+    pub fn group(&self, name: &[u8]) -> Option<&Group> {
+        self.groups.get(name).filter(|g| g.exists())
+    }
+
+    /// The nodes Redis would hold (see the module docs), by first ID.
+    pub fn nodes(&self) -> impl Iterator<Item = (StreamId, &Node)> + '_ {
+        self.layout.nodes.iter().map(|(k, n)| (*k, n))
+    }
+
+    /// The nodes of Redis's radix tree: its root, every branching point,
+    /// every run of single-child steps and every key, counted on the
+    /// nodes' 16-byte big-endian keys (XINFO STREAM `radix-tree-nodes`).
+    pub fn radix_nodes(&self) -> u64 {
+        let keys: Vec<[u8; 16]> = self
+            .layout
+            .nodes
+            .keys()
+            .map(|id| {
+                let mut k = [0u8; 16];
+                k[..8].copy_from_slice(&id.ms.to_be_bytes());
+                k[8..].copy_from_slice(&id.seq.to_be_bytes());
+                k
+            })
+            .collect();
+        fn count(keys: &[[u8; 16]], depth: usize) -> u64 {
+            if keys.is_empty() {
+                return 1;
+            }
+            if depth == 16 {
+                return 1;
+            }
+            let first = &keys[0];
+            let last = &keys[keys.len() - 1];
+            let mut common = depth;
+            while common < 16 && first[common] == last[common] {
+                common += 1;
+            }
+            if common > depth {
+                // A compressed node holding the shared run.
+                return 1 + count(keys, common);
+            }
+            let mut n = 1;
+            let mut i = 0;
+            while i < keys.len() {
+                let b = keys[i][depth];
+                let j = i + keys[i..].partition_point(|k| k[depth] == b);
+                n += count(&keys[i..j], depth + 1);
+                i = j;
+            }
+            n
+        }
+        count(&keys, 0)
+    }
+
+    /// The limits the next appends applied here go by.
+    pub fn set_node_limits(&mut self, limits: NodeLimits) {
+        self.layout.limits = limits;
+    }
+
+    /// The newest write still visible in this value.
+    pub fn stamp(&self) -> Option<Tag> {
+        let mut best: Option<Tag> = None;
+        self.for_each_tag(&mut |t| best = best.max(Some(t)));
+        best
+    }
+
+    pub fn any_dot(&self, pred: &dyn Fn(crate::vv::Dot) -> bool) -> bool {
+        let mut hit = false;
+        self.for_each_tag(&mut |t| hit |= pred(t.dot));
+        hit
+    }
+
+    fn for_each_tag(&self, f: &mut dyn FnMut(Tag)) {
+        self.entries.values().flatten().for_each(|v| f(v.tag));
+        self.last.0.iter().for_each(|m| f(m.tag));
+        self.deleted.0.iter().for_each(|m| f(m.tag));
+        self.added.base.iter().for_each(|b| f(b.0));
+        self.added.counts.iter().for_each(|c| f(c.0));
+        self.made.iter().for_each(|t| f(*t));
+        for g in self.groups.values() {
+            g.for_each_tag(f);
+        }
+    }
+
+    /// Bytes this stream holds on the heap (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        let per_entry = std::mem::size_of::<StreamId>() + std::mem::size_of::<Dots<Version>>() + 16;
+        self.entries
+            .values()
+            .flatten()
+            .map(|v| {
+                per_entry
+                    + v.fields.len() * std::mem::size_of::<Blob>()
+                    + v.fields.iter().map(|f| f.heap_bytes()).sum::<usize>()
+            })
+            .sum::<usize>()
+            + self
+                .groups
+                .values()
+                .map(|g| 64 + g.pel.len() * 80 + g.consumers.len() * 64)
+                .sum::<usize>()
+    }
+
+    // ----- effects -----
+
+    /// XADD: adds the entry `id` (a version of it, if another region added
+    /// the same ID concurrently: the larger tag is shown, the other
+    /// reported), raises the last ID and records `added`, the origin's own
+    /// count of XADDs.
+    pub fn add(
+        &mut self,
+        key: &[u8],
+        id: StreamId,
+        fields: &[Blob],
+        added: u64,
+        ctx: &OpCtx<'_>,
+        conflicts: &mut Vec<Conflict>,
+    ) {
+        let tag = ctx.tag;
+        let versions = self.entries.entry(id).or_default();
+        let new_here = versions.is_empty();
+        if !versions.iter().any(|v| v.tag == tag) {
+            versions.retain(|v| !ctx.observed(v.tag.dot));
+            let new = Version {
+                tag,
+                fields: fields.into(),
+            };
+            for old in versions.iter() {
+                let (winner, loser) = if old.tag > tag {
+                    (old, &new)
+                } else {
+                    (&new, old)
+                };
+                conflicts.push(Conflict::stream_entry(key, id, winner, loser));
+            }
+            versions.push(new);
+            sort_dots(versions);
+        }
+        if new_here {
+            self.layout.insert(id, fields);
+        }
+        self.last.write(
+            Mark {
+                id,
+                tag,
+                set: false,
+                read: None,
+            },
+            ctx,
+        );
+        self.added.add(tag, added, ctx);
+    }
+
+    /// Removes the observed versions of entry `id`.
+    fn remove_entry(&mut self, id: StreamId, ctx: &impl Observes) {
+        if let Some(v) = self.entries.get_mut(&id) {
+            remove_dots(v, ctx, |_| true);
+            if v.is_empty() {
+                self.entries.remove(&id);
+                self.layout.remove(id);
+            }
+        }
+    }
+
+    /// XDEL: removes the observed versions of `ids`; `max_deleted` is the
+    /// largest deleted ID as the origin holds it now.
+    pub fn delete(&mut self, ids: &[StreamId], max_deleted: StreamId, ctx: &OpCtx<'_>) {
+        let tag = ctx.tag;
+        for id in ids {
+            self.remove_entry(*id, ctx);
+        }
+        self.deleted.write(
+            Mark {
+                id: max_deleted,
+                tag,
+                set: false,
+                read: None,
+            },
+            ctx,
+        );
+    }
+
+    /// A trim: removes every observed entry up to `upto`.
+    pub fn trim(&mut self, upto: StreamId, ctx: &impl Observes) {
+        let ids: Vec<StreamId> = self.entries.range(..=upto).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.remove_entry(id, ctx);
+        }
+    }
+
+    /// XSETID.
+    pub fn set_id(
+        &mut self,
+        last: StreamId,
+        added: Option<u64>,
+        max_deleted: Option<StreamId>,
+        ctx: &OpCtx<'_>,
+    ) {
+        let tag = ctx.tag;
+        self.last.write(
+            Mark {
+                id: last,
+                tag,
+                set: true,
+                read: None,
+            },
+            ctx,
+        );
+        if let Some(n) = added {
+            self.added.set(tag, n, ctx);
+        }
+        if let Some(id) = max_deleted {
+            self.deleted.write(
+                Mark {
+                    id,
+                    tag,
+                    set: true,
+                    read: None,
+                },
+                ctx,
+            );
+        }
+    }
+
+    fn group_mut(&mut self, name: &[u8]) -> &mut Group {
+        self.groups.entry(Blob::from(name)).or_default()
+    }
+
+    fn tidy_group(&mut self, name: &[u8]) {
+        if self.groups.get(name).is_some_and(Group::is_empty) {
+            self.groups.remove(name);
+        }
+    }
+
+    /// XGROUP CREATE (the stream too, if it did not exist).
+    pub fn create_group(
+        &mut self,
+        name: &[u8],
+        last: StreamId,
+        read: Option<u64>,
+        ctx: &OpCtx<'_>,
+    ) {
+        let tag = ctx.tag;
+        write_dot(&mut self.made, tag, ctx);
+        let g = self.group_mut(name);
+        g.touch(tag, ctx);
+        g.last.write(
+            Mark {
+                id: last,
+                tag,
+                set: true,
+                read,
+            },
+            ctx,
+        );
+    }
+
+    /// XGROUP SETID.
+    pub fn set_group_id(
+        &mut self,
+        name: &[u8],
+        last: StreamId,
+        read: Option<u64>,
+        ctx: &OpCtx<'_>,
+    ) {
+        let tag = ctx.tag;
+        let g = self.group_mut(name);
+        g.touch(tag, ctx);
+        g.last.write(
+            Mark {
+                id: last,
+                tag,
+                set: true,
+                read,
+            },
+            ctx,
+        );
+    }
+
+    /// XGROUP DESTROY: removes what the op observed of the group.
+    pub fn destroy_group(&mut self, name: &[u8], ctx: &impl Observes) {
+        if let Some(g) = self.groups.get_mut(name) {
+            g.remove_observed(ctx, |_| true);
+        }
+        self.tidy_group(name);
+    }
+
+    /// XGROUP CREATECONSUMER.
+    pub fn create_consumer(&mut self, name: &[u8], consumer: &[u8], now_ms: u64, ctx: &OpCtx<'_>) {
+        let tag = ctx.tag;
+        let g = self.group_mut(name);
+        g.touch(tag, ctx);
+        g.see(consumer, tag, now_ms, ctx);
+    }
+
+    /// XGROUP DELCONSUMER: the consumer and the pending entries it owns,
+    /// as far as the op observed them.
+    pub fn delete_consumer(&mut self, name: &[u8], consumer: &[u8], ctx: &impl Observes) {
+        if let Some(g) = self.groups.get_mut(name) {
+            if let Some(seen) = g.consumers.get_mut(consumer) {
+                remove_dots(seen, ctx, |_| true);
+                if seen.is_empty() {
+                    g.consumers.remove(consumer);
+                }
+            }
+            for v in g.pel.values_mut() {
+                v.retain(|n| !(n.consumer.as_bytes() == consumer && ctx.observed(n.tag.dot)));
+            }
+            g.pel.retain(|_, v| !v.is_empty());
+        }
+        self.tidy_group(name);
+    }
+
+    /// XREADGROUP, XCLAIM, XAUTOCLAIM.
+    pub fn deliver(&mut self, name: &[u8], d: &Delivery, ctx: &OpCtx<'_>) {
+        let tag = ctx.tag;
+        let g = self.group_mut(name);
+        if let Some(consumer) = &d.consumer {
+            g.touch(tag, ctx);
+            g.see(consumer, tag, d.now_ms, ctx);
+            for &(id, delivered_ms, count) in &d.pel {
+                let v = g.pel.entry(id).or_default();
+                write_dot(
+                    v,
+                    Nack {
+                        tag,
+                        consumer: consumer.clone(),
+                        delivered_ms,
+                        count,
+                    },
+                    ctx,
+                );
+            }
+        }
+        if let Some((id, read)) = d.last {
+            g.touch(tag, ctx);
+            g.last.write(
+                Mark {
+                    id,
+                    tag,
+                    set: false,
+                    read,
+                },
+                ctx,
+            );
+        }
+        for id in &d.dropped {
+            if let Some(v) = g.pel.get_mut(id) {
+                remove_dots(v, ctx, |_| true);
+                if v.is_empty() {
+                    g.pel.remove(id);
+                }
+            }
+        }
+        self.tidy_group(name);
+    }
+
+    /// XACK: removes the observed deliveries of `ids`.
+    pub fn ack(&mut self, name: &[u8], ids: &[StreamId], ctx: &impl Observes) {
+        if let Some(g) = self.groups.get_mut(name) {
+            for id in ids {
+                if let Some(v) = g.pel.get_mut(id) {
+                    remove_dots(v, ctx, |_| true);
+                    if v.is_empty() {
+                        g.pel.remove(id);
+                    }
+                }
+            }
+        }
+        self.tidy_group(name);
+    }
+
+    /// DEL, expiry, or a write of another type over the key: removes every
+    /// observed element for which `pred` holds of its tag.
+    pub fn remove_observed(&mut self, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool + Copy) {
+        let mut gone = Vec::new();
+        for (id, v) in self.entries.iter_mut() {
+            remove_dots(v, ctx, pred);
+            if v.is_empty() {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            self.entries.remove(&id);
+            self.layout.remove(id);
+        }
+        remove_dots(&mut self.last.0, ctx, pred);
+        remove_dots(&mut self.deleted.0, ctx, pred);
+        remove_dots(&mut self.added.base, ctx, pred);
+        remove_dots(&mut self.added.counts, ctx, pred);
+        remove_dots(&mut self.made, ctx, pred);
+        for g in self.groups.values_mut() {
+            g.remove_observed(ctx, pred);
+        }
+        self.groups.retain(|_, g| !g.is_empty());
+    }
+
+    /// State merge (see the module docs). Versions of one entry ID that
+    /// meet here for the first time are reported.
+    pub fn join(
+        &mut self,
+        key: &[u8],
+        ctx: &VersionVector,
+        other: &StreamVal,
+        other_ctx: &VersionVector,
+        conflicts: &mut Vec<Conflict>,
+    ) {
+        let before: Vec<StreamId> = self.entries.keys().copied().collect();
+        let empty: Dots<Version> = SmallVec::new();
+        let mut ids = before.clone();
+        ids.extend(other.entries.keys().copied());
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let theirs = other.entries.get(&id).unwrap_or(&empty);
+            let slot = self.entries.entry(id).or_default();
+            let mine_tags: Vec<Tag> = slot.iter().map(|v| v.tag).collect();
+            join_dots(slot, ctx, theirs, other_ctx);
+            if slot.len() > 1 {
+                let top = slot.last().expect("more than one");
+                for v in &slot[..slot.len() - 1] {
+                    // Concurrent versions, one from each side, that did not
+                    // meet before.
+                    let pair_new = mine_tags.contains(&top.tag) != mine_tags.contains(&v.tag);
+                    if pair_new {
+                        conflicts.push(Conflict::stream_entry(key, id, top, v));
+                    }
+                }
+            }
+            if slot.is_empty() {
+                self.entries.remove(&id);
+            }
+        }
+        join_dots(&mut self.last.0, ctx, &other.last.0, other_ctx);
+        join_dots(&mut self.deleted.0, ctx, &other.deleted.0, other_ctx);
+        join_dots(&mut self.added.base, ctx, &other.added.base, other_ctx);
+        join_dots(&mut self.added.counts, ctx, &other.added.counts, other_ctx);
+        join_dots(&mut self.made, ctx, &other.made, other_ctx);
+        let mut names: Vec<Blob> = self.groups.keys().cloned().collect();
+        names.extend(other.groups.keys().cloned());
+        names.sort();
+        names.dedup();
+        let none = Group::default();
+        for name in names {
+            let theirs = other.groups.get(&name).unwrap_or(&none);
+            self.group_mut(&name).join(ctx, theirs, other_ctx);
+            self.tidy_group(&name);
+        }
+        // The layout follows the entries that came and went.
+        let before: std::collections::BTreeSet<StreamId> = before.into_iter().collect();
+        for id in &before {
+            if !self.entries.contains_key(id) {
+                self.layout.remove(*id);
+            }
+        }
+        let added: Vec<(StreamId, Box<[Blob]>)> = self
+            .entries
+            .iter()
+            .filter(|(id, _)| !before.contains(id))
+            .filter_map(|(id, v)| v.last().map(|v| (*id, v.fields.clone())))
+            .collect();
+        for (id, fields) in added {
+            self.layout.insert(id, &fields);
+        }
+    }
+
+    fn rebuild_layout(&mut self) {
+        let mut layout = std::mem::take(&mut self.layout);
+        layout.rebuild(
+            self.entries
+                .iter()
+                .filter_map(|(id, v)| v.last().map(|v| (*id, &v.fields[..]))),
+        );
+        self.layout = layout;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::region::RegionId;
+    use crate::vv::Dot;
+
+    fn tag(region: &str, seq: u64) -> Tag {
+        Tag {
+            hlc: Hlc::new(seq, 0),
+            dot: Dot::new(RegionId::new(region).unwrap(), seq),
+        }
+    }
+
+    fn fields(v: &[&str]) -> Vec<Blob> {
+        v.iter().map(|s| Blob::from(*s)).collect()
+    }
+
+    /// Applies `f` as op `seq` of region `region`, which observed `seen`.
+    fn op(region: &str, seq: u64, seen: &VersionVector, f: impl FnOnce(&OpCtx<'_>)) {
+        f(&OpCtx {
+            tag: tag(region, seq),
+            vv: seen,
+        });
+    }
+
+    fn add(s: &mut StreamVal, region: &str, seq: u64, id: StreamId) {
+        let seen = VersionVector::new();
+        op(region, seq, &seen, |c| {
+            s.add(b"k", id, &fields(&["f", "v"]), seq, c, &mut Vec::new())
+        });
+    }
+
+    /// Nodes fill to `stream-node-max-entries`, counting deleted entries,
+    /// and a node whose last live entry goes is dropped, as in Redis.
+    #[test]
+    fn nodes_split_by_entries_and_go_when_emptied() {
+        let mut s = StreamVal::default();
+        s.set_node_limits(NodeLimits {
+            entries: 2,
+            bytes: 4096,
+        });
+        for i in 1..=5 {
+            add(&mut s, "sa", i, StreamId::new(i, 0));
+        }
+        assert_eq!(s.nodes().count(), 3);
+        let mut seen = VersionVector::new();
+        seen.set(RegionId::new("sa").unwrap(), 5);
+        // Deleting one of a full node's two entries keeps the node.
+        op("sb", 1, &seen, |c| {
+            s.delete(&[StreamId::new(1, 0)], StreamId::new(1, 0), c)
+        });
+        assert_eq!(s.nodes().count(), 3);
+        op("sb", 2, &seen, |c| {
+            s.delete(&[StreamId::new(2, 0)], StreamId::new(2, 0), c)
+        });
+        assert_eq!(s.nodes().count(), 2);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.max_deleted(), StreamId::new(2, 0));
+    }
+
+    /// Node bytes follow listpack encodings: an entry with the master's
+    /// fields stores only its values.
+    #[test]
+    fn listpack_sizes_follow_redis_encodings() {
+        assert_eq!(lp_str_bytes(b"0"), 2);
+        assert_eq!(lp_str_bytes(b"127"), 2);
+        assert_eq!(lp_str_bytes(b"128"), 3);
+        assert_eq!(lp_str_bytes(b"-1"), 3);
+        assert_eq!(lp_str_bytes(b"01"), 4);
+        assert_eq!(lp_str_bytes(b"item"), 6);
+        assert_eq!(lp_str_bytes(&[b'x'; 64]), 66 + 1);
+        assert!(
+            entry_bytes(
+                StreamId::ZERO,
+                StreamId::new(0, 1),
+                &fields(&["a", "b"]),
+                true
+            ) < entry_bytes(
+                StreamId::ZERO,
+                StreamId::new(0, 1),
+                &fields(&["a", "b"]),
+                false
+            )
+        );
+    }
+
+    /// Redis's radix tree node count for a few node keys.
+    #[test]
+    fn radix_nodes_count_a_compressed_trie() {
+        let mut s = StreamVal::default();
+        assert_eq!(s.radix_nodes(), 1);
+        add(&mut s, "sr", 1, StreamId::new(1, 0));
+        assert_eq!(s.radix_nodes(), 2);
+    }
+
+    /// Concurrent raises take the largest ID, a set the last writer's.
+    #[test]
+    fn marks_raise_to_the_largest_and_sets_are_last_writer_wins() {
+        let mut m = Marks::default();
+        let none = VersionVector::new();
+        m.write(
+            Mark {
+                id: StreamId::new(5, 0),
+                tag: tag("ma", 1),
+                set: false,
+                read: None,
+            },
+            &none,
+        );
+        m.write(
+            Mark {
+                id: StreamId::new(3, 0),
+                tag: tag("mb", 1),
+                set: false,
+                read: None,
+            },
+            &none,
+        );
+        assert_eq!(m.value(), StreamId::new(5, 0));
+        m.write(
+            Mark {
+                id: StreamId::new(9, 0),
+                tag: tag("mc", 2),
+                set: true,
+                read: None,
+            },
+            &none,
+        );
+        m.write(
+            Mark {
+                id: StreamId::new(7, 0),
+                tag: tag("md", 3),
+                set: true,
+                read: None,
+            },
+            &none,
+        );
+        // The later set (7) wins over the earlier one (9); no raise is above.
+        assert_eq!(m.value(), StreamId::new(7, 0));
+    }
+}
