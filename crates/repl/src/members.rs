@@ -80,6 +80,22 @@ impl Members {
         self.state.lock().version
     }
 
+    /// This region's slot in the stream IDs it generates: its place among
+    /// the members in name order, counted from 1; `None` while it is the
+    /// only member (its IDs are then exactly Redis's). See the store's
+    /// `auto_id`.
+    pub fn stream_slot(&self) -> Option<u64> {
+        let state = self.state.lock();
+        if state.members.len() < 2 {
+            return None;
+        }
+        state
+            .members
+            .keys()
+            .position(|r| r.as_str() == self.me.as_str())
+            .map(|i| i as u64 + 1)
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }

@@ -320,6 +320,17 @@ pub fn need(
             };
             (Need::Level(level), Cow::Owned(format!("client|{sub}")))
         }
+        // A container whose table entry does not write, as in Redis, with
+        // subcommands that do.
+        "xgroup" => {
+            let sub = sub();
+            let level = if sub == "help" {
+                Level::Read
+            } else {
+                Level::Write
+            };
+            (Need::Level(level), Cow::Owned(format!("xgroup|{sub}")))
+        }
         _ if write => (Need::Level(Level::Write), Cow::Borrowed(name)),
         _ => (Need::Level(Level::Read), Cow::Borrowed(name)),
     }

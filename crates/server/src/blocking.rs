@@ -152,6 +152,9 @@ impl Blocking {
 pub struct BlockRequest {
     pub keys: Vec<Blob>,
     pub deadline: Option<Instant>,
+    /// The command as it runs again, when it resolved some of its
+    /// arguments as it blocked (XREAD's `$` becomes the last ID then).
+    pub args: Option<Vec<bytes::Bytes>>,
 }
 
 /// Redis's timeout argument of the blocking commands: seconds, fractions
@@ -236,9 +239,29 @@ pub fn block(
         reg.enqueue(id, keys.clone(), ctx.client.wake.clone());
     }
     drop(reg);
-    ctx.client.block = Some(BlockRequest { keys, deadline });
+    ctx.client.block = Some(BlockRequest {
+        keys,
+        deadline,
+        args: None,
+    });
     ctx.client.block_pending = true;
     empty
+}
+
+/// [`block`] for a command that resolved some of its arguments as it
+/// blocked: it runs again as `args`.
+pub fn block_as(
+    ctx: &mut Ctx<'_>,
+    keys: &[bytes::Bytes],
+    timeout: Option<Duration>,
+    empty: meridian_resp::Frame,
+    args: Vec<bytes::Bytes>,
+) -> meridian_resp::Frame {
+    let reply = block(ctx, keys, timeout, empty);
+    if let Some(b) = ctx.client.block.as_mut() {
+        b.args = Some(args);
+    }
+    reply
 }
 
 /// The client's wait is over (served, timed out, unblocked, gone): it

@@ -414,6 +414,7 @@ fn retry_blocked(
         (None, false) => None,
     };
     if let Some(reply) = answer {
+        crate::dispatch::blocked_done(shared, &b.args, &reply);
         encode(&reply, client.proto, output);
         return end_block(shared, client, b.rest, output);
     }
@@ -487,13 +488,16 @@ async fn process_input(
             }
         }
         if !batch.is_empty() {
-            if batch.iter().any(|args| is_publish(&args[0])) {
+            if batch.iter().any(|args| goes_after_others(args)) {
                 // Who receives a message depends on the (UN)SUBSCRIBEs
-                // handled before it. Tokio runs the task woken last first,
-                // so a PUBLISH sent just after another connection's
-                // UNSUBSCRIBE would overtake it; yielding once lets
-                // connections woken before this one run first, as Redis
-                // handles commands in the order they arrive.
+                // handled before it, and what a blocking command finds on
+                // the writes handled before it. Tokio runs the task woken
+                // last first, so a PUBLISH sent just after another
+                // connection's UNSUBSCRIBE, or a DEL sent just after
+                // another connection's XREADGROUP BLOCK, would overtake
+                // it; yielding once lets connections woken before this
+                // one run first, as Redis handles commands in the order
+                // they arrive.
                 tokio::task::yield_now().await;
             }
             let blocked = run_commands(shared, client, batch, output);
@@ -534,6 +538,33 @@ async fn process_input(
 
 fn is_publish(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"publish") || name.eq_ignore_ascii_case(b"spublish")
+}
+
+/// Commands that may wait for a key to change.
+const BLOCKING: &[&str] = &[
+    "blpop",
+    "brpop",
+    "blmove",
+    "brpoplpush",
+    "blmpop",
+    "bzpopmin",
+    "bzpopmax",
+    "bzmpop",
+    "xread",
+    "xreadgroup",
+];
+
+/// A batch holding one of these yields once before it runs (see
+/// `process_input`): a PUBLISH, or a write that is not itself a command
+/// that may block (those must reach the keys first, not last).
+fn goes_after_others(args: &[Bytes]) -> bool {
+    if is_publish(&args[0]) {
+        return true;
+    }
+    let Some(spec) = crate::cmd::spec::lookup(crate::cmd::table(), &args[0]) else {
+        return false;
+    };
+    spec.flags.write && !BLOCKING.contains(&spec.name)
 }
 
 /// Waits until this region has applied everything `token` names (the
@@ -620,6 +651,12 @@ pub fn run_batch(
             crate::dispatch::execute(&mut ctx, args, &mut replies);
             if std::mem::take(&mut ctx.client.block_pending) {
                 let timeout_reply = replies.pop().unwrap_or(Frame::Null);
+                let keep = ctx
+                    .client
+                    .block
+                    .as_mut()
+                    .and_then(|b| b.args.take())
+                    .unwrap_or(keep);
                 blocked_on = Some((keep, timeout_reply, cmds.collect()));
                 break;
             }

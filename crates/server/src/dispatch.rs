@@ -156,7 +156,10 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
         crate::monitor::feed(ctx.shared, ctx.client, spec, &args);
     }
     let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    if let Some(name) = stat_name(spec, &args) {
+    // A command that blocked is counted once, when its wait ends (its
+    // retries, or `blocked_done`), as Redis counts it.
+    let blocked = ctx.client.block_pending;
+    if let Some(name) = stat_name(spec, &args).filter(|_| !blocked) {
         ctx.shared
             .cmdstats
             .lock()
@@ -170,6 +173,22 @@ fn run(ctx: &mut Ctx<'_>, args: Vec<Bytes>, out: &mut Vec<Frame>) {
     crate::tracking::track_reads(ctx, spec, &args, &reply);
     crate::notify::key_misses(ctx, spec, &args);
     push_reply(ctx, reply, spec.flags.multi_reply, out);
+}
+
+/// A blocked command's wait ended without it running again (it timed out
+/// or CLIENT UNBLOCK ended it): its one call is counted now, with `reply`.
+pub fn blocked_done(shared: &crate::shared::Shared, args: &[Bytes], reply: &Frame) {
+    let Some(spec) = cmd::spec::lookup(cmd::table(), &args[0]) else {
+        return;
+    };
+    let mut stats = shared.cmdstats.lock();
+    if let Some(name) = stat_name(spec, args) {
+        stats.called(&name, 0, reply.is_error());
+    }
+    if let Frame::Error(text) = reply {
+        Metrics::inc(&shared.metrics.command_errors_total);
+        stats.error(text);
+    }
 }
 
 /// Commands Redis refuses to queue in a transaction (`no_multi`: SAVE,

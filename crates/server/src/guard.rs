@@ -107,7 +107,14 @@ pub fn command_keys<'a>(spec: &Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
     }
     let (first, last, step) = spec.keys;
     if first <= 0 || step <= 0 {
-        return Vec::new();
+        // A container's keys are its subcommand's (XGROUP CREATE key …),
+        // where Redis's key specs find them.
+        return crate::cmd::command::subcommand_name(spec, args)
+            .map(|full| crate::cmd::redis_meta::key_positions(&full, args))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| args.get(i).map(|a| &a[..]))
+            .collect();
     }
     let last = if last < 0 {
         args.len() as i32 + last

@@ -175,6 +175,18 @@ fn text(f: &Frame) -> String {
     }
 }
 
+/// A reply as text with arrays kept in their order.
+fn ordered(f: &Frame) -> String {
+    match f {
+        Frame::Array(items) => {
+            let parts: Vec<String> = items.iter().map(ordered).collect();
+            format!("[{}]", parts.join(" "))
+        }
+        Frame::Null | Frame::NullArray => "nil".to_string(),
+        other => text(other),
+    }
+}
+
 /// Everything a client can see, as key → canonical text.
 pub fn dump(c: &mut Conn) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -208,6 +220,13 @@ pub fn dump(c: &mut Conn) -> BTreeMap<String, String> {
                 Frame::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
                 other => text(&other),
             },
+            // Entries in ID order and every group's state: every region
+            // must hold one order and one group state.
+            "stream" => format!(
+                "{}|{}",
+                ordered(&c.cmd(&["XRANGE", &k, "-", "+"])),
+                ordered(&c.cmd(&["XINFO", "GROUPS", &k]))
+            ),
             "none" => continue,
             other => panic!("unexpected type {other}"),
         };

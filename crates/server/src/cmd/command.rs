@@ -41,6 +41,8 @@ pub fn supported_subcommands(name: &str) -> Option<&'static [(&'static str, i32)
         "pubsub" => Some(super::pubsub::PUBSUB_SUBCOMMANDS),
         "script" => Some(super::scripting::SCRIPT_SUBCOMMANDS),
         "function" => Some(super::function::FUNCTION_SUBCOMMANDS),
+        "xgroup" => Some(super::stream_group::XGROUP_SUBCOMMANDS),
+        "xinfo" => Some(super::stream::XINFO_SUBCOMMANDS),
         _ => None,
     }
 }

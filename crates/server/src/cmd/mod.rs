@@ -40,6 +40,8 @@ pub mod set;
 pub mod sort;
 pub mod spec;
 pub mod stats;
+pub mod stream;
+pub mod stream_group;
 pub mod strings;
 pub mod tx;
 pub mod util;
@@ -56,7 +58,7 @@ const CONNECTION_GROUP: &[&str] = &["select"];
 
 /// Every family's entries, each with the group `COMMAND DOCS` reports.
 fn all_specs() -> Vec<Spec> {
-    let families: [(Vec<Spec>, &'static str); 29] = [
+    let families: [(Vec<Spec>, &'static str); 31] = [
         (strings::specs(), "string"),
         (lcs::specs(), "string"),
         (bits::specs(), "bitmap"),
@@ -74,6 +76,8 @@ fn all_specs() -> Vec<Spec> {
         (zset_pop::specs(), "sorted-set"),
         (geo::specs(), "geo"),
         (list::specs(), "list"),
+        (stream::specs(), "stream"),
+        (stream_group::specs(), "stream"),
         (connection::specs(), "connection"),
         (info::specs(), "server"),
         (config::specs(), "server"),
