@@ -9,6 +9,9 @@
 //! Redis server refuses a Meridian payload for the same reason (its RDB
 //! version is far below `0x4D01`).
 //!
+//! RESTORE also reads a stream DUMPed by Redis 7.0 or earlier (its RDB
+//! encoding, [`super::rdb`]), so streams move from Redis to Meridian.
+//!
 //! A payload carries the visible value only: RESTORE writes it through the
 //! same effects as client writes ([`super::plain`]), so the restored key
 //! replicates to every region and merges like any write.
@@ -206,6 +209,11 @@ pub fn encode(value: &Plain) -> Vec<u8> {
 pub fn decode(payload: &[u8]) -> Result<Plain, DecodeError> {
     if payload.len() < 1 + FOOTER_BYTES {
         return Err(DecodeError::Footer);
+    }
+    if super::rdb::is_redis_stream(payload, |b| crc64(0, b)) {
+        return super::rdb::decode_stream(payload)
+            .map(|s| Plain::Stream(Box::new(s)))
+            .ok_or(DecodeError::Body);
     }
     let (signed, crc) = payload.split_at(payload.len() - 8);
     let version = u16::from_le_bytes([signed[signed.len() - 2], signed[signed.len() - 1]]);
@@ -575,6 +583,74 @@ mod tests {
         let (signed, crc) = redis.split_at(redis.len() - 8);
         assert_eq!(crc64(0, signed).to_le_bytes(), crc);
         assert_eq!(decode(redis), Err(DecodeError::Footer));
+    }
+
+    /// `DUMP` of a stream on Redis 7.0.15 (RDB type 19, version 10): `XADD
+    /// y 1-1 f v`, `XADD y 2-0 f 42 g x`, `XGROUP CREATE y g 0`,
+    /// `XREADGROUP GROUP g alice COUNT 1 STREAMS y >`, `XDEL y 2-0`.
+    #[test]
+    fn a_redis_stream_payload_restores() {
+        let hex = "13011000000000000000010000000000000001333300000013000101010101018166020001020100010001817602040101010101dfff0202018166022a018167028178020801ff01020001010200020101670101010100000000000000010000000000000001631cee51a2010000010105616c696365631cee51a201000001000000000000000100000000000000010a00b1ce76106fb22fa4";
+        let payload: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let Ok(Plain::Stream(s)) = decode(&payload) else {
+            panic!("{:?}", decode(&payload));
+        };
+        let id = StreamId::new;
+        assert_eq!(s.entries, vec![(id(1, 1), vec![b("f"), b("v")])]);
+        assert_eq!(s.last_id, id(2, 0));
+        assert_eq!(s.max_deleted, id(2, 0));
+        assert_eq!(s.entries_added, 2);
+        assert_eq!(s.groups.len(), 1);
+        let g = &s.groups[0];
+        assert_eq!(
+            (g.name.clone(), g.last, g.read),
+            (b("g"), id(1, 1), Some(1))
+        );
+        assert_eq!(g.pending.len(), 1);
+        assert_eq!(
+            (g.pending[0].0, g.pending[0].1.clone()),
+            (id(1, 1), b("alice"))
+        );
+        assert_eq!(g.consumers.len(), 1);
+        // Any flipped byte of the body fails the checksum: refused.
+        let mut bad = payload.clone();
+        bad[5] ^= 1;
+        assert_eq!(decode(&bad), Err(DecodeError::Footer));
+    }
+
+    #[test]
+    fn a_stream_round_trips() {
+        let id = StreamId::new;
+        let s = PlainStream {
+            entries: vec![
+                (id(1, 0), vec![b("f"), b("v")]),
+                (id(5, 9), vec![b("a"), b(""), b("b"), b("2")]),
+            ],
+            last_id: id(7, 0),
+            entries_added: 4,
+            max_deleted: id(6, 0),
+            groups: vec![PlainGroup {
+                name: b("g"),
+                last: id(5, 9),
+                read: None,
+                pending: vec![(id(1, 0), b("c"), 1_000, 2)],
+                consumers: vec![(b("c"), 2_000), (b("d"), 3_000)],
+            }],
+        };
+        let v = Plain::Stream(Box::new(s));
+        assert_eq!(decode(&encode(&v)), Ok(v));
+        // An empty stream is a stream (Redis keeps one).
+        let empty = Plain::Stream(Box::new(PlainStream {
+            entries: Vec::new(),
+            last_id: id(3, 0),
+            entries_added: 1,
+            max_deleted: StreamId::ZERO,
+            groups: Vec::new(),
+        }));
+        assert_eq!(decode(&encode(&empty)), Ok(empty));
     }
 
     /// A body that lies about its lengths, behind a valid footer.

@@ -34,6 +34,7 @@ pub mod object;
 pub mod persistence;
 pub mod plain;
 pub mod pubsub;
+pub mod rdb;
 pub mod redis_meta;
 pub mod scripting;
 pub mod set;
