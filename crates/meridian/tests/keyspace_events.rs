@@ -348,6 +348,58 @@ fn a_subscriber_hears_writes_made_in_another_region() {
     );
 }
 
+/// Stream writes made in another region are announced as Redis names
+/// them: `xadd`, `xtrim`, `xdel`, `xsetid`, the group events, a consumer
+/// created by the read that served it; reads and acknowledgements are not
+/// announced, as in Redis.
+#[test]
+fn a_subscriber_hears_stream_writes_made_in_another_region() {
+    let cluster = Cluster::start(
+        &["ta", "tb"],
+        LinkConditions::wan(5),
+        &["--notify-keyspace-events", "KEAn"],
+        42,
+    );
+    let b = &cluster.regions[cluster.index("tb")];
+    let mut sub = Subscriber::start(b, &["__keyspace@0__:*"], &[]);
+    let mut a = cluster.conn("ta");
+    for line in [
+        "XADD s 1-0 f v",
+        "XGROUP CREATE s g 0",
+        "XREADGROUP GROUP g alice STREAMS s >",
+        "XACK s g 1-0",
+        "XDEL s 1-0",
+        "XADD s MAXLEN 0 2-0 f v",
+        "XSETID s 5-0",
+        "XGROUP SETID s g 0",
+        "XGROUP CREATECONSUMER s g bob",
+        "XGROUP DELCONSUMER s g bob",
+        "XGROUP DESTROY s g",
+    ] {
+        let reply = a.line(line);
+        assert!(!reply.is_error(), "{line}: {reply:?}");
+    }
+    let want = keyspace(
+        "s",
+        &[
+            "new",
+            "xadd",
+            "xgroup-create",
+            "xgroup-createconsumer",
+            "xdel",
+            "xadd",
+            "xtrim",
+            "xsetid",
+            "xgroup-setid",
+            "xgroup-createconsumer",
+            "xgroup-delconsumer",
+            "xgroup-destroy",
+        ],
+    );
+    let got: Vec<String> = (0..want.len()).map(|_| sub.next()).collect();
+    assert_eq!(got, want);
+}
+
 /// A region cut off for longer than its peer keeps its log is repaired by
 /// anti-entropy: a key the repair brought is announced as `new`, then
 /// `merged` (Meridian's event for a state replaced by a merge).
