@@ -1385,6 +1385,65 @@ mod tests {
         });
     }
 
+    /// Two regions add the same explicit ID at once: both versions stay,
+    /// readers see the later one, the other is reported; an XDEL that
+    /// observed only the shown one leaves the other, since a removal takes
+    /// only what it observed.
+    #[test]
+    fn one_id_added_in_two_regions_keeps_both_and_reports_the_loser() {
+        let id = StreamId::new(5, 0);
+        let none = VersionVector::new();
+        let add = |s: &mut StreamVal, region: &str, seq: u64, v: &str| {
+            let mut found = Vec::new();
+            op(region, seq, &none, |c| {
+                s.add(b"k", id, &fields(&["f", v]), 1, c, &mut found)
+            });
+            found
+        };
+        let mut here = StreamVal::default();
+        assert!(add(&mut here, "ca", 1, "a").is_empty());
+        let found = add(&mut here, "cb", 2, "b");
+        assert_eq!(found.len(), 1);
+        assert_eq!(&found[0].loser_value[..], b"f a");
+        assert_eq!(here.get(id), Some(&fields(&["f", "b"])[..]));
+        assert_eq!(here.len(), 1);
+        // The other order gives the same state and the same report.
+        let mut there = StreamVal::default();
+        assert!(add(&mut there, "cb", 2, "b").is_empty());
+        assert_eq!(add(&mut there, "ca", 1, "a").len(), 1);
+        assert_eq!(here, there);
+        // An XDEL by a region that saw only "cb"'s add.
+        let mut seen = VersionVector::new();
+        seen.set(RegionId::new("cb").unwrap(), 2);
+        op("cc", 1, &seen, |c| here.delete(&[id], id, c));
+        assert_eq!(here.get(id), Some(&fields(&["f", "a"])[..]));
+    }
+
+    /// Concurrent adds count up; a reset (XSETID ENTRIESADDED, or DEL)
+    /// drops only the counts it observed, so a new stream counts from 0
+    /// while an add it did not observe still counts.
+    #[test]
+    fn entries_added_sum_across_regions_and_resets_drop_what_they_saw() {
+        let mut s = StreamVal::default();
+        add(&mut s, "ea", 1, StreamId::new(1, 0));
+        add(&mut s, "eb", 1, StreamId::new(2, 0));
+        assert_eq!(s.entries_added(), 2);
+        let ea = RegionId::new("ea").unwrap();
+        assert_eq!(s.next_added(ea), 2);
+        let mut seen = VersionVector::new();
+        seen.set(ea, 1);
+        op("ec", 1, &seen, |c| {
+            s.set_id(StreamId::new(9, 0), Some(10), None, c)
+        });
+        // ea's add was reset into the 10; eb's was not observed.
+        assert_eq!(s.entries_added(), 11);
+        assert_eq!(s.last_id(), StreamId::new(9, 0));
+        seen.set(RegionId::new("ec").unwrap(), 1);
+        op("ec", 2, &seen, |c| s.remove_observed(c, |_| true));
+        assert_eq!(s.entries_added(), 1);
+        assert_eq!(s.len(), 1);
+    }
+
     /// Nodes fill to `stream-node-max-entries`, counting deleted entries,
     /// and a node whose last live entry goes is dropped, as in Redis.
     #[test]

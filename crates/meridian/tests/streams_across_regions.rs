@@ -375,3 +375,100 @@ fn primary_keyspace_group_delivers_only_at_the_primary() {
         vec![("2-0".to_string(), vec!["job".into(), "2".into()])]
     );
 }
+
+/// Under `primary`, a group read across a failover: what the old primary
+/// delivered, once replicated, the new primary does not deliver again, so
+/// each entry is delivered once; the old primary, cut off, delivers
+/// nothing. (An entry the old primary delivered but had not replicated
+/// before it was cut off would be delivered again, as any write a primary
+/// acknowledged and lost.)
+#[test]
+fn primary_keyspace_group_delivers_each_entry_once_across_a_failover() {
+    let mut args = vec!["--policy", "q:*=primary:pa"];
+    args.extend(FAST);
+    let cluster = Cluster::start(&["pa", "pb", "pc"], LinkConditions::wan(5), &args, 45);
+    let created = until(
+        &mut cluster.conn("pa"),
+        &["XGROUP", "CREATE", "q:jobs", "workers", "$", "MKSTREAM"],
+        Duration::from_secs(10),
+        |f| !f.is_error(),
+    );
+    assert_eq!(created, Frame::ok());
+    let mut a = cluster.conn("pa");
+    for i in 1..=10 {
+        a.cmd(&["XADD", "q:jobs", &format!("{i}-0"), "job", &i.to_string()]);
+    }
+    let read = |c: &mut Conn| {
+        c.cmd(&[
+            "XREADGROUP",
+            "GROUP",
+            "workers",
+            "w",
+            "COUNT",
+            "4",
+            "STREAMS",
+            "q:jobs",
+            ">",
+        ])
+    };
+    let mut delivered: Vec<String> = read_entries(&read(&mut a))
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(delivered, ["1-0", "2-0", "3-0", "4-0"]);
+    cluster.converge(CONVERGE);
+
+    cluster.mesh.partition("pa").unwrap();
+    let fenced = until(
+        &mut a,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "workers",
+            "w",
+            "STREAMS",
+            "q:jobs",
+            ">",
+        ],
+        Duration::from_secs(10),
+        |f| f.is_error(),
+    );
+    assert!(
+        matches!(&fenced, Frame::Error(e) if e.starts_with("FENCED")),
+        "{fenced:?}"
+    );
+    // pb or pc is elected; until then both refuse.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let primary = loop {
+        let served = ["pb", "pc"].into_iter().find_map(|n| {
+            let reply = read(&mut cluster.conn(n));
+            (!reply.is_error()).then_some((n, reply))
+        });
+        if let Some((n, reply)) = served {
+            delivered.extend(read_entries(&reply).into_iter().map(|(id, _)| id));
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no new primary delivered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut p = cluster.conn(primary);
+    loop {
+        let got = read_entries(&read(&mut p));
+        if got.is_empty() {
+            break;
+        }
+        delivered.extend(got.into_iter().map(|(id, _)| id));
+    }
+    let want: Vec<String> = (1..=10).map(|i| format!("{i}-0")).collect();
+    assert_eq!(
+        delivered, want,
+        "each entry once, in order, across the failover"
+    );
+    cluster.mesh.heal_all();
+    cluster.converge(CONVERGE);
+    let pending = cluster.conn("pa").cmd(&["XPENDING", "q:jobs", "workers"]);
+    assert!(
+        matches!(&pending, Frame::Array(p) if p[0] == Frame::Integer(10)),
+        "{pending:?}"
+    );
+}
