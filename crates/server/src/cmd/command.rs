@@ -484,5 +484,14 @@ mod tests {
         );
         assert_eq!(pos("zunionstore", "zunionstore d 3 a b"), None);
         assert_eq!(pos("object|encoding", "object encoding k"), Some(vec![2]));
+        assert_eq!(
+            pos("xreadgroup", "xreadgroup group g c count 1 streams a b > >"),
+            Some(vec![7, 8])
+        );
+        // A count no line can hold is a mismatch, not an overflow: ACL and
+        // policy checks evaluate specs before the command checks its
+        // arguments.
+        assert_eq!(pos("zunion", "zunion 9223372036854775807 a b"), None);
+        assert_eq!(pos("lmpop", "lmpop 9223372036854775807 a left"), None);
     }
 }

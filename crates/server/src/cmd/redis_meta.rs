@@ -198,8 +198,9 @@ fn keys_by_known_specs(specs: &[Frame], line: &[Bytes]) -> Option<KeyPositions> 
                     .and_then(|a| meridian_resp::parse_redis_int(a))
                     .filter(|n| *n >= 0)?;
                 let step = int_field(fspec, "keystep")?;
-                let first = first + int_field(fspec, "firstkey")?;
-                (first, first + n - 1, step)
+                let first = first.checked_add(int_field(fspec, "firstkey")?)?;
+                // A count from the client: it may be anything.
+                (first, first.checked_add(n)? - 1, step)
             }
             _ => return None,
         };
@@ -212,7 +213,7 @@ fn keys_by_known_specs(specs: &[Frame], line: &[Bytes]) -> Option<KeyPositions> 
                 return None;
             }
             out.push((i as usize, flags.clone()));
-            i += step;
+            i = i.checked_add(step)?;
         }
     }
     Some(out)
