@@ -1146,7 +1146,7 @@ pub fn visible_digest(db: &Db) -> (u64, usize) {
                     s.range(meridian_crdt::StreamId::ZERO, meridian_crdt::StreamId::MAX)
                 {
                     h.bytes(id.to_string().as_bytes());
-                    for f in fields {
+                    for f in fields.iter() {
                         h.bytes(f);
                     }
                 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::StreamId;
+use super::{Fields, StreamId};
 use crate::blob::Blob;
 
 /// How many entries (live and deleted) and bytes a node holds before
@@ -126,8 +126,8 @@ impl Layout {
     /// that is full, else into a new one. An entry below the last node's
     /// first (one a peer added with an older explicit ID) joins the node
     /// whose range holds it.
-    pub(super) fn insert(&mut self, id: StreamId, fields: &[Blob]) {
-        let names: Vec<&[u8]> = fields.iter().step_by(2).map(|f| f.as_bytes()).collect();
+    pub(super) fn insert(&mut self, id: StreamId, fields: &Fields) {
+        let names: Vec<&[u8]> = fields.iter().step_by(2).collect();
         let total: u64 = fields.iter().map(|f| f.len() as u64).sum();
         let tail = self.nodes.keys().next_back().copied();
         let at = self.nodes.range(..=id).next_back().map(|(k, _)| *k);
@@ -190,7 +190,7 @@ impl Layout {
         }
     }
 
-    pub(super) fn rebuild<'a>(&mut self, entries: impl Iterator<Item = (StreamId, &'a [Blob])>) {
+    pub(super) fn rebuild<'a>(&mut self, entries: impl Iterator<Item = (StreamId, &'a Fields)>) {
         self.nodes.clear();
         for (id, fields) in entries {
             self.insert(id, fields);
@@ -202,7 +202,7 @@ impl Layout {
 pub(super) fn entry_bytes(
     master: StreamId,
     id: StreamId,
-    fields: &[Blob],
+    fields: &Fields,
     same_fields: bool,
 ) -> u64 {
     let pairs = fields.len() / 2;
@@ -216,11 +216,11 @@ pub(super) fn entry_bytes(
             .iter()
             .skip(1)
             .step_by(2)
-            .map(|v| lp_str_bytes(v))
+            .map(lp_str_bytes)
             .sum::<u64>();
     } else {
         n += lp_int_bytes(pairs as i64);
-        n += fields.iter().map(|f| lp_str_bytes(f)).sum::<u64>();
+        n += fields.iter().map(lp_str_bytes).sum::<u64>();
         count += pairs as i64 + 1;
     }
     n + lp_int_bytes(count)

@@ -55,6 +55,7 @@
 //! decide a trim here, which replicates as the IDs it removed.
 
 mod dots;
+mod fields;
 mod group;
 mod layout;
 
@@ -72,6 +73,7 @@ use crate::vv::{Tag, VersionVector};
 
 use dots::{join_dots, remove_dots, sort_dots, write_dot, Added, Dots, Tagged};
 pub use dots::{Mark, Marks};
+pub use fields::Fields;
 pub use group::{Delivery, Group, Nack, Seen};
 use layout::Layout;
 pub use layout::{Node, NodeLimits};
@@ -134,7 +136,7 @@ impl fmt::Debug for StreamId {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Version {
     pub tag: Tag,
-    pub fields: Box<[Blob]>,
+    pub fields: Fields,
 }
 
 impl Tagged for Version {
@@ -303,11 +305,11 @@ impl StreamVal {
     }
 
     /// The fields of the entry `id` as readers see them.
-    pub fn get(&self, id: StreamId) -> Option<&[Blob]> {
+    pub fn get(&self, id: StreamId) -> Option<&Fields> {
         self.entries
             .get(&id)
             .and_then(|v| v.last())
-            .map(|v| &v.fields[..])
+            .map(|v| &v.fields)
     }
 
     /// The entries with IDs in `start..=end`, in ID order.
@@ -315,13 +317,13 @@ impl StreamVal {
         &self,
         start: StreamId,
         end: StreamId,
-    ) -> impl DoubleEndedIterator<Item = (StreamId, &[Blob])> + '_ {
+    ) -> impl DoubleEndedIterator<Item = (StreamId, &Fields)> + '_ {
         let r = if start <= end {
             self.entries.range(start..=end)
         } else {
             self.entries.range(StreamId::MAX..StreamId::MAX)
         };
-        r.filter_map(|(id, v)| v.last().map(|v| (*id, &v.fields[..])))
+        r.filter_map(|(id, v)| v.last().map(|v| (*id, &v.fields)))
     }
 
     /// The visible groups, in name order.
@@ -415,15 +417,13 @@ impl StreamVal {
 
     /// Bytes this stream holds on the heap (for memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        let per_entry = std::mem::size_of::<StreamId>() + std::mem::size_of::<Dots<Version>>() + 16;
+        // A B-tree slot per entry, its nodes about half full as entries
+        // arrive in order, and the packed fields with their allocation.
+        let slot = std::mem::size_of::<StreamId>() + std::mem::size_of::<Dots<Version>>();
         self.entries
             .values()
             .flatten()
-            .map(|v| {
-                per_entry
-                    + v.fields.len() * std::mem::size_of::<Blob>()
-                    + v.fields.iter().map(|f| f.heap_bytes()).sum::<usize>()
-            })
+            .map(|v| 2 * slot + v.fields.byte_len() + 16)
             .sum::<usize>()
             + self
                 .groups
@@ -454,7 +454,7 @@ impl StreamVal {
             versions.retain(|v| !ctx.observed(v.tag.dot));
             let new = Version {
                 tag,
-                fields: fields.into(),
+                fields: Fields::new(fields.iter().map(|f| f.as_bytes())),
             };
             for old in versions.iter() {
                 let (winner, loser) = if old.tag > tag {
@@ -468,7 +468,9 @@ impl StreamVal {
             sort_dots(versions);
         }
         if new_here {
-            self.layout.insert(id, fields);
+            if let Some(v) = self.entries.get(&id).and_then(|v| v.last()) {
+                self.layout.insert(id, &v.fields);
+            }
         }
         self.last.write(
             Mark {
@@ -784,7 +786,7 @@ impl StreamVal {
                 self.layout.remove(*id);
             }
         }
-        let added: Vec<(StreamId, Box<[Blob]>)> = self
+        let added: Vec<(StreamId, Fields)> = self
             .entries
             .iter()
             .filter(|(id, _)| !before.contains(id))
@@ -800,7 +802,7 @@ impl StreamVal {
         layout.rebuild(
             self.entries
                 .iter()
-                .filter_map(|(id, v)| v.last().map(|v| (*id, &v.fields[..]))),
+                .filter_map(|(id, v)| v.last().map(|v| (*id, &v.fields))),
         );
         self.layout = layout;
     }
@@ -823,6 +825,10 @@ mod tests {
 
     fn fields(v: &[&str]) -> Vec<Blob> {
         v.iter().map(|s| Blob::from(*s)).collect()
+    }
+
+    fn packed(v: &[&str]) -> Fields {
+        Fields::new(v.iter().map(|s| s.as_bytes()))
     }
 
     /// Applies `f` as op `seq` of region `region`, which observed `seen`.
@@ -860,7 +866,7 @@ mod tests {
         let found = add(&mut here, "cb", 2, "b");
         assert_eq!(found.len(), 1);
         assert_eq!(&found[0].loser_value[..], b"f a");
-        assert_eq!(here.get(id), Some(&fields(&["f", "b"])[..]));
+        assert_eq!(here.get(id), Some(&packed(&["f", "b"])));
         assert_eq!(here.len(), 1);
         // The other order gives the same state and the same report.
         let mut there = StreamVal::default();
@@ -871,7 +877,7 @@ mod tests {
         let mut seen = VersionVector::new();
         seen.set(RegionId::new("cb").unwrap(), 2);
         op("cc", 1, &seen, |c| here.delete(&[id], id, c));
-        assert_eq!(here.get(id), Some(&fields(&["f", "a"])[..]));
+        assert_eq!(here.get(id), Some(&packed(&["f", "a"])));
     }
 
     /// Concurrent adds count up; a reset (XSETID ENTRIESADDED, or DEL)
@@ -942,12 +948,12 @@ mod tests {
             entry_bytes(
                 StreamId::ZERO,
                 StreamId::new(0, 1),
-                &fields(&["a", "b"]),
+                &packed(&["a", "b"]),
                 true
             ) < entry_bytes(
                 StreamId::ZERO,
                 StreamId::new(0, 1),
-                &fields(&["a", "b"]),
+                &packed(&["a", "b"]),
                 false
             )
         );

@@ -57,7 +57,7 @@ impl PlainStream {
         PlainStream {
             entries: s
                 .range(StreamId::ZERO, StreamId::MAX)
-                .map(|(id, f)| (id, f.to_vec()))
+                .map(|(id, f)| (id, f.iter().map(Blob::from).collect()))
                 .collect(),
             last_id: s.last_id(),
             entries_added: s.entries_added(),

@@ -20,7 +20,7 @@
 //! region adds later wakes it.
 
 use bytes::Bytes;
-use meridian_crdt::{Blob, NodeLimits, StreamId, StreamVal};
+use meridian_crdt::{Blob, Fields, NodeLimits, StreamId, StreamVal};
 use meridian_resp::{Frame, Protocol};
 use meridian_store::db::{auto_id, auto_seq, Trim, TrimTo};
 
@@ -175,11 +175,8 @@ pub(super) fn id_frame(id: StreamId) -> Frame {
 }
 
 /// `[id, [field, value, ...]]`.
-pub(super) fn entry_frame(id: StreamId, fields: &[Blob]) -> Frame {
-    Frame::Array(vec![
-        id_frame(id),
-        super::util::bulk_array(fields.iter().map(|f| f.as_bytes())),
-    ])
+pub(super) fn entry_frame(id: StreamId, fields: &Fields) -> Frame {
+    Frame::Array(vec![id_frame(id), super::util::bulk_array(fields.iter())])
 }
 
 /// The stream at `key`, `Ok(None)` if absent, WRONGTYPE for another type.

@@ -1,0 +1,170 @@
+//! An entry's fields and values, packed into one allocation: a count, then
+//! each string as its length and bytes (LEB128 lengths). A stream holds
+//! one per entry, so this is most of what it takes in memory; one buffer
+//! instead of a string each saves most of the per-string overhead.
+
+use serde::{Deserialize, Serialize};
+
+/// Fields and values in pairs, at least one pair.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Fields(Box<[u8]>);
+
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let low = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+/// A LEB128 length at `at`, and where what follows it starts.
+fn get_len(buf: &[u8], mut at: usize) -> Option<(usize, usize)> {
+    let mut n: usize = 0;
+    let mut shift = 0;
+    loop {
+        let b = *buf.get(at)?;
+        at += 1;
+        let part = usize::from(b & 0x7f);
+        if shift >= usize::BITS || (part << shift) >> shift != part {
+            return None;
+        }
+        n |= part << shift;
+        if b & 0x80 == 0 {
+            return Some((n, at));
+        }
+        shift += 7;
+    }
+}
+
+impl Fields {
+    pub fn new<'a>(items: impl ExactSizeIterator<Item = &'a [u8]>) -> Fields {
+        let mut out = Vec::new();
+        put_len(&mut out, items.len());
+        for item in items {
+            put_len(&mut out, item.len());
+            out.extend_from_slice(item);
+        }
+        Fields(out.into_boxed_slice())
+    }
+
+    /// How many strings (twice the pairs).
+    pub fn len(&self) -> usize {
+        get_len(&self.0, 0).map_or(0, |(n, _)| n)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The strings in order: field, value, field, value…
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
+        let (n, mut at) = get_len(&self.0, 0).unwrap_or((0, self.0.len()));
+        (0..n).map_while(move |_| {
+            let (len, start) = get_len(&self.0, at)?;
+            let item = self.0.get(start..start.checked_add(len)?)?;
+            at = start + len;
+            Some(item)
+        })
+    }
+
+    /// The packed bytes' total size.
+    pub fn byte_len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether `buf` is a well-formed packing of pairs with nothing after.
+    fn well_formed(buf: &[u8]) -> bool {
+        let Some((n, mut at)) = get_len(buf, 0) else {
+            return false;
+        };
+        if n == 0 || n % 2 == 1 || n > buf.len() {
+            return false;
+        }
+        for _ in 0..n {
+            let Some((len, start)) = get_len(buf, at) else {
+                return false;
+            };
+            match start.checked_add(len) {
+                Some(end) if end <= buf.len() => at = end,
+                _ => return false,
+            }
+        }
+        at == buf.len()
+    }
+}
+
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+impl Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("packed stream fields")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Fields, E> {
+                if !Fields::well_formed(v) {
+                    return Err(E::custom("stream fields: not pairs of strings"));
+                }
+                Ok(Fields(v.into()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Fields, E> {
+                self.visit_bytes(&v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Fields, A::Error> {
+                let mut v = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    v.push(b);
+                }
+                self.visit_bytes(&v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_pack_and_read_back() {
+        let long = vec![b'x'; 300];
+        let items: Vec<&[u8]> = vec![b"f", b"", b"g", &long];
+        let f = Fields::new(items.iter().copied());
+        assert_eq!(f.len(), 4);
+        assert_eq!(f.iter().collect::<Vec<_>>(), items);
+        let bytes = postcard::to_stdvec(&f).unwrap();
+        assert_eq!(postcard::from_bytes::<Fields>(&bytes).unwrap(), f);
+        // Damaged packings are refused when decoded.
+        for bad in [&[][..], &[0], &[1, 0], &[2, 5, b'a'], &[2, 0, 0, 9]] {
+            let bytes = postcard::to_stdvec(&serde_bytes_of(bad)).unwrap();
+            assert!(postcard::from_bytes::<Fields>(&bytes).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Bytes serialized as serde bytes, as [`Fields`] serializes itself.
+    fn serde_bytes_of(b: &[u8]) -> Fields {
+        Fields(b.into())
+    }
+}
