@@ -445,19 +445,37 @@ fn stream_effect(
                     read: None,
                 });
             };
-            let (last, read) = g.last_delivered();
-            let new: Vec<StreamId> = s
-                .range(last.next()?, StreamId::MAX)
+            let (_, read) = g.last_delivered();
+            let new: Vec<(StreamId, RegionId)> = s
+                .undelivered(g)
                 .take(2)
-                .map(|(id, _)| id)
+                .map(|(id, _, origin)| (id, origin))
                 .collect();
-            let top = *new.last()?;
+            if new.is_empty() {
+                return None;
+            }
+            // Each region's cursor moves to the largest of its entries read,
+            // and every LASTID-like raise goes above the group's top.
+            let mut cursors: Vec<(RegionId, StreamId)> = Vec::new();
+            for &(id, origin) in &new {
+                match cursors.iter_mut().find(|c| c.0 == origin) {
+                    Some(c) => c.1 = c.1.max(id),
+                    None => cursors.push((origin, id)),
+                }
+            }
+            let raise = a.n.is_multiple_of(5).then(|| {
+                let (top, _) = g.last_delivered();
+                StreamId::new(top.ms, top.seq.saturating_add(1))
+            });
+            let new: Vec<StreamId> = new.into_iter().map(|(id, _)| id).collect();
             EffectKind::XDeliver {
                 group,
                 delivery: Delivery {
                     consumer: Some(consumer),
                     now_ms: wall_ms,
-                    last: Some((top, read.map(|r| r + new.len() as u64))),
+                    cursors,
+                    raise,
+                    read: read.map(|r| r + new.len() as u64),
                     pel: if a.verb == 31 {
                         Vec::new()
                     } else {
@@ -486,7 +504,9 @@ fn stream_effect(
                 delivery: Delivery {
                     consumer: present.then_some(consumer),
                     now_ms: wall_ms,
-                    last: None,
+                    cursors: Vec::new(),
+                    raise: None,
+                    read: None,
                     pel: if present {
                         vec![(id, wall_ms, nack.count + 1)]
                     } else {

@@ -472,3 +472,49 @@ fn primary_keyspace_group_delivers_each_entry_once_across_a_failover() {
         "{pending:?}"
     );
 }
+
+/// A group read in one region moves how far it delivered that region's
+/// entries (and those of every region it served), not every region's: an
+/// entry another region added meanwhile with a lower ID (its clock behind,
+/// or an explicit ID) is still delivered once it arrives, so no entry is
+/// skipped.
+#[test]
+fn a_group_delivers_an_entry_added_elsewhere_below_what_it_delivered() {
+    let cluster = Cluster::start(&["la", "lb"], LinkConditions::wan(5), &[], 46);
+    let mut a = cluster.conn("la");
+    a.cmd(&["XGROUP", "CREATE", "jobs", "workers", "0", "MKSTREAM"]);
+    cluster.converge(CONVERGE);
+    cluster.mesh.partition("la").unwrap();
+    for i in 10..=12 {
+        a.cmd(&["XADD", "jobs", &format!("{i}-0"), "from", "la"]);
+    }
+    // lb has not seen la's entries: 5-0 is above its last ID.
+    let id = cluster
+        .conn("lb")
+        .cmd(&["XADD", "jobs", "5-0", "from", "lb"]);
+    assert_eq!(text(&id), "5-0");
+    let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
+    while read_group(&mut a, "c-la", &mut delivered) > 0 {}
+    assert_eq!(delivered.len(), 3);
+    cluster.mesh.heal_all();
+    cluster.converge(CONVERGE);
+    // The group's last delivered ID is 12-0 everywhere, yet 5-0 is served.
+    while read_group(&mut cluster.conn("la"), "c-la", &mut delivered) > 0 {}
+    assert_eq!(delivered.get("5-0"), Some(&1), "{delivered:?}");
+    assert_eq!(delivered.len(), 4);
+    cluster.converge(CONVERGE);
+    let mut b = cluster.conn("lb");
+    assert_eq!(read_group(&mut b, "c-lb", &mut delivered), 0);
+    let info = b.cmd(&["XINFO", "GROUPS", "jobs"]);
+    let Frame::Array(groups) = info else {
+        panic!("{info:?}")
+    };
+    let Frame::Array(kv) = &groups[0] else {
+        panic!("{groups:?}")
+    };
+    let last = kv
+        .chunks(2)
+        .find(|p| text(&p[0]) == "last-delivered-id")
+        .map(|p| text(&p[1]));
+    assert_eq!(last.as_deref(), Some("12-0"));
+}

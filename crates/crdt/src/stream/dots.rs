@@ -17,9 +17,17 @@ use crate::num::Observes;
 use crate::region::RegionId;
 use crate::vv::{Tag, VersionVector};
 
-/// Something written by one op, known by that op's tag.
+/// Something written by one op, known by that op's tag (and, for an op
+/// that writes several elements of one set, their part).
 pub(super) trait Tagged {
     fn tag(&self) -> Tag;
+
+    /// What tells elements apart and orders them: the tag, then the part
+    /// (a group's delivery cursors: one per region whose entries it
+    /// delivered, all written by one op).
+    fn key(&self) -> (Tag, u32) {
+        (self.tag(), 0)
+    }
 }
 
 impl Tagged for Tag {
@@ -33,17 +41,27 @@ impl Tagged for Tag {
 pub(super) type Dots<T> = SmallVec<[T; 1]>;
 
 pub(super) fn sort_dots<T: Tagged>(v: &mut Dots<T>) {
-    v.sort_by_key(|x| x.tag());
+    v.sort_by_key(|x| x.key());
 }
 
 /// Adds `x`, first dropping what its op observed (a write replaces what its
 /// writer saw). Adding an element already held changes nothing.
 pub(super) fn write_dot<T: Tagged>(v: &mut Dots<T>, x: T, ctx: &impl Observes) {
-    let tag = x.tag();
-    if v.iter().any(|y| y.tag() == tag) {
+    write_dot_where(v, x, ctx, |_| true);
+}
+
+/// [`write_dot`] replacing only the observed elements `replaces` holds of.
+pub(super) fn write_dot_where<T: Tagged>(
+    v: &mut Dots<T>,
+    x: T,
+    ctx: &impl Observes,
+    replaces: impl Fn(&T) -> bool,
+) {
+    let key = x.key();
+    if v.iter().any(|y| y.key() == key) {
         return;
     }
-    v.retain(|y| !ctx.observed(y.tag().dot));
+    v.retain(|y| !(ctx.observed(y.tag().dot) && replaces(y)));
     v.push(x);
     sort_dots(v);
 }
@@ -69,12 +87,12 @@ pub(super) fn join_dots<T: Tagged + Clone>(
     other_ctx: &VersionVector,
 ) {
     mine.retain(|x| {
-        let t = x.tag();
-        theirs.iter().any(|y| y.tag() == t) || !other_ctx.covers(t.dot)
+        let k = x.key();
+        theirs.iter().any(|y| y.key() == k) || !other_ctx.covers(k.0.dot)
     });
     for y in theirs {
-        let t = y.tag();
-        if !mine.iter().any(|x| x.tag() == t) && !ctx.covers(t.dot) {
+        let k = y.key();
+        if !mine.iter().any(|x| x.key() == k) && !ctx.covers(k.0.dot) {
             mine.push(y.clone());
         }
     }
@@ -113,11 +131,22 @@ pub struct Mark {
     /// among concurrent sets) rather than raised.
     pub set: bool,
     pub read: Option<u64>,
+    /// A group's delivery cursor for the entries one region added: the
+    /// group delivered every entry of that region up to `id`. `None`: the
+    /// mark holds for every region's entries.
+    pub origin: Option<RegionId>,
 }
 
 impl Tagged for Mark {
     fn tag(&self) -> Tag {
         self.tag
+    }
+
+    fn key(&self) -> (Tag, u32) {
+        (
+            self.tag,
+            self.origin.map_or(0, |r| u32::from(r.index()) + 1),
+        )
     }
 }
 
@@ -145,8 +174,29 @@ impl Marks {
         self.0.is_empty()
     }
 
+    /// A write replaces the marks its op observed; a cursor (a mark with
+    /// an origin) only the observed cursors of its own origin, so one
+    /// region's delivery leaves the other regions' cursors and the group's
+    /// starting point alone.
     pub(super) fn write(&mut self, m: Mark, ctx: &impl Observes) {
-        write_dot(&mut self.0, m, ctx);
+        match m.origin {
+            None => write_dot(&mut self.0, m, ctx),
+            Some(r) => write_dot_where(&mut self.0, m, ctx, |y| y.origin == Some(r)),
+        }
+    }
+
+    /// How far a group delivered the entries `origin` added: the largest
+    /// of its starting point (the last-writer-wins set), its raises for
+    /// every region, and the cursors for `origin`.
+    pub fn floor(&self, origin: RegionId) -> StreamId {
+        let set = self.0.iter().filter(|m| m.set).max_by_key(|m| m.tag);
+        self.0
+            .iter()
+            .filter(|m| !m.set && m.origin.is_none_or(|o| o == origin))
+            .chain(set)
+            .map(|m| m.id)
+            .max()
+            .unwrap_or_default()
     }
 }
 

@@ -9,6 +9,7 @@ use super::dots::{join_dots, join_map, remove_dots, write_dot, Dots, Marks, Tagg
 use super::StreamId;
 use crate::blob::Blob;
 use crate::num::Observes;
+use crate::region::RegionId;
 use crate::vv::{Tag, VersionVector};
 
 /// One delivery or claim of a pending entry.
@@ -68,6 +69,16 @@ impl Group {
             Some(m) => (m.id, m.read),
             None => (StreamId::ZERO, None),
         }
+    }
+
+    /// How far the group delivered the entries `origin` added: XREADGROUP
+    /// `>` serves an entry only above its origin's floor. A group read in
+    /// one region moves the floors of the regions whose entries it served,
+    /// so an entry another region added concurrently with a lower ID than
+    /// those is still served when it arrives; one largest ID for every
+    /// region would skip it.
+    pub fn floor(&self, origin: RegionId) -> StreamId {
+        self.last.floor(origin)
     }
 
     /// The pending entries in ID order, each with the delivery readers see.
@@ -163,8 +174,14 @@ pub struct Delivery {
     /// The consumer served (created if new, its seen time raised).
     pub consumer: Option<Blob>,
     pub now_ms: u64,
-    /// The group's new last delivered ID and `entries_read`, if raised.
-    pub last: Option<(StreamId, Option<u64>)>,
+    /// How far the group delivered each region's entries now, for the
+    /// regions whose entries this delivered (see [`Group::floor`]).
+    pub cursors: Vec<(RegionId, StreamId)>,
+    /// The group's last delivered ID raised for every region's entries
+    /// (XCLAIM's LASTID).
+    pub raise: Option<StreamId>,
+    /// The group's `entries_read` after this, kept with its cursors.
+    pub read: Option<u64>,
     /// Pending entries now owned by `consumer`: (ID, delivery time, count).
     pub pel: Vec<(StreamId, u64, u64)>,
     /// Pending entries dropped because their entry no longer exists.

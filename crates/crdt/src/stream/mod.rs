@@ -157,6 +157,10 @@ pub struct StreamVal {
     made: Dots<Tag>,
     groups: BTreeMap<Blob, Group>,
     layout: Layout,
+    /// Per region, the largest ID of an entry it added here: an upper
+    /// bound (removals leave it), local like the layout, rebuilt on load;
+    /// where a group's undelivered entries may start.
+    origins: BTreeMap<crate::region::RegionId, StreamId>,
 }
 
 impl PartialEq for StreamVal {
@@ -217,6 +221,7 @@ impl<'de> Deserialize<'de> for StreamVal {
             made: r.made,
             groups: r.groups,
             layout: Layout::default(),
+            origins: BTreeMap::new(),
         };
         s.entries.retain(|_, v| !v.is_empty());
         for v in s.entries.values_mut() {
@@ -238,6 +243,7 @@ impl<'de> Deserialize<'de> for StreamVal {
         }
         s.groups.retain(|_, g| !g.is_empty());
         s.rebuild_layout();
+        s.rebuild_origins();
         Ok(s)
     }
 }
@@ -329,6 +335,41 @@ impl StreamVal {
     /// The visible groups, in name order.
     pub fn groups(&self) -> impl Iterator<Item = (&Blob, &Group)> + '_ {
         self.groups.iter().filter(|(_, g)| g.exists())
+    }
+
+    /// The region that added entry `id` (of its shown version).
+    pub fn origin_of(&self, id: StreamId) -> Option<crate::region::RegionId> {
+        self.entries
+            .get(&id)
+            .and_then(|v| v.last())
+            .map(|v| v.tag.dot.region())
+    }
+
+    /// The entries group `g` has not delivered, in ID order, with the
+    /// region that added each: every entry above its region's floor
+    /// ([`Group::floor`]).
+    pub fn undelivered<'a>(
+        &'a self,
+        g: &'a Group,
+    ) -> impl Iterator<Item = (StreamId, &'a Fields, crate::region::RegionId)> + 'a {
+        // Where to start: the lowest floor of a region with an entry above
+        // its floor.
+        let start = self
+            .origins
+            .iter()
+            .map(|(r, top)| (g.floor(*r), *top))
+            .filter(|(floor, top)| top > floor)
+            .map(|(floor, _)| floor)
+            .min();
+        let range = match start.and_then(StreamId::next) {
+            Some(from) => self.entries.range(from..),
+            None => self.entries.range(StreamId::MAX..StreamId::MAX),
+        };
+        range.filter_map(move |(id, v)| {
+            let v = v.last()?;
+            let origin = v.tag.dot.region();
+            (*id > g.floor(origin)).then_some((*id, &v.fields, origin))
+        })
     }
 
     pub fn group(&self, name: &[u8]) -> Option<&Group> {
@@ -466,6 +507,8 @@ impl StreamVal {
             }
             versions.push(new);
             sort_dots(versions);
+            let top = self.origins.entry(tag.dot.region()).or_default();
+            *top = (*top).max(id);
         }
         if new_here {
             if let Some(v) = self.entries.get(&id).and_then(|v| v.last()) {
@@ -478,6 +521,7 @@ impl StreamVal {
                 tag,
                 set: false,
                 read: None,
+                origin: None,
             },
             ctx,
         );
@@ -508,6 +552,7 @@ impl StreamVal {
                 tag,
                 set: false,
                 read: None,
+                origin: None,
             },
             ctx,
         );
@@ -536,6 +581,7 @@ impl StreamVal {
                 tag,
                 set: true,
                 read: None,
+                origin: None,
             },
             ctx,
         );
@@ -549,6 +595,7 @@ impl StreamVal {
                     tag,
                     set: true,
                     read: None,
+                    origin: None,
                 },
                 ctx,
             );
@@ -583,6 +630,7 @@ impl StreamVal {
                 tag,
                 set: true,
                 read,
+                origin: None,
             },
             ctx,
         );
@@ -605,6 +653,7 @@ impl StreamVal {
                 tag,
                 set: true,
                 read,
+                origin: None,
             },
             ctx,
         );
@@ -665,14 +714,30 @@ impl StreamVal {
                 );
             }
         }
-        if let Some((id, read)) = d.last {
+        // The raise first: it replaces every mark it observed, this op's
+        // cursors after it not among them.
+        if let Some(id) = d.raise {
             g.touch(tag, ctx);
             g.last.write(
                 Mark {
                     id,
                     tag,
                     set: false,
-                    read,
+                    read: d.read,
+                    origin: None,
+                },
+                ctx,
+            );
+        }
+        for &(origin, id) in &d.cursors {
+            g.touch(tag, ctx);
+            g.last.write(
+                Mark {
+                    id,
+                    tag,
+                    set: false,
+                    read: d.read,
+                    origin: Some(origin),
                 },
                 ctx,
             );
@@ -795,6 +860,17 @@ impl StreamVal {
         for (id, fields) in added {
             self.layout.insert(id, &fields);
         }
+        self.rebuild_origins();
+    }
+
+    fn rebuild_origins(&mut self) {
+        self.origins.clear();
+        for (id, versions) in &self.entries {
+            for v in versions {
+                let top = self.origins.entry(v.tag.dot.region()).or_default();
+                *top = (*top).max(*id);
+            }
+        }
     }
 
     fn rebuild_layout(&mut self) {
@@ -905,6 +981,40 @@ mod tests {
         assert_eq!(s.len(), 1);
     }
 
+    /// A group read in one region does not make another region's entry
+    /// with a lower ID, added concurrently, count as delivered: each
+    /// region's entries have their own floor.
+    #[test]
+    fn a_group_read_elsewhere_does_not_skip_a_concurrent_lower_entry() {
+        let (ra, rb) = (RegionId::new("ga").unwrap(), RegionId::new("gb").unwrap());
+        let mut s = StreamVal::default();
+        // gb adds 99-2 while ga adds 100-1, creates the group and reads.
+        add(&mut s, "gb", 1, StreamId::new(99, 2));
+        let mut ga_seen = VersionVector::new();
+        add(&mut s, "ga", 1, StreamId::new(100, 1));
+        ga_seen.set(ra, 1);
+        op("ga", 2, &ga_seen, |c| {
+            s.create_group(b"g", StreamId::ZERO, None, c)
+        });
+        ga_seen.set(ra, 2);
+        // As ga saw it (without gb's entry) only 100-1 was new.
+        let delivery = Delivery {
+            consumer: Some(Blob::from("c")),
+            now_ms: 1,
+            cursors: vec![(ra, StreamId::new(100, 1))],
+            raise: None,
+            read: Some(1),
+            pel: vec![(StreamId::new(100, 1), 1, 1)],
+            dropped: Vec::new(),
+        };
+        op("ga", 3, &ga_seen, |c| s.deliver(b"g", &delivery, c));
+        let g = s.group(b"g").unwrap();
+        assert_eq!(g.last_delivered().0, StreamId::new(100, 1));
+        let left: Vec<StreamId> = s.undelivered(g).map(|e| e.0).collect();
+        assert_eq!(left, vec![StreamId::new(99, 2)]);
+        assert_eq!(g.floor(rb), StreamId::ZERO);
+    }
+
     /// Nodes fill to `stream-node-max-entries`, counting deleted entries,
     /// and a node whose last live entry goes is dropped, as in Redis.
     #[test]
@@ -979,6 +1089,7 @@ mod tests {
                 tag: tag("ma", 1),
                 set: false,
                 read: None,
+                origin: None,
             },
             &none,
         );
@@ -988,6 +1099,7 @@ mod tests {
                 tag: tag("mb", 1),
                 set: false,
                 read: None,
+                origin: None,
             },
             &none,
         );
@@ -998,6 +1110,7 @@ mod tests {
                 tag: tag("mc", 2),
                 set: true,
                 read: None,
+                origin: None,
             },
             &none,
         );
@@ -1007,6 +1120,7 @@ mod tests {
                 tag: tag("md", 3),
                 set: true,
                 read: None,
+                origin: None,
             },
             &none,
         );

@@ -160,7 +160,9 @@ fn write_stream(db: &mut Db, key: &[u8], s: PlainStream) {
                 let delivery = Delivery {
                     consumer: Some(consumer.clone()),
                     now_ms: *seen,
-                    last: None,
+                    cursors: Vec::new(),
+                    raise: None,
+                    read: None,
                     pel,
                     dropped: Vec::new(),
                 };

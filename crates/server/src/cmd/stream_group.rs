@@ -315,8 +315,7 @@ fn xreadgroup(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         let (entries, delivery) = match from {
             From::History(after) => history(s, g, consumer, after, count, now_ms),
             From::New => {
-                let (last, _) = g.last_delivered();
-                if s.last_entry_id().is_none_or(|top| top <= last) {
+                if s.undelivered(g).next().is_none() {
                     continue;
                 }
                 deliver_new(s, g, consumer, count, a.noack, now_ms)
@@ -367,7 +366,9 @@ fn history(
     let delivery = Delivery {
         consumer: Some(Blob::from(consumer)),
         now_ms,
-        last: None,
+        cursors: Vec::new(),
+        raise: None,
+        read: None,
         pel,
         dropped: Vec::new(),
     };
@@ -376,8 +377,10 @@ fn history(
 
 /// Entries the group has not delivered yet, up to `count`: the group's
 /// last delivered ID and read counter advance over them (Redis's
-/// `streamReplyWithRange` with a group), and unless NOACK each becomes a
-/// pending entry of `consumer`.
+/// `streamReplyWithRange` with a group), each region's floor over its
+/// entries served (an entry another region added concurrently below the
+/// last delivered ID is still served once it arrives), and unless NOACK
+/// each becomes a pending entry of `consumer`.
 fn deliver_new(
     s: &StreamVal,
     g: &meridian_crdt::Group,
@@ -387,10 +390,14 @@ fn deliver_new(
     now_ms: u64,
 ) -> (Vec<Frame>, Delivery) {
     let (mut last, mut read) = g.last_delivered();
-    let start = last.next().unwrap_or(StreamId::MAX);
     let mut entries = Vec::new();
     let mut pel = Vec::new();
-    for (id, fields) in s.range(start, StreamId::MAX).take(count) {
+    let mut cursors: Vec<(meridian_crdt::RegionId, StreamId)> = Vec::new();
+    for (id, fields, origin) in s.undelivered(g).take(count) {
+        match cursors.iter_mut().find(|c| c.0 == origin) {
+            Some(c) => c.1 = c.1.max(id),
+            None => cursors.push((origin, id)),
+        }
         if id > last {
             if read.is_some() && !has_tombstones_from(s, id) {
                 read = read.map(|r| r + 1);
@@ -407,7 +414,9 @@ fn deliver_new(
     let delivery = Delivery {
         consumer: Some(Blob::from(consumer)),
         now_ms,
-        last: Some((last, read)),
+        cursors,
+        raise: None,
+        read,
         pel,
         dropped: Vec::new(),
     };
@@ -661,12 +670,14 @@ fn xclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             entry_frame(id, fields)
         });
     }
-    let last = (last_id > group_last).then_some((last_id, group_read));
-    if claimed_any || !dropped.is_empty() || last.is_some() {
+    let raise = (last_id > group_last).then_some(last_id);
+    if claimed_any || !dropped.is_empty() || raise.is_some() {
         let delivery = Delivery {
             consumer: claimed_any.then(|| Blob::from(&consumer[..])),
             now_ms: now_ms as u64,
-            last,
+            cursors: Vec::new(),
+            raise,
+            read: group_read,
             pel,
             dropped,
         };
@@ -763,7 +774,9 @@ fn xautoclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         let delivery = Delivery {
             consumer: claimed_any.then(|| Blob::from(&consumer[..])),
             now_ms,
-            last: None,
+            cursors: Vec::new(),
+            raise: None,
+            read: None,
             pel,
             dropped,
         };
