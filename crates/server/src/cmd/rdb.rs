@@ -27,16 +27,41 @@ const TYPE_STREAM_V2: u8 = 19;
 const FLAG_DELETED: i64 = 1;
 const FLAG_SAME_FIELDS: i64 = 2;
 
+/// `RDB_TYPE_STRING`.
+const TYPE_STRING: u8 = 0;
+
 /// Whether `payload`'s footer is Redis's (a version it writes and a
-/// matching checksum) and it holds a stream.
-pub fn is_redis_stream(payload: &[u8], crc64: impl Fn(&[u8]) -> u64) -> bool {
+/// matching checksum).
+fn is_redis_payload(payload: &[u8], crc64: impl Fn(&[u8]) -> u64) -> bool {
     if payload.len() < 1 + 10 {
         return false;
     }
     let (signed, crc) = payload.split_at(payload.len() - 8);
     let version = u16::from_le_bytes([signed[signed.len() - 2], signed[signed.len() - 1]]);
     let crc_ok = <[u8; 8]>::try_from(crc).is_ok_and(|c| u64::from_le_bytes(c) == crc64(signed));
-    version <= RDB_VERSION_MAX && crc_ok && matches!(payload[0], TYPE_STREAM_V1 | TYPE_STREAM_V2)
+    version <= RDB_VERSION_MAX && crc_ok
+}
+
+/// Whether `payload` is Redis's and holds a stream.
+pub fn is_redis_stream(payload: &[u8], crc64: impl Fn(&[u8]) -> u64) -> bool {
+    is_redis_payload(payload, crc64) && matches!(payload[0], TYPE_STREAM_V1 | TYPE_STREAM_V2)
+}
+
+/// Whether `payload` is Redis's and holds a string (a HyperLogLog or a
+/// bitmap included).
+pub fn is_redis_string(payload: &[u8], crc64: impl Fn(&[u8]) -> u64) -> bool {
+    is_redis_payload(payload, crc64) && payload[0] == TYPE_STRING
+}
+
+/// The string a Redis payload (checked by [`is_redis_string`]) holds, in
+/// any of Redis's encodings (raw, integer, LZF); `None` when its body is
+/// damaged.
+pub fn decode_string(payload: &[u8]) -> Option<Blob> {
+    let mut r = Rdb {
+        buf: &payload[1..payload.len() - 10],
+    };
+    let s = r.string()?;
+    r.buf.is_empty().then(|| Blob::from(s.as_slice()))
 }
 
 /// The stream a Redis payload (checked by [`is_redis_stream`]) holds;
