@@ -152,16 +152,28 @@ fn restore_refuses_a_payload_with_any_byte_flipped() {
 }
 
 #[test]
-fn payloads_do_not_cross_between_redis_and_meridian() {
+fn redis_strings_restore_here_and_other_payloads_do_not_cross() {
     let redis = RedisServer::start();
     let m = Meridian::start(&[]);
     let (mut r, mut c) = (redis.conn(), m.conn());
     r.line("SET k v");
     c.line("SET k v");
+    r.line("SADD s a");
     let from_redis = payload(&mut r, "k");
     let from_meridian = payload(&mut c, "k");
+    // A Redis string moves to Meridian (HyperLogLogs and bitmaps are
+    // strings); a Redis set does not, and no Meridian payload goes to Redis.
     assert_eq!(
         restore(&mut c, "x", "0", &from_redis, &[]),
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(
+        c.line("GET x"),
+        Frame::Bulk(bytes::Bytes::from_static(b"v"))
+    );
+    let set_from_redis = payload(&mut r, "s");
+    assert_eq!(
+        restore(&mut c, "y", "0", &set_from_redis, &[]),
         Frame::Error(CHECKSUM_WRONG.into())
     );
     assert_eq!(

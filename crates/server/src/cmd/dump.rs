@@ -618,14 +618,17 @@ mod tests {
     }
 
     #[test]
-    fn a_redis_payload_is_refused_by_its_version() {
-        // `DUMP` of the string "bar" on Redis 7.0.15: RDB version 10. Its
+    fn a_redis_payload_of_a_set_is_refused_by_its_version() {
+        // `DUMP` of the set {a} on Redis 7.0.15: RDB version 10. Its
         // checksum is the one this module computes, so only the version
-        // refuses it.
-        let redis = b"\x00\x03bar\x0a\x00\xe6\xbe\x49\x60\xee\x66\xfd\x17";
+        // refuses it (Redis's strings and streams are read).
+        let redis = b"\x02\x01\x01a\x0a\x00\x62\x96\xe9\x7e\x44\xd2\x1a\x6d";
         let (signed, crc) = redis.split_at(redis.len() - 8);
         assert_eq!(crc64(0, signed).to_le_bytes(), crc);
         assert_eq!(decode(redis), Err(DecodeError::Footer));
+        // The string "bar" on Redis 7.0.15 is read.
+        let bar = b"\x00\x03bar\x0a\x00\xe6\xbe\x49\x60\xee\x66\xfd\x17";
+        assert_eq!(decode(bar), Ok(Plain::Str(b("bar"))));
     }
 
     /// `DUMP` of a stream on Redis 7.0.15 (RDB type 19, version 10): `XADD
