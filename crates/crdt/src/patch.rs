@@ -143,18 +143,15 @@ impl StrReg {
         if patches.is_empty() && !self.has_hll_siblings() {
             return base;
         }
-        let top = self.reg.visible().map(|b| b.tag);
         let mut bytes = base.into_owned();
-        for p in patches {
+        for p in self.shown_bit_patches() {
             if let Patch::Bits {
                 offset,
                 width,
                 value,
             } = p.patch
             {
-                if top.is_none_or(|t| p.tag > t) {
-                    write_bits(&mut bytes, offset, width, value);
-                }
+                write_bits(&mut bytes, offset, width, value);
             }
         }
         self.raise_registers(&mut bytes);
@@ -164,19 +161,13 @@ impl StrReg {
     /// Bit `bit` as [`render`](Self::render) shows it, without building
     /// the whole string: GETBIT on a large bitmap holding patches.
     pub fn bit(&self, bit: u64) -> bool {
-        let patches = self.patches();
-        let registers = patches
-            .iter()
-            .any(|p| matches!(p.patch, Patch::Register { .. }));
-        if registers || self.has_hll_siblings() {
+        if self.shows_registers() {
             return read_bit(&self.render(), bit);
         }
-        let top = self.reg.visible().map(|b| b.tag);
-        let newest = patches.iter().rev().find(|p| {
-            top.is_none_or(|t| p.tag > t)
-                && p.patch
-                    .bit_range()
-                    .is_some_and(|(lo, hi)| lo <= bit && bit < hi)
+        let newest = self.shown_bit_patches().rev().find(|p| {
+            p.patch
+                .bit_range()
+                .is_some_and(|(lo, hi)| lo <= bit && bit < hi)
         });
         match newest.map(|p| p.patch) {
             Some(Patch::Bits {
@@ -191,23 +182,34 @@ impl StrReg {
     /// The length of what [`render`](Self::render) shows, without building
     /// it when only bit patches are held.
     pub fn len(&self) -> usize {
-        let patches = self.patches();
-        if patches
-            .iter()
-            .any(|p| matches!(p.patch, Patch::Register { .. }))
-            || self.has_hll_siblings()
-        {
+        if self.shows_registers() {
             return self.render().len();
         }
-        let top = self.reg.visible().map(|b| b.tag);
-        let patched = patches
-            .iter()
-            .filter(|p| top.is_none_or(|t| p.tag > t))
+        let patched = self
+            .shown_bit_patches()
             .filter_map(|p| p.patch.bit_range())
             .map(|(_, hi)| hi.div_ceil(8) as usize)
             .max()
             .unwrap_or(0);
         self.reg.render().len().max(patched)
+    }
+
+    /// Readers see a register-wise maximum: register patches, or
+    /// HyperLogLog bases to merge ([`render`](Self::render)).
+    fn shows_registers(&self) -> bool {
+        self.patches()
+            .iter()
+            .any(|p| matches!(p.patch, Patch::Register { .. }))
+            || self.has_hll_siblings()
+    }
+
+    /// The patches newer than the visible base, in tag order: the bit
+    /// patches among them show over it.
+    fn shown_bit_patches(&self) -> impl DoubleEndedIterator<Item = &Patched> {
+        let top = self.reg.visible().map(|b| b.tag);
+        self.patches()
+            .iter()
+            .filter(move |p| p.patch.bit_range().is_some() && top.is_none_or(|t| p.tag > t))
     }
 
     /// More than one base, and the visible one a HyperLogLog.

@@ -620,20 +620,8 @@ impl StreamVal {
         read: Option<u64>,
         ctx: &OpCtx<'_>,
     ) {
-        let tag = ctx.tag;
-        write_dot(&mut self.made, tag, ctx);
-        let g = self.group_mut(name);
-        g.touch(tag, ctx);
-        g.last.write(
-            Mark {
-                id: last,
-                tag,
-                set: true,
-                read,
-                origin: None,
-            },
-            ctx,
-        );
+        write_dot(&mut self.made, ctx.tag, ctx);
+        self.set_group_id(name, last, read, ctx);
     }
 
     /// XGROUP SETID.
