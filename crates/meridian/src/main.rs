@@ -2,6 +2,13 @@
 
 use std::future::Future;
 
+// `serve` turns tokio's LIFO slot off (see `main`), which tokio offers only
+// under this cfg; the repository's .cargo/config.toml sets it.
+#[cfg(not(tokio_unstable))]
+compile_error!(
+    "build meridian with `--cfg tokio_unstable` (.cargo/config.toml sets it; a RUSTFLAGS in the environment must include it)"
+);
+
 use clap::{Parser, Subcommand};
 use meridian_ctl::status::StatusArgs;
 use meridian_server::config::{Config, ServeArgs};
@@ -55,10 +62,16 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             meridian_server::logging::init(config.log_json, &config.log_level);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder
                 .worker_threads(meridian_server::server::worker_threads())
-                .enable_all()
-                .build()?;
+                .enable_all();
+            // Tokio runs the task woken last first (its LIFO slot): two
+            // connections readable in one poll would run newest first, and
+            // a command could overtake one sent before it on another
+            // connection. Redis's event loop serves them in arrival order.
+            builder.disable_lifo_slot();
+            let runtime = builder.build()?;
             runtime.block_on(meridian_server::server::run(config))
         }
         Command::Demo(args) => run_tool(meridian_tools::demo::run(args)),

@@ -488,18 +488,6 @@ async fn process_input(
             }
         }
         if !batch.is_empty() {
-            if batch.iter().any(|args| goes_after_others(args)) {
-                // Who receives a message depends on the (UN)SUBSCRIBEs
-                // handled before it, and what a blocking command finds on
-                // the writes handled before it. Tokio runs the task woken
-                // last first, so a PUBLISH sent just after another
-                // connection's UNSUBSCRIBE, or a DEL sent just after
-                // another connection's XREADGROUP BLOCK, would overtake
-                // it; yielding once lets connections woken before this
-                // one run first, as Redis handles commands in the order
-                // they arrive.
-                tokio::task::yield_now().await;
-            }
             let blocked = run_commands(shared, client, batch, output);
             if std::mem::take(&mut client.woke_others) {
                 // The clients this batch unblocked are served before its
@@ -534,37 +522,6 @@ async fn process_input(
             return Next::Continue;
         }
     }
-}
-
-fn is_publish(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"publish") || name.eq_ignore_ascii_case(b"spublish")
-}
-
-/// Commands that may wait for a key to change.
-const BLOCKING: &[&str] = &[
-    "blpop",
-    "brpop",
-    "blmove",
-    "brpoplpush",
-    "blmpop",
-    "bzpopmin",
-    "bzpopmax",
-    "bzmpop",
-    "xread",
-    "xreadgroup",
-];
-
-/// A batch holding one of these yields once before it runs (see
-/// `process_input`): a PUBLISH, or a write that is not itself a command
-/// that may block (those must reach the keys first, not last).
-fn goes_after_others(args: &[Bytes]) -> bool {
-    if is_publish(&args[0]) {
-        return true;
-    }
-    let Some(spec) = crate::cmd::spec::lookup(crate::cmd::table(), &args[0]) else {
-        return false;
-    };
-    spec.flags.write && !BLOCKING.contains(&spec.name)
 }
 
 /// Waits until this region has applied everything `token` names (the
