@@ -1,16 +1,24 @@
-//! DUMP and RESTORE with Meridian's own serialization of a visible value.
+//! DUMP and RESTORE: a string in Redis's own payload, every other type in
+//! Meridian's own serialization of its visible value.
 //!
 //! A payload is laid out like Redis's: a type byte, the body, then a footer
 //! of a 2-byte format version and an 8-byte CRC-64 (Jones, Redis's) of
-//! everything before the CRC, both little-endian. The body is Meridian's
-//! own (lengths as LEB128 varints), not RDB, so the version is chosen to be
-//! one no Redis uses: `0x4D01` ("M", format 1). RESTORE refuses any other
-//! version, so a Redis payload is refused with Redis's own error, and a
-//! Redis server refuses a Meridian payload for the same reason (its RDB
-//! version is far below `0x4D01`).
+//! everything before the CRC, both little-endian.
 //!
-//! RESTORE also reads a stream DUMPed by Redis 7.0 or earlier (its RDB
-//! encoding, [`super::rdb`]), so streams move from Redis to Meridian.
+//! A string's payload is exactly the one redis-server 7.0 gives for the
+//! same bytes (RDB type 0, version 10, [`super::rdb::put_string`]), so a
+//! string, a HyperLogLog or a bitmap DUMPed here RESTOREs on Redis, and
+//! tools that compare DUMPs agree. Hashes, sets, lists, sorted sets and
+//! streams keep Meridian's body (lengths as LEB128 varints), not RDB,
+//! under a version no Redis uses: `0x4D01` ("M", format 1). RESTORE takes
+//! that version besides Redis's, so a Redis server refuses these payloads
+//! (its RDB version is far below `0x4D01`); string payloads written in
+//! Meridian's format before strings moved to Redis's still restore.
+//!
+//! RESTORE also reads strings and streams DUMPed by Redis 7.0 or earlier
+//! (their RDB encoding, [`super::rdb`]), so those move from Redis to
+//! Meridian. Redis's payloads of other types are refused with Redis's
+//! own error.
 //!
 //! A payload carries the visible value only: RESTORE writes it through the
 //! same effects as client writes ([`super::plain`]), so the restored key
@@ -25,7 +33,8 @@ use super::spec::{spec, Ctx, Spec, READ, WRITE};
 use super::util::{eq_ignore_case, parse_int, syntax_error};
 use crate::notify::{self, GENERIC};
 
-/// The format version in the footer: "M" and format 1.
+/// The format version in the footer of every payload but a string's: "M"
+/// and format 1.
 pub const DUMP_VERSION: u16 = 0x4D01;
 /// Footer bytes: the version, then the CRC-64.
 const FOOTER_BYTES: usize = 2 + 8;
@@ -154,13 +163,18 @@ pub enum DecodeError {
     Body,
 }
 
-/// A visible value as a DUMP payload.
+/// A visible value as a DUMP payload: a string as Redis 7.0 writes it,
+/// any other type in Meridian's format.
 pub fn encode(value: &Plain) -> Vec<u8> {
     let mut out = Vec::new();
+    let version = match value {
+        Plain::Str(_) => super::rdb::RDB_VERSION,
+        _ => DUMP_VERSION,
+    };
     match value {
         Plain::Str(s) => {
             out.push(TYPE_STRING);
-            put_bytes(&mut out, s);
+            super::rdb::put_string(&mut out, s);
         }
         Plain::Hash(fields) => {
             out.push(TYPE_HASH);
@@ -197,7 +211,7 @@ pub fn encode(value: &Plain) -> Vec<u8> {
             put_stream(&mut out, s);
         }
     }
-    out.extend_from_slice(&DUMP_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     let crc = crc64(0, &out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
@@ -230,6 +244,8 @@ pub fn decode(payload: &[u8]) -> Result<Plain, DecodeError> {
         buf: &signed[..signed.len() - 2],
     };
     let value = match r.byte()? {
+        // Meridian wrote strings in its own format before it wrote Redis's;
+        // those payloads still restore.
         TYPE_STRING => Plain::Str(r.blob()?),
         TYPE_HASH => {
             let n = r.count(2)?;
@@ -549,9 +565,10 @@ mod tests {
     }
 
     /// Payloads redis-server 7.0.15 gave for DUMP of strings: raw, an
-    /// integer, LZF-compressed, and a HyperLogLog (`PFADD h a b c`).
+    /// integer, LZF-compressed, and a HyperLogLog (`PFADD h a b c`). Each
+    /// restores its bytes here, and DUMP here gives the very same payload.
     #[test]
-    fn redis_string_payloads_restore_their_bytes() {
+    fn redis_string_payloads_are_dumped_and_restored_byte_for_byte() {
         let hex = |s: &str| -> Vec<u8> {
             (0..s.len())
                 .step_by(2)
@@ -576,6 +593,8 @@ mod tests {
                 Ok(_) => panic!("{payload}: not a string"),
                 Err(e) => panic!("{payload}: {e:?}"),
             }
+            let dumped = encode(&Plain::Str(Blob::from(want.as_slice())));
+            assert_eq!(dumped, hex(payload), "{want:?}");
         }
         // A damaged body behind a valid footer is refused.
         let mut bad = hex("000568656c6c6f0a006372df766534200a");
@@ -584,6 +603,44 @@ mod tests {
         let crc = crc64(0, &bad[..n - 8]);
         bad[n - 8..].copy_from_slice(&crc.to_le_bytes());
         assert!(decode(&bad).is_err());
+    }
+
+    #[test]
+    fn integer_strings_take_redis_integer_encodings() {
+        let body = |s: &str| {
+            let p = encode(&Plain::Str(b(s)));
+            p[1..p.len() - FOOTER_BYTES].to_vec()
+        };
+        assert_eq!(body("0"), [0xc0, 0]);
+        assert_eq!(body("-1"), [0xc0, 0xff]);
+        assert_eq!(body("-128"), [0xc0, 0x80]);
+        assert_eq!(body("128"), [0xc1, 0x80, 0x00]);
+        assert_eq!(body("-32769"), [0xc2, 0xff, 0x7f, 0xff, 0xff]);
+        assert_eq!(body("2147483647"), [0xc2, 0xff, 0xff, 0xff, 0x7f]);
+        // Too wide, not the canonical form, or too long: raw.
+        for raw in [
+            "2147483648",
+            "12345678901",
+            "007",
+            "-0",
+            "+1",
+            " 1",
+            "1 ",
+            "",
+        ] {
+            let mut want = vec![raw.len() as u8];
+            want.extend_from_slice(raw.as_bytes());
+            assert_eq!(body(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_meridian_string_payload_still_restores() {
+        // The format DUMP wrote for strings before it wrote Redis's.
+        assert_eq!(
+            decode(&sealed(b"\x00\x05hello")),
+            Ok(Plain::Str(b("hello")))
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod keys;
 pub mod keyspace;
 pub mod lcs;
 pub mod list;
+pub mod lzf;
 pub mod meridian;
 pub mod object;
 pub mod persistence;

@@ -1,10 +1,14 @@
-//! Redis's own DUMP payloads of streams, which RESTORE reads besides
-//! Meridian's (`dump.rs`): a stream DUMPed by Redis 7.0 or earlier (RDB
-//! types 15 and 19, RDB versions up to 10) restores here, so streams can
-//! move from Redis to Meridian. Other Redis types stay refused.
+//! Redis's own RDB encoding in DUMP payloads: strings, which DUMP writes
+//! as Redis 7.0 writes them and RESTORE reads, and streams, which RESTORE
+//! reads besides Meridian's (`dump.rs`). A string (a HyperLogLog or a
+//! bitmap included) or a stream DUMPed by Redis 7.0 or earlier (RDB types
+//! 0, 15 and 19, RDB versions up to 10) restores here, and a string DUMPed
+//! here restores on Redis. Other Redis types stay refused.
 //!
 //! A payload is the type byte, the RDB body, the RDB version (2 bytes) and
-//! a CRC-64 (8 bytes), both little-endian. The body holds the stream's
+//! a CRC-64 (8 bytes), both little-endian. A string's body is one RDB
+//! string: an 8, 16 or 32-bit integer, LZF compressed ([`super::lzf`]), or
+//! a length and the raw bytes. A stream's body holds the stream's
 //! nodes (each a 16-byte master ID and a listpack, either possibly LZF
 //! compressed), its length, last ID (and in type 19 its first ID, largest
 //! deleted ID and entries added), then its groups: name, last delivered
@@ -17,8 +21,9 @@ use meridian_crdt::{Blob, StreamId};
 
 use super::plain::{PlainGroup, PlainStream};
 
-/// The RDB version Redis 7.0 writes; older ones read the same here.
-const RDB_VERSION_MAX: u16 = 10;
+/// The RDB version Redis 7.0 writes, so the one DUMP writes beside a
+/// string; older ones read the same here.
+pub const RDB_VERSION: u16 = 10;
 /// `RDB_TYPE_STREAM_LISTPACKS` (Redis 5 to 6.2).
 const TYPE_STREAM_V1: u8 = 15;
 /// `RDB_TYPE_STREAM_LISTPACKS_2` (Redis 7.0).
@@ -29,6 +34,84 @@ const FLAG_SAME_FIELDS: i64 = 2;
 
 /// `RDB_TYPE_STRING`.
 const TYPE_STRING: u8 = 0;
+/// The first byte of an RDB string that is not a plain length
+/// (`RDB_ENCVAL`), and the encodings it announces.
+const ENCODED: u8 = 3 << 6;
+const ENC_INT8: u8 = 0;
+const ENC_INT16: u8 = 1;
+const ENC_INT32: u8 = 2;
+const ENC_LZF: u8 = 3;
+/// Strings at most this long are tried as integers; an `i32` takes at
+/// most 11 characters.
+const INTEGER_LEN_MAX: usize = 11;
+/// Strings longer than this are tried with LZF (Redis's `rdbcompression`
+/// is on by default); shorter ones never shrink.
+const LZF_LEN_MIN_EXCLUSIVE: usize = 20;
+/// LZF must save at least this many bytes, as liblzf judges an output
+/// bound this much below the string's length, or the string is raw.
+const LZF_SAVING_MIN_BYTES: usize = 4;
+
+/// Appends `s` as one RDB string, as Redis's `rdbSaveRawString` writes
+/// it, so a DUMP here is byte for byte redis-server's: a string that is
+/// exactly the decimal form of an integer of up to 32 bits is that
+/// integer in 1, 2 or 4 bytes; a string over 20 bytes that LZF fits in 4
+/// bytes less is compressed; anything else is its length and bytes.
+pub fn put_string(out: &mut Vec<u8>, s: &[u8]) {
+    if let Some(v) = canonical_integer(s) {
+        if let Ok(v) = i8::try_from(v) {
+            out.extend_from_slice(&[ENCODED | ENC_INT8, v as u8]);
+            return;
+        }
+        if let Ok(v) = i16::try_from(v) {
+            out.push(ENCODED | ENC_INT16);
+            out.extend_from_slice(&v.to_le_bytes());
+            return;
+        }
+        if let Ok(v) = i32::try_from(v) {
+            out.push(ENCODED | ENC_INT32);
+            out.extend_from_slice(&v.to_le_bytes());
+            return;
+        }
+    }
+    if s.len() > LZF_LEN_MIN_EXCLUSIVE {
+        if let Some(packed) = super::lzf::compress(s, s.len() - LZF_SAVING_MIN_BYTES) {
+            out.push(ENCODED | ENC_LZF);
+            put_len(out, packed.len() as u64);
+            put_len(out, s.len() as u64);
+            out.extend_from_slice(&packed);
+            return;
+        }
+    }
+    put_len(out, s.len() as u64);
+    out.extend_from_slice(s);
+}
+
+/// The integer `s` spells when it is short enough to try and reads back
+/// to the same bytes (no sign but a leading minus, no leading zeros, no
+/// spaces), as Redis's `string2ll` accepts it.
+fn canonical_integer(s: &[u8]) -> Option<i64> {
+    if s.len() > INTEGER_LEN_MAX {
+        return None;
+    }
+    let v: i64 = std::str::from_utf8(s).ok()?.parse().ok()?;
+    (v.to_string().as_bytes() == s).then_some(v)
+}
+
+/// `rdbSaveLen`: 6 bits in one byte, 14 bits in two, then 32 or 64 bits
+/// big-endian after a marker byte.
+fn put_len(out: &mut Vec<u8>, n: u64) {
+    if n < 1 << 6 {
+        out.push(n as u8);
+    } else if n < 1 << 14 {
+        out.extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]);
+    } else if let Ok(n) = u32::try_from(n) {
+        out.push(0x80);
+        out.extend_from_slice(&n.to_be_bytes());
+    } else {
+        out.push(0x81);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
 
 /// Whether `payload`'s footer is Redis's (a version it writes and a
 /// matching checksum).
@@ -39,7 +122,7 @@ fn is_redis_payload(payload: &[u8], crc64: impl Fn(&[u8]) -> u64) -> bool {
     let (signed, crc) = payload.split_at(payload.len() - 8);
     let version = u16::from_le_bytes([signed[signed.len() - 2], signed[signed.len() - 1]]);
     let crc_ok = <[u8; 8]>::try_from(crc).is_ok_and(|c| u64::from_le_bytes(c) == crc64(signed));
-    version <= RDB_VERSION_MAX && crc_ok
+    version <= RDB_VERSION && crc_ok
 }
 
 /// Whether `payload` is Redis's and holds a stream.
@@ -240,18 +323,18 @@ impl<'a> Rdb<'a> {
     fn string(&mut self) -> Option<Vec<u8>> {
         match self.len_or_encoding()? {
             Ok(n) => Some(self.take(usize::try_from(n).ok()?)?.to_vec()),
-            Err(0) => Some((self.byte()? as i8).to_string().into_bytes()),
-            Err(1) => Some(
+            Err(ENC_INT8) => Some((self.byte()? as i8).to_string().into_bytes()),
+            Err(ENC_INT16) => Some(
                 i16::from_le_bytes(self.take(2)?.try_into().ok()?)
                     .to_string()
                     .into_bytes(),
             ),
-            Err(2) => Some(
+            Err(ENC_INT32) => Some(
                 i32::from_le_bytes(self.take(4)?.try_into().ok()?)
                     .to_string()
                     .into_bytes(),
             ),
-            Err(3) => {
+            Err(ENC_LZF) => {
                 let clen = usize::try_from(self.len()?).ok()?;
                 let len = usize::try_from(self.len()?).ok()?;
                 let compressed = self.take(clen)?;
@@ -260,48 +343,11 @@ impl<'a> Rdb<'a> {
                 if len > clen.saturating_mul(264) {
                     return None;
                 }
-                lzf_decompress(compressed, len)
+                super::lzf::decompress(compressed, len)
             }
             Err(_) => None,
         }
     }
-}
-
-/// LZF decompression (`lzf_decompress`) to exactly `len` bytes.
-fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
-    let mut out: Vec<u8> = Vec::with_capacity(len);
-    let mut i = 0;
-    while i < input.len() {
-        let ctrl = usize::from(input[i]);
-        i += 1;
-        if ctrl < 32 {
-            let run = ctrl + 1;
-            let bytes = input.get(i..i + run)?;
-            if out.len() + run > len {
-                return None;
-            }
-            out.extend_from_slice(bytes);
-            i += run;
-        } else {
-            let mut run = ctrl >> 5;
-            if run == 7 {
-                run += usize::from(*input.get(i)?);
-                i += 1;
-            }
-            let back = ((ctrl & 0x1f) << 8) + usize::from(*input.get(i)?) + 1;
-            i += 1;
-            run += 2;
-            let from = out.len().checked_sub(back)?;
-            if out.len() + run > len {
-                return None;
-            }
-            for k in 0..run {
-                let b = out[from + k];
-                out.push(b);
-            }
-        }
-    }
-    (out.len() == len).then_some(out)
 }
 
 /// A listpack element: an integer or a string.
@@ -444,15 +490,6 @@ fn node_entries(lp: &[u8], master: StreamId, out: &mut Vec<(StreamId, Vec<Blob>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lzf_back_references_copy_what_came_before() {
-        // A literal "ab", then a back reference of 4 bytes one back: "abbbbb".
-        let input = [1, b'a', b'b', 2 << 5, 0];
-        assert_eq!(lzf_decompress(&input, 6), Some(b"abbbbb".to_vec()));
-        assert_eq!(lzf_decompress(&input, 7), None);
-        assert_eq!(lzf_decompress(&[2 << 5, 0], 4), None);
-    }
 
     #[test]
     fn listpack_elements_decode() {
