@@ -21,6 +21,10 @@ pub enum Rule {
     /// Concurrent versions of a FUNCTION library (the key is the library's
     /// name, not a key of the keyspace): the larger tag is loaded.
     Library,
+    /// A write of a BITFIELD field and increments of it (INCRBY under
+    /// OVERFLOW WRAP) it had not observed: the increments are added on top
+    /// of the written value, which readers no longer see as written.
+    AddedOnTop,
 }
 
 impl Rule {
@@ -30,6 +34,7 @@ impl Rule {
             Rule::LongestTtl => "ttl-longest",
             Rule::TypeChange => "type-change",
             Rule::Library => "function-library",
+            Rule::AddedOnTop => "incr-added-on-top",
         }
     }
 }
@@ -163,6 +168,28 @@ impl Conflict {
         }
     }
 
+    /// A write of bits `from .. to` (a BITFIELD field) and a concurrent
+    /// increment of the field, added on top of it: the loser is the write
+    /// as written, the winner the increment (`incrby FROM..TO +N`, N
+    /// modulo 2^width).
+    pub(crate) fn added_on_top(
+        key: &[u8],
+        (from, to): (u64, u64),
+        write: (Tag, Blob),
+        incr: (Tag, u64),
+    ) -> Conflict {
+        Conflict {
+            key: Blob::from(key),
+            sub: Some(Blob::from(format!("bits {from}..{to}").as_str())),
+            kind: Kind::String,
+            rule: Rule::AddedOnTop,
+            winner: incr.0,
+            loser: write.0,
+            loser_value: write.1,
+            winner_value: Blob::from(format!("incrby {from}..{to} +{}", incr.1).as_str()),
+        }
+    }
+
     pub(crate) fn ttl(key: &[u8], kind: Kind, winner: Ttl, loser: Ttl) -> Conflict {
         let shown = |t: Ttl| {
             t.deadline_ms
@@ -196,7 +223,7 @@ impl Conflict {
 
 /// A patch as the journal shows it: `bits FROM..TO=BITS` or
 /// `register INDEX=VALUE`.
-fn shown_patch(p: &crate::patch::Patch) -> String {
+pub(crate) fn shown_patch(p: &crate::patch::Patch) -> String {
     match *p {
         crate::patch::Patch::Bits {
             offset,
@@ -208,5 +235,11 @@ fn shown_patch(p: &crate::patch::Patch) -> String {
             w = usize::from(width)
         ),
         crate::patch::Patch::Register { index, value } => format!("register {index}={value}"),
+        crate::patch::Patch::Incr {
+            offset,
+            width,
+            delta,
+            ..
+        } => format!("incrby {offset}..{} +{delta}", offset + u64::from(width)),
     }
 }

@@ -42,7 +42,7 @@ pub use library::{LibVersion, Libraries};
 pub use list::{Elem, ElemId, ListVal, Pos};
 pub use num::{Contrib, Counter, Delta, NumReg, Unobserved};
 pub use op::{Effect, EffectKind, KeyObs, Op, OpCtx, SubObs};
-pub use patch::{Patch, Patched, StrReg};
+pub use patch::{Counted, Field, Patch, Patched, StrReg};
 pub use region::{RegionId, RegionIdError};
 pub use stream::{Delivery, Fields, Group, NodeLimits, StreamId, StreamVal};
 pub use value::{Entry, HashVal, Kind, SetVal, Value, ZMember, ZSetVal};

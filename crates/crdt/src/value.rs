@@ -125,7 +125,14 @@ impl Value {
     /// Counter totals a key-wide delete made now would reset.
     pub fn observe(&self, into: &mut KeyObs) {
         match self {
-            Value::Str(r) => into.string = r.observation(),
+            Value::Str(r) => {
+                into.string = r.observation();
+                into.fields.extend(
+                    r.field_observation()
+                        .into_iter()
+                        .map(|(sub, totals)| SubObs { sub, totals }),
+                );
+            }
             Value::Hash(h) => {
                 for (k, f) in h.fields.live.iter().chain(h.fields.graves.iter()) {
                     let totals = f.observation();
@@ -214,7 +221,7 @@ impl Value {
         pred: impl Fn(&Tag) -> bool + Copy,
     ) {
         match self {
-            Value::Str(r) => r.remove_if(&obs.string, ctx, pred),
+            Value::Str(r) => r.remove_if(&obs.string, &field_obs(obs), ctx, pred),
             Value::Hash(h) => {
                 for k in h.fields.keys() {
                     h.fields
@@ -568,7 +575,17 @@ impl Entry {
                     self.remove_ttl_observed(ctx);
                 }
                 if let Value::Str(r) = self.typed_mut(Kind::String) {
-                    for d in r.write(key, value.clone(), tag, &obs.string, ctx, conflicts) {
+                    let fields = field_obs(obs);
+                    let displaced = r.write(
+                        key,
+                        value.clone(),
+                        tag,
+                        &obs.string,
+                        Some(&fields),
+                        ctx,
+                        conflicts,
+                    );
+                    for d in displaced {
                         conflicts.push(Conflict::register(key, None, Kind::String, d));
                     }
                 }
@@ -579,12 +596,16 @@ impl Entry {
                     v.remove_observed(obs, ctx, |_| true);
                 }
                 if let Value::Str(r) = self.typed_mut(Kind::String) {
+                    // A fold resets no counted field: its value holds the
+                    // bits without their increments.
                     if let Some(value) = fold {
-                        for d in r.write(key, value.clone(), tag, &obs.string, ctx, conflicts) {
+                        let displaced =
+                            r.write(key, value.clone(), tag, &obs.string, None, ctx, conflicts);
+                        for d in displaced {
                             conflicts.push(Conflict::register(key, None, Kind::String, d));
                         }
                     }
-                    r.patch(key, patches, tag, ctx, conflicts);
+                    r.patch(key, patches, tag, &field_obs(obs), ctx, conflicts);
                 }
                 Some(Kind::String)
             }
@@ -1094,6 +1115,81 @@ pub mod v3 {
             }
         }
     }
+}
+
+/// States as snapshot format 4 encoded them, before strings carried
+/// counted fields ([`crate::patch::Counted`]): read once, written anew.
+pub mod v4 {
+    use serde::Deserialize;
+    use smallvec::SmallVec;
+
+    use super::{Entry, Extra, HashVal, ListVal, SetVal, StreamVal, Ttl, Value, ZSetVal};
+    use crate::blob::Blob;
+    use crate::num::NumReg;
+    use crate::patch::{Patched, StrReg};
+
+    #[derive(Deserialize)]
+    struct OldStrReg {
+        reg: NumReg<Blob>,
+        #[allow(clippy::box_collection)]
+        patches: Option<Box<Vec<Patched>>>,
+    }
+
+    #[derive(Deserialize)]
+    enum OldValue {
+        Str(OldStrReg),
+        Hash(Box<HashVal>),
+        Set(Box<SetVal>),
+        ZSet(Box<ZSetVal>),
+        List(Box<ListVal>),
+        Stream(Box<StreamVal>),
+    }
+
+    impl From<OldValue> for Value {
+        fn from(v: OldValue) -> Value {
+            match v {
+                OldValue::Str(r) => Value::Str(StrReg::from_parts(r.reg, r.patches)),
+                OldValue::Hash(h) => Value::Hash(h),
+                OldValue::Set(s) => Value::Set(s),
+                OldValue::ZSet(z) => Value::ZSet(z),
+                OldValue::List(l) => Value::List(l),
+                OldValue::Stream(x) => Value::Stream(x),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct OldExtra {
+        ttl: SmallVec<[Ttl; 1]>,
+        shadows: Vec<OldValue>,
+    }
+
+    /// An [`Entry`] as format 4 encoded it.
+    #[derive(Deserialize)]
+    pub struct OldEntry {
+        value: OldValue,
+        extra: Option<Box<OldExtra>>,
+    }
+
+    impl From<OldEntry> for Entry {
+        fn from(e: OldEntry) -> Entry {
+            Entry {
+                value: e.value.into(),
+                extra: e.extra.map(|x| {
+                    Box::new(Extra {
+                        ttl: x.ttl,
+                        shadows: x.shadows.into_iter().map(Value::from).collect(),
+                    })
+                }),
+            }
+        }
+    }
+}
+
+/// The totals of a string's counted field (`crate::patch::Field`) that a
+/// write observed, by the field's name.
+fn field_obs(obs: &KeyObs) -> impl Fn(crate::patch::Field) -> SmallVec<[Contrib; 1]> + '_ {
+    move |f| SmallVec::from_slice(obs_for(&obs.fields, &f.name()))
 }
 
 /// Counter totals for one field or member that a write observes.

@@ -5,10 +5,13 @@
 //!   op replay.
 //!
 //! The actions cover every value type: strings, counters, hashes, sets,
-//! sorted sets, lists, partial string writes, TTLs and streams (XADD with
-//! IDs unique across regions and with one explicit ID several regions add,
-//! XDEL and trims of observed entries, XSETID, and consumer groups created,
-//! read, acknowledged, claimed, re-pointed and destroyed).
+//! sorted sets, lists, partial string writes (bit patches, HyperLogLog
+//! registers, BITFIELD increments of overlapping counted fields, folds),
+//! TTLs and streams (XADD with IDs unique across regions and with one
+//! explicit ID several regions add, XDEL and trims of observed entries,
+//! XSETID, and consumer groups created, read, acknowledged, claimed,
+//! re-pointed and destroyed). Converged strings read the same bit by bit
+//! and whole (`StrReg::bit`, `len` and `render` agree).
 
 use std::collections::BTreeMap;
 
@@ -247,6 +250,28 @@ impl Replica {
                     deadline_ms: wall_ms.saturating_sub(action.n as u64),
                     obs: keyobs,
                 },
+                20 if action.n.is_multiple_of(3) => {
+                    // BITFIELD INCRBY under OVERFLOW WRAP: fields of one key
+                    // that overlap the bit patches below and each other.
+                    let field = Field {
+                        offset: u64::from(action.sub) * 3,
+                        width: action.sub % 2 * 3 + 2,
+                    };
+                    let start = match entry.and_then(|e| e.typed(Kind::String)) {
+                        Some(Value::Str(r)) => r.field_start(field, next),
+                        _ => next.seq(),
+                    };
+                    EffectKind::StrPatch {
+                        patches: vec![Patch::Incr {
+                            offset: field.offset,
+                            width: field.width,
+                            start,
+                            delta: u64::from(action.n) + 1,
+                        }],
+                        fold: None,
+                        obs: keyobs,
+                    }
+                }
                 20 => EffectKind::StrPatch {
                     // SETBIT or BITFIELD: overlapping bit ranges of one key.
                     patches: vec![Patch::Bits {
@@ -636,6 +661,15 @@ proptest! {
         }
         prop_assert_eq!(state(&rs[0]), state(&rs[1]));
         prop_assert_eq!(state(&rs[1]), state(&rs[2]));
+        for entry in rs[0].keys.values() {
+            if let Value::Str(r) = entry.value() {
+                let whole = r.render();
+                prop_assert_eq!(r.len(), whole.len());
+                for bit in 0..(whole.len() as u64 * 8 + 8) {
+                    prop_assert_eq!(r.bit(bit), meridian_crdt::patch::read_bit(&whole, bit));
+                }
+            }
+        }
         // Converged replicas encode their states to the same bytes in
         // canonical form, whatever order elements arrived in: anti-entropy
         // digests depend on it.

@@ -3,7 +3,9 @@
 //! side of a partition, all survive with the same bytes everywhere; one
 //! bit or one field written differently in two regions resolves to one
 //! value everywhere (a field whole, never a mix of two writers) and the
-//! conflict is in the journal.
+//! conflict is in the journal. BITFIELD INCRBY under OVERFLOW WRAP merges
+//! as a counter: increments of one field in every region all count;
+//! under OVERFLOW SAT one region's value wins everywhere.
 
 mod common;
 
@@ -176,10 +178,10 @@ fn text(f: &Frame) -> String {
 }
 
 /// One bit set to 1 in one region and to 0 in another while they are cut
-/// off, one byte-wide field set to two values and another incremented in
+/// off, one byte-wide field set to two values and another saturated in
 /// both: after the heal each reads the same everywhere (a field as one
-/// writer wrote it: increments do not add up), and every region's journal
-/// holds the three conflicts with the value that won.
+/// writer wrote it: saturating increments do not add up), and every
+/// region's journal holds the three conflicts with the value that won.
 #[test]
 fn a_bit_and_a_field_written_differently_in_two_regions_resolve_to_one_value_and_are_journaled() {
     let names = ["ca", "cb", "cc"];
@@ -197,7 +199,11 @@ fn a_bit_and_a_field_written_differently_in_two_regions_resolve_to_one_value_and
     assert_eq!(b.cmd(&["SETBIT", "flags", "5", "0"]), Frame::Integer(1));
     a.cmd(&["BITFIELD", "flags", "SET", "u8", "#10", "15"]);
     b.cmd(&["BITFIELD", "flags", "SET", "u8", "#10", "240"]);
-    let incr = |c: &mut Conn, by: &str| c.cmd(&["BITFIELD", "flags", "INCRBY", "u8", "#20", by]);
+    let incr = |c: &mut Conn, by: &str| {
+        c.cmd(&[
+            "BITFIELD", "flags", "OVERFLOW", "SAT", "INCRBY", "u8", "#20", by,
+        ])
+    };
     assert_eq!(incr(&mut a, "1"), Frame::Array(vec![Frame::Integer(1)]));
     assert_eq!(incr(&mut b, "2"), Frame::Array(vec![Frame::Integer(2)]));
     cluster.mesh.heal_all();
@@ -248,4 +254,145 @@ fn a_bit_and_a_field_written_differently_in_two_regions_resolve_to_one_value_and
         );
     }
     println!("resolved to bit {bit}, field {field}, counter {counter}");
+}
+
+/// `BITFIELD key INCRBY type offset by`, with `OVERFLOW how` first: the
+/// value the region answered.
+fn incrby(c: &mut Conn, key: &str, how: &str, ty: &str, offset: &str, by: i64) -> i64 {
+    match c.cmd(&[
+        "BITFIELD",
+        key,
+        "OVERFLOW",
+        how,
+        "INCRBY",
+        ty,
+        offset,
+        &by.to_string(),
+    ]) {
+        Frame::Array(v) if v.len() == 1 => int(&v[0]),
+        other => panic!("BITFIELD INCRBY replied {other:?}"),
+    }
+}
+
+/// The field `ty` at `offset` as `BITFIELD_RO` reads it.
+fn field(c: &mut Conn, key: &str, ty: &str, offset: &str) -> i64 {
+    match c.cmd(&["BITFIELD_RO", key, "GET", ty, offset]) {
+        Frame::Array(v) if v.len() == 1 => int(&v[0]),
+        other => panic!("BITFIELD_RO replied {other:?}"),
+    }
+}
+
+/// `v` modulo 2^`bits`, read back as a signed or unsigned field.
+fn wrapped(v: i128, bits: u32, signed: bool) -> i64 {
+    let m = 1i128 << bits;
+    let u = v.rem_euclid(m);
+    if signed && u >= m / 2 {
+        (u - m) as i64
+    } else {
+        u as i64
+    }
+}
+
+/// A small deterministic generator: the seed printed replays the run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn between(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+}
+
+/// During a partition each of three regions increments a u8 and an i16
+/// field of one key many times under OVERFLOW WRAP, wrapping around both
+/// ways; after the heal every region reads the sum of every increment
+/// modulo 2^width over the value all had before the cut, and the journal
+/// holds nothing for them. A u8 saturated (OVERFLOW SAT) in each region
+/// meanwhile ends, everywhere, as one region's value.
+#[test]
+fn wrap_increments_from_every_region_add_up_after_a_partition() {
+    let seed = std::env::var("BITS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_b17c);
+    println!("seed {seed} (BITS_SEED={seed} replays it)");
+    let names = ["wa", "wb", "wc"];
+    let cluster = Cluster::start(&names, LinkConditions::wan(5), &[], seed);
+    let mut a = cluster.conn("wa");
+    // Values every region holds before the cut: a u8 at bit 3 (across a
+    // byte boundary), an i16 at #1 and a saturating u8 at #5.
+    a.cmd(&[
+        "BITFIELD", "ctr", "SET", "u8", "3", "200", "SET", "i16", "#1", "-30000",
+    ]);
+    a.cmd(&["BITFIELD", "ctr", "SET", "u8", "#5", "100"]);
+    cluster.converge(CONVERGE);
+
+    for n in names {
+        cluster.mesh.partition(n).unwrap();
+    }
+    let mut rng = Rng(seed | 1);
+    let (mut sum_u8, mut sum_i16) = (200i128, -30000i128);
+    let mut saturated = Vec::new();
+    for n in names {
+        let mut c = cluster.conn(n);
+        // What this region reads: the common base plus its own increments.
+        let (mut mine_u8, mut mine_i16) = (200i128, -30000i128);
+        for _ in 0..40 {
+            let by = rng.between(-300, 300);
+            mine_u8 += i128::from(by);
+            sum_u8 += i128::from(by);
+            let got = incrby(&mut c, "ctr", "WRAP", "u8", "3", by);
+            assert_eq!(got, wrapped(mine_u8, 8, false), "{n}: the reply is local");
+            let by = rng.between(-40_000, 40_000);
+            mine_i16 += i128::from(by);
+            sum_i16 += i128::from(by);
+            let got = incrby(&mut c, "ctr", "WRAP", "i16", "#1", by);
+            assert_eq!(got, wrapped(mine_i16, 16, true), "{n}: the reply is local");
+        }
+        let by = rng.between(-100, 200);
+        saturated.push(incrby(&mut c, "ctr", "SAT", "u8", "#5", by));
+    }
+    cluster.mesh.heal_all();
+    cluster.converge(CONVERGE);
+
+    same_bytes_everywhere(&cluster, "ctr");
+    let (want_u8, want_i16) = (wrapped(sum_u8, 8, false), wrapped(sum_i16, 16, true));
+    for n in names {
+        let mut c = cluster.conn(n);
+        assert_eq!(field(&mut c, "ctr", "u8", "3"), want_u8, "{n}: u8 at bit 3");
+        // Signed or not, the same bits.
+        assert_eq!(
+            field(&mut c, "ctr", "u16", "#1"),
+            wrapped(sum_i16, 16, false),
+            "{n}: the i16's bits as a u16"
+        );
+        assert_eq!(field(&mut c, "ctr", "i16", "#1"), want_i16, "{n}: i16");
+        let sat = field(&mut c, "ctr", "u8", "#5");
+        assert!(
+            saturated.contains(&sat),
+            "{n}: {sat} not one of {saturated:?}"
+        );
+        let entries = conflicts(&mut c, "ctr");
+        let on = |range: &str| {
+            entries
+                .iter()
+                .filter(|e| e.iter().any(|(k, v)| k == "field" && text(v) == range))
+                .count()
+        };
+        assert_eq!(on("bits 3..11"), 0, "{n}: {entries:?}");
+        assert_eq!(on("bits 16..32"), 0, "{n}: {entries:?}");
+        if saturated.iter().any(|s| *s != saturated[0]) {
+            assert!(
+                on("bits 40..48") >= 1,
+                "{n}: the saturated field: {entries:?}"
+            );
+        }
+    }
+    println!("u8 {want_u8}, i16 {want_i16}, saturated {saturated:?}");
 }

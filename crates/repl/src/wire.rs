@@ -18,7 +18,9 @@ pub const MAGIC: [u8; 4] = *b"MRDN";
 /// carry the sender's libraries.
 /// Version 5: ops may carry partial string writes (`EffectKind::StrPatch`),
 /// and anti-entropy's key states carry a string's patches.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// Version 6: partial string writes may carry BITFIELD increments
+/// (`Patch::Incr`), and a string's state carries its counted fields.
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Largest frame accepted (a batch of ops is cut well below this).
 pub const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// A frame's buffer starts at most this large and grows as its bytes arrive.

@@ -17,6 +17,7 @@ use meridian_crdt::{
 use crate::keyspace::Keyspace;
 
 pub mod changes;
+mod counted;
 mod lists;
 mod streams;
 
@@ -901,36 +902,55 @@ impl Db {
     /// a concurrent fold elsewhere (the loser journaled), so bitmaps fold
     /// only past [`MAX_BIT_PATCHES`], which bounds what a key's patches
     /// cost.
+    ///
+    /// Increments of counted fields ([`Patch::Incr`], BITFIELD INCRBY
+    /// under OVERFLOW WRAP) are stamped here with the counter incarnation
+    /// they go to; writes over counted fields are completed as
+    /// [`counted::counted_patches`] says. Counted fields do not count
+    /// towards the bound (each holds at most one total per region), and a
+    /// fold never carries their increments in its value nor resets them:
+    /// its value is the string without them and the increments stay beside
+    /// it ([`counted::fold_counted`]), so a fold in each of two cut-off
+    /// regions loses no increment.
     pub fn patch_string(
         &mut self,
         key: &[u8],
         patches: Vec<Patch>,
         whole: impl FnOnce(Vec<u8>) -> Blob,
     ) {
+        let dot = self.next_dot();
         let entry = self.keys.get_any(key);
-        let held = entry
+        let reg = entry
             .and_then(|e| e.typed(Kind::String))
-            .map_or(0, |v| match v {
-                Value::Str(r) => r.patch_count(),
-                _ => 0,
+            .and_then(|v| match v {
+                Value::Str(r) => Some(r),
+                _ => None,
             });
+        let held = reg.map_or(0, |r| r.patch_count());
         let obs = entry.map(|e| e.observe()).unwrap_or_default();
         let registers = patches.iter().any(|p| matches!(p, Patch::Register { .. }));
+        let counts = reg.is_some_and(|r| !r.counted().is_empty())
+            || patches.iter().any(|p| matches!(p, Patch::Incr { .. }));
+        let patches = if counts {
+            counted::counted_patches(reg, patches, dot)
+        } else {
+            patches
+        };
         let bound = if registers {
             MAX_REGISTER_PATCHES
         } else {
             MAX_BIT_PATCHES
         };
         let kind = if held + patches.len() > bound {
-            let current = entry
-                .and_then(|e| e.typed(Kind::String))
-                .map_or_else(Vec::new, |v| match v {
-                    Value::Str(r) => r.render().into_owned(),
-                    _ => Vec::new(),
-                });
+            let (patches, value) = if counts {
+                counted::fold_counted(reg, patches)
+            } else {
+                let current = reg.map_or_else(Vec::new, |r| r.render().into_owned());
+                (Vec::new(), whole(current))
+            };
             EffectKind::StrPatch {
-                patches: Vec::new(),
-                fold: Some(whole(current)),
+                patches,
+                fold: Some(value),
                 obs,
             }
         } else {
@@ -963,7 +983,7 @@ impl Db {
         // An increment adds to the number the base and counter show: bits
         // patched over it are folded into the base first.
         if let Some(Value::Str(r)) = self.keys.get_any(key).and_then(|e| e.typed(Kind::String)) {
-            if r.patch_count() > 0 {
+            if r.patch_count() > 0 || r.shown_fields().next().is_some() {
                 let whole = Blob::from(&r.render()[..]);
                 self.set_string(key, whole, true);
             }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::db::{NotReady, RemoteApply};
 use crate::journal::{Journal, JournalEntry};
-use meridian_crdt::value::v3;
+use meridian_crdt::value::{v3, v4};
 use meridian_crdt::vv::SEQ_MAX;
 use meridian_crdt::{Blob, Entry, Hlc, Libraries, Op, RegionId, VersionVector};
 use meridian_log::{
@@ -26,7 +26,10 @@ use crate::db::Db;
 /// Version 2: counter contributions carry their incarnation.
 /// Version 3: the FUNCTION libraries follow the last key. Version 2
 /// snapshots still load (with no libraries).
-const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+/// Version 5: strings carry counted fields (`meridian_crdt::Counted`).
+const SNAPSHOT_FORMAT_VERSION: u32 = 5;
+/// Before strings carried counted fields.
+const SNAPSHOT_FORMAT_VERSION_NO_COUNTED: u32 = 4;
 /// Before strings carried patches (`meridian_crdt::patch`).
 const SNAPSHOT_FORMAT_VERSION_NO_PATCHES: u32 = 3;
 const SNAPSHOT_FORMAT_VERSION_NO_LIBRARIES: u32 = 2;
@@ -776,6 +779,7 @@ fn load_snapshot(
         postcard::take_from_bytes(content).map_err(|e| bad(e.to_string()))?;
     if ![
         SNAPSHOT_FORMAT_VERSION,
+        SNAPSHOT_FORMAT_VERSION_NO_COUNTED,
         SNAPSHOT_FORMAT_VERSION_NO_PATCHES,
         SNAPSHOT_FORMAT_VERSION_NO_LIBRARIES,
     ]
@@ -818,6 +822,10 @@ fn load_snapshot(
             let ((key, entry), next): ((Blob, Entry), &[u8]) =
                 postcard::take_from_bytes(rest).map_err(|e| bad(e.to_string()))?;
             (key, entry, next)
+        } else if header.version == SNAPSHOT_FORMAT_VERSION_NO_COUNTED {
+            let ((key, entry), next): ((Blob, v4::OldEntry), &[u8]) =
+                postcard::take_from_bytes(rest).map_err(|e| bad(e.to_string()))?;
+            (key, Entry::from(entry), next)
         } else {
             let ((key, entry), next): ((Blob, v3::OldEntry), &[u8]) =
                 postcard::take_from_bytes(rest).map_err(|e| bad(e.to_string()))?;
@@ -956,6 +964,81 @@ mod tests {
         let entry = store.db_mut().get(b"k").expect("the key is there").clone();
         match entry.value() {
             meridian_crdt::Value::Str(r) => assert_eq!(&r.render()[..], b"kept"),
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    /// A snapshot written before strings carried counted fields (format
+    /// 4) loads: its strings read as they were, bit patches included.
+    #[test]
+    fn a_format_4_snapshot_loads() {
+        use meridian_crdt::{NumReg, Patch, Patched, Tag};
+        use serde::Serialize;
+
+        // Format 4's encoding of a string key: the register and its patches.
+        #[derive(Serialize)]
+        struct OldStrReg {
+            reg: NumReg<Blob>,
+            // The encoding of the format: a boxed list.
+            #[allow(clippy::box_collection)]
+            patches: Option<Box<Vec<Patched>>>,
+        }
+        #[derive(Serialize)]
+        enum OldValue {
+            Str(OldStrReg),
+        }
+        #[derive(Serialize)]
+        struct OldEntry {
+            value: OldValue,
+            extra: Option<()>,
+        }
+        let region = RegionId::new("old").unwrap();
+        let mut vv = VersionVector::new();
+        vv.set(region, 2);
+        let tag = |seq| Tag {
+            hlc: Hlc::new(5, seq as u16),
+            dot: meridian_crdt::Dot::new(region, seq),
+        };
+        let mut reg = NumReg::default();
+        reg.base.push(meridian_crdt::num::Reg {
+            val: Blob::from("\x00\x00"),
+            tag: tag(1),
+        });
+        let patched = Patched {
+            patch: Patch::Bits {
+                offset: 8,
+                width: 8,
+                value: 0x41,
+            },
+            tag: tag(2),
+        };
+        let header = SnapshotHeader {
+            version: SNAPSHOT_FORMAT_VERSION_NO_COUNTED,
+            region,
+            seq: 2,
+            vv,
+            clock: Hlc::new(5, 2),
+            keys: 1,
+        };
+        let mut content = postcard::to_stdvec(&header).unwrap();
+        let entry = OldEntry {
+            value: OldValue::Str(OldStrReg {
+                reg,
+                patches: Some(Box::new(vec![patched])),
+            }),
+            extra: None,
+        };
+        content = postcard::to_extend(&(Blob::from("k"), entry), content).unwrap();
+        content = postcard::to_extend(&Libraries::default(), content).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_snapshot(dir.path(), 1, |w: &mut dyn Write| w.write_all(&content)).unwrap();
+        let (mut store, _) = open(dir.path(), region).expect("a format 4 snapshot loads");
+        let entry = store.db_mut().get(b"k").expect("the key is there").clone();
+        match entry.value() {
+            meridian_crdt::Value::Str(r) => {
+                assert_eq!(&r.render()[..], b"\x00A");
+                assert_eq!(r.patch_count(), 1);
+            }
             other => panic!("not a string: {other:?}"),
         }
     }

@@ -2,13 +2,17 @@
 //! (unsigned ones up to 63, so that every value fits a RESP integer) read
 //! and written at any bit offset of a string, with SETBIT's bit order.
 //!
-//! Merging: each field a SET or INCRBY writes is one bit patch of the
-//! field's offset and width holding its new value ([`Patch::Bits`]), so two
-//! regions writing one field concurrently keep the later write's whole
-//! field, never a mix of the two, and fields written elsewhere survive. An
-//! INCRBY writes the sum it computed here: increments of one field made
-//! concurrently in two regions do not add up (the later write's value wins
-//! and the other is journaled), unlike INCRBY on a string counter.
+//! Merging: each field a SET writes is one bit patch of the field's offset
+//! and width holding its new value ([`Patch::Bits`]), so two regions
+//! writing one field concurrently keep the later write's whole field, never
+//! a mix of the two, and fields written elsewhere survive. An INCRBY under
+//! OVERFLOW WRAP (the default) is an increment of the field's counter
+//! ([`Patch::Incr`]): increments of one field (same offset and width,
+//! signed or not) made concurrently in several regions all count, modulo
+//! 2^width, as INCRBY on a string counter does. Under OVERFLOW SAT or FAIL
+//! the result depends on the order increments are made in, so the INCRBY
+//! writes the value it computed here as a bit patch, last writer wins (the
+//! other journaled). Either way the reply is the value computed here.
 
 use bytes::Bytes;
 use meridian_crdt::patch::write_bits;
@@ -270,10 +274,19 @@ fn write(ctx: &mut Ctx<'_>, key: &[u8], mut value: Vec<u8>, ops: &[FieldOp]) -> 
         replies.push(Frame::Integer(reply));
         let bits = low_bits(new, op.bits);
         write_bits(&mut value, op.offset, op.bits as u8, bits);
-        patches.push(Patch::Bits {
-            offset: op.offset,
-            width: op.bits as u8,
-            value: bits,
+        patches.push(match (op.action, op.overflow) {
+            (Action::IncrBy(by), Overflow::Wrap) => Patch::Incr {
+                offset: op.offset,
+                width: op.bits as u8,
+                // The store stamps the counter's incarnation.
+                start: 0,
+                delta: low_bits(by, op.bits),
+            },
+            _ => Patch::Bits {
+                offset: op.offset,
+                width: op.bits as u8,
+                value: bits,
+            },
         });
         written_end = written_end.max(op.end());
         changed |= grown || old != new;
