@@ -97,7 +97,7 @@ pub async fn require_admin(
 
 /// Constant-time comparison, so timing does not tell how much of a guess
 /// was right.
-fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -74,6 +74,9 @@ pub struct Client {
     pub monitor: bool,
     /// The feed MONITOR opened, taken by the connection after the batch.
     pub monitor_feed: Option<crate::monitor::Feed>,
+    /// A data API request made with the read-only token: anything needing
+    /// more than `@read` is refused, whatever the user would allow.
+    pub read_only: bool,
 }
 
 impl Client {
@@ -106,6 +109,7 @@ impl Client {
             last_write: None,
             monitor: false,
             monitor_feed: None,
+            read_only: false,
         }
     }
 

@@ -177,6 +177,16 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[arg(long, env = "MERIDIAN_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Bearer token of the REST data API (`POST /`, `/pipeline`,
+    /// `/multi-exec` on the HTTP port) with full access. With neither data
+    /// API token set, the data API is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, env = "MERIDIAN_DATA_API_TOKEN", hide_env_values = true)]
+    pub data_api_token: Option<String>,
+    /// Bearer token of the REST data API that runs read commands only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, env = "MERIDIAN_DATA_API_READONLY_TOKEN", hide_env_values = true)]
+    pub data_api_readonly_token: Option<String>,
     /// Log format: text (default) or json.
     #[arg(long, env = "MERIDIAN_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,6 +217,9 @@ pub struct Config {
     pub log_json: bool,
     pub log_level: String,
     pub admin_token: Option<String>,
+    /// The REST data API's bearer tokens: full access, read commands only.
+    pub data_api_token: Option<String>,
+    pub data_api_readonly_token: Option<String>,
     pub repl: SocketAddr,
     pub cluster: String,
     pub cluster_secret: Vec<u8>,
@@ -290,6 +303,8 @@ impl ServeArgs {
             log_format,
             log_level,
             admin_token,
+            data_api_token,
+            data_api_readonly_token,
             cluster,
             cluster_secret,
             conflict_retention,
@@ -341,6 +356,8 @@ impl Config {
         hide(&mut a.cluster_secret);
         hide(&mut a.requirepass);
         hide(&mut a.admin_token);
+        hide(&mut a.data_api_token);
+        hide(&mut a.data_api_readonly_token);
         let body = toml::to_string(&a).context("rendering the settings as TOML")?;
         Ok(format!(
             "# meridian serve settings in force (flags > MERIDIAN_* > --config file > defaults).\n\
@@ -351,6 +368,19 @@ impl Config {
 
 /// A guessable admin token is refused at startup.
 pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
+
+/// A bearer token flag: empty is unset, shorter than
+/// [`ADMIN_TOKEN_MIN_LEN`] is refused.
+fn token_arg(value: Option<String>, flag: &str) -> anyhow::Result<Option<String>> {
+    let value = value.filter(|t| !t.is_empty());
+    if value
+        .as_ref()
+        .is_some_and(|t| t.len() < ADMIN_TOKEN_MIN_LEN)
+    {
+        bail!("--{flag} must be at least {ADMIN_TOKEN_MIN_LEN} characters");
+    }
+    Ok(value)
+}
 
 /// What `--print-config` shows instead of a secret.
 const SECRET_SHOWN: &str = "<hidden>";
@@ -443,6 +473,12 @@ impl Config {
         {
             bail!("--admin-token must be at least {ADMIN_TOKEN_MIN_LEN} characters");
         }
+        let data_api_token = token_arg(args.data_api_token, "data-api-token")?;
+        let data_api_readonly_token =
+            token_arg(args.data_api_readonly_token, "data-api-readonly-token")?;
+        if data_api_token.is_some() && data_api_token == data_api_readonly_token {
+            bail!("--data-api-token and --data-api-readonly-token must differ");
+        }
         Ok(Config {
             region,
             listen: addr(args.listen.as_deref(), "127.0.0.1:7379", "listen")?,
@@ -460,6 +496,8 @@ impl Config {
             log_json,
             log_level,
             admin_token,
+            data_api_token,
+            data_api_readonly_token,
             repl: addr(args.repl.as_deref(), "127.0.0.1:7381", "repl")?,
             cluster: args.cluster.unwrap_or_else(|| "meridian".to_string()),
             cluster_secret: cluster_secret.into_bytes(),

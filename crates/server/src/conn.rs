@@ -526,7 +526,7 @@ async fn process_input(
 
 /// Waits until this region has applied everything `token` names (the
 /// caller bounds the wait); the command itself then reports whether it did.
-async fn wait_for_token(shared: &Shared, token: &[u8]) {
+pub async fn wait_for_token(shared: &Shared, token: &[u8]) {
     let mut applied = shared.host.applied.subscribe();
     loop {
         let done = {
@@ -572,6 +572,26 @@ pub fn run_batch(
     batch: Vec<Vec<Bytes>>,
     output: &mut BytesMut,
 ) -> Option<(Vec<Bytes>, Frame, Vec<Vec<Bytes>>)> {
+    let outcome = execute_batch(shared, client, batch);
+    for (frame, proto) in &outcome.replies {
+        encode(frame, *proto, output);
+    }
+    outcome.blocked_on
+}
+
+/// What [`execute_batch`] did: the replies, and the command that blocked.
+pub struct BatchOutcome {
+    /// Each reply with the protocol in force right after its command ran
+    /// (HELLO 3 answers in RESP3; earlier replies stay RESP2).
+    pub replies: Vec<(Frame, meridian_resp::Protocol)>,
+    /// The command that blocked, the reply it gives if its wait ends
+    /// empty, and the commands after it, unrun.
+    pub blocked_on: Option<(Vec<Bytes>, Frame, Vec<Vec<Bytes>>)>,
+}
+
+/// [`run_batch`] without the encoding: the replies as frames, for front
+/// ends other than RESP (the REST data API).
+pub fn execute_batch(shared: &Shared, client: &mut Client, batch: Vec<Vec<Bytes>>) -> BatchOutcome {
     let mut replies: Vec<Frame> = Vec::new();
     // Each reply is encoded in the protocol in force right after its command
     // ran (HELLO 3 answers in RESP3; earlier replies stay RESP2).
@@ -583,11 +603,17 @@ pub fn run_batch(
     let mut store = match crate::scripting::lock_store_or_busy(shared) {
         Ok(store) => store,
         Err(running) => {
-            for args in &batch {
-                let reply = crate::scripting::while_busy(shared, client, &running, args);
-                encode(&reply, client.proto, output);
-            }
-            return None;
+            let replies = batch
+                .iter()
+                .map(|args| {
+                    let reply = crate::scripting::while_busy(shared, client, &running, args);
+                    (reply, client.proto)
+                })
+                .collect();
+            return BatchOutcome {
+                replies,
+                blocked_on: None,
+            };
         }
     };
     store.db_mut().set_now_ms(wall_ms());
@@ -642,9 +668,7 @@ pub fn run_batch(
             }
         }
     }
-    for (frame, proto) in replies.iter().zip(protos) {
-        encode(frame, proto, output);
-    }
+    let replies = replies.into_iter().zip(protos).collect();
     if let Some(entry) = shared.clients.lock().get_mut(&client.id) {
         entry.last_cmd = last_cmd;
         entry.last_active = Instant::now();
@@ -656,5 +680,8 @@ pub fn run_batch(
             meridian_resp::Protocol::Resp3 => 3,
         };
     }
-    blocked_on
+    BatchOutcome {
+        replies,
+        blocked_on,
+    }
 }

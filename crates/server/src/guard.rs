@@ -22,6 +22,14 @@ pub fn permission_refusal(ctx: &mut Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Opt
     if need == acl::Need::Nothing {
         return None;
     }
+    if beyond_read_only(ctx.client, &need) {
+        let name = name.into_owned();
+        let reply = Frame::error(format!(
+            "NOPERM the data API's read-only token may not run the '{name}' command"
+        ));
+        crate::shared::acl_log(ctx.shared, ctx.client, acl::LogReason::Command, &name);
+        return Some(reply);
+    }
     let keys = command_keys(spec, args);
     let verdict = ctx
         .shared
@@ -63,12 +71,21 @@ pub fn permitted(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> bool {
     if need == acl::Need::Nothing {
         return true;
     }
+    if beyond_read_only(ctx.client, &need) {
+        return false;
+    }
     let keys = command_keys(spec, args);
     ctx.shared
         .acl
         .read()
         .check(&ctx.client.user, need, &name, &keys)
         .is_ok()
+}
+
+/// Whether a read-only client (the data API's read-only token) is asked
+/// for more than `@read`.
+fn beyond_read_only(client: &crate::client::Client, need: &acl::Need) -> bool {
+    client.read_only && matches!(need, acl::Need::Level(level) if *level > acl::Level::Read)
 }
 
 /// Commands whose keys follow a count at `args[2]` (scripts and functions

@@ -1,11 +1,11 @@
-//! The HTTP admin port: health checks for load balancers and DNS GSLB, and
-//! Prometheus metrics. It starts before recovery so that a recovering
+//! The HTTP admin port: health checks for load balancers and DNS GSLB,
+//! Prometheus metrics, and the REST data API (`crate::data_api`). It starts before recovery so that a recovering
 //! region answers `/health/ready` with 503 instead of refusing connections.
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -13,21 +13,32 @@ use tokio::net::TcpListener;
 use crate::shared::Slot;
 
 pub async fn serve(slot: Slot, listener: TcpListener) {
-    let api = Router::new()
-        .route("/v1/status", get(status))
+    // Stored values: behind a token whenever the data is (see
+    // `data_api::require_data_access`).
+    let revealing = Router::new()
         .route("/v1/conflicts", get(conflicts))
         .route("/v1/digest", get(digest))
+        .route_layer(axum::middleware::from_fn_with_state(
+            slot.clone(),
+            crate::data_api::require_data_access,
+        ));
+    let api = Router::new()
+        .route("/v1/status", get(status))
+        .merge(revealing)
         .merge(crate::admin::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             slot.clone(),
             crate::admin::require_admin,
         ));
     let app = Router::new()
-        .route("/", get(crate::dashboard::page))
+        .route("/", get(crate::dashboard::page).post(crate::data_api::one))
+        .route("/pipeline", post(crate::data_api::pipeline))
+        .route("/multi-exec", post(crate::data_api::multi_exec))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .merge(api)
+        .fallback(crate::data_api::path)
         .with_state(slot);
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {

@@ -17,6 +17,9 @@
 //! - [`acl`]: ACL users, their passwords (salted hashes), command levels and key patterns.
 //! - [`cmd`]: the command table, one file per command family.
 //! - [`http`]: `/health/live`, `/health/ready`, `/metrics`, `/v1/status`, `/v1/conflicts`.
+//! - [`data_api`]: the REST data API serverless SDKs speak (`POST /`,
+//!   `/pipeline`, `/multi-exec`, path commands), bearer tokens, session
+//!   tokens in `Upstash-Sync-Token`.
 //! - [`admin`]: the token-protected admin API under `/v1` (policies,
 //!   reload, log level); [`reload`] applies a changed config file (SIGHUP).
 //! - [`events`]: the store's change feed, drained for keyspace
@@ -38,6 +41,7 @@ pub mod commit;
 pub mod config;
 pub mod conn;
 pub mod dashboard;
+pub mod data_api;
 pub mod dispatch;
 pub mod duties;
 pub mod events;

@@ -21,6 +21,8 @@ const HOT_SETTINGS: &[&str] = &[
     "requirepass",
     "protected-mode",
     "admin-token",
+    "data-api-token",
+    "data-api-readonly-token",
     "notify-keyspace-events",
 ];
 
@@ -104,6 +106,14 @@ pub fn reload(shared: &Shared) -> Result<ReloadReport, String> {
         if *token != fresh.admin_token {
             *token = fresh.admin_token.clone();
             report.applied.push("admin-token: changed".into());
+        }
+    }
+    {
+        let fresh_tokens = crate::data_api::Tokens::from_config(&fresh);
+        let mut tokens = shared.data_api_tokens.write();
+        if *tokens != fresh_tokens {
+            *tokens = fresh_tokens;
+            report.applied.push("data-api-token: changed".into());
         }
     }
     // MERIDIAN_LOG is a developer's override and stays in force.

@@ -82,6 +82,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         closing: std::sync::atomic::AtomicBool::new(false),
         policies: parking_lot::RwLock::new(Arc::new(config.policies.clone())),
         admin_token: parking_lot::RwLock::new(config.admin_token.clone()),
+        data_api_tokens: parking_lot::RwLock::new(crate::data_api::Tokens::from_config(&config)),
         config,
         store,
         host,

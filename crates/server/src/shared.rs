@@ -73,6 +73,8 @@ pub struct Shared {
     pub policies: parking_lot::RwLock<Arc<meridian_cluster::Policies>>,
     /// The admin API's bearer token (`--admin-token`), replaced by reloads.
     pub admin_token: parking_lot::RwLock<Option<String>>,
+    /// The REST data API's bearer tokens, replaced by reloads.
+    pub data_api_tokens: parking_lot::RwLock<crate::data_api::Tokens>,
     pub shutdown: tokio::sync::Notify,
     pub heal: Mutex<crate::heal::HealTracker>,
     /// Redis parameters Meridian has no mechanism for, as `CONFIG SET`

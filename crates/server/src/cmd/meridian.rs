@@ -290,6 +290,11 @@ pub fn after_wait(args: &[Bytes]) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ms))
 }
 
+/// Whether `text` is a session token (see the module docs).
+pub fn valid_token(text: &[u8]) -> bool {
+    parse_token(text).is_some()
+}
+
 /// True once `vv` covers every write the token names.
 pub fn token_satisfied(vv: &VersionVector, token_arg: &[u8]) -> bool {
     parse_token(token_arg).is_some_and(|wanted| first_missing(vv, &wanted).is_none())
