@@ -1,7 +1,6 @@
-//! Redis's conversions between replies and Lua values: a command's reply as
-//! `redis.call` hands it to the script (per the protocol the script chose
-//! with `redis.setresp`), and what a script returns as the reply its caller
-//! gets.
+//! Redis's conversions between replies and Lua values: what a script
+//! returns as the reply its caller gets (a command's reply as `redis.call`
+//! hands it to the script is pushed by `crate::call`).
 
 use bytes::Bytes;
 use meridian_resp::Frame;
@@ -28,89 +27,6 @@ fn error_text(text: &str) -> String {
         None => ("ERR", text),
     };
     format!("{code} {}", msg.trim_end_matches(['\r', '\n']))
-}
-
-/// A reply as a Lua value, as Redis converts it for `redis.call`.
-pub fn frame_to_lua(lua: &Lua, frame: &Frame, resp3: bool) -> mlua::Result<Value> {
-    Ok(match frame {
-        Frame::Simple(s) => {
-            let t = lua.create_table()?;
-            t.raw_set("ok", lua.create_string(s)?)?;
-            Value::Table(t)
-        }
-        Frame::Error(text) => {
-            let t = lua.create_table()?;
-            t.raw_set("err", error_text(&format!("-{text}")))?;
-            t.raw_set("ignore_error_stats_update", true)?;
-            Value::Table(t)
-        }
-        Frame::Integer(n) => Value::Number(*n as f64),
-        Frame::Bulk(b) => Value::String(lua.create_string(b)?),
-        Frame::Null | Frame::NullArray if resp3 => Value::Nil,
-        Frame::Null | Frame::NullArray => Value::Boolean(false),
-        Frame::Array(items) | Frame::Push(items) => array(lua, items, resp3)?,
-        Frame::Set(items) if resp3 => {
-            let set = lua.create_table()?;
-            for item in items {
-                set.raw_set(frame_to_lua(lua, item, resp3)?, true)?;
-            }
-            wrapped(lua, "set", Value::Table(set))?
-        }
-        Frame::Set(items) => array(lua, items, resp3)?,
-        Frame::Map(pairs) if resp3 => {
-            let map = lua.create_table()?;
-            for (k, v) in pairs {
-                map.raw_set(frame_to_lua(lua, k, resp3)?, frame_to_lua(lua, v, resp3)?)?;
-            }
-            wrapped(lua, "map", Value::Table(map))?
-        }
-        Frame::Map(pairs) => {
-            let t = lua.create_table_with_capacity(pairs.len() * 2, 0)?;
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                t.raw_set(2 * i + 1, frame_to_lua(lua, k, resp3)?)?;
-                t.raw_set(2 * i + 2, frame_to_lua(lua, v, resp3)?)?;
-            }
-            Value::Table(t)
-        }
-        Frame::Double(d) if resp3 => wrapped(lua, "double", Value::Number(*d))?,
-        Frame::Double(d) => Value::String(lua.create_string(format_g(*d, 17))?),
-        // Redis hands Lua the number its reply text reads back as, which
-        // for a coordinate below 1 has fewer digits than the double had.
-        Frame::HumanDouble(d) if resp3 => {
-            let text = meridian_resp::format_long_double(*d);
-            wrapped(lua, "double", Value::Number(text.parse().unwrap_or(*d)))?
-        }
-        Frame::HumanDouble(d) => {
-            Value::String(lua.create_string(meridian_resp::format_long_double(*d))?)
-        }
-        Frame::Boolean(b) if resp3 => Value::Boolean(*b),
-        Frame::Boolean(b) => Value::Number(*b as u8 as f64),
-        Frame::BigNumber(s) if resp3 => {
-            wrapped(lua, "big_number", Value::String(lua.create_string(s)?))?
-        }
-        Frame::BigNumber(s) => Value::String(lua.create_string(s)?),
-        Frame::Verbatim { format, text } if resp3 => {
-            let v = lua.create_table()?;
-            v.raw_set("format", lua.create_string(format)?)?;
-            v.raw_set("string", lua.create_string(text)?)?;
-            wrapped(lua, "verbatim_string", Value::Table(v))?
-        }
-        Frame::Verbatim { text, .. } => Value::String(lua.create_string(text)?),
-    })
-}
-
-fn array(lua: &Lua, items: &[Frame], resp3: bool) -> mlua::Result<Value> {
-    let t = lua.create_table_with_capacity(items.len(), 0)?;
-    for (i, item) in items.iter().enumerate() {
-        t.raw_set(i + 1, frame_to_lua(lua, item, resp3)?)?;
-    }
-    Ok(Value::Table(t))
-}
-
-fn wrapped(lua: &Lua, field: &str, value: Value) -> mlua::Result<Value> {
-    let t = lua.create_table()?;
-    t.raw_set(field, value)?;
-    Ok(Value::Table(t))
 }
 
 /// What a script returned as the reply its caller gets. `script_resp3`:

@@ -59,7 +59,7 @@ pub struct Watch {
     /// Called once the script has run [`LONG_AFTER`], then every
     /// [`LONG_AGAIN`]: the host moves a long script off whatever else its
     /// thread serves.
-    on_long: Option<Box<dyn Fn() + Send + Sync>>,
+    on_long: Option<fn()>,
     /// When `on_long` is due next, in milliseconds of the script's run.
     long_due_ms: AtomicU64,
 }
@@ -81,7 +81,7 @@ impl std::fmt::Debug for Watch {
 impl Watch {
     /// A watch for a script that runs long: `on_long` is called once it has
     /// run 1 ms, then every 100 ms.
-    pub fn with_long_hook(busy_after: Duration, on_long: Box<dyn Fn() + Send + Sync>) -> Watch {
+    pub fn with_long_hook(busy_after: Duration, on_long: fn()) -> Watch {
         Watch {
             on_long: Some(on_long),
             ..Watch::new(busy_after)
@@ -189,19 +189,30 @@ pub struct Engine {
     lua: Lua,
     parts: Parts,
     mode: Mode,
-    /// Invocations since the collector last took a step.
-    since_gc: std::sync::atomic::AtomicU32,
     /// The invocation running now, which the `redis` API acts for.
     current: Arc<Mutex<Current>>,
     /// The hook raises at every instruction (a script was killed): the
     /// watching hook goes back in when the invocation ends.
     kill_hook: Arc<AtomicBool>,
     memory_limit: usize,
+    /// What the state held after its last full collection.
+    gc_floor: std::sync::atomic::AtomicUsize,
+    /// Registry slots of EVAL's KEYS and ARGV tables (see
+    /// [`REUSED_TABLE_MAX`]).
+    argument_tables: (std::ffi::c_int, std::ffi::c_int),
 }
 
-/// The collector takes a step every this many invocations, as Redis does,
-/// so garbage never piles up and a full cycle never stalls a script.
-const GC_EVERY_CALLS: u32 = 50;
+/// After an invocation, the state is collected once it holds this much
+/// more than the last collection left, or a quarter more if that is more.
+/// Redis forces a step of 50 KB of collector work every 50 scripts, which
+/// here cost a short script 3.6k instructions, because such a script
+/// leaves little garbage while each step walks the whole sandbox; Lua's
+/// own pacing alone let a 72 KB state grow past Redis's bound of 100 KB
+/// (its suite's "EVAL does not leak in the Lua stack"). Collecting by how
+/// much garbage there is costs a short script about a quarter of Redis's
+/// rule (0.97k instructions against 3.6k) and keeps the state within a
+/// quarter of what it needs.
+const GC_SLACK_BYTES: usize = 16 * 1024;
 
 /// The error a script reports when SCRIPT KILL stopped it.
 pub const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
@@ -241,7 +252,7 @@ impl Engine {
             math.raw_set(name, wrap.call::<Function>(f)?)?;
         }
         let redis: Table = prelude.get("redis")?;
-        install_call_trampolines(&lua, &redis)?;
+        install_call_functions(&lua, &redis, &current)?;
         for t in [&redis, &parts.library_api] {
             t.set("REDIS_VERSION", REDIS_VERSION)?;
             t.set("REDIS_VERSION_NUM", REDIS_VERSION_NUM)?;
@@ -284,12 +295,27 @@ impl Engine {
                 globals.raw_set(name, readonly.call::<Table>(t)?)?;
             }
         }
+        // SAFETY: two new tables, each kept by a registry reference.
+        let argument_tables = unsafe {
+            let mut slots = (0, 0);
+            lua.exec_raw::<()>((), |state| {
+                // Clearing walks every slot the table has: they start with
+                // none and grow as scripts need.
+                mlua::ffi::lua_createtable(state, 0, 0);
+                slots.0 = mlua::ffi::luaL_ref(state, mlua::ffi::LUA_REGISTRYINDEX);
+                mlua::ffi::lua_createtable(state, 0, 0);
+                slots.1 = mlua::ffi::luaL_ref(state, mlua::ffi::LUA_REGISTRYINDEX);
+            })?;
+            slots
+        };
         lua.gc_collect()?;
+        let gc_floor = lua.used_memory().into();
         Ok(Engine {
+            gc_floor,
+            argument_tables,
             lua,
             parts,
             mode,
-            since_gc: Default::default(),
             current,
             kill_hook,
             memory_limit: MEMORY_LIMIT,
@@ -337,16 +363,26 @@ impl Engine {
         host: &mut dyn Host,
         watch: &Arc<Watch>,
     ) -> Frame {
-        if self.since_gc.fetch_add(1, Ordering::Relaxed) + 1 >= GC_EVERY_CALLS {
-            self.since_gc.store(0, Ordering::Relaxed);
-            let _ = self.lua.gc_step_kbytes(GC_EVERY_CALLS as _);
-        }
         let outcome = self.invoke_inner(f, keys, args, name, host, watch);
+        let panic = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .panic
+            .take();
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
+        }
         // Lua 5.1 collects no garbage when an allocation fails, so a script
         // that ran into the memory limit would leave every later allocation
-        // failing, compiling the next script included.
-        if self.lua.used_memory() > self.memory_limit / 2 {
+        // failing, compiling the next script included: past half the limit
+        // the state is collected whatever the slack.
+        let used = self.lua.used_memory();
+        let floor = self.gc_floor.load(Ordering::Relaxed);
+        if used > floor + GC_SLACK_BYTES.max(floor / 4) || used > self.memory_limit / 2 {
             let _ = self.lua.gc_collect();
+            self.gc_floor
+                .store(self.lua.used_memory(), Ordering::Relaxed);
         }
         match outcome {
             // Once killed, even the error handler is stopped: whatever
@@ -367,18 +403,31 @@ impl Engine {
         watch: &Arc<Watch>,
     ) -> mlua::Result<Frame> {
         let lua = &self.lua;
-        let keys_t = string_array(lua, keys)?;
-        let args_t = string_array(lua, args)?;
         let _current = Invocation::begin(&self.current, host, watch);
         let eval_mode = self.mode == Mode::Eval;
         let result = (|| {
-            let out: MultiValue = self
-                .parts
-                .run
-                .call((f.clone(), keys_t, args_t, eval_mode))?;
-            let mut values = out.into_iter();
-            let ok = matches!(values.next(), Some(Value::Boolean(true)));
-            let value = values.next().unwrap_or(Value::Nil);
+            // SAFETY: the closure pushes KEYS and ARGV after the function
+            // and before the mode (four slots, which `exec_raw` checks
+            // for), and calls `run` with them; it borrows the arguments
+            // only, so an error raised while it runs skips nothing that
+            // needs dropping.
+            let reuse = self.mode == Mode::Eval && keys.len().max(args.len()) <= REUSED_TABLE_MAX;
+            let slots = self.argument_tables;
+            let (ok, value): (bool, Value) = unsafe {
+                lua.exec_raw((&self.parts.run, f, eval_mode), |state| {
+                    let mode = mlua::ffi::lua_gettop(state);
+                    for (items, slot) in [(keys, slots.0), (args, slots.1)] {
+                        if reuse {
+                            refill_strings(state, slot, items);
+                        } else {
+                            push_strings(state, items);
+                        }
+                    }
+                    mlua::ffi::lua_insert(state, mode);
+                    mlua::ffi::lua_insert(state, mode);
+                    mlua::ffi::lua_call(state, 4, 2);
+                })?
+            };
             let resp3 = self.current.lock().unwrap_or_else(|p| p.into_inner()).resp3;
             if ok {
                 Ok(convert::lua_to_frame(&value, resp3))
@@ -487,12 +536,15 @@ impl Engine {
 /// once per state and find their host here: making them per invocation
 /// (scoped closures borrowing the host) cost more than a small script.
 #[derive(Default)]
-struct Current {
-    host: Option<HostPtr>,
+pub(crate) struct Current {
+    pub(crate) host: Option<HostPtr>,
     /// The running invocation's watch, checked by the hook.
     watch: Option<Arc<Watch>>,
     /// `redis.setresp(3)` was called in this invocation.
-    resp3: bool,
+    pub(crate) resp3: bool,
+    /// A command run by `redis.call` panicked: the panic goes on once the
+    /// script has returned to Rust (it cannot unwind through Lua's C).
+    pub(crate) panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// The running invocation's host, by address. It is set by
@@ -501,7 +553,7 @@ struct Current {
 /// drop), so it is only dereferenced while that borrow is alive; the
 /// interpreter runs one call at a time, so no two references to it exist
 /// at once.
-struct HostPtr(*mut (dyn Host + 'static));
+pub(crate) struct HostPtr(pub(crate) *mut (dyn Host + 'static));
 
 // SAFETY: the pointer is only dereferenced on the thread running the
 // invocation, while `invoke` holds the `&mut dyn Host` it came from (and
@@ -552,10 +604,6 @@ fn with_host<R>(current: &Mutex<Current>, f: impl FnOnce(&mut dyn Host) -> R) ->
     Some(f(unsafe { &mut *ptr }))
 }
 
-fn resp3(current: &Mutex<Current>) -> bool {
-    current.lock().unwrap_or_else(|p| p.into_inner()).resp3
-}
-
 /// The hook that watches a running invocation (its [`Watch`]: busy, kill),
 /// installed once per state and again after a kill or a library load. It
 /// is global, so coroutines a script creates are watched too: mlua's
@@ -597,90 +645,41 @@ fn install_watch_hook(
     )
 }
 
-/// Where the prelude's `redis.call` and `redis.pcall` are kept in the
-/// registry, for the trampolines that scripts call instead.
-const CALL_KEY: &std::ffi::CStr = c"meridian.redis.call";
-const PCALL_KEY: &std::ffi::CStr = c"meridian.redis.pcall";
-
-/// Makes `redis.call` and `redis.pcall` C functions that pack their
-/// arguments into a table and call the prelude's entries with it. Lua 5.1
-/// runs a tail call to a Lua function in the caller's frame, so a script's
-/// `return redis.call(...)` into a Lua wrapper left no frame of its own
-/// for the error handler to name, and the error lost Redis's `script:
-/// <sha>, on @user_script:<line>.`; a tail call to a C function keeps the
-/// caller's frame, as with Redis's own C `redis.call`. Packing in C also
-/// takes Redis's limit of arguments: a C function holds at most 8,000
-/// stack slots, all of which a call with 8,000 arguments fills.
-fn install_call_trampolines(lua: &Lua, redis: &Table) -> mlua::Result<()> {
-    let pairs: [(&str, &std::ffi::CStr, mlua::lua_CFunction); 2] = [
-        ("call", CALL_KEY, call_trampoline),
-        ("pcall", PCALL_KEY, pcall_trampoline),
-    ];
-    for (name, key, trampoline) in pairs {
-        let entry: Function = redis.raw_get(name)?;
-        let key = key.to_str().expect("ASCII key");
-        lua.set_named_registry_value(key, entry)?;
-        // SAFETY: the trampolines only move values on the Lua stack.
-        let f = unsafe { lua.create_c_function(trampoline)? };
-        redis.raw_set(name, f)?;
-    }
+/// Makes `redis.call` and `redis.pcall` the C functions of
+/// [`crate::call`], which find the running invocation in `current`.
+/// C functions also keep Redis's error positions: Lua 5.1 runs a tail call
+/// to a Lua function in the caller's frame, so a script's `return
+/// redis.call(...)` into a Lua wrapper left no frame of its own for the
+/// error handler to name, and the error lost Redis's `script: <sha>, on
+/// @user_script:<line>.`; a tail call to a C function keeps the caller's
+/// frame, as with Redis's own C `redis.call`. Reading the arguments off the
+/// stack also takes Redis's limit of arguments: a C function holds at most
+/// 8,000 stack slots.
+fn install_call_functions(
+    lua: &Lua,
+    redis: &Table,
+    current: &Arc<Mutex<Current>>,
+) -> mlua::Result<()> {
+    let current = Arc::as_ptr(current);
+    // SAFETY: one slot is reserved in the registry for the functions'
+    // replies, and each function is made with its two upvalues; `current`
+    // is the engine's, which outlives its state.
+    let (call, pcall): (Function, Function) = unsafe {
+        lua.exec_raw((), |state| {
+            mlua::ffi::lua_pushboolean(state, 0);
+            let slot = mlua::ffi::luaL_ref(state, mlua::ffi::LUA_REGISTRYINDEX);
+            crate::call::push_call_function(state, current, slot, false);
+            crate::call::push_call_function(state, current, slot, true);
+        })?
+    };
+    redis.raw_set("call", call)?;
+    redis.raw_set("pcall", pcall)?;
     Ok(())
 }
 
-/// Where a trampoline keeps its last argument while a call fills every
-/// stack slot a C function may hold.
-const SPILL_KEY: &std::ffi::CStr = c"meridian.redis.spill";
-
-unsafe extern "C-unwind" fn call_trampoline(state: *mut mlua::lua_State) -> std::ffi::c_int {
-    // SAFETY: called by Lua with a valid state.
-    unsafe { forward_packed(state, CALL_KEY) }
-}
-
-unsafe extern "C-unwind" fn pcall_trampoline(state: *mut mlua::lua_State) -> std::ffi::c_int {
-    // SAFETY: called by Lua with a valid state.
-    unsafe { forward_packed(state, PCALL_KEY) }
-}
-
-/// Calls the registry's function `key` with a table of this call's
-/// arguments and their count, and returns what it returns. Holds nothing
-/// that needs dropping: an error raised on the way unwinds through this
-/// frame as through any C one.
-unsafe fn forward_packed(state: *mut mlua::lua_State, key: &std::ffi::CStr) -> std::ffi::c_int {
-    use mlua::ffi;
-    // SAFETY: the state is valid and every push below has its slot: the
-    // table's is made free first when the arguments fill the stack (the
-    // last one waits in the registry, which `setfield` reaches without a
-    // slot), and once the arguments are in the table the stack holds it
-    // alone.
-    unsafe {
-        let n = ffi::lua_gettop(state);
-        let spilled = ffi::lua_checkstack(state, 1) == 0;
-        if spilled {
-            ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, SPILL_KEY.as_ptr());
-        }
-        let held = if spilled { n - 1 } else { n };
-        ffi::lua_createtable(state, n, 0);
-        ffi::lua_insert(state, 1);
-        for i in (1..=held).rev() {
-            ffi::lua_rawseti(state, 1, i as ffi::lua_Integer);
-        }
-        if spilled {
-            ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, SPILL_KEY.as_ptr());
-            ffi::lua_rawseti(state, 1, n as ffi::lua_Integer);
-            ffi::lua_pushnil(state);
-            ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, SPILL_KEY.as_ptr());
-        }
-        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, key.as_ptr());
-        ffi::lua_insert(state, 1);
-        ffi::lua_pushinteger(state, n as ffi::lua_Integer);
-        ffi::lua_call(state, 2, ffi::LUA_MULTRET);
-        ffi::lua_gettop(state)
-    }
-}
-
 /// The `redis` API functions that act for the running invocation
-/// (`call`, `pcall`, `setresp`, `set_repl`, `acl_check_cmd`, `log`), made
-/// once per state.
+/// (`setresp`, `set_repl`, `acl_check_cmd`, `log`; `call` and `pcall` are
+/// [`install_call_functions`]'), made once per state.
 fn install_api(lua: &Lua, parts: &Parts, current: &Arc<Mutex<Current>>) -> mlua::Result<()> {
     let outside = |lua: &Lua, raise: &Table, what: &str| {
         raise_text(
@@ -689,32 +688,6 @@ fn install_api(lua: &Lua, parts: &Parts, current: &Arc<Mutex<Current>>) -> mlua:
             &format!("{what} can only be called inside a script invocation"),
         )
     };
-    for protected in [false, true] {
-        let raise = parts.raise.clone();
-        let current = current.clone();
-        let f = lua.create_function(move |lua, (packed, n): (Table, usize)| {
-            let argv = match packed_args(&packed, n) {
-                Ok(argv) => argv,
-                Err(text) => {
-                    let t = convert::error_table(lua, text)?;
-                    return raise_or_return(lua, &raise, t, !protected);
-                }
-            };
-            let resp3 = resp3(&current);
-            let Some(reply) = with_host(&current, |host| host.call(argv, resp3)) else {
-                return outside(lua, &raise, "redis.call/pcall");
-            };
-            let is_error = reply.is_error();
-            let value = convert::frame_to_lua(lua, &reply, resp3)?;
-            if is_error && !protected {
-                return raise_or_return(lua, &raise, value, true);
-            }
-            Ok(MultiValue::from_iter([value]))
-        })?;
-        parts
-            .impl_
-            .raw_set(if protected { "pcall" } else { "call" }, f)?;
-    }
     let raise = parts.raise.clone();
     let cur = current.clone();
     parts.impl_.raw_set(
@@ -999,12 +972,57 @@ fn raise_error(lua: &Lua, text: &str) -> mlua::Result<MultiValue> {
     raise_text(lua, &raise, text)
 }
 
-fn string_array(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(items.len(), 0)?;
-    for (i, item) in items.iter().enumerate() {
-        t.raw_set(i + 1, lua.create_string(item)?)?;
+/// EVAL's KEYS and ARGV tables are refilled for each script rather than
+/// made anew, up to this many items: a script cannot keep a reference to
+/// them past its run (globals, the libraries and every table it could
+/// store one in are read-only), so the only garbage a short script left
+/// was these two tables, and collecting it cost it more than the script.
+/// Functions get new tables, since a library may keep what it is given.
+const REUSED_TABLE_MAX: usize = 64;
+
+/// Pushes the table kept at registry `slot`, emptied of whatever the last
+/// script left in it (entries and metatable), holding `items` as Lua
+/// strings.
+///
+/// # Safety
+/// `state` is valid with four free slots; Lua may raise (out of memory).
+unsafe fn refill_strings(state: *mut mlua::lua_State, slot: std::ffi::c_int, items: &[Bytes]) {
+    use mlua::ffi;
+    // SAFETY: the caller's promise; the table stays at the top while it is
+    // cleared (setting a present key to nil during `lua_next` is allowed)
+    // and filled.
+    unsafe {
+        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, slot as _);
+        ffi::lua_pushnil(state);
+        ffi::lua_setmetatable(state, -2);
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, -2) != 0 {
+            ffi::lua_pop(state, 1);
+            ffi::lua_pushvalue(state, -1);
+            ffi::lua_pushnil(state);
+            ffi::lua_rawset(state, -4);
+        }
+        for (i, item) in items.iter().enumerate() {
+            ffi::lua_pushlstring(state, item.as_ptr() as *const _, item.len());
+            ffi::lua_rawseti(state, -2, (i + 1) as _);
+        }
     }
-    Ok(t)
+}
+
+/// Pushes a table of `items` as Lua strings (KEYS, ARGV).
+///
+/// # Safety
+/// `state` is valid with two free slots; Lua may raise (out of memory).
+unsafe fn push_strings(state: *mut mlua::lua_State, items: &[Bytes]) {
+    // SAFETY: the caller's promise; each string is set as soon as it is
+    // pushed.
+    unsafe {
+        mlua::ffi::lua_createtable(state, items.len() as std::ffi::c_int, 0);
+        for (i, item) in items.iter().enumerate() {
+            mlua::ffi::lua_pushlstring(state, item.as_ptr() as *const _, item.len());
+            mlua::ffi::lua_rawseti(state, -2, (i + 1) as _);
+        }
+    }
 }
 
 /// The compiler's message without mlua's decoration.

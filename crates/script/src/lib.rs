@@ -3,6 +3,7 @@
 //! `redis` API over a [`Host`] that runs commands, and Redis's conversions
 //! between replies and Lua values.
 
+mod call;
 pub mod convert;
 pub mod engine;
 pub mod libs;

@@ -74,17 +74,15 @@ end
 -- What a script sees as its globals: reading a missing name is an error,
 -- and nothing may be added or replaced.
 local env = {}
--- Where names are looked up: the real globals, or while a function library
--- loads, only the library API (see `set_source`).
-local source = real
+local function missing(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
+end
+-- Names are looked up in the real globals (or, while a function library
+-- loads, only the library API: see `set_source`) by a table __index, so a
+-- name that exists costs no call; only a missing one reaches `missing`.
+raw_setmetatable(real, { __index = missing, __metatable = false })
 local env_mt = {
-    __index = function(_, k)
-        local v = rawget(source, k)
-        if v == nil then
-            error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
-        end
-        return v
-    end,
+    __index = real,
     __newindex = refuse,
 }
 env_mt.__metatable = readonly(env_mt)
@@ -225,16 +223,30 @@ local function handler(err)
     return err
 end
 
+-- What the running invocation calls, for the two functions below: Lua
+-- 5.1's xpcall passes no arguments, and a closure made per call would be
+-- garbage every call.
+local running_f, running_keys, running_args
+
+-- A reply is the script's first result: only that one crosses the xpcall
+-- (see `packed` for what many would do).
+local function run_script() return (running_f()) end
+local function run_function() return (running_f(running_keys, running_args)) end
+
+local function finish_run(ok, result)
+    running_f, running_keys, running_args = nil, nil, nil
+    return ok, result
+end
+
 local function run(f, keys, args, eval_mode)
     protected_depth = 0
-    -- A reply is the script's first result: only that one crosses the
-    -- xpcall (see `packed` for what many would do).
+    running_f, running_keys, running_args = f, keys, args
     if eval_mode then
         rawset(real, 'KEYS', keys)
         rawset(real, 'ARGV', args)
-        return xpcall(function() return (f()) end, handler)
+        return finish_run(xpcall(run_script, handler))
     end
-    return xpcall(function() return (f(keys, args)) end, handler)
+    return finish_run(xpcall(run_function, handler))
 end
 
 -- Raises what a Rust function asked to raise (see RAISE).
@@ -294,22 +306,9 @@ local function bound_packed(name, what)
     end
 end
 
--- What redis.call and redis.pcall run once their arguments are packed:
--- scripts call C trampolines (see the engine's `install_call_trampolines`)
--- that pack them and call these.
-local function packed_entry(name, what)
-    return function(packed, n)
-        local f = impl[name]
-        if f == nil then
-            error({ err = 'ERR ' .. what .. ' can only be called inside a script invocation' }, 0)
-        end
-        return raise_if(f(packed, n))
-    end
-end
-
 local redis = {
-    call = packed_entry('call', 'redis.call/pcall'),
-    pcall = packed_entry('pcall', 'redis.call/pcall'),
+    -- call and pcall are C functions the engine adds
+    -- (`install_call_functions`).
     setresp = bound('setresp', 'redis.setresp'),
     set_repl = bound('set_repl', 'redis.set_repl'),
     acl_check_cmd = bound_packed('acl_check_cmd', 'redis.acl_check_cmd'),
@@ -346,9 +345,6 @@ rawset(real, 'redis', redis)
 
 -- What a function library sees while it loads: `redis` with only the
 -- library API, every other name missing.
-local function missing(_, k)
-    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
-end
 local library_api = {
     register_function = function(...)
         local f = impl.register_function
@@ -377,7 +373,7 @@ protected[library_api_view] = true
 local load_globals = raw_setmetatable({ redis = library_api_view }, { __index = missing })
 
 local function set_source(loading)
-    if loading then source = load_globals else source = real end
+    if loading then env_mt.__index = load_globals else env_mt.__index = real end
 end
 
 -- `newproxy` is gone too: its userdata take a `__gc` written in Lua, which

@@ -294,3 +294,30 @@ fn an_error_from_a_tail_called_redis_call_names_the_script_line() {
         );
     }
 }
+
+#[test]
+fn a_script_sees_fresh_keys_and_argv_whatever_the_last_one_did_to_them() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    let spoil = "KEYS[3] = 'x' KEYS.extra = 1 ARGV[1] = 'changed' \
+                 setmetatable(KEYS, {__index = function() return 'ghost' end}) return 1";
+    assert_eq!(
+        eval(&engine, &mut host, spoil, &["a", "b"], &["v"]),
+        Frame::Integer(1)
+    );
+    let look = "return {#KEYS, #ARGV, tostring(KEYS.extra), tostring(KEYS[3]), \
+                tostring(getmetatable(KEYS)), KEYS[1], ARGV[1]}";
+    let text = |s: &str| Frame::Bulk(Bytes::from(s.to_string()));
+    assert_eq!(
+        eval(&engine, &mut host, look, &["k"], &["w"]),
+        Frame::Array(vec![
+            Frame::Integer(1),
+            Frame::Integer(1),
+            text("nil"),
+            text("nil"),
+            text("nil"),
+            text("k"),
+            text("w"),
+        ])
+    );
+}

@@ -30,12 +30,11 @@ pub fn permission_refusal(ctx: &mut Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Opt
         crate::shared::acl_log(ctx.shared, ctx.client, acl::LogReason::Command, &name);
         return Some(reply);
     }
-    let keys = command_keys(spec, args);
     let verdict = ctx
         .shared
         .acl
         .read()
-        .check(&ctx.client.user, need, &name, &keys);
+        .check_keys_of(&ctx.client.user, need, &name, || command_keys(spec, args));
     let (reason, object, reply) = match verdict {
         Ok(()) => return None,
         Err(acl::Denied::NoUser) => {
@@ -74,11 +73,10 @@ pub fn permitted(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> bool {
     if beyond_read_only(ctx.client, &need) {
         return false;
     }
-    let keys = command_keys(spec, args);
     ctx.shared
         .acl
         .read()
-        .check(&ctx.client.user, need, &name, &keys)
+        .check_keys_of(&ctx.client.user, need, &name, || command_keys(spec, args))
         .is_ok()
 }
 
@@ -184,7 +182,7 @@ pub fn policy_refusal(ctx: &Ctx<'_>, spec: &Spec, args: &[Bytes]) -> Option<Fram
             config.region, spec.name
         )));
     }
-    if !spec.flags.write {
+    if !spec.flags.write || !ctx.shared.policies().needs_lease() {
         return None;
     }
     write_refusal(ctx, &command_keys(spec, args))

@@ -170,7 +170,7 @@ pub fn key_misses(ctx: &mut Ctx<'_>, spec: &crate::cmd::Spec, args: &[bytes::Byt
     if flags & KEY_MISS == 0 || !on(flags) {
         return;
     }
-    let reads = crate::cmd::redis_meta::has_flag(spec.name, "readonly");
+    let reads = spec.redis_flags.readonly;
     if !reads {
         return;
     }

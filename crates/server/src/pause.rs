@@ -127,7 +127,7 @@ fn may_write(args: &[Bytes]) -> bool {
     let Some(spec) = crate::cmd::spec::lookup(crate::cmd::table(), &args[0]) else {
         return false;
     };
-    spec.flags.write || crate::cmd::redis_meta::may_replicate(spec.name)
+    spec.flags.write || spec.redis_flags.may_replicate
 }
 
 /// Waits, with nothing locked, until no pause holds `args`.

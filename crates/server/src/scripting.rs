@@ -372,7 +372,7 @@ pub fn run(
     let shared = ctx.shared;
     let watch = Arc::new(Watch::with_long_hook(
         busy_threshold(shared),
-        Box::new(leave_the_runtime),
+        leave_the_runtime,
     ));
     let running = Arc::new(Running {
         watch: watch.clone(),
@@ -454,7 +454,7 @@ impl Host for ScriptHost<'_, '_> {
         if !crate::cmd::spec::arity_ok(spec, args.len()) {
             return Frame::error("ERR Wrong number of args calling Redis command from script");
         }
-        if not_from_scripts(spec.name) {
+        if spec.redis_flags.noscript {
             return Frame::error("ERR This Redis command is not allowed from script");
         }
         if let Some(refusal) = crate::guard::permission_refusal(ctx, spec, &args) {
@@ -469,7 +469,7 @@ impl Host for ScriptHost<'_, '_> {
             };
             return Frame::error(format!("ERR The user executing the script {why}"));
         }
-        if self.read_only && !spec.flags.write && crate::cmd::redis_meta::may_replicate(spec.name) {
+        if self.read_only && !spec.flags.write && spec.redis_flags.may_replicate {
             return Frame::error("ERR Write commands are not allowed from read-only scripts.");
         }
         if spec.flags.write {
@@ -484,7 +484,7 @@ impl Host for ScriptHost<'_, '_> {
             }
             self.running.wrote.store(true, Ordering::Release);
         }
-        if !self.read_called && crate::cmd::redis_meta::has_flag(spec.name, "readonly") {
+        if !self.read_called && spec.redis_flags.readonly {
             self.read_called = true;
         }
         ctx.client.proto = if resp3 {

@@ -102,6 +102,11 @@ fn all_specs() -> Vec<Spec> {
                 group
             };
             s.movable_keys = redis_meta::has_flag(s.name, "movablekeys");
+            s.redis_flags = spec::RedisFlags {
+                readonly: redis_meta::has_flag(s.name, "readonly"),
+                noscript: redis_meta::has_flag(s.name, "noscript"),
+                may_replicate: redis_meta::may_replicate(s.name),
+            };
             all.push(s);
         }
     }

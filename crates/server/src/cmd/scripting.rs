@@ -141,19 +141,28 @@ fn run_script(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, ro: bool) -> Fram
     let (keys, argv) = args[3..].split_at(n);
     let shared = ctx.shared;
     let mut scripting = shared.scripting.lock();
-    let sha = if by_sha {
-        let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-        if sha.len() != 40 {
+    // A SHA is 40 hex digits, in either case: lower-cased on the stack.
+    let mut lower = [0u8; 40];
+    let loaded;
+    let sha: &str = if by_sha {
+        if args[1].len() != 40 {
             return noscript();
         }
-        sha
+        for (d, s) in lower.iter_mut().zip(args[1].iter()) {
+            *d = s.to_ascii_lowercase();
+        }
+        match std::str::from_utf8(&lower) {
+            Ok(sha) => sha,
+            Err(_) => return noscript(),
+        }
     } else {
-        match load(&mut scripting, &args[1]) {
+        loaded = match load(&mut scripting, &args[1]) {
             Ok(sha) => sha,
             Err(e) => return e,
-        }
+        };
+        &loaded
     };
-    let Some(cached) = scripting.cache.get(&sha) else {
+    let Some(cached) = scripting.cache.get(sha) else {
         return noscript();
     };
     let (func, flags) = (cached.func.clone(), cached.flags);
@@ -174,7 +183,7 @@ fn run_script(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, ro: bool) -> Fram
         &func,
         keys,
         argv,
-        &sha,
+        sha,
         read_only,
         false,
         args,

@@ -78,6 +78,21 @@ pub struct Spec {
     /// on its arguments (a count, a keyword), so `keys` names only the
     /// fixed ones and the key specs find the rest. Set with the table.
     pub movable_keys: bool,
+    /// What Redis's own description of the command flags, read once when
+    /// the table is built: the command path asks on every call.
+    pub redis_flags: RedisFlags,
+}
+
+/// Flags of Redis's command descriptions that the command path checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisFlags {
+    /// `readonly`: a read (tracking and scripts remember the keys read).
+    pub readonly: bool,
+    /// `noscript`: refused inside scripts.
+    pub noscript: bool,
+    /// May replicate though it is not a write (see
+    /// `redis_meta::may_replicate`).
+    pub may_replicate: bool,
 }
 
 /// Commands by lower-case name.
@@ -178,5 +193,6 @@ pub fn command(
         calls: Default::default(),
         group: "",
         movable_keys: false,
+        redis_flags: RedisFlags::default(),
     }
 }

@@ -34,13 +34,15 @@ pub struct CommandStat {
 #[derive(Debug, Default)]
 pub struct Stats {
     /// By lower-case full name (`get`, `client|kill`).
-    commands: HashMap<String, CommandStat>,
+    commands: HashMap<String, CommandStat, foldhash::fast::RandomState>,
     /// By error code, in the order INFO lists them.
     errors: BTreeMap<String, u64>,
 }
 
 impl Stats {
     fn stat(&mut self, name: &str) -> &mut CommandStat {
+        // Every command runs through here: the map hashes with foldhash,
+        // and the name is copied only the first time the command runs.
         if !self.commands.contains_key(name) {
             self.commands
                 .insert(name.to_string(), CommandStat::default());
