@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use meridian_resp::Frame;
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{
+    Function, HookTriggers, LightUserData, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
+    VmState,
+};
 
 use crate::convert;
 
@@ -148,6 +151,8 @@ pub enum Mode {
 
 /// What the prelude hands back, kept for each invocation.
 struct Parts {
+    /// [`invoke_raw`], made once.
+    invoke: Function,
     raise: Table,
     impl_: Table,
     env: Table,
@@ -233,6 +238,9 @@ impl Engine {
             .set_name("=prelude")
             .eval()?;
         let parts = Parts {
+            // SAFETY: `invoke_raw` is called only by `invoke_inner`, with
+            // the stack it expects.
+            invoke: unsafe { lua.create_c_function(invoke_raw)? },
             raise: prelude.get("raise")?,
             impl_: prelude.get("impl")?,
             env: prelude.get("env")?,
@@ -402,32 +410,20 @@ impl Engine {
         host: &mut dyn Host,
         watch: &Arc<Watch>,
     ) -> mlua::Result<Frame> {
-        let lua = &self.lua;
         let _current = Invocation::begin(&self.current, host, watch);
         let eval_mode = self.mode == Mode::Eval;
         let result = (|| {
-            // SAFETY: the closure pushes KEYS and ARGV after the function
-            // and before the mode (four slots, which `exec_raw` checks
-            // for), and calls `run` with them; it borrows the arguments
-            // only, so an error raised while it runs skips nothing that
-            // needs dropping.
-            let reuse = self.mode == Mode::Eval && keys.len().max(args.len()) <= REUSED_TABLE_MAX;
-            let slots = self.argument_tables;
-            let (ok, value): (bool, Value) = unsafe {
-                lua.exec_raw((&self.parts.run, f, eval_mode), |state| {
-                    let mode = mlua::ffi::lua_gettop(state);
-                    for (items, slot) in [(keys, slots.0), (args, slots.1)] {
-                        if reuse {
-                            refill_strings(state, slot, items);
-                        } else {
-                            push_strings(state, items);
-                        }
-                    }
-                    mlua::ffi::lua_insert(state, mode);
-                    mlua::ffi::lua_insert(state, mode);
-                    mlua::ffi::lua_call(state, 4, 2);
-                })?
+            let call = InvocationArgs {
+                keys,
+                args,
+                tables: self.argument_tables,
+                reuse: eval_mode && keys.len().max(args.len()) <= REUSED_TABLE_MAX,
             };
+            let call_ptr = LightUserData(&call as *const InvocationArgs as *mut std::ffi::c_void);
+            let (ok, value): (bool, Value) =
+                self.parts
+                    .invoke
+                    .call((call_ptr, &self.parts.run, f, eval_mode))?;
             let resp3 = self.current.lock().unwrap_or_else(|p| p.into_inner()).resp3;
             if ok {
                 Ok(convert::lua_to_frame(&value, resp3))
@@ -436,7 +432,7 @@ impl Engine {
             }
         })();
         if self.kill_hook.swap(false, Ordering::Relaxed) {
-            install_watch_hook(lua, &self.current, &self.kill_hook)?;
+            install_watch_hook(&self.lua, &self.current, &self.kill_hook)?;
         }
         result
     }
@@ -979,6 +975,45 @@ fn raise_error(lua: &Lua, text: &str) -> mlua::Result<MultiValue> {
 /// was these two tables, and collecting it cost it more than the script.
 /// Functions get new tables, since a library may keep what it is given.
 const REUSED_TABLE_MAX: usize = 64;
+
+/// What [`invoke_raw`] needs from Rust: the invocation's arguments and
+/// where EVAL's reused tables are.
+struct InvocationArgs<'a> {
+    keys: &'a [Bytes],
+    args: &'a [Bytes],
+    tables: (std::ffi::c_int, std::ffi::c_int),
+    reuse: bool,
+}
+
+/// Calls the prelude's `run` with KEYS and ARGV made from Rust's bytes.
+/// Called as a function made once (`Parts::invoke`) through mlua's
+/// `Function::call`, which protects it without allocating anything, so a
+/// short script leaves no garbage of the engine's making. Its stack:
+/// the `InvocationArgs` (a light userdata), `run`, the script's function
+/// and the mode.
+unsafe extern "C-unwind" fn invoke_raw(state: *mut mlua::lua_State) -> std::ffi::c_int {
+    use mlua::ffi;
+    // SAFETY: the light userdata points at the `InvocationArgs` that
+    // `invoke_inner` holds across the call; the tables are pushed after the
+    // mode (a C function has 20 free slots) and moved before it. Lua may
+    // raise while filling them: this frame borrows only, and mlua's
+    // protected call catches the error.
+    unsafe {
+        let call = &*(ffi::lua_touserdata(state, 1) as *const InvocationArgs);
+        ffi::lua_remove(state, 1);
+        for (items, slot) in [(call.keys, call.tables.0), (call.args, call.tables.1)] {
+            if call.reuse {
+                refill_strings(state, slot, items);
+            } else {
+                push_strings(state, items);
+            }
+        }
+        ffi::lua_insert(state, 3);
+        ffi::lua_insert(state, 3);
+        ffi::lua_call(state, 4, 2);
+    }
+    2
+}
 
 /// Pushes the table kept at registry `slot`, emptied of whatever the last
 /// script left in it (entries and metatable), holding `items` as Lua

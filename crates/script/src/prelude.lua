@@ -233,20 +233,29 @@ local running_f, running_keys, running_args
 local function run_script() return (running_f()) end
 local function run_function() return (running_f(running_keys, running_args)) end
 
-local function finish_run(ok, result)
-    running_f, running_keys, running_args = nil, nil, nil
-    return ok, result
-end
+-- The tables the globals KEYS and ARGV hold: EVAL hands the same two to
+-- every short script, so they are set again only when they change.
+local global_keys, global_args
 
 local function run(f, keys, args, eval_mode)
     protected_depth = 0
     running_f, running_keys, running_args = f, keys, args
+    local ok, result
     if eval_mode then
-        rawset(real, 'KEYS', keys)
-        rawset(real, 'ARGV', args)
-        return finish_run(xpcall(run_script, handler))
+        if keys ~= global_keys then
+            rawset(real, 'KEYS', keys)
+            global_keys = keys
+        end
+        if args ~= global_args then
+            rawset(real, 'ARGV', args)
+            global_args = args
+        end
+        ok, result = xpcall(run_script, handler)
+    else
+        ok, result = xpcall(run_function, handler)
     end
-    return finish_run(xpcall(run_function, handler))
+    running_f, running_keys, running_args = nil, nil, nil
+    return ok, result
 end
 
 -- Raises what a Rust function asked to raise (see RAISE).
