@@ -153,9 +153,14 @@ pub enum Mode {
 struct Parts {
     /// [`invoke_raw`], made once.
     invoke: Function,
+    /// The prelude's error handler (where a script's error happened).
+    handler: Function,
+    /// Resets the prelude's count of nested pcalls.
+    reset: Function,
     raise: Table,
     impl_: Table,
     env: Table,
+    /// Runs a function library's code as it loads.
     run: Function,
     set_source: Function,
     library_api: Table,
@@ -241,6 +246,8 @@ impl Engine {
             // SAFETY: `invoke_raw` is called only by `invoke_inner`, with
             // the stack it expects.
             invoke: unsafe { lua.create_c_function(invoke_raw)? },
+            handler: prelude.get("handler")?,
+            reset: prelude.get("reset")?,
             raise: prelude.get("raise")?,
             impl_: prelude.get("impl")?,
             env: prelude.get("env")?,
@@ -417,13 +424,17 @@ impl Engine {
                 keys,
                 args,
                 tables: self.argument_tables,
+                eval: eval_mode,
                 reuse: eval_mode && keys.len().max(args.len()) <= REUSED_TABLE_MAX,
             };
             let call_ptr = LightUserData(&call as *const InvocationArgs as *mut std::ffi::c_void);
             let (ok, value): (bool, Value) =
-                self.parts
-                    .invoke
-                    .call((call_ptr, &self.parts.run, f, eval_mode))?;
+                self.parts.invoke.call((call_ptr, &self.parts.handler, f))?;
+            if !ok {
+                // A script stopped by an error, a kill above all, may have
+                // left the prelude's count of nested pcalls raised.
+                self.parts.reset.call::<()>(())?;
+            }
             let resp3 = self.current.lock().unwrap_or_else(|p| p.into_inner()).resp3;
             if ok {
                 Ok(convert::lua_to_frame(&value, resp3))
@@ -493,7 +504,7 @@ impl Engine {
                 })?,
             )?;
             self.parts.set_source.call::<()>(true)?;
-            let out: MultiValue = self.parts.run.call((f, Value::Nil, Value::Nil, true))?;
+            let out: MultiValue = self.parts.run.call(f)?;
             let mut values = out.into_iter();
             let ok = matches!(values.next(), Some(Value::Boolean(true)));
             let value = values.next().unwrap_or(Value::Nil);
@@ -982,35 +993,48 @@ struct InvocationArgs<'a> {
     keys: &'a [Bytes],
     args: &'a [Bytes],
     tables: (std::ffi::c_int, std::ffi::c_int),
+    /// EVAL: KEYS and ARGV are globals; FCALL: the function's arguments.
+    eval: bool,
     reuse: bool,
 }
 
-/// Calls the prelude's `run` with KEYS and ARGV made from Rust's bytes.
-/// Called as a function made once (`Parts::invoke`) through mlua's
-/// `Function::call`, which protects it without allocating anything, so a
-/// short script leaves no garbage of the engine's making. Its stack:
-/// the `InvocationArgs` (a light userdata), `run`, the script's function
-/// and the mode.
+/// Runs the script's function in a protected call with the prelude's
+/// error handler, as Redis does, with KEYS and ARGV made from Rust's
+/// bytes, and returns whether it succeeded and its first result (or the
+/// handler's error). Called as a function made once (`Parts::invoke`)
+/// through mlua's `Function::call`, which protects it without allocating
+/// anything, so a short script leaves no garbage of the engine's making.
+/// Its stack: the `InvocationArgs` (a light userdata), the handler and the
+/// script's function.
 unsafe extern "C-unwind" fn invoke_raw(state: *mut mlua::lua_State) -> std::ffi::c_int {
     use mlua::ffi;
     // SAFETY: the light userdata points at the `InvocationArgs` that
-    // `invoke_inner` holds across the call; the tables are pushed after the
-    // mode (a C function has 20 free slots) and moved before it. Lua may
-    // raise while filling them: this frame borrows only, and mlua's
-    // protected call catches the error.
+    // `invoke_inner` holds across the call; a C function has 20 free
+    // slots, of which this uses at most five. Lua may raise while the
+    // tables are filled: this frame borrows only, and mlua's protected
+    // call catches the error.
     unsafe {
         let call = &*(ffi::lua_touserdata(state, 1) as *const InvocationArgs);
         ffi::lua_remove(state, 1);
-        for (items, slot) in [(call.keys, call.tables.0), (call.args, call.tables.1)] {
+        let tables = [
+            (call.keys, call.tables.0, c"KEYS"),
+            (call.args, call.tables.1, c"ARGV"),
+        ];
+        for (items, slot, global) in tables {
             if call.reuse {
                 refill_strings(state, slot, items);
             } else {
                 push_strings(state, items);
             }
+            if call.eval {
+                ffi::lua_setfield(state, ffi::LUA_GLOBALSINDEX, global.as_ptr());
+            }
         }
-        ffi::lua_insert(state, 3);
-        ffi::lua_insert(state, 3);
-        ffi::lua_call(state, 4, 2);
+        // One result: a reply is the script's first.
+        let nargs = if call.eval { 0 } else { 2 };
+        let status = ffi::lua_pcall(state, nargs, 1, 1);
+        ffi::lua_pushboolean(state, (status == 0) as std::ffi::c_int);
+        ffi::lua_insert(state, -2);
     }
     2
 }

@@ -223,38 +223,18 @@ local function handler(err)
     return err
 end
 
--- What the running invocation calls, for the two functions below: Lua
--- 5.1's xpcall passes no arguments, and a closure made per call would be
--- garbage every call.
-local running_f, running_keys, running_args
+-- Runs a function library's code as it loads, with the error handler (the
+-- engine runs scripts itself, with `handler`). Only its first result
+-- crosses the xpcall (see `packed` for what many would do); Lua 5.1's
+-- xpcall passes no arguments, hence `loading`.
+local loading
+local function run_loading() return (loading()) end
 
--- A reply is the script's first result: only that one crosses the xpcall
--- (see `packed` for what many would do).
-local function run_script() return (running_f()) end
-local function run_function() return (running_f(running_keys, running_args)) end
-
--- The tables the globals KEYS and ARGV hold: EVAL hands the same two to
--- every short script, so they are set again only when they change.
-local global_keys, global_args
-
-local function run(f, keys, args, eval_mode)
+local function run(f)
     protected_depth = 0
-    running_f, running_keys, running_args = f, keys, args
-    local ok, result
-    if eval_mode then
-        if keys ~= global_keys then
-            rawset(real, 'KEYS', keys)
-            global_keys = keys
-        end
-        if args ~= global_args then
-            rawset(real, 'ARGV', args)
-            global_args = args
-        end
-        ok, result = xpcall(run_script, handler)
-    else
-        ok, result = xpcall(run_function, handler)
-    end
-    running_f, running_keys, running_args = nil, nil, nil
+    loading = f
+    local ok, result = xpcall(run_loading, handler)
+    loading = nil
     return ok, result
 end
 
@@ -415,6 +395,8 @@ return {
     set_source = set_source,
     env = env,
     run = run,
+    handler = handler,
+    reset = function() protected_depth = 0 end,
     readonly = readonly,
     wrap = wrap,
 }
