@@ -210,6 +210,8 @@ pub struct Engine {
     /// Registry slots of EVAL's KEYS and ARGV tables (see
     /// [`REUSED_TABLE_MAX`]).
     argument_tables: (std::ffi::c_int, std::ffi::c_int),
+    /// The globals KEYS and ARGV hold those two tables.
+    globals_reused: AtomicBool,
 }
 
 /// After an invocation, the state is collected once it holds this much
@@ -328,6 +330,7 @@ impl Engine {
         Ok(Engine {
             gc_floor,
             argument_tables,
+            globals_reused: AtomicBool::new(false),
             lua,
             parts,
             mode,
@@ -420,12 +423,17 @@ impl Engine {
         let _current = Invocation::begin(&self.current, host, watch);
         let eval_mode = self.mode == Mode::Eval;
         let result = (|| {
+            let reuse = eval_mode && keys.len().max(args.len()) <= REUSED_TABLE_MAX;
+            // Scripts cannot replace the globals, so once KEYS and ARGV
+            // hold the reused tables they keep holding them.
+            let globals_held = self.globals_reused.swap(reuse, Ordering::Relaxed);
             let call = InvocationArgs {
                 keys,
                 args,
                 tables: self.argument_tables,
-                eval: eval_mode,
-                reuse: eval_mode && keys.len().max(args.len()) <= REUSED_TABLE_MAX,
+                set_globals: eval_mode && !(reuse && globals_held),
+                reuse,
+                nargs: if eval_mode { 0 } else { 2 },
             };
             let call_ptr = LightUserData(&call as *const InvocationArgs as *mut std::ffi::c_void);
             let (ok, value): (bool, Value) =
@@ -993,9 +1001,13 @@ struct InvocationArgs<'a> {
     keys: &'a [Bytes],
     args: &'a [Bytes],
     tables: (std::ffi::c_int, std::ffi::c_int),
-    /// EVAL: KEYS and ARGV are globals; FCALL: the function's arguments.
-    eval: bool,
+    /// Make the tables the globals KEYS and ARGV (EVAL, when they do not
+    /// hold them already).
+    set_globals: bool,
     reuse: bool,
+    /// The script's function takes KEYS and ARGV as arguments (FCALL: 2)
+    /// or reads the globals (EVAL: 0).
+    nargs: std::ffi::c_int,
 }
 
 /// Runs the script's function in a protected call with the prelude's
@@ -1026,13 +1038,14 @@ unsafe extern "C-unwind" fn invoke_raw(state: *mut mlua::lua_State) -> std::ffi:
             } else {
                 push_strings(state, items);
             }
-            if call.eval {
+            if call.set_globals {
                 ffi::lua_setfield(state, ffi::LUA_GLOBALSINDEX, global.as_ptr());
+            } else if call.nargs == 0 {
+                ffi::lua_pop(state, 1);
             }
         }
         // One result: a reply is the script's first.
-        let nargs = if call.eval { 0 } else { 2 };
-        let status = ffi::lua_pcall(state, nargs, 1, 1);
+        let status = ffi::lua_pcall(state, call.nargs, 1, 1);
         ffi::lua_pushboolean(state, (status == 0) as std::ffi::c_int);
         ffi::lua_insert(state, -2);
     }

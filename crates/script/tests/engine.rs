@@ -321,3 +321,28 @@ fn a_script_sees_fresh_keys_and_argv_whatever_the_last_one_did_to_them() {
         ])
     );
 }
+
+#[test]
+fn keys_and_argv_follow_each_script_between_reused_and_fresh_tables() {
+    let engine = Engine::new(Mode::Eval).unwrap();
+    let mut host = MapHost::default();
+    let many: Vec<String> = (0..100).map(|i| format!("a{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let count = "return {#KEYS, #ARGV, ARGV[#ARGV]}";
+    let text = |s: &str| Frame::Bulk(Bytes::from(s.to_string()));
+    for (keys, args, last) in [
+        (&["k"][..], &["x"][..], "x"),
+        (&["k"][..], &many[..], "a99"),
+        (&["k"][..], &["y"][..], "y"),
+        (&many[..], &["z"][..], "z"),
+    ] {
+        assert_eq!(
+            eval(&engine, &mut host, count, keys, args),
+            Frame::Array(vec![
+                Frame::Integer(keys.len() as i64),
+                Frame::Integer(args.len() as i64),
+                text(last),
+            ])
+        );
+    }
+}
