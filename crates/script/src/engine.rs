@@ -91,6 +91,15 @@ impl Watch {
         }
     }
 
+    /// Makes this watch a new one, for a script starting now, without
+    /// allocating: the host keeps one for the next script.
+    pub fn restart(&mut self, busy_after: Duration) {
+        *self = Watch {
+            on_long: self.on_long,
+            ..Watch::new(busy_after)
+        };
+    }
+
     /// A watch for a script starting now; `busy_after` zero never turns busy.
     pub fn new(busy_after: Duration) -> Watch {
         Watch {

@@ -298,6 +298,37 @@ pub struct Running {
     pub wrote: AtomicBool,
 }
 
+impl Running {
+    /// The record of a script starting now: the last script's, reset, when
+    /// nobody holds it any more (a client that read it while it ran may
+    /// still), else a new one.
+    fn start(shared: &Shared, name: &str, command: &[Bytes], function: bool) -> Arc<Running> {
+        let busy_after = busy_threshold(shared);
+        let spare = shared.spare_running.lock().take();
+        if let Some(mut running) = spare {
+            if let Some(r) = Arc::get_mut(&mut running) {
+                if let Some(watch) = Arc::get_mut(&mut r.watch) {
+                    watch.restart(busy_after);
+                    r.name.clear();
+                    r.name.push_str(name);
+                    r.command.clear();
+                    r.command.extend_from_slice(command);
+                    r.function = function;
+                    *r.wrote.get_mut() = false;
+                    return running;
+                }
+            }
+        }
+        Arc::new(Running {
+            watch: Arc::new(Watch::with_long_hook(busy_after, leave_the_runtime)),
+            name: name.to_string(),
+            command: command.to_vec(),
+            function,
+            wrote: AtomicBool::new(false),
+        })
+    }
+}
+
 /// Splits a body's shebang line from its code: `#!lua flags=a,b`. Returns
 /// the flags and how many bytes the line takes (the line break stays in
 /// the code, so line numbers match what the user wrote).
@@ -370,17 +401,8 @@ pub fn run(
     command: &[Bytes],
 ) -> Frame {
     let shared = ctx.shared;
-    let watch = Arc::new(Watch::with_long_hook(
-        busy_threshold(shared),
-        leave_the_runtime,
-    ));
-    let running = Arc::new(Running {
-        watch: watch.clone(),
-        name: name.to_string(),
-        command: command.to_vec(),
-        function,
-        wrote: AtomicBool::new(false),
-    });
+    let running = Running::start(shared, name, command, function);
+    let watch = running.watch.clone();
     *shared.running_script.lock() = Some(running.clone());
     let saved_proto = ctx.client.proto;
     let saved_exec = ctx.client.in_exec;
@@ -403,7 +425,9 @@ pub fn run(
     ctx.client.proto = saved_proto;
     ctx.client.in_exec = saved_exec;
     ctx.client.in_script = false;
-    *shared.running_script.lock() = None;
+    drop(watch);
+    let finished = shared.running_script.lock().take();
+    *shared.spare_running.lock() = finished;
     reply
 }
 

@@ -103,6 +103,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         scripting: Mutex::new(Default::default()),
         functions: Mutex::new(Default::default()),
         running_script: Mutex::new(None),
+        spare_running: Mutex::new(None),
         notify_flags: std::sync::atomic::AtomicU32::new(notify_flags),
         tracking: Mutex::new(Default::default()),
         pause: Default::default(),

@@ -90,6 +90,9 @@ pub struct Shared {
     /// The script running now, if one is (a leaf lock): other connections
     /// read it to answer BUSY or to kill it without the store lock.
     pub running_script: Mutex<Option<Arc<crate::scripting::Running>>>,
+    /// The record the last script left, reused by the next one so a short
+    /// script allocates none (`scripting::run`).
+    pub spare_running: Mutex<Option<Arc<crate::scripting::Running>>>,
     /// `notify-keyspace-events` as flags (`crate::notify`): one atomic, so
     /// a write whose class is off pays one load.
     pub notify_flags: AtomicU32,
