@@ -140,6 +140,10 @@ pub enum Breakage {
     /// and then the rest, so a region can apply one without the other: a
     /// check point then sees half a transfer or half a pair.
     SplitScripts,
+    /// XADD `*` takes Redis's ID of a region alone, without the region's
+    /// slot: two regions adding in one millisecond take one ID, and one
+    /// entry hides the other.
+    StreamIdsWithoutSlot,
 }
 
 impl Breakage {
@@ -154,8 +158,9 @@ impl Breakage {
             "ae-skip-key" => Ok(Breakage::AeSkipKey),
             "lose-relayed-pushes" => Ok(Breakage::LoseRelayedPushes),
             "split-scripts" => Ok(Breakage::SplitScripts),
+            "stream-ids-without-slot" => Ok(Breakage::StreamIdsWithoutSlot),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key, lose-relayed-pushes, split-scripts)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key, lose-relayed-pushes, split-scripts, stream-ids-without-slot)"
             )),
         }
     }
@@ -180,6 +185,8 @@ pub struct SimConfig {
     pub scripts: bool,
     /// SETBITs in the workload (see `driver::Workload::bits`).
     pub bits: bool,
+    /// Stream writes in the workload (see `driver::Workload::streams`).
+    pub streams: bool,
     /// Events kept for the trace printed with an anomaly.
     pub trace_keep: usize,
 }
@@ -197,6 +204,7 @@ impl SimConfig {
             lists: true,
             scripts: true,
             bits: true,
+            streams: true,
             trace_keep: 40,
         }
     }

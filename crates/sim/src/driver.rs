@@ -23,13 +23,23 @@
 //!   must end as the union of every acknowledged SETBIT;
 //! - `u:*` HyperLogLogs: PFADDs of a few elements, replicated as register
 //!   patches or folded whole values, so each must end holding exactly the
-//!   registers of every acknowledged PFADD's elements.
+//!   registers of every acknowledged PFADD's elements;
+//! - `xs:*` streams (not `x:*`, the transfer counters): XADD `*` of an
+//!   entry whose value is unique to the run, the ID taken as the server
+//!   takes it (`auto_id` with the region's slot); XDEL and XTRIM MAXLEN of
+//!   entries the writer held; XGROUP CREATE of group `g` where the writer
+//!   holds none, and XREADGROUP `>` of it, each recorded with the IDs it
+//!   added, removed or delivered.
 
 use meridian_cluster::{admit, Policies};
 use meridian_crdt::hll::{self, Hll};
-use meridian_crdt::{Blob, Delta, Dot, Patch, RegionId, Tag, Value};
+use meridian_crdt::{
+    Blob, Delivery, Delta, Dot, NodeLimits, Patch, RegionId, StreamId, Tag, Value,
+};
+use meridian_store::db::{auto_id, Trim, TrimTo};
 use meridian_store::{Db, Store, StoreError};
 
+use crate::config::{Breakage, SimConfig};
 use crate::history::{Fate, History, Recorded, Write};
 use crate::region::SimRegion;
 use crate::rng::SimRng;
@@ -48,6 +58,9 @@ const CHOICES: u64 = 14;
 const LIST_CHOICES: u64 = 2;
 const SCRIPT_CHOICES: u64 = 2;
 const BIT_CHOICES: u64 = 2;
+const STREAM_CHOICES: u64 = 2;
+/// The consumer group of every stream.
+pub const STREAM_GROUP: &[u8] = b"g";
 /// Bits a `b:*` SETBIT picks from: past 512, the string is long enough to
 /// replicate patches rather than its whole value.
 pub const BITS: u64 = 1024;
@@ -69,18 +82,26 @@ pub struct Workload {
     pub scripts: bool,
     /// `--break split-scripts`: a script's first write is committed alone.
     pub split_scripts: bool,
-    /// Whether SETBITs are in the mix (drawn after every other choice).
+    /// Whether SETBITs and PFADDs are in the mix (drawn after every
+    /// choice above).
     pub bits: bool,
+    /// `--break stream-ids-without-slot`: XADD `*` leaves its slot out.
+    pub unslotted_ids: bool,
+    /// Whether stream writes are in the mix (drawn after every choice
+    /// above, so without them a seed draws what it drew before).
+    pub streams: bool,
 }
 
 impl Workload {
-    pub fn new(lists: bool, scripts: bool, split_scripts: bool, bits: bool) -> Workload {
+    pub fn new(cfg: &SimConfig) -> Workload {
         Workload {
             policies: policies(),
-            lists,
-            scripts,
-            split_scripts,
-            bits,
+            lists: cfg.lists,
+            scripts: cfg.scripts,
+            split_scripts: cfg.breakage == Breakage::SplitScripts,
+            bits: cfg.bits,
+            unslotted_ids: cfg.breakage == Breakage::StreamIdsWithoutSlot,
+            streams: cfg.streams,
         }
     }
 }
@@ -112,7 +133,8 @@ pub fn driver_write(
     let lists = if workload.lists { LIST_CHOICES } else { 0 };
     let scripts = if workload.scripts { SCRIPT_CHOICES } else { 0 };
     let bits = if workload.bits { BIT_CHOICES } else { 0 };
-    let choice = rng.below(CHOICES + lists + scripts + bits);
+    let streams = if workload.streams { STREAM_CHOICES } else { 0 };
+    let choice = rng.below(CHOICES + lists + scripts + bits + streams);
     // Writes to `m:*` and `p:*` pass the policy check the server runs
     // (`meridian_cluster::admit`): decided on the lease and the election,
     // and for a primary write counted in the term it was admitted in. The
@@ -144,11 +166,16 @@ pub fn driver_write(
             primary_term = Some(region.election.term());
         }
     }
+    let slot = (!workload.unslotted_ids).then(|| stream_slot(id, &region.peers));
     let store = region.store();
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
-    let write = if choice > CHOICES + lists + scripts {
+    let write = if choice >= CHOICES + lists + scripts + bits {
+        let which = choice - CHOICES - lists - scripts - bits;
+        let values = &mut history.stream_values;
+        stream_write(rng, store.db_mut(), which, n, id, slot, values)
+    } else if choice > CHOICES + lists + scripts {
         pfadd_write(rng, store.db_mut(), n)
     } else if choice >= CHOICES + lists + scripts {
         bit_write(rng, store.db_mut(), n)
@@ -370,6 +397,151 @@ fn pfadd_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
         db.patch_string(key.as_bytes(), patches, |_| whole);
     }
     Write::PfAdd { key, elements }
+}
+
+/// The slot region `me` puts in the stream IDs it generates, as the
+/// server's `Members::stream_slot`: its place among the members by name,
+/// from 1.
+pub fn stream_slot(me: RegionId, peers: &[RegionId]) -> u64 {
+    let below = peers.iter().filter(|p| p.as_str() < me.as_str()).count();
+    below as u64 + 1
+}
+
+/// The IDs and values of the stream at `key` as this region holds it now.
+fn stream_entries(db: &mut Db, key: &str) -> Vec<(StreamId, String)> {
+    match db.stream(key.as_bytes()) {
+        Ok(Some(s)) => s
+            .range(StreamId::ZERO, StreamId::MAX)
+            .map(|(id, f)| (id, entry_value(f)))
+            .collect(),
+        Ok(None) | Err(_) => Vec::new(),
+    }
+}
+
+/// The value of an entry's field `v` (the workload adds no other field).
+pub fn entry_value(fields: &meridian_crdt::Fields) -> String {
+    let v = fields.iter().nth(1).unwrap_or_default();
+    String::from_utf8_lossy(v).into_owned()
+}
+
+/// One stream write to `xs:n`, as the server's stream commands write it.
+/// `which` 0 is an XADD; 1 draws among XADD, XDEL, XTRIM and the group.
+fn stream_write(
+    rng: &mut SimRng,
+    db: &mut Db,
+    which: u64,
+    n: u64,
+    id: RegionId,
+    slot: Option<u64>,
+    next_value: &mut u64,
+) -> Write {
+    let key = format!("xs:{n}");
+    let held = stream_entries(db, &key);
+    let what = if which == 0 { 0 } else { rng.below(10) };
+    match what {
+        0..=4 => {
+            *next_value += 1;
+            let value = format!("{id}-{next_value}");
+            let last = match db.stream(key.as_bytes()) {
+                Ok(Some(s)) => s.last_id(),
+                _ => StreamId::ZERO,
+            };
+            let entry = auto_id(last, db.now_ms(), slot).expect("stream IDs left");
+            let fields = vec![Blob::from(&b"v"[..]), Blob::from(value.as_bytes())];
+            db.xadd(key.as_bytes(), entry, fields, NodeLimits::default());
+            Write::XAdd {
+                key,
+                id: entry,
+                value,
+            }
+        }
+        5 | 6 => {
+            let ids: Vec<StreamId> = if held.is_empty() {
+                Vec::new()
+            } else {
+                vec![held[rng.index(held.len())].0]
+            };
+            db.xdel(key.as_bytes(), &ids);
+            Write::XDel { key, ids }
+        }
+        7 => {
+            let keep = 8 + rng.below(8);
+            let trim = Trim {
+                to: TrimTo::MaxLen(keep),
+                approx: false,
+                limit: 0,
+            };
+            db.xtrim(key.as_bytes(), trim);
+            let now: std::collections::BTreeSet<StreamId> = stream_entries(db, &key)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let removed: Vec<StreamId> = held
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| !now.contains(id))
+                .collect();
+            let upto = removed.last().copied().unwrap_or(StreamId::ZERO);
+            Write::XTrim { key, upto, removed }
+        }
+        _ => group_write(db, key, id),
+    }
+}
+
+/// XGROUP CREATE of `g` at `0` where this region holds no group yet,
+/// else XREADGROUP `>` of up to three entries for consumer `c-<region>`,
+/// as the server's `deliver_new` builds the delivery: each region's
+/// cursor raised over its entries served, each entry pending.
+fn group_write(db: &mut Db, key: String, id: RegionId) -> Write {
+    let now_ms = db.now_ms();
+    let (exists, served) = match db.stream(key.as_bytes()) {
+        Ok(Some(s)) => match s.group(STREAM_GROUP) {
+            Some(g) => {
+                let served: Vec<(StreamId, RegionId)> = s
+                    .undelivered(g)
+                    .take(3)
+                    .map(|(id, _, origin)| (id, origin))
+                    .collect();
+                (true, served)
+            }
+            None => (false, Vec::new()),
+        },
+        // No stream: nothing to read, and no MKSTREAM.
+        _ => {
+            return Write::XReadGroup {
+                key,
+                ids: Vec::new(),
+            }
+        }
+    };
+    if !exists {
+        db.xgroup_create(key.as_bytes(), STREAM_GROUP, StreamId::ZERO, Some(0));
+        return Write::Other {
+            key,
+            what: "xgroup-create",
+        };
+    }
+    let mut cursors: Vec<(RegionId, StreamId)> = Vec::new();
+    for &(entry, origin) in &served {
+        match cursors.iter_mut().find(|c| c.0 == origin) {
+            Some(c) => c.1 = c.1.max(entry),
+            None => cursors.push((origin, entry)),
+        }
+    }
+    let ids: Vec<StreamId> = served.iter().map(|(e, _)| *e).collect();
+    if !ids.is_empty() {
+        let delivery = Delivery {
+            consumer: Some(Blob::from(format!("c-{id}").as_bytes())),
+            now_ms,
+            cursors,
+            raise: None,
+            read: None,
+            pel: ids.iter().map(|e| (*e, now_ms, 1)).collect(),
+            dropped: Vec::new(),
+        };
+        db.xdeliver(key.as_bytes(), STREAM_GROUP, delivery);
+    }
+    Write::XReadGroup { key, ids }
 }
 
 /// The values of the list at `key` as this region holds it now.
