@@ -63,6 +63,7 @@ pub fn check_all(regions: &mut [SimRegion], history: &History) -> Check {
         check_transfers(db, history).map_err(|a| tag_region(a, id))?;
         check_bits(db, history).map_err(|a| tag_region(a, id))?;
         check_hyperloglogs(db, history).map_err(|a| tag_region(a, id))?;
+        check_bitfields(db, history).map_err(|a| tag_region(a, id))?;
     }
     check_lists_converged(regions, history)?;
     check_streams(regions, history)?;
@@ -467,6 +468,35 @@ pub fn check_bits(db: &Db, history: &History) -> Check {
             return fail(
                 "bits",
                 format!("{key}: lost acknowledged bits {lost:?}, holds bits no acknowledged SETBIT set {extra:?}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Strings written only by BITFIELD OVERFLOW WRAP INCRBY of fixed fields
+/// (`bf:*`): increments merge as a counter (`Patch::Incr`), so each field
+/// reads exactly the sum of its acknowledged increments modulo 2^width,
+/// whatever region made them and in whatever order they arrived; one lost
+/// in a crash counts nowhere.
+pub fn check_bitfields(db: &Db, history: &History) -> Check {
+    let mut expected: BTreeMap<(&str, u64, u8), u64> = BTreeMap::new();
+    for op in history.durable() {
+        if let Write::FieldIncr { key, incrs } = &op.write {
+            for &(offset, width, delta) in incrs {
+                let sum = expected.entry((key, offset, width)).or_default();
+                *sum = sum.wrapping_add(delta as u64);
+            }
+        }
+    }
+    for ((key, offset, width), sum) in expected {
+        let want = sum & ((1u64 << width) - 1);
+        let bytes = str_value(db, key).unwrap_or_default();
+        let got = meridian_crdt::patch::read_bits(&bytes, offset, width);
+        if got != want {
+            return fail(
+                "bitfields",
+                format!("{key}: u{width} at {offset} reads {got}, but its acknowledged increments sum to {want} modulo 2^{width}"),
             );
         }
     }

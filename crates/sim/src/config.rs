@@ -144,6 +144,10 @@ pub enum Breakage {
     /// slot: two regions adding in one millisecond take one ID, and one
     /// entry hides the other.
     StreamIdsWithoutSlot,
+    /// BITFIELD WRAP increments are written as bit patches of the fields'
+    /// new values, as before they merged as counters: of two concurrent
+    /// increments of one field, the later write wins and the other is lost.
+    BitfieldIncrAsBits,
 }
 
 impl Breakage {
@@ -159,8 +163,9 @@ impl Breakage {
             "lose-relayed-pushes" => Ok(Breakage::LoseRelayedPushes),
             "split-scripts" => Ok(Breakage::SplitScripts),
             "stream-ids-without-slot" => Ok(Breakage::StreamIdsWithoutSlot),
+            "bitfield-incr-as-bits" => Ok(Breakage::BitfieldIncrAsBits),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key, lose-relayed-pushes, split-scripts, stream-ids-without-slot)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key, lose-relayed-pushes, split-scripts, stream-ids-without-slot, bitfield-incr-as-bits)"
             )),
         }
     }
@@ -187,6 +192,9 @@ pub struct SimConfig {
     pub bits: bool,
     /// Stream writes in the workload (see `driver::Workload::streams`).
     pub streams: bool,
+    /// BITFIELD WRAP increments in the workload (see
+    /// `driver::Workload::bitfields`).
+    pub bitfields: bool,
     /// Events kept for the trace printed with an anomaly.
     pub trace_keep: usize,
 }
@@ -205,6 +213,7 @@ impl SimConfig {
             scripts: true,
             bits: true,
             streams: true,
+            bitfields: true,
             trace_keep: 40,
         }
     }

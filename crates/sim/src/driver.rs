@@ -29,7 +29,11 @@
 //!   takes it (`auto_id` with the region's slot); XDEL and XTRIM MAXLEN of
 //!   entries the writer held; XGROUP CREATE of group `g` where the writer
 //!   holds none, and XREADGROUP `>` of it, each recorded with the IDs it
-//!   added, removed or delivered.
+//!   added, removed or delivered;
+//! - `bf:*` strings written only by BITFIELD `OVERFLOW WRAP INCRBY` of the
+//!   fixed fields [`BITFIELD_FIELDS`], which merge as counters, so each
+//!   field must end as the sum of its acknowledged increments modulo
+//!   2^width (kept apart from `b:*`, whose union rule stays exact).
 
 use meridian_cluster::{admit, Policies};
 use meridian_crdt::hll::{self, Hll};
@@ -59,6 +63,11 @@ const LIST_CHOICES: u64 = 2;
 const SCRIPT_CHOICES: u64 = 2;
 const BIT_CHOICES: u64 = 2;
 const STREAM_CHOICES: u64 = 2;
+const BITFIELD_CHOICES: u64 = 1;
+/// The fields (offset, width) of every `bf:*` string: apart, unaligned,
+/// from a width that wraps at nearly every increment to one that only
+/// wraps below zero.
+pub const BITFIELD_FIELDS: [(u64, u8); 4] = [(0, 8), (8, 3), (11, 16), (64, 63)];
 /// The consumer group of every stream.
 pub const STREAM_GROUP: &[u8] = b"g";
 /// Bits a `b:*` SETBIT picks from: past 512, the string is long enough to
@@ -90,6 +99,11 @@ pub struct Workload {
     /// Whether stream writes are in the mix (drawn after every choice
     /// above, so without them a seed draws what it drew before).
     pub streams: bool,
+    /// `--break bitfield-incr-as-bits`: increments are bit patches.
+    pub incr_as_bits: bool,
+    /// Whether BITFIELD WRAP increments are in the mix (drawn after every
+    /// choice above).
+    pub bitfields: bool,
 }
 
 impl Workload {
@@ -102,6 +116,8 @@ impl Workload {
             bits: cfg.bits,
             unslotted_ids: cfg.breakage == Breakage::StreamIdsWithoutSlot,
             streams: cfg.streams,
+            bitfields: cfg.bitfields,
+            incr_as_bits: cfg.breakage == Breakage::BitfieldIncrAsBits,
         }
     }
 }
@@ -134,7 +150,12 @@ pub fn driver_write(
     let scripts = if workload.scripts { SCRIPT_CHOICES } else { 0 };
     let bits = if workload.bits { BIT_CHOICES } else { 0 };
     let streams = if workload.streams { STREAM_CHOICES } else { 0 };
-    let choice = rng.below(CHOICES + lists + scripts + bits + streams);
+    let bitfields = if workload.bitfields {
+        BITFIELD_CHOICES
+    } else {
+        0
+    };
+    let choice = rng.below(CHOICES + lists + scripts + bits + streams + bitfields);
     // Writes to `m:*` and `p:*` pass the policy check the server runs
     // (`meridian_cluster::admit`): decided on the lease and the election,
     // and for a primary write counted in the term it was admitted in. The
@@ -171,7 +192,9 @@ pub fn driver_write(
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
-    let write = if choice >= CHOICES + lists + scripts + bits {
+    let write = if choice >= CHOICES + lists + scripts + bits + streams {
+        bitfield_write(rng, store.db_mut(), n, workload.incr_as_bits)
+    } else if choice >= CHOICES + lists + scripts + bits {
         let which = choice - CHOICES - lists - scripts - bits;
         let values = &mut history.stream_values;
         stream_write(rng, store.db_mut(), which, n, id, slot, values)
@@ -363,6 +386,61 @@ fn bit_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
         Blob::from(whole.as_slice())
     });
     Write::SetBit { key, bit }
+}
+
+/// BITFIELD `bf:n` OVERFLOW WRAP INCRBY of one or two of its fields, as
+/// the server's BITFIELD writes it: each increment a `Patch::Incr` of its
+/// field (which the store stamps and counts), with the whole string as it
+/// reads after them.
+fn bitfield_write(rng: &mut SimRng, db: &mut Db, n: u64, as_bits: bool) -> Write {
+    use meridian_crdt::patch::{read_bits, write_bits};
+    let key = format!("bf:{n}");
+    let mut incrs = Vec::new();
+    for _ in 0..1 + rng.below(2) {
+        let (offset, width) = BITFIELD_FIELDS[rng.index(BITFIELD_FIELDS.len())];
+        incrs.push((offset, width, rng.between(-300, 300)));
+    }
+    let mut whole = match db.get(key.as_bytes()).map(|e| e.value()) {
+        Some(Value::Str(r)) => r.render().into_owned(),
+        _ => Vec::new(),
+    };
+    let need = incrs
+        .iter()
+        .map(|(o, w, _)| (o + u64::from(*w)).div_ceil(8) as usize)
+        .max()
+        .unwrap_or(0);
+    let grown = whole.len() < need;
+    if grown {
+        whole.resize(need, 0);
+    }
+    let mut changed = false;
+    let mut patches = Vec::new();
+    for &(offset, width, delta) in &incrs {
+        let mask = (1u64 << width) - 1;
+        let old = read_bits(&whole, offset, width);
+        let by = delta as u64 & mask;
+        let new = old.wrapping_add(by) & mask;
+        write_bits(&mut whole, offset, width, new);
+        patches.push(if as_bits {
+            Patch::Bits {
+                offset,
+                width,
+                value: new,
+            }
+        } else {
+            Patch::Incr {
+                offset,
+                width,
+                start: 0,
+                delta: by,
+            }
+        });
+        changed |= new != old;
+    }
+    if changed || grown {
+        db.patch_string(key.as_bytes(), patches, |_| Blob::from(whole.as_slice()));
+    }
+    Write::FieldIncr { key, incrs }
 }
 
 /// PFADD of one to four elements to `u:n`, as the server's PFADD writes

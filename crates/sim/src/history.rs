@@ -40,6 +40,12 @@ pub enum Write {
         key: String,
         bit: u64,
     },
+    /// BITFIELD `OVERFLOW WRAP INCRBY` of fixed fields of a string only
+    /// ever written so (`bf:*`): (offset, width, increment) per field.
+    FieldIncr {
+        key: String,
+        incrs: Vec<(u64, u8, i64)>,
+    },
     /// PFADD of `elements` to a HyperLogLog only ever written so (`u:*`).
     PfAdd {
         key: String,

@@ -58,6 +58,8 @@ pub struct SimReport {
     /// XREADGROUPs delivered: what the stream checker accounted for.
     pub stream_entries_added: u64,
     pub stream_entries_delivered: u64,
+    /// BITFIELD WRAP increments that survived, each field counted.
+    pub field_increments: u64,
     /// Scripted writes (transfers and pairs) that survived.
     pub script_ops: u64,
     /// Elections won (new primaries of `primary` keyspaces).
@@ -215,6 +217,9 @@ impl Sim {
                 }
                 Write::Transfer { .. } | Write::Pair { .. } => self.report.script_ops += 1,
                 Write::XAdd { .. } => self.report.stream_entries_added += 1,
+                Write::FieldIncr { incrs, .. } => {
+                    self.report.field_increments += incrs.len() as u64
+                }
                 Write::XReadGroup { ids, .. } => {
                     self.report.stream_entries_delivered += ids.len() as u64
                 }

@@ -157,6 +157,7 @@ fn broken_merge_is_caught_and_reported_with_its_seed() {
             scripts: false,
             bits: false,
             streams: false,
+            bitfields: false,
             ..SimConfig::new(seed)
         };
         // Without compaction no anti-entropy session runs: a session's
@@ -195,11 +196,12 @@ fn shipping_unsynced_records_is_caught_by_a_power_loss() {
 fn collecting_tombstones_before_they_are_stable_is_caught_and_reported_with_its_seed() {
     let mut collected = 0;
     for seed in 0..10 {
-        // Without streams, as when these seeds were picked: with them, the
-        // fewer counter deletes of these ten runs happen to leave nothing
-        // settled before the end.
+        // Without streams and bitfields, as when these seeds were picked:
+        // with them, the fewer counter deletes of these ten runs happen to
+        // leave nothing settled before the end.
         let clean = run_seed(SimConfig {
             streams: false,
+            bitfields: false,
             ..SimConfig::new(seed)
         });
         assert!(clean.anomaly.is_none(), "{}", describe(&clean));
@@ -212,6 +214,7 @@ fn collecting_tombstones_before_they_are_stable_is_caught_and_reported_with_its_
         let mut cfg = SimConfig::new(seed);
         cfg.bits = false;
         cfg.streams = false;
+        cfg.bitfields = false;
         cfg.breakage = Breakage::CollectEarly;
         cfg
     });
@@ -310,6 +313,7 @@ fn seeds_that_caught_anti_entropy_hiding_removals_now_pass() {
             scripts: false,
             bits: false,
             streams: false,
+            bitfields: false,
             ..SimConfig::new(seed)
         });
         assert!(r.anomaly.is_none(), "{}", describe(&r));
@@ -421,5 +425,40 @@ fn stream_ids_without_slots_are_caught_and_reported_with_their_seed() {
     assert!(
         caught.len() >= 5,
         "stream IDs without slots went unnoticed in all but {caught:?} of 10: replay with meridian sim --seed N --break stream-ids-without-slot"
+    );
+}
+
+/// BITFIELD OVERFLOW WRAP increments of fixed fields (`bf:*`) merge as
+/// counters: under every fault each field ends as the exact sum of its
+/// acknowledged increments modulo 2^width.
+#[test]
+fn bitfield_wrap_increments_sum_exactly_everywhere() {
+    let mut increments = 0;
+    for seed in 0..20 {
+        let r = run_seed(SimConfig::new(seed));
+        assert!(r.anomaly.is_none(), "{}", describe(&r));
+        increments += r.field_increments;
+    }
+    eprintln!("20 seeds: {increments} bitfield increments acknowledged");
+    assert!(
+        increments > 300,
+        "only {increments} bitfield increments in 20 seeds"
+    );
+}
+
+/// Increments written as bit patches of the fields' new values: of two
+/// concurrent increments of one field the later write hides the other,
+/// which the bitfield checker sees.
+#[test]
+fn bitfield_increments_as_bit_patches_are_caught_and_reported_with_their_seed() {
+    let caught = caught_seeds(0..10, Some("bitfields"), |seed| {
+        let mut cfg = SimConfig::new(seed);
+        cfg.breakage = Breakage::BitfieldIncrAsBits;
+        cfg
+    });
+    eprintln!("bitfield increments as bit patches caught at seeds {caught:?}");
+    assert!(
+        caught.len() >= 5,
+        "bitfield increments as bit patches went unnoticed in all but {caught:?} of 10: replay with meridian sim --seed N --break bitfield-incr-as-bits"
     );
 }

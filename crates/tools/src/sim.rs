@@ -37,7 +37,8 @@ pub struct SimArgs {
     /// anti-entropy (`ae-skip-key`), or list inserts
     /// (`lose-relayed-pushes`), or scripts committed in two ops
     /// (`split-scripts`), or stream IDs that leave out the region's slot
-    /// (`stream-ids-without-slot`).
+    /// (`stream-ids-without-slot`), or BITFIELD WRAP increments written as
+    /// bit patches (`bitfield-incr-as-bits`).
     #[arg(long, default_value = "none")]
     pub r#break: String,
     /// Leave list writes out of the workload: a seed then replays the run
@@ -56,6 +57,10 @@ pub struct SimArgs {
     /// run it made before streams joined the mix.
     #[arg(long)]
     pub no_streams: bool,
+    /// Leave BITFIELD WRAP increments out of the workload: a seed then
+    /// replays the run it made before they joined the mix.
+    #[arg(long)]
+    pub no_bitfields: bool,
     /// Print one line per seed.
     #[arg(long)]
     pub verbose: bool,
@@ -89,6 +94,7 @@ pub fn run(args: SimArgs) -> Result<()> {
             scripts: !args.no_scripts,
             bits: !args.no_bits,
             streams: !args.no_streams,
+            bitfields: !args.no_bitfields,
             trace_keep: args.trace,
             ..SimConfig::new(seed)
         };
@@ -113,13 +119,14 @@ pub fn run(args: SimArgs) -> Result<()> {
                 eprintln!("  {e}");
             }
             eprintln!(
-                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}{}{}{}{}",
+                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}{}{}{}{}{}",
                 args.regions,
                 args.ticks,
                 if args.no_lists { " --no-lists" } else { "" },
                 if args.no_scripts { " --no-scripts" } else { "" },
                 if args.no_bits { " --no-bits" } else { "" },
                 if args.no_streams { " --no-streams" } else { "" },
+                if args.no_bitfields { " --no-bitfields" } else { "" },
                 if breakage == Breakage::None {
                     String::new()
                 } else {
@@ -148,6 +155,7 @@ struct Totals {
     list_removed: u64,
     stream_added: u64,
     stream_delivered: u64,
+    field_increments: u64,
     elections: u64,
     primary_writes: u64,
     messages: u64,
@@ -170,6 +178,7 @@ impl Totals {
         self.list_removed += r.list_values_removed;
         self.stream_added += r.stream_entries_added;
         self.stream_delivered += r.stream_entries_delivered;
+        self.field_increments += r.field_increments;
         self.elections += r.elections_won;
         self.primary_writes += r.primary_writes;
         self.messages += r.messages;
@@ -187,7 +196,7 @@ impl Totals {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  tombstones collected {}  list values pushed {}  list values removed {}  stream entries added {}  stream entries delivered {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
+            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  tombstones collected {}  list values pushed {}  list values removed {}  stream entries added {}  stream entries delivered {}  bitfield increments {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
             self.seeds,
             self.ticks,
             self.ops,
@@ -200,6 +209,7 @@ impl Totals {
             self.list_removed,
             self.stream_added,
             self.stream_delivered,
+            self.field_increments,
             self.elections,
             self.primary_writes,
             self.messages,
