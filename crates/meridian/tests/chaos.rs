@@ -45,4 +45,32 @@ fn chaos_run_with_faults_finds_no_anomalies() {
     assert_eq!(number("anomalies"), 0, "{stdout}");
     assert!(number("ops") > 0, "{stdout}");
     assert!(number("faults") > 0, "{stdout}");
+    // The stream, bitmap and bitfield workloads ran and were checked.
+    // Report lines `  <check> <count>`; a name ending in `-` is a prefix.
+    let checked = |name: &str| -> u64 {
+        stdout
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let check = words.next()?;
+                let count = words.next()?.parse::<u64>().ok()?;
+                let hit = match name.strip_suffix('-') {
+                    Some(prefix) => check.starts_with(prefix),
+                    None => check == name,
+                };
+                hit.then_some(count)
+            })
+            .sum()
+    };
+    for check in [
+        "stream-acked-entry-present",
+        "stream-id-unique",
+        "bitmap-acked-bit-set",
+        "bitfield-",
+    ] {
+        assert!(
+            checked(check) > 0,
+            "no {check} assertion (seed {SEED}):\n{stdout}"
+        );
+    }
 }

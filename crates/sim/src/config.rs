@@ -140,6 +140,14 @@ pub enum Breakage {
     /// and then the rest, so a region can apply one without the other: a
     /// check point then sees half a transfer or half a pair.
     SplitScripts,
+    /// XADD `*` takes Redis's ID of a region alone, without the region's
+    /// slot: two regions adding in one millisecond take one ID, and one
+    /// entry hides the other.
+    StreamIdsWithoutSlot,
+    /// BITFIELD WRAP increments are written as bit patches of the fields'
+    /// new values, as before they merged as counters: of two concurrent
+    /// increments of one field, the later write wins and the other is lost.
+    BitfieldIncrAsBits,
 }
 
 impl Breakage {
@@ -154,8 +162,10 @@ impl Breakage {
             "ae-skip-key" => Ok(Breakage::AeSkipKey),
             "lose-relayed-pushes" => Ok(Breakage::LoseRelayedPushes),
             "split-scripts" => Ok(Breakage::SplitScripts),
+            "stream-ids-without-slot" => Ok(Breakage::StreamIdsWithoutSlot),
+            "bitfield-incr-as-bits" => Ok(Breakage::BitfieldIncrAsBits),
             other => Err(format!(
-                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key, lose-relayed-pushes, split-scripts)"
+                "unknown breakage {other:?} (known: none, lose-relayed-effects, ship-unsynced, skip-primary-leases, wall-clock-lease, collect-early, ae-skip-key, lose-relayed-pushes, split-scripts, stream-ids-without-slot, bitfield-incr-as-bits)"
             )),
         }
     }
@@ -180,6 +190,11 @@ pub struct SimConfig {
     pub scripts: bool,
     /// SETBITs in the workload (see `driver::Workload::bits`).
     pub bits: bool,
+    /// Stream writes in the workload (see `driver::Workload::streams`).
+    pub streams: bool,
+    /// BITFIELD WRAP increments in the workload (see
+    /// `driver::Workload::bitfields`).
+    pub bitfields: bool,
     /// Events kept for the trace printed with an anomaly.
     pub trace_keep: usize,
 }
@@ -197,6 +212,8 @@ impl SimConfig {
             lists: true,
             scripts: true,
             bits: true,
+            streams: true,
+            bitfields: true,
             trace_keep: 40,
         }
     }

@@ -23,13 +23,27 @@
 //!   must end as the union of every acknowledged SETBIT;
 //! - `u:*` HyperLogLogs: PFADDs of a few elements, replicated as register
 //!   patches or folded whole values, so each must end holding exactly the
-//!   registers of every acknowledged PFADD's elements.
+//!   registers of every acknowledged PFADD's elements;
+//! - `xs:*` streams (not `x:*`, the transfer counters): XADD `*` of an
+//!   entry whose value is unique to the run, the ID taken as the server
+//!   takes it (`auto_id` with the region's slot); XDEL and XTRIM MAXLEN of
+//!   entries the writer held; XGROUP CREATE of group `g` where the writer
+//!   holds none, and XREADGROUP `>` of it, each recorded with the IDs it
+//!   added, removed or delivered;
+//! - `bf:*` strings written only by BITFIELD `OVERFLOW WRAP INCRBY` of the
+//!   fixed fields [`BITFIELD_FIELDS`], which merge as counters, so each
+//!   field must end as the sum of its acknowledged increments modulo
+//!   2^width (kept apart from `b:*`, whose union rule stays exact).
 
 use meridian_cluster::{admit, Policies};
 use meridian_crdt::hll::{self, Hll};
-use meridian_crdt::{Blob, Delta, Dot, Patch, RegionId, Tag, Value};
+use meridian_crdt::{
+    Blob, Delivery, Delta, Dot, NodeLimits, Patch, RegionId, StreamId, Tag, Value,
+};
+use meridian_store::db::{auto_id, Trim, TrimTo};
 use meridian_store::{Db, Store, StoreError};
 
+use crate::config::{Breakage, SimConfig};
 use crate::history::{Fate, History, Recorded, Write};
 use crate::region::SimRegion;
 use crate::rng::SimRng;
@@ -48,6 +62,14 @@ const CHOICES: u64 = 14;
 const LIST_CHOICES: u64 = 2;
 const SCRIPT_CHOICES: u64 = 2;
 const BIT_CHOICES: u64 = 2;
+const STREAM_CHOICES: u64 = 2;
+const BITFIELD_CHOICES: u64 = 1;
+/// The fields (offset, width) of every `bf:*` string: apart, unaligned,
+/// from a width that wraps at nearly every increment to one that only
+/// wraps below zero.
+pub const BITFIELD_FIELDS: [(u64, u8); 4] = [(0, 8), (8, 3), (11, 16), (64, 63)];
+/// The consumer group of every stream.
+pub const STREAM_GROUP: &[u8] = b"g";
 /// Bits a `b:*` SETBIT picks from: past 512, the string is long enough to
 /// replicate patches rather than its whole value.
 pub const BITS: u64 = 1024;
@@ -69,18 +91,33 @@ pub struct Workload {
     pub scripts: bool,
     /// `--break split-scripts`: a script's first write is committed alone.
     pub split_scripts: bool,
-    /// Whether SETBITs are in the mix (drawn after every other choice).
+    /// Whether SETBITs and PFADDs are in the mix (drawn after every
+    /// choice above).
     pub bits: bool,
+    /// `--break stream-ids-without-slot`: XADD `*` leaves its slot out.
+    pub unslotted_ids: bool,
+    /// Whether stream writes are in the mix (drawn after every choice
+    /// above, so without them a seed draws what it drew before).
+    pub streams: bool,
+    /// `--break bitfield-incr-as-bits`: increments are bit patches.
+    pub incr_as_bits: bool,
+    /// Whether BITFIELD WRAP increments are in the mix (drawn after every
+    /// choice above).
+    pub bitfields: bool,
 }
 
 impl Workload {
-    pub fn new(lists: bool, scripts: bool, split_scripts: bool, bits: bool) -> Workload {
+    pub fn new(cfg: &SimConfig) -> Workload {
         Workload {
             policies: policies(),
-            lists,
-            scripts,
-            split_scripts,
-            bits,
+            lists: cfg.lists,
+            scripts: cfg.scripts,
+            split_scripts: cfg.breakage == Breakage::SplitScripts,
+            bits: cfg.bits,
+            unslotted_ids: cfg.breakage == Breakage::StreamIdsWithoutSlot,
+            streams: cfg.streams,
+            bitfields: cfg.bitfields,
+            incr_as_bits: cfg.breakage == Breakage::BitfieldIncrAsBits,
         }
     }
 }
@@ -112,7 +149,13 @@ pub fn driver_write(
     let lists = if workload.lists { LIST_CHOICES } else { 0 };
     let scripts = if workload.scripts { SCRIPT_CHOICES } else { 0 };
     let bits = if workload.bits { BIT_CHOICES } else { 0 };
-    let choice = rng.below(CHOICES + lists + scripts + bits);
+    let streams = if workload.streams { STREAM_CHOICES } else { 0 };
+    let bitfields = if workload.bitfields {
+        BITFIELD_CHOICES
+    } else {
+        0
+    };
+    let choice = rng.below(CHOICES + lists + scripts + bits + streams + bitfields);
     // Writes to `m:*` and `p:*` pass the policy check the server runs
     // (`meridian_cluster::admit`): decided on the lease and the election,
     // and for a primary write counted in the term it was admitted in. The
@@ -144,11 +187,18 @@ pub fn driver_write(
             primary_term = Some(region.election.term());
         }
     }
+    let slot = (!workload.unslotted_ids).then(|| stream_slot(id, &region.peers));
     let store = region.store();
     store.db_mut().set_now_ms(now_ms);
     let ctx = store.db().version_vector().clone();
     let conflicts_before = store.db().conflicts_total();
-    let write = if choice > CHOICES + lists + scripts {
+    let write = if choice >= CHOICES + lists + scripts + bits + streams {
+        bitfield_write(rng, store.db_mut(), n, workload.incr_as_bits)
+    } else if choice >= CHOICES + lists + scripts + bits {
+        let which = choice - CHOICES - lists - scripts - bits;
+        let values = &mut history.stream_values;
+        stream_write(rng, store.db_mut(), which, n, id, slot, values)
+    } else if choice > CHOICES + lists + scripts {
         pfadd_write(rng, store.db_mut(), n)
     } else if choice >= CHOICES + lists + scripts {
         bit_write(rng, store.db_mut(), n)
@@ -338,6 +388,61 @@ fn bit_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
     Write::SetBit { key, bit }
 }
 
+/// BITFIELD `bf:n` OVERFLOW WRAP INCRBY of one or two of its fields, as
+/// the server's BITFIELD writes it: each increment a `Patch::Incr` of its
+/// field (which the store stamps and counts), with the whole string as it
+/// reads after them.
+fn bitfield_write(rng: &mut SimRng, db: &mut Db, n: u64, as_bits: bool) -> Write {
+    use meridian_crdt::patch::{read_bits, write_bits};
+    let key = format!("bf:{n}");
+    let mut incrs = Vec::new();
+    for _ in 0..1 + rng.below(2) {
+        let (offset, width) = BITFIELD_FIELDS[rng.index(BITFIELD_FIELDS.len())];
+        incrs.push((offset, width, rng.between(-300, 300)));
+    }
+    let mut whole = match db.get(key.as_bytes()).map(|e| e.value()) {
+        Some(Value::Str(r)) => r.render().into_owned(),
+        _ => Vec::new(),
+    };
+    let need = incrs
+        .iter()
+        .map(|(o, w, _)| (o + u64::from(*w)).div_ceil(8) as usize)
+        .max()
+        .unwrap_or(0);
+    let grown = whole.len() < need;
+    if grown {
+        whole.resize(need, 0);
+    }
+    let mut changed = false;
+    let mut patches = Vec::new();
+    for &(offset, width, delta) in &incrs {
+        let mask = (1u64 << width) - 1;
+        let old = read_bits(&whole, offset, width);
+        let by = delta as u64 & mask;
+        let new = old.wrapping_add(by) & mask;
+        write_bits(&mut whole, offset, width, new);
+        patches.push(if as_bits {
+            Patch::Bits {
+                offset,
+                width,
+                value: new,
+            }
+        } else {
+            Patch::Incr {
+                offset,
+                width,
+                start: 0,
+                delta: by,
+            }
+        });
+        changed |= new != old;
+    }
+    if changed || grown {
+        db.patch_string(key.as_bytes(), patches, |_| Blob::from(whole.as_slice()));
+    }
+    Write::FieldIncr { key, incrs }
+}
+
 /// PFADD of one to four elements to `u:n`, as the server's PFADD writes
 /// it: the registers it raised as patches, the whole value if it folds.
 fn pfadd_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
@@ -370,6 +475,151 @@ fn pfadd_write(rng: &mut SimRng, db: &mut Db, n: u64) -> Write {
         db.patch_string(key.as_bytes(), patches, |_| whole);
     }
     Write::PfAdd { key, elements }
+}
+
+/// The slot region `me` puts in the stream IDs it generates, as the
+/// server's `Members::stream_slot`: its place among the members by name,
+/// from 1.
+pub fn stream_slot(me: RegionId, peers: &[RegionId]) -> u64 {
+    let below = peers.iter().filter(|p| p.as_str() < me.as_str()).count();
+    below as u64 + 1
+}
+
+/// The IDs and values of the stream at `key` as this region holds it now.
+fn stream_entries(db: &mut Db, key: &str) -> Vec<(StreamId, String)> {
+    match db.stream(key.as_bytes()) {
+        Ok(Some(s)) => s
+            .range(StreamId::ZERO, StreamId::MAX)
+            .map(|(id, f)| (id, entry_value(f)))
+            .collect(),
+        Ok(None) | Err(_) => Vec::new(),
+    }
+}
+
+/// The value of an entry's field `v` (the workload adds no other field).
+pub fn entry_value(fields: &meridian_crdt::Fields) -> String {
+    let v = fields.iter().nth(1).unwrap_or_default();
+    String::from_utf8_lossy(v).into_owned()
+}
+
+/// One stream write to `xs:n`, as the server's stream commands write it.
+/// `which` 0 is an XADD; 1 draws among XADD, XDEL, XTRIM and the group.
+fn stream_write(
+    rng: &mut SimRng,
+    db: &mut Db,
+    which: u64,
+    n: u64,
+    id: RegionId,
+    slot: Option<u64>,
+    next_value: &mut u64,
+) -> Write {
+    let key = format!("xs:{n}");
+    let held = stream_entries(db, &key);
+    let what = if which == 0 { 0 } else { rng.below(10) };
+    match what {
+        0..=4 => {
+            *next_value += 1;
+            let value = format!("{id}-{next_value}");
+            let last = match db.stream(key.as_bytes()) {
+                Ok(Some(s)) => s.last_id(),
+                _ => StreamId::ZERO,
+            };
+            let entry = auto_id(last, db.now_ms(), slot).expect("stream IDs left");
+            let fields = vec![Blob::from(&b"v"[..]), Blob::from(value.as_bytes())];
+            db.xadd(key.as_bytes(), entry, fields, NodeLimits::default());
+            Write::XAdd {
+                key,
+                id: entry,
+                value,
+            }
+        }
+        5 | 6 => {
+            let ids: Vec<StreamId> = if held.is_empty() {
+                Vec::new()
+            } else {
+                vec![held[rng.index(held.len())].0]
+            };
+            db.xdel(key.as_bytes(), &ids);
+            Write::XDel { key, ids }
+        }
+        7 => {
+            let keep = 8 + rng.below(8);
+            let trim = Trim {
+                to: TrimTo::MaxLen(keep),
+                approx: false,
+                limit: 0,
+            };
+            db.xtrim(key.as_bytes(), trim);
+            let now: std::collections::BTreeSet<StreamId> = stream_entries(db, &key)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let removed: Vec<StreamId> = held
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| !now.contains(id))
+                .collect();
+            let upto = removed.last().copied().unwrap_or(StreamId::ZERO);
+            Write::XTrim { key, upto, removed }
+        }
+        _ => group_write(db, key, id),
+    }
+}
+
+/// XGROUP CREATE of `g` at `0` where this region holds no group yet,
+/// else XREADGROUP `>` of up to three entries for consumer `c-<region>`,
+/// as the server's `deliver_new` builds the delivery: each region's
+/// cursor raised over its entries served, each entry pending.
+fn group_write(db: &mut Db, key: String, id: RegionId) -> Write {
+    let now_ms = db.now_ms();
+    let (exists, served) = match db.stream(key.as_bytes()) {
+        Ok(Some(s)) => match s.group(STREAM_GROUP) {
+            Some(g) => {
+                let served: Vec<(StreamId, RegionId)> = s
+                    .undelivered(g)
+                    .take(3)
+                    .map(|(id, _, origin)| (id, origin))
+                    .collect();
+                (true, served)
+            }
+            None => (false, Vec::new()),
+        },
+        // No stream: nothing to read, and no MKSTREAM.
+        _ => {
+            return Write::XReadGroup {
+                key,
+                ids: Vec::new(),
+            }
+        }
+    };
+    if !exists {
+        db.xgroup_create(key.as_bytes(), STREAM_GROUP, StreamId::ZERO, Some(0));
+        return Write::Other {
+            key,
+            what: "xgroup-create",
+        };
+    }
+    let mut cursors: Vec<(RegionId, StreamId)> = Vec::new();
+    for &(entry, origin) in &served {
+        match cursors.iter_mut().find(|c| c.0 == origin) {
+            Some(c) => c.1 = c.1.max(entry),
+            None => cursors.push((origin, entry)),
+        }
+    }
+    let ids: Vec<StreamId> = served.iter().map(|(e, _)| *e).collect();
+    if !ids.is_empty() {
+        let delivery = Delivery {
+            consumer: Some(Blob::from(format!("c-{id}").as_bytes())),
+            now_ms,
+            cursors,
+            raise: None,
+            read: None,
+            pel: ids.iter().map(|e| (*e, now_ms, 1)).collect(),
+            dropped: Vec::new(),
+        };
+        db.xdeliver(key.as_bytes(), STREAM_GROUP, delivery);
+    }
+    Write::XReadGroup { key, ids }
 }
 
 /// The values of the list at `key` as this region holds it now.

@@ -1,7 +1,7 @@
 //! What the workload drivers did: every committed op, what it wrote, and
 //! whether it survived. The checkers judge the final state against this.
 
-use meridian_crdt::{Dot, Tag, VersionVector};
+use meridian_crdt::{Dot, StreamId, Tag, VersionVector};
 
 /// What became of a committed op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,12 @@ pub enum Write {
     SetBit {
         key: String,
         bit: u64,
+    },
+    /// BITFIELD `OVERFLOW WRAP INCRBY` of fixed fields of a string only
+    /// ever written so (`bf:*`): (offset, width, increment) per field.
+    FieldIncr {
+        key: String,
+        incrs: Vec<(u64, u8, i64)>,
     },
     /// PFADD of `elements` to a HyperLogLog only ever written so (`u:*`).
     PfAdd {
@@ -97,6 +103,30 @@ pub enum Write {
         keys: [String; 2],
         value: String,
     },
+    /// XADD `*` of one entry whose field `v` holds `value`, unique to the
+    /// run, to a stream (`xs:*`); `id` is the ID it took.
+    XAdd {
+        key: String,
+        id: StreamId,
+        value: String,
+    },
+    /// XDEL of `ids`, entries the writer held.
+    XDel {
+        key: String,
+        ids: Vec<StreamId>,
+    },
+    /// XTRIM MAXLEN: every entry up to `upto` that the op observed goes
+    /// (`removed`: those the writer saw it remove).
+    XTrim {
+        key: String,
+        upto: StreamId,
+        removed: Vec<StreamId>,
+    },
+    /// XREADGROUP `>` of the group `g` of a stream: the IDs it delivered.
+    XReadGroup {
+        key: String,
+        ids: Vec<StreamId>,
+    },
     /// Writes only the convergence checker judges (HSET, ZADD, TTLs,
     /// `majority` and `primary` keys).
     Other {
@@ -141,6 +171,9 @@ pub struct History {
     /// with `n` counted across the run, so a value names its push even
     /// after a crash reused the push's dot.
     pub list_values: u64,
+    /// Stream entry values handed out so far (`<region>-<n>`, as list
+    /// values).
+    pub stream_values: u64,
 }
 
 impl History {

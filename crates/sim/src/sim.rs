@@ -54,6 +54,12 @@ pub struct SimReport {
     /// surviving pops, LREMs and LTRIMs: what the list checker accounted for.
     pub list_values_pushed: u64,
     pub list_values_removed: u64,
+    /// Stream entries acknowledged XADDs added, and entries acknowledged
+    /// XREADGROUPs delivered: what the stream checker accounted for.
+    pub stream_entries_added: u64,
+    pub stream_entries_delivered: u64,
+    /// BITFIELD WRAP increments that survived, each field counted.
+    pub field_increments: u64,
     /// Scripted writes (transfers and pairs) that survived.
     pub script_ops: u64,
     /// Elections won (new primaries of `primary` keyspaces).
@@ -150,12 +156,7 @@ impl Sim {
             }
         }
         let n = cfg.regions;
-        let workload = driver::Workload::new(
-            cfg.lists,
-            cfg.scripts,
-            cfg.breakage == Breakage::SplitScripts,
-            cfg.bits,
-        );
+        let workload = driver::Workload::new(&cfg);
         Ok(Sim {
             rng: SimRng::new(cfg.seed),
             trace: Trace::new(cfg.trace_keep),
@@ -215,6 +216,13 @@ impl Sim {
                     self.report.list_values_removed += values.len() as u64
                 }
                 Write::Transfer { .. } | Write::Pair { .. } => self.report.script_ops += 1,
+                Write::XAdd { .. } => self.report.stream_entries_added += 1,
+                Write::FieldIncr { incrs, .. } => {
+                    self.report.field_increments += incrs.len() as u64
+                }
+                Write::XReadGroup { ids, .. } => {
+                    self.report.stream_entries_delivered += ids.len() as u64
+                }
                 _ => {}
             }
         }

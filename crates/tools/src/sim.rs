@@ -36,7 +36,9 @@ pub struct SimArgs {
     /// `wall-clock-lease`), tombstone collection (`collect-early`),
     /// anti-entropy (`ae-skip-key`), or list inserts
     /// (`lose-relayed-pushes`), or scripts committed in two ops
-    /// (`split-scripts`).
+    /// (`split-scripts`), or stream IDs that leave out the region's slot
+    /// (`stream-ids-without-slot`), or BITFIELD WRAP increments written as
+    /// bit patches (`bitfield-incr-as-bits`).
     #[arg(long, default_value = "none")]
     pub r#break: String,
     /// Leave list writes out of the workload: a seed then replays the run
@@ -51,6 +53,14 @@ pub struct SimArgs {
     /// made before bitmaps joined the mix.
     #[arg(long)]
     pub no_bits: bool,
+    /// Leave stream writes out of the workload: a seed then replays the
+    /// run it made before streams joined the mix.
+    #[arg(long)]
+    pub no_streams: bool,
+    /// Leave BITFIELD WRAP increments out of the workload: a seed then
+    /// replays the run it made before they joined the mix.
+    #[arg(long)]
+    pub no_bitfields: bool,
     /// Print one line per seed.
     #[arg(long)]
     pub verbose: bool,
@@ -83,6 +93,8 @@ pub fn run(args: SimArgs) -> Result<()> {
             lists: !args.no_lists,
             scripts: !args.no_scripts,
             bits: !args.no_bits,
+            streams: !args.no_streams,
+            bitfields: !args.no_bitfields,
             trace_keep: args.trace,
             ..SimConfig::new(seed)
         };
@@ -107,12 +119,14 @@ pub fn run(args: SimArgs) -> Result<()> {
                 eprintln!("  {e}");
             }
             eprintln!(
-                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}{}{}{}",
+                "replay: meridian sim --seed {seed} --faults {faults_arg} --regions {} --ticks {}{}{}{}{}{}{}",
                 args.regions,
                 args.ticks,
                 if args.no_lists { " --no-lists" } else { "" },
                 if args.no_scripts { " --no-scripts" } else { "" },
                 if args.no_bits { " --no-bits" } else { "" },
+                if args.no_streams { " --no-streams" } else { "" },
+                if args.no_bitfields { " --no-bitfields" } else { "" },
                 if breakage == Breakage::None {
                     String::new()
                 } else {
@@ -139,6 +153,9 @@ struct Totals {
     tombstones: u64,
     list_pushed: u64,
     list_removed: u64,
+    stream_added: u64,
+    stream_delivered: u64,
+    field_increments: u64,
     elections: u64,
     primary_writes: u64,
     messages: u64,
@@ -159,6 +176,9 @@ impl Totals {
         self.tombstones += r.tombstones_collected;
         self.list_pushed += r.list_values_pushed;
         self.list_removed += r.list_values_removed;
+        self.stream_added += r.stream_entries_added;
+        self.stream_delivered += r.stream_entries_delivered;
+        self.field_increments += r.field_increments;
         self.elections += r.elections_won;
         self.primary_writes += r.primary_writes;
         self.messages += r.messages;
@@ -176,7 +196,7 @@ impl Totals {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  tombstones collected {}  list values pushed {}  list values removed {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
+            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  tombstones collected {}  list values pushed {}  list values removed {}  stream entries added {}  stream entries delivered {}  bitfield increments {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
             self.seeds,
             self.ticks,
             self.ops,
@@ -187,6 +207,9 @@ impl Totals {
             self.tombstones,
             self.list_pushed,
             self.list_removed,
+            self.stream_added,
+            self.stream_delivered,
+            self.field_increments,
             self.elections,
             self.primary_writes,
             self.messages,

@@ -24,6 +24,13 @@
 //!   may have taken it; a value a pop returned is gone, and no later pop
 //!   returns it again; a push that observed another lands past it at its
 //!   end; and two elements keep one order in every read and in the end;
+//! - **streams** hold every entry an acknowledged XADD added, at the ID
+//!   its reply named, only entries some XADD was sent for, in strictly
+//!   increasing ID order, and no two acknowledged XADDs took one ID;
+//! - **bitmaps** hold every bit an acknowledged SETBIT set and no bit no
+//!   SETBIT was sent for; **bitfield increments** under OVERFLOW WRAP
+//!   count as a counter: a field reads the sum of its acknowledged
+//!   increments plus some of those whose replies were lost, modulo 2^width;
 //! - **all data regions** hold the same state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,7 +40,9 @@ use serde::{Deserialize, Serialize};
 
 use super::history::{Cmd, Op, ReadValue, Vv};
 
+mod bits;
 mod lists;
+mod streams;
 
 /// A key's final value in one region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +53,10 @@ pub enum KeyState {
     Hash(BTreeMap<String, String>),
     /// A list's values in order.
     List(Vec<String>),
+    /// A stream's entries in XRANGE order: ID and the value of field `v`.
+    Stream(Vec<(String, String)>),
+    /// A bitmap's or bitfield's bytes (`b:*`, `bf:*`).
+    Bytes(Vec<u8>),
     /// A type the workload never writes (an anomaly in itself).
     Other(String),
 }
@@ -162,6 +175,10 @@ struct Index<'a> {
     pushes: BTreeMap<&'a str, Vec<&'a Op>>,
     pops: BTreeMap<&'a str, Vec<&'a Op>>,
     list_reads: BTreeMap<&'a str, Vec<&'a Op>>,
+    /// XADDs, SETBITs and BITFIELD increments per key.
+    xadds: BTreeMap<&'a str, Vec<&'a Op>>,
+    setbits: BTreeMap<&'a str, Vec<&'a Op>>,
+    bitfields: BTreeMap<&'a str, Vec<&'a Op>>,
     reads: Vec<&'a Op>,
     barrier: Option<&'a Barrier>,
 }
@@ -200,6 +217,9 @@ fn index<'a>(ops: &'a [Op], barrier: Option<&'a Barrier>) -> Index<'a> {
             Cmd::Rpush { .. } | Cmd::Lpush { .. } => ix.pushes.entry(key).or_default().push(op),
             Cmd::Lpop { .. } | Cmd::Rpop { .. } => ix.pops.entry(key).or_default().push(op),
             Cmd::Lrange { .. } => ix.list_reads.entry(key).or_default().push(op),
+            Cmd::Xadd { .. } => ix.xadds.entry(key).or_default().push(op),
+            Cmd::Setbit { .. } => ix.setbits.entry(key).or_default().push(op),
+            Cmd::Bitfield { .. } => ix.bitfields.entry(key).or_default().push(op),
         }
         if op.cmd.is_write()
             && !matches!(op.cmd, Cmd::Del { .. } | Cmd::Srem { .. })
@@ -238,6 +258,9 @@ pub fn check(input: &Input<'_>) -> Report {
     check_journal(&mut cx, &ix, input.finals);
     check_reads(&mut cx, &ix);
     lists::check_lists(&mut cx, &ix, state);
+    streams::check_streams(&mut cx, &ix, state);
+    bits::check_bitmaps(&mut cx, &ix, state);
+    bits::check_bitfields(&mut cx, &ix, state);
     cx.report
 }
 
@@ -264,7 +287,8 @@ fn check_identical(cx: &mut Ctx<'_>, finals: &[RegionState]) {
 }
 
 /// Every key holds the type its prefix says (`r:` and `c:` strings, `s:`
-/// sets, `h:` hashes).
+/// sets, `h:` hashes, `l:` lists, `xs:` streams, `b:` and `bf:` strings
+/// written in part).
 fn check_types(cx: &mut Ctx<'_>, state: &BTreeMap<String, KeyState>) {
     for (key, found) in state {
         cx.count("key-type");
@@ -273,6 +297,8 @@ fn check_types(cx: &mut Ctx<'_>, state: &BTreeMap<String, KeyState>) {
             KeyState::Set(_) => key.starts_with("s:"),
             KeyState::Hash(_) => key.starts_with("h:"),
             KeyState::List(_) => key.starts_with("l:"),
+            KeyState::Stream(_) => key.starts_with("xs:"),
+            KeyState::Bytes(_) => key.starts_with("b:") || key.starts_with("bf:"),
             KeyState::Other(_) => false,
         };
         if !fits {

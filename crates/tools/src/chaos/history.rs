@@ -88,6 +88,25 @@ pub enum Cmd {
     Lrange {
         key: String,
     },
+    /// XADD `*` of one entry whose field `v` holds `value`, unique to the
+    /// run; the ID its reply names is recorded as the op's read.
+    Xadd {
+        key: String,
+        value: String,
+    },
+    /// SETBIT to 1 of a bitmap only ever written so.
+    Setbit {
+        key: String,
+        bit: u64,
+    },
+    /// BITFIELD `OVERFLOW WRAP INCRBY u<width> offset delta` of a field
+    /// only ever written so.
+    Bitfield {
+        key: String,
+        width: u8,
+        offset: u64,
+        delta: i64,
+    },
 }
 
 impl Cmd {
@@ -106,7 +125,10 @@ impl Cmd {
             | Cmd::Lpush { key, .. }
             | Cmd::Lpop { key, .. }
             | Cmd::Rpop { key, .. }
-            | Cmd::Lrange { key } => key,
+            | Cmd::Lrange { key }
+            | Cmd::Xadd { key, .. }
+            | Cmd::Setbit { key, .. }
+            | Cmd::Bitfield { key, .. } => key,
         }
     }
 
@@ -126,6 +148,9 @@ impl Cmd {
             Cmd::Lpop { .. } => "LPOP",
             Cmd::Rpop { .. } => "RPOP",
             Cmd::Lrange { .. } => "LRANGE",
+            Cmd::Xadd { .. } => "XADD",
+            Cmd::Setbit { .. } => "SETBIT",
+            Cmd::Bitfield { .. } => "BITFIELD",
         }
     }
 
@@ -142,6 +167,12 @@ impl Cmd {
         matches!(self, Cmd::Lpop { .. } | Cmd::Rpop { .. })
     }
 
+    /// A write whose reply the checker needs (what a pop took, the ID an
+    /// XADD took), recorded as the op's [`Op::read`] when it arrived.
+    pub fn keeps_reply(&self) -> bool {
+        self.is_pop() || matches!(self, Cmd::Xadd { .. })
+    }
+
     /// The command as sent.
     pub fn args(&self) -> Vec<String> {
         let mut out = vec![self.name().to_string(), self.key().to_string()];
@@ -153,6 +184,21 @@ impl Cmd {
             Cmd::Rpush { value, .. } | Cmd::Lpush { value, .. } => out.push(value.clone()),
             Cmd::Lpop { count, .. } | Cmd::Rpop { count, .. } => out.push(count.to_string()),
             Cmd::Lrange { .. } => out.extend(["0".to_string(), "-1".to_string()]),
+            Cmd::Xadd { value, .. } => out.extend(["*", "v", value].map(String::from)),
+            Cmd::Setbit { bit, .. } => out.extend([bit.to_string(), "1".to_string()]),
+            Cmd::Bitfield {
+                width,
+                offset,
+                delta,
+                ..
+            } => out.extend([
+                "OVERFLOW".to_string(),
+                "WRAP".to_string(),
+                "INCRBY".to_string(),
+                format!("u{width}"),
+                offset.to_string(),
+                delta.to_string(),
+            ]),
             Cmd::Del { .. } | Cmd::Get { .. } | Cmd::Smembers { .. } | Cmd::Hgetall { .. } => {}
         }
         out

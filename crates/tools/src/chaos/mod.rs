@@ -656,8 +656,19 @@ async fn final_states(
             let read = |cmd: &str| vec![cmd.to_string(), key.clone()];
             let value = match t.as_str() {
                 "none" => continue,
+                "string" if key.starts_with("b:") || key.starts_with("bf:") => {
+                    match client.cmd(&read("GET")).await? {
+                        Frame::Bulk(bytes) => KeyState::Bytes(bytes.to_vec()),
+                        _ => KeyState::Bytes(Vec::new()),
+                    }
+                }
                 "string" => {
                     KeyState::Str(frame_text(&client.cmd(&read("GET")).await?).unwrap_or_default())
+                }
+                "stream" => {
+                    let mut xrange = read("XRANGE");
+                    xrange.extend(["-".to_string(), "+".to_string()]);
+                    KeyState::Stream(stream_entries(&client.cmd(&xrange).await?))
                 }
                 "set" => KeyState::Set(
                     texts(&client.cmd(&read("SMEMBERS")).await?)
@@ -693,6 +704,25 @@ async fn final_states(
         state.conflicts = journal::by_key(&entries, &journaled);
     }
     Ok(out)
+}
+
+/// An XRANGE reply as (ID, value of field `v`) pairs, in reply order.
+fn stream_entries(frame: &Frame) -> Vec<(String, String)> {
+    let Frame::Array(entries) = frame else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Frame::Array(parts) if parts.len() == 2 => {
+                let id = frame_text(&parts[0])?;
+                let fields = texts(&parts[1]);
+                let value = fields.get(1).cloned().unwrap_or_default();
+                Some((id, value))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn texts(frame: &Frame) -> Vec<String> {

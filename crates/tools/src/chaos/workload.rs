@@ -7,7 +7,10 @@
 //! upper ones are ever deleted), `s:N` sets (SADD of unique members, SREM
 //! of members anyone added, SMEMBERS; only the upper ones are deleted), `h:N` hashes (HSET of unique values
 //! into a few fields, HGETALL), `l:N` lists (RPUSH and LPUSH of unique
-//! values, LPOP and RPOP of one or two, LRANGE; never deleted), and DEL on
+//! values, LPOP and RPOP of one or two, LRANGE; never deleted), `xs:N`
+//! streams (XADD `*` of unique values), `b:N` bitmaps (SETBIT to 1),
+//! `bf:N` bitfields (BITFIELD OVERFLOW WRAP INCRBY of fixed `u8` fields,
+//! which merge as counters), none of these three ever deleted, and DEL on
 //! every other type. Values and members are unique per run
 //! (`<client>-<n>`), so the checker can tell which write produced what it
 //! finds.
@@ -38,6 +41,15 @@ pub const SETS_NEVER_DELETED: usize = 5;
 pub const HASHES: usize = 6;
 const HASH_FIELDS: usize = 4;
 pub const LISTS: usize = 4;
+pub const STREAMS: usize = 3;
+pub const BITMAPS: usize = 3;
+/// Bits a SETBIT picks from.
+pub const BITMAP_BITS: u64 = 2048;
+pub const BITFIELDS: usize = 2;
+/// The fields of every `bf:N`: `u8` at these offsets (apart, so each
+/// field's value depends on its own increments only).
+pub const BITFIELD_OFFSETS: [u64; 4] = [0, 8, 16, 24];
+pub const BITFIELD_WIDTH: u8 = 8;
 /// Members per set key kept as candidates for SREM.
 const REMOVABLE_MEMBERS_MAX: usize = 32;
 
@@ -55,6 +67,9 @@ pub fn all_keys() -> Vec<String> {
     keys.extend((0..SETS).map(|i| format!("s:{i}")));
     keys.extend((0..HASHES).map(|i| format!("h:{i}")));
     keys.extend((0..LISTS).map(|i| format!("l:{i}")));
+    keys.extend((0..STREAMS).map(|i| format!("xs:{i}")));
+    keys.extend((0..BITMAPS).map(|i| format!("b:{i}")));
+    keys.extend((0..BITFIELDS).map(|i| format!("bf:{i}")));
     keys
 }
 
@@ -231,9 +246,9 @@ async fn run_one(load: &Workload, conn: &mut Client, region: usize, client: u32,
             false
         }
         Ok(Ok(replies)) => {
-            // What a pop took is known once its own reply is, whatever
-            // the tokens around it answered.
-            if op.cmd.is_pop() {
+            // What a pop took (the ID an XADD took) is known once its own
+            // reply is, whatever the tokens around it answered.
+            if op.cmd.keeps_reply() {
                 if let Some(reply) = replies.get(1).filter(|r| !r.is_error()) {
                     op.read = Some(read_value(&op.cmd, reply));
                 }
@@ -293,7 +308,7 @@ pub fn fields_of(items: &[String]) -> BTreeMap<String, String> {
 /// The next command of a client: the mix, over the bounded key set.
 fn next_command(rng: &mut StdRng, load: &Workload, client: u32, n: u64) -> Cmd {
     let unique = format!("{client}-{n}");
-    match rng.gen_range(0..100) {
+    match rng.gen_range(0..112) {
         0..=16 => Cmd::Set {
             key: format!("r:{}", rng.gen_range(0..REGISTERS)),
             value: format!("v{unique}"),
@@ -370,6 +385,20 @@ fn next_command(rng: &mut StdRng, load: &Workload, client: u32, n: u64) -> Cmd {
         }
         93..=94 => Cmd::Lrange {
             key: format!("l:{}", rng.gen_range(0..LISTS)),
+        },
+        100..=104 => Cmd::Xadd {
+            key: format!("xs:{}", rng.gen_range(0..STREAMS)),
+            value: format!("e{unique}"),
+        },
+        105..=107 => Cmd::Setbit {
+            key: format!("b:{}", rng.gen_range(0..BITMAPS)),
+            bit: rng.gen_range(0..BITMAP_BITS),
+        },
+        108..=111 => Cmd::Bitfield {
+            key: format!("bf:{}", rng.gen_range(0..BITFIELDS)),
+            width: BITFIELD_WIDTH,
+            offset: BITFIELD_OFFSETS[rng.gen_range(0..BITFIELD_OFFSETS.len())],
+            delta: rng.gen_range(-200..=200),
         },
         _ => {
             let key = match rng.gen_range(0..4) {
