@@ -941,7 +941,16 @@ impl Db {
         } else {
             MAX_BIT_PATCHES
         };
-        let kind = if held + patches.len() > bound {
+        // Bit patches show over the base only when their tag is newer, and
+        // every write of one op shares its tag: once this op has written
+        // the key whole (a SET, or a fold as the patches grew), a bit patch
+        // of the same op would not show, so the rest of the op writes the
+        // key whole too.
+        let written_whole_by_this_op = !registers
+            && reg
+                .and_then(|r| r.visible())
+                .is_some_and(|base| base.tag.dot == dot);
+        let kind = if written_whole_by_this_op || held + patches.len() > bound {
             let (patches, value) = if counts {
                 counted::fold_counted(reg, patches)
             } else {
