@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Fields, StreamId};
+use super::{FieldsRef, StreamId};
 use crate::blob::Blob;
 
 /// How many entries (live and deleted) and bytes a node holds before
@@ -126,7 +126,7 @@ impl Layout {
     /// that is full, else into a new one. An entry below the last node's
     /// first (one a peer added with an older explicit ID) joins the node
     /// whose range holds it.
-    pub(super) fn insert(&mut self, id: StreamId, fields: &Fields) {
+    pub(super) fn insert(&mut self, id: StreamId, fields: FieldsRef<'_>) {
         let names: Vec<&[u8]> = fields.iter().step_by(2).collect();
         let total: u64 = fields.iter().map(|f| f.len() as u64).sum();
         let tail = self.nodes.keys().next_back().copied();
@@ -154,7 +154,7 @@ impl Layout {
                         .iter()
                         .zip(&names)
                         .all(|(a, b)| a.as_bytes() == *b);
-                node.body_bytes += entry_bytes(k, id, fields, same);
+                node.body_bytes += entry_bytes(k, id, &fields, same);
                 node.live += 1;
                 node.last = node.last.max(id);
             }
@@ -162,7 +162,7 @@ impl Layout {
                 let mut body = lp_int_bytes(names.len() as i64);
                 body += names.iter().map(|n| lp_str_bytes(n)).sum::<u64>();
                 body += lp_int_bytes(0);
-                body += entry_bytes(id, id, fields, true);
+                body += entry_bytes(id, id, &fields, true);
                 self.nodes.insert(
                     id,
                     Node {
@@ -190,7 +190,7 @@ impl Layout {
         }
     }
 
-    pub(super) fn rebuild<'a>(&mut self, entries: impl Iterator<Item = (StreamId, &'a Fields)>) {
+    pub(super) fn rebuild<'a>(&mut self, entries: impl Iterator<Item = (StreamId, FieldsRef<'a>)>) {
         self.nodes.clear();
         for (id, fields) in entries {
             self.insert(id, fields);
@@ -202,7 +202,7 @@ impl Layout {
 pub(super) fn entry_bytes(
     master: StreamId,
     id: StreamId,
-    fields: &Fields,
+    fields: &FieldsRef<'_>,
     same_fields: bool,
 ) -> u64 {
     let pairs = fields.len() / 2;

@@ -20,7 +20,7 @@
 //! region adds later wakes it.
 
 use bytes::Bytes;
-use meridian_crdt::{Blob, Fields, NodeLimits, StreamId, StreamVal};
+use meridian_crdt::{Blob, FieldsRef, NodeLimits, StreamId, StreamVal};
 use meridian_resp::{Frame, Protocol};
 use meridian_store::db::{auto_id, auto_seq, Trim, TrimTo};
 
@@ -175,7 +175,7 @@ pub(super) fn id_frame(id: StreamId) -> Frame {
 }
 
 /// `[id, [field, value, ...]]`.
-pub(super) fn entry_frame(id: StreamId, fields: &Fields) -> Frame {
+pub(super) fn entry_frame(id: StreamId, fields: FieldsRef<'_>) -> Frame {
     Frame::Array(vec![id_frame(id), super::util::bulk_array(fields.iter())])
 }
 
