@@ -29,11 +29,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
 
+use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use smallvec::SmallVec;
 
-use super::dots::Dots;
+use super::dots::{sort_dots, Dots};
 use super::fields::{get_len, put_len, FieldsRef};
 use super::{StreamId, Version};
 use crate::hlc::Hlc;
@@ -508,9 +509,64 @@ impl Serialize for Entries {
     }
 }
 
+/// Decoded state is untrusted: each entry's versions are put in tag
+/// order without repeats and entries without any are dropped. Entries in
+/// ID order, as every encoder writes them, are packed as they arrive, so
+/// loading a large stream never holds it unpacked; any other order is
+/// gathered in a map first.
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("stream entries by ID")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut out = Entries::default();
+                let mut pending: Vec<(StreamId, Dots<Version>)> = Vec::new();
+                let mut unordered: Option<BTreeMap<StreamId, Dots<Version>>> = None;
+                while let Some((id, mut versions)) = map.next_entry::<StreamId, Dots<Version>>()? {
+                    sort_dots(&mut versions);
+                    versions.dedup_by_key(|v| v.tag);
+                    if versions.is_empty() {
+                        continue;
+                    }
+                    if let Some(all) = unordered.as_mut() {
+                        all.insert(id, versions);
+                        continue;
+                    }
+                    let last = pending.last().map(|p| p.0).or_else(|| out.last_id());
+                    if last.is_some_and(|last| id <= last) {
+                        let mut all = out.to_map();
+                        all.extend(pending.drain(..));
+                        all.insert(id, versions);
+                        unordered = Some(all);
+                        continue;
+                    }
+                    pending.push((id, versions));
+                    if pending.len() >= CHUNK_ENTRIES_MAX as usize {
+                        out.put_all(pending.iter().map(|(id, v)| (*id, v)));
+                        pending.clear();
+                    }
+                }
+                match unordered {
+                    Some(all) => Ok(Entries::from_sorted(all.iter().map(|(id, v)| (*id, v)))),
+                    None => {
+                        out.put_all(pending.iter().map(|(id, v)| (*id, v)));
+                        Ok(out)
+                    }
+                }
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::dots::sort_dots;
     use super::super::Fields;
     use super::*;
 
@@ -656,6 +712,34 @@ mod tests {
         same(&e, &model, &mut rng, seed, 600);
         let packed = Entries::from_sorted(model.iter().map(|(id, v)| (*id, v)));
         assert_eq!(packed, e, "seed {seed}");
+    }
+
+    /// Entries decode from their encoding as they were, and from a map
+    /// whose IDs are out of order, repeated or without versions (decoded
+    /// state is untrusted) as a map would hold them.
+    #[test]
+    fn entries_decode_in_order_and_out_of_order() {
+        let mut rng = Rng(7);
+        let mut model: BTreeMap<StreamId, Dots<Version>> = BTreeMap::new();
+        for i in 0..450u64 {
+            model.insert(
+                StreamId::new(i / 3, i % 3),
+                Dots::from_elem(version(&mut rng, i + 1), 1),
+            );
+        }
+        let e = Entries::from_sorted(model.iter().map(|(id, v)| (*id, v)));
+        let bytes = postcard::to_stdvec(&e).unwrap();
+        let back: Entries = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, e);
+        // The same entries sent backwards, one of them twice and one with
+        // no versions, as pairs postcard reads as a map.
+        let mut pairs: Vec<(StreamId, Dots<Version>)> =
+            model.iter().rev().map(|(id, v)| (*id, v.clone())).collect();
+        pairs.insert(5, pairs[0].clone());
+        pairs.push((StreamId::new(999, 0), Dots::new()));
+        let bytes = postcard::to_stdvec(&pairs).unwrap();
+        let back: Entries = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.to_map(), model);
     }
 
     /// Chunks hold what a map of versions by ID would, through appends,

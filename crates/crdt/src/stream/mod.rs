@@ -192,7 +192,7 @@ struct ReprRef<'a> {
 
 #[derive(Deserialize)]
 struct Repr {
-    entries: BTreeMap<StreamId, Dots<Version>>,
+    entries: Entries,
     last: Marks,
     deleted: Marks,
     added: Added,
@@ -219,14 +219,8 @@ impl<'de> Deserialize<'de> for StreamVal {
         let r = Repr::deserialize(d)?;
         // Decoded state is untrusted: restore the order and the non-empty
         // sets the value relies on rather than assume them.
-        let mut entries = r.entries;
-        entries.retain(|_, v| !v.is_empty());
-        for v in entries.values_mut() {
-            sort_dots(v);
-            v.dedup_by_key(|x| x.tag);
-        }
         let mut s = StreamVal {
-            entries: Entries::from_sorted(entries.iter().map(|(id, v)| (*id, v))),
+            entries: r.entries,
             last: r.last,
             deleted: r.deleted,
             added: r.added,
