@@ -19,7 +19,10 @@
 //!   follow (Redis's listpacks share their master entry's names the same
 //!   way).
 //!
-//! An append above the last ID writes at the end of the last chunk; any
+//! An append above the last ID writes at the end of the last chunk. A
+//! trim that takes whole entries from the front of a chunk only counts
+//! them dead there, as Redis flags entries deleted in a listpack: they
+//! stay in the buffer, skipped, until the chunk has nothing else. Any
 //! other change (a peer's lower ID, a removal, a merge) decodes the chunks
 //! it touches and encodes them again. Chunks are how a region holds its
 //! entries, not part of the state: equality, encoding and merge see the
@@ -140,7 +143,9 @@ impl<'a> EntryRef<'a> {
 #[derive(Clone, Default)]
 struct Chunk {
     buf: Vec<u8>,
+    /// Entries written, the first `dead` of them gone (never all).
     count: u32,
+    dead: u32,
     /// The last entry's ID, the last version's HLC and dot bits: what the
     /// next entry is written after.
     last: StreamId,
@@ -219,19 +224,30 @@ impl Chunk {
 
     /// The entries, in ID order.
     fn decode(&self) -> Vec<EntryRef<'_>> {
-        let mut out = Vec::with_capacity(self.count as usize);
-        let whole = self.decode_into(&mut out);
+        let mut out = Vec::with_capacity((self.count - self.dead) as usize);
+        let whole = self.decode_into(&mut out, usize::MAX);
         debug_assert!(whole.is_some(), "a stream chunk that does not decode");
         out
     }
 
-    fn decode_into<'a>(&'a self, out: &mut Vec<EntryRef<'a>>) -> Option<()> {
+    /// The first entry's ID.
+    fn first(&self) -> Option<StreamId> {
+        let mut out = Vec::with_capacity(1);
+        self.decode_into(&mut out, 1);
+        out.first().map(|e| e.id)
+    }
+
+    /// Decodes the live entries into `out`, `max` of them at most.
+    fn decode_into<'a>(&'a self, out: &mut Vec<EntryRef<'a>>, max: usize) -> Option<()> {
         let buf = &self.buf[..];
         let mut at = 0;
         let mut prev: Option<StreamId> = None;
         let (mut hlc, mut dot) = (0u64, 0u64);
         let mut names: Option<&[u8]> = None;
-        for _ in 0..self.count {
+        for i in 0..self.count {
+            if out.len() >= max {
+                return Some(());
+            }
             let (a, next) = get_u64(buf, at)?;
             let (b, next) = get_u64(buf, next)?;
             let id = match prev {
@@ -271,7 +287,9 @@ impl Chunk {
                 });
                 next = after;
             }
-            out.push(EntryRef { id, versions });
+            if i >= self.dead {
+                out.push(EntryRef { id, versions });
+            }
             at = next;
         }
         (at == buf.len()).then_some(())
@@ -302,7 +320,7 @@ impl Entries {
     }
 
     pub fn first_id(&self) -> Option<StreamId> {
-        self.chunks.keys().next().copied()
+        self.chunks.values().next().and_then(Chunk::first)
     }
 
     pub fn last_id(&self) -> Option<StreamId> {
@@ -395,41 +413,64 @@ impl Entries {
         (had, has)
     }
 
-    /// Changes with `f` the versions of every entry up to `upto`; those
-    /// left without any go, and their IDs are answered.
-    pub fn retain_upto(
-        &mut self,
-        upto: StreamId,
-        mut f: impl FnMut(&mut Dots<Version>),
-    ) -> Vec<StreamId> {
+    /// Drops the versions `gone` holds of among the entries up to `upto`;
+    /// entries left without any go, and their IDs are answered.
+    pub fn retain_upto(&mut self, upto: StreamId, gone: impl Fn(Tag) -> bool) -> Vec<StreamId> {
         let keys: Vec<StreamId> = self.chunks.range(..=upto).map(|(k, _)| *k).collect();
-        let mut gone = Vec::new();
+        let mut removed = Vec::new();
         for k in keys {
-            let Some(c) = self.chunks.remove(&k) else {
+            let Some(mut c) = self.chunks.remove(&k) else {
                 continue;
             };
-            let mut entries = owned(&c);
-            let mut changed = false;
-            entries.retain_mut(|(id, v)| {
-                if *id > upto {
-                    return true;
+            let live = c.decode();
+            // Entries that go whole at the front, and whether any other
+            // entry loses a version.
+            let mut front = 0;
+            let mut elsewhere = false;
+            for (i, e) in live.iter().enumerate().take_while(|(_, e)| e.id <= upto) {
+                let lost = e.versions.iter().filter(|v| gone(v.tag)).count();
+                if front == i && lost == e.versions.len() {
+                    front += 1;
+                } else if lost > 0 {
+                    elsewhere = true;
+                    break;
                 }
-                let before = v.len();
-                f(v);
-                changed |= v.len() != before;
-                if v.is_empty() {
-                    gone.push(*id);
-                }
-                !v.is_empty()
-            });
-            if changed {
-                self.len -= c.count as usize;
-                self.put_all(entries.iter().map(|(id, v)| (*id, v)));
-            } else {
-                self.chunks.insert(k, c);
             }
+            if !elsewhere {
+                removed.extend(live[..front].iter().map(|e| e.id));
+                drop(live);
+                self.len -= front;
+                c.dead += front as u32;
+                if c.dead < c.count {
+                    self.chunks.insert(k, c);
+                }
+                continue;
+            }
+            self.len -= live.len();
+            let kept: Vec<(StreamId, SmallVec<[VersionRef<'_>; 1]>)> = live
+                .iter()
+                .map(|e| {
+                    let versions: SmallVec<[VersionRef<'_>; 1]> = if e.id <= upto {
+                        e.versions
+                            .iter()
+                            .filter(|v| !gone(v.tag))
+                            .copied()
+                            .collect()
+                    } else {
+                        e.versions.clone()
+                    };
+                    if versions.is_empty() {
+                        removed.push(e.id);
+                    }
+                    (e.id, versions)
+                })
+                .collect();
+            self.put_refs(
+                kept.iter()
+                    .map(|(id, vs)| (*id, vs.iter().map(|v| (v.tag, v.fields)))),
+            );
         }
-        gone
+        removed
     }
 
     /// Every entry, owned, by ID.
@@ -450,16 +491,24 @@ impl Entries {
     /// Packs `entries`, in ID order and between the chunks held, into new
     /// chunks.
     fn put_all<'a>(&mut self, entries: impl Iterator<Item = (StreamId, &'a Dots<Version>)>) {
+        self.put_refs(entries.map(|(id, v)| (id, v.iter().map(|v| (v.tag, v.fields.as_ref())))));
+    }
+
+    /// [`Entries::put_all`] of versions read in place.
+    fn put_refs<'v, I>(&mut self, entries: impl Iterator<Item = (StreamId, I)>)
+    where
+        I: ExactSizeIterator<Item = (Tag, FieldsRef<'v>)>,
+    {
         let mut chunk: Option<(StreamId, Chunk)> = None;
         for (id, versions) in entries {
-            if versions.is_empty() {
+            if versions.len() == 0 {
                 continue;
             }
             if let Some((first, c)) = chunk.take_if(|(_, c)| c.is_full()) {
                 self.put(first, c);
             }
             let (_, c) = chunk.get_or_insert_with(|| (id, Chunk::default()));
-            c.push(id, versions.iter().map(|v| (v.tag, v.fields.as_ref())));
+            c.push(id, versions);
         }
         if let Some((first, c)) = chunk {
             self.put(first, c);
@@ -693,11 +742,14 @@ mod tests {
                     assert_eq!(has, model.contains_key(&id), "seed {seed}, step {step}");
                 }
                 10 => {
+                    // A trim of everything up to an ID, or of some versions.
                     let upto = random_id(&mut rng, top);
-                    let mut gone = e.retain_upto(upto, |v| v.retain(|x| x.tag.dot.seq() % 3 != 0));
+                    let every = rng.below(2) == 0;
+                    let lose = |t: Tag| every || t.dot.seq().is_multiple_of(3);
+                    let mut gone = e.retain_upto(upto, lose);
                     let mut want = Vec::new();
                     for (id, v) in model.range_mut(..=upto) {
-                        v.retain(|x| x.tag.dot.seq() % 3 != 0);
+                        v.retain(|x| !lose(x.tag));
                         if v.is_empty() {
                             want.push(*id);
                         }

@@ -560,9 +560,7 @@ impl StreamVal {
 
     /// A trim: removes every observed entry up to `upto`.
     pub fn trim(&mut self, upto: StreamId, ctx: &impl Observes) {
-        let gone = self
-            .entries
-            .retain_upto(upto, |v| remove_dots(v, ctx, |_| true));
+        let gone = self.entries.retain_upto(upto, |t| ctx.observed(t.dot));
         for id in gone {
             self.layout.remove(id);
         }
@@ -763,7 +761,7 @@ impl StreamVal {
     pub fn remove_observed(&mut self, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool + Copy) {
         let gone = self
             .entries
-            .retain_upto(StreamId::MAX, |v| remove_dots(v, ctx, pred));
+            .retain_upto(StreamId::MAX, |t| ctx.observed(t.dot) && pred(&t));
         for id in gone {
             self.layout.remove(id);
         }
