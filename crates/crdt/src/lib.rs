@@ -44,6 +44,6 @@ pub use num::{Contrib, Counter, Delta, NumReg, Unobserved};
 pub use op::{Effect, EffectKind, KeyObs, Op, OpCtx, SubObs};
 pub use patch::{Counted, Field, Patch, Patched, StrReg};
 pub use region::{RegionId, RegionIdError};
-pub use stream::{Delivery, Fields, Group, NodeLimits, StreamId, StreamVal};
+pub use stream::{Delivery, Fields, FieldsRef, Group, NodeLimits, StreamId, StreamVal};
 pub use value::{Entry, HashVal, Kind, SetVal, Value, ZMember, ZSetVal};
 pub use vv::{Dot, Tag, VersionVector};

@@ -1,7 +1,8 @@
-//! An entry's fields and values, packed into one allocation: a count, then
-//! each string as its length and bytes (LEB128 lengths). A stream holds
-//! one per entry, so this is most of what it takes in memory; one buffer
-//! instead of a string each saves most of the per-string overhead.
+//! An entry's fields and values, packed: a count, then each string as its
+//! length and bytes (LEB128 lengths). [`Fields`] owns one such packing (a
+//! version being written, merged or encoded); [`FieldsRef`] reads one in
+//! place, where a chunk of entries holds it (`chunk.rs`), names included or
+//! shared with an earlier entry of the chunk.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Fields(Box<[u8]>);
 
-fn put_len(out: &mut Vec<u8>, mut n: usize) {
+pub(super) fn put_len(out: &mut Vec<u8>, mut n: usize) {
     loop {
         let low = (n & 0x7f) as u8;
         n >>= 7;
@@ -22,7 +23,7 @@ fn put_len(out: &mut Vec<u8>, mut n: usize) {
 }
 
 /// A LEB128 length at `at`, and where what follows it starts.
-fn get_len(buf: &[u8], mut at: usize) -> Option<(usize, usize)> {
+pub(super) fn get_len(buf: &[u8], mut at: usize) -> Option<(usize, usize)> {
     let mut n: usize = 0;
     let mut shift = 0;
     loop {
@@ -61,19 +62,23 @@ impl Fields {
     }
 
     /// The strings in order: field, value, field, value…
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
-        let (n, mut at) = get_len(&self.0, 0).unwrap_or((0, self.0.len()));
-        (0..n).map_while(move |_| {
-            let (len, start) = get_len(&self.0, at)?;
-            let item = self.0.get(start..start.checked_add(len)?)?;
-            at = start + len;
-            Some(item)
-        })
+    pub fn iter(&self) -> FieldsIter<'_> {
+        self.as_ref().iter()
     }
 
     /// The packed bytes' total size.
     pub fn byte_len(&self) -> usize {
         self.0.len()
+    }
+
+    /// The same strings, read in place.
+    pub fn as_ref(&self) -> FieldsRef<'_> {
+        let (strings, at) = get_len(&self.0, 0).unwrap_or((0, self.0.len()));
+        FieldsRef {
+            body: &self.0[at..],
+            names: None,
+            strings,
+        }
     }
 
     /// Whether `buf` is a well-formed packing of pairs with nothing after.
@@ -96,6 +101,111 @@ impl Fields {
         at == buf.len()
     }
 }
+
+/// An entry's fields and values read in place: `body` holds the strings
+/// one after another, each as its length and bytes; or, when `names` is
+/// given, only the values, the names being every other string of `names`
+/// (the entry of the same chunk that wrote them, names and values).
+#[derive(Clone, Copy)]
+pub struct FieldsRef<'a> {
+    pub(super) body: &'a [u8],
+    pub(super) names: Option<&'a [u8]>,
+    pub(super) strings: usize,
+}
+
+impl<'a> FieldsRef<'a> {
+    /// How many strings (twice the pairs).
+    pub fn len(&self) -> usize {
+        self.strings
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings == 0
+    }
+
+    /// The strings in order: field, value, field, value…
+    pub fn iter(&self) -> FieldsIter<'a> {
+        FieldsIter {
+            fields: *self,
+            i: 0,
+            at_body: 0,
+            at_names: 0,
+        }
+    }
+
+    /// The same strings in a packing of their own.
+    pub fn to_owned(&self) -> Fields {
+        Fields::new(self.iter())
+    }
+
+    /// The names alone, in order.
+    pub fn names(&self) -> impl Iterator<Item = &'a [u8]> + Clone {
+        self.iter().step_by(2)
+    }
+}
+
+impl PartialEq for FieldsRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.strings == other.strings && self.iter().eq(other.iter())
+    }
+}
+
+impl std::fmt::Debug for FieldsRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+/// The strings of a [`FieldsRef`].
+#[derive(Clone)]
+pub struct FieldsIter<'a> {
+    fields: FieldsRef<'a>,
+    i: usize,
+    at_body: usize,
+    at_names: usize,
+}
+
+/// The string at `at` of a packing, and where the next one starts.
+fn get_str(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let (len, start) = get_len(buf, at)?;
+    let end = start.checked_add(len)?;
+    Some((buf.get(start..end)?, end))
+}
+
+impl<'a> Iterator for FieldsIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.i >= self.fields.strings {
+            return None;
+        }
+        let item = match self.fields.names {
+            Some(names) if self.i.is_multiple_of(2) => {
+                let (name, next) = get_str(names, self.at_names)?;
+                // Past the value that follows the name there.
+                let (_, next) = get_str(names, next)?;
+                self.at_names = next;
+                name
+            }
+            _ => {
+                let (item, next) = get_str(self.fields.body, self.at_body)?;
+                self.at_body = next;
+                item
+            }
+        };
+        self.i += 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.fields.strings.saturating_sub(self.i);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for FieldsIter<'_> {}
 
 impl std::fmt::Debug for Fields {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Fields, StreamId};
+use super::{FieldsRef, StreamId};
 use crate::blob::Blob;
 
 /// How many entries (live and deleted) and bytes a node holds before
@@ -126,8 +126,7 @@ impl Layout {
     /// that is full, else into a new one. An entry below the last node's
     /// first (one a peer added with an older explicit ID) joins the node
     /// whose range holds it.
-    pub(super) fn insert(&mut self, id: StreamId, fields: &Fields) {
-        let names: Vec<&[u8]> = fields.iter().step_by(2).collect();
+    pub(super) fn insert(&mut self, id: StreamId, fields: FieldsRef<'_>) {
         let total: u64 = fields.iter().map(|f| f.len() as u64).sum();
         let tail = self.nodes.keys().next_back().copied();
         let at = self.nodes.range(..=id).next_back().map(|(k, _)| *k);
@@ -148,21 +147,21 @@ impl Layout {
         match target {
             Some(k) => {
                 let node = self.nodes.get_mut(&k).expect("found above");
-                let same = node.fields.len() == names.len()
+                let same = node.fields.len() * 2 == fields.len()
                     && node
                         .fields
                         .iter()
-                        .zip(&names)
-                        .all(|(a, b)| a.as_bytes() == *b);
-                node.body_bytes += entry_bytes(k, id, fields, same);
+                        .zip(fields.names())
+                        .all(|(a, b)| a.as_bytes() == b);
+                node.body_bytes += entry_bytes(k, id, &fields, same);
                 node.live += 1;
                 node.last = node.last.max(id);
             }
             None => {
-                let mut body = lp_int_bytes(names.len() as i64);
-                body += names.iter().map(|n| lp_str_bytes(n)).sum::<u64>();
+                let mut body = lp_int_bytes((fields.len() / 2) as i64);
+                body += fields.names().map(lp_str_bytes).sum::<u64>();
                 body += lp_int_bytes(0);
-                body += entry_bytes(id, id, fields, true);
+                body += entry_bytes(id, id, &fields, true);
                 self.nodes.insert(
                     id,
                     Node {
@@ -170,7 +169,7 @@ impl Layout {
                         deleted: 0,
                         last: id,
                         body_bytes: body,
-                        fields: names.iter().map(|n| Blob::from(*n)).collect(),
+                        fields: fields.names().map(Blob::from).collect(),
                     },
                 );
             }
@@ -190,7 +189,7 @@ impl Layout {
         }
     }
 
-    pub(super) fn rebuild<'a>(&mut self, entries: impl Iterator<Item = (StreamId, &'a Fields)>) {
+    pub(super) fn rebuild<'a>(&mut self, entries: impl Iterator<Item = (StreamId, FieldsRef<'a>)>) {
         self.nodes.clear();
         for (id, fields) in entries {
             self.insert(id, fields);
@@ -202,7 +201,7 @@ impl Layout {
 pub(super) fn entry_bytes(
     master: StreamId,
     id: StreamId,
-    fields: &Fields,
+    fields: &FieldsRef<'_>,
     same_fields: bool,
 ) -> u64 {
     let pairs = fields.len() / 2;

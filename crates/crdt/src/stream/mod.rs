@@ -53,7 +53,12 @@
 //! applied. It is local: not part of the state (equality, encoding, merge),
 //! rebuilt from the entries when a stream is loaded, and only ever read to
 //! decide a trim here, which replicates as the IDs it removed.
+//!
+//! The entries themselves are packed in chunks of consecutive entries, IDs
+//! and tags as differences, names shared with an earlier entry of the chunk
+//! (`chunk.rs`), so an entry takes about what its values do.
 
+mod chunk;
 mod dots;
 mod fields;
 mod group;
@@ -71,9 +76,10 @@ use crate::num::Observes;
 use crate::op::OpCtx;
 use crate::vv::{Tag, VersionVector};
 
+use chunk::Entries;
 use dots::{join_dots, remove_dots, sort_dots, write_dot, Added, Dots, Tagged};
 pub use dots::{Mark, Marks};
-pub use fields::Fields;
+pub use fields::{Fields, FieldsIter, FieldsRef};
 pub use group::{Delivery, Group, Nack, Seen};
 use layout::Layout;
 pub use layout::{Node, NodeLimits};
@@ -148,7 +154,7 @@ impl Tagged for Version {
 /// A stream: see the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct StreamVal {
-    entries: BTreeMap<StreamId, Dots<Version>>,
+    entries: Entries,
     last: Marks,
     deleted: Marks,
     added: Added,
@@ -176,7 +182,7 @@ impl PartialEq for StreamVal {
 
 #[derive(Serialize)]
 struct ReprRef<'a> {
-    entries: &'a BTreeMap<StreamId, Dots<Version>>,
+    entries: &'a Entries,
     last: &'a Marks,
     deleted: &'a Marks,
     added: &'a Added,
@@ -186,7 +192,7 @@ struct ReprRef<'a> {
 
 #[derive(Deserialize)]
 struct Repr {
-    entries: BTreeMap<StreamId, Dots<Version>>,
+    entries: Entries,
     last: Marks,
     deleted: Marks,
     added: Added,
@@ -223,11 +229,6 @@ impl<'de> Deserialize<'de> for StreamVal {
             layout: Layout::default(),
             origins: BTreeMap::new(),
         };
-        s.entries.retain(|_, v| !v.is_empty());
-        for v in s.entries.values_mut() {
-            sort_dots(v);
-            v.dedup_by_key(|x| x.tag);
-        }
         sort_dots(&mut s.last.0);
         sort_dots(&mut s.deleted.0);
         sort_dots(&mut s.added.base);
@@ -281,7 +282,7 @@ impl StreamVal {
 
     /// The last ID: never below the largest entry ID.
     pub fn last_id(&self) -> StreamId {
-        let top = self.entries.keys().next_back().copied().unwrap_or_default();
+        let top = self.entries.last_id().unwrap_or_default();
         self.last.value().max(top)
     }
 
@@ -302,20 +303,17 @@ impl StreamVal {
 
     /// The first entry's ID, `0-0` when empty (Redis's recorded first ID).
     pub fn first_id(&self) -> StreamId {
-        self.entries.keys().next().copied().unwrap_or_default()
+        self.entries.first_id().unwrap_or_default()
     }
 
     /// The largest entry ID, if any entry.
     pub fn last_entry_id(&self) -> Option<StreamId> {
-        self.entries.keys().next_back().copied()
+        self.entries.last_id()
     }
 
     /// The fields of the entry `id` as readers see them.
-    pub fn get(&self, id: StreamId) -> Option<&Fields> {
-        self.entries
-            .get(&id)
-            .and_then(|v| v.last())
-            .map(|v| &v.fields)
+    pub fn get(&self, id: StreamId) -> Option<FieldsRef<'_>> {
+        self.entries.get(id)?.shown().map(|v| v.fields)
     }
 
     /// The entries with IDs in `start..=end`, in ID order.
@@ -323,13 +321,10 @@ impl StreamVal {
         &self,
         start: StreamId,
         end: StreamId,
-    ) -> impl DoubleEndedIterator<Item = (StreamId, &Fields)> + '_ {
-        let r = if start <= end {
-            self.entries.range(start..=end)
-        } else {
-            self.entries.range(StreamId::MAX..StreamId::MAX)
-        };
-        r.filter_map(|(id, v)| v.last().map(|v| (*id, &v.fields)))
+    ) -> impl DoubleEndedIterator<Item = (StreamId, FieldsRef<'_>)> + '_ {
+        self.entries
+            .range(start, end)
+            .filter_map(|e| e.shown().map(|v| (e.id, v.fields)))
     }
 
     /// The visible groups, in name order.
@@ -339,10 +334,7 @@ impl StreamVal {
 
     /// The region that added entry `id` (of its shown version).
     pub fn origin_of(&self, id: StreamId) -> Option<crate::region::RegionId> {
-        self.entries
-            .get(&id)
-            .and_then(|v| v.last())
-            .map(|v| v.tag.dot.region())
+        self.entries.get(id)?.shown().map(|v| v.tag.dot.region())
     }
 
     /// The entries group `g` has not delivered, in ID order, with the
@@ -351,7 +343,7 @@ impl StreamVal {
     pub fn undelivered<'a>(
         &'a self,
         g: &'a Group,
-    ) -> impl Iterator<Item = (StreamId, &'a Fields, crate::region::RegionId)> + 'a {
+    ) -> impl Iterator<Item = (StreamId, FieldsRef<'a>, crate::region::RegionId)> + 'a {
         // Where to start: the lowest floor of a region with an entry above
         // its floor.
         let start = self
@@ -362,13 +354,13 @@ impl StreamVal {
             .map(|(floor, _)| floor)
             .min();
         let range = match start.and_then(StreamId::next) {
-            Some(from) => self.entries.range(from..),
-            None => self.entries.range(StreamId::MAX..StreamId::MAX),
+            Some(from) => self.entries.range(from, StreamId::MAX),
+            None => self.entries.range(StreamId::MAX, StreamId::ZERO),
         };
-        range.filter_map(move |(id, v)| {
-            let v = v.last()?;
+        range.filter_map(move |e| {
+            let v = e.shown()?;
             let origin = v.tag.dot.region();
-            (*id > g.floor(origin)).then_some((*id, &v.fields, origin))
+            (e.id > g.floor(origin)).then_some((e.id, v.fields, origin))
         })
     }
 
@@ -445,7 +437,9 @@ impl StreamVal {
     }
 
     fn for_each_tag(&self, f: &mut dyn FnMut(Tag)) {
-        self.entries.values().flatten().for_each(|v| f(v.tag));
+        self.entries
+            .iter()
+            .for_each(|e| e.versions.iter().for_each(|v| f(v.tag)));
         self.last.0.iter().for_each(|m| f(m.tag));
         self.deleted.0.iter().for_each(|m| f(m.tag));
         self.added.base.iter().for_each(|b| f(b.0));
@@ -458,14 +452,7 @@ impl StreamVal {
 
     /// Bytes this stream holds on the heap (for memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        // A B-tree slot per entry, its nodes about half full as entries
-        // arrive in order, and the packed fields with their allocation.
-        let slot = std::mem::size_of::<StreamId>() + std::mem::size_of::<Dots<Version>>();
-        self.entries
-            .values()
-            .flatten()
-            .map(|v| 2 * slot + v.fields.byte_len() + 16)
-            .sum::<usize>()
+        self.entries.heap_bytes()
             + self
                 .groups
                 .values()
@@ -489,30 +476,43 @@ impl StreamVal {
         conflicts: &mut Vec<Conflict>,
     ) {
         let tag = ctx.tag;
-        let versions = self.entries.entry(id).or_default();
-        let new_here = versions.is_empty();
-        if !versions.iter().any(|v| v.tag == tag) {
-            versions.retain(|v| !ctx.observed(v.tag.dot));
-            let new = Version {
-                tag,
-                fields: Fields::new(fields.iter().map(|f| f.as_bytes())),
-            };
-            for old in versions.iter() {
-                let (winner, loser) = if old.tag > tag {
-                    (old, &new)
-                } else {
-                    (&new, old)
-                };
-                conflicts.push(Conflict::stream_entry(key, id, winner, loser));
-            }
-            versions.push(new);
-            sort_dots(versions);
+        let new = Version {
+            tag,
+            fields: Fields::new(fields.iter().map(|f| f.as_bytes())),
+        };
+        if self.entries.last_id().is_none_or(|last| id > last) {
+            // An append, as nearly every XADD is.
+            self.entries.append(id, tag, new.fields.as_ref());
+            self.layout.insert(id, new.fields.as_ref());
             let top = self.origins.entry(tag.dot.region()).or_default();
             *top = (*top).max(id);
-        }
-        if new_here {
-            if let Some(v) = self.entries.get(&id).and_then(|v| v.last()) {
-                self.layout.insert(id, &v.fields);
+        } else {
+            let mut added = false;
+            let (had, _) = self.entries.update(id, |versions| {
+                if versions.iter().any(|v| v.tag == tag) {
+                    return;
+                }
+                versions.retain(|v| !ctx.observed(v.tag.dot));
+                for old in versions.iter() {
+                    let (winner, loser) = if old.tag > tag {
+                        (old, &new)
+                    } else {
+                        (&new, old)
+                    };
+                    conflicts.push(Conflict::stream_entry(key, id, winner, loser));
+                }
+                versions.push(new);
+                sort_dots(versions);
+                added = true;
+            });
+            if added {
+                let top = self.origins.entry(tag.dot.region()).or_default();
+                *top = (*top).max(id);
+            }
+            if !had {
+                if let Some(v) = self.entries.get(id).and_then(|e| e.shown()) {
+                    self.layout.insert(id, v.fields);
+                }
             }
         }
         self.last.write(
@@ -530,12 +530,12 @@ impl StreamVal {
 
     /// Removes the observed versions of entry `id`.
     fn remove_entry(&mut self, id: StreamId, ctx: &impl Observes) {
-        if let Some(v) = self.entries.get_mut(&id) {
-            remove_dots(v, ctx, |_| true);
-            if v.is_empty() {
-                self.entries.remove(&id);
-                self.layout.remove(id);
-            }
+        if self.entries.get(id).is_none() {
+            return;
+        }
+        let (had, has) = self.entries.update(id, |v| remove_dots(v, ctx, |_| true));
+        if had && !has {
+            self.layout.remove(id);
         }
     }
 
@@ -560,9 +560,9 @@ impl StreamVal {
 
     /// A trim: removes every observed entry up to `upto`.
     pub fn trim(&mut self, upto: StreamId, ctx: &impl Observes) {
-        let ids: Vec<StreamId> = self.entries.range(..=upto).map(|(id, _)| *id).collect();
-        for id in ids {
-            self.remove_entry(id, ctx);
+        let gone = self.entries.retain_upto(upto, |t| ctx.observed(t.dot));
+        for id in gone {
+            self.layout.remove(id);
         }
     }
 
@@ -759,15 +759,10 @@ impl StreamVal {
     /// DEL, expiry, or a write of another type over the key: removes every
     /// observed element for which `pred` holds of its tag.
     pub fn remove_observed(&mut self, ctx: &impl Observes, pred: impl Fn(&Tag) -> bool + Copy) {
-        let mut gone = Vec::new();
-        for (id, v) in self.entries.iter_mut() {
-            remove_dots(v, ctx, pred);
-            if v.is_empty() {
-                gone.push(*id);
-            }
-        }
+        let gone = self
+            .entries
+            .retain_upto(StreamId::MAX, |t| ctx.observed(t.dot) && pred(&t));
         for id in gone {
-            self.entries.remove(&id);
             self.layout.remove(id);
         }
         remove_dots(&mut self.last.0, ctx, pred);
@@ -791,15 +786,17 @@ impl StreamVal {
         other_ctx: &VersionVector,
         conflicts: &mut Vec<Conflict>,
     ) {
-        let before: Vec<StreamId> = self.entries.keys().copied().collect();
+        let mut entries = self.entries.to_map();
+        let other_entries = other.entries.to_map();
+        let before: Vec<StreamId> = entries.keys().copied().collect();
         let empty: Dots<Version> = SmallVec::new();
         let mut ids = before.clone();
-        ids.extend(other.entries.keys().copied());
+        ids.extend(other_entries.keys().copied());
         ids.sort();
         ids.dedup();
         for id in ids {
-            let theirs = other.entries.get(&id).unwrap_or(&empty);
-            let slot = self.entries.entry(id).or_default();
+            let theirs = other_entries.get(&id).unwrap_or(&empty);
+            let slot = entries.entry(id).or_default();
             let mine_tags: Vec<Tag> = slot.iter().map(|v| v.tag).collect();
             join_dots(slot, ctx, theirs, other_ctx);
             if slot.len() > 1 {
@@ -814,9 +811,10 @@ impl StreamVal {
                 }
             }
             if slot.is_empty() {
-                self.entries.remove(&id);
+                entries.remove(&id);
             }
         }
+        self.entries = Entries::from_sorted(entries.iter().map(|(id, v)| (*id, v)));
         join_dots(&mut self.last.0, ctx, &other.last.0, other_ctx);
         join_dots(&mut self.deleted.0, ctx, &other.deleted.0, other_ctx);
         join_dots(&mut self.added.base, ctx, &other.added.base, other_ctx);
@@ -835,28 +833,26 @@ impl StreamVal {
         // The layout follows the entries that came and went.
         let before: std::collections::BTreeSet<StreamId> = before.into_iter().collect();
         for id in &before {
-            if !self.entries.contains_key(id) {
+            if !entries.contains_key(id) {
                 self.layout.remove(*id);
             }
         }
-        let added: Vec<(StreamId, Fields)> = self
-            .entries
-            .iter()
-            .filter(|(id, _)| !before.contains(id))
-            .filter_map(|(id, v)| v.last().map(|v| (*id, v.fields.clone())))
-            .collect();
-        for (id, fields) in added {
-            self.layout.insert(id, &fields);
+        for (id, v) in &entries {
+            if !before.contains(id) {
+                if let Some(v) = v.last() {
+                    self.layout.insert(*id, v.fields.as_ref());
+                }
+            }
         }
         self.rebuild_origins();
     }
 
     fn rebuild_origins(&mut self) {
         self.origins.clear();
-        for (id, versions) in &self.entries {
-            for v in versions {
+        for e in self.entries.iter() {
+            for v in &e.versions {
                 let top = self.origins.entry(v.tag.dot.region()).or_default();
-                *top = (*top).max(*id);
+                *top = (*top).max(e.id);
             }
         }
     }
@@ -866,7 +862,7 @@ impl StreamVal {
         layout.rebuild(
             self.entries
                 .iter()
-                .filter_map(|(id, v)| v.last().map(|v| (*id, &v.fields))),
+                .filter_map(|e| e.shown().map(|v| (e.id, v.fields))),
         );
         self.layout = layout;
     }
@@ -930,7 +926,7 @@ mod tests {
         let found = add(&mut here, "cb", 2, "b");
         assert_eq!(found.len(), 1);
         assert_eq!(&found[0].loser_value[..], b"f a");
-        assert_eq!(here.get(id), Some(&packed(&["f", "b"])));
+        assert_eq!(here.get(id), Some(packed(&["f", "b"]).as_ref()));
         assert_eq!(here.len(), 1);
         // The other order gives the same state and the same report.
         let mut there = StreamVal::default();
@@ -941,7 +937,7 @@ mod tests {
         let mut seen = VersionVector::new();
         seen.set(RegionId::new("cb").unwrap(), 2);
         op("cc", 1, &seen, |c| here.delete(&[id], id, c));
-        assert_eq!(here.get(id), Some(&packed(&["f", "a"])));
+        assert_eq!(here.get(id), Some(packed(&["f", "a"]).as_ref()));
     }
 
     /// Concurrent adds count up; a reset (XSETID ENTRIESADDED, or DEL)
@@ -1046,12 +1042,12 @@ mod tests {
             entry_bytes(
                 StreamId::ZERO,
                 StreamId::new(0, 1),
-                &packed(&["a", "b"]),
+                &packed(&["a", "b"]).as_ref(),
                 true
             ) < entry_bytes(
                 StreamId::ZERO,
                 StreamId::new(0, 1),
-                &packed(&["a", "b"]),
+                &packed(&["a", "b"]).as_ref(),
                 false
             )
         );

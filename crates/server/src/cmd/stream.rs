@@ -20,7 +20,7 @@
 //! region adds later wakes it.
 
 use bytes::Bytes;
-use meridian_crdt::{Blob, Fields, NodeLimits, StreamId, StreamVal};
+use meridian_crdt::{Blob, FieldsRef, NodeLimits, StreamId, StreamVal};
 use meridian_resp::{Frame, Protocol};
 use meridian_store::db::{auto_id, auto_seq, Trim, TrimTo};
 
@@ -170,12 +170,31 @@ pub(super) fn range_end(arg: &[u8]) -> Result<StreamId, Frame> {
     }
 }
 
+/// `ms-seq`, written by hand: every XADD answers one, and going through
+/// `fmt` cost as much as appending the entry.
 pub(super) fn id_frame(id: StreamId) -> Frame {
-    Frame::bulk(id.to_string())
+    fn digits(out: &mut Vec<u8>, mut n: u64) {
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&buf[at..]);
+    }
+    let mut out = Vec::with_capacity(41);
+    digits(&mut out, id.ms);
+    out.push(b'-');
+    digits(&mut out, id.seq);
+    Frame::bulk(out)
 }
 
 /// `[id, [field, value, ...]]`.
-pub(super) fn entry_frame(id: StreamId, fields: &Fields) -> Frame {
+pub(super) fn entry_frame(id: StreamId, fields: FieldsRef<'_>) -> Frame {
     Frame::Array(vec![id_frame(id), super::util::bulk_array(fields.iter())])
 }
 
