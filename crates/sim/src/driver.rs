@@ -497,7 +497,7 @@ fn stream_entries(db: &mut Db, key: &str) -> Vec<(StreamId, String)> {
 }
 
 /// The value of an entry's field `v` (the workload adds no other field).
-pub fn entry_value(fields: &meridian_crdt::Fields) -> String {
+pub fn entry_value(fields: meridian_crdt::FieldsRef<'_>) -> String {
     let v = fields.iter().nth(1).unwrap_or_default();
     String::from_utf8_lossy(v).into_owned()
 }
