@@ -6,6 +6,7 @@
 mod call;
 pub mod convert;
 pub mod engine;
+mod invoke;
 pub mod libs;
 
 pub use engine::{sha1hex, Engine, Host, Mode, Watch, KILLED, REDIS_VERSION};

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use meridian_crdt::{
     Blob, Conflict, Delta, Dot, Effect, EffectKind, Entry, Hlc, HlcClock, Kind, Libraries, Op,
-    OpCtx, Patch, RegionId, SubObs, Tag, Value, VersionVector,
+    OpCtx, RegionId, SubObs, Tag, Value, VersionVector,
 };
 
 use crate::keyspace::Keyspace;
@@ -886,90 +886,6 @@ impl Db {
                 obs,
             },
         );
-    }
-
-    /// A partial write of a string (SETBIT, BITFIELD, PFADD, PFMERGE):
-    /// `patches` as they change the string; `whole` makes the string as it
-    /// reads after them here from the string as it reads now (called only
-    /// when the write folds). The patches are replicated as such, so concurrent
-    /// partial writes in other regions merge with them, until the key
-    /// would hold more than its bound; the write is then `whole` instead,
-    /// which folds the patches this region observed into the value.
-    ///
-    /// HyperLogLogs fold early ([`MAX_REGISTER_PATCHES`]): concurrent
-    /// HyperLogLog values are merged register by register, so a fold loses
-    /// nothing. A folded bitmap is a whole value, last writer wins against
-    /// a concurrent fold elsewhere (the loser journaled), so bitmaps fold
-    /// only past [`MAX_BIT_PATCHES`], which bounds what a key's patches
-    /// cost.
-    ///
-    /// Increments of counted fields ([`Patch::Incr`], BITFIELD INCRBY
-    /// under OVERFLOW WRAP) are stamped here with the counter incarnation
-    /// they go to; writes over counted fields are completed as
-    /// [`counted::counted_patches`] says. Counted fields do not count
-    /// towards the bound (each holds at most one total per region), and a
-    /// fold never carries their increments in its value nor resets them:
-    /// its value is the string without them and the increments stay beside
-    /// it ([`counted::fold_counted`]), so a fold in each of two cut-off
-    /// regions loses no increment.
-    pub fn patch_string(
-        &mut self,
-        key: &[u8],
-        patches: Vec<Patch>,
-        whole: impl FnOnce(Vec<u8>) -> Blob,
-    ) {
-        let dot = self.next_dot();
-        let entry = self.keys.get_any(key);
-        let reg = entry
-            .and_then(|e| e.typed(Kind::String))
-            .and_then(|v| match v {
-                Value::Str(r) => Some(r),
-                _ => None,
-            });
-        let held = reg.map_or(0, |r| r.patch_count());
-        let obs = entry.map(|e| e.observe()).unwrap_or_default();
-        let registers = patches.iter().any(|p| matches!(p, Patch::Register { .. }));
-        let counts = reg.is_some_and(|r| !r.counted().is_empty())
-            || patches.iter().any(|p| matches!(p, Patch::Incr { .. }));
-        let patches = if counts {
-            counted::counted_patches(reg, patches, dot)
-        } else {
-            patches
-        };
-        let bound = if registers {
-            MAX_REGISTER_PATCHES
-        } else {
-            MAX_BIT_PATCHES
-        };
-        // Bit patches show over the base only when their tag is newer, and
-        // every write of one op shares its tag: once this op has written
-        // the key whole (a SET, or a fold as the patches grew), a bit patch
-        // of the same op would not show, so the rest of the op writes the
-        // key whole too.
-        let written_whole_by_this_op = !registers
-            && reg
-                .and_then(|r| r.visible())
-                .is_some_and(|base| base.tag.dot == dot);
-        let kind = if written_whole_by_this_op || held + patches.len() > bound {
-            let (patches, value) = if counts {
-                counted::fold_counted(reg, patches)
-            } else {
-                let current = reg.map_or_else(Vec::new, |r| r.render().into_owned());
-                (Vec::new(), whole(current))
-            };
-            EffectKind::StrPatch {
-                patches,
-                fold: Some(value),
-                obs,
-            }
-        } else {
-            EffectKind::StrPatch {
-                patches,
-                fold: None,
-                obs,
-            }
-        };
-        self.effect(key, kind);
     }
 
     /// The dot of the op under construction, or of the next one.

@@ -1,10 +1,13 @@
-//! Partial writes over counted fields (BITFIELD INCRBY under OVERFLOW
-//! WRAP, [`meridian_crdt::Counted`]): what the store adds to the patches a
-//! command wrote so that readers here see what the command computed, and
-//! what a fold of such a string carries.
+//! Partial writes of strings: [`Db::patch_string`], the one door SETBIT,
+//! BITFIELD, PFADD and PFMERGE write through, and over counted fields
+//! (BITFIELD INCRBY under OVERFLOW WRAP, [`meridian_crdt::Counted`]) what
+//! the store adds to the patches a command wrote so that readers here see
+//! what the command computed, and what a fold of such a string carries.
 
 use meridian_crdt::patch::{read_bits, write_bits};
-use meridian_crdt::{Blob, Dot, Field, Patch, StrReg};
+use meridian_crdt::{Blob, Dot, EffectKind, Field, Kind, Patch, StrReg, Value};
+
+use super::{Db, MAX_BIT_PATCHES, MAX_REGISTER_PATCHES};
 
 /// Completes a partial write over a string with counted fields:
 /// - each increment is stamped with the incarnation it goes to (`dot` is
@@ -177,4 +180,90 @@ pub(super) fn fold_counted(reg: Option<&StrReg>, patches: Vec<Patch>) -> (Vec<Pa
         }
     }
     (kept, Blob::from(value))
+}
+
+impl Db {
+    /// A partial write of a string (SETBIT, BITFIELD, PFADD, PFMERGE):
+    /// `patches` as they change the string; `whole` makes the string as it
+    /// reads after them here from the string as it reads now (called only
+    /// when the write folds). The patches are replicated as such, so concurrent
+    /// partial writes in other regions merge with them, until the key
+    /// would hold more than its bound; the write is then `whole` instead,
+    /// which folds the patches this region observed into the value.
+    ///
+    /// HyperLogLogs fold early ([`MAX_REGISTER_PATCHES`]): concurrent
+    /// HyperLogLog values are merged register by register, so a fold loses
+    /// nothing. A folded bitmap is a whole value, last writer wins against
+    /// a concurrent fold elsewhere (the loser journaled), so bitmaps fold
+    /// only past [`MAX_BIT_PATCHES`], which bounds what a key's patches
+    /// cost.
+    ///
+    /// Increments of counted fields ([`Patch::Incr`], BITFIELD INCRBY
+    /// under OVERFLOW WRAP) are stamped here with the counter incarnation
+    /// they go to; writes over counted fields are completed as
+    /// [`counted_patches`] says. Counted fields do not count
+    /// towards the bound (each holds at most one total per region), and a
+    /// fold never carries their increments in its value nor resets them:
+    /// its value is the string without them and the increments stay beside
+    /// it ([`fold_counted`]), so a fold in each of two cut-off
+    /// regions loses no increment.
+    pub fn patch_string(
+        &mut self,
+        key: &[u8],
+        patches: Vec<Patch>,
+        whole: impl FnOnce(Vec<u8>) -> Blob,
+    ) {
+        let dot = self.next_dot();
+        let entry = self.keys.get_any(key);
+        let reg = entry
+            .and_then(|e| e.typed(Kind::String))
+            .and_then(|v| match v {
+                Value::Str(r) => Some(r),
+                _ => None,
+            });
+        let held = reg.map_or(0, |r| r.patch_count());
+        let obs = entry.map(|e| e.observe()).unwrap_or_default();
+        let registers = patches.iter().any(|p| matches!(p, Patch::Register { .. }));
+        let counts = reg.is_some_and(|r| !r.counted().is_empty())
+            || patches.iter().any(|p| matches!(p, Patch::Incr { .. }));
+        let patches = if counts {
+            counted_patches(reg, patches, dot)
+        } else {
+            patches
+        };
+        let bound = if registers {
+            MAX_REGISTER_PATCHES
+        } else {
+            MAX_BIT_PATCHES
+        };
+        // Bit patches show over the base only when their tag is newer, and
+        // every write of one op shares its tag: once this op has written
+        // the key whole (a SET, or a fold as the patches grew), a bit patch
+        // of the same op would not show, so the rest of the op writes the
+        // key whole too.
+        let written_whole_by_this_op = !registers
+            && reg
+                .and_then(|r| r.visible())
+                .is_some_and(|base| base.tag.dot == dot);
+        let kind = if written_whole_by_this_op || held + patches.len() > bound {
+            let (patches, value) = if counts {
+                fold_counted(reg, patches)
+            } else {
+                let current = reg.map_or_else(Vec::new, |r| r.render().into_owned());
+                (Vec::new(), whole(current))
+            };
+            EffectKind::StrPatch {
+                patches,
+                fold: Some(value),
+                obs,
+            }
+        } else {
+            EffectKind::StrPatch {
+                patches,
+                fold: None,
+                obs,
+            }
+        };
+        self.effect(key, kind);
+    }
 }
