@@ -38,7 +38,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use smallvec::SmallVec;
 
 use super::dots::{sort_dots, Dots};
-use super::fields::{get_len, put_len, FieldsRef};
+use super::fields::{get_len, get_u64, put_len, put_u64, FieldsRef};
 use super::{StreamId, Version};
 use crate::hlc::Hlc;
 use crate::region::RegionId;
@@ -52,36 +52,6 @@ pub(super) const CHUNK_BYTES_MAX: usize = 4096;
 
 /// Where a dot's region index starts in its bits.
 const REGION_SHIFT: u32 = SEQ_MAX.count_ones();
-
-fn put_u64(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let low = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(low);
-            return;
-        }
-        out.push(low | 0x80);
-    }
-}
-
-fn get_u64(buf: &[u8], mut at: usize) -> Option<(u64, usize)> {
-    let mut n: u64 = 0;
-    let mut shift = 0;
-    loop {
-        let b = *buf.get(at)?;
-        at += 1;
-        let part = u64::from(b & 0x7f);
-        if shift >= u64::BITS || (part << shift) >> shift != part {
-            return None;
-        }
-        n |= part << shift;
-        if b & 0x80 == 0 {
-            return Some((n, at));
-        }
-        shift += 7;
-    }
-}
 
 /// A wrapping difference as a small number either way.
 fn zigzag(d: u64) -> u64 {

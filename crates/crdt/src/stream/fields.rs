@@ -10,7 +10,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Fields(Box<[u8]>);
 
-pub(super) fn put_len(out: &mut Vec<u8>, mut n: usize) {
+pub(super) fn put_len(out: &mut Vec<u8>, n: usize) {
+    put_u64(out, n as u64);
+}
+
+/// A LEB128 length at `at`, and where what follows it starts.
+pub(super) fn get_len(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let (n, at) = get_u64(buf, at)?;
+    Some((usize::try_from(n).ok()?, at))
+}
+
+/// A LEB128 number (an ID's or a tag's difference in a chunk, a length).
+pub(super) fn put_u64(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let low = (n & 0x7f) as u8;
         n >>= 7;
@@ -22,15 +33,16 @@ pub(super) fn put_len(out: &mut Vec<u8>, mut n: usize) {
     }
 }
 
-/// A LEB128 length at `at`, and where what follows it starts.
-pub(super) fn get_len(buf: &[u8], mut at: usize) -> Option<(usize, usize)> {
-    let mut n: usize = 0;
+/// A LEB128 number at `at`, and where what follows it starts; `None` when
+/// the bytes end first or it would not fit in 64 bits.
+pub(super) fn get_u64(buf: &[u8], mut at: usize) -> Option<(u64, usize)> {
+    let mut n: u64 = 0;
     let mut shift = 0;
     loop {
         let b = *buf.get(at)?;
         at += 1;
-        let part = usize::from(b & 0x7f);
-        if shift >= usize::BITS || (part << shift) >> shift != part {
+        let part = u64::from(b & 0x7f);
+        if shift >= u64::BITS || (part << shift) >> shift != part {
             return None;
         }
         n |= part << shift;
