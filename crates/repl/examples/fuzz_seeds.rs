@@ -199,6 +199,7 @@ fn repl_frame_seeds(
             vv: vv.clone(),
             durable_vv: vv.clone(),
             wall_ms: 1_700_000_000_000,
+            direct: vec![RegionId::new("eu").unwrap()],
         },
         Msg::AeBegin { vv: vv.clone() },
         Msg::AeAheadEnd { vv: vv.clone() },

@@ -7,8 +7,15 @@
 //! vector does not cover, so a receiver never gets an op twice on one
 //! connection unless it acknowledged nothing newer. The tokio sender
 //! ([`crate::sender`]) and the simulator drive the same stream.
+//!
+//! Ops another region made are relayed only to a receiver that does not
+//! stream from that region itself: its acknowledgements name the origins
+//! it gets directly ([`Stream::set_direct`]), and their ops are skipped
+//! here, since the receiver gets them from their origin. When an origin
+//! leaves that list, the stream starts again from the receiver's vector,
+//! so the ops it skipped go out after all.
 
-use meridian_crdt::{Tag, VersionVector};
+use meridian_crdt::{RegionId, Tag, VersionVector};
 use meridian_store::Store;
 
 /// A log record that does not start with its op's tag.
@@ -37,6 +44,12 @@ pub struct Stream {
     /// What the receiver holds, from its `Welcome` or a session, then from
     /// its acknowledgements.
     peer_vv: VersionVector,
+    /// Origins the receiver streams from directly: their ops are not
+    /// relayed to it.
+    direct: Vec<RegionId>,
+    /// The receiver, when it holds every op it made that this region
+    /// holds: its own ops are not echoed back to it.
+    echo_free: Option<RegionId>,
     batch: Vec<Vec<u8>>,
     batch_bytes: usize,
 }
@@ -55,9 +68,25 @@ impl Stream {
             upto_lsn,
             announced_lsn: upto_lsn,
             peer_vv,
+            direct: Vec::new(),
+            echo_free: None,
             batch: Vec::new(),
             batch_bytes: 0,
         }
+    }
+
+    /// Leaves out the receiver's own ops, which it made and so holds,
+    /// when its vector (at the start of the stream) shows it holds every
+    /// op of its own that `store` does: an acknowledgement may not yet
+    /// cover an op the receiver just made, and without this the op would
+    /// go back to it. A receiver that lacks some of its own ops (restored
+    /// from an old copy) gets them.
+    pub fn without_echoes(mut self, store: &Store, peer: RegionId) -> Stream {
+        let theirs = store.db().version_vector().get(peer);
+        if self.peer_vv.get(peer) >= theirs {
+            self.echo_free = Some(peer);
+        }
+        self
     }
 
     /// The next record to offer.
@@ -84,7 +113,11 @@ impl Stream {
         let (tag, _) = postcard::take_from_bytes::<Tag>(&payload)
             .map_err(|source| UndecodableRecord { lsn, source })?;
         self.upto_lsn = lsn;
-        if !self.peer_vv.covers(tag.dot) {
+        let origin = tag.dot.region();
+        if !self.peer_vv.covers(tag.dot)
+            && !self.direct.contains(&origin)
+            && self.echo_free != Some(origin)
+        {
             self.batch_bytes += payload.len();
             self.batch.push(payload);
         }
@@ -120,6 +153,25 @@ impl Stream {
     /// skipped from now on.
     pub fn acked(&mut self, vv: VersionVector) {
         self.peer_vv = vv;
+    }
+
+    /// The origins the receiver now streams from directly, by its latest
+    /// acknowledgement; this region's own ops are never left out, whatever
+    /// the list says. Returns true when an origin left the list: ops of it
+    /// already skipped may be ones the receiver lacks, so the caller
+    /// starts the stream again from the receiver's vector
+    /// ([`Stream::resume`]) and hands it this list.
+    pub fn set_direct(&mut self, me: RegionId, mut direct: Vec<RegionId>) -> bool {
+        direct.retain(|r| *r != me);
+        direct.sort_unstable();
+        direct.dedup();
+        let lost = self.direct.iter().any(|r| !direct.contains(r));
+        self.direct = direct;
+        lost
+    }
+
+    pub fn direct(&self) -> &[RegionId] {
+        &self.direct
     }
 }
 
@@ -166,5 +218,38 @@ mod tests {
         s.offer(3, record("a", 3)).unwrap();
         assert_eq!(s.take_batch(), None);
         assert!(s.offer(4, vec![0xff; 3]).is_err());
+    }
+
+    #[test]
+    fn a_receiver_that_holds_its_own_ops_gets_none_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = RegionId::new("b").unwrap();
+        let opts =
+            meridian_store::StoreOptions::new(dir.path().join("a"), RegionId::new("a").unwrap());
+        let (store, _) = Store::open(opts).unwrap();
+        let mut s = Stream::from_lsn(1, VersionVector::new()).without_echoes(&store, b);
+        s.offer(1, record("b", 1)).unwrap();
+        s.offer(2, record("a", 1)).unwrap();
+        assert_eq!(s.take_batch().unwrap().records, vec![record("a", 1)]);
+    }
+
+    #[test]
+    fn ops_of_an_origin_the_receiver_streams_directly_are_not_relayed() {
+        let [a, b, c] = ["a", "b", "c"].map(|r| RegionId::new(r).unwrap());
+        let mut s = Stream::from_lsn(1, VersionVector::new());
+        assert!(
+            !s.set_direct(a, vec![b, a, b]),
+            "nothing was left out before"
+        );
+        assert_eq!(s.direct(), &[b], "this region's own ops always go out");
+        s.offer(1, record("b", 1)).unwrap();
+        s.offer(2, record("a", 1)).unwrap();
+        s.offer(3, record("c", 1)).unwrap();
+        let batch = s.take_batch().unwrap();
+        assert_eq!(batch.upto_lsn, 3, "skipped records still move the position");
+        assert_eq!(batch.records, vec![record("a", 1), record("c", 1)]);
+        assert!(!s.set_direct(a, vec![b, c]), "a longer list skips more");
+        assert!(s.set_direct(a, vec![c]), "b left: its skipped ops are due");
+        assert!(!s.set_direct(a, vec![c]));
     }
 }

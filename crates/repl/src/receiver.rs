@@ -190,7 +190,7 @@ async fn serve(
         let reason = format!("duplicate region id {region}: a link from that region is already up");
         return refuse(&mut wr, status, from, "duplicate region id", reason).await;
     }
-    let result = stream_ops(peer, &mut rd, &mut wr, config, host, status, idle).await;
+    let result = stream_ops(peer, rd, &mut wr, config, host, status, idle).await;
     if let Some(entry) = status.inbound.lock().get_mut(&peer) {
         entry.connected = false;
         entry.since_ms = wall_ms();
@@ -212,7 +212,7 @@ async fn read(rd: &mut Reader, idle: Duration) -> Result<(Msg, usize), String> {
 
 async fn stream_ops(
     peer: RegionId,
-    rd: &mut Reader,
+    rd: Reader,
     wr: &mut WriteHalf<Transport>,
     config: &ReplConfig,
     host: &Host,
@@ -234,8 +234,46 @@ async fn stream_ops(
     tracing::info!(%peer, "inbound replication link up");
     let mut antientropy = crate::antientropy::Acceptor::new(host);
     let mut inbound = Inbound::new(peer);
+    // Messages are read by a task of their own, so the loop below can also
+    // wake when another link applied what waiting records depend on.
+    let (msgs_tx, mut msgs) = tokio::sync::mpsc::channel(4);
+    let reader = AbortOnDrop(tokio::spawn(read_all(rd, idle, msgs_tx)));
+    let mut applied = host.applied.subscribe();
+    let mut upto = 0;
     loop {
-        let (msg, size) = read(rd, idle).await?;
+        let next = if inbound.waiting() == 0 {
+            msgs.recv().await
+        } else {
+            let deadline = inbound.wait_deadline_ms().unwrap_or(0);
+            let left = Duration::from_millis(deadline.saturating_sub(wall_ms()));
+            tokio::select! {
+                biased;
+                m = msgs.recv() => m,
+                r = applied.changed() => {
+                    r.map_err(|_| "the region is closing".to_string())?;
+                    if retry_waiting(&mut inbound, config, host, status)? {
+                        let ack = inbound.ack(&mut host.store.lock(), upto, direct_origins(config, status, peer));
+                        write_msg(wr, &ack.into_msg(wall_ms()))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep(left) => {
+                    // A state merge may have brought what they wait for.
+                    retry_waiting(&mut inbound, config, host, status)?;
+                    if inbound.waited_too_long(wall_ms()) {
+                        return Err(gave_up_waiting(status, peer));
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some(next) = next else {
+            drop(reader);
+            return Err("the link's reader ended".to_string());
+        };
+        let (msg, size) = next?;
         let now = wall_ms();
         if !host.members.current().is_member(peer) {
             return Err(format!("region {peer} is no longer a member"));
@@ -261,7 +299,7 @@ async fn stream_ops(
                 .map_err(|e| e.to_string())?;
             continue;
         }
-        let upto = match msg {
+        upto = match msg {
             Msg::Election(m) => {
                 host.election_receive(peer, m);
                 continue;
@@ -270,7 +308,7 @@ async fn stream_ops(
                 if config.witness {
                     return Err(format!("region {peer} sent ops to a witness"));
                 }
-                apply_batch(&mut inbound, &records, size, config, host, status)?;
+                apply_batch(&mut inbound, upto_lsn, &records, size, config, host, status)?;
                 upto_lsn
             }
             Msg::Heartbeat {
@@ -294,11 +332,118 @@ async fn stream_ops(
             }
             other => return Err(format!("unexpected message {other:?}")),
         };
-        let ack = inbound.ack(&mut host.store.lock(), upto);
+        if inbound.waited_too_long(now) {
+            return Err(gave_up_waiting(status, peer));
+        }
+        let direct = direct_origins(config, status, peer);
+        let ack = inbound.ack(&mut host.store.lock(), upto, direct);
         write_msg(wr, &ack.into_msg(wall_ms()))
             .await
             .map_err(|e| e.to_string())?;
     }
+}
+
+/// Reads the link's messages into `msgs` until the link fails.
+async fn read_all(
+    mut rd: Reader,
+    idle: Duration,
+    msgs: tokio::sync::mpsc::Sender<Result<(Msg, usize), String>>,
+) {
+    loop {
+        let m = read(&mut rd, idle).await;
+        let failed = m.is_err();
+        if msgs.send(m).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How long after its link came up an origin counts as streamed directly:
+/// a link that has just come up may still be catching up.
+const DIRECT_AFTER_MS: u64 = 1_000;
+/// After a link gave up waiting for dependencies, this region asks every
+/// sender to relay everything for this long.
+const RELAY_ALL_FOR_MS: u64 = 30_000;
+
+/// The origins this region streams from directly, as told to `peer`: each
+/// other region whose link here has been up a while and heard from
+/// lately, unless a wait for dependencies failed recently.
+pub(crate) fn direct_origins(
+    config: &ReplConfig,
+    status: &ReplStatus,
+    peer: RegionId,
+) -> Vec<RegionId> {
+    let now = wall_ms();
+    if now
+        < status
+            .relay_all_until_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Vec::new();
+    }
+    let silent_after = config.heartbeat_ms.saturating_mul(3).max(500);
+    status
+        .inbound
+        .lock()
+        .iter()
+        .filter(|(region, link)| {
+            **region != peer
+                && link.connected
+                && now.saturating_sub(link.since_ms) >= DIRECT_AFTER_MS
+                && now.saturating_sub(link.last_msg_ms) <= silent_after
+        })
+        .map(|(region, _)| *region)
+        .collect()
+}
+
+/// A record waited past its bound: reset the link and ask every sender to
+/// relay everything for a while.
+fn gave_up_waiting(status: &ReplStatus, peer: RegionId) -> String {
+    status.relay_all_until_ms.store(
+        wall_ms() + RELAY_ALL_FOR_MS,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    status
+        .causal_resets
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let reason = format!(
+        "ops from {peer} waited over {} ms for dependencies that did not come directly",
+        crate::inbound::WAIT_MAX_MS
+    );
+    tracing::warn!(%peer, "{reason}; resetting the link and asking for every op to be relayed");
+    reason
+}
+
+/// Applies what waits on this link as far as its dependencies are here;
+/// true when something was applied (the sender hears of it).
+fn retry_waiting(
+    inbound: &mut Inbound,
+    config: &ReplConfig,
+    host: &Host,
+    status: &ReplStatus,
+) -> Result<bool, String> {
+    let before = inbound.waiting();
+    let batch = {
+        let mut store = host.store.lock();
+        let mut batch = inbound.retry(&mut store, wall_ms());
+        if batch.needs_flush() && batch.applied > 0 {
+            if let Err(e) = store.flush() {
+                batch.failed = Some(ApplyError::Store(e));
+            }
+        }
+        batch
+    };
+    let progressed = inbound.waiting() < before;
+    settle(inbound.peer(), batch, 0, 0, config, host, status)?;
+    Ok(progressed)
 }
 
 /// Applies one batch through [`Inbound`] under one store lock and flushes
@@ -306,16 +451,16 @@ async fn stream_ops(
 /// ops. Any failure resets the link.
 fn apply_batch(
     inbound: &mut Inbound,
+    upto_lsn: u64,
     records: &[Vec<u8>],
     size: usize,
     config: &ReplConfig,
     host: &Host,
     status: &ReplStatus,
 ) -> Result<(), String> {
-    let peer = inbound.peer();
-    let mut batch = {
+    let batch = {
         let mut store = host.store.lock();
-        let mut batch = inbound.apply(&mut store, wall_ms(), records, None);
+        let mut batch = inbound.apply(&mut store, wall_ms(), upto_lsn, records, None);
         if batch.needs_flush() {
             if let Err(e) = store.flush() {
                 batch.failed = Some(ApplyError::Store(e));
@@ -323,8 +468,33 @@ fn apply_batch(
         }
         batch
     };
+    settle(
+        inbound.peer(),
+        batch,
+        records.len() as u64,
+        size,
+        config,
+        host,
+        status,
+    )
+}
+
+/// After records of `peer` were applied: the link's counters, the synced
+/// position, and what waits on applied ops; a failure resets the link.
+fn settle(
+    peer: RegionId,
+    mut batch: crate::inbound::Applied,
+    received: u64,
+    size: usize,
+    config: &ReplConfig,
+    host: &Host,
+    status: &ReplStatus,
+) -> Result<(), String> {
     if let Some(e) = batch.failed.take() {
-        if matches!(e, ApplyError::MissingDependencies(_)) {
+        if matches!(
+            e,
+            ApplyError::MissingDependencies(_) | ApplyError::WaitedTooMuch(_)
+        ) {
             status
                 .causal_resets
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -334,7 +504,7 @@ fn apply_batch(
     }
     let synced = host.store.lock().log().synced_lsn();
     if let Some(entry) = status.inbound.lock().get_mut(&peer) {
-        entry.ops_received += records.len() as u64;
+        entry.ops_received += received;
         entry.ops_applied += batch.applied;
         entry.duplicates += batch.duplicates;
         entry.bytes_received += size as u64;

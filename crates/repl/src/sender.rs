@@ -165,7 +165,7 @@ async fn link(
     };
     let (stream, reader) = {
         let store = host.store.lock();
-        let stream = Stream::resume(&store, peer_vv.clone());
+        let stream = Stream::resume(&store, peer_vv.clone()).without_echoes(&store, peer);
         let reader = store
             .log()
             .reader_bounded(stream.next_lsn(), ReadBound::Synced)?;
@@ -187,7 +187,7 @@ async fn link(
     host.heard(peer);
     // The acknowledgements of this connection, and only those, tell the
     // stream what the peer holds.
-    let (acked, peer_acked) = tokio::sync::watch::channel(stream.peer_vv().clone());
+    let (acked, peer_acked) = tokio::sync::watch::channel((stream.peer_vv().clone(), Vec::new()));
     let mut acks = tokio::spawn(read_acks(rd, peer, status.clone(), host.clone(), acked));
     // A witness stores no data; a witness has none to send.
     let streams = !peer_is_witness && !config.witness;
@@ -298,9 +298,10 @@ struct Streaming<'a> {
     host: &'a Host,
     status: &'a Arc<ReplStatus>,
     stream: Stream,
-    /// The peer's vector from its latest acknowledgement on this
-    /// connection, as [`read_acks`] reads it.
-    peer_acked: tokio::sync::watch::Receiver<VersionVector>,
+    /// The peer's vector and the origins it streams from directly, from
+    /// its latest acknowledgement on this connection, as [`read_acks`]
+    /// reads them.
+    peer_acked: tokio::sync::watch::Receiver<(VersionVector, Vec<RegionId>)>,
     reader: LogReader,
     /// Whether records flow (not to or from a witness).
     streams: bool,
@@ -400,8 +401,11 @@ impl Streaming<'_> {
     async fn ship(&mut self, wr: &mut Writer) -> Result<bool, LinkError> {
         // An ended acknowledgement task is noticed by the caller's loop.
         if self.peer_acked.has_changed().unwrap_or(false) {
-            let peer_vv = self.peer_acked.borrow_and_update().clone();
-            self.stream.acked(peer_vv);
+            let (peer_vv, direct) = self.peer_acked.borrow_and_update().clone();
+            self.stream.acked(peer_vv.clone());
+            if self.stream.set_direct(self.config.region, direct) {
+                self.rewind(peer_vv)?;
+            }
         }
         while self.streams && self.stream.has_room(BATCH_MAX_OPS, BATCH_MAX_BYTES) {
             let Some(next) = self.reader.next() else {
@@ -426,6 +430,22 @@ impl Streaming<'_> {
             o.bytes_sent += sent as u64;
         });
         Ok(true)
+    }
+
+    /// The peer stopped streaming from an origin whose ops this stream
+    /// skipped: read the log again from the peer's vector, so what it lacks
+    /// goes out.
+    fn rewind(&mut self, peer_vv: VersionVector) -> Result<(), LinkError> {
+        let store = self.host.store.lock();
+        let direct = self.stream.direct().to_vec();
+        let mut stream = Stream::resume(&store, peer_vv).without_echoes(&store, self.peer);
+        stream.set_direct(self.config.region, direct);
+        self.reader = store
+            .log()
+            .reader_bounded(stream.next_lsn(), ReadBound::Synced)?;
+        tracing::info!(peer = %self.peer, from_lsn = stream.next_lsn(), "an origin left the peer's direct links; relaying its ops from the peer's vector");
+        self.stream = stream;
+        Ok(())
     }
 
     /// The region shuts down: tell the peer and let it close first.
@@ -489,7 +509,7 @@ async fn read_acks(
     peer: RegionId,
     status: Arc<ReplStatus>,
     host: Host,
-    acked: tokio::sync::watch::Sender<VersionVector>,
+    acked: tokio::sync::watch::Sender<(VersionVector, Vec<RegionId>)>,
 ) -> Result<(), LinkError> {
     loop {
         let msg = read_msg(&mut rd).await?;
@@ -501,11 +521,12 @@ async fn read_acks(
                     vv,
                     durable_vv,
                     wall_ms: their_ms,
+                    direct,
                 },
                 _,
             ) => {
                 let now = wall_ms();
-                acked.send_replace(vv.clone());
+                acked.send_replace((vv.clone(), direct));
                 update(&status, peer, |o| {
                     o.acked_lsn = o.acked_lsn.max(upto_lsn);
                     o.peer_vv = vv;
@@ -607,6 +628,7 @@ mod tests {
             vv: held.clone(),
             durable_vv: held.clone(),
             wall_ms: wall_ms(),
+            direct: Vec::new(),
         };
         write_msg(&mut wr, &ack).await.unwrap();
         // The stream is handed the ack before the status shows it.

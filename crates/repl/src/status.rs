@@ -113,6 +113,10 @@ pub struct ReplStatus {
     pub antientropy_ended: tokio::sync::Notify,
     /// Links reset because a peer sent an op before its dependencies.
     pub causal_resets: std::sync::atomic::AtomicU64,
+    /// Until this wall time (ms) acknowledgements name no origin streamed
+    /// directly, so every sender relays everything: a wait for
+    /// dependencies over a link failed.
+    pub relay_all_until_ms: std::sync::atomic::AtomicU64,
 }
 
 /// One refused handshake, either side of a link.

@@ -6,7 +6,7 @@
 //! connection; the link reconnects and resumes from the peer's version
 //! vector, so nothing is lost by dropping a connection.
 
-use meridian_crdt::VersionVector;
+use meridian_crdt::{RegionId, VersionVector};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -20,7 +20,9 @@ pub const MAGIC: [u8; 4] = *b"MRDN";
 /// and anti-entropy's key states carry a string's patches.
 /// Version 6: partial string writes may carry BITFIELD increments
 /// (`Patch::Incr`), and a string's state carries its counted fields.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// Version 7: `Ack` names the origins the receiver streams from directly,
+/// whose ops the sender then does not relay to it.
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Largest frame accepted (a batch of ops is cut well below this).
 pub const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// A frame's buffer starts at most this large and grows as its bytes arrive.
@@ -71,12 +73,14 @@ pub enum Msg {
     },
     /// Acceptor → dialer: applied up to your `upto_lsn`; my version vector,
     /// and the part of it on my stable storage (tombstone collection waits
-    /// for every region to hold a delete durably).
+    /// for every region to hold a delete durably); the origins I stream
+    /// from directly, whose ops you need not relay to me.
     Ack {
         upto_lsn: u64,
         vv: VersionVector,
         durable_vv: VersionVector,
         wall_ms: u64,
+        direct: Vec<RegionId>,
     },
     /// Dialer → acceptor: my log cannot bring you up to date (or it is time
     /// to compare state); anti-entropy starts, `vv` being my version vector

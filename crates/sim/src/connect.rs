@@ -163,8 +163,11 @@ impl Sim {
             resume
         };
         let merges = self.regions[from].merges;
+        let to_id = self.regions[to].id;
+        let stream =
+            Stream::from_lsn(start, peer_vv).without_echoes(self.regions[from].store(), to_id);
         let link = &mut self.links[l];
-        link.stream = Stream::from_lsn(start, peer_vv);
+        link.stream = stream;
         link.acked_lsn = link.acked_lsn.max(link.stream.upto_lsn());
         link.merges_seen = merges;
         link.last_send_tick = self.tick;

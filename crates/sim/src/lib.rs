@@ -33,6 +33,7 @@ pub mod driver;
 pub mod history;
 pub mod net;
 pub mod region;
+mod relay;
 pub mod repair;
 pub mod rng;
 pub mod sim;

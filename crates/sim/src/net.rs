@@ -137,6 +137,8 @@ impl Link {
         self.accepting = None;
         self.election_gen = None;
         self.reconnect_at = reconnect_at;
+        // A new connection starts with nothing waiting and no direct origin.
+        self.inbound = Inbound::new(self.inbound.peer());
         self.forward.clear();
         self.back.clear();
     }

@@ -80,6 +80,9 @@ pub struct SimReport {
     pub ae_keys_merged: u64,
     pub messages: u64,
     pub duplicates_received: u64,
+    /// Links reset because records waited too long for dependencies the
+    /// receiver expected directly from their origin.
+    pub relay_waits_failed: u64,
     pub faults: BTreeMap<&'static str, u64>,
     pub trace_hash: u64,
     pub events: u64,
@@ -107,6 +110,9 @@ pub struct Sim {
     pub(crate) report: SimReport,
     /// Relayed records received, per region (for [`Breakage`]).
     relayed_seen: Vec<u64>,
+    /// Until this tick a region names no direct origin in its acks
+    /// (`crate::relay`).
+    pub(crate) relay_all_until: Vec<u64>,
     /// `heard_ms[r][p]`: simulated time region `r` last heard region `p`
     /// (the truth the `majority` checker judges leases by).
     pub(crate) heard_ms: Vec<Vec<Option<u64>>>,
@@ -174,6 +180,7 @@ impl Sim {
             next_msg_id: 0,
             workload,
             relayed_seen: vec![0; n],
+            relay_all_until: vec![0; n],
             heard_ms: vec![vec![None; n]; n],
             _root: root,
         })
@@ -341,6 +348,7 @@ impl Sim {
             self.send(l)?;
         }
         self.deliver_due()?;
+        self.check_waits()?;
         self.check_point()
     }
 
@@ -908,17 +916,12 @@ impl Sim {
                 }
                 Msg::Wire(msg) => self.ae_at_dialer(l, msg)?,
                 Msg::Ops { upto_lsn, records } => {
-                    if self.receive(l, &records)? {
+                    if self.receive(l, upto_lsn, &records)? {
                         self.ack(l, upto_lsn);
                     }
                 }
                 Msg::Heartbeat { upto_lsn } => self.ack(l, upto_lsn),
-                Msg::Ack(ack) => {
-                    let link = &mut self.links[l];
-                    link.acked_lsn = link.acked_lsn.max(ack.upto_lsn);
-                    link.stream.acked(ack.vv);
-                    link.peer_durable_vv = ack.durable_vv;
-                }
+                Msg::Ack(ack) => self.acked(l, ack)?,
                 Msg::Election(m) => {
                     let sim_ms = self.sim_ms();
                     let vv = self.regions[dst].store().db().version_vector().clone();
@@ -935,16 +938,17 @@ impl Sim {
     /// The receiver acknowledges the sender's log up to `upto_lsn`.
     fn ack(&mut self, l: usize, upto_lsn: u64) {
         let to = self.links[l].to;
+        let direct = self.direct_for(l);
         let ack = self.links[l]
             .inbound
-            .ack(self.regions[to].store(), upto_lsn);
+            .ack(self.regions[to].store(), upto_lsn, direct);
         self.push(l, false, Msg::Ack(ack));
     }
 
     /// The receiver side: applies a batch through the link's [`Inbound`],
     /// as `meridian_repl::receiver` does. Returns false when the link was
     /// reset.
-    fn receive(&mut self, l: usize, records: &[Vec<u8>]) -> Result<bool, Anomaly> {
+    fn receive(&mut self, l: usize, upto_lsn: u64, records: &[Vec<u8>]) -> Result<bool, Anomaly> {
         let (from, to) = (self.links[l].from, self.links[l].to);
         let now = self.now_ms(to);
         let mut breakage = LoseRelayedEffects {
@@ -957,7 +961,9 @@ impl Sim {
             _ => None,
         };
         let store = self.regions[to].store();
-        let batch = self.links[l].inbound.apply(store, now, records, hook);
+        let batch = self.links[l]
+            .inbound
+            .apply(store, now, upto_lsn, records, hook);
         // The real receiver skips this flush when a batch fails; flushing
         // here anyway keeps the journal buffer empty for crashes (region.rs)
         // and only hands to the OS what the next flush would have.
@@ -970,8 +976,13 @@ impl Sim {
             batch.duplicates
         ));
         match batch.failed {
-            None => Ok(true),
-            Some(ApplyError::MissingDependencies(e)) => {
+            None => {
+                if batch.applied > 0 {
+                    self.retry_waiting(to)?;
+                }
+                Ok(true)
+            }
+            Some(e @ (ApplyError::MissingDependencies(_) | ApplyError::WaitedTooMuch(_))) => {
                 self.reset_link(l, &e.to_string());
                 Ok(false)
             }

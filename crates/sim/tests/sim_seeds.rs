@@ -208,9 +208,11 @@ fn collecting_tombstones_before_they_are_stable_is_caught_and_reported_with_its_
         collected += clean.tombstones_collected;
     }
     assert!(collected > 0, "no seed collected anything while running");
-    // The seeds that caught it before bitmaps, HyperLogLogs and streams
-    // joined the workload (fewer of its ops reach the counters it collects).
-    let caught = caught_seeds(0..10, None, |seed| {
+    // Without bitmaps, HyperLogLogs and streams (more of its ops reach the
+    // counters it collects). About one seed in three catches it; twenty
+    // seeds, since relaying only what a region cannot get directly changed
+    // which ones.
+    let caught = caught_seeds(0..20, None, |seed| {
         let mut cfg = SimConfig::new(seed);
         cfg.bits = false;
         cfg.streams = false;
@@ -220,7 +222,7 @@ fn collecting_tombstones_before_they_are_stable_is_caught_and_reported_with_its_
     });
     assert!(
         caught.len() >= 3,
-        "only {caught:?} of 10 seeds caught early collection"
+        "only {caught:?} of 20 seeds caught early collection"
     );
 }
 

@@ -160,6 +160,7 @@ struct Totals {
     primary_writes: u64,
     messages: u64,
     duplicates: u64,
+    relay_waits_failed: u64,
     faults: std::collections::BTreeMap<&'static str, u64>,
     anomalies: u64,
 }
@@ -183,6 +184,7 @@ impl Totals {
         self.primary_writes += r.primary_writes;
         self.messages += r.messages;
         self.duplicates += r.duplicates_received;
+        self.relay_waits_failed += r.relay_waits_failed;
         for (k, v) in &r.faults {
             *self.faults.entry(k).or_default() += v;
         }
@@ -196,7 +198,7 @@ impl Totals {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  tombstones collected {}  list values pushed {}  list values removed {}  stream entries added {}  stream entries delivered {}  bitfield increments {}  elections won {}  primary writes {}  messages {}  duplicates received {}  faults {} ({})  anomalies {}  time {:.1} s",
+            "seeds {}  steps {}  ops acknowledged {}  ops lost unacknowledged {}  acknowledged ops lost to power loss before fsync {}  writes fenced {}  conflicts journaled {}  tombstones collected {}  list values pushed {}  list values removed {}  stream entries added {}  stream entries delivered {}  bitfield increments {}  elections won {}  primary writes {}  messages {}  duplicates received {}  relay waits given up {}  faults {} ({})  anomalies {}  time {:.1} s",
             self.seeds,
             self.ticks,
             self.ops,
@@ -214,6 +216,7 @@ impl Totals {
             self.primary_writes,
             self.messages,
             self.duplicates,
+            self.relay_waits_failed,
             self.faults.values().sum::<u64>(),
             faults.join(", "),
             self.anomalies,
