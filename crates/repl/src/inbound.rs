@@ -202,13 +202,7 @@ impl Inbound {
         store.db_mut().set_now_ms(now_ms);
         if !self.waiting.is_empty() {
             // Behind records that wait: this batch waits too, in order.
-            for (i, record) in records.iter().enumerate() {
-                let changed = hook
-                    .as_deref_mut()
-                    .and_then(|hook| self.hooked(hook, store, record));
-                let last = (i + 1 == records.len()).then_some(upto_lsn);
-                self.wait(changed.unwrap_or_else(|| record.clone()), last);
-            }
+            self.wait_rest(store, hook, records, 0, upto_lsn);
             if records.is_empty() {
                 self.wait_position(upto_lsn);
             }
@@ -225,13 +219,7 @@ impl Inbound {
                     self.waiting_since_ms = Some(now_ms);
                     let last = (i + 1 == records.len()).then_some(upto_lsn);
                     self.wait(record.to_vec(), last);
-                    for (j, rest) in records.iter().enumerate().skip(i + 1) {
-                        let changed = hook
-                            .as_deref_mut()
-                            .and_then(|hook| self.hooked(hook, store, rest));
-                        let last = (j + 1 == records.len()).then_some(upto_lsn);
-                        self.wait(changed.unwrap_or_else(|| rest.clone()), last);
-                    }
+                    self.wait_rest(store, hook.as_deref_mut(), records, i + 1, upto_lsn);
                     break;
                 }
                 Err(e) => {
@@ -281,6 +269,25 @@ impl Inbound {
             out.failed = Some(ApplyError::WaitedTooMuch(self.waiting_bytes));
         }
         out
+    }
+
+    /// Queues `records[from..]`, each as `hook` changes it, behind what
+    /// waits; the batch's last record carries its position.
+    fn wait_rest(
+        &mut self,
+        store: &Store,
+        mut hook: Option<&mut (dyn OpHook + '_)>,
+        records: &[Vec<u8>],
+        from: usize,
+        upto_lsn: u64,
+    ) {
+        for (i, record) in records.iter().enumerate().skip(from) {
+            let changed = hook
+                .as_deref_mut()
+                .and_then(|hook| self.hooked(hook, store, record));
+            let last = (i + 1 == records.len()).then_some(upto_lsn);
+            self.wait(changed.unwrap_or_else(|| record.clone()), last);
+        }
     }
 
     fn wait(&mut self, record: Vec<u8>, upto: Option<u64>) {
