@@ -10,32 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster::{http_json, Cluster};
+use common::{int, ok, seed};
 use meridian_netem::LinkConditions;
-use meridian_resp::Frame;
-use rand::Rng;
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-fn seed() -> u64 {
-    let seed = std::env::var("MERIDIAN_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen());
-    println!("seed: {seed} (replay with MERIDIAN_TEST_SEED={seed})");
-    seed
-}
-
-fn int(f: Frame) -> i64 {
-    match f {
-        Frame::Integer(i) => i,
-        Frame::Bulk(b) => std::str::from_utf8(&b).unwrap().parse().unwrap(),
-        other => panic!("not an integer: {other:?}"),
-    }
-}
-
-fn ok(f: Frame) {
-    assert!(!f.is_error(), "{f:?}");
-}
 
 /// Ops every region shipped to its peers, and ops the regions wrote.
 fn shipped_and_written(cluster: &Cluster) -> (u64, u64) {

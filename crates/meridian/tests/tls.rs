@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{http_get, http_json, SECRET};
-use common::Meridian;
+use common::{ok, Meridian};
 use meridian_netem::{LinkConditions, Mesh};
 use meridian_resp::{encode_command, parse_frame, Frame};
 use rcgen::{
@@ -73,10 +73,6 @@ impl Ca {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn ok(f: Frame) {
-    assert!(!f.is_error(), "{f:?}");
 }
 
 /// A blocking TLS client that trusts `ca` and presents `identity` if given.

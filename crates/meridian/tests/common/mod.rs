@@ -297,3 +297,28 @@ pub fn split_args(line: &str) -> Option<Vec<Vec<u8>>> {
     }
     Some(out)
 }
+
+/// The seed of a randomized test: `MERIDIAN_TEST_SEED`, else a random one;
+/// printed so a failure can be replayed.
+pub fn seed() -> u64 {
+    let seed = std::env::var("MERIDIAN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("seed: {seed} (replay with MERIDIAN_TEST_SEED={seed})");
+    seed
+}
+
+/// An integer reply, or a bulk string holding one.
+pub fn int(f: Frame) -> i64 {
+    match f {
+        Frame::Integer(i) => i,
+        Frame::Bulk(b) => std::str::from_utf8(&b).unwrap().parse().unwrap(),
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+/// Asserts a reply is not an error.
+pub fn ok(f: Frame) {
+    assert!(!f.is_error(), "{f:?}");
+}
